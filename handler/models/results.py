@@ -1,0 +1,88 @@
+"""The result of one invocation, exactly as CONTRACT.md publishes it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from handler.errors import ApiError, ExporterError
+
+__all__ = ["ErrorInfo", "ImageOutcome", "InvocationResult", "Status", "Trigger", "object_key_for"]
+
+Status = Literal["started", "skipped", "failed", "deferred"]
+Trigger = Literal["timer", "event", "http", "direct"]
+
+
+def object_key_for(prefix: str, image_id: str) -> str:
+    """The object ExportImage writes: ``<TOSPrefix>_<ImageId>_system.qcow2`` (FACTS §1)."""
+    return f"{prefix}_{image_id}_system.qcow2"
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong, for a person: the code to look up, a message that says what to fix."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+    retryable: bool = False
+    request_id: str | None = None
+
+    @classmethod
+    def from_error(cls, error: ExporterError) -> ErrorInfo:
+        request_id = error.request_id if isinstance(error, ApiError) else None
+        return cls(code=error.code, message=error.message, retryable=error.retryable, request_id=request_id)
+
+
+class ImageOutcome(BaseModel):
+    """What happened to one image in this invocation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image_id: str | None
+    status: Status
+    task_id: str | None = None
+    tos_bucket: str | None = None
+    object_key: str | None = None
+    reason: str | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def raises(self) -> bool:
+        """True when this outcome asks the trigger to run the invocation again."""
+        return self.status == "deferred" or (
+            self.status == "failed" and self.error is not None and self.error.retryable
+        )
+
+
+class InvocationResult(BaseModel):
+    """The entry's return value (inside an HTTP response body for the HTTP trigger)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    trigger: Trigger
+    event_id: str
+    results: tuple[ImageOutcome, ...] = ()
+
+    @classmethod
+    def of(cls, trigger: Trigger, event_id: str, results: tuple[ImageOutcome, ...]) -> InvocationResult:
+        ok = all(r.status in ("started", "skipped") for r in results)
+        return cls(ok=ok, trigger=trigger, event_id=event_id, results=results)
+
+    @property
+    def should_raise(self) -> bool:
+        """True when any result is deferred, or failed retryably: the platform should retry the event."""
+        return any(r.raises for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        """How many results have each status, in a fixed order."""
+        out = {"started": 0, "skipped": 0, "failed": 0, "deferred": 0}
+        for r in self.results:
+            out[r.status] += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The published shape: unset optional fields are left out."""
+        return self.model_dump(mode="json", exclude_none=True)
