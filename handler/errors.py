@@ -5,6 +5,7 @@
     ExporterError
     ├── InvalidEvent              the event is malformed; the message names the field (never retried)
     ├── ConfigurationError        the environment or a credential file is wrong; names the variable or file
+    ├── BudgetExhausted           the time budget ran out before a call could start: nothing sent, retry later
     └── ApiError                  the OpenAPI answered with an error, or did not answer at all
         ├── TerminalApiError      the same request can never succeed: 4xx, signature, credentials, access
         ├── RetryableApiError     nothing was started, sending again is safe: 5xx, transport before send,
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 __all__ = [
     "ApiError",
+    "BudgetExhausted",
     "ConfigurationError",
     "ExporterError",
     "InvalidEvent",
+    "InvocationIncomplete",
     "RetryableApiError",
     "TerminalApiError",
     "ThrottledError",
@@ -160,3 +163,25 @@ def api_error_for(
         action=action,
         retry_after=retry_after,
     )
+
+
+class BudgetExhausted(ExporterError):
+    """The invocation's time budget ran out before the call could be made: nothing was sent, do it later."""
+
+    code = "TimeBudgetExhausted"
+    retryable = True
+
+
+class InvocationIncomplete(Exception):
+    """Raised by the entry, after logging and notifying, when anything was deferred or failed retryably, so
+    that the trigger's retry policy runs the event again (the dedupe makes that safe). ``result`` is the
+    invocation's result, exactly as it would have been returned."""
+
+    def __init__(self, result: dict[str, object], *, deferred: int, failed: int) -> None:
+        super().__init__(
+            f"{deferred} image(s) deferred and {failed} failed retryably: run this event again "
+            "(images already exported are skipped)"
+        )
+        self.result = result
+        self.deferred = deferred
+        self.failed = failed

@@ -1,0 +1,100 @@
+"""Structured JSON logs: configured once per process, one clean context per invocation, secrets masked.
+
+Every line is one JSON object on stderr with an ISO timestamp, the level, the event name and whatever the
+invocation bound (``correlation_id``, ``request_id``, ``cold_start``). The redaction processor runs last
+before rendering, so nothing a caller passes, not even a traceback, can print a credential.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+__all__ = ["MASK", "Redactor", "configure_logging", "redactor"]
+
+MASK = "***"
+_SECRET_KEY = re.compile(
+    r"secret|token|password|passwd|authorization|signature|credential|sign$", re.IGNORECASE
+)
+_ACCESS_KEY = re.compile(r"access_?key", re.IGNORECASE)
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+
+
+class Redactor:
+    """A structlog processor that masks secrets by key name and by value.
+
+    Values of keys that look secret are masked whole; any string containing a known secret (the secret key,
+    the session token, the webhook secret) has it masked; the access key keeps its first 4 characters.
+    """
+
+    def __init__(self) -> None:
+        self._secrets: tuple[str, ...] = ()
+        self._access_key: str | None = None
+        self._lock = threading.Lock()
+
+    def set_secrets(self, secrets: Iterable[str | None], *, access_key: str | None = None) -> None:
+        """Replace the known secrets (call once per invocation: credentials rotate). Short values are kept
+        out: masking every "a" in a log line would hide more than it protects."""
+        known = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        with self._lock:
+            self._secrets = tuple(known)
+            self._access_key = access_key if access_key and len(access_key) >= 6 else None
+
+    def mask_text(self, text: str) -> str:
+        """``text`` with every known secret masked."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        if self._access_key and self._access_key in text:
+            text = text.replace(self._access_key, self._access_key[:4] + MASK)
+        return text
+
+    def _value(self, key: str, value: Any) -> Any:
+        if _ACCESS_KEY.search(key) and isinstance(value, str):
+            return value[:4] + MASK
+        if _SECRET_KEY.search(key) and value not in (None, ""):
+            return MASK
+        return self._scrub(value)
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.mask_text(value)
+        if isinstance(value, dict):
+            return {k: self._value(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(v) for v in value]
+        if isinstance(value, BaseException):
+            return self.mask_text(repr(value))
+        return value
+
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key in list(event_dict):
+            event_dict[key] = self._value(key, event_dict[key])
+        return event_dict
+
+
+redactor = Redactor()
+
+
+def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
+    """Set structlog up for JSON lines at ``level`` on ``stream`` (stderr); cheap enough to call each time."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            structlog.processors.format_exc_info,
+            redactor,
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, 20)),
+        logger_factory=structlog.WriteLoggerFactory(file=stream if stream is not None else sys.stderr),
+        cache_logger_on_first_use=False,
+    )

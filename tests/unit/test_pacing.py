@@ -1,0 +1,77 @@
+"""Backoff and the shared rate limiter, with a fake clock: no sleeping, no timing."""
+
+from __future__ import annotations
+
+import pytest
+
+from handler.adapters.pacing import RateLimiter, backoff_delay
+from handler.errors import BudgetExhausted
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.parametrize(
+    ("attempt", "jitter", "expected"),
+    [(0, 1.0, 0.3), (1, 1.0, 0.6), (2, 0.5, 0.6), (5, 1.0, 5.0), (60, 1.0, 5.0), (3, 0.0, 0.0)],
+)
+def test_backoff_is_full_jitter_exponential_with_a_cap(attempt: int, jitter: float, expected: float) -> None:
+    """The wait grows as base * 2**attempt, never above the cap, scaled by the jitter draw."""
+    assert backoff_delay(attempt, base=0.3, cap=5.0, jitter=jitter) == pytest.approx(expected)
+
+
+def test_limiter_spaces_requests_evenly() -> None:
+    """At 10 rps, ten callers in a row are spaced 100 ms apart: no burst above the rate."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, monotonic=clock.monotonic, sleep=clock.sleep)
+    starts = []
+    for _ in range(10):
+        limiter.acquire(deadline=1e9)
+        starts.append(clock.now)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert gaps == pytest.approx([0.1] * 9)
+
+
+def test_throttling_halves_the_rate_and_honours_retry_after() -> None:
+    """A 429 halves the rate and pauses the next slot for Retry-After; successes bring the rate back."""
+    clock = FakeClock()
+    limiter = RateLimiter(40, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter.acquire(deadline=1e9)
+    limiter.on_throttled(retry_after=2.0)
+    assert limiter.rate == 20
+    before = clock.now
+    limiter.acquire(deadline=1e9)
+    assert clock.now - before == pytest.approx(2.0)
+    for _ in range(40):
+        limiter.on_success()
+    assert limiter.rate == 40
+
+
+def test_rate_never_falls_below_the_floor() -> None:
+    """Repeated throttling slows down to the floor, never to a stop."""
+    limiter = RateLimiter(4)
+    for _ in range(20):
+        limiter.on_throttled()
+    assert limiter.rate == limiter.min_rps == 0.5
+
+
+def test_a_slot_past_the_deadline_is_refused_without_waiting() -> None:
+    """When the next free slot lies past the deadline, the caller learns it at once and nothing is reserved."""
+    clock = FakeClock()
+    limiter = RateLimiter(1, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter.acquire(deadline=clock.now + 10)
+    with pytest.raises(BudgetExhausted):
+        limiter.acquire(deadline=clock.now + 0.5)
+    assert clock.slept == []
+    limiter.acquire(deadline=clock.now + 10)
+    assert clock.slept == [pytest.approx(1.0)]
