@@ -370,6 +370,25 @@ def test_the_signer_refuses_a_query_that_is_not_canonical(url: str) -> None:
         next(signer.sync_auth_flow(httpx.Request("GET", url)))
 
 
+def test_the_signer_uses_the_current_time_by_default() -> None:
+    """Without a clock of its own the signer dates requests now, so the gateway's 15-minute check passes."""
+    signer = VolcSigner(CREDENTIALS, region="cn-beijing", service="ecs")
+    sent = next(signer.sync_auth_flow(httpx.Request("GET", "https://open.volcengineapi.com/?Action=A")))
+    reason = verify_signature(
+        method="GET",
+        host="open.volcengineapi.com",
+        path="/",
+        raw_query="Action=A",
+        headers=sent.headers,
+        body=b"",
+        credentials_for={CREDENTIALS.access_key: CREDENTIALS}.get,
+        region="cn-beijing",
+        service="ecs",
+        now=datetime.now(UTC),
+    )
+    assert reason is None
+
+
 def test_the_signer_signs_the_port_and_path_as_sent() -> None:
     """A request to a local emulator on another port and path verifies with the host and path it carries."""
     signer = VolcSigner(STS_CREDENTIALS, region="cn-beijing", service="ecs", clock=_fixed_clock)
@@ -530,6 +549,18 @@ OTHER_SECRET = Credentials(STS_CREDENTIALS.access_key, "another-canary-secret", 
             lambda r: replace(r, now=datetime(2025, 1, 2, 3, 20, tzinfo=UTC)),
             "InvalidTimestamp",
             id="clock 16 minutes ahead",
+        ),
+        pytest.param(
+            lambda r: replace(
+                _with_header(
+                    _with_header(r, "X-Date", "20250230T030405Z"),
+                    "Authorization",
+                    _authorization(r).replace("/20250102/", "/20250230/"),
+                ),
+                now=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+            ),
+            "InvalidTimestamp",
+            id="X-Date not a real day",
         ),
         pytest.param(lambda r: replace(r, region="cn-shanghai"), "SignatureDoesNotMatch", id="other region"),
         pytest.param(lambda r: replace(r, service="vefaas"), "SignatureDoesNotMatch", id="other service"),
