@@ -1,0 +1,248 @@
+"""Sending one webhook: short timeouts, at most three attempts with full-jitter backoff, never past the deadline.
+
+What one attempt's outcome means::
+
+    network error (httpx.TransportError)           retried
+    HTTP 429                                        retried, after Retry-After when the receiver sends one
+    HTTP 5xx                                        retried
+    HTTP 2xx + the platform's success code          delivered (Feishu code/StatusCode 0; DingTalk, WeCom errcode 0)
+    HTTP 2xx + the platform's rate-limit code       retried (Feishu 9499, DingTalk 130101, WeCom 45009)
+    anything else: other platform codes, 3xx, 4xx   failed, not retried: sending the same again cannot help
+
+Nothing here raises for a failed delivery: the caller gets a ``DeliveryReport``. Reports and reasons never
+carry the secret or the URL's credential parts: what a platform echoes back is scrubbed first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import structlog
+
+from handler.adapters.webhooks._formats import WebhookRequest, scrub
+from handler.errors import ExporterError
+from handler.models.settings import WebhookFormat
+
+__all__ = [
+    "ATTEMPT_TIMEOUT",
+    "CONNECT_TIMEOUT",
+    "MAX_ATTEMPTS",
+    "DeliveryReport",
+    "backoff_delay",
+    "deliver",
+    "retry_after_seconds",
+]
+
+MAX_ATTEMPTS = 3
+CONNECT_TIMEOUT = 3.0
+ATTEMPT_TIMEOUT = 5.0
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 4.0
+USER_AGENT = "vefaas-image-exporter-webhooks/1"
+
+_SUCCESS_FIELDS: dict[WebhookFormat, tuple[str, ...]] = {
+    "feishu": ("code", "StatusCode"),  # StatusCode: the older custom-bot answer
+    "dingtalk": ("errcode",),
+    "wecom": ("errcode",),
+}
+_MESSAGE_FIELDS = ("msg", "StatusMessage", "errmsg")
+_RATE_LIMIT_CODES: dict[WebhookFormat, frozenset[str]] = {
+    "feishu": frozenset({"9499"}),
+    "dingtalk": frozenset({"130101"}),
+    "wecom": frozenset({"45009"}),
+}
+_MAX_ANSWER_BYTES = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """What happened to one delivery. ``target`` is the redacted URL; nothing here is secret."""
+
+    format: WebhookFormat
+    target: str
+    delivered: bool
+    attempts: int
+    status: int | None = None
+    platform_code: str | None = None
+    platform_message: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """One attempt, judged."""
+
+    delivered: bool
+    retry: bool
+    status: int | None = None
+    platform_code: str | None = None
+    platform_message: str | None = None
+    reason: str | None = None
+    retry_after: float | None = None
+
+
+def backoff_delay(attempt: int, rand: Callable[[], float]) -> float:
+    """Full jitter: a random wait in ``[0, min(cap, base * 2**(attempt-1)))`` after failed attempt ``attempt``."""
+    return rand() * min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """``Retry-After`` in seconds from now: a number of seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _answer_json(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        data = json.loads(response.content[:_MAX_ANSWER_BYTES])
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _platform_answer(fmt: WebhookFormat, response: httpx.Response) -> tuple[str | None, str | None, bool]:
+    """``(code, message, has a success code)`` from the answer's body, per platform."""
+    if fmt not in _SUCCESS_FIELDS:
+        text = response.content[:200].decode("utf-8", "replace").strip()
+        # Slack answers errors as a bare token such as ``no_service`` or ``invalid_payload``.
+        code = text if text and text.replace("_", "").isalnum() and text.isascii() else None
+        return code, None, True
+    data = _answer_json(response) or {}
+    raw = next((data[field] for field in _SUCCESS_FIELDS[fmt] if data.get(field) is not None), None)
+    message = next((str(data[field]) for field in _MESSAGE_FIELDS if data.get(field)), None)
+    code = None if raw is None else str(raw)
+    return code, message, code == "0"
+
+
+def _judge(fmt: WebhookFormat, response: httpx.Response, now: float) -> _Verdict:
+    status = response.status_code
+    code, message, success = _platform_answer(fmt, response)
+    facts: dict[str, Any] = {"status": status, "platform_code": code, "platform_message": message}
+    if status == 429 or status >= 500:
+        retry_after = retry_after_seconds(response.headers.get("retry-after"), now)
+        return _Verdict(False, True, reason=f"HTTP {status}", retry_after=retry_after, **facts)
+    if not 200 <= status < 300:
+        return _Verdict(False, False, reason=f"HTTP {status}", **facts)
+    if success:
+        return _Verdict(True, False, **facts)
+    if code in _RATE_LIMIT_CODES.get(fmt, frozenset()):
+        return _Verdict(False, True, reason="platform rate limit", **facts)
+    reason = "platform error" if code is not None else "no success code in the answer"
+    return _Verdict(False, False, reason=reason, **facts)
+
+
+def _failure_reason(error: Exception) -> str:
+    """A short reason that cannot carry a secret: our own messages, else only the exception's type."""
+    if isinstance(error, ExporterError):
+        return error.message
+    return type(error).__name__
+
+
+def deliver(
+    prepare: Callable[[], WebhookRequest],
+    *,
+    fmt: WebhookFormat,
+    target: str,
+    client: httpx.Client,
+    deadline: float,
+    clock: Callable[[], float],
+    monotonic: Callable[[], float],
+    sleep: Callable[[float], None],
+    rand: Callable[[], float],
+    secrets: Iterable[str] = (),
+) -> DeliveryReport:
+    """Send what ``prepare`` builds (again for each attempt, so signatures stay fresh) until it is delivered,
+    a failure is final, three attempts are spent or the ``monotonic`` deadline would be passed."""
+    secrets = tuple(secrets)
+    log = structlog.get_logger()
+    attempts = 0
+    verdict: _Verdict | None = None
+    while attempts < MAX_ATTEMPTS:
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            verdict = _with_note(verdict, "deadline reached")
+            break
+        attempts += 1
+        verdict = _attempt(prepare, fmt, client, remaining, clock)
+        if verdict.delivered or not verdict.retry or attempts >= MAX_ATTEMPTS:
+            break
+        delay = backoff_delay(attempts, rand)
+        if verdict.retry_after is not None:
+            delay = max(delay, verdict.retry_after)
+        if monotonic() + delay >= deadline:
+            verdict = _with_note(verdict, "deadline reached")
+            break
+        log.info(
+            "webhook.retry",
+            format=fmt,
+            url=target,
+            attempt=attempts,
+            status=verdict.status,
+            platform_code=verdict.platform_code,
+            reason=scrub(verdict.reason or "", secrets),
+            delay_seconds=round(delay, 3),
+        )
+        sleep(delay)
+    if verdict is None:
+        verdict = _with_note(None, "deadline reached")
+    return DeliveryReport(
+        format=fmt,
+        target=target,
+        delivered=verdict.delivered,
+        attempts=attempts,
+        status=verdict.status,
+        platform_code=verdict.platform_code,
+        platform_message=scrub(verdict.platform_message[:200], secrets) if verdict.platform_message else None,
+        reason=scrub(verdict.reason, secrets) if verdict.reason else None,
+    )
+
+
+def _with_note(verdict: _Verdict | None, note: str) -> _Verdict:
+    """``verdict`` made final, its reason completed by why no further attempt was made."""
+    if verdict is None:
+        return _Verdict(False, False, reason=note)
+    reason = f"{verdict.reason}; {note}" if verdict.reason else note
+    return replace(verdict, retry=False, reason=reason)
+
+
+def _attempt(
+    prepare: Callable[[], WebhookRequest],
+    fmt: WebhookFormat,
+    client: httpx.Client,
+    remaining: float,
+    clock: Callable[[], float],
+) -> _Verdict:
+    try:
+        request = prepare()
+    except Exception as error:  # a message that cannot be built is a failed delivery
+        return _Verdict(False, False, reason=_failure_reason(error))
+    timeout = httpx.Timeout(min(ATTEMPT_TIMEOUT, remaining), connect=min(CONNECT_TIMEOUT, remaining))
+    try:
+        response = client.post(
+            request.url,
+            content=request.content,
+            headers={"user-agent": USER_AGENT, **request.headers},
+            timeout=timeout,
+            follow_redirects=False,
+        )
+    except httpx.TransportError as error:
+        return _Verdict(False, True, reason=type(error).__name__)
+    except Exception as error:  # whatever the client raises, the result must not change
+        return _Verdict(False, False, reason=_failure_reason(error))
+    return _judge(fmt, response, clock())

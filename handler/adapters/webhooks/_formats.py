@@ -1,0 +1,439 @@
+"""What a webhook delivery says, for each platform: message bodies, signatures and redaction. Pure: no I/O.
+
+``build_request`` turns one invocation's result into the exact request to send at a given time (the time is
+an argument because every signature covers it, and each retry signs afresh). The chat formats (Feishu/Lark,
+DingTalk, WeCom, Slack) write a message a person reads at a glance and fit it into the platform's size limit;
+``standard`` sends the result itself as a Standard Webhooks 1.0 delivery.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
+
+from handler.errors import ConfigurationError
+from handler.models.results import ImageOutcome, InvocationResult
+from handler.models.settings import NotifyWhen, WebhookFormat
+
+__all__ = [
+    "EVENT_TYPE",
+    "FIXES",
+    "MAX_IMAGE_LINES",
+    "SIZE_LIMITS",
+    "WebhookRequest",
+    "build_request",
+    "compose_text",
+    "dingtalk_sign",
+    "feishu_sign",
+    "fix_for",
+    "headline",
+    "infer_format",
+    "message_id",
+    "redact_url",
+    "scrub",
+    "secret_parts",
+    "should_notify",
+    "signing_key",
+    "standard_signature",
+]
+
+EVENT_TYPE = "image_export.result"
+MAX_IMAGE_LINES = 20
+REDACTED = "***"
+
+# One line of advice per error code: what the person reading the message should do about it.
+FIXES: dict[str, str] = {
+    # ExportImage's own errors (FACTS §1)
+    "InvalidImageForExportImage.UnSupported": "this image cannot be exported: only private custom images can",
+    "InvalidImageStatus": "wait until the image is available; a later run exports it",
+    "InvalidTOSPrefix.Malformed": "set EXPORT_TOS_PREFIX (or the event's TOSPrefix) to 1-30 letters and digits",
+    "InvalidTosPutObject.AccessDenied": "grant ECS tos:PutObject on the bucket (IAM policy)",
+    "MissingParameter.ImageId": "name the image in the event as ImageId",
+    "MissingParameter.TOSBucket": "set EXPORT_TOS_BUCKET or the event's TOSBucket",
+    "MissingParameter.TOSPrefix": "set EXPORT_TOS_PREFIX or the event's TOSPrefix",
+    "InvalidImage.NotFound": "check the image id and VOLCENGINE_REGION",
+    "InvalidTOSBucket.NotFound": "create the bucket or fix EXPORT_TOS_BUCKET (same region as the image)",
+    "OperationDenied.ResourceLocked": "another operation holds the image; a later run retries it",
+    "InternalError": "nothing to do: a later run retries it",
+    "ServiceUnavailable": "nothing to do: a later run retries it",
+    # Gateway errors (FACTS §2)
+    "InvalidTimestamp": "sync the clock: a signed request is valid for 15 minutes",
+    "InvalidAccessKey": "check the access key (VOLCENGINE_ACCESS_KEY or the function's role)",
+    "SignatureDoesNotMatch": "check the secret key paired with the access key (VOLCENGINE_SECRET_KEY)",
+    "AccessDenied": "grant the function's identity ecs:ExportImage, ecs:DescribeImages and ecs:DescribeTasks",
+    "InvalidSecretToken": "refresh the STS token (VOLCENGINE_SESSION_TOKEN or the role's credential file)",
+    "FlowLimitExceeded": "the API is throttling: a later run retries it; lower VOLCENGINE_MAX_RPS if it persists",
+    "ThrottledError": "the API is throttling: a later run retries it; lower VOLCENGINE_MAX_RPS if it persists",
+    # The exporter's own
+    "InvalidEvent": "fix the event: the message names the field",
+    "ConfigurationError": "fix the environment variable or file the message names",
+    "ConnectError": "check the function's network access to VOLCENGINE_ENDPOINT; a later run retries it",
+    "ConnectTimeout": "check the function's network access to VOLCENGINE_ENDPOINT; a later run retries it",
+    "ReadTimeout": "no answer came: a later run checks whether the export started before retrying",
+}
+
+
+def fix_for(code: str | None) -> str | None:
+    """The one-line advice for an error code, or None when there is none."""
+    return FIXES.get(code) if code else None
+
+
+# --- which format, and whether to send ---------------------------------------------------------------------
+
+_HOST_FORMATS: dict[str, WebhookFormat] = {
+    "open.feishu.cn": "feishu",
+    "open.larksuite.com": "feishu",
+    "oapi.dingtalk.com": "dingtalk",
+    "qyapi.weixin.qq.com": "wecom",
+    "hooks.slack.com": "slack",
+}
+
+
+def infer_format(url: str) -> WebhookFormat:
+    """The format a URL's host speaks (Feishu/Lark, DingTalk, WeCom, Slack), else ``standard``."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return _HOST_FORMATS.get(host, "standard")
+
+
+def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
+    """Whether this result is worth a delivery under ``WEBHOOK_NOTIFY``.
+
+    ``all``: whenever there are results; ``changes``: when anything was started, failed or deferred;
+    ``failures``: when anything failed or was deferred.
+    """
+    statuses = {r.status for r in result.results}
+    if when == "all":
+        return bool(statuses)
+    wanted = {"failed", "deferred"} if when == "failures" else {"started", "failed", "deferred"}
+    return bool(statuses & wanted)
+
+
+# --- secrets in URLs ---------------------------------------------------------------------------------------
+
+# Path segments after which everything is a credential: Feishu/Lark `/hook/<token>`, Slack `/services/...`.
+_SECRET_PATH_MARKERS = frozenset({"hook", "hooks", "services"})
+
+
+def _split_secret_path(path: str) -> tuple[str, str]:
+    """``(public part, secret tail)`` of a URL path."""
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        if segment.lower() in _SECRET_PATH_MARKERS and index + 1 < len(segments):
+            return "/".join(segments[: index + 1]), "/".join(segments[index + 1 :])
+    return path, ""
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to log: query values, user info and the secret part of the path are masked.
+
+    DingTalk's ``access_token`` and WeCom's ``key`` are query values; Feishu's token follows ``/hook/``;
+    Slack's path after ``/services/`` is the credential itself. The fragment is dropped.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return REDACTED
+    netloc = (f"{REDACTED}@" if "@" in parts.netloc else "") + (f"[{host}]" if ":" in host else host)
+    if port is not None:
+        netloc += f":{port}"
+    public, secret_tail = _split_secret_path(parts.path)
+    path = f"{public}/{REDACTED}" if secret_tail else public
+    query = "&".join(f"{key}={REDACTED}" for key, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+def secret_parts(url: str | None, secret: str | None) -> tuple[str, ...]:
+    """Every secret a delivery involves (the secret, the URL's credential parts), longest first.
+
+    Used to scrub anything a platform echoes back before it reaches a log line or a report.
+    """
+    found: set[str] = {secret} if secret else set()
+    if url:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        if parts is not None:
+            found.update(value for _, value in parse_qsl(parts.query, keep_blank_values=True))
+            found.update(filter(None, (parts.username, parts.password)))
+            _, tail = _split_secret_path(parts.path)
+            found.update(segment for segment in tail.split("/") if segment)
+            found.add(url)
+    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` masked."""
+    for value in secrets:
+        text = text.replace(value, REDACTED)
+    return text
+
+
+# --- signatures --------------------------------------------------------------------------------------------
+
+_WHSEC_PREFIX = "whsec_"
+
+
+def signing_key(secret: str) -> bytes:
+    """The Standard Webhooks key: base64 after the ``whsec_`` prefix; a secret without it is used as UTF-8.
+
+    Raises ConfigurationError naming ``WEBHOOK_SECRET`` (never its value) when the base64 is broken.
+    """
+    if not secret.startswith(_WHSEC_PREFIX):
+        return secret.encode()
+    encoded = secret.removeprefix(_WHSEC_PREFIX)
+    try:
+        # Unpadded base64 is common; padding it the way the reference library does keeps them compatible.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        msg = "expected whsec_ followed by base64"
+        raise ConfigurationError(msg, source="WEBHOOK_SECRET") from None
+    if not key:
+        msg = "expected a non-empty key after whsec_"
+        raise ConfigurationError(msg, source="WEBHOOK_SECRET")
+    return key
+
+
+def standard_signature(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
+    """``webhook-signature``: ``v1,`` + base64 HMAC-SHA256 of ``{id}.{timestamp}.{body}`` (FACTS §7)."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def feishu_sign(secret: str, timestamp: int | str) -> str:
+    """Feishu/Lark custom bot ``sign``: base64 HMAC-SHA256 keyed by ``{timestamp}\\n{secret}`` of nothing."""
+    digest = hmac.new(f"{timestamp}\n{secret}".encode(), b"", hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def dingtalk_sign(secret: str, timestamp_ms: int | str) -> str:
+    """DingTalk robot ``sign`` (before URL encoding): base64 HMAC-SHA256 of ``{ms}\\n{secret}``."""
+    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def message_id(result: InvocationResult) -> str:
+    """``webhook-id``: the same event with the same outcomes always gets the same id, so receivers dedupe."""
+    outcomes = sorted((r.image_id or "", r.status, r.task_id or "") for r in result.results)
+    material = json.dumps([result.event_id, outcomes], separators=(",", ":"), ensure_ascii=False)
+    return "msg_" + hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+# --- the chat message --------------------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]~#|])")
+_FULL_WIDTH_ANGLES = str.maketrans({"<": "\uff1c", ">": "\uff1e"})
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters (an ellipsis marks a cut)."""
+    flat = _CONTROL.sub(" ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _escape_slack(text: str) -> str:
+    # Slack's own rule: these three are the only control characters; mentions like <!channel> need them.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _escape_feishu(text: str) -> str:
+    # Feishu text reads <at user_id="…"> and a few style tags; full-width brackets read the same to a person.
+    return text.translate(_FULL_WIDTH_ANGLES)
+
+
+def _escape_markdown(text: str) -> str:
+    # Backslash escapes for emphasis, code, links and tables; angle brackets (WeCom <@user> mentions, HTML)
+    # become full-width look-alikes, which no parser reads as markup.
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", text).translate(_FULL_WIDTH_ANGLES)
+
+
+def _bytes_within(limit: int) -> Callable[[str], bool]:
+    return lambda text: len(text.encode()) <= limit
+
+
+def _json_bytes_within(limit: int) -> Callable[[str], bool]:
+    # The whole request body counts; 256 bytes leave room for the envelope, timestamp and sign.
+    return lambda text: len(json.dumps(text, ensure_ascii=False).encode()) + 256 <= limit
+
+
+def _chars_within(limit: int) -> Callable[[str], bool]:
+    return lambda text: len(text) <= limit
+
+
+@dataclass(frozen=True, slots=True)
+class _ChatStyle:
+    """How one chat platform renders the message."""
+
+    escape: Callable[[str], str]
+    bold: Callable[[str], str]
+    bullet: str
+    gap: str  # between the headline, the image lines and the footer (markdown needs a blank line)
+    fits: Callable[[str], bool]
+    limit: int
+    limit_in_bytes: bool
+
+
+SIZE_LIMITS: dict[WebhookFormat, str] = {
+    "feishu": "request body about 20 KB",
+    "dingtalk": "markdown text 20000 bytes",
+    "wecom": "markdown content 4096 bytes",
+    "slack": "text 40000 characters",
+}
+
+_STYLES: dict[WebhookFormat, _ChatStyle] = {
+    "feishu": _ChatStyle(_escape_feishu, str, "• ", "\n", _json_bytes_within(20_000), 19_000, True),
+    "dingtalk": _ChatStyle(
+        _escape_markdown, lambda s: f"**{s}**", "- ", "\n\n", _bytes_within(20_000), 20_000, True
+    ),
+    "wecom": _ChatStyle(
+        _escape_markdown, lambda s: f"**{s}**", "- ", "\n\n", _bytes_within(4096), 4096, True
+    ),
+    "slack": _ChatStyle(_escape_slack, lambda s: f"*{s}*", "• ", "\n", _chars_within(40_000), 40_000, False),
+}
+
+
+def headline(result: InvocationResult) -> str:
+    """``Image export: 2 started, 1 failed``, with a mark that says at once whether to act."""
+    counts = result.counts()
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no images"
+    mark = "❌" if counts["failed"] else "⏳" if counts["deferred"] else "✅"
+    return f"{mark} Image export: {summary}"
+
+
+def _image_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
+    """``image-1: failed InvalidImage.NotFound → check the image id…``: status, code, task, then the advice."""
+    line = (
+        escape(_one_line(outcome.image_id, 80)) if outcome.image_id else "(event)"
+    ) + f": {outcome.status}"
+    if outcome.error is not None:
+        line += " " + escape(_one_line(outcome.error.code, 80))
+    if outcome.task_id:
+        line += ", task " + escape(_one_line(outcome.task_id, 64))
+    if outcome.error is not None:
+        fix = fix_for(outcome.error.code)
+        line += f" → {escape(fix)}" if fix else ": " + escape(_one_line(outcome.error.message, 200))
+    elif outcome.reason:
+        line += f" ({escape(_one_line(outcome.reason, 160))})"
+    return line
+
+
+def _footer(result: InvocationResult, region: str, bucket: str | None, escape: Callable[[str], str]) -> str:
+    buckets = sorted({r.tos_bucket for r in result.results if r.tos_bucket}) or ([bucket] if bucket else [])
+    parts = [f"region {escape(_one_line(region, 40))}"]
+    if buckets:
+        parts.append("bucket " + ", ".join(escape(_one_line(b, 63)) for b in buckets[:5]))
+    parts.append(f"event {escape(_one_line(result.event_id, 100))}")
+    return " · ".join(parts)
+
+
+def _cut(text: str, style: _ChatStyle) -> str:
+    """Last resort: cut ``text`` to the limit without splitting a UTF-8 character."""
+    if not style.limit_in_bytes:
+        return text[: style.limit]
+    cut = text.encode()[: style.limit]
+    text = cut.decode("utf-8", "ignore")  # drops only a partial character at the very end
+    while not style.fits(text):
+        text = text[: max(0, len(text) - max(1, len(text) // 20))]
+    return text
+
+
+def compose_text(fmt: WebhookFormat, result: InvocationResult, *, region: str, bucket: str | None) -> str:
+    """The chat message: a headline, up to 20 image lines then "and N more", the region and bucket.
+
+    Image lines are dropped (and counted in "and N more") until the text fits the platform's limit.
+    """
+    style = _STYLES[fmt]
+    title = style.bold(headline(result))
+    lines = [style.bullet + _image_line(r, style.escape) for r in result.results]
+    footer = _footer(result, region, bucket, style.escape)
+    shown = min(len(lines), MAX_IMAGE_LINES)
+    while True:
+        hidden = len(lines) - shown
+        sections = [title, "\n".join(lines[:shown]), f"and {hidden} more" if hidden else "", footer]
+        text = style.gap.join(section for section in sections if section)
+        if style.fits(text) or shown == 0:
+            break
+        shown -= 1
+    return text if style.fits(text) else _cut(text, style)
+
+
+# --- the request -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """One POST, ready to send: the URL (with any signature), headers and the exact body bytes."""
+
+    url: str
+    headers: dict[str, str]
+    content: bytes
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_JSON_HEADERS = {"content-type": "application/json; charset=utf-8"}
+
+
+def _standard(result: InvocationResult, url: str, secret: str | None, now: float) -> WebhookRequest:
+    seconds = int(now)
+    stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    body = _json({"type": EVENT_TYPE, "timestamp": stamp, "data": result.to_json()})
+    msg_id = message_id(result)
+    headers = {**_JSON_HEADERS, "webhook-id": msg_id, "webhook-timestamp": str(seconds)}
+    if secret:
+        headers["webhook-signature"] = standard_signature(secret, msg_id, seconds, body)
+    return WebhookRequest(url, headers, body)
+
+
+def _with_query(url: str, extra: str) -> str:
+    parts = urlsplit(url)
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def build_request(
+    fmt: WebhookFormat,
+    result: InvocationResult,
+    *,
+    url: str,
+    secret: str | None,
+    region: str,
+    bucket: str | None,
+    now: float,
+) -> WebhookRequest:
+    """The request that delivers ``result`` in ``fmt`` at unix time ``now`` (signed when ``secret`` is set)."""
+    if fmt == "standard":
+        return _standard(result, url, secret, now)
+    text = compose_text(fmt, result, region=region, bucket=bucket)
+    if fmt == "feishu":
+        payload: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}
+        if secret:
+            seconds = str(int(now))
+            payload = {"timestamp": seconds, "sign": feishu_sign(secret, seconds), **payload}
+        return WebhookRequest(url, dict(_JSON_HEADERS), _json(payload))
+    if fmt == "dingtalk":
+        if secret:
+            millis = str(int(now * 1000))
+            url = _with_query(url, f"timestamp={millis}&sign={quote_plus(dingtalk_sign(secret, millis))}")
+        title = headline(result)
+        payload = {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
+        return WebhookRequest(url, dict(_JSON_HEADERS), _json(payload))
+    if fmt == "wecom":
+        payload = {"msgtype": "markdown", "markdown": {"content": text}}
+        return WebhookRequest(url, dict(_JSON_HEADERS), _json(payload))
+    return WebhookRequest(url, dict(_JSON_HEADERS), _json({"text": text}))
