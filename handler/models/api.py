@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = ["ExportStarted", "Image", "Task"]
+
+
+def _blank_is_none(value: Any) -> Any:
+    """The API writes an unset time as ``""``."""
+    return None if value == "" else value
+
+
+def _tag_pairs(value: Any) -> Any:
+    """``[{"Key": k, "Value": v}, ...]`` as ``((k, v), ...)``; anything else is left for validation."""
+    if isinstance(value, list):
+        return tuple((str(t.get("Key", "")), str(t.get("Value", ""))) for t in value if isinstance(t, dict))
+    return () if value is None else value
+
+
+Moment = Annotated[datetime | None, BeforeValidator(_blank_is_none)]
 
 
 class Image(BaseModel):
@@ -16,20 +31,12 @@ class Image(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    image_id: str = Field(alias="ImageId")
+    image_id: str = Field(alias="ImageId", min_length=1)
     name: str = Field(default="", alias="ImageName")
     status: str = Field(default="", alias="Status")
     visibility: str = Field(default="", alias="Visibility")
-    created_at: datetime | None = Field(default=None, alias="CreatedAt")
-    tags: tuple[tuple[str, str], ...] = Field(default=(), alias="Tags")
-
-    def __init__(self, **data: Any) -> None:
-        raw_tags = data.get("Tags", data.get("tags"))
-        if isinstance(raw_tags, list):
-            data["Tags"] = tuple(
-                (str(t.get("Key", "")), str(t.get("Value", ""))) for t in raw_tags if isinstance(t, dict)
-            )
-        super().__init__(**data)
+    created_at: Moment = Field(default=None, alias="CreatedAt")
+    tags: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_tag_pairs)] = Field(default=(), alias="Tags")
 
 
 class Task(BaseModel):
@@ -37,13 +44,13 @@ class Task(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    task_id: str = Field(alias="Id")
+    task_id: str = Field(alias="Id", min_length=1)
     type: str = Field(default="", alias="Type")
     status: str = Field(default="", alias="Status")
     resource_id: str = Field(default="", alias="ResourceId")
-    created_at: datetime | None = Field(default=None, alias="CreatedAt")
-    updated_at: datetime | None = Field(default=None, alias="UpdatedAt")
-    end_at: datetime | None = Field(default=None, alias="EndAt")
+    created_at: Moment = Field(default=None, alias="CreatedAt")
+    updated_at: Moment = Field(default=None, alias="UpdatedAt")
+    end_at: Moment = Field(default=None, alias="EndAt")
 
 
 @dataclass(frozen=True, slots=True)
