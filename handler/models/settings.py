@@ -25,9 +25,9 @@ __all__ = [
 ]
 
 # TOS bucket names: 3-63 lowercase letters, digits and hyphens, not starting or ending with a hyphen.
-BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+BUCKET_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9-]{1,61}[a-z0-9]\Z")
 # ExportImage's TOSPrefix: 1-30 letters and digits.
-PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9]{1,30}$")
+PREFIX_PATTERN = re.compile(r"\A[A-Za-z0-9]{1,30}\Z")
 
 WebhookFormat = Literal["standard", "feishu", "dingtalk", "wecom", "slack"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]

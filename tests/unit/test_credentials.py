@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from handler.adapters.credentials import DEFAULT_CREDENTIAL_FILE, resolve_credentials
 from handler.adapters.signing import Credentials
 from handler.errors import ConfigurationError

@@ -9,6 +9,8 @@ import re
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from handler.errors import InvalidEvent
 from handler.models.events import (
     IMAGE_ID_PATTERN,
@@ -19,7 +21,6 @@ from handler.models.events import (
     is_http_event,
     parse_event,
 )
-from pydantic import ValidationError
 from tests.events import EVENT_NAMES, EVENTS_DIR, load_event
 
 IMG_A = "image-ybqi99s7yq8rx7mnk44b"

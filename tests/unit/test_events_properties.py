@@ -7,10 +7,11 @@ import base64
 import json
 from typing import Any
 
-from handler.errors import InvalidEvent
-from handler.models.events import IMAGE_ID_PATTERN, ExportCommand, ScanCommand, parse_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from handler.errors import InvalidEvent
+from handler.models.events import IMAGE_ID_PATTERN, ExportCommand, ScanCommand, parse_event
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 json_values = st.recursive(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from handler.adapters.pacing import RateLimiter, backoff_delay
@@ -38,7 +40,7 @@ def test_limiter_spaces_requests_evenly() -> None:
     for _ in range(10):
         limiter.acquire(deadline=1e9)
         starts.append(clock.now)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps == pytest.approx([0.1] * 9)
 
 

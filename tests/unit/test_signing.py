@@ -12,6 +12,9 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from handler.adapters.signing import (
     Credentials,
     SignedRequest,
@@ -22,8 +25,6 @@ from handler.adapters.signing import (
     sign_request,
     verify_signature,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 @dataclass(frozen=True)

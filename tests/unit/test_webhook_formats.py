@@ -10,6 +10,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from standardwebhooks import Webhook
+
 from handler.adapters.webhooks import (
     FIXES,
     build_request,
@@ -31,9 +35,6 @@ from handler.adapters.webhooks._formats import (
 from handler.errors import _RETRYABLE_CODES, _TERMINAL_CODES, _THROTTLE_CODES, ConfigurationError
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult, Status
 from handler.models.settings import NotifyWhen, WebhookFormat
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from standardwebhooks import Webhook
 
 CHAT_FORMATS: tuple[WebhookFormat, ...] = ("feishu", "dingtalk", "wecom", "slack")
 NOW = 1_700_000_000.25

@@ -1,0 +1,5 @@
+"""``python -m handler``: the command line (see ``python -m handler --help``)."""
+
+from handler.cli import main
+
+raise SystemExit(main())

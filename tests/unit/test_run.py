@@ -1,0 +1,364 @@
+"""The export flow against an in-memory ECS: dedupe, deferral, lost answers, locks, batching, the deadline."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from handler.core.run import Budget, ExportPlan, run_command
+from handler.errors import (
+    ApiError,
+    BudgetExhausted,
+    RetryableApiError,
+    TerminalApiError,
+    ThrottledError,
+    UnknownOutcomeError,
+)
+from handler.models.api import ExportStarted, Image, Task
+from handler.models.events import ExportCommand, ScanCommand
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+PLAN = ExportPlan(
+    bucket="b-1", prefix="nightly", region="cn-beijing", concurrency=4, dedupe_hours=None, lookback_hours=25
+)
+WIDE = Budget(send_by=1e12, start_by=1e12)
+
+
+class FakeEcs:
+    """An ECS account in memory; ``export_faults`` are raised, in order, by successive ExportImage calls."""
+
+    def __init__(self, images: Iterable[dict[str, Any]] = (), tasks: Iterable[Task] = ()) -> None:
+        self.images = [Image.model_validate(i) for i in images]
+        self.tasks = list(tasks)
+        self.export_faults: list[ApiError | None] = []
+        self.commit_before_fault = False
+        self.describe_fault: ApiError | None = None
+        self.task_lookup_fault: ApiError | None = None
+        self.calls: list[tuple[str, Any]] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
+        with self._lock:
+            self.calls.append(("ExportImage", image_id))
+            fault = self.export_faults.pop(0) if self.export_faults else None
+            if fault is None or self.commit_before_fault:
+                task = Task.model_validate(
+                    {
+                        "Id": f"t-{next(self._ids)}",
+                        "Type": "ExportImage",
+                        "Status": "Pending",
+                        "ResourceId": image_id,
+                        "CreatedAt": NOW.isoformat(),
+                    }
+                )
+                self.tasks.append(task)
+            if fault is not None:
+                raise fault
+            return ExportStarted(task_id=task.task_id, request_id="req-1")
+
+    def describe_images(
+        self,
+        *,
+        deadline: float,
+        image_ids: Iterable[str] = (),
+        visibility: str | None = None,
+        status: str | None = None,
+        tag_filters: Mapping[str, str] | None = None,
+    ) -> Iterator[Image]:
+        ids = list(image_ids)
+        self.calls.append(("DescribeImages", ids))
+        if self.describe_fault:
+            raise self.describe_fault
+        for image in self.images:
+            if ids and image.image_id not in ids:
+                continue
+            if status and image.status != status:
+                continue
+            yield image
+
+    def describe_tasks(
+        self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()
+    ) -> Iterator[Task]:
+        ids = list(resource_ids)
+        self.calls.append(("DescribeTasks", ids))
+        if self.task_lookup_fault:
+            raise self.task_lookup_fault
+        yield from [t for t in self.tasks if t.resource_id in ids]
+
+    def exports_of(self, image_id: str) -> int:
+        return sum(1 for t in self.tasks if t.resource_id == image_id and t.type == "ExportImage")
+
+
+def img(image_id: str, status: str = "available", hours_ago: float = 1, **extra: Any) -> dict[str, Any]:
+    return {
+        "ImageId": image_id,
+        "ImageName": extra.get("name", image_id),
+        "Status": status,
+        "Visibility": extra.get("visibility", "private"),
+        "CreatedAt": (NOW - timedelta(hours=hours_ago)).isoformat(),
+    }
+
+
+def task(image_id: str, status: str, *, kind: str = "ExportImage", hours_ago: float = 1) -> Task:
+    moment = (NOW - timedelta(hours=hours_ago)).isoformat()
+    return Task.model_validate(
+        {
+            "Id": f"t-old-{image_id}-{status}",
+            "Type": kind,
+            "Status": status,
+            "ResourceId": image_id,
+            "CreatedAt": moment,
+            "EndAt": moment,
+        }
+    )
+
+
+def export(*ids: str) -> ExportCommand:
+    return ExportCommand(trigger="direct", image_ids=ids)
+
+
+def run(
+    command: Any, ecs: FakeEcs, *, plan: ExportPlan = PLAN, budget: Budget = WIDE, clock: float = 0.0
+) -> dict[str, Any]:
+    outcomes = run_command(command, api=ecs, plan=plan, budget=budget, now=NOW, monotonic=lambda: clock)
+    return {o.image_id: o for o in outcomes}
+
+
+def test_named_image_is_exported_once_and_reported() -> None:
+    """A direct event starts one export and reports its task, bucket and object key."""
+    ecs = FakeEcs([img("image-a")])
+    (outcome,) = run(export("image-a"), ecs).values()
+    assert outcome.status == "started"
+    assert (outcome.task_id, outcome.tos_bucket, outcome.object_key) == (
+        "t-1",
+        "b-1",
+        "nightly_image-a_system.qcow2",
+    )
+
+
+def test_same_event_twice_exports_once() -> None:
+    """Delivering the same event again skips the image with the first export's task: never a duplicate."""
+    ecs = FakeEcs([img("image-a")])
+    first = run(export("image-a"), ecs)["image-a"]
+    second = run(export("image-a"), ecs)["image-a"]
+    assert (second.status, second.task_id) == ("skipped", first.task_id)
+    assert ecs.exports_of("image-a") == 1
+
+
+@pytest.mark.parametrize(
+    ("existing", "window", "status"),
+    [
+        ("Pending", None, "skipped"),
+        ("Running", 48.0, "skipped"),
+        ("Succeeded", None, "skipped"),
+        ("Failed", None, "started"),
+    ],
+)
+def test_existing_tasks_decide(existing: str, window: float | None, status: str) -> None:
+    """Active or succeeded exports skip the image; a failed one does not count."""
+    ecs = FakeEcs([img("image-a")], [task("image-a", existing)])
+    plan = ExportPlan(**{**PLAN.__dict__, "dedupe_hours": window}) if False else PLAN
+    outcome = run(export("image-a"), ecs, plan=plan)["image-a"]
+    assert outcome.status == status
+
+
+def test_dedupe_window_allows_periodic_reexport() -> None:
+    """With EXPORT_DEDUPE_HOURS set, an export older than the window is repeated."""
+    ecs = FakeEcs([img("image-a")], [task("image-a", "Succeeded", hours_ago=100)])
+    plan = ExportPlan("b-1", "nightly", "cn-beijing", 4, 48.0, 25)
+    assert run(export("image-a"), ecs, plan=plan)["image-a"].status == "started"
+
+
+def test_images_not_ready_are_deferred_and_missing_ones_fail() -> None:
+    """Creating images wait for a later run; unknown ids and broken images fail with a clear code."""
+    ecs = FakeEcs([img("image-new", status="creating"), img("image-bad", status="error"), img("image-ok")])
+    outcomes = run(export("image-new", "image-gone", "image-bad", "image-ok"), ecs)
+    assert list(outcomes) == ["image-new", "image-gone", "image-bad", "image-ok"]
+    assert outcomes["image-new"].status == "deferred"
+    assert "creating" in (outcomes["image-new"].reason or "")
+    assert outcomes["image-gone"].status == "failed"
+    assert outcomes["image-gone"].error is not None
+    assert outcomes["image-gone"].error.code == "InvalidImage.NotFound"
+    assert "cn-beijing" in outcomes["image-gone"].error.message
+    assert outcomes["image-bad"].error is not None
+    assert outcomes["image-bad"].error.code == "InvalidImageStatus"
+    assert outcomes["image-ok"].status == "started"
+    assert ecs.exports_of("image-new") == 0
+
+
+def test_scan_picks_recent_private_images_and_batches_lookups() -> None:
+    """A scan of 250 images costs one DescribeImages pass and three DescribeTasks calls, not one per image."""
+    images = [img(f"image-{n:03d}") for n in range(250)] + [img("image-old", hours_ago=40)]
+    ecs = FakeEcs(images)
+    outcomes = run(ScanCommand(trigger="timer"), ecs)
+    assert len(outcomes) == 250
+    assert {o.status for o in outcomes.values()} == {"started"}
+    lookups = [ids for action, ids in ecs.calls if action == "DescribeTasks"]
+    assert (
+        len(lookups) == 1
+    )  # the fake takes all ids; the client splits them by 100 (tested at the HTTP edge)
+    assert ecs.exports_of("image-old") == 0
+
+
+def test_scan_honours_lookback_and_name_prefix_from_the_event() -> None:
+    """The timer payload's LookbackHours and ImageNamePrefix override the defaults."""
+    ecs = FakeEcs([img("image-a", hours_ago=30, name="prod-a"), img("image-b", hours_ago=30, name="dev-b")])
+    outcomes = run(ScanCommand(trigger="timer", lookback_hours=48, image_name_prefix="prod"), ecs)
+    assert list(outcomes) == ["image-a"]
+
+
+def test_unknown_outcome_with_a_task_found_is_started_without_resending() -> None:
+    """When the answer is lost but the export task exists, it is reported as started, and not sent again."""
+    ecs = FakeEcs([img("image-a")])
+    ecs.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
+    ecs.commit_before_fault = True
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert (outcome.status, outcome.task_id) == ("started", "t-1")
+    assert ecs.exports_of("image-a") == 1
+    assert [c for c in ecs.calls if c[0] == "ExportImage"] == [("ExportImage", "image-a")]
+
+
+def test_unknown_outcome_without_a_task_is_sent_again() -> None:
+    """When the answer is lost and no task appeared, the export is sent again: still exactly one export."""
+    ecs = FakeEcs([img("image-a")])
+    ecs.export_faults = [UnknownOutcomeError("lost", code="ConnectionReset", action="ExportImage")]
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert outcome.status == "started"
+    assert ecs.exports_of("image-a") == 1
+    assert sum(1 for c in ecs.calls if c[0] == "ExportImage") == 2
+
+
+def test_repeated_lost_answers_end_as_a_retryable_failure() -> None:
+    """Three lost answers with no task to show for them fail retryably, so the platform runs the event again."""
+    ecs = FakeEcs([img("image-a")])
+    ecs.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")] * 3
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.retryable) == ("ReadTimeout", True)
+
+
+def test_lost_answer_and_failed_lookup_is_a_retryable_failure() -> None:
+    """If the tasks cannot be looked up after a lost answer, nothing is resent blind."""
+    ecs = FakeEcs([img("image-a")])
+    ecs.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
+    outcomes = run_command(export("image-a"), api=ecs, plan=PLAN, budget=WIDE, now=NOW)
+    assert outcomes[0].status == "started"  # the pre-export look-up worked, then the fake resent
+    ecs2 = FakeEcs([img("image-b")])
+    ecs2.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
+
+    original = ecs2.describe_tasks
+    looked = {"n": 0}
+
+    def flaky(**kwargs: Any) -> Iterator[Task]:
+        looked["n"] += 1
+        if looked["n"] > 1:
+            raise RetryableApiError("down", code="InternalError", action="DescribeTasks")
+        return original(**kwargs)
+
+    ecs2.describe_tasks = flaky  # type: ignore[method-assign]
+    outcome = run(export("image-b"), ecs2)["image-b"]
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert outcome.error.retryable
+    assert sum(1 for c in ecs2.calls if c[0] == "ExportImage") == 1
+
+
+def test_resource_locked_by_an_export_is_skipped_with_its_task() -> None:
+    """OperationDenied.ResourceLocked with an export running reports that export as skipped."""
+    ecs = FakeEcs([img("image-a")])
+    ecs.export_faults = [
+        RetryableApiError("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
+    ]
+    ecs.commit_before_fault = True  # the "other" export is visible when we look
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert (outcome.status, outcome.task_id) == ("skipped", "t-1")
+
+
+def test_resource_locked_by_something_else_is_deferred() -> None:
+    """A lock held by another operation (not an export) defers the image to a later run."""
+    ecs = FakeEcs([img("image-a")], [task("image-a", "Running", kind="CreateImage")])
+    ecs.export_faults = [
+        RetryableApiError("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
+    ]
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert outcome.status == "deferred"
+    assert outcome.error is not None
+    assert outcome.error.code == "OperationDenied.ResourceLocked"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "retryable"),
+    [
+        (
+            TerminalApiError("denied", code="InvalidTosPutObject.AccessDenied", action="ExportImage"),
+            "failed",
+            False,
+        ),
+        (RetryableApiError("boom", code="InternalError", action="ExportImage"), "failed", True),
+        (ThrottledError("slow down", code="FlowLimitExceeded", action="ExportImage"), "deferred", True),
+        (BudgetExhausted("out of time"), "deferred", True),
+    ],
+)
+def test_export_errors_become_outcomes(fault: ApiError, status: str, retryable: bool) -> None:
+    """Terminal errors fail for good; exhausted retries fail retryably; throttling and the budget defer."""
+    ecs = FakeEcs([img("image-a"), img("image-b")])
+    ecs.export_faults = [fault]
+    outcomes = run(export("image-a", "image-b"), ecs, plan=ExportPlan("b-1", "p", "cn-beijing", 1, None, 25))
+    assert outcomes["image-a"].status == status
+    assert outcomes["image-a"].error is not None
+    assert outcomes["image-a"].error.retryable is retryable
+    assert outcomes["image-b"].status == "started"  # one image's failure never stops the batch
+
+
+def test_failed_task_lookup_exports_nothing() -> None:
+    """Without the dedupe look-up nothing is exported blind: every candidate fails retryably."""
+    ecs = FakeEcs([img("image-a"), img("image-b")])
+    ecs.task_lookup_fault = RetryableApiError("down", code="InternalError", action="DescribeTasks")
+    outcomes = run(export("image-a", "image-b"), ecs)
+    assert {o.status for o in outcomes.values()} == {"failed"}
+    assert all(o.error is not None and o.error.retryable for o in outcomes.values())
+    assert not any(c[0] == "ExportImage" for c in ecs.calls)
+
+
+def test_failed_scan_is_one_retryable_failure() -> None:
+    """A scan whose DescribeImages fails reports one failure the platform retries."""
+    ecs = FakeEcs()
+    ecs.describe_fault = RetryableApiError("down", code="InternalError", action="DescribeImages")
+    (outcome,) = run(ScanCommand(trigger="timer"), ecs).values()
+    assert outcome.image_id is None
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert outcome.error.retryable
+
+
+def test_named_lookup_throttled_defers_every_image() -> None:
+    """Throttling on the first look-up defers every named image rather than failing it."""
+    ecs = FakeEcs([img("image-a")])
+    ecs.describe_fault = ThrottledError("slow", code="FlowLimitExceeded", action="DescribeImages")
+    outcomes = run(export("image-a", "image-b"), ecs)
+    assert [o.status for o in outcomes.values()] == ["deferred", "deferred"]
+
+
+def test_images_not_started_before_the_cutoff_are_deferred() -> None:
+    """Past the start cutoff, no new export begins: the images are deferred, none cut off mid-request."""
+    ecs = FakeEcs([img("image-a"), img("image-b")])
+    outcomes = run(export("image-a", "image-b"), ecs, budget=Budget(send_by=100, start_by=50), clock=60)
+    assert [o.status for o in outcomes.values()] == ["deferred", "deferred"]
+    assert "time budget" in (outcomes["image-a"].reason or "")
+    assert not any(c[0] == "ExportImage" for c in ecs.calls)
+
+
+def test_concurrent_exports_keep_the_order_of_the_event() -> None:
+    """Exports run in parallel but results come back in the order the images were named."""
+    ids = [f"image-{n:02d}" for n in range(12)]
+    ecs = FakeEcs([img(i) for i in ids])
+    outcomes = run(export(*ids), ecs)
+    assert list(outcomes) == ids
+    assert all(ecs.exports_of(i) == 1 for i in ids)
