@@ -36,7 +36,9 @@ class Image(BaseModel):
     status: str = Field(default="", alias="Status")
     visibility: str = Field(default="", alias="Visibility")
     created_at: Moment = Field(default=None, alias="CreatedAt")
-    tags: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_tag_pairs)] = Field(default=(), alias="Tags")
+    tags: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_tag_pairs)] = Field(
+        default=(), alias="Tags"
+    )
 
 
 class Task(BaseModel):
