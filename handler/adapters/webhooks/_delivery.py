@@ -178,8 +178,13 @@ def deliver(
         if remaining <= 0:
             verdict = _with_note(verdict, "deadline reached")
             break
+        try:
+            request = prepare()
+        except Exception as error:  # a message that cannot be built is a failed delivery, not a crash
+            verdict = _Verdict(False, False, reason=_failure_reason(error))
+            break
         attempts += 1
-        verdict = _attempt(prepare, fmt, client, remaining, clock)
+        verdict = _attempt(request, fmt, client, remaining, clock)
         if verdict.delivered or not verdict.retry or attempts >= MAX_ATTEMPTS:
             break
         delay = backoff_delay(attempts, rand)
@@ -222,16 +227,12 @@ def _with_note(verdict: _Verdict | None, note: str) -> _Verdict:
 
 
 def _attempt(
-    prepare: Callable[[], WebhookRequest],
+    request: WebhookRequest,
     fmt: WebhookFormat,
     client: httpx.Client,
     remaining: float,
     clock: Callable[[], float],
 ) -> _Verdict:
-    try:
-        request = prepare()
-    except Exception as error:  # a message that cannot be built is a failed delivery
-        return _Verdict(False, False, reason=_failure_reason(error))
     timeout = httpx.Timeout(min(ATTEMPT_TIMEOUT, remaining), connect=min(CONNECT_TIMEOUT, remaining))
     try:
         response = client.post(
