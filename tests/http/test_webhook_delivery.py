@@ -407,6 +407,24 @@ def test_unexpected_client_failure_never_raises(clock: Clock) -> None:
     assert events(logs, "webhook.failed")[0]["reason"] == "RuntimeError"
 
 
+def test_any_failure_inside_notify_is_caught_and_logged(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
+    """Even an unexpected error inside notify itself ends in a failed report and a webhook.failed line."""
+
+    def broken(*_: Any, **__: Any) -> DeliveryReport:
+        msg = f"boom {SECRET_CANARY}"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr("handler.adapters.webhooks.deliver", broken)
+    with capture_logs() as logs:
+        report = send(clock, "feishu")
+    assert report is not None
+    assert (report.delivered, report.attempts, report.reason) == (False, 0, "RuntimeError")
+    assert SECRET_CANARY not in repr(logs)
+    assert events(logs, "webhook.failed")
+
+
 def test_broken_standard_secret_fails_the_delivery_not_the_invocation(
     mock: respx.MockRouter, clock: Clock
 ) -> None:

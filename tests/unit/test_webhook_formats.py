@@ -344,6 +344,12 @@ def test_footer_names_region_buckets_and_event(fmt: WebhookFormat) -> None:
     assert "evt" in last
 
 
+def test_footer_names_at_most_three_buckets() -> None:
+    """Many buckets are summarised after the first three."""
+    result = result_of(*(outcome(f"image-{n}", bucket=f"bucket-{n}") for n in range(5)))
+    assert "bucket bucket-0, bucket-1, bucket-2 and 2 more" in chat_text("slack", result)
+
+
 def test_footer_falls_back_on_the_configured_bucket() -> None:
     """With no bucket on any result, the footer names the configured one."""
     text = chat_text("feishu", result_of(outcome(bucket=None)), bucket="configured")
@@ -537,3 +543,8 @@ def test_secret_parts_lists_the_secret_and_the_url_credentials() -> None:
     assert {"TOKEN123", "SECRET99"} <= set(parts)
     assert list(parts) == sorted(parts, key=len, reverse=True)
     assert parse_qs(urlsplit(parts[0]).query)  # the whole URL comes first
+
+
+def test_secret_parts_of_an_unreadable_url_still_include_the_secret() -> None:
+    """A URL that cannot be parsed still leaves the secret known for scrubbing."""
+    assert "SECRET99" in secret_parts("http://[broken/TOKEN", "SECRET99")

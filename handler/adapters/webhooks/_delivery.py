@@ -172,11 +172,11 @@ def deliver(
     secrets = tuple(secrets)
     log = structlog.get_logger()
     attempts = 0
-    verdict: _Verdict | None = None
+    verdict = _Verdict(False, False, reason="deadline reached")  # stands when no attempt fits in time
     while attempts < MAX_ATTEMPTS:
         remaining = deadline - monotonic()
         if remaining <= 0:
-            verdict = _with_note(verdict, "deadline reached")
+            verdict = _with_note(verdict, "deadline reached") if attempts else verdict
             break
         try:
             request = prepare()
@@ -204,8 +204,6 @@ def deliver(
             delay_seconds=round(delay, 3),
         )
         sleep(delay)
-    if verdict is None:
-        verdict = _with_note(None, "deadline reached")
     return DeliveryReport(
         format=fmt,
         target=target,
@@ -218,10 +216,8 @@ def deliver(
     )
 
 
-def _with_note(verdict: _Verdict | None, note: str) -> _Verdict:
+def _with_note(verdict: _Verdict, note: str) -> _Verdict:
     """``verdict`` made final, its reason completed by why no further attempt was made."""
-    if verdict is None:
-        return _Verdict(False, False, reason=note)
     reason = f"{verdict.reason}; {note}" if verdict.reason else note
     return replace(verdict, retry=False, reason=reason)
 

@@ -282,8 +282,6 @@ class _ChatStyle:
     bullet: str
     gap: str  # between the headline, the image lines and the footer (markdown needs a blank line)
     fits: Callable[[str], bool]
-    limit: int
-    limit_in_bytes: bool
 
 
 SIZE_LIMITS: dict[WebhookFormat, str] = {
@@ -293,15 +291,12 @@ SIZE_LIMITS: dict[WebhookFormat, str] = {
     "slack": "text 40000 characters",
 }
 
+_MARKDOWN_BOLD: Callable[[str], str] = "**{}**".format
 _STYLES: dict[WebhookFormat, _ChatStyle] = {
-    "feishu": _ChatStyle(_escape_feishu, str, "• ", "\n", _json_bytes_within(20_000), 19_000, True),
-    "dingtalk": _ChatStyle(
-        _escape_markdown, lambda s: f"**{s}**", "- ", "\n\n", _bytes_within(20_000), 20_000, True
-    ),
-    "wecom": _ChatStyle(
-        _escape_markdown, lambda s: f"**{s}**", "- ", "\n\n", _bytes_within(4096), 4096, True
-    ),
-    "slack": _ChatStyle(_escape_slack, lambda s: f"*{s}*", "• ", "\n", _chars_within(40_000), 40_000, False),
+    "feishu": _ChatStyle(_escape_feishu, str, "• ", "\n", _json_bytes_within(20_000)),
+    "dingtalk": _ChatStyle(_escape_markdown, _MARKDOWN_BOLD, "- ", "\n\n", _bytes_within(20_000)),
+    "wecom": _ChatStyle(_escape_markdown, _MARKDOWN_BOLD, "- ", "\n\n", _bytes_within(4096)),
+    "slack": _ChatStyle(_escape_slack, "*{}*".format, "• ", "\n", _chars_within(40_000)),
 }
 
 
@@ -334,26 +329,18 @@ def _footer(result: InvocationResult, region: str, bucket: str | None, escape: C
     buckets = sorted({r.tos_bucket for r in result.results if r.tos_bucket}) or ([bucket] if bucket else [])
     parts = [f"region {escape(_one_line(region, 40))}"]
     if buckets:
-        parts.append("bucket " + ", ".join(escape(_one_line(b, 63)) for b in buckets[:5]))
+        more = f" and {len(buckets) - 3} more" if len(buckets) > 3 else ""
+        parts.append("bucket " + ", ".join(escape(_one_line(b, 63)) for b in buckets[:3]) + more)
     parts.append(f"event {escape(_one_line(result.event_id, 100))}")
     return " · ".join(parts)
-
-
-def _cut(text: str, style: _ChatStyle) -> str:
-    """Last resort: cut ``text`` to the limit without splitting a UTF-8 character."""
-    if not style.limit_in_bytes:
-        return text[: style.limit]
-    cut = text.encode()[: style.limit]
-    text = cut.decode("utf-8", "ignore")  # drops only a partial character at the very end
-    while not style.fits(text):
-        text = text[: max(0, len(text) - max(1, len(text) // 20))]
-    return text
 
 
 def compose_text(fmt: WebhookFormat, result: InvocationResult, *, region: str, bucket: str | None) -> str:
     """The chat message: a headline, up to 20 image lines then "and N more", the region and bucket.
 
-    Image lines are dropped (and counted in "and N more") until the text fits the platform's limit.
+    Image lines are dropped (and counted in "and N more") until the text fits the platform's limit. Every
+    field is cut to a bounded number of characters (never inside one), so the headline and footer alone stay
+    far below the smallest limit (WeCom's 4096 bytes) and dropping lines always ends in a message that fits.
     """
     style = _STYLES[fmt]
     title = style.bold(headline(result))
@@ -365,9 +352,8 @@ def compose_text(fmt: WebhookFormat, result: InvocationResult, *, region: str, b
         sections = [title, "\n".join(lines[:shown]), f"and {hidden} more" if hidden else "", footer]
         text = style.gap.join(section for section in sections if section)
         if style.fits(text) or shown == 0:
-            break
+            return text
         shown -= 1
-    return text if style.fits(text) else _cut(text, style)
 
 
 # --- the request -------------------------------------------------------------------------------------------
