@@ -71,16 +71,17 @@ def _retry_after(response: httpx.Response) -> float | None:
     return seconds if 0 <= seconds <= 300 else None
 
 
-def _transport_error(exc: httpx.TransportError, action: str) -> ApiError:
-    """Sort a transport failure by whether the request can have reached the server."""
+def _transport_error(exc: httpx.TransportError, action: str, host: str) -> ApiError:
+    """Sort a transport failure by whether the request can have reached the server. The exception's own text
+    is left out: it may quote the request."""
     name = type(exc).__name__
     if isinstance(
         exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol
     ):
-        return RetryableApiError(f"the request was not sent: {name}", code=name, action=action)
-    return UnknownOutcomeError(
-        f"the request was sent but no answer came back: {name}", code=name, action=action
-    )
+        msg = f"could not reach {host} ({name}): check VOLCENGINE_ENDPOINT and the function's network access"
+        return RetryableApiError(msg, code=name, action=action)
+    msg = f"the request reached {host} but no answer came back ({name}); whether it took effect is unknown"
+    return UnknownOutcomeError(msg, code=name, action=action)
 
 
 def parse_response(response: httpx.Response, action: str) -> tuple[dict[str, Any], str | None]:
@@ -210,7 +211,7 @@ class OpenApiClient:
                 headers = {"Content-Type": "application/json"}
                 response = self._http.post(url, content=content, headers=headers, auth=self._auth)
         except httpx.TransportError as exc:
-            error = _transport_error(exc, action)
+            error = _transport_error(exc, action, httpx.URL(self._endpoint).netloc.decode())
             elapsed = round((self._monotonic() - started) * 1000)
             _log.warning("api.call", action=action, attempt=attempt, error=error.code, duration_ms=elapsed)
             raise error from None
