@@ -63,6 +63,13 @@ def deliver_at(url: str, fmt: WebhookFormat, *, secret: str | None) -> DeliveryR
     )
 
 
+@pytest.fixture(autouse=True)
+def _logs_captured() -> Iterator[None]:
+    """Log lines go to a capture, whatever logging another test configured (its stream may be closed)."""
+    with capture_logs():
+        yield
+
+
 @pytest.fixture
 def receiver_factory() -> Iterator[type[WebhookReceiver]]:
     started: list[WebhookReceiver] = []

@@ -57,6 +57,13 @@ class Clock:
         self.now += seconds
 
 
+@pytest.fixture(autouse=True)
+def _logs_captured() -> Iterator[None]:
+    """Log lines go to a capture, whatever logging another test configured (its stream may be closed)."""
+    with capture_logs():
+        yield
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()

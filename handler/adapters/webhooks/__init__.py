@@ -46,6 +46,7 @@ __all__ = [
     "infer_format",
     "notify",
     "redact_url",
+    "secret_parts",
     "should_notify",
 ]
 
