@@ -529,6 +529,10 @@ def test_unknown_codes_have_no_fix() -> None:
         ("http://127.0.0.1:8765/webhooks", "http://127.0.0.1:8765/webhooks"),
         ("http://[::1]:8765/x?token=CANARY1", "http://[::1]:8765/x?token=***"),
         ("http://[not-an-address/CANARY1", "***"),
+        (
+            "https://example.com/in?CANARY1-0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a",
+            "https://example.com/in?***=***",
+        ),
     ],
 )
 def test_redact_url_masks_every_credential_part(url: str, redacted: str) -> None:

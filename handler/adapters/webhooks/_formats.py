@@ -121,6 +121,8 @@ def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
 
 # Path segments after which everything is a credential: Feishu/Lark `/hook/<token>`, Slack `/services/...`.
 _SECRET_PATH_MARKERS = frozenset({"hook", "hooks", "services"})
+# A query key is shown when it reads like a parameter name; anything else might be a bare token.
+_PLAIN_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
 
 
 def _split_secret_path(path: str) -> tuple[str, str]:
@@ -149,7 +151,8 @@ def redact_url(url: str) -> str:
         netloc += f":{port}"
     public, secret_tail = _split_secret_path(parts.path)
     path = f"{public}/{REDACTED}" if secret_tail else public
-    query = "&".join(f"{key}={REDACTED}" for key, _ in parse_qsl(parts.query, keep_blank_values=True))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = "&".join(f"{key if _PLAIN_KEY.match(key) else REDACTED}={REDACTED}" for key, _ in pairs)
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
