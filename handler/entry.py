@@ -65,7 +65,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     try:
         settings = Settings.from_env(os.environ)
         configure_logging(settings.log_level)
-        redactor.set_secrets([settings.webhook_secret, settings.webhook_url])
+        redactor.set_secrets(_webhook_secrets(settings))
         command = parse_event(event)
         if command.event_id:
             structlog.contextvars.bind_contextvars(correlation_id=command.event_id)
@@ -115,7 +115,7 @@ def _export(command: Command, settings: Settings, end: float) -> tuple[ImageOutc
         raise ConfigurationError(msg, source="EXPORT_TOS_BUCKET")
     credentials = resolve_credentials(os.environ)
     redactor.set_secrets(
-        [credentials.secret_key, credentials.session_token, settings.webhook_secret, settings.webhook_url],
+        [credentials.secret_key, credentials.session_token, *_webhook_secrets(settings)],
         access_key=credentials.access_key,
     )
     api = OpenApiClient(
@@ -140,6 +140,15 @@ def _export(command: Command, settings: Settings, end: float) -> tuple[ImageOutc
     )
     budget = Budget(send_by=send_by, start_by=send_by - request_ceiling)
     return run_command(command, api=EcsClient(api), plan=plan, budget=budget, now=datetime.now(UTC))
+
+
+def _webhook_secrets(settings: Settings) -> list[str]:
+    """The webhook secret, the whole URL and its credential parts (DingTalk token, WeCom key, ...)."""
+    if not settings.webhook_url:
+        return [settings.webhook_secret] if settings.webhook_secret else []
+    from handler.adapters.webhooks import secret_parts  # noqa: PLC0415 - only when a webhook is set
+
+    return [settings.webhook_url, *secret_parts(settings.webhook_url, settings.webhook_secret)]
 
 
 def _report(result: InvocationResult) -> None:

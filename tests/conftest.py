@@ -58,3 +58,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 else {case["name"]: case for case in cases}
             )
             metafunc.parametrize(fixture, list(named.values()), ids=list(named))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Any:
+    """Each test starts from structlog's defaults: a stream configured by one test never leaks into the next."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()

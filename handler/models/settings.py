@@ -6,6 +6,8 @@ Credentials are not here: they rotate and are resolved on their own (``handler.a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -113,6 +115,17 @@ class Settings(BaseModel):
         if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_host(parts.hostname)):
             msg = "expected an https URL (plain http only for a loopback receiver)"
             raise ValueError(msg)
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_secret(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("whsec_"):
+            try:
+                base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except binascii.Error:
+                msg = "expected whsec_ followed by base64 (the value is not shown)"
+                raise ValueError(msg) from None
         return value
 
     @model_validator(mode="after")

@@ -60,6 +60,7 @@ def gateway() -> Iterator[Gateway]:
     gw.add_image("image-k4j6h8g2f0d1s3a5q7wz", hours_ago=100)
     with respx.mock(assert_all_called=False) as mock:
         mock.route(host="ecs.test.volcengineapi.com").mock(side_effect=gw)
+        mock.route(host="127.0.0.1").pass_through()  # local webhook receivers are real servers
         yield gw
 
 
@@ -283,3 +284,34 @@ def test_cold_start_is_true_only_once(gateway: Gateway, capsys: pytest.CaptureFi
     invoke({"ImageId": SAMPLE_IDS[1]})
     lines = [line for line in log_lines(capsys) if line["event"] == "invocation.result"]
     assert [line["cold_start"] for line in lines] == [True, False]
+
+
+@pytest.mark.parametrize("answer", [200, 500])
+def test_webhook_gets_the_result_and_its_failure_changes_nothing(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], answer: int
+) -> None:
+    """A real local receiver gets one signed delivery after the outcomes are logged; a failing one changes
+    neither the result nor the raise semantics, and its secret never reaches the log."""
+    from handler.emulator.receiver import WebhookReceiver
+
+    secret = "whsec_" + base64.b64encode(b"canary-webhook-key-0123456789").decode()
+    receiver = WebhookReceiver(fmt="standard", secret=secret, answer=(answer, "{}"))
+    receiver.start()
+    try:
+        monkeypatch.setenv("WEBHOOK_URL", receiver.url)
+        monkeypatch.setenv("WEBHOOK_SECRET", secret)
+        result = handler({"ImageId": SAMPLE_IDS[0]}, Context())
+    finally:
+        receiver.stop()
+    assert result["results"][0]["status"] == "started"
+    assert len(receiver.deliveries) >= 1
+    delivery = receiver.deliveries[0]
+    assert delivery.verified
+    assert json.loads(delivery.body)["data"] == result
+    lines = log_lines(capsys)
+    events = [line["event"] for line in lines]
+    assert events.index("image.outcome") < events.index(
+        "webhook.delivered" if answer == 200 else "webhook.failed"
+    )
+    assert "canary-webhook-key" not in json.dumps(lines)
+    assert secret not in json.dumps(lines)

@@ -74,7 +74,7 @@ def test_bad_values_name_the_variable(variable: str, value: str, says: str) -> N
 
 def test_webhook_secret_is_not_in_the_repr() -> None:
     """Printing the settings never shows the webhook secret."""
-    settings = Settings.from_env({"WEBHOOK_SECRET": "whsec_canary-secret-value"})
+    settings = Settings.from_env({"WEBHOOK_SECRET": "canary-secret-value"})
     assert "canary-secret-value" not in repr(settings)
 
 
@@ -101,3 +101,11 @@ def test_plain_http_webhook_is_allowed_on_loopback_only() -> None:
 def test_loopback_detection(host: str, loopback: bool) -> None:
     """Only localhost and the loopback ranges count as local."""
     assert is_loopback_host(host) is loopback
+
+
+def test_broken_standard_webhook_secret_is_a_configuration_error() -> None:
+    """A whsec_ secret that is not base64 stops at start-up, naming the variable and never the value."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"WEBHOOK_SECRET": "whsec_not*base64!"})
+    assert caught.value.source == "WEBHOOK_SECRET"
+    assert "not*base64" not in str(caught.value)
