@@ -435,9 +435,11 @@ def test_any_failure_inside_notify_is_caught_and_logged(
 def test_broken_standard_secret_fails_the_delivery_not_the_invocation(
     mock: respx.MockRouter, clock: Clock
 ) -> None:
-    """A whsec_ secret that is not base64 fails the delivery with a reason naming the variable, sending nothing."""
+    """A whsec_ secret that is not base64 (settings refuse it; this guards settings built another way) fails the
+    delivery with a reason naming the variable, sending nothing."""
     calls = route(mock, "standard").mock(return_value=SUCCESS["standard"])
-    report = send(clock, "standard", settings=settings_for("standard", secret="whsec_!!CANARY!!"))
+    broken = settings_for("standard", secret=None).model_copy(update={"webhook_secret": "whsec_!!CANARY!!"})
+    report = send(clock, "standard", settings=broken)
     assert report is not None
     assert (report.delivered, report.attempts) == (False, 0)
     assert report.reason is not None
