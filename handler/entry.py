@@ -109,6 +109,13 @@ def _export(command: Command, settings: Settings, end: float) -> tuple[ImageOutc
     from handler.adapters.pacing import RetryPolicy  # noqa: PLC0415
     from handler.core.run import Budget, ExportPlan, run_command  # noqa: PLC0415
 
+    lookback = getattr(command, "lookback_hours", None)
+    if lookback is not None and settings.dedupe_hours is not None and lookback > settings.dedupe_hours:
+        msg = (
+            f"{lookback:g} h is longer than the dedupe window (EXPORT_DEDUPE_HOURS={settings.dedupe_hours:g}): "
+            "an image could be exported twice"
+        )
+        raise InvalidEvent(msg, field="data.LookbackHours")
     bucket = command.tos_bucket or settings.tos_bucket
     if not bucket:
         msg = "no TOS bucket: set EXPORT_TOS_BUCKET, or name TOSBucket in the event"

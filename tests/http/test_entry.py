@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import respx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from handler import handler
 from handler.adapters import openapi
@@ -315,3 +317,60 @@ def test_webhook_gets_the_result_and_its_failure_changes_nothing(
     )
     assert "canary-webhook-key" not in json.dumps(lines)
     assert secret not in json.dumps(lines)
+
+
+def test_scan_lookback_longer_than_the_dedupe_window_is_refused(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timer asking to look back further than the dedupe window could export twice: refused, no API call."""
+    monkeypatch.setenv("EXPORT_DEDUPE_HOURS", "48")
+    event = {**load_event("timer_empty"), "data": '{"LookbackHours": 72}'}
+    result = invoke(event)
+    error = result["results"][0]["error"]
+    assert error["code"] == "InvalidEvent"
+    assert error["message"].startswith("data.LookbackHours: ")
+    assert "EXPORT_DEDUPE_HOURS" in error["message"]
+    assert gateway.requests == []
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+event_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "ImageId": st.sampled_from([*SAMPLE_IDS, "image-unknown0000000000009", "bad"]) | st.text(max_size=8),
+        "ImageIds": st.lists(st.sampled_from(SAMPLE_IDS), max_size=3) | json_values,
+        "type": st.sampled_from(["faas.timer.event", "x.y"]),
+        "specversion": st.just("1.0"),
+        "id": st.text(max_size=10) | st.integers(),
+        "data": st.sampled_from(["", "{}", '{"ImageIds": []}', "{bad"]) | json_values,
+        "httpMethod": st.just("POST"),
+        "body": st.text(max_size=30),
+        "TOSBucket": st.sampled_from(["demo-exports", "Bad_Bucket"]),
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event=json_values | event_like)
+def test_any_json_yields_a_result_never_a_crash(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str], event: Any
+) -> None:
+    """Whatever JSON arrives, the entry returns a result (or raises only to ask for a retry), and the log
+    never carries a traceback."""
+    try:
+        out = handler(event, Context())
+    except InvocationIncomplete as incomplete:
+        out = incomplete.result
+    body = json.loads(out["body"]) if "statusCode" in out else out
+    assert set(body) >= {"ok", "trigger", "event_id", "results"}
+    for outcome in body["results"]:
+        assert outcome["status"] in ("started", "skipped", "failed", "deferred")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert '"exception"' not in err
