@@ -1,0 +1,121 @@
+"""What the ECS emulator starts with: images, TOS buckets and earlier tasks, read from a JSON fleet file.
+
+Times are relative (``created_hours_ago``) so that a fleet file stays meaningful whenever it is loaded: a
+scan's lookback window sees the same images today as on the day the file was written. A fleet file::
+
+    {
+      "images": [
+        {"id": "image-ybqi99s7yq8rx7mnk44b", "name": "web-20240601", "created_hours_ago": 2,
+         "tags": {"env": "prod"}},
+        {"id": "image-cr8t1ng5w7e9r1t3y5u7", "status": "creating", "ready_after_seconds": 30},
+        {"id": "image-pub1ic0ubuntu2204x64", "visibility": "public"},
+        {"id": "image-n0exp0rt0licensed01", "exportable": false}
+      ],
+      "buckets": [{"name": "demo-exports"}, {"name": "locked-bucket", "put_allowed": false}],
+      "tasks": [{"image_id": "image-ybqi99s7yq8rx7mnk44b", "status": "Succeeded", "created_hours_ago": 30}]
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "DEMO_FLEET_PATH",
+    "Fleet",
+    "FleetBucket",
+    "FleetImage",
+    "FleetTask",
+    "demo_fleet",
+    "load_fleet",
+    "new_images_fleet",
+]
+
+DEMO_FLEET_PATH = Path(__file__).resolve().parent / "demo_fleet.json"
+
+ImageStatus = Literal["available", "creating", "error"]
+Visibility = Literal["private", "public", "shared"]
+TaskType = Literal["ExportImage", "CopyImage", "ImportImage", "CreateImage", "PreheatImage"]
+TaskStatus = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FleetImage(_Strict):
+    """One custom (or public, or shared) image. ``exportable: false`` makes ExportImage refuse it."""
+
+    id: Annotated[str, Field(pattern=r"^image-[a-z0-9]{1,64}$")]
+    name: str = ""
+    status: ImageStatus = "available"
+    visibility: Visibility = "private"
+    created_hours_ago: Annotated[float, Field(ge=0)] = 1.0
+    tags: dict[str, str] = Field(default_factory=dict)
+    exportable: bool = True
+    # A creating image becomes available this many seconds after the emulator starts; None: never.
+    ready_after_seconds: Annotated[float | None, Field(ge=0)] = None
+    os_type: Literal["Linux", "Windows"] = "Linux"
+    platform: str = "Ubuntu"
+    size_gb: Annotated[int, Field(ge=1)] = 40
+
+
+class FleetBucket(_Strict):
+    """A TOS bucket; ``put_allowed: false`` is a bucket ECS may not write to (no tos:PutObject)."""
+
+    name: Annotated[str, Field(min_length=3, max_length=63)]
+    put_allowed: bool = True
+
+
+class FleetTask(_Strict):
+    """A task that existed before the emulator started; its status stays as given."""
+
+    image_id: str
+    type: TaskType = "ExportImage"
+    status: TaskStatus = "Succeeded"
+    created_hours_ago: Annotated[float, Field(ge=0)] = 1.0
+
+
+class Fleet(_Strict):
+    """Everything the emulated account holds when the emulator starts."""
+
+    images: tuple[FleetImage, ...] = ()
+    buckets: tuple[FleetBucket, ...] = ()
+    tasks: tuple[FleetTask, ...] = ()
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Read and validate a fleet file; a ``ValueError`` names the file and the first field that is wrong."""
+    source = Path(path)
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+        return Fleet.model_validate(data)
+    except OSError as exc:
+        msg = f"{source}: cannot read the fleet file: {exc.strerror}"
+        raise ValueError(msg) from None
+    except json.JSONDecodeError as exc:
+        msg = f"{source}: not JSON: {exc.msg} (line {exc.lineno})"
+        raise ValueError(msg) from None
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        msg = f"{source}: {where}: {first['msg']}"
+        raise ValueError(msg) from None
+
+
+def demo_fleet() -> Fleet:
+    """The fleet ``make demo`` and the end-to-end tests use (``demo_fleet.json`` beside this module)."""
+    return load_fleet(DEMO_FLEET_PATH)
+
+
+def new_images_fleet(count: int, *, hours_ago: float = 1.0, bucket: str = "demo-exports") -> Fleet:
+    """``count`` new private available images (``image-new0000…``) and one writable bucket."""
+    images = tuple(
+        FleetImage(id=f"image-new{n:04d}", name=f"build-{n:04d}", created_hours_ago=hours_ago)
+        for n in range(count)
+    )
+    return Fleet(images=images, buckets=(FleetBucket(name=bucket),))
