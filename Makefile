@@ -24,5 +24,13 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# The whole product against the local ECS emulator and webhook receiver: no account, no network.
+demo: $(STAMP)
+	$(BIN)/python -m handler.emulator.demo
+
+# Long fault-injection runs (more chaos seeds), kept out of `make test`.
+soak: $(STAMP)
+	$(BIN)/pytest -m soak -q
+
 clean:
 	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache .coverage
