@@ -91,6 +91,27 @@ def point_handler_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     return point
 
 
+@pytest.fixture
+def emulated(
+    start_emulator: Callable[..., EcsEmulator], point_handler_at: Callable[..., None]
+) -> Callable[..., EcsEmulator]:
+    """Start an emulator and point the function at it: ``emulated(fleet, handler_credentials=…, env={…},
+    **emulator_options)``."""
+
+    def start(
+        fleet: Any = None,
+        *,
+        handler_credentials: Credentials = CREDENTIALS,
+        env: dict[str, str] | None = None,
+        **options: Any,
+    ) -> EcsEmulator:
+        emulator = start_emulator(fleet, **options)
+        point_handler_at(emulator, credentials=handler_credentials, **(env or {}))
+        return emulator
+
+    return start
+
+
 def invoke(event: dict[str, Any], timeout: float = 60.0) -> tuple[dict[str, Any], bool]:
     """Run the entry once as the platform would: (the result, whether the entry raised to be retried)."""
     from handler import handler
