@@ -27,6 +27,7 @@ from typing import Any, TextIO
 import httpx
 
 from handler.adapters.signing import Credentials
+from handler.deploy import tool_arguments
 from handler.deploy.template import (
     CODE_DIGEST_VARIABLE,
     DEFAULT_TEMPLATE,
@@ -588,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str], *, environ: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
     """``deploy [--template FILE] [--plan | --apply]``: 0 done, 1 a call or the release failed, 2 the
     template, the deployer's environment or the credentials are wrong."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(tool_arguments(argv))
     env = os.environ if environ is None else environ
     stdout = out or sys.stdout
     from handler.adapters.log import configure_logging, redactor  # noqa: PLC0415 - the CLI's own setup

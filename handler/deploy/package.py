@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from handler.deploy import tool_arguments
 from handler.errors import ExporterError
 
 __all__ = [
@@ -312,7 +313,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--refresh", action="store_true", help="install the dependencies again, ignoring the cache"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(tool_arguments(argv))
     target = local_target() if args.for_local_python else FUNCTION_TARGET
     output = args.output or (DEFAULT_LOCAL_OUTPUT if args.for_local_python else DEFAULT_OUTPUT)
     try:

@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
 )
 
+from handler.deploy import tool_arguments
 from handler.errors import ConfigurationError
 
 __all__ = [
@@ -760,7 +761,7 @@ def main(argv: Sequence[str]) -> int:
         action="store_true",
         help="print the JSON Schema generated from the model (template.schema.json) and exit",
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(tool_arguments(argv))
     if args.schema:
         sys.stdout.write(schema_text())
         return 0

@@ -406,3 +406,10 @@ def test_template_model_is_frozen() -> None:
     with pytest.raises(ValueError, match="frozen"):
         template.region = "cn-shanghai"  # type: ignore[misc]
     assert isinstance(template, Template)
+
+
+@pytest.mark.parametrize("argv", [["--schema"], ["--", "--schema"]])
+def test_cli_arguments_may_follow_a_double_dash(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """python -m handler validate-template -- --schema works like --schema (options after the tool name)."""
+    assert main(argv) == 0
+    assert capsys.readouterr().out == schema_text()
