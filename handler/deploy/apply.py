@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -123,8 +124,6 @@ def desired_state(template: Template, environ: Mapping[str, str], *, code: bytes
     The function's environment also gets ``VOLCENGINE_REGION`` (the template's region, unless set),
     ``FUNCTION_TIMEOUT_SECONDS`` (the platform does not tell the function its timeout) and the code's digest.
     """
-    import hashlib  # noqa: PLC0415
-
     envs = resolved_environment(template, environ)
     role = resolved_role(template, environ)
     digest = hashlib.sha256(code).hexdigest()
@@ -260,18 +259,17 @@ def make_plan(desired: Desired, client: VefaasClient) -> Plan:
 
 def _plan_from_nothing(desired: Desired) -> Plan:
     config = desired.config
-    steps = [
-        Step(
-            "CreateFunction",
-            config.name,
-            (
-                (
-                    f"no function named {config.name} in {desired.region}: create it with the code "
-                    f"({config.runtime}, {config.memory_mb} MB, {config.request_timeout} s)"
-                ),
-            ),
-            upload=True,
+    envs = {k: v for k, v in config.envs.items() if k != CODE_DIGEST_VARIABLE}
+    create_reasons = [
+        (
+            f"no function named {config.name} in {desired.region}: create it with the code "
+            f"({config.runtime}, {config.memory_mb} MB, {config.request_timeout} s)"
         ),
+        f"Role: {_plain(config.role)}",
+        "Envs: " + _dict_diff({}, envs, desired.shown),
+    ]
+    steps = [
+        Step("CreateFunction", config.name, tuple(create_reasons), upload=True),
         Step(
             "Release",
             f"{config.name} (revision 0: the latest code and configuration)",
@@ -475,10 +473,9 @@ def apply_plan(
     function_id = plan.function_id
 
     def wait() -> ReleaseStatus:
-        assert function_id is not None  # noqa: S101 - a release always follows the function's creation
         return wait_for_release(
             client,
-            function_id,
+            _known(function_id),
             poll_seconds=poll_seconds,
             timeout=release_timeout,
             out=out,
@@ -496,27 +493,32 @@ def apply_plan(
                 function_id = client.create_function(config, zip_base64=zip_base64())
                 out.write(f"     created: id {function_id}\n")
             elif step.action == "UpdateFunction":
-                assert function_id is not None  # noqa: S101 - an update is planned for a found function only
                 changes = dict(step.changes)
                 if step.upload:
                     changes.update(SourceType="zip", Source=zip_base64())
-                client.update_function(function_id, changes)
+                client.update_function(_known(function_id), changes)
                 out.write(f"     updated: {', '.join(sorted(step.changes))}\n")
             elif step.action == "Release":
-                assert function_id is not None  # noqa: S101
-                client.release(function_id, description=f"code sha256 {plan.desired.code_sha256[:16]}")
+                client.release(
+                    _known(function_id), description=f"code sha256 {plan.desired.code_sha256[:16]}"
+                )
                 status = wait()
                 if status.status == RELEASE_FAILED:
                     raise ReleaseFailed(config.name, status)
             elif step.action == "CreateTimer" and step.timer is not None:
-                assert function_id is not None  # noqa: S101
-                timer_id = client.create_timer(function_id, step.timer)
+                timer_id = client.create_timer(_known(function_id), step.timer)
                 out.write(f"     created: id {timer_id}\n")
             elif step.action == "UpdateTimer" and step.timer_id is not None:
-                assert function_id is not None  # noqa: S101
-                client.update_timer(function_id, step.timer_id, step.changes)
+                client.update_timer(_known(function_id), step.timer_id, step.changes)
                 out.write(f"     updated: {', '.join(sorted(step.changes))}\n")
-    assert function_id is not None  # noqa: S101 - either found or created
+    return _known(function_id)
+
+
+def _known(function_id: str | None) -> str:
+    """The function's id, which a plan always has by the time a step needs it (found, or just created)."""
+    if function_id is None:
+        msg = "the plan has no function id for this step: run deploy again"
+        raise DeployError(msg)
     return function_id
 
 

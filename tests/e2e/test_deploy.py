@@ -162,7 +162,8 @@ def test_deploy_from_nothing_creates_releases_and_schedules(deploy: Deployer) ->
     assert timers["nightly-scan"]["Retries"] == 2
     assert timers["image-sweep"]["Payload"] == '{"LookbackHours": 2}'
     assert "release status: done" in out
-    assert "WEBHOOK_SECRET" not in out
+    assert "+ WEBHOOK_SECRET=(hidden)" in out
+    assert '+ EXPORT_TOS_BUCKET="my-exports"' in out
 
 
 def test_deploying_again_makes_no_write_call(deploy: Deployer) -> None:
