@@ -280,12 +280,17 @@ def _plan_from_nothing(desired: Desired) -> Plan:
         Step(
             "CreateTimer",
             timer.name,
-            (f"no timer named {timer.name}: create it ({timer.crontab})",),
+            (_create_timer_reason(timer),),
             timer=timer,
         )
         for timer in desired.timers
     )
     return Plan(desired, None, tuple(steps))
+
+
+def _create_timer_reason(timer: TimerConfig) -> str:
+    payload = f", payload {timer.payload}" if timer.payload else ", no payload"
+    return f"no timer named {timer.name}: create it ({timer.crontab}{payload})"
 
 
 def _release_reason(changed: bool, status: ReleaseStatus | None) -> str | None:
@@ -368,7 +373,7 @@ def _timer_steps(
     for timer in wanted:
         current = by_name.get(timer.name)
         if current is None:
-            why = f"no timer named {timer.name}: create it ({timer.crontab})"
+            why = _create_timer_reason(timer)
             steps.append(Step("CreateTimer", timer.name, (why,), timer=timer))
             continue
         changes, reasons = _timer_changes(current, timer)
