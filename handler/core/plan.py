@@ -64,7 +64,9 @@ def availability(image: Image | None, image_id: str, region: str) -> Availabilit
     if image.status == "available":
         return Availability("ready")
     if image.status in ("creating", "pending", "copying", "importing", ""):
-        return Availability("wait", f"the image is still {image.status or 'not ready'}; a later run exports it")
+        return Availability(
+            "wait", f"the image is still {image.status or 'not ready'}; a later run exports it"
+        )
     return Availability(
         "never", f"the image's status is {image.status}: only available images can be exported"
     )
