@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -526,3 +527,28 @@ def test_api_errors_while_planning_exit_1_with_the_explanation(
     status, _out, err = run_main(args, env, capsys)
     assert status == 1
     assert "the deployer's credentials may not call ListFunctions (AccessDenied: not allowed" in err
+
+
+def test_a_release_that_never_finishes_gives_up_with_its_last_status(
+    fake: FakeVefaas, client: VefaasClient
+) -> None:
+    """Waiting for a release stops after the timeout, saying where it stood; deploy can be run again."""
+    fake.results["GetReleaseStatus"] = {"Status": "inprogress"}
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    out = io.StringIO()
+    with pytest.raises(DeployError, match=r"did not finish within 10 s \(last status: inprogress\)"):
+        apply.wait_for_release(
+            client,
+            "fn000001",
+            poll_seconds=2.0,
+            timeout=10.0,
+            out=out,
+            sleep=sleep,
+            monotonic=lambda: clock[0],
+        )
+    assert out.getvalue() == "     release status: inprogress\n"
+    assert fake.actions().count("GetReleaseStatus") == 6
