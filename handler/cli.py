@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in TOOLS:
+        # A tool parses its own options (``deploy --apply``): hand it the rest before argparse sees them.
+        return _tool(argparse.Namespace(command=words[0], rest=words[1:]))
+    args = build_parser().parse_args(words)
     status: int = args.run(args)
     return status

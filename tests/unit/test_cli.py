@@ -85,3 +85,11 @@ def test_help_explains_events_and_environment() -> None:
     assert done.returncode == 0
     for word in ("faas.timer.event", "ImageIds", "EXPORT_TOS_BUCKET", "exit status"):
         assert word in done.stdout
+
+
+def test_tool_options_reach_the_tool() -> None:
+    """Options right after a tool's name go to the tool, not to the top-level parser."""
+    done = run_cli("validate-template", "--help")
+    assert done.returncode == 0
+    assert "template" in done.stdout.lower()
+    assert "unrecognized arguments" not in done.stderr
