@@ -32,5 +32,9 @@ demo: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pytest -m soak -q
 
+# Ours against the official SDK: cold start, memory, warm latency, throughput, size (docs/benchmarks.md).
+bench: $(STAMP)
+	$(BIN)/python -m handler.bench
+
 clean:
 	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache .coverage

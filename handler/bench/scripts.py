@@ -1,0 +1,176 @@
+"""The programs the benchmark starts: the floor, the SDK baseline's scripts, and our warm loop.
+
+The SDK scripts run in the SDK's own environment, so they are plain source here, written to the work
+directory at run time; each is what an SDK user would write (``Configuration`` set as the default, then
+``ECSApi()``). They read the endpoint from ``BENCH_SDK_HOST`` / ``BENCH_SDK_SCHEME``, the credentials from
+the official variables, and trust ``SSL_CERT_FILE`` through ``Configuration.ssl_ca_cert``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["SCRIPTS", "write_scripts"]
+
+# The floor: what any function built on httpx, pydantic and structlog pays before doing anything.
+FLOOR = """\
+import httpx
+import structlog
+from pydantic import BaseModel
+
+httpx.Client()
+"""
+
+# The floor plus one pydantic model class: what using pydantic at all adds to a cold start.
+FLOOR_MODEL = (
+    FLOOR
+    + """
+class Probe(BaseModel):
+    name: str
+"""
+)
+
+_SDK_SETUP = """\
+import json
+import os
+import sys
+import time
+
+import volcenginesdkcore
+import volcenginesdkecs
+
+configuration = volcenginesdkcore.Configuration()
+configuration.ak = os.environ["VOLCENGINE_ACCESS_KEY"]
+configuration.sk = os.environ["VOLCENGINE_SECRET_KEY"]
+configuration.region = os.environ.get("VOLCENGINE_REGION", "cn-beijing")
+configuration.host = os.environ["BENCH_SDK_HOST"]
+configuration.scheme = os.environ["BENCH_SDK_SCHEME"]
+if os.environ.get("SSL_CERT_FILE"):
+    configuration.ssl_ca_cert = os.environ["SSL_CERT_FILE"]
+volcenginesdkcore.Configuration.set_default(configuration)
+api = volcenginesdkecs.ECSApi()
+bucket = os.environ["EXPORT_TOS_BUCKET"]
+
+
+def export(image_id):
+    request = volcenginesdkecs.ExportImageRequest(image_id=image_id, tos_bucket=bucket, tos_prefix="imgexport")
+    return api.export_image(request).task_id
+"""
+
+# One direct event, as a cold process: argv[1] is the event file.
+SDK_COLD = (
+    _SDK_SETUP
+    + """
+with open(sys.argv[1], encoding="utf-8") as file:
+    event = json.load(file)
+print(json.dumps({"image_id": event["ImageId"], "task_id": export(event["ImageId"])}))
+"""
+)
+
+# Warm: argv[1] is a JSON list of image ids; the first is a warm-up, the rest are timed.
+SDK_WARM = (
+    _SDK_SETUP
+    + """
+with open(sys.argv[1], encoding="utf-8") as file:
+    ids = json.load(file)
+export(ids[0])
+seconds = []
+for image_id in ids[1:]:
+    start = time.perf_counter()
+    export(image_id)
+    seconds.append(time.perf_counter() - start)
+print(json.dumps({"seconds": seconds}))
+"""
+)
+
+# The throughput job as SDK users write it: list the new images, then export each. argv[1]: threads.
+SDK_JOB = (
+    _SDK_SETUP
+    + """
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+from volcenginesdkcore.rest import ApiException
+
+threads = int(sys.argv[1])
+cutoff = datetime.now(timezone.utc) - timedelta(hours=25)
+images, token = [], None
+while True:
+    page = api.describe_images(
+        volcenginesdkecs.DescribeImagesRequest(
+            visibility="private", status=["available"], max_results=100, next_token=token
+        )
+    )
+    images += [i.image_id for i in page.images or [] if datetime.fromisoformat(i.created_at) >= cutoff]
+    token = page.next_token
+    if not token:
+        break
+
+
+def attempt(image_id):
+    try:
+        export(image_id)
+    except ApiException as exc:
+        return f"HTTP {exc.status}"
+    except Exception as exc:
+        return type(exc).__name__
+    return None
+
+
+if threads == 1:
+    outcomes = [attempt(image_id) for image_id in images]
+else:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        outcomes = list(pool.map(attempt, images))
+errors = Counter(o for o in outcomes if o is not None)
+print(json.dumps({"images": len(images), "exported": outcomes.count(None), "errors": dict(errors)}))
+"""
+)
+
+# Ours, warm: the entry called in one process, as the platform calls it. argv[1]: a JSON list of image ids.
+OURS_WARM = """\
+import json
+import sys
+import time
+
+from handler import handler
+
+with open(sys.argv[1], encoding="utf-8") as file:
+    ids = json.load(file)
+
+
+def invoke(image_id):
+    status = handler({"ImageId": image_id}, None)["results"][0]["status"]
+    if status != "started":
+        raise SystemExit(f"{image_id}: {status}")
+
+
+invoke(ids[0])
+seconds = []
+for image_id in ids[1:]:
+    start = time.perf_counter()
+    invoke(image_id)
+    seconds.append(time.perf_counter() - start)
+print(json.dumps({"seconds": seconds}))
+"""
+
+SCRIPTS = {
+    "floor.py": FLOOR,
+    "floor_model.py": FLOOR_MODEL,
+    "sdk_cold.py": SDK_COLD,
+    "sdk_warm.py": SDK_WARM,
+    "sdk_job.py": SDK_JOB,
+    "ours_warm.py": OURS_WARM,
+}
+
+
+def write_scripts(directory: Path) -> dict[str, Path]:
+    """Write every script into ``directory``; returns each file by its name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, source in SCRIPTS.items():
+        path = directory / name
+        path.write_text(source, encoding="utf-8")
+        paths[name] = path
+    return paths
