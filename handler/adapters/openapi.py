@@ -28,7 +28,7 @@ from handler.errors import (
     api_error_for,
 )
 
-__all__ = ["OpenApiClient", "shared_http_client", "shared_rate_limiter"]
+__all__ = ["OpenApiClient", "reset_shared_state", "shared_http_client", "shared_rate_limiter"]
 
 _log = structlog.get_logger("handler.openapi")
 # An error code a write is never sent again for, even though it is retryable for reads: the resource is busy
@@ -61,6 +61,15 @@ def shared_rate_limiter(max_rps: float) -> RateLimiter:
         if limiter is None:
             limiter = _limiters[max_rps] = RateLimiter(max_rps)
         return limiter
+
+
+def reset_shared_state() -> None:
+    """Close the process's HTTP clients and forget its rate limiters (tests; a long-lived host reloading)."""
+    with _lock:
+        for client in _http_clients.values():
+            client.close()
+        _http_clients.clear()
+        _limiters.clear()
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -581,9 +581,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ECS emulator until interrupted (Ctrl-C or SIGTERM). Prints its address as its first line."""
+    """Run the emulator (ECS, and veFaaS for trying ``deploy``) until interrupted (Ctrl-C or SIGTERM).
+    Prints its address as its first line."""
     from handler.emulator.ecs import EcsService  # noqa: PLC0415 - the ECS service imports this module
     from handler.emulator.fleet import demo_fleet, load_fleet  # noqa: PLC0415
+    from handler.emulator.vefaas import VefaasService  # noqa: PLC0415 - lets `deploy` be tried locally
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -607,7 +609,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         emulator = OpenApiEmulator(
-            [EcsService(fleet, task_seconds=args.task_seconds, seed=args.seed)],
+            [
+                EcsService(fleet, task_seconds=args.task_seconds, seed=args.seed),
+                VefaasService(seed=args.seed),
+            ],
             credentials=credentials,
             region=args.region,
             faults=faults,

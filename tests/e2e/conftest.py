@@ -34,14 +34,11 @@ _OWN_PREFIXES = ("VOLCENGINE_", "VOLC_", "EXPORT_", "WEBHOOK_", "FUNCTION_", "LO
 
 
 @pytest.fixture(autouse=True)
-def fresh_client_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fresh_client_state() -> Iterator[None]:
     """The function's process-wide HTTP clients and rate limiters, new for this test and closed after it."""
-    clients: dict[tuple[float, float], httpx.Client] = {}
-    monkeypatch.setattr(openapi, "_http_clients", clients)
-    monkeypatch.setattr(openapi, "_limiters", {})
+    openapi.reset_shared_state()
     yield
-    for client in clients.values():
-        client.close()
+    openapi.reset_shared_state()
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOLCENGINE_BACKOFF_CAP", "0.02")
     monkeypatch.setenv("VOLCENGINE_MAX_RPS", "1000")
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
-    openapi._limiters.clear()
+    openapi.reset_shared_state()
 
 
 @pytest.fixture
