@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,25 +36,33 @@ class RetryPolicy:
 
 
 class RateLimiter:
-    """Spaces requests evenly at no more than ``max_rps``, across every thread that shares it.
+    """Keeps every thread that shares it to at most ``max_rps`` requests in any one second.
 
-    Each caller reserves the next free slot, so traffic never bursts above the rate. A throttling answer
-    (HTTP 429) halves the rate and pauses new slots for the ``Retry-After`` the API asked for; every success
-    afterwards adds back a twentieth of the configured rate, so the limiter recovers within a few seconds.
+    An idle client may send a short burst (``burst`` requests, 5 by default) at once, so a small invocation
+    never waits; sustained traffic is spaced evenly at the rate (a cell-rate algorithm), and a sliding
+    one-second window caps the total, so a burst never pushes any second above the limit. Each caller
+    reserves its slot under a lock and sleeps outside it.
+
+    A throttling answer (HTTP 429) halves the rate and pauses new slots for the ``Retry-After`` the API
+    asked for; every success afterwards adds back a twentieth of the configured rate.
     """
 
     def __init__(
         self,
         max_rps: float,
         *,
+        burst: int | None = None,
         min_rps: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.max_rps = max_rps
         self.min_rps = min_rps if min_rps is not None else min(max_rps, 0.5)
+        self.burst = burst if burst is not None else max(1, min(5, int(max_rps // 2)))
         self._rate = max_rps
-        self._next_slot = 0.0
+        self._theoretical = 0.0  # when the next request would be due at an even spacing
+        self._paused_until = 0.0  # no slot before this (the API asked us to wait)
+        self._recent: deque[float] = deque()  # slots given out within the last second
         self._lock = threading.Lock()
         self._monotonic = monotonic
         self._sleep = sleep
@@ -68,11 +77,18 @@ class RateLimiter:
         ``deadline``, a ``time.monotonic()`` value."""
         with self._lock:
             now = self._monotonic()
-            slot = max(now, self._next_slot)
+            interval = 1.0 / self._rate
+            slot = max(now, self._paused_until, self._theoretical - (self.burst - 1) * interval)
+            per_second = max(1, int(self._rate))
+            while self._recent and self._recent[0] <= slot - 1.0:
+                self._recent.popleft()
+            if len(self._recent) >= per_second:
+                slot = max(slot, self._recent[-per_second] + 1.0)
             if slot > deadline:
                 msg = "the time budget ran out while waiting for the request rate limit"
                 raise BudgetExhausted(msg)
-            self._next_slot = slot + 1.0 / self._rate
+            self._theoretical = max(self._theoretical, slot) + interval
+            self._recent.append(slot)
         wait = slot - now
         if wait > 0:
             self._sleep(wait)
@@ -81,8 +97,10 @@ class RateLimiter:
         """The API answered 429: halve the rate, and leave the API alone for ``retry_after`` seconds."""
         with self._lock:
             self._rate = max(self.min_rps, self._rate / 2)
-            if retry_after:
-                self._next_slot = max(self._next_slot, self._monotonic() + retry_after)
+            resume = self._monotonic() + (retry_after or 0.0)
+            self._paused_until = max(self._paused_until, resume)
+            # No burst straight after throttling: the next slots are spaced at the new, lower rate.
+            self._theoretical = max(self._theoretical, resume + (self.burst - 1) / self._rate)
 
     def on_success(self) -> None:
         """A request went through: step back towards the configured rate."""

@@ -31,6 +31,8 @@ __all__ = ["Budget", "EcsApi", "ExportPlan", "run_command"]
 # How often an ExportImage whose answer was lost is sent in all (each resend only after a look at the tasks).
 UNKNOWN_OUTCOME_TRIES = 3
 LOCKED = "OperationDenied.ResourceLocked"
+STATUS_REFUSED = "InvalidImageStatus"
+NOT_FOUND = "InvalidImage.NotFound"
 
 
 class EcsApi(Protocol):
@@ -109,26 +111,25 @@ class _Run:
         self.monotonic = monotonic
 
     def execute(self, command: Command) -> tuple[ImageOutcome, ...]:
-        settled: dict[str, ImageOutcome] = {}
-        try:
-            if isinstance(command, ScanCommand):
-                order = candidates = self._scan(command)
-            else:
-                order = list(command.image_ids)
-                candidates = self._named(order, settled)
-        except ExporterError as error:
-            ids: list[str | None] = [None] if isinstance(command, ScanCommand) else list(command.image_ids)
-            return tuple(_not_done(i, error) for i in ids)
+        if isinstance(command, ScanCommand):
+            try:
+                order = self._scan(command)
+            except ExporterError as error:
+                return (_not_done(None, error),)
+        else:
+            # Named images go straight to the dedupe look-up: whether each is ready is asked only of
+            # those ExportImage refuses (InvalidImageStatus), so the usual event costs two requests.
+            order = list(command.image_ids)
 
         try:
-            tasks = self._tasks_by_image(candidates)
+            tasks = self._tasks_by_image(order)
         except ExporterError as error:
             # Without the look-up an export could start twice: nothing is exported blind.
-            settled.update({i: _not_done(i, error) for i in candidates})
-            return tuple(settled[i] for i in order)
+            return tuple(_not_done(i, error) for i in order)
 
+        settled: dict[str, ImageOutcome] = {}
         due: list[str] = []
-        for image_id in candidates:
+        for image_id in order:
             found = dedupe(tasks.get(image_id, ()), now=self.now, window_hours=self.plan.dedupe_hours)
             if found.task is not None:
                 settled[image_id] = ImageOutcome(
@@ -137,6 +138,7 @@ class _Run:
             else:
                 due.append(image_id)
         settled.update(zip(due, self._export_all(due), strict=True))
+        self._explain_refusals(settled)
         return tuple(settled[i] for i in order)
 
     # -- finding the images ------------------------------------------------------------------------------
@@ -157,22 +159,36 @@ class _Run:
         )
         return [image.image_id for image in picked]
 
-    def _named(self, image_ids: list[str], settled: dict[str, ImageOutcome]) -> list[str]:
-        found = {
-            i.image_id: i for i in self.api.describe_images(deadline=self.budget.send_by, image_ids=image_ids)
-        }
-        ready: list[str] = []
-        for image_id in image_ids:
+    def _explain_refusals(self, settled: dict[str, ImageOutcome]) -> None:
+        """Turn ExportImage's InvalidImageStatus into what the image's status means: still being created
+        (deferred, a later run exports it) or never exportable (failed, with the status)."""
+        refused = [i for i, o in settled.items() if o.error is not None and o.error.code == STATUS_REFUSED]
+        if not refused:
+            return
+        try:
+            found = {
+                i.image_id: i
+                for i in self.api.describe_images(deadline=self.budget.send_by, image_ids=refused)
+            }
+        except ExporterError:
+            # Unsure whether the image is merely still being created: let a later run ask again.
+            for image_id in refused:
+                settled[image_id] = settled[image_id].model_copy(
+                    update={"status": "deferred", "reason": "the image is not ready for export yet"}
+                )
+            return
+        for image_id in refused:
             verdict = availability(found.get(image_id), image_id, self.plan.region)
-            if verdict.verdict == "ready":
-                ready.append(image_id)
-            elif verdict.verdict == "wait":
-                settled[image_id] = ImageOutcome(image_id=image_id, status="deferred", reason=verdict.reason)
-            else:
-                code = "InvalidImage.NotFound" if image_id not in found else "InvalidImageStatus"
-                error = ErrorInfo(code=code, message=verdict.reason, retryable=False)
-                settled[image_id] = ImageOutcome(image_id=image_id, status="failed", error=error)
-        return ready
+            refusal = settled[image_id].error
+            if verdict.verdict == "wait" or (verdict.verdict == "ready" and refusal is not None):
+                settled[image_id] = ImageOutcome(
+                    image_id=image_id,
+                    status="deferred",
+                    reason=verdict.reason or "the image is not ready yet",
+                )
+            elif refusal is not None:
+                error = refusal.model_copy(update={"message": f"{refusal.message} ({verdict.reason})"})
+                settled[image_id] = settled[image_id].model_copy(update={"error": error})
 
     def _tasks_by_image(self, image_ids: list[str]) -> dict[str, list[Task]]:
         grouped: dict[str, list[Task]] = defaultdict(list)
@@ -222,7 +238,13 @@ class _Run:
                     return self._after_locked(image_id, error)
                 return _not_done(image_id, error)
             except ExporterError as error:
-                return _not_done(image_id, error)
+                outcome = _not_done(image_id, error)
+                if outcome.error is not None and outcome.error.code == NOT_FOUND:
+                    where = f"no image {image_id} in region {self.plan.region}: check the id and VOLCENGINE_REGION"
+                    outcome = outcome.model_copy(
+                        update={"error": outcome.error.model_copy(update={"message": where})}
+                    )
+                return outcome
             else:
                 return self._started(image_id, started.task_id)
         raise AssertionError("unreachable")  # pragma: no cover

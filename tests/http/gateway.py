@@ -98,6 +98,8 @@ class Gateway:
         image = self.images.get(q.get("ImageId", ""))
         if image is None:
             return _answer("ExportImage", status=404, code="InvalidImage.NotFound")
+        if image["Status"] != "available":
+            return _answer("ExportImage", status=400, code="InvalidImageStatus")
         task = {
             "Id": f"t-{next(self._ids)}",
             "Type": "ExportImage",

@@ -237,7 +237,7 @@ def test_logs_are_json_with_correlation_and_one_line_per_image(
     assert sorted(line["image_id"] for line in outcomes) == sorted(SAMPLE_IDS)
     assert all(line["status"] == "started" and line["task_id"] for line in outcomes)
     calls = [line for line in lines if line["event"] == "api.call"]
-    assert {c["action"] for c in calls} == {"DescribeImages", "DescribeTasks", "ExportImage"}
+    assert {c["action"] for c in calls} == {"DescribeTasks", "ExportImage"}
     assert all("api_request_id" in c and "duration_ms" in c and c["attempt"] == 1 for c in calls)
     timer = load_event("timer_empty")
     invoke(timer)
@@ -274,7 +274,7 @@ def test_secrets_never_reach_logs_results_or_errors(
     assert ACCESS_KEY not in text
     if scenario == "signature":
         assert result["results"][0]["error"]["code"] == "SignatureDoesNotMatch"
-        assert [r for r in gateway.requests if r[0] == "DescribeImages"] == [("DescribeImages", 401)]
+        assert gateway.requests == [("DescribeTasks", 401)]  # refused once, never retried
 
 
 def test_cold_start_is_true_only_once(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:

@@ -46,6 +46,11 @@ class FakeEcs:
     def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
         with self._lock:
             self.calls.append(("ExportImage", image_id))
+            image = next((i for i in self.images if i.image_id == image_id), None)
+            if image is None:
+                raise TerminalApiError("not found", code="InvalidImage.NotFound", action="ExportImage")
+            if image.status != "available":
+                raise TerminalApiError("wrong status", code="InvalidImageStatus", action="ExportImage")
             fault = self.export_faults.pop(0) if self.export_faults else None
             if fault is None or self.commit_before_fault:
                 task = Task.model_validate(
@@ -338,12 +343,28 @@ def test_failed_scan_is_one_retryable_failure() -> None:
     assert outcome.error.retryable
 
 
-def test_named_lookup_throttled_defers_every_image() -> None:
-    """Throttling on the first look-up defers every named image rather than failing it."""
+def test_throttled_dedupe_lookup_defers_every_image() -> None:
+    """Throttling on the dedupe look-up defers every named image rather than failing it."""
     ecs = FakeEcs([img("image-a")])
-    ecs.describe_fault = ThrottledError("slow", code="FlowLimitExceeded", action="DescribeImages")
+    ecs.task_lookup_fault = ThrottledError("slow", code="FlowLimitExceeded", action="DescribeTasks")
     outcomes = run(export("image-a", "image-b"), ecs)
     assert [o.status for o in outcomes.values()] == ["deferred", "deferred"]
+
+
+def test_a_direct_event_costs_two_requests() -> None:
+    """The usual event asks for the image's tasks, then exports: the image itself is looked up only when
+    ExportImage refuses it."""
+    ecs = FakeEcs([img("image-a")])
+    run(export("image-a"), ecs)
+    assert [c[0] for c in ecs.calls] == ["DescribeTasks", "ExportImage"]
+
+
+def test_refused_image_that_cannot_be_looked_up_is_deferred_not_lost() -> None:
+    """If ExportImage refuses an image's status and the look-up fails, a later run asks again."""
+    ecs = FakeEcs([img("image-a", status="creating")])
+    ecs.describe_fault = RetryableApiError("down", code="InternalError", action="DescribeImages")
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert outcome.status == "deferred"
 
 
 def test_images_not_started_before_the_cutoff_are_deferred() -> None:
