@@ -79,7 +79,7 @@ class RateLimiter:
             now = self._monotonic()
             interval = 1.0 / self._rate
             slot = max(now, self._paused_until, self._theoretical - (self.burst - 1) * interval)
-            per_second = max(1, int(self._rate))
+            per_second = max(1, int(self.max_rps))
             while self._recent and self._recent[0] <= slot - 1.0:
                 self._recent.popleft()
             if len(self._recent) >= per_second:
