@@ -23,6 +23,7 @@ from handler.errors import (
     ApiError,
     BudgetExhausted,
     RetryableApiError,
+    TerminalApiError,
     ThrottledError,
     UnknownOutcomeError,
     api_error_for,
@@ -84,6 +85,9 @@ def _transport_error(exc: httpx.TransportError, action: str, host: str) -> ApiEr
     """Sort a transport failure by whether the request can have reached the server. The exception's own text
     is left out: it may quote the request."""
     name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        msg = f"{host} presented a TLS certificate this function does not trust: set SSL_CERT_FILE to its CA bundle"
+        return TerminalApiError(msg, code="CertificateVerifyFailed", action=action)
     if isinstance(
         exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol
     ):

@@ -119,10 +119,5 @@ def _with_cryptography(x509: Any, pair: CertPair, days: int) -> None:
 
 
 def serve_over_tls(emulator: OpenApiEmulator, pair: CertPair) -> str:
-    """Make a not yet started emulator answer over TLS only; returns its ``https://`` endpoint.
-
-    The emulator has no TLS option of its own, so its listening socket is wrapped here: each connection's
-    handshake then happens as it is accepted."""
-    server = emulator._server  # the one place the bench reaches into the emulator
-    server.socket = pair.server_context().wrap_socket(server.socket, server_side=True)
-    return f"https://{HOST}:{emulator.port}"
+    """Make a not yet started emulator answer over TLS only; returns its ``https://`` endpoint."""
+    return emulator.use_tls(pair.server_context())

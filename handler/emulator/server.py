@@ -24,6 +24,7 @@ import json
 import random
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -216,6 +217,7 @@ class OpenApiEmulator:
         self._server = _Server(("127.0.0.1", port), _RequestHandler)
         self._server.gateway = self
         self._thread: threading.Thread | None = None
+        self._scheme = "http"
 
     # -- life cycle -------------------------------------------------------------------------------------
 
@@ -225,8 +227,19 @@ class OpenApiEmulator:
 
     @property
     def endpoint(self) -> str:
-        """What ``VOLCENGINE_ENDPOINT`` should be: ``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
+        """What ``VOLCENGINE_ENDPOINT`` should be: ``http://127.0.0.1:PORT`` (``https`` after ``use_tls``)."""
+        return f"{self._scheme}://127.0.0.1:{self.port}"
+
+    def use_tls(self, context: ssl.SSLContext) -> str:
+        """Answer over TLS only, with this server context (call before ``start``); returns the endpoint.
+
+        Each connection's handshake happens as it is accepted, as behind a real gateway."""
+        if self._thread is not None:
+            msg = "use_tls must be called before the emulator starts"
+            raise RuntimeError(msg)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "https"
+        return self.endpoint
 
     def start(self) -> OpenApiEmulator:
         """Serve in a background (daemon) thread; returns self."""
@@ -577,6 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=None, help="seed the faults and ids (reproducible runs)")
     parser.add_argument("--verbose", action="store_true", help="print one line per answer")
+    parser.add_argument(
+        "--tls-cert", metavar="PEM", help="serve over TLS with this certificate (and --tls-key)"
+    )
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     return parser
 
 
@@ -623,6 +640,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"emulator: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("give both --tls-cert and --tls-key, or neither")
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"cannot load --tls-cert/--tls-key: {exc}")
+        emulator.use_tls(context)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         emulator.stop_serving()
