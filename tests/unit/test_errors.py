@@ -11,20 +11,8 @@ from handler.errors import (
     UnknownOutcomeError,
     api_error_for,
 )
+from tests.fakes import SEED_ERRORS
 
-SEED_TABLE = [
-    (400, "InvalidImageForExportImage.UnSupported", TerminalApiError),
-    (400, "InvalidImageStatus", TerminalApiError),
-    (400, "InvalidTOSPrefix.Malformed", TerminalApiError),
-    (400, "InvalidTosPutObject.AccessDenied", TerminalApiError),
-    (400, "MissingParameter.ImageId", TerminalApiError),
-    (400, "MissingParameter.TOSBucket", TerminalApiError),
-    (400, "MissingParameter.TOSPrefix", TerminalApiError),
-    (404, "InvalidImage.NotFound", TerminalApiError),
-    (404, "InvalidTOSBucket.NotFound", TerminalApiError),
-    (412, "OperationDenied.ResourceLocked", RetryableApiError),
-    (500, "InternalError", RetryableApiError),
-]
 GATEWAY = [
     (400, "InvalidTimestamp", TerminalApiError),
     (401, "InvalidAccessKey", TerminalApiError),
@@ -44,7 +32,7 @@ FALLBACK = [
 ]
 
 
-@pytest.mark.parametrize(("status", "code", "kind"), SEED_TABLE + GATEWAY + FALLBACK)
+@pytest.mark.parametrize(("status", "code", "kind"), SEED_ERRORS + GATEWAY + FALLBACK)
 def test_codes_map_to_their_retry_class(status: int, code: str, kind: type[Exception]) -> None:
     """Each seed and gateway code, and unknown codes by HTTP status, get the class that decides retries."""
     error = api_error_for(status, code, "message", request_id="req-1", action="ExportImage")

@@ -10,19 +10,7 @@ from hypothesis import strategies as st
 
 from handler.adapters.pacing import RateLimiter, backoff_delay
 from handler.errors import BudgetExhausted
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.fakes import FakeClock
 
 
 @pytest.mark.parametrize(
