@@ -77,6 +77,21 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
         trigger: Trigger = _guess_trigger(event)
         failed = ImageOutcome(image_id=None, status="failed", error=ErrorInfo.from_error(error))
         result = InvocationResult.of(trigger, _event_id(event) or request_id, (failed,))
+    except Exception:
+        # A defect, not a typed error: logged with its traceback (secrets masked), then surfaced so the
+        # platform records the failure and retries; an HTTP caller gets a 503 with the same advice.
+        if settings is None:
+            configure_logging("INFO")
+        _log.exception("invocation.crashed")
+        if not http:
+            raise
+        message = "the function failed unexpectedly; its log has the details (invocation.crashed)"
+        crashed = ImageOutcome(
+            image_id=None,
+            status="failed",
+            error=ErrorInfo(code="InternalError", message=message, retryable=True),
+        )
+        return http_response(InvocationResult.of("http", _event_id(event) or request_id, (crashed,)))
 
     _report(result)
     if settings is not None and settings.webhook_url:

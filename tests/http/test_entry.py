@@ -374,3 +374,26 @@ def test_any_json_yields_a_result_never_a_crash(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert '"exception"' not in err
+
+
+def test_a_defect_is_logged_then_raised(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception is logged once with its traceback, secrets masked, then raised for the platform;
+    an HTTP caller gets a 503 instead."""
+    import handler.core.run as run_module
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(f"bug while holding {SECRET}")
+
+    monkeypatch.setattr(run_module, "run_command", broken)
+    with pytest.raises(RuntimeError):
+        handler({"ImageId": SAMPLE_IDS[0]}, Context())
+    lines = log_lines(capsys)
+    crashed = [line for line in lines if line["event"] == "invocation.crashed"]
+    assert len(crashed) == 1
+    assert "RuntimeError" in crashed[0]["exception"]
+    assert SECRET not in json.dumps(lines)
+    response = handler(_http({"ImageId": SAMPLE_IDS[0]}), Context())
+    assert response["statusCode"] == 503
+    assert json.loads(response["body"])["results"][0]["error"]["retryable"] is True
