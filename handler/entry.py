@@ -64,12 +64,15 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     settings: Settings | None = None
     try:
         settings = Settings.from_env(os.environ)
+        # The budget's end, fixed once: the export and the webhook both work to it.
+        end = clock_start + _remaining_seconds(context, settings)
         configure_logging(settings.log_level)
-        redactor.set_secrets(_webhook_secrets(settings))
+        webhook_secrets = _webhook_secrets(settings)
+        redactor.set_secrets(webhook_secrets)
         command = parse_event(event)
         if command.event_id:
             structlog.contextvars.bind_contextvars(correlation_id=command.event_id)
-        outcomes = _export(command, settings, clock_start + _remaining_seconds(context, settings))
+        outcomes = _export(command, settings, end, webhook_secrets)
         result = InvocationResult.of(command.trigger, command.event_id or request_id, outcomes)
     except ExporterError as error:
         if settings is None:
@@ -95,7 +98,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
 
     _report(result)
     if settings is not None and settings.webhook_url:
-        _notify(result, settings, clock_start + _remaining_seconds(context, settings))
+        _notify(result, settings, end)
     if http:
         return http_response(result)
     if result.should_raise:
@@ -116,7 +119,9 @@ def reject(error: ExporterError, *, request_id: str, trigger: Trigger = "direct"
     return result.to_json()
 
 
-def _export(command: Command, settings: Settings, end: float) -> tuple[ImageOutcome, ...]:
+def _export(
+    command: Command, settings: Settings, end: float, webhook_secrets: list[str]
+) -> tuple[ImageOutcome, ...]:
     """Resolve credentials and the target, build the client, run the flow within the time budget."""
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415 - after the event is valid
     from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient  # noqa: PLC0415
@@ -137,7 +142,7 @@ def _export(command: Command, settings: Settings, end: float) -> tuple[ImageOutc
         raise ConfigurationError(msg, source="EXPORT_TOS_BUCKET")
     credentials = resolve_credentials(os.environ)
     redactor.set_secrets(
-        [credentials.secret_key, credentials.session_token, *_webhook_secrets(settings)],
+        [credentials.secret_key, credentials.session_token, *webhook_secrets],
         access_key=credentials.access_key,
     )
     api = OpenApiClient(
