@@ -162,7 +162,9 @@ class _Run:
     def _explain_refusals(self, settled: dict[str, ImageOutcome]) -> None:
         """Turn ExportImage's InvalidImageStatus into what the image's status means: still being created
         (deferred, a later run exports it) or never exportable (failed, with the status)."""
-        refused = [i for i, o in settled.items() if o.error is not None and o.error.code == STATUS_REFUSED]
+        refused = {
+            i: o.error for i, o in settled.items() if o.error is not None and o.error.code == STATUS_REFUSED
+        }
         if not refused:
             return
         try:
@@ -177,16 +179,15 @@ class _Run:
                     update={"status": "deferred", "reason": "the image is not ready for export yet"}
                 )
             return
-        for image_id in refused:
+        for image_id, refusal in refused.items():
             verdict = availability(found.get(image_id), image_id, self.plan.region)
-            refusal = settled[image_id].error
-            if verdict.verdict == "wait" or (verdict.verdict == "ready" and refusal is not None):
+            if verdict.verdict in ("wait", "ready"):  # "ready": it became available after the refusal
                 settled[image_id] = ImageOutcome(
                     image_id=image_id,
                     status="deferred",
                     reason=verdict.reason or "the image is not ready yet",
                 )
-            elif refusal is not None:
+            else:
                 error = refusal.model_copy(update={"message": f"{refusal.message} ({verdict.reason})"})
                 settled[image_id] = settled[image_id].model_copy(update={"error": error})
 
