@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check handler tests
-	$(BIN)/ruff format --check handler tests
+	$(BIN)/ruff check handler exporter_tools tests
+	$(BIN)/ruff format --check handler exporter_tools tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -26,7 +26,7 @@ test: lint typecheck unit
 
 # The whole product against the local ECS emulator and webhook receiver: no account, no network.
 demo: $(STAMP)
-	$(BIN)/python -m handler.emulator.demo
+	$(BIN)/exporter-tools demo
 
 # Long fault-injection runs (more chaos seeds), kept out of `make test`.
 soak: $(STAMP)
@@ -34,7 +34,7 @@ soak: $(STAMP)
 
 # Ours against the official SDK: cold start, memory, warm latency, throughput, size (docs/benchmarks.md).
 bench: $(STAMP)
-	$(BIN)/python -m handler.bench
+	$(BIN)/exporter-tools bench
 
 clean:
 	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache .coverage

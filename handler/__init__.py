@@ -12,7 +12,7 @@ __all__ = ["handler"]
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
-    """The veFaaS entry: validate the event, export what it names, return the result (CONTRACT.md)."""
+    """The veFaaS entry: validate the event, export what it names, return the result (docs/contract.md)."""
     from handler.entry import handle  # noqa: PLC0415 - keeps `import handler` free
 
     return handle(event, context)

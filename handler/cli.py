@@ -1,13 +1,14 @@
-"""The command line: run the entry on an event file as the platform would, and the development tools.
+"""``python -m handler invoke EVENT_FILE [--timeout SECONDS]``: run the function once, as the platform would.
 
-Only ``invoke`` belongs to the product; the other commands import their modules when they are asked for.
-Logs go to stderr; stdout carries the result alone, as one JSON document.
+Logs go to stderr; stdout carries the result alone, as one JSON document. The argument parsing is a few
+lines of our own rather than argparse: this runs on every local invocation and should start as fast as the
+function does. The development and deployment tools are ``exporter-tools`` (a separate package).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import sys
 import time
 import uuid
@@ -16,7 +17,18 @@ from typing import Any
 
 __all__ = ["LocalContext", "main"]
 
-EVENTS_HELP = """\
+DEFAULT_TIMEOUT = 900.0
+
+USAGE = "usage: python -m handler invoke EVENT_FILE [--timeout SECONDS]\n"
+
+HELP = (
+    USAGE
+    + """
+Run the function once on EVENT_FILE (- reads stdin). The result goes to stdout, logs to stderr.
+
+options:
+  --timeout SECONDS   the time budget, a positive number of seconds (default 900)
+
 events (see README.md, "Events", and the samples in events/):
   timer     {"type": "faas.timer.event", "data": "<JSON payload or empty>", ...}   scan, or ImageIds
   event     a CloudEvent whose data names ImageId (or subject is an image id); EventBridge detail.ImageId
@@ -29,6 +41,11 @@ environment (see README.md, "Configuration"):
 
 exit status: 0 all started or skipped; 1 anything failed or deferred (or the event is invalid); 2 usage error
 """
+)
+
+
+class UsageError(Exception):
+    """The command line is wrong: the message says how, and the exit status is 2."""
 
 
 class LocalContext:
@@ -42,90 +59,92 @@ class LocalContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def _invoke(args: argparse.Namespace) -> int:
-    from handler import handler  # noqa: PLC0415 - nothing to import for --help
-    from handler.errors import InvocationIncomplete  # noqa: PLC0415
+def parse_timeout(text: str) -> float:
+    """A positive, finite number of seconds, small enough to add to the clock."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--timeout: expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0 or value > 86_400:
+        raise UsageError(f"--timeout: expected a positive number of seconds up to 86400, got {text!r}")
+    return value
+
+
+def parse_invoke(words: Sequence[str]) -> tuple[str, float]:
+    """``EVENT_FILE [--timeout SECONDS]`` (also ``--timeout=SECONDS``, in any order) → (file, timeout)."""
+    event: str | None = None
+    timeout = DEFAULT_TIMEOUT
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        if word == "--timeout":
+            if not rest:
+                raise UsageError("--timeout: expected a number of seconds")
+            timeout = parse_timeout(rest.pop(0))
+        elif word.startswith("--timeout="):
+            timeout = parse_timeout(word.partition("=")[2])
+        elif word.startswith("-") and word != "-":
+            raise UsageError(f"unknown option {word}")
+        elif event is None:
+            event = word
+        else:
+            raise UsageError(f"one event file at a time, got {event!r} and {word!r}")
+    if event is None:
+        raise UsageError("EVENT_FILE is missing (- reads the event from stdin)")
+    return event, timeout
+
+
+def _read(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def _print(result: dict[str, Any]) -> None:
+    json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def invoke(path: str, timeout: float) -> int:
+    from handler import handler  # noqa: PLC0415 - nothing to import for --help or a usage error
+    from handler.errors import InvalidEvent, InvocationIncomplete  # noqa: PLC0415
+    from handler.models.events import decode_event_document  # noqa: PLC0415
 
     try:
-        text = sys.stdin.read() if args.event == "-" else open(args.event, encoding="utf-8").read()  # noqa: SIM115
+        raw = _read(path)
     except OSError as exc:
-        print(f"handler invoke: cannot read {args.event}: {exc.strerror}", file=sys.stderr)
+        print(f"handler invoke: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        event: Any = json.loads(text)
-    except ValueError as exc:
-        # Not JSON at all: still an event error, logged and reported as the entry reports one.
+        event = decode_event_document(raw)
+    except InvalidEvent as error:
+        # Not a JSON document: still an event error, logged and reported as the entry reports one.
         from handler.entry import reject  # noqa: PLC0415
-        from handler.errors import InvalidEvent  # noqa: PLC0415
 
-        rejected = reject(
-            InvalidEvent(f"the event file is not valid JSON: {exc}"), request_id=str(uuid.uuid4())
-        )
-        json.dump(rejected, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+        _print(reject(error, request_id=str(uuid.uuid4())))
         return 1
     try:
-        result = handler(event, LocalContext(args.timeout))
+        result = handler(event, LocalContext(timeout))
         ok = result["statusCode"] == 200 if "statusCode" in result else bool(result.get("ok"))
         code = 0 if ok else 1
     except InvocationIncomplete as incomplete:
         result, code = incomplete.result, 1
-    json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
+    _print(result)
     return code
-
-
-# Development and deployment tools: each module's ``main(argv) -> int`` takes the rest of the command line.
-TOOLS = {
-    "emulator": ("handler.emulator.server", "run the local ECS emulator (a real HTTP server on 127.0.0.1)"),
-    "validate-template": ("handler.deploy.template", "check template.yaml; errors name the field's path"),
-    "package": ("handler.deploy.package", "build dist/function.zip, reproducibly"),
-    "deploy": (
-        "handler.deploy.apply",
-        "plan or apply the deployment of template.yaml through the veFaaS OpenAPI",
-    ),
-}
-
-
-def _tool(args: argparse.Namespace) -> int:
-    import importlib  # noqa: PLC0415
-
-    module = importlib.import_module(TOOLS[args.command][0])
-    status: int = module.main(list(args.rest))
-    return status
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m handler",
-        description="Export Volcengine ECS custom images to TOS: run the function locally, and its tools.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    invoke = commands.add_parser(
-        "invoke",
-        help="run the function once on an event, as the platform would",
-        description="Run the function once on EVENT_FILE (- reads stdin). The result goes to stdout, logs to stderr.",
-        epilog=EVENTS_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    invoke.add_argument("event", metavar="EVENT_FILE", help="a JSON event file, or - for stdin")
-    invoke.add_argument(
-        "--timeout", type=float, default=900.0, metavar="SECONDS", help="the time budget (default 900)"
-    )
-    invoke.set_defaults(run=_invoke)
-    for name, (_module, summary) in TOOLS.items():
-        tool = commands.add_parser(name, help=summary, add_help=False)
-        tool.add_argument("rest", nargs=argparse.REMAINDER)
-        tool.set_defaults(run=_tool)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    if words and words[0] in TOOLS:
-        # A tool parses its own options (``deploy --apply``): hand it the rest before argparse sees them.
-        return _tool(argparse.Namespace(command=words[0], rest=words[1:]))
-    args = build_parser().parse_args(words)
-    status: int = args.run(args)
-    return status
+    if words[:1] in (["-h"], ["--help"]) or (words[:1] == ["invoke"] and {"-h", "--help"} & set(words)):
+        sys.stdout.write(HELP)
+        return 0
+    try:
+        if words[:1] != ["invoke"]:
+            what = f"unknown command {words[0]!r}" if words else "a command is missing"
+            raise UsageError(f"{what} (the tools are `exporter-tools`)")
+        path, timeout = parse_invoke(words[1:])
+    except UsageError as error:
+        sys.stderr.write(f"{USAGE}python -m handler: error: {error}\n")
+        return 2
+    return invoke(path, timeout)

@@ -51,7 +51,7 @@ def _event_id(event: Any) -> str | None:
 
 
 def handle(event: Any, context: Any = None) -> dict[str, Any]:
-    """Run one invocation; see CONTRACT.md for the result, the HTTP response and when this raises."""
+    """Run one invocation; see docs/contract.md for the result, the HTTP response and when this raises."""
     global _cold
     cold, _cold = _cold, False
     clock_start = time.monotonic()
@@ -208,7 +208,7 @@ def _notify(result: InvocationResult, settings: Settings, end: float) -> None:
 
 
 def http_response(result: InvocationResult) -> dict[str, Any]:
-    """The API-gateway answer: the status tells the caller what to do (CONTRACT.md, HTTP)."""
+    """The API-gateway answer: the status tells the caller what to do (docs/contract.md, HTTP)."""
     import json  # noqa: PLC0415 - only the HTTP trigger serialises here
 
     headers = {"Content-Type": "application/json"}

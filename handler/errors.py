@@ -113,7 +113,7 @@ class UnknownOutcomeError(ApiError):
     retryable = True
 
 
-# The seed's error table, with the gateway codes of FACTS §2. Codes not listed fall back on the HTTP status.
+# The seed's error table, with the gateway codes of docs/facts.md §2. Codes not listed fall back on the HTTP status.
 _TERMINAL_CODES = frozenset(
     {
         "InvalidImageForExportImage.UnSupported",

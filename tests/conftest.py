@@ -1,44 +1,35 @@
-"""Shared test helpers: the published check values (``shared/vectors``) that the tests reproduce.
+"""Shared test helpers: the published check values (``tests/vectors``) that the tests reproduce, and the
+end-to-end fixtures (``tests/support/emulated.py``) for every test folder.
 
-The vectors live beside the repository (``../shared/vectors``), or under ``$EXPORTER_SHARED_DIR/vectors``.
-When they cannot be found the tests fail, never skip: a signer checked against nothing is not checked.
+``tests/vectors/README.md`` says where each vectors file comes from.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.support.emulated"]
+
 # A test asking for one of these fixtures runs once per case of that vectors file.
 _CASE_FIXTURES = {"volc_sign_case": "volc_sign.json", "vefaas_sign_case": "vefaas_sign.json"}
 
 
-def _vectors_dir() -> Path:
-    override = os.environ.get("EXPORTER_SHARED_DIR")
-    shared = Path(override) if override else Path(__file__).resolve().parents[2] / "shared"
-    vectors = shared / "vectors"
-    if not vectors.is_dir():
-        pytest.fail(
-            f"the shared test vectors are missing: expected the directory {vectors} "
-            "(a copy of shared/ beside the repository, or EXPORTER_SHARED_DIR pointing at one)",
-            pytrace=False,
-        )
-    return vectors
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
 def _load(name: str) -> Any:
-    return json.loads((_vectors_dir() / name).read_text(encoding="utf-8"))
+    return json.loads((VECTORS / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
-    """The directory holding the shared vectors (``volc_sign.json``, ``vefaas_sign.json``, …)."""
-    return _vectors_dir()
+    """The directory holding the published vectors (``volc_sign.json``, ``vefaas_sign.json``, …)."""
+    return VECTORS
 
 
 @pytest.fixture(scope="session")

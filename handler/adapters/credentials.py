@@ -1,4 +1,4 @@
-"""Where the function's Volcengine credentials come from (CONTRACT.md, Configuration).
+"""Where the function's Volcengine credentials come from (docs/contract.md, Configuration).
 
 The first source that has them wins: ``VOLCENGINE_ACCESS_KEY``/``VOLCENGINE_SECRET_KEY`` (with the
 optional ``VOLCENGINE_SESSION_TOKEN``), then ``VOLC_ACCESSKEY``/``VOLC_SECRETKEY``, then the JSON file veFaaS

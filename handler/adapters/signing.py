@@ -1,8 +1,8 @@
-"""Volcengine OpenAPI request signing ("HMAC-SHA256", FACTS.md §4), and its check for the local emulator.
+"""Volcengine OpenAPI request signing ("HMAC-SHA256", docs/facts.md §4).
 
 ``sign_request`` is a pure function of the request exactly as it goes on the wire, so it can be tested
 against the official SDKs' vectors byte for byte. ``VolcSigner`` applies it to every request an ``httpx``
-client sends; ``verify_signature`` is the server side, recomputing the signature from the request received.
+client sends. The server side (the emulator's check) is ``exporter_tools.emulator.signature``.
 """
 
 from __future__ import annotations
@@ -12,34 +12,34 @@ import hmac
 import re
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote
 
 import httpx
 
 __all__ = [
     "ALGORITHM",
-    "SIGNATURE_VALIDITY",
+    "X_DATE_FORMAT",
+    "X_DATE_PATTERN",
     "Credentials",
     "SignedRequest",
     "VolcSigner",
+    "canonical_host",
     "canonical_query",
+    "compute_signature",
     "encode_component",
     "format_x_date",
+    "parse_query",
+    "sha256_hex",
     "sign_request",
-    "verify_signature",
 ]
 
 ALGORITHM = "HMAC-SHA256"
-# How far X-Date may be from the gateway's clock before it answers InvalidTimestamp.
-SIGNATURE_VALIDITY = timedelta(minutes=15)
 
-_X_DATE = re.compile(r"^\d{8}T\d{6}Z$")
-_X_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+X_DATE_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
+X_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 # Headers the signer itself sets: a stale copy on the request (a resend) is replaced, never signed twice.
 _SIGNER_HEADERS = frozenset({"x-date", "x-content-sha256", "x-security-token"})
-# The gateway cannot accept a signature that leaves any of these out (FACTS.md §4, step 4).
-_REQUIRED_SIGNED = frozenset({"host", "x-content-sha256", "x-date"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ def format_x_date(moment: datetime) -> str:
     if moment.utcoffset() is None:
         msg = "X-Date needs a timezone-aware datetime"
         raise ValueError(msg)
-    return moment.astimezone(UTC).strftime(_X_DATE_FORMAT)
+    return moment.astimezone(UTC).strftime(X_DATE_FORMAT)
 
 
 def sign_request(
@@ -101,16 +101,16 @@ def sign_request(
     of which Content-Type, Content-Md5 and every ``X-…`` are signed (X-Date, X-Content-Sha256 and
     X-Security-Token among them are replaced by the signer's own). Add all of the result's ``headers``.
     """
-    if not _X_DATE.fullmatch(x_date):
+    if not X_DATE_PATTERN.fullmatch(x_date):
         msg = "x_date must look like 20250102T030405Z"
         raise ValueError(msg)
-    body_hash = _sha256_hex(body)
+    body_hash = sha256_hex(body)
     signed = {
         name: value.strip()
         for name, value in ((name.lower(), value) for name, value in headers.items())
         if _is_signed(name) and name not in _SIGNER_HEADERS
     }
-    signed["host"] = _canonical_host(host.strip())
+    signed["host"] = canonical_host(host.strip())
     signed["x-date"] = x_date
     signed["x-content-sha256"] = body_hash
     added = {"X-Date": x_date, "X-Content-Sha256": body_hash}
@@ -118,7 +118,7 @@ def sign_request(
         signed["x-security-token"] = credentials.session_token
         added["X-Security-Token"] = credentials.session_token
     names = sorted(signed)
-    canonical_request, string_to_sign, signature = _compute(
+    canonical_request, string_to_sign, signature = compute_signature(
         method=method,
         path=path,
         query=query,
@@ -134,45 +134,6 @@ def sign_request(
         f"SignedHeaders={';'.join(names)}, Signature={signature}"
     )
     return SignedRequest(canonical_request, string_to_sign, signature, added)
-
-
-def verify_signature(
-    *,
-    method: str,
-    host: str,
-    path: str,
-    raw_query: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    credentials_for: Callable[[str], Credentials | None],
-    region: str,
-    service: str,
-    now: datetime | None = None,
-) -> str | None:
-    """Check a received request's signature as the gateway would; ``None`` when valid, else the reason.
-
-    The query is re-canonicalised (any order, ``+`` for space); exactly the headers SignedHeaders lists are
-    used; the scope must name ``region`` and ``service``; temporary credentials need their X-Security-Token.
-    With ``now``, an X-Date further than 15 minutes from it is refused. A reason starts with the gateway's
-    error code (``SignatureDoesNotMatch: …``, ``InvalidAccessKey``, ``InvalidTimestamp``,
-    ``InvalidSecretToken``) and never contains a secret.
-    """
-    try:
-        _check_request(
-            method=method,
-            host=host,
-            path=path,
-            raw_query=raw_query,
-            received={name.lower(): value.strip() for name, value in headers.items()},
-            body=body,
-            credentials_for=credentials_for,
-            region=region,
-            service=service,
-            now=now,
-        )
-    except _Rejected as rejected:
-        return str(rejected)
-    return None
 
 
 def _utc_now() -> datetime:
@@ -208,7 +169,7 @@ class VolcSigner(httpx.Auth):
         credentials = self._credentials if isinstance(self._credentials, Credentials) else self._credentials()
         query = request.url.query.decode("ascii")
         try:
-            canonical: str | None = canonical_query(_parse_query(query))
+            canonical: str | None = canonical_query(parse_query(query))
         except ValueError:
             canonical = None
         if canonical != query:
@@ -233,7 +194,7 @@ class VolcSigner(httpx.Auth):
         yield request
 
 
-def _compute(
+def compute_signature(
     *,
     method: str,
     path: str,
@@ -245,12 +206,12 @@ def _compute(
     region: str,
     service: str,
 ) -> tuple[str, str, str]:
-    """Canonical request, string to sign and signature (FACTS.md §4, steps 6 to 9)."""
+    """Canonical request, string to sign and signature (docs/facts.md §4, steps 6 to 9)."""
     canonical_headers = "".join(f"{name}:{value}\n" for name, value in signed_headers)
     names = ";".join(name for name, _ in signed_headers)
     canonical_request = "\n".join([method.upper(), path or "/", query, canonical_headers, names, body_hash])
     scope = _scope(x_date, region, service)
-    string_to_sign = "\n".join([ALGORITHM, x_date, scope, _sha256_hex(canonical_request.encode())])
+    string_to_sign = "\n".join([ALGORITHM, x_date, scope, sha256_hex(canonical_request.encode())])
     key = secret_key.encode()
     for part in (x_date[:8], region, service, "request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -262,7 +223,7 @@ def _scope(x_date: str, region: str, service: str) -> str:
     return f"{x_date[:8]}/{region}/{service}/request"
 
 
-def _sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -270,7 +231,7 @@ def _is_signed(lowered_name: str) -> bool:
     return lowered_name in {"content-type", "content-md5"} or lowered_name.startswith("x-")
 
 
-def _canonical_host(host: str) -> str:
+def canonical_host(host: str) -> str:
     """The Host value as signed: a default port (``:80``, ``:443``) is left out, like the official SDKs do."""
     name, colon, port = host.rpartition(":")
     if colon and port in {"80", "443"} and (name.endswith("]") or ":" not in name):
@@ -278,7 +239,7 @@ def _canonical_host(host: str) -> str:
     return host
 
 
-def _parse_query(raw_query: str) -> dict[str, str]:
+def parse_query(raw_query: str) -> dict[str, str]:
     """Decode a query as a gateway does (``+`` is a space); a repeated key or non-UTF-8 text is refused."""
     try:
         pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
@@ -290,130 +251,3 @@ def _parse_query(raw_query: str) -> dict[str, str]:
         msg = "a query parameter is repeated"
         raise ValueError(msg)
     return params
-
-
-class _Rejected(Exception):
-    """A request the gateway would refuse; the message is the reason, which never holds a secret."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Authorization:
-    access_key: str
-    short_date: str
-    region: str
-    service: str
-    signed_names: list[str]
-    signature: str
-
-
-def _check_request(
-    *,
-    method: str,
-    host: str,
-    path: str,
-    raw_query: str,
-    received: dict[str, str],
-    body: bytes,
-    credentials_for: Callable[[str], Credentials | None],
-    region: str,
-    service: str,
-    now: datetime | None,
-) -> None:
-    """Raise ``_Rejected`` with the first reason the gateway would refuse the request for."""
-    authorization = _parse_authorization(received.get("authorization", ""))
-    x_date = received.get("x-date", "")
-    _check_scope(authorization, x_date, region=region, service=service, now=now)
-    credentials = credentials_for(authorization.access_key)
-    if credentials is None:
-        raise _Rejected("InvalidAccessKey: the access key is not known")
-    _check_token(received.get("x-security-token"), credentials.session_token)
-    required = _REQUIRED_SIGNED | ({"x-security-token"} if credentials.session_token else set())
-    if missing := sorted(required.difference(authorization.signed_names)):
-        raise _Rejected(f"SignatureDoesNotMatch: SignedHeaders leaves out {';'.join(missing)}")
-    body_hash = _sha256_hex(body)
-    if received.get("x-content-sha256") != body_hash:
-        raise _Rejected("SignatureDoesNotMatch: X-Content-Sha256 is not the SHA-256 of the body received")
-    values = {**received, "host": _canonical_host(host.strip())}
-    if absent := [name for name in authorization.signed_names if name not in values]:
-        raise _Rejected(f"SignatureDoesNotMatch: the signed header {absent[0]} was not sent")
-    try:
-        query = canonical_query(_parse_query(raw_query))
-    except ValueError as error:
-        raise _Rejected(f"SignatureDoesNotMatch: {error}") from None
-    _, _, expected = _compute(
-        method=method,
-        path=path,
-        query=query,
-        signed_headers=[(name, values[name]) for name in authorization.signed_names],
-        body_hash=body_hash,
-        x_date=x_date,
-        secret_key=credentials.secret_key,
-        region=region,
-        service=service,
-    )
-    if not hmac.compare_digest(authorization.signature.encode(), expected.encode()):
-        raise _Rejected("SignatureDoesNotMatch: the signature does not match the request")
-
-
-def _parse_authorization(value: str) -> _Authorization:
-    """Split ``HMAC-SHA256 Credential=AK/scope, SignedHeaders=…, Signature=…`` into its parts."""
-    algorithm, _, rest = value.partition(" ")
-    if algorithm != ALGORITHM:
-        raise _Rejected(f"SignatureDoesNotMatch: no {ALGORITHM} Authorization header")
-    fields: dict[str, str] = {}
-    for item in rest.split(","):
-        name, equals, field_value = item.strip().partition("=")
-        if equals:
-            fields[name] = field_value
-    credential = fields.get("Credential", "")
-    signed_headers = fields.get("SignedHeaders", "")
-    signature = fields.get("Signature", "")
-    if not (credential and signed_headers and signature):
-        raise _Rejected("SignatureDoesNotMatch: Authorization lacks Credential, SignedHeaders or Signature")
-    access_key, _, scope = credential.partition("/")
-    scope_parts = scope.split("/")
-    if not access_key or len(scope_parts) != 4 or scope_parts[3] != "request":
-        raise _Rejected("SignatureDoesNotMatch: the credential is not AccessKey/date/region/service/request")
-    names = signed_headers.split(";")
-    if names != sorted(set(names)) or any(not name or name != name.lower() for name in names):
-        raise _Rejected(
-            "SignatureDoesNotMatch: SignedHeaders must be lowercase names, sorted, without repeats"
-        )
-    short_date, scope_region, scope_service, _ = scope_parts
-    return _Authorization(access_key, short_date, scope_region, scope_service, names, signature)
-
-
-def _check_scope(
-    authorization: _Authorization, x_date: str, *, region: str, service: str, now: datetime | None
-) -> None:
-    if authorization.region != region or authorization.service != service:
-        raise _Rejected(
-            f"SignatureDoesNotMatch: the credential scope is {authorization.region}/{authorization.service}, "
-            f"expected {region}/{service}"
-        )
-    if not _X_DATE.fullmatch(x_date):
-        raise _Rejected("InvalidTimestamp: X-Date is missing or not like 20250102T030405Z")
-    if authorization.short_date != x_date[:8]:
-        raise _Rejected("SignatureDoesNotMatch: the credential scope's date is not X-Date's")
-    if now is not None and _too_far(x_date, now):
-        raise _Rejected("InvalidTimestamp: X-Date is more than 15 minutes away from the server's clock")
-
-
-def _check_token(sent: str | None, expected: str | None) -> None:
-    if not expected:
-        if sent:
-            raise _Rejected("InvalidSecretToken: X-Security-Token was sent for long-term keys")
-        return
-    if sent is None:
-        raise _Rejected("InvalidSecretToken: temporary keys need their X-Security-Token")
-    if not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise _Rejected("InvalidSecretToken: X-Security-Token does not belong to this access key")
-
-
-def _too_far(x_date: str, now: datetime) -> bool:
-    """True when X-Date is not a real moment, or is further from ``now`` (aware) than a signature lasts."""
-    try:
-        moment = datetime.strptime(x_date, _X_DATE_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return True
-    return abs(now - moment) > SIGNATURE_VALIDITY

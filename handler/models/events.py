@@ -1,4 +1,4 @@
-"""The events the function accepts (CONTRACT.md, "Events accepted"), each turned into one typed command.
+"""The events the function accepts (docs/contract.md, "Events accepted"), each turned into one typed command.
 
 ``parse_event(raw)`` returns a :class:`ScanCommand` (a timer with no ``ImageIds``: look for new images) or an
 :class:`ExportCommand` (export exactly these images), or raises :class:`~handler.errors.InvalidEvent` whose
@@ -42,6 +42,7 @@ __all__ = [
     "ExportCommand",
     "HttpRequestInfo",
     "ScanCommand",
+    "decode_event_document",
     "http_request_info",
     "is_http_event",
     "parse_event",
@@ -49,7 +50,7 @@ __all__ = [
 
 # A custom image id, e.g. image-ybqi99s7yq8rx7mnk44b. \A and \Z so that ``match`` never lets a newline through.
 IMAGE_ID_PATTERN = re.compile(r"\Aimage-[a-z0-9]{1,64}\Z")
-MAX_IMAGE_IDS = 100  # DescribeImages / DescribeTasks take at most 100 ids per call (FACTS §3)
+MAX_IMAGE_IDS = 100  # DescribeImages / DescribeTasks take at most 100 ids per call (docs/facts.md §3)
 MAX_LOOKBACK_HOURS = 8760.0  # one year
 TIMER_EVENT_TYPE = "faas.timer.event"
 
@@ -260,6 +261,27 @@ def http_request_info(raw: object) -> HttpRequestInfo | None:
         method=method[:16] if isinstance(method, str) else "",
         path=path[:200] if isinstance(path, str) else None,
     )
+
+
+def decode_event_document(raw: bytes) -> object:
+    """An event file's bytes as JSON (the local runner's input): UTF-8 (a BOM is allowed), one document.
+
+    Anything else (empty, another encoding, not JSON, nested past what the parser can follow) is an
+    :class:`~handler.errors.InvalidEvent` saying so, never a decoding crash.
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        msg = f"the event is not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8 JSON"
+        raise InvalidEvent(msg) from None
+    if not text.strip():
+        raise InvalidEvent("the event is empty: expected a JSON document")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InvalidEvent("the event is nested too deeply to be read") from None
+    except ValueError as exc:
+        raise InvalidEvent(f"the event is not valid JSON: {exc}") from None
 
 
 def parse_event(raw: object) -> Command:

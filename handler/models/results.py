@@ -1,4 +1,4 @@
-"""The result of one invocation, exactly as CONTRACT.md publishes it."""
+"""The result of one invocation, exactly as docs/contract.md publishes it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ Trigger = Literal["timer", "event", "http", "direct"]
 
 
 def object_key_for(prefix: str, image_id: str) -> str:
-    """The object ExportImage writes: ``<TOSPrefix>_<ImageId>_system.qcow2`` (FACTS §1)."""
+    """The object ExportImage writes: ``<TOSPrefix>_<ImageId>_system.qcow2`` (docs/facts.md §1)."""
     return f"{prefix}_{image_id}_system.qcow2"
 
 

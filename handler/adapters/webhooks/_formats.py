@@ -52,7 +52,7 @@ REDACTED = "***"
 
 # One line of advice per error code: what the person reading the message should do about it.
 FIXES: dict[str, str] = {
-    # ExportImage's own errors (FACTS §1)
+    # ExportImage's own errors (docs/facts.md §1)
     "InvalidImageForExportImage.UnSupported": "this image cannot be exported: only private custom images can",
     "InvalidImageStatus": "wait until the image is available; a later run exports it",
     "InvalidTOSPrefix.Malformed": "set EXPORT_TOS_PREFIX (or the event's TOSPrefix) to 1-30 letters and digits",
@@ -65,7 +65,7 @@ FIXES: dict[str, str] = {
     "OperationDenied.ResourceLocked": "another operation holds the image; a later run retries it",
     "InternalError": "nothing to do: a later run retries it",
     "ServiceUnavailable": "nothing to do: a later run retries it",
-    # Gateway errors (FACTS §2)
+    # Gateway errors (docs/facts.md §2)
     "InvalidTimestamp": "sync the clock: a signed request is valid for 15 minutes",
     "InvalidAccessKey": "check the access key (VOLCENGINE_ACCESS_KEY or the function's role)",
     "SignatureDoesNotMatch": "check the secret key paired with the access key (VOLCENGINE_SECRET_KEY)",
@@ -209,7 +209,7 @@ def signing_key(secret: str) -> bytes:
 
 
 def standard_signature(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
-    """``webhook-signature``: ``v1,`` + base64 HMAC-SHA256 of ``{id}.{timestamp}.{body}`` (FACTS §7)."""
+    """``webhook-signature``: ``v1,`` + base64 HMAC-SHA256 of ``{id}.{timestamp}.{body}`` (docs/facts.md §7)."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
     digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()

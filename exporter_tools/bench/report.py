@@ -1,0 +1,462 @@
+"""The numbers a benchmark run produced, the targets they are held to, and the Markdown that shows them.
+
+Everything here is pure: measurements go in, a verdict and a table come out, so the maths and the layout are
+tested without timing anything. Targets are ratios (ours against the floor or the official SDK, wall time
+against the ideal), so they hold on any machine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ColdResult",
+    "ImportProfile",
+    "Machine",
+    "Report",
+    "Samples",
+    "SizeResult",
+    "TargetCheck",
+    "ThroughputResult",
+    "WarmResult",
+    "check_targets",
+    "percentile",
+    "ratio",
+    "render_markdown",
+]
+
+# The targets (issue "make bench"): each a limit on a ratio, or an absolute count for failures and the zip.
+COLD_TLS_OVER_FLOOR = 1.15
+THROUGHPUT_WALL_OVER_IDEAL = 1.25
+TURNED_AWAY_SHARE = 0.10
+REQUESTS_PER_IMAGE = 1.05
+ZIP_BYTES = 10_000_000
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation between the closest ranks (numpy's default)."""
+    if not values:
+        msg = "no values"
+        raise ValueError(msg)
+    if not 0 <= q <= 100:
+        msg = "q must be between 0 and 100"
+        raise ValueError(msg)
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def ratio(ours: float, baseline: float) -> float:
+    """``ours / baseline``; infinity when the baseline is zero and ours is not (1.0 when both are)."""
+    if baseline == 0:
+        return 1.0 if ours == 0 else math.inf
+    return ours / baseline
+
+
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """Repeated measurements of one thing (seconds, or megabytes)."""
+
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Samples:
+        return cls(tuple(values))
+
+    @property
+    def median(self) -> float:
+        return percentile(self.values, 50)
+
+    @property
+    def p25(self) -> float:
+        return percentile(self.values, 25)
+
+    @property
+    def p75(self) -> float:
+        return percentile(self.values, 75)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.values, 99)
+
+
+@dataclass(frozen=True, slots=True)
+class ColdResult:
+    """A fresh process handling one event, many times: wall time (s), peak RSS (MiB), API requests made."""
+
+    key: str  # "floor", "floor-model", "ours", "sdk", "ours-unpaced"
+    transport: str  # "plain", "tls"
+    label: str
+    seconds: Samples
+    rss_mib: Samples  # peak resident set, MiB
+    requests: float
+
+
+@dataclass(frozen=True, slots=True)
+class WarmResult:
+    """Invocations in one long-lived process: seconds per invocation, and API requests per invocation."""
+
+    key: str  # "ours", "sdk", "ours-unpaced"
+    label: str
+    seconds: Samples
+    requests: float
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputResult:
+    """One job of ``images`` new images against an API limited to ``max_rps``."""
+
+    key: str  # "ours", "sdk", "sdk-threads"
+    label: str
+    images: int
+    exported: int
+    failures: int
+    wall_seconds: float
+    requests_served: int  # answered, not turned away
+    throttled: int  # turned away with 429
+    peak_rps: int
+    max_rps: float
+
+    @property
+    def ideal_seconds(self) -> float:
+        """What the requests served need at the limit: ``requests_served / max_rps``."""
+        return self.requests_served / self.max_rps
+
+    @property
+    def wall_over_ideal(self) -> float:
+        return ratio(self.wall_seconds, self.ideal_seconds)
+
+    @property
+    def turned_away_share(self) -> float:
+        return ratio(self.throttled, self.requests_served + self.throttled) if self.throttled else 0.0
+
+    @property
+    def requests_per_image(self) -> float:
+        return ratio(self.requests_served, self.images)
+
+
+@dataclass(frozen=True, slots=True)
+class SizeResult:
+    """What a deployment carries: the zip (when one was built) and the installed files (no ``.pyc``)."""
+
+    key: str  # "ours", "sdk"
+    label: str
+    zip_bytes: int | None
+    installed_bytes: int
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProfile:
+    """``python -X importtime`` of our cold invocation against the floor's: what we import beyond it."""
+
+    ours_ms: float  # self time of every module imported
+    floor_ms: float
+    extra: tuple[
+        tuple[str, float], ...
+    ]  # (module, self ms) imported by ours and not by the floor, largest first
+    ours_top: tuple[tuple[str, float], ...] = ()  # our own modules' cumulative ms
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    python: str
+    platform: str
+    cpu: str
+    cores: int
+    date: str
+    sdk_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCheck:
+    """One target: what was measured, the limit, whether it is met, and a word on why."""
+
+    name: str
+    measured: str
+    limit: str
+    met: bool
+    note: str = ""
+
+
+@dataclass
+class Report:
+    machine: Machine
+    runs: int
+    cold: list[ColdResult] = field(default_factory=list)
+    warm: list[WarmResult] = field(default_factory=list)
+    throughput: list[ThroughputResult] = field(default_factory=list)
+    sizes: list[SizeResult] = field(default_factory=list)
+    profile: ImportProfile | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def cold_of(self, key: str, transport: str) -> ColdResult | None:
+        return next((c for c in self.cold if c.key == key and c.transport == transport), None)
+
+    def warm_of(self, key: str) -> WarmResult | None:
+        return next((w for w in self.warm if w.key == key), None)
+
+    def throughput_of(self, key: str) -> ThroughputResult | None:
+        return next((t for t in self.throughput if t.key == key), None)
+
+    def size_of(self, key: str) -> SizeResult | None:
+        return next((s for s in self.sizes if s.key == key), None)
+
+
+def _x(value: float) -> str:
+    return "∞" if math.isinf(value) else f"{value:.2f}x"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds >= 0.1 else f"{seconds * 1000:.1f} ms"
+
+
+def _mb(size: float) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def check_targets(report: Report) -> list[TargetCheck]:
+    """Hold the measurements to the issue's targets; a target whose numbers are missing is not met."""
+    checks: list[TargetCheck] = []
+    ours_tls, floor, sdk_tls = (
+        report.cold_of("ours", "tls"),
+        report.cold_of("floor", "tls"),
+        report.cold_of("sdk", "tls"),
+    )
+    if ours_tls and floor:
+        value = ratio(ours_tls.seconds.median, floor.seconds.median)
+        checks.append(
+            TargetCheck(
+                "cold invocation over TLS vs the floor",
+                _x(value),
+                f"≤ {COLD_TLS_OVER_FLOOR:.2f}x",
+                value <= COLD_TLS_OVER_FLOOR,
+            )
+        )
+    if ours_tls and sdk_tls:
+        value = ratio(ours_tls.seconds.median, sdk_tls.seconds.median)
+        checks.append(TargetCheck("cold invocation over TLS vs the SDK", _x(value), "< 1.00x", value < 1.0))
+        value = ratio(ours_tls.rss_mib.median, sdk_tls.rss_mib.median)
+        checks.append(TargetCheck("peak RSS vs the SDK", _x(value), "≤ 1.00x", value <= 1.0))
+    ours_warm, sdk_warm = report.warm_of("ours"), report.warm_of("sdk")
+    if ours_warm and sdk_warm:
+        value = ratio(ours_warm.seconds.median, sdk_warm.seconds.median)
+        checks.append(TargetCheck("warm p50 vs the SDK", _x(value), "≤ 1.00x", value <= 1.0))
+    run = report.throughput_of("ours")
+    if run:
+        checks.extend(
+            [
+                TargetCheck(
+                    "throughput: wall time vs the ideal",
+                    _x(run.wall_over_ideal),
+                    f"≤ {THROUGHPUT_WALL_OVER_IDEAL:.2f}x",
+                    run.wall_over_ideal <= THROUGHPUT_WALL_OVER_IDEAL,
+                ),
+                TargetCheck(
+                    "throughput: requests turned away (429)",
+                    f"{run.turned_away_share:.1%}",
+                    f"≤ {TURNED_AWAY_SHARE:.0%}",
+                    run.turned_away_share <= TURNED_AWAY_SHARE,
+                ),
+                TargetCheck("throughput: failures", str(run.failures), "0", run.failures == 0),
+                TargetCheck(
+                    "throughput: API requests per image",
+                    f"{run.requests_per_image:.3f}",
+                    f"≤ {REQUESTS_PER_IMAGE:.2f}",
+                    run.requests_per_image <= REQUESTS_PER_IMAGE,
+                ),
+            ]
+        )
+    size = report.size_of("ours")
+    if size:
+        measured = size.zip_bytes if size.zip_bytes is not None else size.installed_bytes
+        what = "zip" if size.zip_bytes is not None else "installed (no zip built)"
+        checks.append(
+            TargetCheck(
+                f"package size ({what})",
+                _mb(measured),
+                f"≤ {_mb(ZIP_BYTES)}",
+                measured <= ZIP_BYTES,
+            )
+        )
+    return checks
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return lines
+
+
+def _cold_rows(report: Report) -> list[list[str]]:
+    floor = report.cold_of("floor", "tls")
+    rows = []
+    for result in report.cold:
+        sdk = report.cold_of("sdk", result.transport)
+        over_floor = ratio(result.seconds.median, floor.seconds.median) if floor else math.nan
+        over_sdk = ratio(result.seconds.median, sdk.seconds.median) if sdk else math.nan
+        rows.append(
+            [
+                result.label,
+                result.transport.upper() if result.transport == "tls" else result.transport,
+                _ms(result.seconds.median),
+                f"{_ms(result.seconds.p25)} - {_ms(result.seconds.p75)}",
+                "—" if result.key == "floor" else _x(over_floor),
+                "—" if result.key == "sdk" or result.key.startswith("floor") or not sdk else _x(over_sdk),
+                f"{result.rss_mib.median:.1f} MiB",
+                f"{result.requests:g}",
+            ]
+        )
+    return rows
+
+
+def _summary_rows(checks: Sequence[TargetCheck]) -> list[list[str]]:
+    return [[c.name, c.measured, c.limit, "met" if c.met else "**missed**"] for c in checks]
+
+
+def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None) -> str:
+    """The whole report: the machine, the targets, then each measurement's table and the notes."""
+    checks = check_targets(report) if checks is None else checks
+    m = report.machine
+    out = [
+        "# Benchmarks: this function against the official SDK",
+        "",
+        "Written by `make bench` (`python -m exporter_tools.bench`); every number below comes from one run on one",
+        "machine, ours and the baseline interleaved. The baseline is the official SDK's split packages",
+        f"(`volcenginesdk-core` and `volcenginesdk-ecs` {m.sdk_version}) in their own virtual environment;",
+        "both talk to the local ECS emulator, which checks every signature.",
+        "",
+        f"- **Machine**: {m.platform}, {m.cpu}, {m.cores} cores",
+        f"- **Python**: {m.python}",
+        f"- **Date**: {m.date}",
+        f"- **Runs**: {report.runs} cold runs of each process, interleaved",
+        "",
+        "## Targets",
+        "",
+        *_table(["target", "measured", "limit", ""], _summary_rows(checks)),
+        "",
+    ]
+    if report.cold:
+        out += [
+            "## Cold invocation and peak memory",
+            "",
+            'A fresh process handling one direct event (`{"ImageId": …}`) end to end: start, import, settings,',
+            "sign, call, log, result. Ours is `python -m handler invoke EVENT_FILE`; the SDK's is a script calling",
+            "`ECSApi().export_image`; the floor only imports httpx, pydantic and structlog and builds one",
+            'TLS-capable httpx client ("floor + one pydantic model" also defines one model class). Wall time',
+            "from spawn to exit; peak RSS from `wait4`; requests as the emulator counted them.",
+            "",
+            *_table(
+                ["process", "transport", "median", "p25 - p75", "vs floor", "vs SDK", "peak RSS", "requests"],
+                _cold_rows(report),
+            ),
+            "",
+        ]
+    if report.warm:
+        sdk = report.warm_of("sdk")
+        rows = [
+            [
+                w.label,
+                _ms(w.seconds.median),
+                _ms(w.seconds.p99),
+                "—" if w.key == "sdk" or not sdk else _x(ratio(w.seconds.median, sdk.seconds.median)),
+                f"{w.requests:g}",
+            ]
+            for w in report.warm
+        ]
+        count = len(report.warm[0].seconds.values)
+        out += [
+            "## Warm latency",
+            "",
+            f"{count} invocations in one process over TLS (keep-alive), after one untimed warm-up: ours calls",
+            "`handler.handler(event, None)`, the SDK calls `ECSApi().export_image`.",
+            "",
+            *_table(["process", "p50", "p99", "p50 vs SDK", "requests"], rows),
+            "",
+        ]
+    if report.throughput:
+        first = report.throughput[0]
+        rows = [
+            [
+                t.label,
+                f"{t.exported}/{t.images}",
+                f"{t.wall_seconds:.1f} s",
+                f"{t.ideal_seconds:.1f} s",
+                _x(t.wall_over_ideal),
+                str(t.peak_rps),
+                f"{t.throttled} ({t.turned_away_share:.1%})",
+                str(t.failures),
+                f"{t.requests_per_image:.3f}",
+            ]
+            for t in report.throughput
+        ]
+        out += [
+            "## Throughput under a rate limit",
+            "",
+            f"The emulator answers 429 `FlowLimitExceeded` above {first.max_rps:g} requests per second and takes",
+            (
+                f"50 ms per answer; {first.images} new images. Ours: one timer scan, `VOLCENGINE_MAX_RPS="
+                f"{first.max_rps:g}`. The SDK: `DescribeImages` pages, then `ExportImage` for each image in a plain"
+            ),
+            "loop (its users write it that way), and the same loop on 4 threads. The ideal is the requests",
+            f"served ÷ {first.max_rps:g}; requests per image counts the requests served.",
+            "",
+            *_table(
+                [
+                    "job",
+                    "exported",
+                    "wall",
+                    "ideal",
+                    "wall / ideal",
+                    "peak rps",
+                    "429s",
+                    "failures",
+                    "requests / image",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    if report.sizes:
+        rows = [
+            [
+                s.label,
+                "—" if s.zip_bytes is None else _mb(s.zip_bytes),
+                _mb(s.installed_bytes),
+                s.note,
+            ]
+            for s in report.sizes
+        ]
+        out += [
+            "## Package size",
+            "",
+            *_table(["what", "zip", "installed (no .pyc)", "contents"], rows),
+            "",
+        ]
+    if report.profile:
+        p = report.profile
+        out += [
+            "## Where the cold start goes (`python -X importtime`)",
+            "",
+            (
+                f"Import self time, all modules: ours {p.ours_ms:.0f} ms, floor {p.floor_ms:.0f} ms. "
+                "Imported by ours and not by the floor (largest self times):"
+            ),
+            "",
+            *_table(["module", "self ms"], [[f"`{name}`", f"{ms:.1f}"] for name, ms in p.extra]),
+            "",
+        ]
+        if p.ours_top:
+            out += [
+                "Our own modules, cumulative:",
+                "",
+                *_table(["module", "cumulative ms"], [[f"`{name}`", f"{ms:.1f}"] for name, ms in p.ours_top]),
+                "",
+            ]
+    if report.notes:
+        out += ["## Notes", "", *(f"- {note}" for note in report.notes), ""]
+    return "\n".join(out)

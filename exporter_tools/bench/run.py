@@ -1,0 +1,231 @@
+"""``python -m exporter_tools.bench [--quick] [--runs N]``: every benchmark in one run, then the report.
+
+The SDK baseline's environment is created on first use (``.bench/sdk-venv``); scratch files go to
+``.bench/run``. The report is printed and written to ``docs/benchmarks.md``. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from exporter_tools.bench.cold import Endpoints, cold_kinds, run_cold
+from exporter_tools.bench.process import BenchError, child_env, run_measured
+from exporter_tools.bench.profile import compare_imports, parse_importtime
+from exporter_tools.bench.report import ImportProfile, Machine, Report, check_targets, ratio, render_markdown
+from exporter_tools.bench.scripts import write_scripts
+from exporter_tools.bench.sdk_env import SDK_VERSION, ensure_sdk_venv, site_packages
+from exporter_tools.bench.size import measure_sizes
+from exporter_tools.bench.throughput import run_throughput
+from exporter_tools.bench.tls import make_self_signed_cert, serve_over_tls
+from exporter_tools.bench.warm import run_warm
+from exporter_tools.emulator.ecs import EcsEmulator, Faults
+from exporter_tools.emulator.fleet import new_images_fleet
+from exporter_tools.emulator.server import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parents[2]
+THROUGHPUT_RPS = 40.0
+THROUGHPUT_LATENCY_MS = 50.0
+
+
+def _progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def _machine() -> Machine:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    return Machine(
+        python=f"{platform.python_implementation()} {platform.python_version()}",
+        platform=platform.platform(terse=True),
+        cpu=cpu,
+        cores=os.cpu_count() or 1,
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        sdk_version=SDK_VERSION,
+    )
+
+
+def _import_profile(
+    endpoints: Endpoints, project_python: str, floor_script: Path, event: Path
+) -> ImportProfile:
+    """One cold TLS invocation of ours and one floor process, both under ``-X importtime``."""
+    endpoints.tls.reset()
+    ours = run_measured(
+        (project_python, "-X", "importtime", "-m", "handler", "invoke", str(event), "--timeout", "60"),
+        endpoints.env(os.environ, "tls"),
+        cwd=ROOT,
+    )
+    floor = run_measured(
+        (project_python, "-X", "importtime", str(floor_script)), endpoints.env(os.environ, "tls"), cwd=ROOT
+    )
+    return compare_imports(parse_importtime(ours.stderr), parse_importtime(floor.stderr))
+
+
+def _notes(report: Report, sdk_signed: int) -> list[str]:
+    notes = [
+        (
+            f"The emulator checked the signature of every SDK request: all {sdk_signed} requests signed by "
+            f"volcenginesdkcore {SDK_VERSION} in the timed cold runs were accepted."
+        ),
+    ]
+    ours, unpaced, sdk = (report.cold_of("ours", "tls"), report.cold_of("ours-unpaced", "tls"),
+                          report.cold_of("sdk", "tls"))  # fmt: skip
+    if ours and unpaced:
+        waited = ours.seconds.median - unpaced.seconds.median
+        notes.append(
+            f"Pacing: with the default `VOLCENGINE_MAX_RPS` (10) a cold direct event spends about "
+            f"{waited * 1000:.0f} ms waiting for its own rate limiter between its {ours.requests:g} requests "
+            f"(the image look-up, the export-task look-up that prevents a duplicate export, then ExportImage); "
+            f"the SDK script sends {sdk.requests if sdk else 1:g}."
+        )
+        if sdk:
+            notes.append(
+                f"Without that wait (`VOLCENGINE_MAX_RPS={unpaced.label.rpartition('=')[2]}`), ours is "
+                f"{ratio(unpaced.seconds.median, sdk.seconds.median):.2f}x the SDK's cold time over TLS."
+            )
+    floor, floor_model = report.cold_of("floor", "tls"), report.cold_of("floor-model", "tls")
+    if floor and floor_model:
+        notes.append(
+            f"Using pydantic at all: defining one model class adds "
+            f"{(floor_model.seconds.median - floor.seconds.median) * 1000:.0f} ms to the floor "
+            f"({ratio(floor_model.seconds.median, floor.seconds.median):.2f}x; its first model loads the rest of "
+            "pydantic, its plugin loader and `importlib.metadata`)."
+        )
+    warm, warm_unpaced = report.warm_of("ours"), report.warm_of("ours-unpaced")
+    if warm and warm_unpaced:
+        notes.append(
+            f"Warm: ours p50 is {warm.seconds.median * 1000:.0f} ms with default pacing and "
+            f"{warm_unpaced.seconds.median * 1000:.1f} ms without it; the difference is the rate limiter "
+            f"spacing {warm.requests:g} requests per invocation."
+        )
+    if report.profile:
+        extra = sum(ms for _, ms in report.profile.extra)
+        notes.append(
+            f"Imports beyond the floor's: the {len(report.profile.extra)} largest cost {extra:.0f} ms of self "
+            "time under `-X importtime` (which inflates every import)."
+        )
+    return notes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exporter-tools bench",
+        description="Benchmark the function against the official SDK; writes docs/benchmarks.md.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer runs (5 cold rounds, 50 warm invocations)"
+    )
+    parser.add_argument("--runs", type=int, default=None, metavar="N", help="cold rounds (default 20)")
+    parser.add_argument("--warm", type=int, default=None, metavar="N", help="warm invocations (default 200)")
+    parser.add_argument(
+        "--images", type=int, default=300, metavar="N", help="throughput images (default 300)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "docs" / "benchmarks.md", help="where the report is written"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every benchmark; 0 when they ran (missed targets are in the report), 1 when one could not."""
+    args = build_parser().parse_args(argv)
+    runs = args.runs or (5 if args.quick else 20)
+    warm_count = args.warm or (50 if args.quick else 200)
+    work = ROOT / ".bench"
+    scratch = work / "run"
+    project_python = sys.executable
+    try:
+        _progress("preparing the SDK environment (.bench/sdk-venv)")
+        sdk_python = str(ensure_sdk_venv(work / "sdk-venv"))
+        cert = make_self_signed_cert(work / "tls")
+        scripts = write_scripts(scratch)
+        event = scratch / "direct.json"
+        report = Report(_machine(), runs)
+        with contextlib.ExitStack() as stack:
+            plain = EcsEmulator(new_images_fleet(1))
+            stack.callback(plain.close)
+            plain.start()
+            tls = EcsEmulator(new_images_fleet(1))
+            stack.callback(tls.close)
+            tls_url = serve_over_tls(tls, cert)
+            tls.start()
+            endpoints = Endpoints(
+                plain, tls, plain.endpoint, tls_url, cert.cert, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY,
+                "demo-exports",
+            )  # fmt: skip
+            image_id = new_images_fleet(1).images[0].id
+            event.write_text(json.dumps({"ImageId": image_id}), encoding="utf-8")
+            kinds = cold_kinds(
+                endpoints,
+                project_python=project_python,
+                sdk_python=sdk_python,
+                scripts=scripts,
+                event_file=event,
+                base_env=os.environ,
+            )
+            report.cold, sdk_signed = run_cold(
+                kinds, endpoints, runs=runs, image_id=image_id, cwd=ROOT, progress=_progress
+            )
+            report.profile = _import_profile(endpoints, project_python, scripts["floor.py"], event)
+
+            warm_fleet = new_images_fleet(warm_count + 1)
+            warm_tls = EcsEmulator(warm_fleet)
+            stack.callback(warm_tls.close)
+            warm_url = serve_over_tls(warm_tls, cert)
+            warm_tls.start()
+            report.warm = run_warm(
+                dataclasses.replace(endpoints, tls=warm_tls, tls_url=warm_url),
+                image_ids=[image.id for image in warm_fleet.images],
+                project_python=project_python,
+                sdk_python=sdk_python,
+                scripts=scripts,
+                base_env=os.environ,
+                cwd=ROOT,
+                scratch=scratch,
+                progress=_progress,
+            )
+
+            limited = EcsEmulator(
+                new_images_fleet(args.images),
+                faults=Faults(max_rps=THROUGHPUT_RPS, latency_ms=THROUGHPUT_LATENCY_MS),
+            )
+            stack.callback(limited.close)
+            limited.start()
+            report.throughput, job_notes = run_throughput(
+                limited,
+                images=args.images,
+                max_rps=THROUGHPUT_RPS,
+                project_python=project_python,
+                sdk_python=sdk_python,
+                scripts=scripts,
+                base_env=child_env(os.environ),
+                cwd=ROOT,
+                scratch=scratch,
+                progress=_progress,
+            )
+        _progress("measuring package sizes")
+        report.sizes = measure_sizes(ROOT, site_packages(Path(sdk_python)), scratch)
+        report.notes = [*_notes(report, sdk_signed), *job_notes]
+    except (BenchError, OSError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    markdown = render_markdown(report, check_targets(report))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(markdown, encoding="utf-8")
+    print(markdown)
+    _progress(f"written to {args.output}")
+    return 0

@@ -1,0 +1,311 @@
+"""A local webhook receiver: a real HTTP server on 127.0.0.1 that records, checks and prints each delivery.
+
+It answers like the platform it stands in for (``{"code": 0}`` for Feishu, ``{"errcode": 0}`` for DingTalk and
+WeCom, ``ok`` for Slack, 204 for Standard Webhooks) and verifies the signature where the format has one: a
+wrong signature gets the platform's own refusal. It can be told to answer with a given status and body
+instead, to show what a failing receiver does to a delivery (nothing to the exports).
+
+In tests::
+
+    with WebhookReceiver(secret="whsec_...", fmt="standard") as receiver:
+        ...  # post to receiver.url
+        assert receiver.deliveries[0].verified
+
+From a shell::
+
+    exporter-tools receiver --port 8765 --secret whsec_... --format standard [--status 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, get_args
+from urllib.parse import parse_qs, urlsplit
+
+from handler.adapters.webhooks._formats import (
+    dingtalk_sign,
+    feishu_sign,
+    redact_url,
+    signing_key,
+    standard_signature,
+)
+from handler.models.settings import WebhookFormat
+
+__all__ = ["Delivery", "WebhookReceiver", "main"]
+
+# Standard Webhooks receivers refuse timestamps further than this from their clock; the chat platforms allow
+# an hour.
+STANDARD_TOLERANCE = 5 * 60
+CHAT_TOLERANCE = 60 * 60
+_MAX_BODY = 1 << 20
+
+_ACCEPTED: dict[WebhookFormat, tuple[int, bytes]] = {
+    "standard": (204, b""),
+    "feishu": (200, b'{"code":0,"msg":"success","data":{}}'),
+    "dingtalk": (200, b'{"errcode":0,"errmsg":"ok"}'),
+    "wecom": (200, b'{"errcode":0,"errmsg":"ok"}'),
+    "slack": (200, b"ok"),
+}
+_BAD_SIGNATURE: dict[WebhookFormat, tuple[int, bytes]] = {
+    "standard": (401, b'{"error":"signature does not match"}'),
+    "feishu": (200, b'{"code":19021,"msg":"sign match fail or timestamp is not within one hour"}'),
+    "dingtalk": (200, b'{"errcode":310000,"errmsg":"sign not match"}'),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One request the receiver got. ``verified`` is None when the format or the receiver has no secret."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    verified: bool | None
+    status: int
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str | None:
+        """The chat message a person would read, when the format has one."""
+        try:
+            data = self.json()
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        for path in (("content", "text"), ("markdown", "text"), ("markdown", "content"), ("text",)):
+            value: Any = data
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, str):
+                return value
+        return None
+
+
+def _fresh(timestamp: str, now: float, tolerance: float) -> bool:
+    try:
+        return abs(now - float(timestamp)) <= tolerance
+    except ValueError:
+        return False
+
+
+def verify_standard(secret: str, headers: dict[str, str], body: bytes, now: float) -> bool:
+    """Check ``webhook-signature`` (any of its space-separated ``v1,`` values) and the timestamp's freshness."""
+    msg_id = headers.get("webhook-id", "")
+    timestamp = headers.get("webhook-timestamp", "")
+    if not msg_id or not _fresh(timestamp, now, STANDARD_TOLERANCE):
+        return False
+    expected = standard_signature(secret, msg_id, timestamp, body)
+    offered = headers.get("webhook-signature", "").split()
+    return any(hmac.compare_digest(expected, candidate) for candidate in offered)
+
+
+def verify_feishu(secret: str, body: bytes, now: float) -> bool:
+    """Check the ``timestamp`` and ``sign`` fields of a Feishu/Lark custom bot message."""
+    try:
+        data = json.loads(body)
+        timestamp, sign = str(data["timestamp"]), str(data["sign"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return _fresh(timestamp, now, CHAT_TOLERANCE) and hmac.compare_digest(
+        sign, feishu_sign(secret, timestamp)
+    )
+
+
+def verify_dingtalk(secret: str, query: str, now: float) -> bool:
+    """Check the ``timestamp`` (milliseconds) and ``sign`` query parameters of a DingTalk robot message."""
+    params = parse_qs(query)
+    timestamp = (params.get("timestamp") or [""])[0]
+    sign = (params.get("sign") or [""])[0]
+    if not timestamp.isdigit() or not _fresh(str(int(timestamp) / 1000), now, CHAT_TOLERANCE):
+        return False
+    return hmac.compare_digest(sign, dingtalk_sign(secret, timestamp))
+
+
+class WebhookReceiver:
+    """A webhook receiver on 127.0.0.1 (``port=0`` picks a free port); ``deliveries`` holds what arrived."""
+
+    def __init__(
+        self,
+        *,
+        fmt: WebhookFormat = "standard",
+        secret: str | None = None,
+        port: int = 0,
+        answers: Sequence[tuple[int, bytes | str]] = (),
+        answer: tuple[int, bytes | str] | None = None,
+        echo: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``answers`` are given to the first requests in turn, then ``answer`` (default: the platform's
+        own answer) to every later one. ``echo`` prints each delivery to stdout."""
+        if secret is not None:
+            signing_key(secret)  # a broken whsec_ secret is a usage error now, not a failed check later
+        self.fmt: WebhookFormat = fmt
+        self.secret = secret
+        self.deliveries: list[Delivery] = []
+        self._answers = [(status, _as_bytes(body)) for status, body in answers]
+        self._answer = (answer[0], _as_bytes(answer[1])) if answer else None
+        self._echo = echo
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the receiver listens on."""
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Where to post: a path that looks like the platform's, credentials included as fakes."""
+        base = f"http://127.0.0.1:{self.port}"
+        return (
+            base
+            + {
+                "standard": "/webhooks",
+                "feishu": "/open-apis/bot/v2/hook/local-token",
+                "dingtalk": "/robot/send?access_token=local-token",
+                "wecom": "/cgi-bin/webhook/send?key=local-key",
+                "slack": "/services/T000/B000/local-token",
+            }[self.fmt]
+        )
+
+    def start(self) -> WebhookReceiver:
+        """Serve in a background thread; returns self."""
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+
+    def serve(self) -> None:
+        """Serve in the calling thread until interrupted (Ctrl-C), then release the port."""
+        try:
+            self._server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._server.server_close()
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def set_answer(self, status: int, body: bytes | str = b"") -> None:
+        """Answer every later request with ``status`` and ``body`` (to simulate a failing receiver)."""
+        with self._lock:
+            self._answer = (status, _as_bytes(body))
+
+    def verify(self, path: str, headers: dict[str, str], body: bytes) -> bool | None:
+        """Whether a request's signature holds; None when there is nothing to check."""
+        if self.secret is None:
+            return None
+        now = self._clock()
+        if self.fmt == "standard":
+            return verify_standard(self.secret, headers, body, now)
+        if self.fmt == "feishu":
+            return verify_feishu(self.secret, body, now)
+        if self.fmt == "dingtalk":
+            return verify_dingtalk(self.secret, urlsplit(path).query, now)
+        return None
+
+    def receive(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """Record one request and choose the answer."""
+        verified = self.verify(path, headers, body)
+        with self._lock:
+            if self._answers:
+                status, answer = self._answers.pop(0)
+            elif self._answer is not None:
+                status, answer = self._answer
+            elif verified is False:
+                status, answer = _BAD_SIGNATURE[self.fmt]
+            else:
+                status, answer = _ACCEPTED[self.fmt]
+            delivery = Delivery(path, headers, body, verified, status)
+            self.deliveries.append(delivery)
+        if self._echo:
+            print(_describe(delivery), flush=True)
+        return status, answer
+
+
+def _as_bytes(body: bytes | str) -> bytes:
+    return body.encode() if isinstance(body, str) else body
+
+
+def _describe(delivery: Delivery) -> str:
+    check = {True: "signature verified", False: "SIGNATURE INVALID", None: "unsigned"}[delivery.verified]
+    path = redact_url("http://receiver" + delivery.path).removeprefix("http://receiver")
+    lines = [f"--- POST {path} -> {delivery.status} ({check})"]
+    text = delivery.text
+    if text is not None:
+        lines.append(text)
+    else:
+        try:
+            lines.append(json.dumps(delivery.json(), indent=2, ensure_ascii=False))
+        except ValueError:
+            lines.append(delivery.body.decode("utf-8", "replace"))
+    return "\n".join(lines)
+
+
+def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
+    class _Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(min(length, _MAX_BODY))
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            status, answer = receiver.receive(self.path, headers, body)
+            self.send_response(status)
+            kind = "application/json" if answer.startswith(b"{") else "text/plain"
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            if answer:
+                self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Silent: deliveries are reported by ``echo``, not by the server's access log."""
+
+    return _Handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a receiver until interrupted, printing each delivery."""
+    parser = argparse.ArgumentParser(prog="exporter-tools receiver", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument("--secret", default=None, help="WEBHOOK_SECRET to verify signatures with")
+    parser.add_argument("--format", dest="fmt", default="standard", choices=get_args(WebhookFormat))
+    parser.add_argument("--status", type=int, default=None, help="answer every request with this status")
+    parser.add_argument("--body", default="", help="the body to answer with when --status is given")
+    args = parser.parse_args(argv)
+    answer = (args.status, args.body) if args.status is not None else None
+    receiver = WebhookReceiver(fmt=args.fmt, secret=args.secret, port=args.port, answer=answer, echo=True)
+    print(f"listening on {receiver.url} (format {args.fmt})", flush=True)
+    receiver.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,3 +1,0 @@
-"""Benchmarks against the official SDK: cold start, memory, warm latency, throughput under a rate limit and
-package size (``make bench``, ``python -m handler.bench``). A development tool: the function never imports it.
-"""

@@ -1,0 +1,314 @@
+"""The ECS client at its HTTP edge (respx): signed requests, typed results, typed errors, retries, paging."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+import respx
+
+from handler.adapters.ecs import EcsClient
+from handler.adapters.openapi import OpenApiClient
+from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.signing import Credentials
+from handler.errors import (
+    BudgetExhausted,
+    RetryableApiError,
+    TerminalApiError,
+    ThrottledError,
+    UnknownOutcomeError,
+)
+from tests.support.fakes import SEED_ERRORS, FakeClock
+
+ENDPOINT = "https://open.volcengineapi.com"
+CREDS = Credentials("AKLTcanaryaccess0000", "canary-secret-key-value", "canary-session-token")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start=1000.0)
+
+
+def make_client(clock: FakeClock, *, attempts: int = 4, rps: float = 1000) -> EcsClient:
+    api = OpenApiClient(
+        http=httpx.Client(),
+        endpoint=ENDPOINT,
+        region="cn-beijing",
+        service="ecs",
+        version="2020-04-01",
+        credentials=CREDS,
+        policy=RetryPolicy(max_attempts=attempts, base=0.1, cap=1.0),
+        limiter=RateLimiter(rps, monotonic=clock.monotonic, sleep=clock.sleep),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        jitter=lambda: 1.0,
+    )
+    return EcsClient(api)
+
+
+def ok(result: dict[str, Any], request_id: str = "req-ok") -> httpx.Response:
+    return httpx.Response(200, json={"ResponseMetadata": {"RequestId": request_id}, "Result": result})
+
+
+def error(status: int, code: str, message: str = "msg", **headers: str) -> httpx.Response:
+    body = {"ResponseMetadata": {"RequestId": f"req-{code}", "Error": {"Code": code, "Message": message}}}
+    return httpx.Response(status, json=body, headers=headers)
+
+
+def query_of(request: httpx.Request) -> dict[str, str]:
+    return dict(parse_qsl(request.url.query.decode(), keep_blank_values=True))
+
+
+GATEWAY_ERRORS = [
+    (401, "SignatureDoesNotMatch", TerminalApiError),
+    (403, "AccessDenied", TerminalApiError),
+]
+
+
+@respx.mock
+def test_export_sends_a_signed_get_and_returns_the_task(clock: FakeClock) -> None:
+    """ExportImage goes out as a signed GET with the documented parameters and yields the TaskId."""
+    route = respx.get(ENDPOINT).mock(return_value=ok({"TaskId": "t-123"}, "req-42"))
+    started = make_client(clock).export_image("image-abc", "my-bucket", "daily", deadline=2000)
+    assert (started.task_id, started.request_id) == ("t-123", "req-42")
+    sent = route.calls.last.request
+    assert query_of(sent) == {
+        "Action": "ExportImage",
+        "Version": "2020-04-01",
+        "ImageId": "image-abc",
+        "TOSBucket": "my-bucket",
+        "TOSPrefix": "daily",
+    }
+    auth = sent.headers["Authorization"]
+    assert auth.startswith("HMAC-SHA256 Credential=AKLTcanaryaccess0000/")
+    assert "/cn-beijing/ecs/request, SignedHeaders=host;x-content-sha256;x-date;x-security-token" in auth
+    assert sent.headers["X-Security-Token"] == "canary-session-token"
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"), [e for e in SEED_ERRORS if e[1] != "InternalError"] + GATEWAY_ERRORS
+)
+@respx.mock
+def test_every_seed_error_becomes_its_typed_error_without_retry(
+    clock: FakeClock, status: int, code: str, kind: type[Exception]
+) -> None:
+    """Each documented error answer raises its typed error, with request id, and ExportImage is not resent."""
+    route = respx.get(ENDPOINT).mock(return_value=error(status, code, "The specified thing is wrong."))
+    with pytest.raises(kind) as caught:
+        make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000)
+    assert caught.value.code == code  # type: ignore[attr-defined]
+    assert caught.value.request_id == f"req-{code}"  # type: ignore[attr-defined]
+    assert caught.value.http_status == status  # type: ignore[attr-defined]
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_internal_error_is_retried_then_succeeds(clock: FakeClock) -> None:
+    """A 500 InternalError started nothing, so ExportImage is sent again after a backoff."""
+    route = respx.get(ENDPOINT).mock(side_effect=[error(500, "InternalError"), ok({"TaskId": "t-9"})])
+    assert make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000).task_id == "t-9"
+    assert route.call_count == 2
+    assert clock.slept == [pytest.approx(0.1)]
+
+
+@respx.mock
+def test_throttling_honours_retry_after_and_slows_the_limiter(clock: FakeClock) -> None:
+    """A 429 waits at least Retry-After, halves the shared rate, then the call goes through."""
+    client = make_client(clock, rps=10)
+    route = respx.get(ENDPOINT).mock(
+        side_effect=[error(429, "FlowLimitExceeded", **{"Retry-After": "2"}), ok({"TaskId": "t-1"})]
+    )
+    assert client.export_image("image-abc", "b-1", "p", deadline=2000).task_id == "t-1"
+    assert route.call_count == 2
+    assert sum(clock.slept) >= 2.0
+    assert client._api._limiter.rate == pytest.approx(5.5)  # halved to 5, then one success adds 0.5
+
+
+@respx.mock
+def test_retries_stop_at_the_attempt_budget(clock: FakeClock) -> None:
+    """After the configured attempts the last error is raised, still typed as retryable."""
+    route = respx.get(ENDPOINT).mock(return_value=error(503, "ServiceUnavailable"))
+    with pytest.raises(RetryableApiError):
+        make_client(clock, attempts=3).export_image("image-abc", "b-1", "p", deadline=2000)
+    assert route.call_count == 3
+
+
+@respx.mock
+def test_retries_stop_before_the_deadline(clock: FakeClock) -> None:
+    """A backoff that would end past the deadline is not waited for: the error is raised at once."""
+    route = respx.get(ENDPOINT).mock(return_value=error(429, "FlowLimitExceeded", **{"Retry-After": "30"}))
+    with pytest.raises(ThrottledError):
+        make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.now + 10)
+    assert route.call_count == 1
+
+
+def test_no_request_once_the_deadline_has_passed(clock: FakeClock) -> None:
+    """Past the deadline nothing is sent: the call reports the budget, not a network error."""
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(ENDPOINT).mock(return_value=ok({"TaskId": "t-1"}))
+        with pytest.raises(BudgetExhausted):
+            make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.now - 1)
+        assert route.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (httpx.ReadTimeout("read timed out"), UnknownOutcomeError),
+        (httpx.RemoteProtocolError("Server disconnected without sending a response."), UnknownOutcomeError),
+        (httpx.ReadError("connection reset"), UnknownOutcomeError),
+        (httpx.ConnectError("refused"), RetryableApiError),
+        (httpx.ConnectTimeout("slow"), RetryableApiError),
+    ],
+)
+@respx.mock
+def test_lost_answers_are_unknown_outcomes_for_export(
+    clock: FakeClock, exc: Exception, kind: type[Exception]
+) -> None:
+    """A request sent without an answer is never blindly resent for ExportImage; one never sent is."""
+    route = respx.get(ENDPOINT).mock(side_effect=[exc, ok({"TaskId": "t-2"})])
+    client = make_client(clock)
+    if kind is UnknownOutcomeError:
+        with pytest.raises(UnknownOutcomeError):
+            client.export_image("image-abc", "b-1", "p", deadline=2000)
+        assert route.call_count == 1
+    else:
+        assert client.export_image("image-abc", "b-1", "p", deadline=2000).task_id == "t-2"
+        assert route.call_count == 2
+
+
+@respx.mock
+def test_describe_calls_retry_unknown_outcomes(clock: FakeClock) -> None:
+    """Read-only calls are safe to resend after a lost answer."""
+    respx.get(ENDPOINT).mock(side_effect=[httpx.ReadTimeout("slow"), ok({"Tasks": [], "NextToken": ""})])
+    assert list(make_client(clock).describe_tasks(deadline=2000, resource_ids=["image-a"])) == []
+
+
+@respx.mock
+def test_error_inside_a_200_is_an_error(clock: FakeClock) -> None:
+    """An Error object in an HTTP 200 answer is treated as the error it names."""
+    respx.get(ENDPOINT).mock(return_value=error(200, "InvalidImage.NotFound"))
+    with pytest.raises(TerminalApiError) as caught:
+        make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000)
+    assert caught.value.code == "InvalidImage.NotFound"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [httpx.Response(200, text="<html>gateway</html>"), httpx.Response(200, json={"Result": {}})],
+)
+@respx.mock
+def test_a_success_without_task_id_is_an_unknown_outcome(clock: FakeClock, response: httpx.Response) -> None:
+    """An answer that does not say which task started leaves the outcome unknown, to be looked up."""
+    respx.get(ENDPOINT).mock(return_value=response)
+    with pytest.raises(UnknownOutcomeError):
+        make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000)
+
+
+@respx.mock
+def test_a_5xx_without_json_is_retryable_with_its_status(clock: FakeClock) -> None:
+    """A proxy's HTML error page still yields a typed error named after its status."""
+    respx.get(ENDPOINT).mock(return_value=httpx.Response(502, text="bad gateway"))
+    with pytest.raises(RetryableApiError) as caught:
+        make_client(clock, attempts=1).export_image("image-abc", "b-1", "p", deadline=2000)
+    assert (caught.value.code, caught.value.http_status) == ("HTTP502", 502)
+
+
+@respx.mock
+def test_describe_images_follows_next_token_over_all_pages(clock: FakeClock) -> None:
+    """Every page is read until NextToken is empty, with the filters on each page."""
+    pages = [
+        ok({"Images": [{"ImageId": "image-1", "Status": "available"}], "NextToken": "tok-2"}),
+        ok(
+            {
+                "Images": [
+                    {"ImageId": "image-2", "Status": "available", "Tags": [{"Key": "env", "Value": "prod"}]}
+                ],
+                "NextToken": "",
+            }
+        ),
+    ]
+    route = respx.get(ENDPOINT).mock(side_effect=pages)
+    images = list(
+        make_client(clock).describe_images(
+            deadline=2000, visibility="private", status="available", tag_filters={"env": "prod"}
+        )
+    )
+    assert [i.image_id for i in images] == ["image-1", "image-2"]
+    assert images[1].tags == (("env", "prod"),)
+    first, second = (query_of(c.request) for c in route.calls)
+    assert first["Visibility"] == "private"
+    assert first["Status.1"] == "available"
+    assert (first["TagFilters.1.Key"], first["TagFilters.1.Values.1"]) == ("env", "prod")
+    assert first["MaxResults"] == "100"
+    assert "NextToken" not in first
+    assert second["NextToken"] == "tok-2"
+
+
+@respx.mock
+def test_describe_tasks_batches_ids_by_one_hundred(clock: FakeClock) -> None:
+    """250 images are looked up in three requests, never one request per image."""
+    route = respx.get(ENDPOINT).mock(return_value=ok({"Tasks": [], "NextToken": ""}))
+    ids = [f"image-{n:03d}" for n in range(250)] + ["image-000"]
+    assert list(make_client(clock).describe_tasks(deadline=2000, resource_ids=ids)) == []
+    sizes = [sum(1 for k in query_of(c.request) if k.startswith("ResourceIds.")) for c in route.calls]
+    assert sizes == [100, 100, 50]
+
+
+@respx.mock
+def test_describe_tasks_parses_tasks(clock: FakeClock) -> None:
+    """Tasks come back typed: id, type, status, image and times."""
+    task = {
+        "Id": "t-1",
+        "Type": "ExportImage",
+        "Status": "Running",
+        "ResourceId": "image-a",
+        "Process": 40,
+        "CreatedAt": "2026-11-26T10:00:00+08:00",
+        "UpdatedAt": "2026-11-26T10:01:00+08:00",
+        "EndAt": "",
+    }
+    respx.get(ENDPOINT).mock(return_value=ok({"Tasks": [task], "NextToken": ""}))
+    (parsed,) = make_client(clock).describe_tasks(deadline=2000, task_ids=["t-1"])
+    assert (parsed.task_id, parsed.type, parsed.status, parsed.resource_id) == (
+        "t-1",
+        "ExportImage",
+        "Running",
+        "image-a",
+    )
+    assert parsed.created_at is not None
+    assert parsed.end_at is None
+
+
+@respx.mock
+def test_a_repeated_next_token_stops_paging(clock: FakeClock) -> None:
+    """A gateway that hands back the same token twice cannot make us page forever."""
+    route = respx.get(ENDPOINT).mock(return_value=ok({"Images": [], "NextToken": "same"}))
+    assert list(make_client(clock).describe_images(deadline=2000)) == []
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_a_malformed_item_is_a_retryable_error(clock: FakeClock) -> None:
+    """An item missing its id is reported, not silently dropped."""
+    respx.get(ENDPOINT).mock(return_value=ok({"Images": [{"ImageName": "x"}], "NextToken": ""}))
+    with pytest.raises(RetryableApiError):
+        list(make_client(clock, attempts=1).describe_images(deadline=2000))
+
+
+@respx.mock
+def test_post_body_is_signed_as_sent(clock: FakeClock) -> None:
+    """A JSON call goes as a POST whose body hash and content type are part of the signature."""
+    route = respx.post(ENDPOINT).mock(return_value=ok({"Id": "f-1"}))
+    api = make_client(clock)._api
+    result, _ = api.call(
+        "CreateFunction", body={"Name": "fn", "MemoryMB": 512}, deadline=2000, read_only=False
+    )
+    assert result == {"Id": "f-1"}
+    sent = route.calls.last.request
+    assert query_of(sent) == {"Action": "CreateFunction", "Version": "2020-04-01"}
+    assert json.loads(sent.content) == {"MemoryMB": 512, "Name": "fn"}
+    assert "content-type;host;x-content-sha256;x-date;x-security-token" in sent.headers["Authorization"]

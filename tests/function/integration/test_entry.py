@@ -1,0 +1,399 @@
+"""The function entry end to end at the HTTP edge (respx): every trigger, every status, raising, redaction."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import respx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from handler import handler
+from handler.adapters import openapi
+from handler.adapters.signing import Credentials
+from handler.errors import InvocationIncomplete
+from tests.support.events import load_event
+from tests.support.gateway import ENDPOINT, Gateway, fault
+
+ACCESS_KEY = "AKLTcanaryAccessKey0001"
+SECRET = "canary-SECRET-do-not-log-7d1e"
+TOKEN = "canary-TOKEN-do-not-log-93b2"
+CREDS = Credentials(ACCESS_KEY, SECRET, TOKEN)
+SAMPLE_IDS = ("image-ybqi99s7yq8rx7mnk44b", "image-3f7k2m9q1x8w5v6n4b0c", "image-p8d2r5t7y1u3i9o0a6sl")
+
+
+class Context:
+    request_id = "req-local-1"
+
+    def __init__(self, seconds: float = 300) -> None:
+        self.seconds = seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.seconds * 1000)
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VOLC_ACCESSKEY", "VOLC_SECRETKEY", "WEBHOOK_URL", "EXPORT_DEDUPE_HOURS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VOLCENGINE_ACCESS_KEY", ACCESS_KEY)
+    monkeypatch.setenv("VOLCENGINE_SECRET_KEY", SECRET)
+    monkeypatch.setenv("VOLCENGINE_SESSION_TOKEN", TOKEN)
+    monkeypatch.setenv("VOLCENGINE_ENDPOINT", ENDPOINT)
+    monkeypatch.setenv("VOLCENGINE_CREDENTIAL_FILE", "")
+    monkeypatch.setenv("EXPORT_TOS_BUCKET", "demo-exports")
+    monkeypatch.setenv("VOLCENGINE_BACKOFF_BASE", "0.01")
+    monkeypatch.setenv("VOLCENGINE_BACKOFF_CAP", "0.02")
+    monkeypatch.setenv("VOLCENGINE_MAX_RPS", "1000")
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    openapi.reset_shared_state()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    gw = Gateway(CREDS)
+    for image_id in SAMPLE_IDS:
+        gw.add_image(image_id, name=f"web-{image_id[-4:]}", tags={"env": "prod", "team": "platform"})
+    gw.add_image("image-m1n2b3v4c5x6z7l8k9jh")
+    gw.add_image("image-k4j6h8g2f0d1s3a5q7wz", hours_ago=100)
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="ecs.test.volcengineapi.com").mock(side_effect=gw)
+        mock.route(host="127.0.0.1").pass_through()  # local webhook receivers are real servers
+        yield gw
+
+
+def invoke(event: Any, seconds: float = 300) -> dict[str, Any]:
+    try:
+        return handler(event, Context(seconds))
+    except InvocationIncomplete as incomplete:
+        return {"raised": str(incomplete), **incomplete.result}
+
+
+def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    captured = capsys.readouterr()
+    assert captured.out == ""  # logs go to stderr only
+    return [json.loads(line) for line in captured.err.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("name", "trigger", "started"),
+    [
+        ("timer_scan", "timer", 3),
+        ("timer_empty", "timer", 4),
+        ("timer_image_ids", "timer", 2),
+        ("image_created", "event", 1),
+        ("eventbridge", "event", 1),
+        ("direct_single", "direct", 1),
+        ("direct_batch", "direct", 3),
+    ],
+)
+def test_each_sample_event_exports_its_images(
+    gateway: Gateway, name: str, trigger: str, started: int
+) -> None:
+    """Every sample trigger starts the exports it names (or scans for), with TaskIds, and returns ok."""
+    result = invoke(load_event(name))
+    assert result["ok"] is True
+    assert result["trigger"] == trigger
+    assert [r["status"] for r in result["results"]] == ["started"] * started
+    assert all(r["task_id"].startswith("t-") for r in result["results"])
+    assert all(r["object_key"].endswith(f"_{r['image_id']}_system.qcow2") for r in result["results"])
+
+
+def test_timer_scan_filters_by_payload(gateway: Gateway) -> None:
+    """The scan payload's prefix, lookback and tags pick the images; the others are left alone."""
+    result = invoke(load_event("timer_scan"))
+    assert {r["image_id"] for r in result["results"]} == set(SAMPLE_IDS)
+    assert {r["object_key"].split("_")[0] for r in result["results"]} == {"nightly"}
+    assert gateway.exports("image-m1n2b3v4c5x6z7l8k9jh") == 0
+
+
+def test_http_event_answers_with_status_and_json_body(gateway: Gateway) -> None:
+    """An HTTP trigger gets statusCode, headers and the result as its JSON body; it never raises."""
+    response = handler(load_event("http_direct"), Context())
+    assert response["statusCode"] == 200
+    body = json.loads(response["body"])
+    assert (body["ok"], body["trigger"]) == (True, "http")
+
+
+def _http(payload: Any) -> dict[str, Any]:
+    body = base64.b64encode(json.dumps(payload).encode()).decode()
+    return {"httpMethod": "POST", "path": "/", "headers": {}, "body": body, "isBase64Encoded": True}
+
+
+def test_http_status_tells_the_caller_what_to_do(gateway: Gateway) -> None:
+    """400 for a bad event, 503 with Retry-After when deferred, 502 when the API refused for good."""
+    assert handler(_http({"ImageId": "nope"}), Context())["statusCode"] == 400
+    gateway.add_image("image-creating00000000001", status="creating")
+    deferred = handler(_http({"ImageId": "image-creating00000000001"}), Context())
+    assert (deferred["statusCode"], deferred["headers"]["Retry-After"]) == (503, "60")
+    gone = handler(_http({"ImageId": "image-unknown0000000000001"}), Context())
+    assert gone["statusCode"] == 502
+    assert json.loads(gone["body"])["results"][0]["error"]["code"] == "InvalidImage.NotFound"
+
+
+def test_the_same_event_twice_exports_once(gateway: Gateway) -> None:
+    """A redelivered event skips the image with the first export's TaskId."""
+    first = invoke(load_event("image_created"))
+    second = invoke(load_event("image_created"))
+    assert second["results"][0]["status"] == "skipped"
+    assert second["results"][0]["task_id"] == first["results"][0]["task_id"]
+    assert gateway.exports(SAMPLE_IDS[0]) == 1
+
+
+def test_deferred_image_raises_with_the_result(gateway: Gateway) -> None:
+    """An image still creating is deferred, and the entry raises so the platform retries the event."""
+    gateway.add_image("image-creating00000000002", status="creating")
+    with pytest.raises(InvocationIncomplete) as raised:
+        handler({"ImageId": "image-creating00000000002"}, Context())
+    assert raised.value.deferred == 1
+    assert "1 image(s) deferred" in str(raised.value)
+    assert raised.value.result["results"][0]["status"] == "deferred"
+    assert raised.value.result["ok"] is False
+
+
+def test_partial_failure_in_a_batch(gateway: Gateway) -> None:
+    """One image's terminal failure does not stop the others, and does not raise (retrying cannot help)."""
+    gateway.faults["ExportImage"] = [fault("ExportImage", 400, "InvalidTosPutObject.AccessDenied")]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EXPORT_CONCURRENCY", "1")
+        result = handler(load_event("direct_batch"), Context())
+    statuses = [r["status"] for r in result["results"]]
+    assert statuses == ["failed", "started", "started"]
+    assert result["results"][0]["error"] == {
+        "code": "InvalidTosPutObject.AccessDenied",
+        "message": "injected InvalidTosPutObject.AccessDenied",
+        "retryable": False,
+        "request_id": "req-ExportImage",
+    }
+
+
+def test_exhausted_retries_fail_retryably_and_raise(gateway: Gateway) -> None:
+    """Repeated 500s use up the retry budget: failed with retryable true, and the entry raises."""
+    gateway.faults["ExportImage"] = [fault("ExportImage", 500, "InternalError")] * 4
+    result = invoke({"ImageId": SAMPLE_IDS[0]})
+    assert "raised" in result
+    assert result["results"][0]["status"] == "failed"
+    assert result["results"][0]["error"]["retryable"] is True
+    assert gateway.exports(SAMPLE_IDS[0]) == 0
+
+
+def test_throttling_is_retried_and_the_export_succeeds(gateway: Gateway) -> None:
+    """A 429 is waited out and the export still starts, exactly once."""
+    gateway.faults["ExportImage"] = [fault("ExportImage", 429, "FlowLimitExceeded")]
+    result = invoke({"ImageId": SAMPLE_IDS[0]})
+    assert result["results"][0]["status"] == "started"
+    assert gateway.exports(SAMPLE_IDS[0]) == 1
+
+
+def test_a_tiny_time_budget_defers_instead_of_cutting_requests(gateway: Gateway) -> None:
+    """With too little time left, images are deferred before any export is sent."""
+    result = invoke({"ImageIds": list(SAMPLE_IDS)}, seconds=5)
+    assert "raised" in result
+    assert {r["status"] for r in result["results"]} == {"deferred"}
+    assert gateway.exports(SAMPLE_IDS[0]) == 0
+
+
+def test_missing_bucket_is_a_configuration_error(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a bucket anywhere the result names EXPORT_TOS_BUCKET and nothing is called."""
+    monkeypatch.delenv("EXPORT_TOS_BUCKET")
+    result = invoke({"ImageId": SAMPLE_IDS[0]})
+    assert result["results"][0]["error"]["code"] == "ConfigurationError"
+    assert "EXPORT_TOS_BUCKET" in result["results"][0]["error"]["message"]
+    assert gateway.requests == []
+
+
+def test_bad_setting_is_reported_not_raised(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad environment value becomes a failed result naming the variable, with no API call."""
+    monkeypatch.setenv("EXPORT_TOS_PREFIX", "not valid!")
+    result = invoke({"ImageId": SAMPLE_IDS[0]})
+    assert result["results"][0]["error"]["message"].startswith("EXPORT_TOS_PREFIX: ")
+    assert gateway.requests == []
+
+
+def test_invalid_event_costs_no_api_call(gateway: Gateway) -> None:
+    """A bad event is an InvalidEvent result naming the field, never an exception or an API call."""
+    result = invoke(load_event("invalid"))
+    assert result["ok"] is False
+    assert result["results"][0]["error"]["code"] == "InvalidEvent"
+    assert result["results"][0]["error"]["message"].startswith("ImageId: ")
+    assert gateway.requests == []
+
+
+def test_logs_are_json_with_correlation_and_one_line_per_image(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every log line is JSON with the event id as correlation id; each image gets one outcome line."""
+    invoke(load_event("direct_batch"))
+    lines = log_lines(capsys)
+    assert all(
+        {"timestamp", "level", "event", "correlation_id", "request_id", "cold_start"} <= set(line)
+        for line in lines
+    )
+    outcomes = [line for line in lines if line["event"] == "image.outcome"]
+    assert sorted(line["image_id"] for line in outcomes) == sorted(SAMPLE_IDS)
+    assert all(line["status"] == "started" and line["task_id"] for line in outcomes)
+    calls = [line for line in lines if line["event"] == "api.call"]
+    assert {c["action"] for c in calls} == {"DescribeTasks", "ExportImage"}
+    assert all("api_request_id" in c and "duration_ms" in c and c["attempt"] == 1 for c in calls)
+    timer = load_event("timer_empty")
+    invoke(timer)
+    assert {line["correlation_id"] for line in log_lines(capsys)} == {timer["id"]}
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    ["success", "signature", "server_error", "lost_answer"],
+)
+def test_secrets_never_reach_logs_results_or_errors(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str], scenario: str
+) -> None:
+    """At DEBUG, over success and failure paths, no secret key or token appears, and the access key is cut."""
+    import httpx
+
+    if scenario == "signature":
+        gateway.credentials = Credentials(ACCESS_KEY, "another-secret-entirely", TOKEN)
+    elif scenario == "server_error":
+        gateway.faults["ExportImage"] = [fault("ExportImage", 500, "InternalError")] * 4
+    elif scenario == "lost_answer":
+        gateway.faults["ExportImage"] = []
+        original = gateway._ExportImage
+
+        def drop(q: dict[str, str]) -> Any:
+            original(q)
+            raise httpx.ReadTimeout(f"timed out, key {SECRET} token {TOKEN}")
+
+        gateway._ExportImage = drop  # type: ignore[method-assign]
+    result = invoke({"ImageId": SAMPLE_IDS[0]})
+    text = capsys.readouterr().err + json.dumps(result)
+    assert SECRET not in text
+    assert TOKEN not in text
+    assert ACCESS_KEY not in text
+    if scenario == "signature":
+        assert result["results"][0]["error"]["code"] == "SignatureDoesNotMatch"
+        assert gateway.requests == [("DescribeTasks", 401)]  # refused once, never retried
+
+
+def test_cold_start_is_true_only_once(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+    """The first invocation in a process is marked cold; the next is warm."""
+    from handler import entry
+
+    entry._cold = True
+    invoke({"ImageId": SAMPLE_IDS[0]})
+    invoke({"ImageId": SAMPLE_IDS[1]})
+    lines = [line for line in log_lines(capsys) if line["event"] == "invocation.result"]
+    assert [line["cold_start"] for line in lines] == [True, False]
+
+
+@pytest.mark.parametrize("answer", [200, 500])
+def test_webhook_gets_the_result_and_its_failure_changes_nothing(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], answer: int
+) -> None:
+    """A real local receiver gets one signed delivery after the outcomes are logged; a failing one changes
+    neither the result nor the raise semantics, and its secret never reaches the log."""
+    from exporter_tools.receiver import WebhookReceiver
+
+    secret = "whsec_" + base64.b64encode(b"canary-webhook-key-0123456789").decode()
+    receiver = WebhookReceiver(fmt="standard", secret=secret, answer=(answer, "{}"))
+    receiver.start()
+    try:
+        monkeypatch.setenv("WEBHOOK_URL", receiver.url)
+        monkeypatch.setenv("WEBHOOK_SECRET", secret)
+        result = handler({"ImageId": SAMPLE_IDS[0]}, Context())
+    finally:
+        receiver.stop()
+    assert result["results"][0]["status"] == "started"
+    assert len(receiver.deliveries) >= 1
+    delivery = receiver.deliveries[0]
+    assert delivery.verified
+    assert json.loads(delivery.body)["data"] == result
+    lines = log_lines(capsys)
+    events = [line["event"] for line in lines]
+    assert events.index("image.outcome") < events.index(
+        "webhook.delivered" if answer == 200 else "webhook.failed"
+    )
+    assert "canary-webhook-key" not in json.dumps(lines)
+    assert secret not in json.dumps(lines)
+
+
+def test_scan_lookback_longer_than_the_dedupe_window_is_refused(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timer asking to look back further than the dedupe window could export twice: refused, no API call."""
+    monkeypatch.setenv("EXPORT_DEDUPE_HOURS", "48")
+    event = {**load_event("timer_empty"), "data": '{"LookbackHours": 72}'}
+    result = invoke(event)
+    error = result["results"][0]["error"]
+    assert error["code"] == "InvalidEvent"
+    assert error["message"].startswith("data.LookbackHours: ")
+    assert "EXPORT_DEDUPE_HOURS" in error["message"]
+    assert gateway.requests == []
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+event_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "ImageId": st.sampled_from([*SAMPLE_IDS, "image-unknown0000000000009", "bad"]) | st.text(max_size=8),
+        "ImageIds": st.lists(st.sampled_from(SAMPLE_IDS), max_size=3) | json_values,
+        "type": st.sampled_from(["faas.timer.event", "x.y"]),
+        "specversion": st.just("1.0"),
+        "id": st.text(max_size=10) | st.integers(),
+        "data": st.sampled_from(["", "{}", '{"ImageIds": []}', "{bad"]) | json_values,
+        "httpMethod": st.just("POST"),
+        "body": st.text(max_size=30),
+        "TOSBucket": st.sampled_from(["demo-exports", "Bad_Bucket"]),
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event=json_values | event_like)
+def test_any_json_yields_a_result_never_a_crash(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str], event: Any
+) -> None:
+    """Whatever JSON arrives, the entry returns a result (or raises only to ask for a retry), and the log
+    never carries a traceback."""
+    try:
+        out = handler(event, Context())
+    except InvocationIncomplete as incomplete:
+        out = incomplete.result
+    body = json.loads(out["body"]) if "statusCode" in out else out
+    assert set(body) >= {"ok", "trigger", "event_id", "results"}
+    for outcome in body["results"]:
+        assert outcome["status"] in ("started", "skipped", "failed", "deferred")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert '"exception"' not in err
+
+
+def test_a_defect_is_logged_then_raised(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception is logged once with its traceback, secrets masked, then raised for the platform;
+    an HTTP caller gets a 503 instead."""
+    import handler.core.run as run_module
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(f"bug while holding {SECRET}")
+
+    monkeypatch.setattr(run_module, "run_command", broken)
+    with pytest.raises(RuntimeError):
+        handler({"ImageId": SAMPLE_IDS[0]}, Context())
+    lines = log_lines(capsys)
+    crashed = [line for line in lines if line["event"] == "invocation.crashed"]
+    assert len(crashed) == 1
+    assert "RuntimeError" in crashed[0]["exception"]
+    assert SECRET not in json.dumps(lines)
+    response = handler(_http({"ImageId": SAMPLE_IDS[0]}), Context())
+    assert response["statusCode"] == 503
+    assert json.loads(response["body"])["results"][0]["error"]["retryable"] is True

@@ -1,0 +1,135 @@
+"""``python -m handler invoke``: the result alone on stdout, logs on stderr, exit codes as the contract says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.events import EVENTS_DIR
+
+ENV = {
+    "PATH": os.environ.get("PATH", ""),
+    "EXPORT_TOS_BUCKET": "demo-exports",
+    "VOLCENGINE_ACCESS_KEY": "AKLTclitest000",
+    "VOLCENGINE_SECRET_KEY": "cli-secret-value",
+    "VOLCENGINE_ENDPOINT": "http://127.0.0.1:9",
+    "VOLCENGINE_MAX_ATTEMPTS": "1",
+    "VOLCENGINE_CREDENTIAL_FILE": "",
+}
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "handler", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_invalid_event_prints_the_result_and_exits_1() -> None:
+    """A bad event: stdout is one JSON result naming the field; exit status 1."""
+    done = run_cli("invoke", str(EVENTS_DIR / "invalid.json"))
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["results"][0]["error"]["code"] == "InvalidEvent"
+    assert all(json.loads(line)["event"] for line in done.stderr.splitlines())
+
+
+def test_not_json_is_an_event_error(tmp_path: Path) -> None:
+    """A file that is not JSON is an InvalidEvent result with exit status 1, not a crash."""
+    bad = tmp_path / "event.json"
+    bad.write_text("{not json", encoding="utf-8")
+    done = run_cli("invoke", str(bad))
+    assert done.returncode == 1
+    error = json.loads(done.stdout)["results"][0]["error"]
+    assert error["code"] == "InvalidEvent"
+    assert "not valid JSON" in error["message"]
+
+
+def test_stdin_is_read_with_a_dash() -> None:
+    """``-`` reads the event from standard input."""
+    done = run_cli("invoke", "-", stdin='{"ImageId": "bad"}')
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["results"][0]["error"]["message"].startswith("ImageId: ")
+
+
+def test_unreachable_api_fails_retryably_with_exit_1() -> None:
+    """When the API cannot be reached the result says so, retryable, and the exit status is 1."""
+    done = run_cli("invoke", str(EVENTS_DIR / "direct_single.json"), "--timeout", "30")
+    assert done.returncode == 1
+    error = json.loads(done.stdout)["results"][0]["error"]
+    assert (error["code"], error["retryable"]) == ("ConnectError", True)
+    assert "127.0.0.1:9" in error["message"]
+
+
+@pytest.mark.parametrize("args", [("invoke", "/nonexistent/event.json"), ("invoke",), ("frobnicate",)])
+def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
+    """A missing file or a wrong command line is a usage error: exit 2, nothing on stdout."""
+    done = run_cli(*args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+
+
+def test_help_explains_events_and_environment() -> None:
+    """``invoke --help`` lists the event shapes, the main variables and the exit codes."""
+    done = run_cli("invoke", "--help")
+    assert done.returncode == 0
+    for word in ("faas.timer.event", "ImageIds", "EXPORT_TOS_BUCKET", "exit status"):
+        assert word in done.stdout
+
+
+def test_tools_are_not_commands_of_the_function() -> None:
+    """The function's runner knows ``invoke`` only, and points at ``exporter-tools`` for the rest."""
+    done = run_cli("validate-template", "--help")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "exporter-tools" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e308", "0", "-1", "ten", ""])
+def test_a_timeout_that_is_not_a_positive_finite_number_is_a_usage_error(value: str) -> None:
+    """``--timeout`` takes a positive, finite number of seconds; anything else exits 2 with a usage
+    message on stderr and nothing on stdout (no run, no log line)."""
+    done = run_cli("invoke", str(EVENTS_DIR / "direct_single.json"), "--timeout", value)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "--timeout" in done.stderr
+    assert "usage: python -m handler invoke" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        ('{"ImageId": "image-abc"}'.encode("utf-16"), "not UTF-8"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (b"[" * 100_000, "nested too deeply"),
+    ],
+)
+def test_an_unreadable_event_file_is_an_event_error(tmp_path: Path, content: bytes, words: str) -> None:
+    """Empty, non-UTF-8 and absurdly nested event files give an InvalidEvent result saying what is wrong,
+    with exit status 1: never a traceback."""
+    bad = tmp_path / "event.json"
+    bad.write_bytes(content)
+    done = run_cli("invoke", str(bad))
+    assert done.returncode == 1
+    error = json.loads(done.stdout)["results"][0]["error"]
+    assert error["code"] == "InvalidEvent"
+    assert words in error["message"]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_utf8_file_with_a_byte_order_mark_is_read() -> None:
+    """An editor's UTF-8 byte order mark does not make a valid event invalid."""
+    done = run_cli("invoke", "-", stdin="\ufeff" + '{"ImageId": "bad"}')
+    assert json.loads(done.stdout)["results"][0]["error"]["message"].startswith("ImageId: ")

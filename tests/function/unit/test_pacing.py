@@ -1,0 +1,96 @@
+"""Backoff and the shared rate limiter, with a fake clock: no sleeping, no timing."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handler.adapters.pacing import RateLimiter, backoff_delay
+from handler.errors import BudgetExhausted
+from tests.support.fakes import FakeClock
+
+
+@pytest.mark.parametrize(
+    ("attempt", "jitter", "expected"),
+    [(0, 1.0, 0.3), (1, 1.0, 0.6), (2, 0.5, 0.6), (5, 1.0, 5.0), (60, 1.0, 5.0), (3, 0.0, 0.0)],
+)
+def test_backoff_is_full_jitter_exponential_with_a_cap(attempt: int, jitter: float, expected: float) -> None:
+    """The wait grows as base * 2**attempt, never above the cap, scaled by the jitter draw."""
+    assert backoff_delay(attempt, base=0.3, cap=5.0, jitter=jitter) == pytest.approx(expected)
+
+
+def test_a_small_invocation_never_waits_and_sustained_traffic_is_spaced() -> None:
+    """At 10 rps the first 5 requests go at once (a direct event's 2-3 calls never wait); after that
+    requests are spaced 100 ms apart."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, monotonic=clock.monotonic, sleep=clock.sleep)
+    starts = []
+    for _ in range(10):
+        limiter.acquire(deadline=1e9)
+        starts.append(clock.now - 100.0)
+    assert starts[:5] == [0.0] * 5
+    gaps = [b - a for a, b in itertools.pairwise(starts[4:])]
+    assert gaps == pytest.approx([0.1] * 5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rate=st.sampled_from([1.0, 2.5, 10.0, 20.0, 40.0]),
+    gaps=st.lists(st.floats(min_value=0.0, max_value=0.3), min_size=1, max_size=150),
+)
+def test_no_second_ever_sees_more_than_the_rate(rate: float, gaps: list[float]) -> None:
+    """Whatever the arrival pattern (bursts, pauses, many threads at once), no one-second window holds
+    more than the rate's worth of requests."""
+    now = [0.0]
+    slots: list[float] = []
+    limiter = RateLimiter(rate, monotonic=lambda: now[0], sleep=lambda wait: slots.append(now[0] + wait))
+    for gap in gaps:
+        now[0] += gap
+        before = len(slots)
+        limiter.acquire(deadline=1e9)
+        if len(slots) == before:  # no wait: the slot is now
+            slots.append(now[0])
+    slots.sort()
+    limit = max(1, int(rate))
+    for i, start in enumerate(slots):
+        in_window = sum(1 for s in slots[i:] if s < start + 1.0 - 1e-9)
+        assert in_window <= limit
+
+
+def test_throttling_halves_the_rate_and_honours_retry_after() -> None:
+    """A 429 halves the rate and pauses the next slot for Retry-After; successes bring the rate back."""
+    clock = FakeClock()
+    limiter = RateLimiter(40, burst=1, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter.acquire(deadline=1e9)
+    limiter.on_throttled(retry_after=2.0)
+    assert limiter.rate == 20
+    before = clock.now
+    limiter.acquire(deadline=1e9)
+    assert clock.now - before == pytest.approx(2.0)
+    for _ in range(40):
+        limiter.on_success()
+    assert limiter.rate == 40
+
+
+def test_rate_never_falls_below_the_floor() -> None:
+    """Repeated throttling slows down to the floor, never to a stop."""
+    limiter = RateLimiter(4)
+    for _ in range(20):
+        limiter.on_throttled()
+    assert limiter.rate == limiter.min_rps == 0.5
+
+
+def test_a_slot_past_the_deadline_is_refused_without_waiting() -> None:
+    """When the next free slot lies past the deadline, the caller learns it at once and nothing is reserved."""
+    clock = FakeClock()
+    limiter = RateLimiter(1, monotonic=clock.monotonic, sleep=clock.sleep)
+    assert limiter.burst == 1
+    limiter.acquire(deadline=clock.now + 10)
+    with pytest.raises(BudgetExhausted):
+        limiter.acquire(deadline=clock.now + 0.5)
+    assert clock.slept == []
+    limiter.acquire(deadline=clock.now + 10)
+    assert clock.slept == [pytest.approx(1.0)]

@@ -1,0 +1,366 @@
+"""exporter-tools deploy against the local veFaaS emulator: from nothing, again, changed, and failing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter_tools.deploy import apply
+from exporter_tools.emulator.vefaas import VefaasEmulator
+from handler.adapters.signing import Credentials
+
+CREDENTIALS = Credentials("AKLTdeploye2e000001", "deploy-e2e-secret-000001")
+ROLE = "trn:iam::2100000000:role/VefaasEcsExportRole"
+HOOK_SECRET = "whsec_ZTJlIGRlcGxveSBzZWNyZXQgdmFsdWU="
+TEMPLATE = """\
+region: cn-beijing
+function:
+  name: image-exporter
+  memory_mb: {memory}
+  timeout_seconds: 900
+  role: trn:iam::${{env:ACCOUNT_ID}}:role/VefaasEcsExportRole
+  description: Exports new ECS custom images to TOS.
+  tags:
+    app: image-exporter
+  environment:
+    EXPORT_TOS_BUCKET: ${{env:BUCKET}}
+    WEBHOOK_SECRET: ${{env:HOOK_SECRET:-}}
+timers:
+  - name: nightly-scan
+    crontab: "0 3 * * *"
+    payload:
+      LookbackHours: 26
+    retries: 2
+  - name: image-sweep
+    crontab: "{sweep}"
+    payload:
+      LookbackHours: {lookback}
+"""
+
+
+def function_zip(marker: str = "v1", *, with_index: bool = True) -> bytes:
+    """A small deployable zip (or one the runtime cannot start: no index.py)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        if with_index:
+            index = zipfile.ZipInfo("index.py", date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(index, f"# {marker}\ndef handler(event, context):\n    return {{}}\n")
+        archive.writestr(
+            zipfile.ZipInfo("handler/__init__.py", date_time=(1980, 1, 1, 0, 0, 0)), f"# {marker}\n"
+        )
+    return buffer.getvalue()
+
+
+class Deployer:
+    """Runs ``deploy`` (main, as ``exporter-tools deploy`` does) on a template and zip in a folder."""
+
+    def __init__(self, folder: Path, emulator: VefaasEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+        self.folder = folder
+        self.emulator = emulator
+        self.capsys = capsys
+        self.environ = {
+            "VOLCENGINE_ENDPOINT": emulator.endpoint,
+            "VOLCENGINE_ACCESS_KEY": CREDENTIALS.access_key,
+            "VOLCENGINE_SECRET_KEY": CREDENTIALS.secret_key,
+            "ACCOUNT_ID": "2100000000",
+            "BUCKET": "my-exports",
+            "HOOK_SECRET": HOOK_SECRET,
+            "VOLCENGINE_MAX_RPS": "1000",
+        }
+        self.template(memory=512, sweep="*/15 * * * *", lookback=2)
+        self.code(function_zip())
+
+    def template(self, **values: Any) -> None:
+        (self.folder / "template.yaml").write_text(TEMPLATE.format(**values), encoding="utf-8")
+
+    def code(self, data: bytes) -> None:
+        (self.folder / "function.zip").write_bytes(data)
+
+    def __call__(self, *flags: str) -> tuple[int, str, str]:
+        out = io.StringIO()
+        args = ["--template", str(self.folder / "template.yaml"), "--zip", str(self.folder / "function.zip")]
+        status = apply.main([*args, "--poll-seconds", "0", *flags], environ=self.environ, out=out)
+        err = self.capsys.readouterr().err
+        assert HOOK_SECRET not in out.getvalue() + err
+        return status, out.getvalue(), err
+
+    def writes(self) -> list[tuple[str, dict[str, Any]]]:
+        return list(self.emulator.vefaas.writes)
+
+    def function(self) -> dict[str, Any]:
+        found = self.emulator.vefaas.function_named("image-exporter")
+        assert found is not None
+        return found
+
+
+@pytest.fixture
+def start_vefaas() -> Iterator[Callable[..., VefaasEmulator]]:
+    """Start veFaaS emulators (accepting CREDENTIALS unless told otherwise); all stop after the test."""
+    started: list[VefaasEmulator] = []
+
+    def start(**options: Any) -> VefaasEmulator:
+        options.setdefault("credentials", CREDENTIALS)
+        emulator = VefaasEmulator(seed=1, **options)
+        emulator.start()
+        started.append(emulator)
+        return emulator
+
+    yield start
+    for emulator in started:
+        emulator.close()
+
+
+@pytest.fixture
+def deploy(
+    start_vefaas: Callable[..., VefaasEmulator], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Deployer:
+    """deploy, pointed at an empty emulated veFaaS account."""
+    return Deployer(tmp_path, start_vefaas(), capsys)
+
+
+def envs_of(function: dict[str, Any]) -> dict[str, str]:
+    return {pair["Key"]: pair["Value"] for pair in function["Envs"]}
+
+
+def test_deploy_from_nothing_creates_releases_and_schedules(deploy: Deployer) -> None:
+    """An empty account gets the function, a done release of revision 1, and both timers."""
+    # When
+    status, out, err = deploy("--apply")
+    # Then
+    assert status == 0, err
+    assert [action for action, _ in deploy.writes()] == [
+        "CreateFunction",
+        "Release",
+        "CreateTimer",
+        "CreateTimer",
+    ]
+    function = deploy.function()
+    assert (function["Runtime"], function["MemoryMB"], function["RequestTimeout"]) == (
+        "python3.12/v1",
+        512,
+        900,
+    )
+    assert function["Role"] == ROLE
+    assert function["Code"] == function_zip()
+    assert envs_of(function) == {
+        "EXPORT_TOS_BUCKET": "my-exports",
+        "WEBHOOK_SECRET": HOOK_SECRET,
+        "VOLCENGINE_REGION": "cn-beijing",
+        "FUNCTION_TIMEOUT_SECONDS": "900",
+        "EXPORTER_CODE_SHA256": hashlib.sha256(function_zip()).hexdigest(),
+    }
+    assert [r["RevisionNumber"] for r in function["Revisions"]] == [1]
+    timers = {t["Name"]: t for t in function["Timers"]}
+    assert timers["nightly-scan"]["Crontab"] == "0 3 * * *"
+    assert timers["nightly-scan"]["Payload"] == '{"LookbackHours": 26}'
+    assert timers["nightly-scan"]["Retries"] == 2
+    assert timers["image-sweep"]["Payload"] == '{"LookbackHours": 2}'
+    assert "release status: done" in out
+    assert "+ WEBHOOK_SECRET=(hidden)" in out
+    assert '+ EXPORT_TOS_BUCKET="my-exports"' in out
+
+
+def test_deploying_again_makes_no_write_call(deploy: Deployer) -> None:
+    """A second apply with nothing changed only reads, and says there is nothing to change."""
+    deploy("--apply")
+    before = deploy.writes()
+    status, out, _err = deploy("--apply")
+    assert status == 0
+    assert deploy.writes() == before
+    assert "Nothing to change" in out
+    requests = deploy.emulator.stats()["requests"]
+    assert requests["CreateFunction"] == {"200": 1}
+    assert "UpdateFunction" not in requests
+    assert "UpdateTimer" not in requests
+
+
+def test_the_plan_alone_writes_nothing(deploy: Deployer) -> None:
+    """deploy without --apply lists the calls and leaves the account empty."""
+    status, out, _err = deploy()
+    assert status == 0
+    assert deploy.writes() == []
+    assert "4 write calls. Run with --apply to make them." in out
+
+
+def test_a_changed_template_sends_exactly_the_changed_fields(deploy: Deployer) -> None:
+    """More memory and a new sweep schedule: UpdateFunction {MemoryMB}, Release, UpdateTimer {Crontab, Payload}."""
+    deploy("--apply")
+    function_id = deploy.function()["Id"]
+    sweep_id = next(t["Id"] for t in deploy.function()["Timers"] if t["Name"] == "image-sweep")
+    done = len(deploy.writes())
+    # When
+    deploy.template(memory=1024, sweep="*/10 * * * *", lookback=3)
+    status, out, err = deploy("--apply")
+    # Then
+    assert status == 0, err
+    assert deploy.writes()[done:] == [
+        ("UpdateFunction", {"Id": function_id, "MemoryMB": 1024}),
+        (
+            "Release",
+            {
+                "FunctionId": function_id,
+                "RevisionNumber": 0,
+                "TargetTrafficWeight": 100,
+                "RollingStep": 100,
+                "Description": f"code sha256 {hashlib.sha256(function_zip()).hexdigest()[:16]}",
+            },
+        ),
+        (
+            "UpdateTimer",
+            {
+                "FunctionId": function_id,
+                "Id": sweep_id,
+                "Crontab": "*/10 * * * *",
+                "Payload": '{"LookbackHours": 3}',
+            },
+        ),
+    ]
+    assert "MemoryMB: 512 → 1024" in out
+    assert 'Crontab: "*/15 * * * *" → "*/10 * * * *"' in out
+    assert [r["RevisionNumber"] for r in deploy.function()["Revisions"]] == [1, 2]
+
+
+def test_new_code_is_uploaded_with_its_digest_and_released(deploy: Deployer) -> None:
+    """A different zip is sent inline with its new digest; nothing else changes."""
+    deploy("--apply")
+    done = len(deploy.writes())
+    deploy.code(function_zip("v2"))
+    status, out, err = deploy("--apply")
+    assert status == 0, err
+    (update, release) = deploy.writes()[done:]
+    assert update[0] == "UpdateFunction"
+    assert set(update[1]) == {
+        "Id",
+        "Envs",
+        "SourceType",
+    }  # Source is sent too; the emulator keeps it out of writes
+    assert release[0] == "Release"
+    assert deploy.function()["Code"] == function_zip("v2")
+    assert "code: sha256 " in out
+
+
+def test_a_release_that_fails_is_reported_and_nothing_is_scheduled(deploy: Deployer) -> None:
+    """Code the runtime cannot start: exit 1 with the platform's error code, message and instance log;
+    no timer points at a broken function. Fixing the code and deploying again finishes the job."""
+    deploy.code(function_zip(with_index=False))
+    # When
+    status, _out, err = deploy("--apply")
+    # Then
+    assert status == 1
+    assert (
+        "the release of image-exporter failed: function_start_failed: the runtime could not import index.handler"
+        in err
+    )
+    assert "ModuleNotFoundError: No module named 'index'" in err
+    assert [action for action, _ in deploy.writes()] == ["CreateFunction", "Release"]
+    # When the code is fixed
+    deploy.code(function_zip("fixed"))
+    status, _out, err = deploy("--apply")
+    # Then
+    assert status == 0, err
+    assert [action for action, _ in deploy.writes()][2:] == [
+        "UpdateFunction",
+        "Release",
+        "CreateTimer",
+        "CreateTimer",
+    ]
+
+
+def test_a_failed_release_is_retried_by_the_next_deploy(deploy: Deployer) -> None:
+    """When the platform fails a release, the next deploy releases again though nothing changed."""
+    deploy.emulator.vefaas.fail_next_release("function_health_check_failed", "health check timed out", "")
+    status, _out, err = deploy("--apply")
+    assert status == 1
+    assert "function_health_check_failed: health check timed out" in err
+    assert "(no instance logs)" in err
+    status, out, err = deploy("--apply")
+    assert status == 0, err
+    assert "the last release failed (function_health_check_failed): release again" in out
+    assert [action for action, _ in deploy.writes()][2:] == ["Release", "CreateTimer", "CreateTimer"]
+
+
+def test_a_role_vefaas_may_not_use_says_which_role_to_create(
+    start_vefaas: Callable[..., VefaasEmulator], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CreateFunction refused for the role: exit 1, naming the role to create and its policy."""
+    deploy = Deployer(tmp_path, start_vefaas(roles={"trn:iam::2100000000:role/SomethingElse"}), capsys)
+    status, _out, err = deploy("--apply")
+    assert status == 1
+    assert f"veFaaS may not use the role {ROLE}" in err
+    assert "Create the IAM role VefaasEcsExportRole" in err
+    assert deploy.emulator.vefaas.function_named("image-exporter") is None
+
+
+def test_keys_the_gateway_does_not_accept_stop_the_plan(
+    start_vefaas: Callable[..., VefaasEmulator], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong secret key: the gateway's SignatureDoesNotMatch, exit 1, and the key never printed."""
+    deploy = Deployer(tmp_path, start_vefaas(), capsys)
+    deploy.environ["VOLCENGINE_SECRET_KEY"] = "not-the-right-secret-key"
+    status, _out, err = deploy()
+    assert status == 1
+    assert "SignatureDoesNotMatch" in err
+    assert "not-the-right-secret-key" not in err
+
+
+def test_deploy_builds_the_real_zip_when_none_is_given(
+    deploy: Deployer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without --zip, deploy builds dist/function.zip reproducibly and uploads it."""
+    from exporter_tools.deploy import package
+
+    root = Path(__file__).resolve().parents[3]
+    monkeypatch.setattr(package, "DEFAULT_CACHE", root / "dist" / ".vendor")
+    monkeypatch.setattr(package, "DEFAULT_OUTPUT", tmp_path / "dist" / "function.zip")
+    status = apply.main(
+        ["--template", str(deploy.folder / "template.yaml"), "--apply", "--poll-seconds", "0"],
+        environ=deploy.environ,
+        out=io.StringIO(),
+    )
+    assert status == 0
+    code = deploy.function()["Code"]
+    assert code == (tmp_path / "dist" / "function.zip").read_bytes()
+    assert "index.py" in zipfile.ZipFile(io.BytesIO(code)).namelist()
+
+
+def seed_function(emulator: VefaasEmulator, name: str, runtime: str) -> None:
+    """Put a function in the emulated account directly (as if created in the console)."""
+    import base64
+    import json
+
+    from exporter_tools.emulator.server import ApiCall
+
+    body = {
+        "Name": name,
+        "Runtime": runtime,
+        "SourceType": "zip",
+        "Source": base64.b64encode(function_zip()).decode(),
+    }
+    call = ApiCall("POST", "CreateFunction", "2024-06-06", {}, json.dumps(body).encode(), "application/json")
+    assert emulator.vefaas.handle(call).code is None
+    emulator.vefaas.writes.clear()
+
+
+def test_a_same_named_function_of_another_runtime_is_a_name_clash(deploy: Deployer) -> None:
+    """A function called image-exporter that is not ours (another runtime): exit 1, nothing written."""
+    seed_function(deploy.emulator, "image-exporter", "nodejs16/v1")
+    status, _out, err = deploy("--apply")
+    assert status == 1
+    assert "a function named image-exporter already exists" in err
+    assert "Choose another function.name" in err
+    assert deploy.writes() == []
+
+
+def test_functions_with_similar_names_are_not_mistaken_for_ours(deploy: Deployer) -> None:
+    """The name filter also lists image-exporter-old; deploy matches exactly and creates its own."""
+    seed_function(deploy.emulator, "image-exporter-old", "python3.12/v1")
+    status, _out, err = deploy("--apply")
+    assert status == 0, err
+    assert deploy.writes()[0][0] == "CreateFunction"
+    assert deploy.emulator.vefaas.function_named("image-exporter-old") is not None
