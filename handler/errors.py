@@ -5,6 +5,7 @@
     ExporterError
     ├── InvalidEvent              the event is malformed; the message names the field (never retried)
     ├── ConfigurationError        the environment or a credential file is wrong; names the variable or file
+    │   └── NoCredentials         no credential source is set at all
     ├── BudgetExhausted           the time budget ran out before a call could start: nothing sent, retry later
     └── ApiError                  the OpenAPI answered with an error, or did not answer at all
         ├── TerminalApiError      the same request can never succeed: 4xx, signature, credentials, access
@@ -27,6 +28,7 @@ __all__ = [
     "ExporterError",
     "InvalidEvent",
     "InvocationIncomplete",
+    "NoCredentials",
     "RetryableApiError",
     "TerminalApiError",
     "ThrottledError",
@@ -64,6 +66,10 @@ class ConfigurationError(ExporterError):
     def __init__(self, message: str, *, source: str = "") -> None:
         super().__init__(f"{source}: {message}" if source else message)
         self.source = source
+
+
+class NoCredentials(ConfigurationError):
+    """No credential source is set at all (neither variable pair nor a credential file)."""
 
 
 class ApiError(ExporterError):

@@ -52,7 +52,7 @@ from exporter_tools.deploy.vefaas import (
     pairs,
 )
 from handler.adapters.signing import Credentials
-from handler.errors import ApiError, ConfigurationError, ExporterError, UnknownOutcomeError
+from handler.errors import ApiError, ConfigurationError, ExporterError, NoCredentials, UnknownOutcomeError
 
 __all__ = [
     "DeployError",
@@ -679,9 +679,7 @@ def _credentials(desired: Desired, environ: Mapping[str, str]) -> Credentials:
 
     try:
         credentials = resolve_credentials(environ)
-    except ConfigurationError as exc:
-        if "no credentials found" not in exc.message:
-            raise
+    except NoCredentials:
         msg = (
             "no credentials to deploy with: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (and "
             "VOLCENGINE_SESSION_TOKEN for temporary keys) to keys allowed to manage veFaaS functions"

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from handler.adapters.signing import Credentials
-from handler.errors import ConfigurationError
+from handler.errors import ConfigurationError, NoCredentials
 
 __all__ = ["CREDENTIAL_FILE_VARIABLE", "DEFAULT_CREDENTIAL_FILE", "resolve_credentials"]
 
@@ -51,7 +51,7 @@ def resolve_credentials(
             f"keys), or {_OLD_ACCESS_KEY} and {_OLD_SECRET_KEY}, or give the function an IAM role "
             f"(its credentials are read from {default_file}; {CREDENTIAL_FILE_VARIABLE} names another file)"
         )
-        raise ConfigurationError(msg, source=_ACCESS_KEY)
+        raise NoCredentials(msg, source=_ACCESS_KEY)
     return found
 
 
