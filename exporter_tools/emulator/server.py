@@ -37,6 +37,8 @@ from types import FrameType
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+import httpx
+
 from exporter_tools.emulator.signature import verify_signature
 from handler.adapters.signing import Credentials
 
@@ -277,6 +279,24 @@ class OpenApiEmulator:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    def transport(self) -> httpx.MockTransport:
+        """The same gateway in-process, as an ``httpx.MockTransport``: no socket, no thread, the same
+        signature checks, faults and state. A committed-then-dropped answer raises ``httpx.ReadError``, as
+        a connection closed before the answer does."""
+
+        def respond(request: httpx.Request) -> httpx.Response:
+            target = request.url.raw_path.decode("ascii")
+            headers = {name.lower(): value for name, value in request.headers.items()}
+            reply = self.answer(
+                method=request.method, target=target, headers=headers, body=request.read(), loopback=True
+            )
+            if reply.drop:
+                msg = "the emulator dropped the answer after committing the request"
+                raise httpx.ReadError(msg, request=request)
+            return httpx.Response(reply.status, headers=reply.headers, content=reply.body)
+
+        return httpx.MockTransport(respond)
 
     # -- what happened ----------------------------------------------------------------------------------
 

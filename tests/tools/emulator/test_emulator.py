@@ -602,3 +602,30 @@ def test_a_fleet_file_with_a_wrong_field_names_it(tmp_path: Path, capsys: pytest
         main(["--fleet", str(fleet)])
 
     assert "images.0.status" in capsys.readouterr().err
+
+
+def test_the_same_gateway_answers_in_process_through_its_transport() -> None:
+    """``transport()`` gives the emulator's answers without a socket: a signed call exports, a bad signature is
+    refused as over HTTP, and a dropped answer is a transport error after the export was made."""
+    emulator = EcsEmulator(credentials=CREDENTIALS, faults=Faults(drop_rate=0.0))
+    try:
+        with httpx.Client(transport=emulator.transport(), base_url=emulator.endpoint) as client:
+            ok = signed_get(emulator, "DescribeImages", client=client)
+            assert ok.status_code == 200
+            assert ok.json()["Result"]["Images"]
+            wrong = Credentials(CREDENTIALS.access_key, "not-the-secret")
+            refused = signed_get(emulator, "DescribeImages", credentials=wrong, client=client)
+            assert refused.json()["ResponseMetadata"]["Error"]["Code"] == "SignatureDoesNotMatch"
+            emulator.faults = Faults(drop_rate=1.0)
+            images = ok.json()["Result"]["Images"]
+            image_id = next(i["ImageId"] for i in images if i["Status"] == "available")
+            with pytest.raises(httpx.ReadError):
+                signed_get(
+                    emulator,
+                    "ExportImage",
+                    {"ImageId": image_id, "TOSBucket": "demo-exports", "TOSPrefix": "drop"},
+                    client=client,
+                )
+        assert emulator.stats()["dropped"] == 1
+    finally:
+        emulator.close()
