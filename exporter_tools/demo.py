@@ -353,7 +353,7 @@ def run(children: list[Child]) -> bool:
             *(
                 python,
                 "-m",
-                "exporter_tools.emulator.server",
+                "exporter_tools.emulator",
                 "--port",
                 "0",
                 "--fleet",

@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from exporter_tools.emulator.__main__ import main
 from exporter_tools.emulator.ecs import API_VERSION, EcsEmulator, Faults
 from exporter_tools.emulator.fleet import new_images_fleet
-from exporter_tools.emulator.server import ADMIN_RESET_PATH, ADMIN_STATS_PATH, main
+from exporter_tools.emulator.server import ADMIN_RESET_PATH, ADMIN_STATS_PATH
 from handler.adapters.signing import Credentials, canonical_query, format_x_date, sign_request
 from tests.support.emulated import CREDENTIALS, signed_get
 
@@ -553,9 +554,9 @@ def test_admin_paths_refuse_clients_other_than_loopback(emulator: EcsEmulator) -
 
 
 def test_the_command_prints_its_address_and_stops_on_sigterm() -> None:
-    """``python -m exporter_tools.emulator.server`` prints where it listens, answers signed requests, exits 0 on SIGTERM."""
+    """``python -m exporter_tools.emulator`` prints where it listens, answers signed requests, exits 0 on SIGTERM."""
     keys = Credentials("AKLTcli", "cli-secret")
-    command = [sys.executable, "-m", "exporter_tools.emulator.server", "--port", "0", "--seed", "3"]
+    command = [sys.executable, "-m", "exporter_tools.emulator", "--port", "0", "--seed", "3"]
     command += ["--access-key", keys.access_key, "--secret-key", keys.secret_key, "--task-seconds", "5"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from exporter_tools.emulator.api import ApiAnswer, ApiCall
 from exporter_tools.emulator.ecs import EcsService, format_time
 from exporter_tools.emulator.fleet import (
     DEMO_FLEET_PATH,
@@ -20,7 +21,6 @@ from exporter_tools.emulator.fleet import (
     load_fleet,
     new_images_fleet,
 )
-from exporter_tools.emulator.server import ApiAnswer, ApiCall
 from handler.models.events import ExportCommand, parse_event
 from tests.support.events import EVENT_NAMES, load_event
 
