@@ -91,15 +91,16 @@ def export_lines(endpoint: str, credentials: Credentials, region: str, fleet: Fl
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the emulator (ECS, and veFaaS for trying ``deploy``) until interrupted (Ctrl-C or SIGTERM).
-    Prints its address as its first line."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[Fleet, Faults, Credentials, ssl.SSLContext | None]:
+    """The fleet, faults, accepted key pair and TLS context the options ask for; a usage error otherwise."""
     if (args.access_key is None) != (args.secret_key is None):
         parser.error("give both --access-key and --secret-key, or neither")
     if args.session_token and args.access_key is None:
         parser.error("--session-token needs --access-key and --secret-key")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("give both --tls-cert and --tls-key, or neither")
     try:
         fleet = load_fleet(args.fleet) if args.fleet else demo_fleet()
         faults = Faults(
@@ -114,6 +115,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     credentials = Credentials(
         args.access_key or DEFAULT_ACCESS_KEY, args.secret_key or DEFAULT_SECRET_KEY, args.session_token
     )
+    context = None
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"cannot load --tls-cert/--tls-key: {exc}")
+    return fleet, faults, credentials, context
+
+
+def _serve(emulator: OpenApiEmulator) -> int:
+    """Serve until Ctrl-C or SIGTERM, then release the port."""
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        emulator.stop_serving()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        emulator.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        emulator.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the emulator (ECS, and veFaaS for trying ``deploy``) until interrupted (Ctrl-C or SIGTERM).
+    Prints its address as its first line, then the ``export`` lines for the function."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    fleet, faults, credentials, context = _options(parser, args)
     try:
         emulator = OpenApiEmulator(
             [
@@ -130,20 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"emulator: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("give both --tls-cert and --tls-key, or neither")
-    if args.tls_cert:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        try:
-            context.load_cert_chain(args.tls_cert, args.tls_key)
-        except (OSError, ssl.SSLError) as exc:
-            parser.error(f"cannot load --tls-cert/--tls-key: {exc}")
+    if context is not None:
         emulator.use_tls(context)
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        emulator.stop_serving()
-
-    previous = signal.signal(signal.SIGTERM, stop)
     print(f"emulator listening on {emulator.endpoint}", flush=True)
     print("# point the function at it (paste into the shell that runs `python -m handler invoke`):")
     print("\n".join(export_lines(emulator.endpoint, credentials, args.region, fleet)), flush=True)
@@ -153,14 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    try:
-        emulator.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        emulator.close()
-    return 0
+    return _serve(emulator)
 
 
 if __name__ == "__main__":

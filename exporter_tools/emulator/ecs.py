@@ -181,6 +181,20 @@ class EcsService:
             ]
             self._exports = Counter()
 
+    def add_image(self, spec: FleetImage) -> None:
+        """Put one more image in the account (or replace the one with its id), created ``created_hours_ago``
+        before now; ``reset`` forgets it."""
+        now = self._clock()
+        ready = spec.ready_after_seconds
+        with self._lock:
+            self._images[spec.id] = _Image(
+                spec,
+                created_at=now - timedelta(hours=spec.created_hours_ago),
+                ready_at=now + timedelta(seconds=ready)
+                if spec.status == "creating" and ready is not None
+                else None,
+            )
+
     # -- the gateway's interface ------------------------------------------------------------------------
 
     def handle(self, call: ApiCall) -> ApiAnswer:
