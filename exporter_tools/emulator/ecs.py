@@ -117,9 +117,8 @@ class _Task:
             "ResourceId": self.resource_id,
             "CreatedAt": format_time(self.created_at),
             "UpdatedAt": format_time(end or min(now, self.created_at + timedelta(seconds=self.duration))),
+            "EndAt": format_time(end) if end is not None else "",  # "" while the task runs, as the API says
         }
-        if end is not None:
-            item["EndAt"] = format_time(end)
         return item
 
 
