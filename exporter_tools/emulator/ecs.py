@@ -1,8 +1,9 @@
 """The emulated ECS API: ``ExportImage``, ``DescribeImages`` and ``DescribeTasks`` (Version 2020-04-01).
 
-Every answer comes from state, never from a script: an error of the seed's table (docs/facts.md §1) arises when the
-account holds what causes it (no such image or bucket, an image that is not available or not exportable, a
-bucket ECS may not write to, an export already pending or running → ``OperationDenied.ResourceLocked``).
+Every answer comes from state, never from a script: an error of the ExportImage API's error table
+(docs/facts.md §1) arises when the account holds what causes it (no such image or bucket, an image that is
+not available or not exportable, a bucket ECS may not write to, an export already pending or running →
+``OperationDenied.ResourceLocked``).
 Export tasks go ``Pending`` → ``Running`` → ``Succeeded`` over ``task_seconds``, computed from their creation
 time whenever they are looked at (no timers); a creating image becomes available the same way.
 
