@@ -2,8 +2,9 @@
 sends what the SDK sends for the same request, and the emulator answers nothing the SDK's response model
 does not describe.
 
-The SDK also has TagResources and UntagResources (``ResourceIds.N``, ``ResourceType`` required,
-``Tags.N.Key`` required / ``Tags.N.Value``; ``TagKeys.N``), each answering only ``RequestId`` in its Result.
+The SDK also has TagResources and UntagResources, GET with Version 2020-04-01 like the others
+(``ResourceIds.N``, ``ResourceType`` required, ``Tags.N.Key`` required / ``Tags.N.Value``; ``TagKeys.N``),
+each answering only ``RequestId`` in its Result: what the emulator answers when it learns them.
 """
 
 from __future__ import annotations
