@@ -19,6 +19,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from volcenginesdkcore.interceptor.interceptors import (  # type: ignore[import-untyped]
+    build_request_interceptor as sdk_build,
+)
+
 __all__ = ["ModelMismatch", "sdk_query", "strict_deserialize"]
 
 _LIST = re.compile(r"^list\[(.+)\]$")
@@ -37,14 +41,9 @@ class ModelMismatch(AssertionError):
 
 def sdk_query(request: Any) -> dict[str, str]:
     """The query parameters (without Action and Version) the SDK sends for this GET request model."""
-    from volcenginesdkcore.interceptor.interceptors.build_request_interceptor import (
-        BuildRequestInterceptor,
-        sanitize_for_serialization,
-    )
-
-    body = sanitize_for_serialization(request)
+    body = sdk_build.sanitize_for_serialization(request)
     # The SDK's own flattening (a private method: name-mangled), so the check follows the SDK if it changes.
-    pairs = BuildRequestInterceptor()._BuildRequestInterceptor__req_to_params(body)  # type: ignore[attr-defined]
+    pairs = sdk_build.BuildRequestInterceptor()._BuildRequestInterceptor__req_to_params(body)
     return {str(name): str(value) for name, value in pairs}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,7 @@ def _webhook_events(err: str) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class Case:
     fmt: WebhookFormat
-    change: dict[str, str | None]  # after pasting: set a variable to another value, or unset it (None)
+    change: Mapping[str, str | None]  # after pasting: set a variable to another value, or unset it (None)
     outcome: str  # what the function logs
     printed: str  # what the receiver prints about the delivery
 

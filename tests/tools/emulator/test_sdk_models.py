@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-import volcenginesdkecs.models as ecs_models
+import volcenginesdkecs.models as ecs_models  # type: ignore[import-untyped]
 
 from exporter_tools.emulator.ecs import EcsEmulator
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage, FleetTask, new_images_fleet
