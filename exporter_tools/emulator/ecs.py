@@ -1,8 +1,9 @@
 """The emulated ECS API: ``ExportImage``, ``DescribeImages`` and ``DescribeTasks`` (Version 2020-04-01).
 
-Every answer comes from state, never from a script: an error of the seed's table (docs/facts.md §1) arises when the
-account holds what causes it (no such image or bucket, an image that is not available or not exportable, a
-bucket ECS may not write to, an export already pending or running → ``OperationDenied.ResourceLocked``).
+Every answer comes from state, never from a script: an error of the ExportImage API's error table
+(docs/facts.md §1) arises when the account holds what causes it (no such image or bucket, an image that is
+not available or not exportable, a bucket ECS may not write to, an export already pending or running →
+``OperationDenied.ResourceLocked``).
 Export tasks go ``Pending`` → ``Running`` → ``Succeeded`` over ``task_seconds``, computed from their creation
 time whenever they are looked at (no timers); a creating image becomes available the same way.
 
@@ -16,53 +17,41 @@ time whenever they are looked at (no timers); a creating image becomes available
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import random
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
+from exporter_tools.emulator.api import CHINA_STANDARD_TIME, ApiAnswer, ApiCall, Faults
 from exporter_tools.emulator.fleet import Fleet, FleetImage, demo_fleet
-from exporter_tools.emulator.server import (
-    CHINA_STANDARD_TIME,
-    DEFAULT_ACCESS_KEY,
-    DEFAULT_SECRET_KEY,
-    ApiAnswer,
-    ApiCall,
-    Faults,
-    OpenApiEmulator,
+from exporter_tools.emulator.query import (
+    InvalidRequest,
+    listed,
+    page,
+    page_size,
+    tag_filters,
+    tag_matches,
 )
+from exporter_tools.emulator.server import OpenApiEmulator
 from handler.adapters.signing import Credentials
 
 __all__ = ["API_VERSION", "EcsEmulator", "EcsService", "Faults", "format_time"]
 
 API_VERSION = "2020-04-01"
-MAX_IDS = 100  # ImageIds.N, TaskIds.N, ResourceIds.N
 PENDING_SHARE = 0.2  # the first fifth of an export task's time is Pending, the rest Running
 _PREFIX = re.compile(r"^[A-Za-z0-9]{1,30}$")
 _ACTIVE = frozenset({"Pending", "Running"})
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-_T = TypeVar("_T")
 
 
 def format_time(moment: datetime) -> str:
     """A time as the API writes it: ISO 8601 to the second, in UTC+8 (``2024-06-01T16:15:42+08:00``)."""
     return moment.astimezone(CHINA_STANDARD_TIME).isoformat(timespec="seconds")
-
-
-class _Invalid(Exception):
-    """A request the API refuses; carries the answer."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.answer = ApiAnswer.error(status, code, message)
 
 
 @dataclass(slots=True)
@@ -129,9 +118,8 @@ class _Task:
             "ResourceId": self.resource_id,
             "CreatedAt": format_time(self.created_at),
             "UpdatedAt": format_time(end or min(now, self.created_at + timedelta(seconds=self.duration))),
+            "EndAt": format_time(end) if end is not None else "",  # "" while the task runs, as the API says
         }
-        if end is not None:
-            item["EndAt"] = format_time(end)
         return item
 
 
@@ -193,6 +181,20 @@ class EcsService:
             ]
             self._exports = Counter()
 
+    def add_image(self, spec: FleetImage) -> None:
+        """Put one more image in the account (or replace the one with its id), created ``created_hours_ago``
+        before now; ``reset`` forgets it."""
+        now = self._clock()
+        ready = spec.ready_after_seconds
+        with self._lock:
+            self._images[spec.id] = _Image(
+                spec,
+                created_at=now - timedelta(hours=spec.created_hours_ago),
+                ready_at=now + timedelta(seconds=ready)
+                if spec.status == "creating" and ready is not None
+                else None,
+            )
+
     # -- the gateway's interface ------------------------------------------------------------------------
 
     def handle(self, call: ApiCall) -> ApiAnswer:
@@ -206,7 +208,7 @@ class EcsService:
             if call.action == "DescribeImages":
                 return ApiAnswer.ok(self.describe_images(call.query))
             return ApiAnswer.ok(self.describe_tasks(call.query))
-        except _Invalid as invalid:
+        except InvalidRequest as invalid:
             return invalid.answer
 
     def stats(self) -> dict[str, Any]:
@@ -229,38 +231,42 @@ class EcsService:
         """Create an export task, or refuse with the code the state calls for (docs/facts.md §1)."""
         for name in ("ImageId", "TOSBucket", "TOSPrefix"):
             if not query.get(name):
-                raise _Invalid(400, f"MissingParameter.{name}", f"the parameter {name} is required")
+                raise InvalidRequest(400, f"MissingParameter.{name}", f"the parameter {name} is required")
         image_id, bucket, prefix = query["ImageId"], query["TOSBucket"], query["TOSPrefix"]
         if not _PREFIX.match(prefix):
-            raise _Invalid(400, "InvalidTOSPrefix.Malformed", "the TOSPrefix must be 1-30 letters and digits")
+            raise InvalidRequest(
+                400, "InvalidTOSPrefix.Malformed", "the TOSPrefix must be 1-30 letters and digits"
+            )
         now = self._clock()
         with self._lock:
             image = self._images.get(image_id)
             if image is None:
-                raise _Invalid(404, "InvalidImage.NotFound", f"the image {image_id} does not exist")
+                raise InvalidRequest(404, "InvalidImage.NotFound", f"the image {image_id} does not exist")
             if bucket not in self._buckets:
-                raise _Invalid(404, "InvalidTOSBucket.NotFound", f"the TOS bucket {bucket} does not exist")
+                raise InvalidRequest(
+                    404, "InvalidTOSBucket.NotFound", f"the TOS bucket {bucket} does not exist"
+                )
             if image.spec.visibility != "private" or not image.spec.exportable:
-                raise _Invalid(
+                raise InvalidRequest(
                     400,
                     "InvalidImageForExportImage.UnSupported",
                     f"the image {image_id} cannot be exported: only exportable custom images can",
                 )
             status = image.status(now)
             if status != "available":
-                raise _Invalid(
+                raise InvalidRequest(
                     400,
                     "InvalidImageStatus",
                     f"the image {image_id} is {status}: only an available image can be exported",
                 )
             if not self._buckets[bucket]:
-                raise _Invalid(
+                raise InvalidRequest(
                     400,
                     "InvalidTosPutObject.AccessDenied",
                     f"ECS is not allowed tos:PutObject on the bucket {bucket}",
                 )
             if any(t.resource_id == image_id and t.progress(now)[0] in _ACTIVE for t in self._tasks):
-                raise _Invalid(
+                raise InvalidRequest(
                     412,
                     "OperationDenied.ResourceLocked",
                     f"the image {image_id} is locked by another operation in progress",
@@ -272,15 +278,15 @@ class EcsService:
 
     def describe_images(self, query: Mapping[str, str]) -> dict[str, Any]:
         """Images matching every filter given, newest first, one page at a time (docs/facts.md §3)."""
-        ids = set(_listed(query, "ImageIds"))
-        statuses = set(_listed(query, "Status")) | (
+        ids = set(listed(query, "ImageIds"))
+        statuses = set(listed(query, "Status")) | (
             {query["ImageStatus"]} if query.get("ImageStatus") else set()
         )
         visibility = query.get("Visibility") or None
         if visibility not in (None, "public", "private", "shared"):
-            raise _Invalid(400, "InvalidParameter", "Visibility must be public, private or shared")
-        tag_filters = _tag_filters(query)
-        size = _page_size(query, default=15)
+            raise InvalidRequest(400, "InvalidParameter", "Visibility must be public, private or shared")
+        wanted_tags = tag_filters(query)
+        size = page_size(query, default=15)
         now = self._clock()
         with self._lock:
             images = [
@@ -292,20 +298,20 @@ class EcsService:
                 and (not query.get("ImageName") or (image.spec.name or image.spec.id) == query["ImageName"])
                 and (not query.get("OsType") or image.spec.os_type == query["OsType"])
                 and (not query.get("Platform") or image.spec.platform == query["Platform"])
-                and all(_tag_matches(image.spec.tags, key, values) for key, values in tag_filters)
+                and all(tag_matches(image.spec.tags, key, values) for key, values in wanted_tags)
             ]
             ordered = sorted(images, key=lambda i: (-i.created_at.timestamp(), i.spec.id))
-            page, token = _page(ordered, lambda i: (-i.created_at.timestamp(), i.spec.id), query, size)
-            items = [image.to_api(now) for image in page]
+            shown, token = page(ordered, lambda i: (-i.created_at.timestamp(), i.spec.id), query, size)
+            items = [image.to_api(now) for image in shown]
         return {"Images": items, "NextToken": token, "TotalCount": len(ordered)}
 
     def describe_tasks(self, query: Mapping[str, str]) -> dict[str, Any]:
         """Tasks by task id and/or resource (image) id, newest first, one page at a time (docs/facts.md §3)."""
-        task_ids = set(_listed(query, "TaskIds"))
-        resources = set(_listed(query, "ResourceIds"))
+        task_ids = set(listed(query, "TaskIds"))
+        resources = set(listed(query, "ResourceIds"))
         if query.get("ResourceId"):
             resources.add(query["ResourceId"])
-        size = _page_size(query, default=20)
+        size = page_size(query, default=20)
         now = self._clock()
         with self._lock:
             tasks = [
@@ -315,78 +321,12 @@ class EcsService:
                 and (not resources or task.resource_id in resources)
             ]
             ordered = sorted(tasks, key=lambda t: (-t.created_at.timestamp(), t.task_id))
-            page, token = _page(ordered, lambda t: (-t.created_at.timestamp(), t.task_id), query, size)
-            items = [task.to_api(now) for task in page]
+            shown, token = page(ordered, lambda t: (-t.created_at.timestamp(), t.task_id), query, size)
+            items = [task.to_api(now) for task in shown]
         return {"Tasks": items, "NextToken": token}
 
     def _new_task_id(self) -> str:
         return "t-" + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(20))
-
-
-def _listed(query: Mapping[str, str], name: str) -> list[str]:
-    """The values of ``Name.1``, ``Name.2``… in order; more than 100 is refused as the API does."""
-    pattern = re.compile(rf"^{re.escape(name)}\.(\d+)$")
-    numbered = sorted((int(m.group(1)), value) for key, value in query.items() if (m := pattern.match(key)))
-    if len(numbered) > MAX_IDS:
-        raise _Invalid(400, "InvalidParameter", f"{name}.N takes at most {MAX_IDS} values")
-    return [value for _, value in numbered if value]
-
-
-def _tag_filters(query: Mapping[str, str]) -> list[tuple[str, list[str]]]:
-    """``TagFilters.N.Key`` with its ``TagFilters.N.Values.M``: (key, allowed values; empty means any)."""
-    keys: dict[int, str] = {}
-    values: dict[int, list[tuple[int, str]]] = {}
-    for name, value in query.items():
-        if m := re.match(r"^TagFilters\.(\d+)\.Key$", name):
-            keys[int(m.group(1))] = value
-        elif m := re.match(r"^TagFilters\.(\d+)\.Values\.(\d+)$", name):
-            values.setdefault(int(m.group(1)), []).append((int(m.group(2)), value))
-    if set(values) - set(keys):
-        raise _Invalid(400, "InvalidParameter", "TagFilters.N.Values.M needs its TagFilters.N.Key")
-    return [(keys[n], [v for _, v in sorted(values.get(n, []))]) for n in sorted(keys)]
-
-
-def _tag_matches(tags: Mapping[str, str], key: str, values: Sequence[str]) -> bool:
-    return key in tags and (not values or tags[key] in values)
-
-
-def _page_size(query: Mapping[str, str], *, default: int) -> int:
-    text = query.get("MaxResults")
-    if not text:
-        return default
-    try:
-        size = int(text)
-    except ValueError:
-        size = 0
-    if not 1 <= size <= MAX_IDS:
-        raise _Invalid(400, "InvalidParameter", f"MaxResults must be an integer from 1 to {MAX_IDS}")
-    return size
-
-
-def _page(
-    ordered: list[_T], key: Callable[[_T], tuple[float, str]], query: Mapping[str, str], size: int
-) -> tuple[list[_T], str]:
-    """One page after the cursor in ``NextToken`` (the sort key of the last item seen), and the next cursor
-    ("" on the last page). A cursor, not an offset: a task created between two pages shifts nothing."""
-    after = _decode_token(query.get("NextToken") or "")
-    rest = [item for item in ordered if after is None or key(item) > after]
-    page = rest[:size]
-    token = _encode_token(key(page[-1])) if len(rest) > size else ""
-    return page, token
-
-
-def _encode_token(cursor: tuple[float, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(cursor)).encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> tuple[float, str] | None:
-    if not token:
-        return None
-    try:
-        value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return float(value[0]), str(value[1])
-    except (ValueError, TypeError, IndexError, KeyError, binascii.Error):
-        raise _Invalid(400, "InvalidParameter", "the NextToken is not one this API returned") from None
 
 
 class EcsEmulator(OpenApiEmulator):
@@ -410,7 +350,6 @@ class EcsEmulator(OpenApiEmulator):
         """``fleet`` defaults to the demo fleet and ``credentials`` to the emulator's fake key pair
         (``AKLTemulator`` / ``emulator-secret-key``). ``seed`` makes the faults and the task ids reproducible.
         ``clock``, ``sleep``, ``monotonic`` and ``verbose`` are ``OpenApiEmulator``'s."""
-        credentials = credentials or Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
         clock = clock or (lambda: datetime.now(UTC))
         self.ecs = EcsService(fleet or demo_fleet(), task_seconds=task_seconds, seed=seed, clock=clock)
         super().__init__(
