@@ -6,12 +6,15 @@ answer in the usual envelope. What the account holds decides each answer:
 
 - a function name is unique (``already exists``); a role must be one the account knows, when told which
   (``roles=``); memory, timeout, runtime, code size and crontabs are checked as the API documents them;
-- a release goes ``pending`` → ``inprogress`` → ``done`` (or ``failed``), one step per GetReleaseStatus, and
-  fails as the platform would when the code cannot start: a zip that is not a zip, no ``index.py`` at its
+- GetReleaseStatus answers ``pending`` (``StableRevisionNumber`` -1) for a function that was never released;
+  a release goes ``inprogress`` → ``done`` (or ``failed``), one step per GetReleaseStatus, each answer naming
+  its ``NewRevisionNumber`` and ``ReleaseRecordId``, and fails as the platform would when the code cannot start: a zip that is not a zip, no ``index.py`` at its
   root, or no ``handler`` in it (``function_start_failed``, with the instance's log); ``fail_next_release``
   makes the next one fail on purpose;
 - ListFunctions' name filter matches names that *contain* the value, as a search box does: clients must
-  match the name exactly themselves.
+  match the name exactly themselves. A ListFunctions item has ``Tags``; GetFunction's answer does not;
+- every answer holds only fields the official SDK's response model knows (``volcenginesdk-vefaas``; the
+  tests deserialize them strictly).
 
 veFaaS documents no error codes of its own: the codes here are the emulator's (``InvalidParameter``,
 ``ResourceNotFound``, ``ResourceAlreadyExists``, ``InvalidRole``, ``ReleaseInProgress``); the messages say
@@ -96,6 +99,9 @@ def _invalid(message: str) -> _Refused:
 @dataclass(slots=True)
 class _Release:
     revision: int
+    record_id: str
+    old_revision: int
+    started: str  # "2024-06-27 07:05:12", as the API writes StartTime
     statuses: list[str]  # what the next GetReleaseStatus calls report; the last one stays
     error_code: str = ""
     message: str = ""
@@ -123,9 +129,10 @@ class _Timer:
     created: str = ""
     updated: str = ""
 
-    def to_api(self) -> dict[str, Any]:
+    def to_api(self, function_id: str) -> dict[str, Any]:
         return {
             "Id": self.id,
+            "FunctionId": function_id,
             "Name": self.name,
             "Crontab": self.crontab,
             "Payload": self.payload,
@@ -149,14 +156,18 @@ class _Function:
     updated: str
     revisions: list[dict[str, Any]] = field(default_factory=list)
     release: _Release | None = None
+    stable_revision: int = -1  # the revision serving traffic; -1 until a release is done
     timers: dict[str, _Timer] = field(default_factory=dict)
 
-    def to_api(self) -> dict[str, Any]:
+    def to_api(self, *, tags: bool = True) -> dict[str, Any]:
+        """The function as CreateFunction, UpdateFunction and ListFunctions answer it; GetFunction's answer
+        has no ``Tags`` (``tags=False``)."""
+        config = self.config if tags else {k: v for k, v in self.config.items() if k != "Tags"}
         return {
             "Id": self.id,
             "Name": self.name,
             "Runtime": self.runtime,
-            **self.config,
+            **config,
             "SourceType": "zip",
             "CodeSize": len(self.code),
             "CreationTime": self.created,
@@ -169,6 +180,7 @@ class VefaasService:
     """The veFaaS actions deploy uses, on an in-memory account (the gateway's ``ApiService``).
 
     ``roles``: the role TRNs the account has and veFaaS may use; ``None`` accepts any well-formed role.
+    ``release_polls``: how many GetReleaseStatus calls report a release ``inprogress`` before it ends.
     """
 
     service = SERVICE
@@ -181,8 +193,10 @@ class VefaasService:
         roles: Iterable[str] | None = None,
         seed: int | None = None,
         clock: Callable[[], datetime] | None = None,
+        release_polls: int = 1,
     ) -> None:
         self.roles = None if roles is None else frozenset(roles)
+        self.release_polls = release_polls
         self._seed = seed
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
@@ -194,6 +208,7 @@ class VefaasService:
             self._rng = random.Random(self._seed)  # noqa: S311 - ids, not security
             self._functions: dict[str, _Function] = {}
             self._next_failure: tuple[str, str, str] | None = None
+            self._refusals: dict[str, list[ApiAnswer]] = {}
             self.writes: list[tuple[str, dict[str, Any]]] = []
 
     # -- what tests look at -----------------------------------------------------------------------------
@@ -208,6 +223,11 @@ class VefaasService:
         with self._lock:
             self._next_failure = (error_code, message, logs)
 
+    def refuse_next(self, action: str, status: int, code: str, message: str) -> None:
+        """Answer the next call of ``action`` with this error (after the gateway's checks), changing nothing."""
+        with self._lock:
+            self._refusals.setdefault(action, []).append(ApiAnswer.error(status, code, message))
+
     def function_named(self, name: str) -> dict[str, Any] | None:
         """The function with exactly this name, as GetFunction shows it (with its released revision)."""
         with self._lock:
@@ -216,7 +236,7 @@ class VefaasService:
                     view = function.to_api()
                     view["Revisions"] = [dict(r) for r in function.revisions]
                     view["Code"] = function.code
-                    view["Timers"] = [t.to_api() for t in function.timers.values()]
+                    view["Timers"] = [t.to_api(function.id) for t in function.timers.values()]
                     return view
         return None
 
@@ -235,6 +255,9 @@ class VefaasService:
         try:
             body = self._body(call)
             with self._lock:
+                refusals = self._refusals.get(call.action)
+                if refusals:
+                    return refusals.pop(0)
                 if call.action in WRITES:
                     shown = {k: v for k, v in body.items() if k != "Source"}
                     self.writes.append((call.action, shown))
@@ -292,7 +315,7 @@ class VefaasService:
         return {"Items": [f.to_api() for f in chunk], "Total": len(matching)}
 
     def _GetFunction(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
-        return self._function(body).to_api()
+        return self._function(body).to_api(tags=False)
 
     def _CreateFunction(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         name = body.get("Name")
@@ -407,26 +430,26 @@ class VefaasService:
         )
         failure = self._next_failure or _start_failure(function.code)
         self._next_failure = None
+        started = self._clock().astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S")
+        release = _Release(
+            revision, self._new_id(20), function.stable_revision, started, ["inprogress"] * self.release_polls
+        )
         if failure is None:
-            function.release = _Release(revision, ["pending", "inprogress", "done"])
+            release.statuses.append("done")
         else:
-            code, message, logs = failure
-            function.release = _Release(revision, ["pending", "inprogress", "failed"], code, message, logs)
-        return {"FunctionId": function.id, "Status": "pending", "TargetRevisionNumber": revision}
+            release.statuses.append("failed")
+            release.error_code, release.message, release.logs = failure
+        function.release = release
+        return _release_view(function, release)
 
     def _GetReleaseStatus(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
         release = function.release
         if release is None:
-            raise _Refused(404, "ResourceNotFound", f"function {function.id} has never been released")
-        answer = {
-            "FunctionId": function.id,
-            "Status": release.status,
-            "TargetRevisionNumber": release.revision,
-            "ErrorCode": release.error_code if release.status == "failed" else "",
-            "StatusMessage": release.message if release.status == "failed" else "",
-            "FailedInstanceLogs": release.logs if release.status == "failed" else "",
-        }
+            return {"FunctionId": function.id, "Status": "pending", "StableRevisionNumber": -1}
+        if release.status == "done":
+            function.stable_revision = release.revision
+        answer = _release_view(function, release)
         release.advance()
         return answer
 
@@ -437,6 +460,7 @@ class VefaasService:
         items = [
             {
                 "Id": t.id,
+                "FunctionId": function.id,
                 "Name": t.name,
                 "Type": "timer",
                 "Enabled": t.enabled,
@@ -456,7 +480,7 @@ class VefaasService:
 
     def _GetTimer(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
-        return self._timer(function, body).to_api()
+        return self._timer(function, body).to_api(function.id)
 
     def _CreateTimer(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
@@ -473,7 +497,7 @@ class VefaasService:
         timer = _Timer(self._new_id(12), name, "", created=now, updated=now)
         _set_timer(timer, body)
         function.timers[timer.id] = timer
-        return timer.to_api()
+        return timer.to_api(function.id)
 
     def _UpdateTimer(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
@@ -483,12 +507,31 @@ class VefaasService:
             raise _invalid(msg)
         _set_timer(timer, body)
         timer.updated = self._now()
-        return timer.to_api()
+        return timer.to_api(function.id)
 
     def _DeleteTimer(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
         del function.timers[self._timer(function, body).id]
         return {}
+
+
+def _release_view(function: _Function, release: _Release) -> dict[str, Any]:
+    """Release's and GetReleaseStatus' answer: which release, where it stands, and why it failed."""
+    failed = release.status == "failed"
+    return {
+        "FunctionId": function.id,
+        "Status": release.status,
+        "NewRevisionNumber": release.revision,
+        "OldRevisionNumber": release.old_revision,
+        "StableRevisionNumber": function.stable_revision,
+        "ReleaseRecordId": release.record_id,
+        "StartTime": release.started,
+        "TargetTrafficWeight": 100,
+        "CurrentTrafficWeight": 100 if release.status == "done" else 0,
+        "ErrorCode": release.error_code if failed else "",
+        "StatusMessage": release.message if failed else "",
+        "FailedInstanceLogs": release.logs if failed else "",
+    }
 
 
 def _integer(body: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -577,8 +620,9 @@ class VefaasEmulator(OpenApiEmulator):
         seed: int | None = None,
         port: int = 0,
         clock: Callable[[], datetime] | None = None,
+        release_polls: int = 1,
     ) -> None:
-        self.vefaas = VefaasService(roles=roles, seed=seed, clock=clock)
+        self.vefaas = VefaasService(roles=roles, seed=seed, clock=clock, release_polls=release_polls)
         super().__init__(
             [self.vefaas],
             credentials=credentials or Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),

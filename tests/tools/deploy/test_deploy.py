@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from exporter_tools.deploy import apply
+from exporter_tools.deploy import cli
 from exporter_tools.emulator.vefaas import VefaasEmulator
 from handler.adapters.signing import Credentials
 
@@ -85,7 +85,7 @@ class Deployer:
     def __call__(self, *flags: str) -> tuple[int, str, str]:
         out = io.StringIO()
         args = ["--template", str(self.folder / "template.yaml"), "--zip", str(self.folder / "function.zip")]
-        status = apply.main([*args, "--poll-seconds", "0", *flags], environ=self.environ, out=out)
+        status = cli.main([*args, "--poll-seconds", "0", *flags], environ=self.environ, out=out)
         err = self.capsys.readouterr().err
         assert HOOK_SECRET not in out.getvalue() + err
         return status, out.getvalue(), err
@@ -318,7 +318,7 @@ def test_deploy_builds_the_real_zip_when_none_is_given(
     root = Path(__file__).resolve().parents[3]
     monkeypatch.setattr(package, "DEFAULT_CACHE", root / "dist" / ".vendor")
     monkeypatch.setattr(package, "DEFAULT_OUTPUT", tmp_path / "dist" / "function.zip")
-    status = apply.main(
+    status = cli.main(
         ["--template", str(deploy.folder / "template.yaml"), "--apply", "--poll-seconds", "0"],
         environ=deploy.environ,
         out=io.StringIO(),

@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 
+from exporter_tools.deploy.crontab import check_crontab
+from exporter_tools.deploy.model import Problem, Template, TemplateError
+from exporter_tools.deploy.references import looks_secret
 from exporter_tools.deploy.template import (
-    Problem,
-    Template,
-    TemplateError,
-    check_crontab,
     load_template,
-    looks_secret,
     main,
     parse_template,
     resolved_environment,
