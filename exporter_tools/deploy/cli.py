@@ -85,9 +85,8 @@ def main(argv: Sequence[str], *, environ: Mapping[str, str] | None = None, out: 
         client = _client(desired, credentials, gateway, http, max_rps=max_rps)
         try:
             plan = make_plan(desired, client)
-            stdout.write(plan.render())
+            stdout.write(plan.render(applying=args.apply))
             if args.apply and plan.steps:
-                stdout.write("Applying:\n")
                 function_id = apply_plan(
                     plan,
                     client,

@@ -156,8 +156,9 @@ class Plan:
     left_alone: tuple[str, ...] = ()
     release_in_progress: bool = False
 
-    def render(self) -> str:
-        """The plan for people: numbered calls, each with its reasons."""
+    def render(self, *, applying: bool = False) -> str:
+        """The plan for people: numbered calls, each with its reasons; the last line says how to make them,
+        or (``applying``) that they are being made."""
         config = self.desired.config
         where = f" (id {self.function_id})" if self.function_id else ""
         lines = [
@@ -177,7 +178,8 @@ class Plan:
             lines.append(f"  not in the template, left as they are: {', '.join(self.left_alone)}")
         if self.steps:
             count = len(self.steps)
-            lines.append(f"{count} write call{'' if count == 1 else 's'}. Run with --apply to make them.")
+            calls = f"{count} write call{'' if count == 1 else 's'}"
+            lines.append(f"{calls}, applying:" if applying else f"{calls}. Run with --apply to make them.")
         else:
             lines.append("Nothing to change: the account matches the template.")
         return "\n".join(lines) + "\n"

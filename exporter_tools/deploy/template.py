@@ -70,8 +70,11 @@ def load_template(path: str | Path) -> Template:
 def _load_yaml(text: str, source: str) -> object:
     try:
         import yaml  # noqa: PLC0415 - a deploy-time dependency (the "deploy" extra), never in the function
-    except ImportError:  # pragma: no cover - the dev and deploy extras install it
-        msg = "reading template.yaml needs PyYAML: pip install 'vefaas-image-exporter[deploy]'"
+    except ImportError:
+        msg = (
+            "reading template.yaml needs PyYAML (the PyPI package pyyaml): "
+            "pip install -e '.[deploy]' in the repository, or pip install pyyaml"
+        )
         raise TemplateError([Problem("", msg)], source=source) from None
 
     class _UniqueKeyLoader(yaml.SafeLoader):

@@ -364,3 +364,11 @@ def test_functions_with_similar_names_are_not_mistaken_for_ours(deploy: Deployer
     assert status == 0, err
     assert deploy.writes()[0][0] == "CreateFunction"
     assert deploy.emulator.vefaas.function_named("image-exporter-old") is not None
+
+
+def test_apply_says_it_is_applying_not_to_run_with_apply(deploy: Deployer) -> None:
+    """With --apply the plan's last line says the calls are being made; without it, how to make them."""
+    status, applied, _err = deploy("--apply")
+    assert status == 0
+    assert "4 write calls, applying:" in applied
+    assert "Run with --apply" not in applied

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +412,17 @@ def test_cli_arguments_may_follow_a_double_dash(argv: list[str], capsys: pytest.
     """exporter-tools validate-template -- --schema works like --schema (options after the tool name)."""
     assert main(argv) == 0
     assert capsys.readouterr().out == schema_text()
+
+
+def test_without_pyyaml_the_hint_names_the_real_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without PyYAML, reading a template says to install pyyaml (through the deploy extra)."""
+    path = tmp_path / "template.yaml"
+    path.write_text("region: cn-beijing\n", encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    with pytest.raises(TemplateError) as raised:
+        load_template(path)
+    (problem,) = raised.value.problems
+    assert "the PyPI package pyyaml" in problem.message
+    assert "pip install -e '.[deploy]'" in problem.message
