@@ -23,6 +23,7 @@ from exporter_tools.deploy.model import DEFAULT_TEMPLATE, TemplateError
 from exporter_tools.deploy.plan import DeployError, Desired, desired_state, make_plan
 from exporter_tools.deploy.template import load_template
 from exporter_tools.deploy.vefaas import VefaasClient
+from exporter_tools.deploy.zipcheck import check_zip
 from handler.adapters.signing import Credentials
 from handler.errors import ApiError, ConfigurationError, NoCredentials
 
@@ -107,21 +108,26 @@ def main(argv: Sequence[str], *, environ: Mapping[str, str] | None = None, out: 
 
 
 def _code(zip_path: Path | None) -> bytes:
-    """The zip to deploy: the given file, or a fresh reproducible build of dist/function.zip."""
+    """The zip to deploy: the given file, or a fresh reproducible build of dist/function.zip; checked
+    (``ConfigurationError`` naming the file) before any call: a zip the runtime could not start is refused."""
     from exporter_tools.deploy import package  # noqa: PLC0415 - pip and zipping only when deploying
 
     if zip_path is not None:
         try:
-            return zip_path.read_bytes()
+            data = zip_path.read_bytes()
         except OSError as exc:
             msg = f"cannot read the zip {zip_path}: {exc.strerror}"
             raise DeployError(msg) from None
+        check_zip(data, source=str(zip_path))
+        return data
     try:
         built = package.build_package(package.DEFAULT_OUTPUT, cache=package.DEFAULT_CACHE)
     except package.PackageError as exc:
         raise DeployError(exc.message) from None
     sys.stderr.write(built.summary())
-    return built.path.read_bytes()
+    data = built.path.read_bytes()
+    check_zip(data, source=str(built.path))
+    return data
 
 
 def _base64(code: bytes) -> str:

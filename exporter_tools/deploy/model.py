@@ -6,6 +6,7 @@ validate as one types. Every error names the field's path (``timers[1].crontab``
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from handler.errors import ConfigurationError
 __all__ = [
     "CODE_DIGEST_VARIABLE",
     "DEFAULT_TEMPLATE",
+    "KNOWN_REGIONS",
     "RESERVED_VARIABLES",
     "RUNTIME",
     "TIMEOUT_VARIABLE",
@@ -42,7 +44,15 @@ RESERVED_VARIABLES = (CODE_DIGEST_VARIABLE, TIMEOUT_VARIABLE)
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{3,63}$")
 _TIMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_REGION = re.compile(r"^[a-z]{2}-[a-z0-9-]+$")
+# The public regions where both ECS and veFaaS run (the consoles' region lists); the signature scope names it.
+KNOWN_REGIONS = (
+    "cn-beijing",
+    "cn-shanghai",
+    "cn-guangzhou",
+    "cn-hongkong",
+    "ap-southeast-1",
+    "ap-southeast-3",
+)
 _ROLE = re.compile(rf"^trn:iam::(\d+|{REFERENCE_PATTERN}):role/[A-Za-z0-9+=,.@_-]{{1,64}}$")
 _ACCESS_KEY_VARIABLES = ("VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY", "VOLC_ACCESSKEY", "VOLC_SECRETKEY")
 
@@ -104,8 +114,10 @@ def _timer_name(value: str) -> str:
 
 
 def _region(value: str) -> str:
-    if not _REGION.match(value):
-        msg = f"expected a region id like cn-beijing, cn-shanghai or ap-southeast-1, got {value!r}"
+    if value not in KNOWN_REGIONS:
+        close = difflib.get_close_matches(value, KNOWN_REGIONS, n=1, cutoff=0.85)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        msg = f"expected a region id, one of {', '.join(KNOWN_REGIONS)}, got {value!r}{hint}"
         raise ValueError(msg)
     return value
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from exporter_tools.deploy.model import CODE_DIGEST_VARIABLE, TIMEOUT_VARIABLE, Template
+from exporter_tools.deploy.checks import resolved_problems
+from exporter_tools.deploy.model import CODE_DIGEST_VARIABLE, TIMEOUT_VARIABLE, Template, TemplateError
 from exporter_tools.deploy.references import looks_secret
 from exporter_tools.deploy.template import resolved_environment, resolved_role
 from exporter_tools.deploy.vefaas import (
@@ -88,7 +89,8 @@ class Desired:
 
 
 def desired_state(template: Template, environ: Mapping[str, str], *, code: bytes) -> Desired:
-    """The template resolved against the deployer's environment; ``TemplateError`` names what is missing.
+    """The template resolved against the deployer's environment; ``TemplateError`` names what is missing, and
+    each variable the function would refuse once filled in (checked with the function's own settings model).
 
     The function's environment also gets ``VOLCENGINE_REGION`` (the template's region, unless set),
     ``FUNCTION_TIMEOUT_SECONDS`` (the platform does not tell the function its timeout) and the code's digest.
@@ -98,6 +100,9 @@ def desired_state(template: Template, environ: Mapping[str, str], *, code: bytes
     digest = hashlib.sha256(code).hexdigest()
     envs.setdefault("VOLCENGINE_REGION", template.region)
     envs[TIMEOUT_VARIABLE] = str(template.function.timeout_seconds)
+    problems = resolved_problems(envs, [timer.payload for timer in template.timers])
+    if problems:
+        raise TemplateError(problems)
     envs[CODE_DIGEST_VARIABLE] = digest
     hidden = frozenset(name for name, value in envs.items() if looks_secret(name, value)) - {
         CODE_DIGEST_VARIABLE

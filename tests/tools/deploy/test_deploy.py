@@ -31,6 +31,7 @@ function:
   environment:
     EXPORT_TOS_BUCKET: ${{env:BUCKET}}
     WEBHOOK_SECRET: ${{env:HOOK_SECRET:-}}
+    WEBHOOK_URL: ${{env:HOOK_URL:-}}
 timers:
   - name: nightly-scan
     crontab: "0 3 * * *"
@@ -44,13 +45,13 @@ timers:
 """
 
 
-def function_zip(marker: str = "v1", *, with_index: bool = True) -> bytes:
-    """A small deployable zip (or one the runtime cannot start: no index.py)."""
+def function_zip(marker: str = "v1", *, with_handler: bool = True) -> bytes:
+    """A small deployable zip (or one the runtime cannot start: its index.py has no handler)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        if with_index:
-            index = zipfile.ZipInfo("index.py", date_time=(1980, 1, 1, 0, 0, 0))
-            archive.writestr(index, f"# {marker}\ndef handler(event, context):\n    return {{}}\n")
+        index = zipfile.ZipInfo("index.py", date_time=(1980, 1, 1, 0, 0, 0))
+        code = "def handler(event, context):\n    return {}\n" if with_handler else "HANDLER = None\n"
+        archive.writestr(index, f"# {marker}\n{code}")
         archive.writestr(
             zipfile.ZipInfo("handler/__init__.py", date_time=(1980, 1, 1, 0, 0, 0)), f"# {marker}\n"
         )
@@ -248,7 +249,7 @@ def test_new_code_is_uploaded_with_its_digest_and_released(deploy: Deployer) -> 
 def test_a_release_that_fails_is_reported_and_nothing_is_scheduled(deploy: Deployer) -> None:
     """Code the runtime cannot start: exit 1 with the platform's error code, message and instance log;
     no timer points at a broken function. Fixing the code and deploying again finishes the job."""
-    deploy.code(function_zip(with_index=False))
+    deploy.code(function_zip(with_handler=False))
     # When
     status, _out, err = deploy("--apply")
     # Then
@@ -257,7 +258,7 @@ def test_a_release_that_fails_is_reported_and_nothing_is_scheduled(deploy: Deplo
         "the release of image-exporter failed: function_start_failed: the runtime could not import index.handler"
         in err
     )
-    assert "ModuleNotFoundError: No module named 'index'" in err
+    assert "AttributeError: module 'index' has no attribute 'handler'" in err
     assert [action for action, _ in deploy.writes()] == ["CreateFunction", "Release"]
     # When the code is fixed
     deploy.code(function_zip("fixed"))
@@ -372,3 +373,61 @@ def test_apply_says_it_is_applying_not_to_run_with_apply(deploy: Deployer) -> No
     assert status == 0
     assert "4 write calls, applying:" in applied
     assert "Run with --apply" not in applied
+
+
+def _zip_of(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (b"def handler(event, context):\n    return {}\n", "not a zip file (it is text)"),
+        (
+            _zip_of({"index.py": "", "pydantic_core/_pydantic_core.cpython-311-x86_64-linux-gnu.so": "x"}),
+            "_pydantic_core.cpython-311-x86_64-linux-gnu.so is built for CPython 3.11, the runtime is 3.12",
+        ),
+        (_zip_of({"handler/__init__.py": ""}), "no index.py at the zip's root"),
+    ],
+)
+def test_a_zip_the_runtime_cannot_start_is_refused_before_any_call(
+    deploy: Deployer, code: bytes, expected: str
+) -> None:
+    """deploy --zip with a text file, a zip built for Python 3.11 or one without index.py: exit 2, the file
+    and the reason named, and not one call made (nothing created that Release would then fail)."""
+    deploy.code(code)
+    status, _out, err = deploy("--apply")
+    assert status == 2
+    assert f"deploy: {deploy.folder / 'function.zip'}: not deployable to python3.12/v1: " in err
+    assert expected in err
+    assert deploy.emulator.stats()["requests_total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "refused"),
+    [
+        ("BUCKET", "Bad_Bucket", "function.environment.EXPORT_TOS_BUCKET: expected 3-63 lowercase letters"),
+        ("HOOK_URL", "not-a-url", "function.environment.WEBHOOK_URL: expected an https URL"),
+        (
+            "HOOK_SECRET",
+            "whsec_!!!",
+            "function.environment.WEBHOOK_SECRET: expected whsec_ followed by base64",
+        ),
+    ],
+)
+def test_values_the_function_would_refuse_are_refused_by_name(
+    deploy: Deployer, variable: str, value: str, refused: str
+) -> None:
+    """A value filled in from ${env:...} that the function's settings would refuse at every invocation: exit 2
+    naming the variable (never its value), before any call."""
+    deploy.environ[variable] = value
+    status, out, err = deploy("--apply")
+    assert status == 2
+    assert refused in err
+    assert "once ${env:…} is filled in" in err
+    assert value not in out + err
+    assert deploy.emulator.stats()["requests_total"] == 0
