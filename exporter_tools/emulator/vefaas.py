@@ -460,7 +460,7 @@ class VefaasService:
         items = [
             {
                 "Id": t.id,
-                "FunctionId": function.id,
+                "FunctionID": function.id,  # spelt so in ListTriggers (the SDK's ItemForListTriggersOutput)
                 "Name": t.name,
                 "Type": "timer",
                 "Enabled": t.enabled,
