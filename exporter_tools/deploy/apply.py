@@ -153,7 +153,9 @@ def apply_plan(
     )
     if plan.release_in_progress:
         out.write("  waiting for the release in progress\n")
-        applier.wait(None)
+        status = applier.wait(None)
+        if status.status == RELEASE_FAILED and not any(step.action == "Release" for step in plan.steps):
+            raise ReleaseFailed(plan.desired.config.name, status)  # no timer for a function that cannot start
     for number, step in enumerate(plan.steps, start=1):
         out.write(f"  {number}. {step.action} {step.subject}\n")
         with _explained(step, plan):
@@ -193,7 +195,8 @@ def explain(error: ApiError, action: str, desired: Desired) -> str:
         return (
             f"veFaaS may not use the role {config.role} ({said}). Create the IAM role {role_name} with veFaaS "
             'as its trusted service, attach the policy from README "Deployment" (ECS ExportImage, '
-            "DescribeImages, DescribeTasks), and allow the deployer to pass it to veFaaS"
+            "DescribeImages, DescribeTasks, TagResources, UntagResources; reading the bucket's objects), and "
+            "allow the deployer to pass it to veFaaS"
         )
     if action == "CreateFunction" and is_name_clash(error):
         return (

@@ -232,7 +232,7 @@ def make_plan(desired: Desired, client: AccountReader) -> Plan:
         tuple(steps),
         tuple(unchanged),
         tuple(left_alone),
-        release_in_progress=in_progress and bool(release_why),
+        release_in_progress=in_progress and bool(steps),
     )
 
 

@@ -431,3 +431,74 @@ def test_values_the_function_would_refuse_are_refused_by_name(
     assert "once ${env:…} is filled in" in err
     assert value not in out + err
     assert deploy.emulator.stats()["requests_total"] == 0
+
+
+class _StopsAfter(io.StringIO):
+    """deploy's output that stops the process (Ctrl-C) once ``text`` has been printed."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def write(self, s: str, /) -> int:
+        written = super().write(s)
+        if self.text in s:
+            raise KeyboardInterrupt
+        return written
+
+
+def interrupted(deploy: Deployer, after: str) -> None:
+    """Run deploy --apply and stop it as soon as it prints ``after``."""
+    args = ["--template", str(deploy.folder / "template.yaml"), "--zip", str(deploy.folder / "function.zip")]
+    with pytest.raises(KeyboardInterrupt):
+        cli.main([*args, "--poll-seconds", "0", "--apply"], environ=deploy.environ, out=_StopsAfter(after))
+
+
+def test_a_deploy_stopped_after_create_function_is_finished_by_the_next(deploy: Deployer) -> None:
+    """Stopped right after CreateFunction (created, never released: GetReleaseStatus says pending), the next
+    deploy releases the function and creates the timers."""
+    interrupted(deploy, "created: id")
+    assert [action for action, _ in deploy.writes()] == ["CreateFunction"]
+    status, out, err = deploy("--apply")
+    assert status == 0, err
+    assert "Release image-exporter (revision 0: the latest code and configuration)" in out
+    assert "the function has never been released: release it" in out
+    assert [action for action, _ in deploy.writes()] == [
+        "CreateFunction",
+        "Release",
+        "CreateTimer",
+        "CreateTimer",
+    ]
+    assert [r["RevisionNumber"] for r in deploy.function()["Revisions"]] == [1]
+    assert {t["Name"] for t in deploy.function()["Timers"]} == {"nightly-scan", "image-sweep"}
+
+
+def test_a_deploy_stopped_during_the_release_waits_for_it_then_adds_the_timers(deploy: Deployer) -> None:
+    """Stopped while the release runs, the next deploy waits for that release (no second one), then creates
+    the timers."""
+    interrupted(deploy, "releasing revision 1")
+    status, out, err = deploy("--apply")
+    assert status == 0, err
+    assert "waiting for the release in progress" in out
+    assert [action for action, _ in deploy.writes()] == [
+        "CreateFunction",
+        "Release",
+        "CreateTimer",
+        "CreateTimer",
+    ]
+
+
+def test_a_deploy_stopped_before_the_timers_only_adds_them(deploy: Deployer) -> None:
+    """Released but stopped before the timers: the next deploy creates just the timers."""
+    interrupted(deploy, "release status: done")
+    status, _out, err = deploy("--apply")
+    assert status == 0, err
+    assert [action for action, _ in deploy.writes()] == [
+        "CreateFunction",
+        "Release",
+        "CreateTimer",
+        "CreateTimer",
+    ]
+    status, out, _err = deploy("--apply")
+    assert status == 0
+    assert "Nothing to change" in out
