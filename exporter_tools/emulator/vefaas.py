@@ -7,16 +7,18 @@ answer in the usual envelope. What the account holds decides each answer:
 - a function name is unique (``already exists``); a role must be one the account knows, when told which
   (``roles=``); memory, timeout, runtime, code size and crontabs are checked as the API documents them;
 - GetReleaseStatus answers ``pending`` (``StableRevisionNumber`` -1) for a function that was never released;
-  a release goes ``inprogress`` → ``done`` (or ``failed``), one step per GetReleaseStatus, each answer naming
-  its ``NewRevisionNumber`` and ``ReleaseRecordId``, and fails as the platform would when the code cannot start: a zip that is not a zip, no ``index.py`` at its
-  root, or no ``handler`` in it (``function_start_failed``, with the instance's log); ``fail_next_release``
-  makes the next one fail on purpose;
+  a release goes ``inprogress`` (``release_polls`` times) → ``done`` (or ``failed``), one step per
+  GetReleaseStatus, each answer naming its ``NewRevisionNumber`` and ``ReleaseRecordId``; it fails as the
+  platform would when the code cannot start: a zip that is not a zip, no ``index.py`` at its root, or no
+  ``handler`` in it (``function_start_failed``, with the instance's log); ``fail_next_release`` makes the
+  next one fail on purpose, ``refuse_next`` answers the next call of an action with an error;
 - ListFunctions' name filter matches names that *contain* the value, as a search box does: clients must
   match the name exactly themselves. A ListFunctions item has ``Tags``; GetFunction's answer does not;
 - every answer holds only fields the official SDK's response model knows (``volcenginesdk-vefaas``; the
   tests deserialize them strictly).
 
-veFaaS documents no error codes of its own: the codes here are the emulator's (``InvalidParameter``,
+The records (functions, releases, timers) and the parameter checks are in
+``exporter_tools.emulator.vefaas_records``. veFaaS documents no error codes of its own: the codes here are the emulator's (``InvalidParameter``,
 ``ResourceNotFound``, ``ResourceAlreadyExists``, ``InvalidRole``, ``ReleaseInProgress``); the messages say
 what a real answer says ("already exists").
 
@@ -29,15 +31,10 @@ what a real answer says ("already exists").
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 import random
 import threading
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,13 +47,26 @@ from exporter_tools.emulator.server import (
     Faults,
     OpenApiEmulator,
 )
+from exporter_tools.emulator.vefaas_records import (
+    FunctionRecord,
+    Refused,
+    ReleaseRecord,
+    TimerRecord,
+    checked_integer,
+    checked_pairs,
+    checked_text,
+    decode_code,
+    invalid,
+    release_view,
+    set_timer,
+    start_failure,
+)
 from handler.adapters.signing import Credentials
 
 __all__ = ["API_VERSION", "SERVICE", "VefaasEmulator", "VefaasService"]
 
 SERVICE = "vefaas"
 API_VERSION = "2024-06-06"
-MAX_INLINE_SOURCE = 15 * 1000 * 1000  # base64 characters of an inline zip
 MAX_PAGE_SIZE = 100
 RUNTIMES = frozenset(
     {
@@ -84,96 +94,6 @@ _READS = frozenset({"ListFunctions", "GetFunction", "GetReleaseStatus", "ListTri
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _CONFIG_FIELDS = ("MemoryMB", "RequestTimeout", "Role", "Description", "Envs", "Tags", "MaxConcurrency")
 _TIMER_FIELDS = ("Crontab", "Payload", "Enabled", "EnableConcurrency", "Retries", "Description")
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.answer = ApiAnswer.error(status, code, message)
-
-
-def _invalid(message: str) -> _Refused:
-    return _Refused(400, "InvalidParameter", message)
-
-
-@dataclass(slots=True)
-class _Release:
-    revision: int
-    record_id: str
-    old_revision: int
-    started: str  # "2024-06-27 07:05:12", as the API writes StartTime
-    statuses: list[str]  # what the next GetReleaseStatus calls report; the last one stays
-    error_code: str = ""
-    message: str = ""
-    logs: str = ""
-
-    @property
-    def status(self) -> str:
-        return self.statuses[0]
-
-    def advance(self) -> None:
-        if len(self.statuses) > 1:
-            self.statuses.pop(0)
-
-
-@dataclass(slots=True)
-class _Timer:
-    id: str
-    name: str
-    crontab: str
-    payload: str = ""
-    enabled: bool = True
-    enable_concurrency: bool = False
-    retries: int = 0
-    description: str = ""
-    created: str = ""
-    updated: str = ""
-
-    def to_api(self, function_id: str) -> dict[str, Any]:
-        return {
-            "Id": self.id,
-            "FunctionId": function_id,
-            "Name": self.name,
-            "Crontab": self.crontab,
-            "Payload": self.payload,
-            "Enabled": self.enabled,
-            "EnableConcurrency": self.enable_concurrency,
-            "Retries": self.retries,
-            "Description": self.description,
-            "CreationTime": self.created,
-            "LastUpdateTime": self.updated,
-        }
-
-
-@dataclass(slots=True)
-class _Function:
-    id: str
-    name: str
-    runtime: str
-    config: dict[str, Any]
-    code: bytes
-    created: str
-    updated: str
-    revisions: list[dict[str, Any]] = field(default_factory=list)
-    release: _Release | None = None
-    stable_revision: int = -1  # the revision serving traffic; -1 until a release is done
-    timers: dict[str, _Timer] = field(default_factory=dict)
-
-    def to_api(self, *, tags: bool = True) -> dict[str, Any]:
-        """The function as CreateFunction, UpdateFunction and ListFunctions answer it; GetFunction's answer
-        has no ``Tags`` (``tags=False``)."""
-        config = self.config if tags else {k: v for k, v in self.config.items() if k != "Tags"}
-        return {
-            "Id": self.id,
-            "Name": self.name,
-            "Runtime": self.runtime,
-            **config,
-            "SourceType": "zip",
-            "CodeSize": len(self.code),
-            "CreationTime": self.created,
-            "LastUpdateTime": self.updated,
-            "TriggersCount": len(self.timers),
-        }
 
 
 class VefaasService:
@@ -206,7 +126,7 @@ class VefaasService:
         """An empty account."""
         with self._lock:
             self._rng = random.Random(self._seed)  # noqa: S311 - ids, not security
-            self._functions: dict[str, _Function] = {}
+            self._functions: dict[str, FunctionRecord] = {}
             self._next_failure: tuple[str, str, str] | None = None
             self._refusals: dict[str, list[ApiAnswer]] = {}
             self.writes: list[tuple[str, dict[str, Any]]] = []
@@ -263,7 +183,7 @@ class VefaasService:
                     self.writes.append((call.action, shown))
                 handler = getattr(self, f"_{call.action}")
                 result: dict[str, Any] = handler(body)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.answer
         return ApiAnswer.ok(result, committed=call.action in WRITES)
 
@@ -271,15 +191,15 @@ class VefaasService:
     def _body(call: ApiCall) -> dict[str, Any]:
         if call.method != "POST" or not call.content_type.startswith("application/json"):
             msg = f"{call.action} takes a POST with a JSON body (Content-Type: application/json)"
-            raise _invalid(msg)
+            raise invalid(msg)
         try:
             body = json.loads(call.body or b"{}")
         except ValueError:
             msg = "the body is not valid JSON"
-            raise _invalid(msg) from None
+            raise invalid(msg) from None
         if not isinstance(body, dict):
             msg = "the body must be a JSON object"
-            raise _invalid(msg)
+            raise invalid(msg)
         return body
 
     def _now(self) -> str:
@@ -288,21 +208,21 @@ class VefaasService:
     def _new_id(self, length: int = 8) -> str:
         return "".join(self._rng.choice(_ID_ALPHABET) for _ in range(length))
 
-    def _function(self, body: Mapping[str, Any], key: str = "Id") -> _Function:
+    def _function(self, body: Mapping[str, Any], key: str = "Id") -> FunctionRecord:
         function_id = body.get(key)
         if not isinstance(function_id, str) or not function_id:
             msg = f"{key} is required"
-            raise _invalid(msg)
+            raise invalid(msg)
         function = self._functions.get(function_id)
         if function is None:
-            raise _Refused(404, "ResourceNotFound", f"function {function_id} does not exist")
+            raise Refused(404, "ResourceNotFound", f"function {function_id} does not exist")
         return function
 
     # -- functions --------------------------------------------------------------------------------------
 
     def _ListFunctions(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802 - the action's name
-        page = _integer(body, "PageNumber", 1, 1, 1_000_000)
-        size = _integer(body, "PageSize", 10, 1, MAX_PAGE_SIZE)
+        page = checked_integer(body, "PageNumber", 1, 1, 1_000_000)
+        size = checked_integer(body, "PageSize", 10, 1, MAX_PAGE_SIZE)
         wanted: list[str] = []
         for item in body.get("Filters") or []:
             if isinstance(item, Mapping) and item.get("Name") == "Name":
@@ -321,13 +241,13 @@ class VefaasService:
         name = body.get("Name")
         if not isinstance(name, str) or not 4 <= len(name) <= 64:
             msg = "Name must be 4 to 64 characters"
-            raise _invalid(msg)
+            raise invalid(msg)
         if any(f.name == name for f in self._functions.values()):
-            raise _Refused(400, "ResourceAlreadyExists", f"the function name {name} already exists")
+            raise Refused(400, "ResourceAlreadyExists", f"the function name {name} already exists")
         runtime = body.get("Runtime")
         if runtime not in RUNTIMES:
             msg = f"Runtime {runtime!r} is not supported"
-            raise _invalid(msg)
+            raise invalid(msg)
         config = {
             "MemoryMB": 1024,
             "RequestTimeout": 30,
@@ -337,9 +257,9 @@ class VefaasService:
             "Tags": [],
         }
         config.update(self._config(body))
-        code = self._code(body, required=True)
+        code = decode_code(body, required=True)
         now = self._now()
-        function = _Function(self._new_id(), name, str(runtime), config, code, now, now)
+        function = FunctionRecord(self._new_id(), name, str(runtime), config, code, now, now)
         self._functions[function.id] = function
         return function.to_api()
 
@@ -347,13 +267,13 @@ class VefaasService:
         function = self._function(body)
         if "Name" in body and body["Name"] != function.name:
             msg = "Name cannot change"
-            raise _invalid(msg)
+            raise invalid(msg)
         if "Runtime" in body and body["Runtime"] != function.runtime:
             msg = "Runtime cannot change"
-            raise _invalid(msg)
+            raise invalid(msg)
         function.config.update(self._config(body))
         if "Source" in body or "SourceType" in body:
-            function.code = self._code(body, required=True)
+            function.code = decode_code(body, required=True)
         function.updated = self._now()
         return function.to_api()
 
@@ -369,19 +289,19 @@ class VefaasService:
             memory = body["MemoryMB"]
             if not (isinstance(memory, int) and 512 <= memory <= 4096 and memory % 512 == 0):
                 msg = "MemoryMB must be 512 to 4096 in steps of 512"
-                raise _invalid(msg)
+                raise invalid(msg)
             config["MemoryMB"] = memory
         if "RequestTimeout" in body:
-            config["RequestTimeout"] = _integer(body, "RequestTimeout", 30, 1, 900)
+            config["RequestTimeout"] = checked_integer(body, "RequestTimeout", 30, 1, 900)
         if "MaxConcurrency" in body:
-            config["MaxConcurrency"] = _integer(body, "MaxConcurrency", 100, 1, 1000)
+            config["MaxConcurrency"] = checked_integer(body, "MaxConcurrency", 100, 1, 1000)
         if "Role" in body:
             config["Role"] = self._role(body["Role"])
         if "Description" in body:
-            config["Description"] = _text(body, "Description", 1000)
+            config["Description"] = checked_text(body, "Description", 1000)
         for name in ("Envs", "Tags"):
             if name in body:
-                config[name] = _pairs(body[name], name)
+                config[name] = checked_pairs(body[name], name)
         return config
 
     def _role(self, role: object) -> str:
@@ -389,31 +309,11 @@ class VefaasService:
             return ""
         if not isinstance(role, str) or not role.startswith("trn:iam::") or ":role/" not in role:
             msg = "Role must look like trn:iam::<account id>:role/<name>"
-            raise _invalid(msg)
+            raise invalid(msg)
         if self.roles is not None and role not in self.roles:
             msg = f"the role {role} does not exist, or does not trust the veFaaS service"
-            raise _Refused(400, "InvalidRole", msg)
+            raise Refused(400, "InvalidRole", msg)
         return role
-
-    @staticmethod
-    def _code(body: Mapping[str, Any], *, required: bool) -> bytes:
-        source_type, source = body.get("SourceType"), body.get("Source")
-        if source_type is None and source is None and not required:
-            return b""
-        if source_type != "zip":
-            msg = "SourceType must be zip (the emulator keeps inline code only)"
-            raise _invalid(msg)
-        if not isinstance(source, str) or not source:
-            msg = "Source must be the base64 of the zip"
-            raise _invalid(msg)
-        if len(source) > MAX_INLINE_SOURCE:
-            msg = f"Source is {len(source)} base64 characters: the inline limit is {MAX_INLINE_SOURCE}"
-            raise _invalid(msg)
-        try:
-            return base64.b64decode(source, validate=True)
-        except (binascii.Error, ValueError):
-            msg = "Source is not valid base64"
-            raise _invalid(msg) from None
 
     # -- releases ---------------------------------------------------------------------------------------
 
@@ -421,17 +321,17 @@ class VefaasService:
         function = self._function(body, "FunctionId")
         if body.get("RevisionNumber", 0) != 0:
             msg = "RevisionNumber: the emulator publishes the latest code only (0)"
-            raise _invalid(msg)
+            raise invalid(msg)
         if function.release is not None and function.release.status not in ("done", "failed"):
-            raise _Refused(400, "ReleaseInProgress", f"a release of function {function.id} is in progress")
+            raise Refused(400, "ReleaseInProgress", f"a release of function {function.id} is in progress")
         revision = len(function.revisions) + 1
         function.revisions.append(
             {"RevisionNumber": revision, "Description": str(body.get("Description") or ""), **function.config}
         )
-        failure = self._next_failure or _start_failure(function.code)
+        failure = self._next_failure or start_failure(function.code)
         self._next_failure = None
         started = self._clock().astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S")
-        release = _Release(
+        release = ReleaseRecord(
             revision, self._new_id(20), function.stable_revision, started, ["inprogress"] * self.release_polls
         )
         if failure is None:
@@ -440,7 +340,7 @@ class VefaasService:
             release.statuses.append("failed")
             release.error_code, release.message, release.logs = failure
         function.release = release
-        return _release_view(function, release)
+        return release_view(function, release)
 
     def _GetReleaseStatus(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
@@ -449,7 +349,7 @@ class VefaasService:
             return {"FunctionId": function.id, "Status": "pending", "StableRevisionNumber": -1}
         if release.status == "done":
             function.stable_revision = release.revision
-        answer = _release_view(function, release)
+        answer = release_view(function, release)
         release.advance()
         return answer
 
@@ -472,10 +372,10 @@ class VefaasService:
         ]
         return {"Items": items, "Total": len(items)}
 
-    def _timer(self, function: _Function, body: Mapping[str, Any]) -> _Timer:
+    def _timer(self, function: FunctionRecord, body: Mapping[str, Any]) -> TimerRecord:
         timer = function.timers.get(str(body.get("Id") or ""))
         if timer is None:
-            raise _Refused(404, "ResourceNotFound", f"timer {body.get('Id')} does not exist")
+            raise Refused(404, "ResourceNotFound", f"timer {body.get('Id')} does not exist")
         return timer
 
     def _GetTimer(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -487,15 +387,15 @@ class VefaasService:
         name = body.get("Name")
         if not isinstance(name, str) or not name:
             msg = "Name is required"
-            raise _invalid(msg)
+            raise invalid(msg)
         if any(t.name == name for t in function.timers.values()):
-            raise _Refused(400, "ResourceAlreadyExists", f"the timer name {name} already exists")
+            raise Refused(400, "ResourceAlreadyExists", f"the timer name {name} already exists")
         if "Crontab" not in body:
             msg = "Crontab is required"
-            raise _invalid(msg)
+            raise invalid(msg)
         now = self._now()
-        timer = _Timer(self._new_id(12), name, "", created=now, updated=now)
-        _set_timer(timer, body)
+        timer = TimerRecord(self._new_id(12), name, "", created=now, updated=now)
+        set_timer(timer, body)
         function.timers[timer.id] = timer
         return timer.to_api(function.id)
 
@@ -504,8 +404,8 @@ class VefaasService:
         timer = self._timer(function, body)
         if "Name" in body and body["Name"] != timer.name:
             msg = "Name cannot change"
-            raise _invalid(msg)
-        _set_timer(timer, body)
+            raise invalid(msg)
+        set_timer(timer, body)
         timer.updated = self._now()
         return timer.to_api(function.id)
 
@@ -513,98 +413,6 @@ class VefaasService:
         function = self._function(body, "FunctionId")
         del function.timers[self._timer(function, body).id]
         return {}
-
-
-def _release_view(function: _Function, release: _Release) -> dict[str, Any]:
-    """Release's and GetReleaseStatus' answer: which release, where it stands, and why it failed."""
-    failed = release.status == "failed"
-    return {
-        "FunctionId": function.id,
-        "Status": release.status,
-        "NewRevisionNumber": release.revision,
-        "OldRevisionNumber": release.old_revision,
-        "StableRevisionNumber": function.stable_revision,
-        "ReleaseRecordId": release.record_id,
-        "StartTime": release.started,
-        "TargetTrafficWeight": 100,
-        "CurrentTrafficWeight": 100 if release.status == "done" else 0,
-        "ErrorCode": release.error_code if failed else "",
-        "StatusMessage": release.message if failed else "",
-        "FailedInstanceLogs": release.logs if failed else "",
-    }
-
-
-def _integer(body: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = body.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        msg = f"{name} must be a whole number from {low} to {high}"
-        raise _invalid(msg)
-    return value
-
-
-def _text(body: Mapping[str, Any], name: str, limit: int) -> str:
-    value = body.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str) or len(value) > limit:
-        msg = f"{name} must be a string of at most {limit} characters"
-        raise _invalid(msg)
-    return value
-
-
-def _pairs(value: object, name: str) -> list[dict[str, str]]:
-    if not isinstance(value, list):
-        msg = f'{name} must be a list of {{"Key", "Value"}} objects'
-        raise _invalid(msg)
-    out: list[dict[str, str]] = []
-    for index, item in enumerate(value):
-        if not (
-            isinstance(item, Mapping)
-            and isinstance(item.get("Key"), str)
-            and isinstance(item.get("Value"), str)
-        ):
-            msg = f'{name}[{index}] must be {{"Key": string, "Value": string}}'
-            raise _invalid(msg)
-        out.append({"Key": item["Key"], "Value": item["Value"]})
-    return out
-
-
-def _set_timer(timer: _Timer, body: Mapping[str, Any]) -> None:
-    if "Crontab" in body:
-        crontab = body["Crontab"]
-        if not isinstance(crontab, str) or len(crontab.split()) != 5:
-            msg = "Crontab must have five fields (minute hour day-of-month month day-of-week)"
-            raise _invalid(msg)
-        timer.crontab = crontab
-    if "Payload" in body:
-        timer.payload = _text(body, "Payload", 4096)
-    for name, attribute in (("Enabled", "enabled"), ("EnableConcurrency", "enable_concurrency")):
-        if name in body:
-            if not isinstance(body[name], bool):
-                msg = f"{name} must be true or false"
-                raise _invalid(msg)
-            setattr(timer, attribute, body[name])
-    if "Retries" in body:
-        timer.retries = _integer(body, "Retries", 0, 0, 10)
-    if "Description" in body:
-        timer.description = _text(body, "Description", 256)
-
-
-def _start_failure(code: bytes) -> tuple[str, str, str] | None:
-    """Why an instance of this code could not start (error code, message, instance log), or ``None``."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(code)) as archive:
-            names = set(archive.namelist())
-            index = archive.read("index.py") if "index.py" in names else None
-    except zipfile.BadZipFile:
-        return "function_start_failed", "the code is not a zip file", "cannot unpack the code: not a zip file"
-    if index is None:
-        log = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'index'"
-        return "function_start_failed", "the runtime could not import index.handler", log
-    if b"def handler" not in index:
-        log = "Traceback (most recent call last):\nAttributeError: module 'index' has no attribute 'handler'"
-        return "function_start_failed", "the runtime could not import index.handler", log
-    return None
 
 
 class VefaasEmulator(OpenApiEmulator):
