@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str], *, environ: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
-    """``deploy [--template FILE] [--plan | --apply]``: 0 done, 1 a call or the release failed, 2 the
-    template, the deployer's environment or the credentials are wrong."""
+    """``deploy [--template FILE] [--zip FILE] [--plan | --apply]``: 0 done, 1 a call or the release failed,
+    2 the template, the deployer's environment, the credentials or the zip are wrong (before any call)."""
     args = build_parser().parse_args(tool_arguments(argv))
     env = os.environ if environ is None else environ
     stdout = out or sys.stdout
