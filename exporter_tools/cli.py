@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("exporter_tools.demo", "the whole product against the emulator and the receiver (make demo)"),
     "validate-template": ("exporter_tools.deploy.template", "check template.yaml; errors name the field"),
     "package": ("exporter_tools.deploy.package", "build dist/function.zip, reproducibly"),
-    "deploy": ("exporter_tools.deploy.apply", "plan, or --apply, the deployment of template.yaml"),
+    "deploy": ("exporter_tools.deploy.cli", "plan, or --apply, the deployment of template.yaml"),
     "bench": ("exporter_tools.bench.run", "benchmarks against the official SDK (make bench)"),
 }
 

@@ -27,9 +27,9 @@ from exporter_tools.bench.size import measure_sizes
 from exporter_tools.bench.throughput import run_throughput
 from exporter_tools.bench.tls import make_self_signed_cert, serve_over_tls
 from exporter_tools.bench.warm import run_warm
+from exporter_tools.emulator.api import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 from exporter_tools.emulator.ecs import EcsEmulator, Faults
 from exporter_tools.emulator.fleet import new_images_fleet
-from exporter_tools.emulator.server import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 
 __all__ = ["main"]
 

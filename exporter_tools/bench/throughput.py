@@ -13,8 +13,8 @@ from pathlib import Path
 
 from exporter_tools.bench.process import BenchError, Finished, child_env, run_measured
 from exporter_tools.bench.report import ThroughputResult
+from exporter_tools.emulator.api import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 from exporter_tools.emulator.ecs import EcsEmulator
-from exporter_tools.emulator.server import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 
 __all__ = ["TIMER_EVENT", "run_throughput"]
 

@@ -1,7 +1,15 @@
 """Deployment tools: the ``template.yaml`` model, the reproducible function zip and the veFaaS deployer.
 
-None of this ships in the function's zip: it runs on the deployer's machine (``python -m handler
+None of this ships in the function's zip: it runs on the deployer's machine (``exporter-tools
 validate-template | package | deploy``) and may use what the function must not (PyYAML, pip, subprocesses).
+
+- ``crontab``, ``references`` (``${env:…}``, secret-looking values), ``model`` (the pydantic model of the
+  template), ``checks`` (what one field cannot check alone), ``template`` (loading, filling in, and the
+  ``validate-template`` command);
+- ``vefaas`` (the typed veFaaS client), ``plan`` (pure: the writes that would make the account match, from
+  reads through ``AccountReader``), ``apply`` (making them), ``zipcheck`` (what the runtime could not start),
+  ``cli`` (the ``deploy`` command);
+- ``package`` (``dist/function.zip``, the ``package`` command).
 """
 
 from collections.abc import Sequence

@@ -8,7 +8,6 @@ is idempotent by looking up first, then creating or updating.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,6 +24,7 @@ __all__ = [
     "DeployedFunction",
     "DeployedTimer",
     "FunctionConfig",
+    "ReleaseStarted",
     "ReleaseStatus",
     "TimerConfig",
     "TriggerRef",
@@ -38,6 +38,8 @@ API_VERSION = "2024-06-06"
 PAGE_SIZE = 100
 RELEASE_DONE = "done"
 RELEASE_FAILED = "failed"
+RELEASE_IN_PROGRESS = "inprogress"
+RELEASE_NEVER = "pending"  # GetReleaseStatus of a function that was never released (StableRevisionNumber -1)
 
 _M = TypeVar("_M", bound="_Answer")
 
@@ -65,7 +67,10 @@ class _Answer(BaseModel):
 
 
 class DeployedFunction(_Answer):
-    """A function as ListFunctions / GetFunction report it (the fields deploy manages)."""
+    """A function as ListFunctions / GetFunction report it (the fields deploy manages).
+
+    ``tags`` is ``None`` when the answer has no ``Tags`` field: GetFunction never has one, a ListFunctions
+    item does, so tags are compared from the ListFunctions item."""
 
     id: str = Field(alias="Id")
     name: str = Field(alias="Name")
@@ -75,7 +80,7 @@ class DeployedFunction(_Answer):
     role: str = Field(default="", alias="Role")
     description: str = Field(default="", alias="Description")
     envs: dict[str, str] = Field(default_factory=dict, alias="Envs")
-    tags: dict[str, str] = Field(default_factory=dict, alias="Tags")
+    tags: dict[str, str] | None = Field(default=None, alias="Tags")
 
     @field_validator("envs", "tags", mode="before")
     @classmethod
@@ -115,14 +120,24 @@ class DeployedTimer(_Answer):
 
 
 class ReleaseStatus(_Answer):
-    """Where the latest release stands: ``pending``, ``inprogress``, then ``done`` or ``failed`` (with why)."""
+    """Where the function's latest release stands (GetReleaseStatus).
+
+    ``pending`` means the function was never released (``StableRevisionNumber`` -1); a release runs as
+    ``inprogress`` and ends ``done`` or ``failed`` (with an error code, a message and the instance logs).
+    ``NewRevisionNumber`` and ``ReleaseRecordId`` say which release the status is about."""
 
     status: str = Field(default="", alias="Status")
     error_code: str = Field(default="", alias="ErrorCode")
     status_message: str = Field(default="", alias="StatusMessage")
     failed_instance_logs: str = Field(default="", alias="FailedInstanceLogs")
+    new_revision_number: int | None = Field(default=None, alias="NewRevisionNumber")
+    stable_revision_number: int | None = Field(default=None, alias="StableRevisionNumber")
+    release_record_id: str = Field(default="", alias="ReleaseRecordId")
+    start_time: str = Field(default="", alias="StartTime")  # "2024-06-27 07:05:12", not ISO 8601
 
-    @field_validator("status", "error_code", "status_message", mode="before")
+    @field_validator(
+        "status", "error_code", "status_message", "release_record_id", "start_time", mode="before"
+    )
     @classmethod
     def _null_is_empty(cls, value: object) -> object:
         return "" if value is None else value
@@ -130,15 +145,33 @@ class ReleaseStatus(_Answer):
     @field_validator("failed_instance_logs", mode="before")
     @classmethod
     def _logs_as_text(cls, value: object) -> object:
-        if value is None:
-            return ""
-        if isinstance(value, list):
-            return "\n".join(str(line) for line in value)
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        return "" if value is None else value
 
     @property
     def finished(self) -> bool:
         return self.status in (RELEASE_DONE, RELEASE_FAILED)
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status == RELEASE_IN_PROGRESS
+
+    @property
+    def never_released(self) -> bool:
+        return self.status == RELEASE_NEVER or (self.stable_revision_number == -1 and not self.status)
+
+    def is_about(self, started: ReleaseStarted) -> bool:
+        """Whether this status is about the release ``started`` (by its record id, else by its revision)."""
+        if started.record_id and self.release_record_id:
+            return self.release_record_id == started.record_id
+        return started.revision is not None and self.new_revision_number == started.revision
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseStarted:
+    """What Release answers: the revision it publishes and the release record that tracks it."""
+
+    revision: int | None
+    record_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +301,7 @@ class VefaasClient:
 
     # -- releases ---------------------------------------------------------------------------------------
 
-    def release(self, function_id: str, *, description: str) -> None:
+    def release(self, function_id: str, *, description: str) -> ReleaseStarted:
         """Publish the latest code and configuration (revision 0) to all traffic at once."""
         body = {
             "FunctionId": function_id,
@@ -277,18 +310,20 @@ class VefaasClient:
             "RollingStep": 100,
             "Description": description,
         }
-        self._write("Release", body)
+        result, request_id = self._write("Release", body)
+        revision = result.get("NewRevisionNumber")
+        record_id = result.get("ReleaseRecordId")
+        if not isinstance(revision, int) and not (isinstance(record_id, str) and record_id):
+            msg = "Release answered without NewRevisionNumber or ReleaseRecordId"
+            raise UnknownOutcomeError(msg, code="MalformedResponse", request_id=request_id, action="Release")
+        return ReleaseStarted(
+            revision if isinstance(revision, int) else None, record_id if isinstance(record_id, str) else ""
+        )
 
-    def release_status(self, function_id: str) -> ReleaseStatus | None:
-        """The latest release's status; ``None`` when the function was never released."""
-        try:
-            result, request_id = self._read("GetReleaseStatus", {"FunctionId": function_id})
-        except ApiError as error:
-            if error.http_status == 404:
-                return None
-            raise
-        status = _parsed(ReleaseStatus, result, "GetReleaseStatus", request_id)
-        return status if status.status else None
+    def release_status(self, function_id: str) -> ReleaseStatus:
+        """The latest release's status (``pending`` for a function that was never released)."""
+        result, request_id = self._read("GetReleaseStatus", {"FunctionId": function_id})
+        return _parsed(ReleaseStatus, result, "GetReleaseStatus", request_id)
 
     # -- timers -----------------------------------------------------------------------------------------
 

@@ -6,14 +6,19 @@ answer in the usual envelope. What the account holds decides each answer:
 
 - a function name is unique (``already exists``); a role must be one the account knows, when told which
   (``roles=``); memory, timeout, runtime, code size and crontabs are checked as the API documents them;
-- a release goes ``pending`` → ``inprogress`` → ``done`` (or ``failed``), one step per GetReleaseStatus, and
-  fails as the platform would when the code cannot start: a zip that is not a zip, no ``index.py`` at its
-  root, or no ``handler`` in it (``function_start_failed``, with the instance's log); ``fail_next_release``
-  makes the next one fail on purpose;
+- GetReleaseStatus answers ``pending`` (``StableRevisionNumber`` -1) for a function that was never released;
+  a release goes ``inprogress`` (``release_polls`` times) → ``done`` (or ``failed``), one step per
+  GetReleaseStatus, each answer naming its ``NewRevisionNumber`` and ``ReleaseRecordId``; it fails as the
+  platform would when the code cannot start: a zip that is not a zip, no ``index.py`` at its root, or no
+  ``handler`` in it (``function_start_failed``, with the instance's log); ``fail_next_release`` makes the
+  next one fail on purpose, ``refuse_next`` answers the next call of an action with an error;
 - ListFunctions' name filter matches names that *contain* the value, as a search box does: clients must
-  match the name exactly themselves.
+  match the name exactly themselves. A ListFunctions item has ``Tags``; GetFunction's answer does not;
+- every answer holds only fields the official SDK's response model knows (``volcenginesdk-vefaas``; the
+  tests deserialize them strictly).
 
-veFaaS documents no error codes of its own: the codes here are the emulator's (``InvalidParameter``,
+The records (functions, releases, timers) and the parameter checks are in
+``exporter_tools.emulator.vefaas_records``. veFaaS documents no error codes of its own: the codes here are the emulator's (``InvalidParameter``,
 ``ResourceNotFound``, ``ResourceAlreadyExists``, ``InvalidRole``, ``ReleaseInProgress``); the messages say
 what a real answer says ("already exists").
 
@@ -26,15 +31,10 @@ what a real answer says ("already exists").
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 import random
 import threading
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,13 +47,26 @@ from exporter_tools.emulator.api import (
     Faults,
 )
 from exporter_tools.emulator.server import OpenApiEmulator
+from exporter_tools.emulator.vefaas_records import (
+    FunctionRecord,
+    Refused,
+    ReleaseRecord,
+    TimerRecord,
+    checked_integer,
+    checked_pairs,
+    checked_text,
+    decode_code,
+    invalid,
+    release_view,
+    set_timer,
+    start_failure,
+)
 from handler.adapters.signing import Credentials
 
 __all__ = ["API_VERSION", "SERVICE", "VefaasEmulator", "VefaasService"]
 
 SERVICE = "vefaas"
 API_VERSION = "2024-06-06"
-MAX_INLINE_SOURCE = 15 * 1000 * 1000  # base64 characters of an inline zip
 MAX_PAGE_SIZE = 100
 RUNTIMES = frozenset(
     {
@@ -83,92 +96,11 @@ _CONFIG_FIELDS = ("MemoryMB", "RequestTimeout", "Role", "Description", "Envs", "
 _TIMER_FIELDS = ("Crontab", "Payload", "Enabled", "EnableConcurrency", "Retries", "Description")
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.answer = ApiAnswer.error(status, code, message)
-
-
-def _invalid(message: str) -> _Refused:
-    return _Refused(400, "InvalidParameter", message)
-
-
-@dataclass(slots=True)
-class _Release:
-    revision: int
-    statuses: list[str]  # what the next GetReleaseStatus calls report; the last one stays
-    error_code: str = ""
-    message: str = ""
-    logs: str = ""
-
-    @property
-    def status(self) -> str:
-        return self.statuses[0]
-
-    def advance(self) -> None:
-        if len(self.statuses) > 1:
-            self.statuses.pop(0)
-
-
-@dataclass(slots=True)
-class _Timer:
-    id: str
-    name: str
-    crontab: str
-    payload: str = ""
-    enabled: bool = True
-    enable_concurrency: bool = False
-    retries: int = 0
-    description: str = ""
-    created: str = ""
-    updated: str = ""
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "Id": self.id,
-            "Name": self.name,
-            "Crontab": self.crontab,
-            "Payload": self.payload,
-            "Enabled": self.enabled,
-            "EnableConcurrency": self.enable_concurrency,
-            "Retries": self.retries,
-            "Description": self.description,
-            "CreationTime": self.created,
-            "LastUpdateTime": self.updated,
-        }
-
-
-@dataclass(slots=True)
-class _Function:
-    id: str
-    name: str
-    runtime: str
-    config: dict[str, Any]
-    code: bytes
-    created: str
-    updated: str
-    revisions: list[dict[str, Any]] = field(default_factory=list)
-    release: _Release | None = None
-    timers: dict[str, _Timer] = field(default_factory=dict)
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "Id": self.id,
-            "Name": self.name,
-            "Runtime": self.runtime,
-            **self.config,
-            "SourceType": "zip",
-            "CodeSize": len(self.code),
-            "CreationTime": self.created,
-            "LastUpdateTime": self.updated,
-            "TriggersCount": len(self.timers),
-        }
-
-
 class VefaasService:
     """The veFaaS actions deploy uses, on an in-memory account (the gateway's ``ApiService``).
 
     ``roles``: the role TRNs the account has and veFaaS may use; ``None`` accepts any well-formed role.
+    ``release_polls``: how many GetReleaseStatus calls report a release ``inprogress`` before it ends.
     """
 
     service = SERVICE
@@ -181,8 +113,10 @@ class VefaasService:
         roles: Iterable[str] | None = None,
         seed: int | None = None,
         clock: Callable[[], datetime] | None = None,
+        release_polls: int = 1,
     ) -> None:
         self.roles = None if roles is None else frozenset(roles)
+        self.release_polls = release_polls
         self._seed = seed
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
@@ -192,8 +126,9 @@ class VefaasService:
         """An empty account."""
         with self._lock:
             self._rng = random.Random(self._seed)  # noqa: S311 - ids, not security
-            self._functions: dict[str, _Function] = {}
+            self._functions: dict[str, FunctionRecord] = {}
             self._next_failure: tuple[str, str, str] | None = None
+            self._refusals: dict[str, list[ApiAnswer]] = {}
             self.writes: list[tuple[str, dict[str, Any]]] = []
 
     # -- what tests look at -----------------------------------------------------------------------------
@@ -208,6 +143,11 @@ class VefaasService:
         with self._lock:
             self._next_failure = (error_code, message, logs)
 
+    def refuse_next(self, action: str, status: int, code: str, message: str) -> None:
+        """Answer the next call of ``action`` with this error (after the gateway's checks), changing nothing."""
+        with self._lock:
+            self._refusals.setdefault(action, []).append(ApiAnswer.error(status, code, message))
+
     def function_named(self, name: str) -> dict[str, Any] | None:
         """The function with exactly this name, as GetFunction shows it (with its released revision)."""
         with self._lock:
@@ -216,7 +156,7 @@ class VefaasService:
                     view = function.to_api()
                     view["Revisions"] = [dict(r) for r in function.revisions]
                     view["Code"] = function.code
-                    view["Timers"] = [t.to_api() for t in function.timers.values()]
+                    view["Timers"] = [t.to_api(function.id) for t in function.timers.values()]
                     return view
         return None
 
@@ -235,12 +175,15 @@ class VefaasService:
         try:
             body = self._body(call)
             with self._lock:
+                refusals = self._refusals.get(call.action)
+                if refusals:
+                    return refusals.pop(0)
                 if call.action in WRITES:
                     shown = {k: v for k, v in body.items() if k != "Source"}
                     self.writes.append((call.action, shown))
                 handler = getattr(self, f"_{call.action}")
                 result: dict[str, Any] = handler(body)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.answer
         return ApiAnswer.ok(result, committed=call.action in WRITES)
 
@@ -248,15 +191,15 @@ class VefaasService:
     def _body(call: ApiCall) -> dict[str, Any]:
         if call.method != "POST" or not call.content_type.startswith("application/json"):
             msg = f"{call.action} takes a POST with a JSON body (Content-Type: application/json)"
-            raise _invalid(msg)
+            raise invalid(msg)
         try:
             body = json.loads(call.body or b"{}")
         except ValueError:
             msg = "the body is not valid JSON"
-            raise _invalid(msg) from None
+            raise invalid(msg) from None
         if not isinstance(body, dict):
             msg = "the body must be a JSON object"
-            raise _invalid(msg)
+            raise invalid(msg)
         return body
 
     def _now(self) -> str:
@@ -265,21 +208,21 @@ class VefaasService:
     def _new_id(self, length: int = 8) -> str:
         return "".join(self._rng.choice(_ID_ALPHABET) for _ in range(length))
 
-    def _function(self, body: Mapping[str, Any], key: str = "Id") -> _Function:
+    def _function(self, body: Mapping[str, Any], key: str = "Id") -> FunctionRecord:
         function_id = body.get(key)
         if not isinstance(function_id, str) or not function_id:
             msg = f"{key} is required"
-            raise _invalid(msg)
+            raise invalid(msg)
         function = self._functions.get(function_id)
         if function is None:
-            raise _Refused(404, "ResourceNotFound", f"function {function_id} does not exist")
+            raise Refused(404, "ResourceNotFound", f"function {function_id} does not exist")
         return function
 
     # -- functions --------------------------------------------------------------------------------------
 
     def _ListFunctions(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802 - the action's name
-        page = _integer(body, "PageNumber", 1, 1, 1_000_000)
-        size = _integer(body, "PageSize", 10, 1, MAX_PAGE_SIZE)
+        page = checked_integer(body, "PageNumber", 1, 1, 1_000_000)
+        size = checked_integer(body, "PageSize", 10, 1, MAX_PAGE_SIZE)
         wanted: list[str] = []
         for item in body.get("Filters") or []:
             if isinstance(item, Mapping) and item.get("Name") == "Name":
@@ -292,19 +235,19 @@ class VefaasService:
         return {"Items": [f.to_api() for f in chunk], "Total": len(matching)}
 
     def _GetFunction(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
-        return self._function(body).to_api()
+        return self._function(body).to_api(tags=False)
 
     def _CreateFunction(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         name = body.get("Name")
         if not isinstance(name, str) or not 4 <= len(name) <= 64:
             msg = "Name must be 4 to 64 characters"
-            raise _invalid(msg)
+            raise invalid(msg)
         if any(f.name == name for f in self._functions.values()):
-            raise _Refused(400, "ResourceAlreadyExists", f"the function name {name} already exists")
+            raise Refused(400, "ResourceAlreadyExists", f"the function name {name} already exists")
         runtime = body.get("Runtime")
         if runtime not in RUNTIMES:
             msg = f"Runtime {runtime!r} is not supported"
-            raise _invalid(msg)
+            raise invalid(msg)
         config = {
             "MemoryMB": 1024,
             "RequestTimeout": 30,
@@ -314,9 +257,9 @@ class VefaasService:
             "Tags": [],
         }
         config.update(self._config(body))
-        code = self._code(body, required=True)
+        code = decode_code(body, required=True)
         now = self._now()
-        function = _Function(self._new_id(), name, str(runtime), config, code, now, now)
+        function = FunctionRecord(self._new_id(), name, str(runtime), config, code, now, now)
         self._functions[function.id] = function
         return function.to_api()
 
@@ -324,13 +267,13 @@ class VefaasService:
         function = self._function(body)
         if "Name" in body and body["Name"] != function.name:
             msg = "Name cannot change"
-            raise _invalid(msg)
+            raise invalid(msg)
         if "Runtime" in body and body["Runtime"] != function.runtime:
             msg = "Runtime cannot change"
-            raise _invalid(msg)
+            raise invalid(msg)
         function.config.update(self._config(body))
         if "Source" in body or "SourceType" in body:
-            function.code = self._code(body, required=True)
+            function.code = decode_code(body, required=True)
         function.updated = self._now()
         return function.to_api()
 
@@ -346,19 +289,19 @@ class VefaasService:
             memory = body["MemoryMB"]
             if not (isinstance(memory, int) and 512 <= memory <= 4096 and memory % 512 == 0):
                 msg = "MemoryMB must be 512 to 4096 in steps of 512"
-                raise _invalid(msg)
+                raise invalid(msg)
             config["MemoryMB"] = memory
         if "RequestTimeout" in body:
-            config["RequestTimeout"] = _integer(body, "RequestTimeout", 30, 1, 900)
+            config["RequestTimeout"] = checked_integer(body, "RequestTimeout", 30, 1, 900)
         if "MaxConcurrency" in body:
-            config["MaxConcurrency"] = _integer(body, "MaxConcurrency", 100, 1, 1000)
+            config["MaxConcurrency"] = checked_integer(body, "MaxConcurrency", 100, 1, 1000)
         if "Role" in body:
             config["Role"] = self._role(body["Role"])
         if "Description" in body:
-            config["Description"] = _text(body, "Description", 1000)
+            config["Description"] = checked_text(body, "Description", 1000)
         for name in ("Envs", "Tags"):
             if name in body:
-                config[name] = _pairs(body[name], name)
+                config[name] = checked_pairs(body[name], name)
         return config
 
     def _role(self, role: object) -> str:
@@ -366,31 +309,11 @@ class VefaasService:
             return ""
         if not isinstance(role, str) or not role.startswith("trn:iam::") or ":role/" not in role:
             msg = "Role must look like trn:iam::<account id>:role/<name>"
-            raise _invalid(msg)
+            raise invalid(msg)
         if self.roles is not None and role not in self.roles:
             msg = f"the role {role} does not exist, or does not trust the veFaaS service"
-            raise _Refused(400, "InvalidRole", msg)
+            raise Refused(400, "InvalidRole", msg)
         return role
-
-    @staticmethod
-    def _code(body: Mapping[str, Any], *, required: bool) -> bytes:
-        source_type, source = body.get("SourceType"), body.get("Source")
-        if source_type is None and source is None and not required:
-            return b""
-        if source_type != "zip":
-            msg = "SourceType must be zip (the emulator keeps inline code only)"
-            raise _invalid(msg)
-        if not isinstance(source, str) or not source:
-            msg = "Source must be the base64 of the zip"
-            raise _invalid(msg)
-        if len(source) > MAX_INLINE_SOURCE:
-            msg = f"Source is {len(source)} base64 characters: the inline limit is {MAX_INLINE_SOURCE}"
-            raise _invalid(msg)
-        try:
-            return base64.b64decode(source, validate=True)
-        except (binascii.Error, ValueError):
-            msg = "Source is not valid base64"
-            raise _invalid(msg) from None
 
     # -- releases ---------------------------------------------------------------------------------------
 
@@ -398,35 +321,35 @@ class VefaasService:
         function = self._function(body, "FunctionId")
         if body.get("RevisionNumber", 0) != 0:
             msg = "RevisionNumber: the emulator publishes the latest code only (0)"
-            raise _invalid(msg)
+            raise invalid(msg)
         if function.release is not None and function.release.status not in ("done", "failed"):
-            raise _Refused(400, "ReleaseInProgress", f"a release of function {function.id} is in progress")
+            raise Refused(400, "ReleaseInProgress", f"a release of function {function.id} is in progress")
         revision = len(function.revisions) + 1
         function.revisions.append(
             {"RevisionNumber": revision, "Description": str(body.get("Description") or ""), **function.config}
         )
-        failure = self._next_failure or _start_failure(function.code)
+        failure = self._next_failure or start_failure(function.code)
         self._next_failure = None
+        started = self._clock().astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S")
+        release = ReleaseRecord(
+            revision, self._new_id(20), function.stable_revision, started, ["inprogress"] * self.release_polls
+        )
         if failure is None:
-            function.release = _Release(revision, ["pending", "inprogress", "done"])
+            release.statuses.append("done")
         else:
-            code, message, logs = failure
-            function.release = _Release(revision, ["pending", "inprogress", "failed"], code, message, logs)
-        return {"FunctionId": function.id, "Status": "pending", "TargetRevisionNumber": revision}
+            release.statuses.append("failed")
+            release.error_code, release.message, release.logs = failure
+        function.release = release
+        return release_view(function, release)
 
     def _GetReleaseStatus(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
         release = function.release
         if release is None:
-            raise _Refused(404, "ResourceNotFound", f"function {function.id} has never been released")
-        answer = {
-            "FunctionId": function.id,
-            "Status": release.status,
-            "TargetRevisionNumber": release.revision,
-            "ErrorCode": release.error_code if release.status == "failed" else "",
-            "StatusMessage": release.message if release.status == "failed" else "",
-            "FailedInstanceLogs": release.logs if release.status == "failed" else "",
-        }
+            return {"FunctionId": function.id, "Status": "pending", "StableRevisionNumber": -1}
+        if release.status == "done":
+            function.stable_revision = release.revision
+        answer = release_view(function, release)
         release.advance()
         return answer
 
@@ -437,6 +360,7 @@ class VefaasService:
         items = [
             {
                 "Id": t.id,
+                "FunctionID": function.id,  # spelt so in ListTriggers (the SDK's ItemForListTriggersOutput)
                 "Name": t.name,
                 "Type": "timer",
                 "Enabled": t.enabled,
@@ -448,120 +372,47 @@ class VefaasService:
         ]
         return {"Items": items, "Total": len(items)}
 
-    def _timer(self, function: _Function, body: Mapping[str, Any]) -> _Timer:
+    def _timer(self, function: FunctionRecord, body: Mapping[str, Any]) -> TimerRecord:
         timer = function.timers.get(str(body.get("Id") or ""))
         if timer is None:
-            raise _Refused(404, "ResourceNotFound", f"timer {body.get('Id')} does not exist")
+            raise Refused(404, "ResourceNotFound", f"timer {body.get('Id')} does not exist")
         return timer
 
     def _GetTimer(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
-        return self._timer(function, body).to_api()
+        return self._timer(function, body).to_api(function.id)
 
     def _CreateTimer(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
         name = body.get("Name")
         if not isinstance(name, str) or not name:
             msg = "Name is required"
-            raise _invalid(msg)
+            raise invalid(msg)
         if any(t.name == name for t in function.timers.values()):
-            raise _Refused(400, "ResourceAlreadyExists", f"the timer name {name} already exists")
+            raise Refused(400, "ResourceAlreadyExists", f"the timer name {name} already exists")
         if "Crontab" not in body:
             msg = "Crontab is required"
-            raise _invalid(msg)
+            raise invalid(msg)
         now = self._now()
-        timer = _Timer(self._new_id(12), name, "", created=now, updated=now)
-        _set_timer(timer, body)
+        timer = TimerRecord(self._new_id(12), name, "", created=now, updated=now)
+        set_timer(timer, body)
         function.timers[timer.id] = timer
-        return timer.to_api()
+        return timer.to_api(function.id)
 
     def _UpdateTimer(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
         timer = self._timer(function, body)
         if "Name" in body and body["Name"] != timer.name:
             msg = "Name cannot change"
-            raise _invalid(msg)
-        _set_timer(timer, body)
+            raise invalid(msg)
+        set_timer(timer, body)
         timer.updated = self._now()
-        return timer.to_api()
+        return timer.to_api(function.id)
 
     def _DeleteTimer(self, body: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N802
         function = self._function(body, "FunctionId")
         del function.timers[self._timer(function, body).id]
         return {}
-
-
-def _integer(body: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = body.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        msg = f"{name} must be a whole number from {low} to {high}"
-        raise _invalid(msg)
-    return value
-
-
-def _text(body: Mapping[str, Any], name: str, limit: int) -> str:
-    value = body.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str) or len(value) > limit:
-        msg = f"{name} must be a string of at most {limit} characters"
-        raise _invalid(msg)
-    return value
-
-
-def _pairs(value: object, name: str) -> list[dict[str, str]]:
-    if not isinstance(value, list):
-        msg = f'{name} must be a list of {{"Key", "Value"}} objects'
-        raise _invalid(msg)
-    out: list[dict[str, str]] = []
-    for index, item in enumerate(value):
-        if not (
-            isinstance(item, Mapping)
-            and isinstance(item.get("Key"), str)
-            and isinstance(item.get("Value"), str)
-        ):
-            msg = f'{name}[{index}] must be {{"Key": string, "Value": string}}'
-            raise _invalid(msg)
-        out.append({"Key": item["Key"], "Value": item["Value"]})
-    return out
-
-
-def _set_timer(timer: _Timer, body: Mapping[str, Any]) -> None:
-    if "Crontab" in body:
-        crontab = body["Crontab"]
-        if not isinstance(crontab, str) or len(crontab.split()) != 5:
-            msg = "Crontab must have five fields (minute hour day-of-month month day-of-week)"
-            raise _invalid(msg)
-        timer.crontab = crontab
-    if "Payload" in body:
-        timer.payload = _text(body, "Payload", 4096)
-    for name, attribute in (("Enabled", "enabled"), ("EnableConcurrency", "enable_concurrency")):
-        if name in body:
-            if not isinstance(body[name], bool):
-                msg = f"{name} must be true or false"
-                raise _invalid(msg)
-            setattr(timer, attribute, body[name])
-    if "Retries" in body:
-        timer.retries = _integer(body, "Retries", 0, 0, 10)
-    if "Description" in body:
-        timer.description = _text(body, "Description", 256)
-
-
-def _start_failure(code: bytes) -> tuple[str, str, str] | None:
-    """Why an instance of this code could not start (error code, message, instance log), or ``None``."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(code)) as archive:
-            names = set(archive.namelist())
-            index = archive.read("index.py") if "index.py" in names else None
-    except zipfile.BadZipFile:
-        return "function_start_failed", "the code is not a zip file", "cannot unpack the code: not a zip file"
-    if index is None:
-        log = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'index'"
-        return "function_start_failed", "the runtime could not import index.handler", log
-    if b"def handler" not in index:
-        log = "Traceback (most recent call last):\nAttributeError: module 'index' has no attribute 'handler'"
-        return "function_start_failed", "the runtime could not import index.handler", log
-    return None
 
 
 class VefaasEmulator(OpenApiEmulator):
@@ -577,8 +428,9 @@ class VefaasEmulator(OpenApiEmulator):
         seed: int | None = None,
         port: int = 0,
         clock: Callable[[], datetime] | None = None,
+        release_polls: int = 1,
     ) -> None:
-        self.vefaas = VefaasService(roles=roles, seed=seed, clock=clock)
+        self.vefaas = VefaasService(roles=roles, seed=seed, clock=clock, release_polls=release_polls)
         super().__init__(
             [self.vefaas],
             credentials=credentials or Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from exporter_tools.deploy import apply
+from exporter_tools.deploy import cli
 from exporter_tools.emulator.vefaas import VefaasEmulator
 from handler.adapters.signing import Credentials
 
@@ -31,6 +31,7 @@ function:
   environment:
     EXPORT_TOS_BUCKET: ${{env:BUCKET}}
     WEBHOOK_SECRET: ${{env:HOOK_SECRET:-}}
+    WEBHOOK_URL: ${{env:HOOK_URL:-}}
 timers:
   - name: nightly-scan
     crontab: "0 3 * * *"
@@ -44,13 +45,13 @@ timers:
 """
 
 
-def function_zip(marker: str = "v1", *, with_index: bool = True) -> bytes:
-    """A small deployable zip (or one the runtime cannot start: no index.py)."""
+def function_zip(marker: str = "v1", *, with_handler: bool = True) -> bytes:
+    """A small deployable zip (or one the runtime cannot start: its index.py has no handler)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        if with_index:
-            index = zipfile.ZipInfo("index.py", date_time=(1980, 1, 1, 0, 0, 0))
-            archive.writestr(index, f"# {marker}\ndef handler(event, context):\n    return {{}}\n")
+        index = zipfile.ZipInfo("index.py", date_time=(1980, 1, 1, 0, 0, 0))
+        code = "def handler(event, context):\n    return {}\n" if with_handler else "HANDLER = None\n"
+        archive.writestr(index, f"# {marker}\n{code}")
         archive.writestr(
             zipfile.ZipInfo("handler/__init__.py", date_time=(1980, 1, 1, 0, 0, 0)), f"# {marker}\n"
         )
@@ -85,7 +86,7 @@ class Deployer:
     def __call__(self, *flags: str) -> tuple[int, str, str]:
         out = io.StringIO()
         args = ["--template", str(self.folder / "template.yaml"), "--zip", str(self.folder / "function.zip")]
-        status = apply.main([*args, "--poll-seconds", "0", *flags], environ=self.environ, out=out)
+        status = cli.main([*args, "--poll-seconds", "0", *flags], environ=self.environ, out=out)
         err = self.capsys.readouterr().err
         assert HOOK_SECRET not in out.getvalue() + err
         return status, out.getvalue(), err
@@ -248,7 +249,7 @@ def test_new_code_is_uploaded_with_its_digest_and_released(deploy: Deployer) -> 
 def test_a_release_that_fails_is_reported_and_nothing_is_scheduled(deploy: Deployer) -> None:
     """Code the runtime cannot start: exit 1 with the platform's error code, message and instance log;
     no timer points at a broken function. Fixing the code and deploying again finishes the job."""
-    deploy.code(function_zip(with_index=False))
+    deploy.code(function_zip(with_handler=False))
     # When
     status, _out, err = deploy("--apply")
     # Then
@@ -257,7 +258,7 @@ def test_a_release_that_fails_is_reported_and_nothing_is_scheduled(deploy: Deplo
         "the release of image-exporter failed: function_start_failed: the runtime could not import index.handler"
         in err
     )
-    assert "ModuleNotFoundError: No module named 'index'" in err
+    assert "AttributeError: module 'index' has no attribute 'handler'" in err
     assert [action for action, _ in deploy.writes()] == ["CreateFunction", "Release"]
     # When the code is fixed
     deploy.code(function_zip("fixed"))
@@ -318,7 +319,7 @@ def test_deploy_builds_the_real_zip_when_none_is_given(
     root = Path(__file__).resolve().parents[3]
     monkeypatch.setattr(package, "DEFAULT_CACHE", root / "dist" / ".vendor")
     monkeypatch.setattr(package, "DEFAULT_OUTPUT", tmp_path / "dist" / "function.zip")
-    status = apply.main(
+    status = cli.main(
         ["--template", str(deploy.folder / "template.yaml"), "--apply", "--poll-seconds", "0"],
         environ=deploy.environ,
         out=io.StringIO(),
@@ -334,7 +335,7 @@ def seed_function(emulator: VefaasEmulator, name: str, runtime: str) -> None:
     import base64
     import json
 
-    from exporter_tools.emulator.server import ApiCall
+    from exporter_tools.emulator.api import ApiCall
 
     body = {
         "Name": name,
@@ -364,3 +365,140 @@ def test_functions_with_similar_names_are_not_mistaken_for_ours(deploy: Deployer
     assert status == 0, err
     assert deploy.writes()[0][0] == "CreateFunction"
     assert deploy.emulator.vefaas.function_named("image-exporter-old") is not None
+
+
+def test_apply_says_it_is_applying_not_to_run_with_apply(deploy: Deployer) -> None:
+    """With --apply the plan's last line says the calls are being made; without it, how to make them."""
+    status, applied, _err = deploy("--apply")
+    assert status == 0
+    assert "4 write calls, applying:" in applied
+    assert "Run with --apply" not in applied
+
+
+def _zip_of(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (b"def handler(event, context):\n    return {}\n", "not a zip file (it is text)"),
+        (
+            _zip_of({"index.py": "", "pydantic_core/_pydantic_core.cpython-311-x86_64-linux-gnu.so": "x"}),
+            "_pydantic_core.cpython-311-x86_64-linux-gnu.so is built for CPython 3.11, the runtime is 3.12",
+        ),
+        (_zip_of({"handler/__init__.py": ""}), "no index.py at the zip's root"),
+    ],
+)
+def test_a_zip_the_runtime_cannot_start_is_refused_before_any_call(
+    deploy: Deployer, code: bytes, expected: str
+) -> None:
+    """deploy --zip with a text file, a zip built for Python 3.11 or one without index.py: exit 2, the file
+    and the reason named, and not one call made (nothing created that Release would then fail)."""
+    deploy.code(code)
+    status, _out, err = deploy("--apply")
+    assert status == 2
+    assert f"deploy: {deploy.folder / 'function.zip'}: not deployable to python3.12/v1: " in err
+    assert expected in err
+    assert deploy.emulator.stats()["requests_total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "refused"),
+    [
+        ("BUCKET", "Bad_Bucket", "function.environment.EXPORT_TOS_BUCKET: expected 3-63 lowercase letters"),
+        ("HOOK_URL", "not-a-url", "function.environment.WEBHOOK_URL: expected an https URL"),
+        (
+            "HOOK_SECRET",
+            "whsec_!!!",
+            "function.environment.WEBHOOK_SECRET: expected whsec_ followed by base64",
+        ),
+    ],
+)
+def test_values_the_function_would_refuse_are_refused_by_name(
+    deploy: Deployer, variable: str, value: str, refused: str
+) -> None:
+    """A value filled in from ${env:...} that the function's settings would refuse at every invocation: exit 2
+    naming the variable (never its value), before any call."""
+    deploy.environ[variable] = value
+    status, out, err = deploy("--apply")
+    assert status == 2
+    assert refused in err
+    assert "once ${env:…} is filled in" in err
+    assert value not in out + err
+    assert deploy.emulator.stats()["requests_total"] == 0
+
+
+class _StopsAfter(io.StringIO):
+    """deploy's output that stops the process (Ctrl-C) once ``text`` has been printed."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def write(self, s: str, /) -> int:
+        written = super().write(s)
+        if self.text in s:
+            raise KeyboardInterrupt
+        return written
+
+
+def interrupted(deploy: Deployer, after: str) -> None:
+    """Run deploy --apply and stop it as soon as it prints ``after``."""
+    args = ["--template", str(deploy.folder / "template.yaml"), "--zip", str(deploy.folder / "function.zip")]
+    with pytest.raises(KeyboardInterrupt):
+        cli.main([*args, "--poll-seconds", "0", "--apply"], environ=deploy.environ, out=_StopsAfter(after))
+
+
+def test_a_deploy_stopped_after_create_function_is_finished_by_the_next(deploy: Deployer) -> None:
+    """Stopped right after CreateFunction (created, never released: GetReleaseStatus says pending), the next
+    deploy releases the function and creates the timers."""
+    interrupted(deploy, "created: id")
+    assert [action for action, _ in deploy.writes()] == ["CreateFunction"]
+    status, out, err = deploy("--apply")
+    assert status == 0, err
+    assert "Release image-exporter (revision 0: the latest code and configuration)" in out
+    assert "the function has never been released: release it" in out
+    assert [action for action, _ in deploy.writes()] == [
+        "CreateFunction",
+        "Release",
+        "CreateTimer",
+        "CreateTimer",
+    ]
+    assert [r["RevisionNumber"] for r in deploy.function()["Revisions"]] == [1]
+    assert {t["Name"] for t in deploy.function()["Timers"]} == {"nightly-scan", "image-sweep"}
+
+
+def test_a_deploy_stopped_during_the_release_waits_for_it_then_adds_the_timers(deploy: Deployer) -> None:
+    """Stopped while the release runs, the next deploy waits for that release (no second one), then creates
+    the timers."""
+    interrupted(deploy, "releasing revision 1")
+    status, out, err = deploy("--apply")
+    assert status == 0, err
+    assert "waiting for the release in progress" in out
+    assert [action for action, _ in deploy.writes()] == [
+        "CreateFunction",
+        "Release",
+        "CreateTimer",
+        "CreateTimer",
+    ]
+
+
+def test_a_deploy_stopped_before_the_timers_only_adds_them(deploy: Deployer) -> None:
+    """Released but stopped before the timers: the next deploy creates just the timers."""
+    interrupted(deploy, "release status: done")
+    status, _out, err = deploy("--apply")
+    assert status == 0, err
+    assert [action for action, _ in deploy.writes()] == [
+        "CreateFunction",
+        "Release",
+        "CreateTimer",
+        "CreateTimer",
+    ]
+    status, out, _err = deploy("--apply")
+    assert status == 0
+    assert "Nothing to change" in out

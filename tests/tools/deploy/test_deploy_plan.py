@@ -1,23 +1,35 @@
-"""deploy's plan at the HTTP edge (respx): what it reads, what it would write and why, and its error messages."""
+"""deploy's plan against the emulated veFaaS account (through the emulator's in-process transport): what it
+reads, what it would write and why, how it waits for a release, and its error messages."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import respx
 
-from exporter_tools.deploy import apply
-from exporter_tools.deploy.apply import DeployError, Desired, desired_state, explain, make_plan
+from exporter_tools.deploy import cli
+from exporter_tools.deploy.apply import explain, wait_for_release
+from exporter_tools.deploy.plan import DeployError, Desired, desired_state, make_plan
 from exporter_tools.deploy.template import parse_template
-from exporter_tools.deploy.vefaas import API_VERSION, SERVICE, VefaasClient
-from exporter_tools.emulator.signature import verify_signature
+from exporter_tools.deploy.vefaas import (
+    API_VERSION,
+    SERVICE,
+    DeployedFunction,
+    DeployedTimer,
+    ReleaseStarted,
+    ReleaseStatus,
+    VefaasClient,
+)
+from exporter_tools.emulator.api import ApiCall
+from exporter_tools.emulator.vefaas import VefaasEmulator
 from handler.adapters.openapi import OpenApiClient
 from handler.adapters.pacing import RateLimiter, RetryPolicy
 from handler.adapters.signing import Credentials
@@ -26,7 +38,16 @@ from handler.errors import RetryableApiError, TerminalApiError, UnknownOutcomeEr
 HOST = "vefaas.test.volcengineapi.com"
 ENDPOINT = f"https://{HOST}"
 CREDENTIALS = Credentials("AKLTplantest000001", "plan-test-secret-000001")
-CODE = b"PK fake zip bytes"
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("index.py"), "def handler(event, context):\n    return {}\n")
+    return buffer.getvalue()
+
+
+CODE = _zip()
 DIGEST = hashlib.sha256(CODE).hexdigest()
 SECRET = "whsec_dGhpcyBpcyBhIHNlY3JldCB2YWx1ZQ=="
 ENVIRON = {"ACCOUNT": "2100000000", "BUCKET": "my-exports", "HOOK_SECRET": SECRET}
@@ -79,24 +100,19 @@ def deployed_envs(**changes: str | None) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in envs.items()]
 
 
-def deployed_function(**fields: Any) -> dict[str, Any]:
-    base = {
-        "Id": "fn000001",
-        "Name": "image-exporter",
-        "Runtime": "python3.12/v1",
-        "MemoryMB": 1024,
-        "RequestTimeout": 600,
-        "Role": "trn:iam::2100000000:role/VefaasEcsExportRole",
-        "Description": "exports images",
-        "Envs": deployed_envs(),
-        "Tags": [{"Key": "app", "Value": "image-exporter"}],
-    }
-    return {**base, **fields}
+FUNCTION: dict[str, Any] = {
+    "Name": "image-exporter",
+    "Runtime": "python3.12/v1",
+    "MemoryMB": 1024,
+    "RequestTimeout": 600,
+    "Role": "trn:iam::2100000000:role/VefaasEcsExportRole",
+    "Description": "exports images",
+    "Tags": [{"Key": "app", "Value": "image-exporter"}],
+}
 
 
-def deployed_timer(timer_id: str, name: str, crontab: str, payload: str, **fields: Any) -> dict[str, Any]:
+def deployed_timer(name: str, crontab: str, payload: str, **fields: Any) -> dict[str, Any]:
     base = {
-        "Id": timer_id,
         "Name": name,
         "Crontab": crontab,
         "Payload": payload,
@@ -108,63 +124,66 @@ def deployed_timer(timer_id: str, name: str, crontab: str, payload: str, **field
     return {**base, **fields}
 
 
-class FakeVefaas:
-    """Answers each signed action from ``results`` (a dict, a callable of the body, or an error tuple),
-    and records every request as (action, body)."""
+class Account:
+    """The emulated veFaaS account (the emulator's own service behind its gateway, in-process through
+    ``OpenApiEmulator.transport()``: the same signature checks and state as ``exporter-tools emulator``)."""
 
-    def __init__(self) -> None:
-        self.results: dict[str, Any] = {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+    def __init__(self, emulator: VefaasEmulator) -> None:
+        self.emulator = emulator
+        self.service = emulator.vefaas
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        problem = verify_signature(
-            method=request.method,
-            host=request.headers["host"],
-            path=request.url.path,
-            raw_query=request.url.query.decode(),
-            headers=dict(request.headers),
-            body=request.content,
-            credentials_for={CREDENTIALS.access_key: CREDENTIALS}.get,
-            region="cn-beijing",
-            service=SERVICE,
-        )
-        assert problem is None, problem
-        action = request.url.params["Action"]
-        body = json.loads(request.content)
-        self.calls.append((action, body))
-        answer = self.results.get(action)
-        if callable(answer):
-            answer = answer(body)
-        meta: dict[str, Any] = {
-            "RequestId": f"req-{len(self.calls)}",
-            "Action": action,
-            "Version": API_VERSION,
-        }
-        if isinstance(answer, tuple):
-            status, code, message = answer
-            return httpx.Response(
-                status, json={"ResponseMetadata": {**meta, "Error": {"Code": code, "Message": message}}}
-            )
-        assert answer is not None, f"unexpected call {action}"
-        return httpx.Response(200, json={"ResponseMetadata": meta, "Result": answer})
+    def call(self, action: str, **body: Any) -> dict[str, Any]:
+        """Change the account directly, as the console would (not through the gateway: not counted)."""
+        payload = json.dumps(body).encode()
+        answer = self.service.handle(ApiCall("POST", action, API_VERSION, {}, payload, "application/json"))
+        assert answer.code is None, answer.message
+        self.service.writes.clear()
+        return dict(answer.result or {})
 
-    def actions(self) -> list[str]:
-        return [action for action, _ in self.calls]
+    def function(self, code: bytes = CODE, **fields: Any) -> str:
+        """Create TEMPLATE's function (with ``fields`` changed; None leaves one out) and return its id."""
+        body = {**FUNCTION, "Envs": deployed_envs(), **fields}
+        body = {name: value for name, value in body.items() if value is not None}
+        source = base64.b64encode(code).decode()
+        return str(self.call("CreateFunction", **body, SourceType="zip", Source=source)["Id"])
 
+    def release(self, function_id: str, *, polls: int = 1) -> dict[str, Any]:
+        """Release the function and read its status ``polls`` times (one ends it, by default)."""
+        started = self.call("Release", FunctionId=function_id, RevisionNumber=0)
+        for _ in range(polls):
+            self.call("GetReleaseStatus", FunctionId=function_id)
+        return started
 
-@pytest.fixture
-def fake() -> Iterator[FakeVefaas]:
-    """A veFaaS endpoint behind respx that checks signatures."""
-    stand_in = FakeVefaas()
-    with respx.mock(assert_all_called=False) as router:
-        router.post(url__startswith=ENDPOINT).mock(side_effect=stand_in)
-        yield stand_in
+    def timers(self, function_id: str, timers: list[dict[str, Any]]) -> list[str]:
+        return [str(self.call("CreateTimer", FunctionId=function_id, **timer)["Id"]) for timer in timers]
+
+    def deployed(self, timers: list[dict[str, Any]] | None = None, **fields: Any) -> str:
+        """TEMPLATE's function, released, with ``timers``: the account a finished deploy leaves."""
+        function_id = self.function(**fields)
+        self.release(function_id)
+        self.timers(function_id, timers or [])
+        return function_id
+
+    def requests(self) -> dict[str, dict[str, int]]:
+        """What reached the gateway, by action and HTTP status."""
+        requests: dict[str, dict[str, int]] = self.emulator.stats()["requests"]
+        return requests
 
 
 @pytest.fixture
-def client() -> Iterator[VefaasClient]:
-    """The deploy client, with fast retries."""
-    with httpx.Client() as http:
+def account() -> Iterator[Account]:
+    """An empty emulated veFaaS account that accepts CREDENTIALS."""
+    emulator = VefaasEmulator(credentials=CREDENTIALS, seed=7)
+    try:
+        yield Account(emulator)
+    finally:
+        emulator.close()
+
+
+@pytest.fixture
+def client(account: Account) -> Iterator[VefaasClient]:
+    """The deploy client, with fast retries, talking to the account through the emulator's transport."""
+    with httpx.Client(transport=account.emulator.transport()) as http:
         api = OpenApiClient(
             http=http,
             endpoint=ENDPOINT,
@@ -179,40 +198,19 @@ def client() -> Iterator[VefaasClient]:
         yield VefaasClient(api, deadline=float("inf"))
 
 
-def existing(
-    fake: FakeVefaas,
-    *,
-    function: dict[str, Any] | None = None,
-    timers: list[dict[str, Any]] | None = None,
-    release: Any = None,
-) -> None:
-    """Script an account holding one function (TEMPLATE's, unless changed), its timers and release status."""
-    function = function or deployed_function()
-    timers = timers if timers is not None else []
-    fake.results.update(
-        ListFunctions={"Items": [function], "Total": 1},
-        GetFunction=function,
-        GetReleaseStatus=release or {"Status": "done"},
-        ListTriggers={
-            "Items": [{"Id": t["Id"], "Name": t["Name"], "Type": "timer"} for t in timers],
-            "Total": len(timers),
-        },
-        GetTimer=lambda body: next(t for t in timers if t["Id"] == body["Id"]),
-    )
-
-
 MATCHING_TIMERS = [
-    deployed_timer("t1", "nightly-scan", "0 3 * * *", '{"TOSPrefix":"nightly","LookbackHours":26}'),
-    deployed_timer("t2", "image-sweep", "*/15  *  * * *", '{"LookbackHours": 2}'),
-    deployed_timer("t3", "weekly", "0 4 * * SUN", ""),
+    deployed_timer("nightly-scan", "0 3 * * *", '{"TOSPrefix":"nightly","LookbackHours":26}'),
+    deployed_timer("image-sweep", "*/15  *  * * *", '{"LookbackHours": 2}'),
+    deployed_timer("weekly", "0 4 * * SUN", ""),
 ]
+READS = {"ListFunctions", "GetFunction", "GetReleaseStatus", "ListTriggers", "GetTimer"}
 
 
-def test_nothing_deployed_plans_create_release_and_timers(fake: FakeVefaas, client: VefaasClient) -> None:
+def test_nothing_deployed_plans_create_release_and_timers(account: Account, client: VefaasClient) -> None:
     """With no function of that exact name (over all pages), the plan creates, releases and adds each timer."""
-    lookalikes = [deployed_function(Id=f"x{n:07d}", Name=f"image-exporter-{n}") for n in range(100)]
-    pages = {1: lookalikes, 2: [deployed_function(Id="y0000001", Name="old-image-exporter")]}
-    fake.results["ListFunctions"] = lambda body: {"Items": pages[body["PageNumber"]], "Total": 101}
+    for n in range(100):
+        account.function(Name=f"image-exporter-{n}")
+    account.function(Name="old-image-exporter")
     plan = make_plan(desired(), client)
     assert [(s.action, s.subject) for s in plan.steps] == [
         ("CreateFunction", "image-exporter"),
@@ -221,17 +219,17 @@ def test_nothing_deployed_plans_create_release_and_timers(fake: FakeVefaas, clie
         ("CreateTimer", "image-sweep"),
         ("CreateTimer", "weekly"),
     ]
-    assert [body["PageNumber"] for _, body in fake.calls] == [1, 2]
-    assert fake.actions() == ["ListFunctions", "ListFunctions"]
+    assert account.requests() == {"ListFunctions": {"200": 2}}
     assert plan.steps[0].upload
     text = plan.render()
     assert "no function named image-exporter in cn-beijing: create it with the code" in text
     assert "5 write calls. Run with --apply to make them." in text
 
 
-def test_a_matching_account_plans_nothing(fake: FakeVefaas, client: VefaasClient) -> None:
-    """Same config, same code digest, same timers (payload key order and crontab spacing aside): no write."""
-    existing(fake, timers=MATCHING_TIMERS)
+def test_a_matching_account_plans_nothing(account: Account, client: VefaasClient) -> None:
+    """Same config and tags, same code digest, same timers (payload key order and crontab spacing aside): no
+    write, although GetFunction does not report the tags (the ListFunctions item does)."""
+    account.deployed(MATCHING_TIMERS)
     plan = make_plan(desired(), client)
     assert plan.steps == ()
     assert plan.unchanged == (
@@ -241,19 +239,14 @@ def test_a_matching_account_plans_nothing(fake: FakeVefaas, client: VefaasClient
         "timer weekly",
     )
     assert "Nothing to change" in plan.render()
-    assert set(fake.actions()) == {
-        "ListFunctions",
-        "GetFunction",
-        "GetReleaseStatus",
-        "ListTriggers",
-        "GetTimer",
-    }
+    assert set(account.requests()) == READS
 
 
-def test_config_differences_are_listed_and_only_they_are_sent(fake: FakeVefaas, client: VefaasClient) -> None:
+def test_config_differences_are_listed_and_only_they_are_sent(account: Account, client: VefaasClient) -> None:
     """Changed fields are named with old and new values; UpdateFunction carries just those fields."""
-    function = deployed_function(MemoryMB=512, Description="old", Tags=[{"Key": "app", "Value": "other"}])
-    existing(fake, function=function, timers=MATCHING_TIMERS)
+    account.deployed(
+        MATCHING_TIMERS, MemoryMB=512, Description="old", Tags=[{"Key": "app", "Value": "other"}]
+    )
     plan = make_plan(desired(), client)
     update, release = plan.steps
     assert update.action == "UpdateFunction"
@@ -271,10 +264,10 @@ def test_config_differences_are_listed_and_only_they_are_sent(fake: FakeVefaas, 
     assert (release.action, release.reasons) == ("Release", ("publish the update",))
 
 
-def test_environment_changes_hide_secret_values(fake: FakeVefaas, client: VefaasClient) -> None:
+def test_environment_changes_hide_secret_values(account: Account, client: VefaasClient) -> None:
     """An added variable shows its value, a changed secret says (hidden), a removed one is named."""
     envs = deployed_envs(WEBHOOK_SECRET="whsec_b2xkIHNlY3JldCB2YWx1ZQ==", LOG_LEVEL=None, OLD_SETTING="1")
-    existing(fake, function=deployed_function(Envs=envs), timers=MATCHING_TIMERS)
+    account.deployed(MATCHING_TIMERS, Envs=envs)
     plan = make_plan(desired(), client)
     (reason,) = plan.steps[0].reasons
     assert reason == 'Envs: + LOG_LEVEL="INFO", - OLD_SETTING, ~ WEBHOOK_SECRET (hidden)'
@@ -292,11 +285,10 @@ def test_environment_changes_hide_secret_values(fake: FakeVefaas, client: Vefaas
     ],
 )
 def test_new_code_is_uploaded_with_its_digest(
-    fake: FakeVefaas, client: VefaasClient, deployed_digest: str | None, reason: str
+    account: Account, client: VefaasClient, deployed_digest: str | None, reason: str
 ) -> None:
     """A different (or unknown) code digest plans an upload, sending the new digest in Envs."""
-    envs = deployed_envs(EXPORTER_CODE_SHA256=deployed_digest)
-    existing(fake, function=deployed_function(Envs=envs), timers=MATCHING_TIMERS)
+    account.deployed(MATCHING_TIMERS, Envs=deployed_envs(EXPORTER_CODE_SHA256=deployed_digest))
     (update, _release) = make_plan(desired(), client).steps
     assert update.upload
     assert update.reasons[-1].startswith(reason)
@@ -304,80 +296,89 @@ def test_new_code_is_uploaded_with_its_digest(
     assert set(update.changes) == {"Envs"}
 
 
-def test_timers_are_created_updated_or_left_alone(fake: FakeVefaas, client: VefaasClient) -> None:
+def test_timers_are_created_updated_or_left_alone(account: Account, client: VefaasClient) -> None:
     """A missing timer is created, a different one updated with just its changes, an extra one left alone."""
-    timers = [
-        deployed_timer(
-            "t1", "nightly-scan", "0 2 * * *", '{"LookbackHours": 26, "TOSPrefix": "nightly"}', Retries=3
-        ),
-        deployed_timer("t9", "handmade", "0 0 * * *", ""),
-    ]
-    existing(fake, timers=timers)
+    nightly = deployed_timer("nightly-scan", "0 2 * * *", '{"LookbackHours": 26, "TOSPrefix": "nightly"}')
+    nightly_id, handmade_id = account.timers(
+        account.deployed(), [{**nightly, "Retries": 3}, deployed_timer("handmade", "0 0 * * *", "")]
+    )
     plan = make_plan(desired(), client)
     steps = [(s.action, s.subject, dict(s.changes)) for s in plan.steps]
     assert steps == [
-        ("UpdateTimer", "nightly-scan (id t1)", {"Crontab": "0 3 * * *", "Retries": 0}),
+        ("UpdateTimer", f"nightly-scan (id {nightly_id})", {"Crontab": "0 3 * * *", "Retries": 0}),
         ("CreateTimer", "image-sweep", {}),
         ("CreateTimer", "weekly", {}),
     ]
     assert plan.steps[0].reasons == ('Crontab: "0 2 * * *" → "0 3 * * *"', "Retries: 3 → 0")
-    assert plan.left_alone == ("timer handmade (id t9)",)
-    assert "not in the template, left as they are: timer handmade (id t9)" in plan.render()
+    assert plan.left_alone == (f"timer handmade (id {handmade_id})",)
+    assert f"not in the template, left as they are: timer handmade (id {handmade_id})" in plan.render()
 
 
-@pytest.mark.parametrize(
-    ("release", "reason"),
-    [
-        ((404, "ResourceNotFound", "never released"), "the function has never been released"),
-        (
-            {"Status": "failed", "ErrorCode": "function_start_failed"},
-            "the last release failed (function_start_failed): release again",
-        ),
-    ],
-)
-def test_an_unreleased_or_failed_function_is_released_again(
-    fake: FakeVefaas, client: VefaasClient, release: Any, reason: str
-) -> None:
-    """Nothing changed, but the latest code never got released: the plan releases it."""
-    existing(fake, timers=MATCHING_TIMERS, release=release)
+def test_a_function_created_but_never_released_is_released(account: Account, client: VefaasClient) -> None:
+    """Nothing changed, but the function was never released (GetReleaseStatus answers pending, not 404):
+    the plan releases it, as when a deploy stopped right after CreateFunction."""
+    account.timers(account.function(), MATCHING_TIMERS)
     (step,) = make_plan(desired(), client).steps
+    assert (step.action, step.reasons) == ("Release", ("the function has never been released: release it",))
+
+
+def test_a_function_whose_last_release_failed_is_released_again(
+    account: Account, client: VefaasClient
+) -> None:
+    """Nothing changed, but the latest code never started: the plan releases it again."""
+    account.service.fail_next_release()
+    account.deployed(MATCHING_TIMERS)
+    (step,) = make_plan(desired(), client).steps
+    reason = "the last release failed (function_start_failed): release again"
     assert (step.action, step.reasons) == ("Release", (reason,))
 
 
-def test_a_release_in_progress_is_waited_for_before_releasing(fake: FakeVefaas, client: VefaasClient) -> None:
+def test_a_release_in_progress_is_waited_for_before_releasing(account: Account, client: VefaasClient) -> None:
     """When a change needs a release while one is running, the plan says apply waits for it first."""
-    existing(
-        fake,
-        function=deployed_function(MemoryMB=512),
-        timers=MATCHING_TIMERS,
-        release={"Status": "inprogress"},
-    )
+    function_id = account.function(MemoryMB=512)
+    account.timers(function_id, MATCHING_TIMERS)
+    account.service.release_polls = 5
+    account.release(function_id, polls=0)
     plan = make_plan(desired(), client)
     assert plan.release_in_progress
     assert "a release is in progress: apply waits for it to finish first" in plan.render()
 
 
-def test_a_function_of_another_runtime_is_a_name_clash(fake: FakeVefaas, client: VefaasClient) -> None:
+def test_a_function_of_another_runtime_is_a_name_clash(account: Account, client: VefaasClient) -> None:
     """A same-named function with another runtime is not ours: deploy stops and asks for another name."""
-    existing(fake, function=deployed_function(Runtime="nodejs16/v1"))
+    account.function(Runtime="nodejs16/v1")
     with pytest.raises(DeployError, match=r"runtime nodejs16/v1.*Choose another function.name"):
         make_plan(desired(), client)
 
 
-def test_two_functions_with_the_exact_name_stop_the_plan(fake: FakeVefaas, client: VefaasClient) -> None:
+class _TwinsAccount:
+    """A read-only account listing two functions with the same exact name (veFaaS refuses to create a
+    second one, so the emulator cannot hold them; the plan must still never pick one)."""
+
+    def functions_named(self, name: str) -> list[DeployedFunction]:
+        return [DeployedFunction(Id=f"fn00000{n}", Name=name) for n in (1, 2)]
+
+    def get_function(self, function_id: str) -> DeployedFunction:
+        raise AssertionError(function_id)
+
+    def release_status(self, function_id: str) -> ReleaseStatus:
+        raise AssertionError(function_id)
+
+    def timers(self, function_id: str) -> list[DeployedTimer]:
+        raise AssertionError(function_id)
+
+
+def test_two_functions_with_the_exact_name_stop_the_plan() -> None:
     """Deploy never guesses which of two same-named functions to update."""
-    twins = [deployed_function(Id="fn000001"), deployed_function(Id="fn000002")]
-    fake.results["ListFunctions"] = {"Items": twins, "Total": 2}
-    with pytest.raises(DeployError, match="2 functions are named image-exporter"):
-        make_plan(desired(), client)
+    with pytest.raises(DeployError, match=r"2 functions are named image-exporter \(fn000001, fn000002\)"):
+        make_plan(desired(), _TwinsAccount())
 
 
-def test_reads_are_retried_after_a_server_error(fake: FakeVefaas, client: VefaasClient) -> None:
+def test_reads_are_retried_after_a_server_error(account: Account, client: VefaasClient) -> None:
     """A 500 on a read is retried (same signer and retry policy as the function's ECS calls)."""
-    answers = iter([(500, "InternalError", "try again"), {"Items": [], "Total": 0}])
-    fake.results["ListFunctions"] = lambda _body: next(answers)
+    account.service.refuse_next("ListFunctions", 500, "InternalError", "try again")
     assert make_plan(desired(), client).steps[0].action == "CreateFunction"
-    assert fake.actions() == ["ListFunctions", "ListFunctions"]
+    assert account.requests() == {"ListFunctions": {"500": 1, "200": 1}}
 
 
 ROLE = "trn:iam::2100000000:role/VefaasEcsExportRole"
@@ -440,27 +441,33 @@ def template_file(tmp_path: Path) -> Path:
 def run_main(
     args: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, str, str]:
-    status = apply.main(args, environ=environ)
+    status = cli.main(args, environ=environ)
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
 
-def test_main_prints_the_plan_and_writes_nothing(
-    fake: FakeVefaas, template_file: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """deploy (plan is the default) prints the calls and makes only reads."""
-    fake.results["ListFunctions"] = {"Items": [], "Total": 0}
-    env = {
+def served(account: Account) -> dict[str, str]:
+    """Serve the account on 127.0.0.1 (deploy's CLI makes its own HTTP client) and return the deployer's
+    environment pointing at it."""
+    account.emulator.start()
+    return {
         **ENVIRON,
         "VOLCENGINE_ACCESS_KEY": CREDENTIALS.access_key,
         "VOLCENGINE_SECRET_KEY": CREDENTIALS.secret_key,
-        "VOLCENGINE_ENDPOINT": ENDPOINT,
+        "VOLCENGINE_ENDPOINT": account.emulator.endpoint,
     }
+
+
+def test_main_prints_the_plan_and_writes_nothing(
+    account: Account, template_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """deploy (plan is the default) prints the calls and makes only reads."""
     args = ["--template", str(template_file), "--zip", str(template_file.parent / "function.zip")]
-    status, out, err = run_main(args, env, capsys)
+    status, out, err = run_main(args, served(account), capsys)
     assert status == 0, err
     assert "1. CreateFunction image-exporter" in out
-    assert fake.actions() == ["ListFunctions"]
+    assert "Run with --apply to make them." in out
+    assert account.requests() == {"ListFunctions": {"200": 1}}
     assert SECRET not in out + err
 
 
@@ -479,7 +486,7 @@ def test_main_prints_the_plan_and_writes_nothing(
     ],
 )
 def test_main_stops_before_any_call_when_the_deployer_environment_is_incomplete(
-    fake: FakeVefaas,
+    account: Account,
     template_file: Path,
     capsys: pytest.CaptureFixture[str],
     environ: dict[str, str],
@@ -487,10 +494,12 @@ def test_main_stops_before_any_call_when_the_deployer_environment_is_incomplete(
 ) -> None:
     """Missing credentials or a missing ${env:} variable: exit 2, a message naming what to set, no call."""
     args = ["--template", str(template_file), "--zip", str(template_file.parent / "function.zip")]
-    status, _out, err = run_main(args, environ, capsys)
+    status, _out, err = run_main(
+        args, {**environ, "VOLCENGINE_ENDPOINT": served(account)["VOLCENGINE_ENDPOINT"]}, capsys
+    )
     assert status == 2
     assert expected in err
-    assert fake.calls == []
+    assert account.requests() == {}
     assert SECRET not in err
 
 
@@ -508,48 +517,85 @@ def test_main_reports_an_invalid_template_by_field(
 def test_apply_and_plan_cannot_be_combined(capsys: pytest.CaptureFixture[str]) -> None:
     """--plan and --apply are exclusive: a usage error."""
     with pytest.raises(SystemExit) as stopped:
-        apply.main(["--plan", "--apply"])
+        cli.main(["--plan", "--apply"])
     assert stopped.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_api_errors_while_planning_exit_1_with_the_explanation(
-    fake: FakeVefaas, template_file: Path, capsys: pytest.CaptureFixture[str]
+    account: Account, template_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A refused read (here: the deployer may not list functions) exits 1 and says what to grant."""
-    fake.results["ListFunctions"] = (403, "AccessDenied", "not allowed")
-    env = {
-        **ENVIRON,
-        "VOLCENGINE_ACCESS_KEY": CREDENTIALS.access_key,
-        "VOLCENGINE_SECRET_KEY": CREDENTIALS.secret_key,
-        "VOLCENGINE_ENDPOINT": ENDPOINT,
-    }
+    account.service.refuse_next("ListFunctions", 403, "AccessDenied", "not allowed")
     args = ["--template", str(template_file), "--zip", str(template_file.parent / "function.zip")]
-    status, _out, err = run_main(args, env, capsys)
+    status, _out, err = run_main(args, served(account), capsys)
     assert status == 1
     assert "the deployer's credentials may not call ListFunctions (AccessDenied: not allowed" in err
 
 
+class _Clock:
+    """Time that moves only when slept."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_a_release_that_never_finishes_gives_up_with_its_last_status(
-    fake: FakeVefaas, client: VefaasClient
+    account: Account, client: VefaasClient
 ) -> None:
     """Waiting for a release stops after the timeout, saying where it stood; deploy can be run again."""
-    fake.results["GetReleaseStatus"] = {"Status": "inprogress"}
-    clock = [0.0]
-
-    def sleep(seconds: float) -> None:
-        clock[0] += seconds
-
-    out = io.StringIO()
+    function_id = account.function()
+    account.service.release_polls = 100
+    started = client.release(function_id, description="test")
+    clock, out = _Clock(), io.StringIO()
     with pytest.raises(DeployError, match=r"did not finish within 10 s \(last status: inprogress\)"):
-        apply.wait_for_release(
+        wait_for_release(
             client,
-            "fn000001",
+            function_id,
+            started=started,
             poll_seconds=2.0,
             timeout=10.0,
             out=out,
-            sleep=sleep,
-            monotonic=lambda: clock[0],
+            sleep=clock.sleep,
+            monotonic=lambda: clock.now,
         )
     assert out.getvalue() == "     release status: inprogress\n"
-    assert fake.actions().count("GetReleaseStatus") == 6
+    assert account.requests()["GetReleaseStatus"] == {"200": 6}
+
+
+def test_an_earlier_releases_done_is_not_taken_for_ours(account: Account, client: VefaasClient) -> None:
+    """The status still names the earlier release (revision 1, done): the wait for ours goes on, and gives
+    up rather than report an old success."""
+    function_id = account.function()
+    earlier = account.release(function_id)
+    ours = ReleaseStarted(earlier["NewRevisionNumber"] + 1, "a-later-record")
+    clock, out = _Clock(), io.StringIO()
+    with pytest.raises(DeployError, match="did not finish within 4 s"):
+        wait_for_release(
+            client,
+            function_id,
+            started=ours,
+            poll_seconds=2.0,
+            timeout=4.0,
+            out=out,
+            sleep=clock.sleep,
+            monotonic=lambda: clock.now,
+        )
+    assert out.getvalue() == "     release status: done (an earlier release; waiting for ours)\n"
+
+
+def test_release_answers_the_revision_and_record_the_wait_follows(
+    account: Account, client: VefaasClient
+) -> None:
+    """Release names the new revision and its record; the status of that record is followed to done."""
+    function_id = account.function()
+    started = client.release(function_id, description="first")
+    status = wait_for_release(
+        client, function_id, started=started, poll_seconds=0, timeout=5, out=io.StringIO()
+    )
+    assert (started.revision, status.status, status.new_revision_number) == (1, "done", 1)
+    assert status.release_record_id == started.record_id != ""
+    assert status.stable_revision_number == 1

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from exporter_tools.deploy.crontab import check_crontab
+from exporter_tools.deploy.model import Problem, Template, TemplateError
+from exporter_tools.deploy.references import looks_secret
 from exporter_tools.deploy.template import (
-    Problem,
-    Template,
-    TemplateError,
-    check_crontab,
     load_template,
-    looks_secret,
     main,
     parse_template,
     resolved_environment,
@@ -413,3 +412,63 @@ def test_cli_arguments_may_follow_a_double_dash(argv: list[str], capsys: pytest.
     """exporter-tools validate-template -- --schema works like --schema (options after the tool name)."""
     assert main(argv) == 0
     assert capsys.readouterr().out == schema_text()
+
+
+def test_without_pyyaml_the_hint_names_the_real_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without PyYAML, reading a template says to install pyyaml (through the deploy extra)."""
+    path = tmp_path / "template.yaml"
+    path.write_text("region: cn-beijing\n", encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    with pytest.raises(TemplateError) as raised:
+        load_template(path)
+    (problem,) = raised.value.problems
+    assert "the PyPI package pyyaml" in problem.message
+    assert "pip install -e '.[deploy]'" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("EXPORT_TOS_BUCKT", "did you mean EXPORT_TOS_BUCKET?"),
+        ("WEBHOOK_SECRETS", "did you mean WEBHOOK_SECRET?"),
+        ("VOLCENGINE_MAXRPS", "did you mean VOLCENGINE_MAX_RPS?"),
+    ],
+)
+def test_a_misspelt_setting_is_named_with_the_right_one(name: str, suggestion: str) -> None:
+    """An EXPORT_/VOLCENGINE_/WEBHOOK_ name the function does not read would leave the setting at its
+    default without a word: validate-template refuses it and suggests the closest known name."""
+    doc = copy.deepcopy(BASE)
+    doc["function"]["environment"][name] = "1"
+    (problem,) = [p for p in problems_of(doc) if p.path == f"function.environment.{name}"]
+    assert problem.message == f"the function reads no such variable: {suggestion}"
+
+
+def test_names_outside_the_functions_prefixes_are_left_alone() -> None:
+    """Variables of other tools (no EXPORT_/VOLCENGINE_/WEBHOOK_ prefix) are the deployer's business."""
+    doc = copy.deepcopy(BASE)
+    doc["function"]["environment"]["HTTPS_PROXY"] = "http://proxy.internal:3128"
+    assert parse_template(doc).function.environment["HTTPS_PROXY"] == "http://proxy.internal:3128"
+
+
+def test_a_timer_looking_back_past_the_dedupe_window_is_refused() -> None:
+    """A timer whose LookbackHours exceeds EXPORT_DEDUPE_HOURS would have every firing refused by the
+    function: validate-template names the timer's field and both numbers."""
+    doc = copy.deepcopy(BASE)
+    doc["function"]["environment"]["EXPORT_DEDUPE_HOURS"] = 25
+    (problem,) = problems_of(doc)
+    assert problem.path == "timers[0].payload.LookbackHours"
+    assert problem.message.startswith("26 h is longer than the dedupe window (EXPORT_DEDUPE_HOURS=25)")
+
+
+@pytest.mark.parametrize(
+    ("region", "hint"), [("cn-bejing", " (did you mean cn-beijing?)"), ("us-east-1", "")]
+)
+def test_a_region_outside_the_known_list_is_refused(region: str, hint: str) -> None:
+    """The region must be one where ECS and veFaaS run; a near miss suggests the right one."""
+    (problem,) = [p for p in problems_of(document(region=region)) if p.path == "region"]
+    assert problem.message == (
+        "expected a region id, one of cn-beijing, cn-shanghai, cn-guangzhou, cn-hongkong, ap-southeast-1, "
+        f"ap-southeast-3, got {region!r}{hint}"
+    )

@@ -50,10 +50,10 @@ CALLS: dict[str, Callable[[VefaasClient, dict[str, Any]], object]] = {
 }
 ANSWERS: dict[str, dict[str, Any]] = {
     "CreateFunction": {"Id": "abc123xy"},
-    "Release": {"Status": "pending"},
+    "Release": {"Status": "inprogress", "NewRevisionNumber": 1, "ReleaseRecordId": "rr-1"},
     "CreateTimer": {"Id": "t-1"},
     "ListFunctions": {"Items": [], "Total": 0},
-    "GetReleaseStatus": {"Status": "done"},
+    "GetReleaseStatus": {"Status": "done", "NewRevisionNumber": 1, "ReleaseRecordId": "rr-1"},
 }
 
 

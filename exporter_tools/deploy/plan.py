@@ -1,0 +1,408 @@
+"""The deploy plan: compare what the template wants with what the account holds, and list each write and why.
+
+Pure: the plan is built from reads only, through ``AccountReader`` (ListFunctions, GetFunction,
+GetReleaseStatus, ListTriggers, GetTimer), and changes nothing. Applying it is ``exporter_tools.deploy.apply``.
+
+Whether the code changed is read from the function's own environment: deploy stores the zip's SHA-256 in
+``EXPORTER_CODE_SHA256`` (GetFunction does not report a digest of the code), in the same UpdateFunction that
+uploads it. Tags are compared from the ListFunctions item (GetFunction does not report them). Values that
+look secret are never printed: the plan says "(hidden)" instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from exporter_tools.deploy.checks import resolved_problems
+from exporter_tools.deploy.model import CODE_DIGEST_VARIABLE, TIMEOUT_VARIABLE, Template, TemplateError
+from exporter_tools.deploy.references import looks_secret
+from exporter_tools.deploy.template import resolved_environment, resolved_role
+from exporter_tools.deploy.vefaas import (
+    RELEASE_FAILED,
+    DeployedFunction,
+    DeployedTimer,
+    FunctionConfig,
+    ReleaseStatus,
+    TimerConfig,
+    pairs,
+)
+from handler.errors import ExporterError
+
+__all__ = [
+    "HIDDEN",
+    "AccountReader",
+    "DeployError",
+    "Desired",
+    "Plan",
+    "Step",
+    "desired_state",
+    "make_plan",
+]
+
+HIDDEN = "(hidden)"
+
+
+class AccountReader(Protocol):
+    """The reads a plan needs (``VefaasClient`` is one)."""
+
+    def functions_named(self, name: str) -> list[DeployedFunction]: ...
+
+    def get_function(self, function_id: str) -> DeployedFunction: ...
+
+    def release_status(self, function_id: str) -> ReleaseStatus: ...
+
+    def timers(self, function_id: str) -> list[DeployedTimer]: ...
+
+
+class DeployError(ExporterError):
+    """The deployment cannot go on; the message says what happened and what to do."""
+
+    code = "DeployFailed"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the template wants.
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """The function and timers the template describes, with every ``${env:…}`` filled in."""
+
+    region: str
+    config: FunctionConfig
+    code_sha256: str
+    code_size: int
+    timers: tuple[TimerConfig, ...]
+    hidden: frozenset[str]  # environment names whose values are never printed
+
+    def shown(self, name: str, value: str | None) -> str:
+        """A value for the plan: quoted, or "(hidden)" when the variable or the value looks secret."""
+        if value is None:
+            return "(none)"
+        if name in self.hidden or looks_secret(name, value):
+            return HIDDEN
+        return json.dumps(value, ensure_ascii=False)
+
+
+def desired_state(template: Template, environ: Mapping[str, str], *, code: bytes) -> Desired:
+    """The template resolved against the deployer's environment; ``TemplateError`` names what is missing, and
+    each variable the function would refuse once filled in (checked with the function's own settings model).
+
+    The function's environment also gets ``VOLCENGINE_REGION`` (the template's region, unless set),
+    ``FUNCTION_TIMEOUT_SECONDS`` (the platform does not tell the function its timeout) and the code's digest.
+    """
+    envs = resolved_environment(template, environ)
+    role = resolved_role(template, environ)
+    digest = hashlib.sha256(code).hexdigest()
+    envs.setdefault("VOLCENGINE_REGION", template.region)
+    envs[TIMEOUT_VARIABLE] = str(template.function.timeout_seconds)
+    problems = resolved_problems(envs, [timer.payload for timer in template.timers])
+    if problems:
+        raise TemplateError(problems)
+    envs[CODE_DIGEST_VARIABLE] = digest
+    hidden = frozenset(name for name, value in envs.items() if looks_secret(name, value)) - {
+        CODE_DIGEST_VARIABLE
+    }
+    function = template.function
+    config = FunctionConfig(
+        name=function.name,
+        runtime=function.runtime,
+        memory_mb=function.memory_mb,
+        request_timeout=function.timeout_seconds,
+        role=role,
+        description=function.description,
+        envs=envs,
+        tags=dict(function.tags),
+    )
+    timers = tuple(
+        TimerConfig(
+            name=timer.name,
+            crontab=timer.crontab,
+            payload=timer.payload_text,
+            enabled=timer.enabled,
+            retries=timer.retries,
+            enable_concurrency=timer.concurrency,
+            description=timer.description,
+        )
+        for timer in template.timers
+    )
+    return Desired(template.region, config, digest, len(code), timers, hidden)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The plan.
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One write the plan makes: the action, what it acts on, and why."""
+
+    action: str
+    subject: str
+    reasons: tuple[str, ...]
+    changes: Mapping[str, Any] = field(default_factory=dict)  # UpdateFunction/UpdateTimer: fields to send
+    upload: bool = False  # CreateFunction/UpdateFunction: the zip goes with it
+    timer: TimerConfig | None = None
+    timer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Every write needed to make the account match the template, with what stays as it is."""
+
+    desired: Desired
+    function_id: str | None
+    steps: tuple[Step, ...]
+    unchanged: tuple[str, ...] = ()
+    left_alone: tuple[str, ...] = ()
+    release_in_progress: bool = False
+
+    def render(self, *, applying: bool = False) -> str:
+        """The plan for people: numbered calls, each with its reasons; the last line says how to make them,
+        or (``applying``) that they are being made."""
+        config = self.desired.config
+        where = f" (id {self.function_id})" if self.function_id else ""
+        lines = [
+            (
+                f"Deploy plan for function {config.name}{where} in {self.desired.region} "
+                f"(code {self.desired.code_size / (1 << 20):.1f} MiB, sha256 {self.desired.code_sha256[:16]}…):"
+            )
+        ]
+        if self.release_in_progress:
+            lines.append("  a release is in progress: apply waits for it to finish first")
+        for number, step in enumerate(self.steps, start=1):
+            lines.append(f"  {number}. {step.action} {step.subject}")
+            lines.extend(f"       {reason}" for reason in step.reasons)
+        if self.unchanged:
+            lines.append(f"  unchanged: {', '.join(self.unchanged)}")
+        if self.left_alone:
+            lines.append(f"  not in the template, left as they are: {', '.join(self.left_alone)}")
+        if self.steps:
+            count = len(self.steps)
+            calls = f"{count} write call{'' if count == 1 else 's'}"
+            lines.append(f"{calls}, applying:" if applying else f"{calls}. Run with --apply to make them.")
+        else:
+            lines.append("Nothing to change: the account matches the template.")
+        return "\n".join(lines) + "\n"
+
+
+def make_plan(desired: Desired, client: AccountReader) -> Plan:
+    """Read the account and list the writes that would make it match ``desired`` (reads only)."""
+    config = desired.config
+    found = client.functions_named(config.name)
+    if len(found) > 1:
+        ids = ", ".join(item.id for item in found)
+        msg = f"{len(found)} functions are named {config.name} ({ids}): expected one; rename or delete the others"
+        raise DeployError(msg)
+    if not found:
+        return _plan_from_nothing(desired)
+    listed = found[0]
+    current = client.get_function(listed.id)
+    if current.tags is None:  # GetFunction has no Tags: the ListFunctions item's are the function's
+        current = current.model_copy(update={"tags": listed.tags or {}})
+    if current.runtime and current.runtime != config.runtime:
+        msg = (
+            f"a function named {config.name} already exists (id {current.id}) with runtime {current.runtime}, "
+            f"not {config.runtime}: it is not this project's function, and a runtime cannot change. "
+            "Choose another function.name in the template"
+        )
+        raise DeployError(msg)
+    steps: list[Step] = []
+    changes, reasons, upload = _function_changes(current, desired)
+    if changes:
+        steps.append(Step("UpdateFunction", f"{config.name} (id {current.id})", reasons, changes, upload))
+    status = client.release_status(current.id)
+    in_progress = status.in_progress
+    release_why = _release_reason(bool(changes), status)
+    if release_why:
+        steps.append(
+            Step("Release", f"{config.name} (revision 0: the latest code and configuration)", (release_why,))
+        )
+    unchanged = [] if changes else [f"function {config.name}"]
+    timer_steps, timers_unchanged, left_alone = _timer_steps(desired.timers, client.timers(current.id))
+    steps.extend(timer_steps)
+    unchanged.extend(timers_unchanged)
+    return Plan(
+        desired,
+        current.id,
+        tuple(steps),
+        tuple(unchanged),
+        tuple(left_alone),
+        release_in_progress=in_progress and bool(steps),
+    )
+
+
+def _plan_from_nothing(desired: Desired) -> Plan:
+    config = desired.config
+    envs = {k: v for k, v in config.envs.items() if k != CODE_DIGEST_VARIABLE}
+    create_reasons = [
+        (
+            f"no function named {config.name} in {desired.region}: create it with the code "
+            f"({config.runtime}, {config.memory_mb} MB, {config.request_timeout} s)"
+        ),
+        f"Role: {_plain(config.role)}",
+        "Envs: " + _dict_diff({}, envs, desired.shown),
+    ]
+    steps = [
+        Step("CreateFunction", config.name, tuple(create_reasons), upload=True),
+        Step(
+            "Release",
+            f"{config.name} (revision 0: the latest code and configuration)",
+            ("publish the new function",),
+        ),
+    ]
+    steps.extend(
+        Step(
+            "CreateTimer",
+            timer.name,
+            (_create_timer_reason(timer),),
+            timer=timer,
+        )
+        for timer in desired.timers
+    )
+    return Plan(desired, None, tuple(steps))
+
+
+def _create_timer_reason(timer: TimerConfig) -> str:
+    payload = f", payload {timer.payload}" if timer.payload else ", no payload"
+    return f"no timer named {timer.name}: create it ({timer.crontab}{payload})"
+
+
+def _release_reason(changed: bool, status: ReleaseStatus) -> str | None:
+    if changed:
+        return "publish the update"
+    if status.never_released:
+        return "the function has never been released: release it"
+    if status.status == RELEASE_FAILED:
+        return f"the last release failed ({status.error_code or 'no error code'}): release again"
+    return None
+
+
+def _function_changes(
+    current: DeployedFunction, desired: Desired
+) -> tuple[dict[str, Any], tuple[str, ...], bool]:
+    """UpdateFunction's fields (only those that differ), the reasons, and whether the code is uploaded."""
+    want = desired.config
+    changes: dict[str, Any] = {}
+    reasons: list[str] = []
+    scalars: tuple[tuple[str, object, object], ...] = (
+        ("MemoryMB", current.memory_mb, want.memory_mb),
+        ("RequestTimeout", current.request_timeout, want.request_timeout),
+        ("Role", current.role or None, want.role),
+        ("Description", current.description, want.description),
+    )
+    for name, old, new in scalars:
+        if old != new:
+            changes[name] = "" if new is None else new
+            reasons.append(f"{name}: {_plain(old)} → {_plain(new)}")
+    deployed_tags = current.tags or {}
+    if deployed_tags != want.tags:
+        changes["Tags"] = pairs(want.tags)
+        reasons.append("Tags: " + _dict_diff(deployed_tags, want.tags, lambda _name, value: _plain(value)))
+    old_envs = {k: v for k, v in current.envs.items() if k != CODE_DIGEST_VARIABLE}
+    new_envs = {k: v for k, v in want.envs.items() if k != CODE_DIGEST_VARIABLE}
+    if old_envs != new_envs:
+        reasons.append("Envs: " + _dict_diff(old_envs, new_envs, desired.shown))
+    deployed_digest = current.envs.get(CODE_DIGEST_VARIABLE)
+    upload = deployed_digest != desired.code_sha256
+    if upload:
+        size = f"{desired.code_size / (1 << 20):.1f} MiB"
+        if deployed_digest:
+            reasons.append(
+                f"code: sha256 {deployed_digest[:16]}… deployed, {desired.code_sha256[:16]}… built: upload {size}"
+            )
+        else:
+            reasons.append(f"code: the deployed code's digest is not recorded: upload {size}")
+    if old_envs != new_envs or upload:
+        changes["Envs"] = pairs(want.envs)
+    return changes, tuple(reasons), upload
+
+
+def _plain(value: object) -> str:
+    if value is None or value == "":
+        return "(none)"
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
+
+
+def _dict_diff(old: Mapping[str, str], new: Mapping[str, str], shown: Callable[[str, str], str]) -> str:
+    """``+ NAME=value`` added, ``~ NAME: a → b`` changed, ``- NAME`` removed (values through ``shown``)."""
+    parts: list[str] = []
+    for name in sorted(set(old) | set(new)):
+        if name not in old:
+            parts.append(f"+ {name}={shown(name, new[name])}")
+        elif name not in new:
+            parts.append(f"- {name}")
+        elif old[name] != new[name]:
+            before, after = shown(name, old[name]), shown(name, new[name])
+            parts.append(
+                f"~ {name}: {before} → {after}" if HIDDEN not in (before, after) else f"~ {name} {HIDDEN}"
+            )
+    return ", ".join(parts)
+
+
+def _timer_steps(
+    wanted: Sequence[TimerConfig], deployed: Sequence[DeployedTimer]
+) -> tuple[list[Step], list[str], list[str]]:
+    by_name = {timer.name: timer for timer in deployed}
+    steps: list[Step] = []
+    unchanged: list[str] = []
+    for timer in wanted:
+        current = by_name.get(timer.name)
+        if current is None:
+            why = _create_timer_reason(timer)
+            steps.append(Step("CreateTimer", timer.name, (why,), timer=timer))
+            continue
+        changes, reasons = _timer_changes(current, timer)
+        if changes:
+            steps.append(
+                Step(
+                    "UpdateTimer",
+                    f"{timer.name} (id {current.id})",
+                    reasons,
+                    changes,
+                    timer=timer,
+                    timer_id=current.id,
+                )
+            )
+        else:
+            unchanged.append(f"timer {timer.name}")
+    names = {timer.name for timer in wanted}
+    left_alone = [f"timer {t.name} (id {t.id})" for t in deployed if t.name not in names]
+    return steps, unchanged, left_alone
+
+
+def _timer_changes(current: DeployedTimer, want: TimerConfig) -> tuple[dict[str, Any], tuple[str, ...]]:
+    changes: dict[str, Any] = {}
+    reasons: list[str] = []
+    compared: tuple[tuple[str, object, object, bool], ...] = (
+        ("Crontab", current.crontab, want.crontab, " ".join(current.crontab.split()) == want.crontab),
+        ("Payload", current.payload, want.payload, _same_payload(current.payload, want.payload)),
+        ("Enabled", current.enabled, want.enabled, current.enabled == want.enabled),
+        ("Retries", current.retries, want.retries, current.retries == want.retries),
+        (
+            "EnableConcurrency",
+            current.enable_concurrency,
+            want.enable_concurrency,
+            current.enable_concurrency == want.enable_concurrency,
+        ),
+        ("Description", current.description, want.description, current.description == want.description),
+    )
+    for name, old, new, same in compared:
+        if not same:
+            changes[name] = new
+            reasons.append(f"{name}: {_plain(old)} → {_plain(new)}")
+    return changes, tuple(reasons)
+
+
+def _same_payload(deployed: str, wanted: str) -> bool:
+    """Payloads are equal when they are the same JSON value (key order and spacing do not count)."""
+    if deployed.strip() == wanted.strip():
+        return True
+    try:
+        return bool(json.loads(deployed or "null") == json.loads(wanted or "null"))
+    except ValueError:
+        return False
