@@ -41,10 +41,8 @@ def make_client(clock: FakeClock, *, attempts: int = 4, rps: float = 1000) -> Ec
         version="2020-04-01",
         credentials=CREDS,
         policy=RetryPolicy(max_attempts=attempts, base=0.1, cap=1.0),
-        limiter=RateLimiter(rps, monotonic=clock.monotonic, sleep=clock.sleep),
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-        jitter=lambda: 1.0,
+        limiter=RateLimiter(rps, clock=clock),
+        clock=clock,
     )
     return EcsClient(api)
 
@@ -141,7 +139,7 @@ def test_retries_stop_before_the_deadline(clock: FakeClock) -> None:
     """A backoff that would end past the deadline is not waited for: the error is raised at once."""
     route = respx.get(ENDPOINT).mock(return_value=error(429, "FlowLimitExceeded", **{"Retry-After": "30"}))
     with pytest.raises(ThrottledError):
-        make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.now + 10)
+        make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.t + 10)
     assert route.call_count == 1
 
 
@@ -150,7 +148,7 @@ def test_no_request_once_the_deadline_has_passed(clock: FakeClock) -> None:
     with respx.mock(assert_all_called=False) as mock:
         route = mock.get(ENDPOINT).mock(return_value=ok({"TaskId": "t-1"}))
         with pytest.raises(BudgetExhausted):
-            make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.now - 1)
+            make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.t - 1)
         assert route.call_count == 0
 
 
