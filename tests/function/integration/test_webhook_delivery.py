@@ -378,6 +378,30 @@ def test_nothing_worth_saying_sends_nothing(mock: respx.MockRouter, clock: FakeC
     assert calls.call_count == 1
 
 
+@pytest.mark.parametrize(
+    ("when", "status", "reason"),
+    [
+        ("changes", "skipped", "WEBHOOK_NOTIFY=changes and nothing was started, failed or deferred"),
+        ("failures", "started", "WEBHOOK_NOTIFY=failures and nothing failed or was deferred"),
+    ],
+)
+def test_a_notification_not_sent_says_why_in_one_line(
+    mock: respx.MockRouter, clock: FakeClock, when: str, status: str, reason: str
+) -> None:
+    """When WEBHOOK_NOTIFY leaves nothing to report, one webhook.skipped line gives the reason (the URL
+    redacted), and nothing is posted."""
+    calls = route(mock, "feishu").mock(return_value=SUCCESS["feishu"])
+    quiet = InvocationResult.of("timer", "e", (ImageOutcome(image_id="image-1", status=status),))  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        assert (
+            send(clock, "feishu", result=quiet, settings=settings_for("feishu", WEBHOOK_NOTIFY=when)) is None
+        )
+    (line,) = events(logs, "webhook.skipped")
+    assert line["reason"] == reason
+    assert TOKEN_CANARY not in json.dumps(logs)
+    assert calls.call_count == 0
+
+
 # --- never raises, never leaks ------------------------------------------------------------------------------
 
 
