@@ -116,6 +116,18 @@ def test_a_200_mb_api_answer_is_cut_at_8_mib_and_memory_stays_flat() -> None:
     assert sent < 100 * MIB
 
 
+def test_a_compressed_api_answer_is_refused_unread() -> None:
+    """Requests ask for identity encoding; an answer compressed anyway is a MalformedResponse without being
+    decompressed (a small compressed answer could expand to gigabytes)."""
+    head = http_head(length=64).replace(b"\r\n\r\n", b"\r\nContent-Encoding: gzip\r\n\r\n")
+    http = openapi.shared_http_client(connect_timeout=3.0, read_timeout=10.0)
+    with HostileServer("flood", at_once=head, flood_bytes=64) as server:
+        api = api_client(server.url, http)
+        with pytest.raises(MalformedResponse) as caught:
+            api.call("DescribeTasks", deadline=time.monotonic() + 10, read_only=True)
+    assert "Content-Encoding 'gzip' although identity was asked" in caught.value.message
+
+
 @pytest.mark.parametrize("action", ["DescribeTasks", "ExportImage"])
 @respx.mock
 def test_deeply_nested_api_json_is_a_malformed_response(action: str) -> None:
