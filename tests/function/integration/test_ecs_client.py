@@ -224,6 +224,21 @@ def test_a_success_without_task_id_is_an_unknown_outcome(clock: FakeClock, respo
 
 
 @respx.mock
+def test_an_error_message_is_masked_and_cut_short(clock: FakeClock) -> None:
+    """An API error message quoting the request's secrets has them masked, and a huge one is cut to 500
+    characters: the message goes into the result, the webhook and exception texts."""
+    message = f"bad request signed with {CREDS.secret_key} token {CREDS.session_token} " + "x" * 5000
+    respx.get(ENDPOINT).mock(return_value=error(400, "InvalidParameter", message))
+    with pytest.raises(TerminalApiError) as caught:
+        make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000)
+    text = str(caught.value)
+    assert CREDS.secret_key not in text
+    assert str(CREDS.session_token) not in text
+    assert caught.value.message.startswith("bad request signed with *** token ***")
+    assert len(caught.value.message) == 500
+
+
+@respx.mock
 def test_a_5xx_without_json_is_retryable_with_its_status(clock: FakeClock) -> None:
     """A proxy's HTML error page still yields a typed error named after its status."""
     respx.get(ENDPOINT).mock(return_value=httpx.Response(502, text="bad gateway"))

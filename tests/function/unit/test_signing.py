@@ -722,3 +722,22 @@ def test_any_signed_query_verifies_in_any_order(params: dict[str, str], reverse:
         service="ecs",
     )
     assert reason is None
+
+
+def test_the_signer_names_its_fixed_secrets_for_masking_and_never_reads_rotating_ones() -> None:
+    """Fixed credentials give their secret key and token to mask; rotating ones are not read just for that."""
+    calls: list[int] = []
+
+    def rotating() -> Credentials:
+        calls.append(1)
+        return STS_CREDENTIALS
+
+    assert VolcSigner(STS_CREDENTIALS, region="cn-beijing", service="ecs").known_secrets() == (
+        STS_CREDENTIALS.secret_key,
+        STS_CREDENTIALS.session_token,
+    )
+    assert VolcSigner(CREDENTIALS, region="cn-beijing", service="ecs").known_secrets() == (
+        CREDENTIALS.secret_key,
+    )
+    assert VolcSigner(rotating, region="cn-beijing", service="ecs").known_secrets() == ()
+    assert calls == []
