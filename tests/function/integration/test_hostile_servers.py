@@ -83,7 +83,7 @@ def test_an_api_answer_dripped_from_its_status_line_is_abandoned_at_the_deadline
         )
     assert isinstance(outcome, UnknownOutcomeError)
     assert outcome.code == "ReadTimeout"
-    assert elapsed < 2.0
+    assert elapsed < 2.5  # the 1 s deadline and about a second (the drip alone would take 15 s)
 
 
 def test_an_api_body_dripped_through_any_client_is_abandoned_at_the_deadline() -> None:
@@ -97,7 +97,7 @@ def test_an_api_body_dripped_through_any_client_is_abandoned_at_the_deadline() -
             lambda: api.call("DescribeTasks", deadline=time.monotonic() + 1.0, read_only=True)
         )
     assert isinstance(outcome, UnknownOutcomeError)
-    assert elapsed < 2.0
+    assert elapsed < 2.5
 
 
 def test_a_200_mb_api_answer_is_cut_at_8_mib_and_memory_stays_flat() -> None:
@@ -162,7 +162,7 @@ def test_a_dripping_webhook_receiver_holds_nothing_past_the_deadline() -> None:
         )
     assert report is not None
     assert not report.delivered
-    assert elapsed < 2.0
+    assert elapsed < 2.5
 
 
 def test_each_webhook_attempt_ends_within_its_own_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,7 +177,7 @@ def test_each_webhook_attempt_ends_within_its_own_limit(monkeypatch: pytest.Monk
         )
     assert report is not None
     assert (report.delivered, report.attempts, report.reason) == (False, 3, "ReadTimeout")
-    assert elapsed < 3.0
+    assert elapsed < 3.5
 
 
 def test_a_200_mb_webhook_answer_is_read_to_64_kib_only() -> None:
@@ -229,7 +229,7 @@ def test_an_invocation_against_a_dripping_gateway_returns_within_its_budget(
             EXPORT_TOS_BUCKET="demo-exports",
         )
         (result, _raised), elapsed = timed(lambda: invoke(load_event("direct_single"), timeout=4.0))
-    assert elapsed < 5.0
+    assert elapsed < 5.5
     assert result["results"][0]["status"] in ("deferred", "failed")
 
 
