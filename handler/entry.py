@@ -201,10 +201,9 @@ def _report(result: InvocationResult) -> None:
 
 
 def _notify(result: InvocationResult, settings: Settings, end: float) -> None:
-    from handler.adapters.webhooks import notify, should_notify  # noqa: PLC0415 - only when a webhook is set
+    from handler.adapters.webhooks import notify  # noqa: PLC0415 - only when a webhook is set
 
-    if should_notify(result, settings.webhook_notify):
-        notify(result, settings, region=settings.region, deadline=end - 0.5)
+    notify(result, settings, region=settings.region, deadline=end - 0.5)
 
 
 def http_response(result: InvocationResult) -> dict[str, Any]:

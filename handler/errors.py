@@ -28,6 +28,7 @@ __all__ = [
     "ExporterError",
     "InvalidEvent",
     "InvocationIncomplete",
+    "MalformedResponse",
     "NoCredentials",
     "RetryableApiError",
     "TerminalApiError",
@@ -191,3 +192,15 @@ class InvocationIncomplete(Exception):
         self.result = result
         self.deferred = deferred
         self.failed = failed
+
+
+class MalformedResponse(UnknownOutcomeError):
+    """An answer arrived but cannot be read (too big, nested too deep, not the API's shape): for a write,
+    whether it took effect is unknown, as when no answer came."""
+
+    def __init__(
+        self, message: str, *, http_status: int | None = None, request_id: str | None = None, action: str = ""
+    ) -> None:
+        super().__init__(
+            message, code="MalformedResponse", http_status=http_status, request_id=request_id, action=action
+        )

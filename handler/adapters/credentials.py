@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 from handler.adapters.signing import Credentials
 from handler.errors import ConfigurationError, NoCredentials
 
-__all__ = ["CREDENTIAL_FILE_VARIABLE", "DEFAULT_CREDENTIAL_FILE", "resolve_credentials"]
+__all__ = [
+    "CREDENTIAL_FILE_VARIABLE",
+    "DEFAULT_CREDENTIAL_FILE",
+    "MAX_CREDENTIAL_FILE_BYTES",
+    "resolve_credentials",
+]
 
 DEFAULT_CREDENTIAL_FILE = "/var/run/secrets/iam/credential"
 CREDENTIAL_FILE_VARIABLE = "VOLCENGINE_CREDENTIAL_FILE"
@@ -28,6 +34,8 @@ _ACCESS_KEY, _SECRET_KEY, _SESSION_TOKEN = (
     "VOLCENGINE_SESSION_TOKEN",
 )
 _OLD_ACCESS_KEY, _OLD_SECRET_KEY = "VOLC_ACCESSKEY", "VOLC_SECRETKEY"
+# The most of the credential file that is read: a role's file is a few hundred bytes.
+MAX_CREDENTIAL_FILE_BYTES = 64 * 1024
 
 
 def resolve_credentials(
@@ -73,11 +81,27 @@ def _from_variables(
     return None
 
 
+def _read_small_file(path: Path) -> bytes:
+    """The file's bytes: a regular file (never a FIFO or a device, which could block or never end) of at
+    most ``MAX_CREDENTIAL_FILE_BYTES``. Raises OSError, or ConfigurationError naming the file."""
+    # O_NONBLOCK: opening a FIFO with no writer must not wait; it is refused just below.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            msg = "the credential file is not a regular file"
+            raise ConfigurationError(msg, source=str(path))
+        raw = file.read(MAX_CREDENTIAL_FILE_BYTES + 1)
+    if len(raw) > MAX_CREDENTIAL_FILE_BYTES:
+        msg = f"the credential file is larger than {MAX_CREDENTIAL_FILE_BYTES // 1024} KiB"
+        raise ConfigurationError(msg, source=str(path))
+    return raw
+
+
 def _from_file(path: Path, *, must_exist: bool) -> Credentials | None:
     """Role credentials from the JSON file; ``None`` when an optional file is absent."""
     source = str(path)
     try:
-        raw = path.read_bytes()
+        raw = _read_small_file(path)
     except FileNotFoundError:
         if not must_exist:
             return None
@@ -93,6 +117,9 @@ def _from_file(path: Path, *, must_exist: bool) -> Credentials | None:
         raise ConfigurationError(msg, source=source) from None
     except UnicodeDecodeError:
         msg = "the credential file is not UTF-8 JSON text"
+        raise ConfigurationError(msg, source=source) from None
+    except RecursionError:
+        msg = "the credential file's JSON nests too deep to be read"
         raise ConfigurationError(msg, source=source) from None
     if not isinstance(document, dict):
         msg = "the credential file is not a JSON object with access_key_id, secret_access_key, session_token"

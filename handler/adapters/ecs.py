@@ -13,14 +13,19 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from handler.adapters.openapi import OpenApiClient
-from handler.errors import RetryableApiError, UnknownOutcomeError
+from handler.errors import MalformedResponse, RetryableApiError, UnknownOutcomeError
 from handler.models.api import ExportStarted, Image, Task
 
-__all__ = ["API_VERSION", "BATCH_LIMIT", "SERVICE", "EcsClient"]
+__all__ = ["API_VERSION", "BATCH_LIMIT", "MAX_SCAN_PAGES", "SERVICE", "TASKS_PER_IMAGE", "EcsClient"]
 
 API_VERSION = "2020-04-01"
 SERVICE = "ecs"
 BATCH_LIMIT = 100  # ids per DescribeImages / DescribeTasks request, and the largest page
+# Paging ends: a listing gets at most the pages it can need, then a MalformedResponse (a NextToken that
+# changes on every page would otherwise page forever). A scan without ids: 200 pages (20,000 images);
+# tasks of a batch of images: 50 tasks an image on average; a listing by ids: one page more than the ids fill.
+MAX_SCAN_PAGES = 200
+TASKS_PER_IMAGE = 50
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -63,7 +68,8 @@ class EcsClient:
             base[f"TagFilters.{n}.Values.1"] = value
         for batch in _batches(image_ids):
             params = base | {f"ImageIds.{n}": i for n, i in enumerate(batch, start=1)}
-            for item in self._pages("DescribeImages", params, "Images", deadline=deadline):
+            pages = _pages_for(len(batch)) if batch else MAX_SCAN_PAGES
+            for item in self._pages("DescribeImages", params, "Images", deadline=deadline, max_pages=pages):
                 yield _model(Image, item, "DescribeImages")
 
     def describe_tasks(
@@ -73,13 +79,17 @@ class EcsClient:
         for key, ids in (("TaskIds", task_ids), ("ResourceIds", resource_ids)):
             for batch in _batches(ids, empty_means_none=True):
                 params = {f"{key}.{n}": i for n, i in enumerate(batch, start=1)}
-                for item in self._pages("DescribeTasks", params, "Tasks", deadline=deadline):
+                per_id = 1 if key == "TaskIds" else TASKS_PER_IMAGE
+                pages = _pages_for(len(batch) * per_id)
+                for item in self._pages("DescribeTasks", params, "Tasks", deadline=deadline, max_pages=pages):
                     yield _model(Task, item, "DescribeTasks")
 
-    def _pages(self, action: str, params: dict[str, str], key: str, *, deadline: float) -> Iterator[Any]:
+    def _pages(
+        self, action: str, params: dict[str, str], key: str, *, deadline: float, max_pages: int
+    ) -> Iterator[Any]:
         token: str | None = None
         seen: set[str] = set()
-        while True:
+        for _ in range(max_pages):
             page = dict(params, MaxResults=str(BATCH_LIMIT))
             if token:
                 page["NextToken"] = token
@@ -93,6 +103,13 @@ class EcsClient:
             if not token or token in seen:  # a repeated token would page forever
                 return
             seen.add(token)
+        msg = f"the paging did not end: a new NextToken after {max_pages} pages, more than this listing can need"
+        raise MalformedResponse(msg, action=action)
+
+
+def _pages_for(items: int) -> int:
+    """The pages a listing of ``items`` items can need: the full pages, and one more."""
+    return -(-items // BATCH_LIMIT) + 1
 
 
 def _model(model: type[_M], item: Any, action: str) -> _M:

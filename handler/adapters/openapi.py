@@ -8,20 +8,24 @@ when nothing can have started, and an unknown outcome is raised for the caller t
 from __future__ import annotations
 
 import json
-import random
+import math
+import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 import structlog
 
+from handler.adapters.exchange import Answer, bounded_client, exchange
+from handler.adapters.log import MASK, redactor
 from handler.adapters.pacing import RateLimiter, RetryPolicy, backoff_delay
 from handler.adapters.signing import Credentials, VolcSigner, canonical_query
+from handler.clock import SYSTEM_CLOCK, Clock
 from handler.errors import (
     ApiError,
     BudgetExhausted,
+    MalformedResponse,
     RetryableApiError,
     TerminalApiError,
     ThrottledError,
@@ -29,12 +33,26 @@ from handler.errors import (
     api_error_for,
 )
 
-__all__ = ["OpenApiClient", "reset_shared_state", "shared_http_client", "shared_rate_limiter"]
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "MIN_EXCHANGE_SECONDS",
+    "OpenApiClient",
+    "parse_response",
+    "reset_shared_state",
+    "shared_http_client",
+    "shared_rate_limiter",
+]
 
 _log = structlog.get_logger("handler.openapi")
 # An error code a write is never sent again for, even though it is retryable for reads: the resource is busy
 # with something (maybe our own export), and only a look at its tasks can tell what.
 LOCKED = "OperationDenied.ResourceLocked"
+# The most of an answer that is read (DescribeImages pages of 100 images are the biggest, well under 1 MiB).
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+# A request is sent only with at least this much time left to answer it; less would end as an unknown outcome.
+MIN_EXCHANGE_SECONDS = 0.5
+# An API error message is kept to this many characters (a gateway may quote a whole request in it).
+MAX_MESSAGE_CHARS = 500
 
 _lock = threading.Lock()
 _http_clients: dict[tuple[float, float], httpx.Client] = {}
@@ -42,15 +60,15 @@ _limiters: dict[float, RateLimiter] = {}
 
 
 def shared_http_client(*, connect_timeout: float, read_timeout: float) -> httpx.Client:
-    """The process's HTTP client, built on first use and kept for warm invocations (connection reuse).
+    """The process's HTTP client, built on first use and kept for warm invocations (connection reuse); each
+    exchange on it is bounded by its deadline (``handler.adapters.exchange``).
 
     ``SSL_CERT_FILE`` is honoured (httpx reads it when the client is built)."""
     key = (connect_timeout, read_timeout)
     with _lock:
         client = _http_clients.get(key)
         if client is None or client.is_closed:
-            timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
-            client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=32))
+            client = bounded_client(connect_timeout=connect_timeout, read_timeout=read_timeout)
             _http_clients[key] = client
         return client
 
@@ -73,9 +91,9 @@ def reset_shared_state() -> None:
         _limiters.clear()
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(headers: httpx.Headers) -> float | None:
     try:
-        seconds = float(response.headers.get("retry-after", ""))
+        seconds = float(headers.get("retry-after", ""))
     except ValueError:
         return None
     return seconds if 0 <= seconds <= 300 else None
@@ -97,46 +115,90 @@ def _transport_error(exc: httpx.TransportError, action: str, host: str) -> ApiEr
     return UnknownOutcomeError(msg, code=name, action=action)
 
 
-def parse_response(response: httpx.Response, action: str) -> tuple[dict[str, Any], str | None]:
+def _decode(answer: Answer, action: str) -> Any:
+    """The answer's JSON document; ``None`` when it is not JSON at all; ``MalformedResponse`` when it is too
+    big, compressed although identity was asked, or nested too deep to parse."""
+    status = answer.status
+    if answer.encoding != "identity":
+        msg = f"the answer came with Content-Encoding {answer.encoding[:40]!r} although identity was asked"
+        raise MalformedResponse(msg, http_status=status, action=action)
+    if not answer.complete:
+        msg = f"the answer is larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB; only that much is read"
+        raise MalformedResponse(msg, http_status=status, action=action)
+    try:
+        return json.loads(answer.body)
+    except ValueError:
+        return None
+    except RecursionError:
+        msg = "the answer's JSON nests too deep to be read"
+        raise MalformedResponse(msg, http_status=status, action=action) from None
+
+
+def parse_response(
+    answer: Answer, action: str, *, mask: Callable[[str], str] = redactor.mask_text
+) -> tuple[dict[str, Any], str | None]:
     """The ``Result`` and ``RequestId`` of a successful answer; else raise the typed error it describes.
 
-    An ``Error`` inside an HTTP 200 is an error too; a success without a ``Result`` object is an unknown
-    outcome (something may have happened, and we cannot tell what)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    An ``Error`` inside an HTTP 200 is an error too; an answer that cannot be read (too big, too deep, or a
+    success without a ``Result`` object) is a ``MalformedResponse``: something may have happened, and we
+    cannot tell what. The error's message passes through ``mask`` (the request's secrets are masked: a
+    gateway may quote the request) and is cut to ``MAX_MESSAGE_CHARS``."""
+    body = _decode(answer, action)
     meta = body.get("ResponseMetadata") if isinstance(body, dict) else None
     request_id = meta.get("RequestId") if isinstance(meta, dict) else None
+    request_id = request_id if isinstance(request_id, str) else None
     error = meta.get("Error") if isinstance(meta, dict) else None
-    status = response.status_code
+    status = answer.status
     if isinstance(error, dict) or status >= 400:
         err = error if isinstance(error, dict) else {}
+        message = mask(str(err.get("Message") or answer.reason or "no message"))
         raise api_error_for(
             status,
-            str(err.get("Code") or f"HTTP{status}"),
-            str(err.get("Message") or response.reason_phrase or "no message"),
+            mask(str(err.get("Code") or f"HTTP{status}"))[:100],
+            message if len(message) <= MAX_MESSAGE_CHARS else message[: MAX_MESSAGE_CHARS - 1] + "…",
             request_id=request_id,
             action=action,
-            retry_after=_retry_after(response),
+            retry_after=_retry_after(answer.headers),
         )
     result = body.get("Result") if isinstance(body, dict) else None
     if not isinstance(result, dict):
-        raise UnknownOutcomeError(
-            f"HTTP {status} without a Result object",
-            code="MalformedResponse",
-            http_status=status,
-            request_id=request_id,
-            action=action,
-        )
+        msg = f"HTTP {status} without a Result object"
+        raise MalformedResponse(msg, http_status=status, request_id=request_id, action=action)
     return result, request_id
+
+
+_SIGNATURE = re.compile(r"Signature=([0-9A-Za-z+/=]+)")
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)")
+
+
+def _request_masker(sent: httpx.Headers, known: tuple[str, ...]) -> Callable[[str], str]:
+    """A mask for text that may quote this request: its Authorization and X-Security-Token headers, the
+    signature, the credentials the signer knows, and every secret the log redactor knows."""
+    authorization = sent.get("authorization") or ""
+    values = {authorization, sent.get("x-security-token") or "", *known}
+    values.update(_SIGNATURE.findall(authorization))
+    secrets = sorted((v for v in values if len(v) >= 6), key=len, reverse=True)
+    access_keys = [k for k in _CREDENTIAL.findall(authorization) if len(k) >= 6]
+
+    def mask(text: str) -> str:
+        for value in secrets:
+            text = text.replace(value, MASK)
+        for key in access_keys:
+            text = text.replace(key, key[:4] + MASK)
+        return redactor.mask_text(text)
+
+    return mask
 
 
 class OpenApiClient:
     """Calls one service's actions (``Action`` and ``Version`` in the query) with signing, pacing and retries.
 
-    Every call takes a ``deadline`` (a ``time.monotonic()`` value): the last moment a request may be sent.
-    Waiting for the rate limiter or a backoff never runs past it.
+    Every call takes a ``deadline`` (a reading of ``clock.monotonic()``): the moment by which the call is over,
+    answered or not. Waiting for the rate limiter or a backoff never runs past it; each request's connect and
+    read timeouts are clipped to what is left, and the whole exchange (headers and body, however slowly they
+    come) is abandoned at the deadline. A request is not sent with less than ``MIN_EXCHANGE_SECONDS`` left.
+    At most ``MAX_ANSWER_BYTES`` of an answer are read. ``clock`` paces the retries and the rate limiter's
+    caller; the exchange itself runs in real time.
     """
 
     def __init__(
@@ -150,9 +212,7 @@ class OpenApiClient:
         credentials: Credentials | Callable[[], Credentials],
         policy: RetryPolicy,
         limiter: RateLimiter,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        jitter: Callable[[], float] = random.random,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._http = http
         self._endpoint = endpoint.rstrip("/")
@@ -160,9 +220,7 @@ class OpenApiClient:
         self._auth = VolcSigner(credentials, region=region, service=service)
         self._policy = policy
         self._limiter = limiter
-        self._sleep = sleep
-        self._monotonic = monotonic
-        self._jitter = jitter
+        self._clock = clock
 
     def call(
         self,
@@ -190,15 +248,15 @@ class OpenApiClient:
                 if not self._should_retry(error, read_only=read_only, attempt=attempt):
                     raise
                 delay = backoff_delay(
-                    attempt - 1, base=self._policy.base, cap=self._policy.cap, jitter=self._jitter()
+                    attempt - 1, base=self._policy.base, cap=self._policy.cap, jitter=self._clock.random()
                 )
                 delay = max(delay, error.retry_after or 0.0)
-                if self._monotonic() + delay >= deadline:
+                if self._clock.monotonic() + delay >= deadline:
                     raise
                 _log.info(
                     "api.retry", action=action, attempt=attempt, code=error.code, delay_ms=round(delay * 1000)
                 )
-                self._sleep(delay)
+                self._clock.sleep(delay)
 
     def _should_retry(self, error: ApiError, *, read_only: bool, attempt: int) -> bool:
         if attempt >= self._policy.max_attempts:
@@ -212,31 +270,37 @@ class OpenApiClient:
         self, action: str, query: str, content: bytes | None, attempt: int, deadline: float
     ) -> tuple[dict[str, Any], str | None]:
         self._limiter.acquire(deadline)
-        if self._monotonic() > deadline:
+        left = deadline - self._clock.monotonic()
+        if not left >= MIN_EXCHANGE_SECONDS:
             msg = f"the time budget ran out before {action} could be sent"
             raise BudgetExhausted(msg)
         url = f"{self._endpoint}/?{query}"
-        started = self._monotonic()
+        timeouts = self._http.timeout
+        started = self._clock.monotonic()
         try:
-            if content is None:
-                response = self._http.get(url, auth=self._auth)
-            else:
-                headers = {"Content-Type": "application/json"}
-                response = self._http.post(url, content=content, headers=headers, auth=self._auth)
+            answer = exchange(
+                self._http,
+                "GET" if content is None else "POST",
+                url,
+                content=content,
+                headers=None if content is None else {"Content-Type": "application/json"},
+                auth=self._auth,
+                seconds=left,
+                max_bytes=MAX_ANSWER_BYTES,
+                connect_timeout=timeouts.connect if timeouts.connect is not None else math.inf,
+                read_timeout=timeouts.read if timeouts.read is not None else math.inf,
+            )
         except httpx.TransportError as exc:
             error = _transport_error(exc, action, httpx.URL(self._endpoint).netloc.decode())
-            elapsed = round((self._monotonic() - started) * 1000)
+            elapsed = round((self._clock.monotonic() - started) * 1000)
             _log.warning("api.call", action=action, attempt=attempt, error=error.code, duration_ms=elapsed)
             raise error from None
-        elapsed = round((self._monotonic() - started) * 1000)
-        fields = {
-            "action": action,
-            "attempt": attempt,
-            "http_status": response.status_code,
-            "duration_ms": elapsed,
-        }
+        elapsed = round((self._clock.monotonic() - started) * 1000)
+        fields = {"action": action, "attempt": attempt, "http_status": answer.status, "duration_ms": elapsed}
         try:
-            result, request_id = parse_response(response, action)
+            result, request_id = parse_response(
+                answer, action, mask=_request_masker(answer.sent, self._auth.known_secrets())
+            )
         except ApiError as error:
             _log.warning("api.call", **fields, error=error.code, api_request_id=error.request_id)
             raise

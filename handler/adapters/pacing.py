@@ -8,11 +8,10 @@ types, and a library would add its import to every cold start for none of that.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from handler.clock import SYSTEM_CLOCK, Clock
 from handler.errors import BudgetExhausted
 
 __all__ = ["RateLimiter", "RetryPolicy", "backoff_delay"]
@@ -53,8 +52,7 @@ class RateLimiter:
         *,
         burst: int | None = None,
         min_rps: float | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.max_rps = max_rps
         self.min_rps = min_rps if min_rps is not None else min(max_rps, 0.5)
@@ -64,8 +62,7 @@ class RateLimiter:
         self._paused_until = 0.0  # no slot before this (the API asked us to wait)
         self._recent: deque[float] = deque()  # slots given out within the last second
         self._lock = threading.Lock()
-        self._monotonic = monotonic
-        self._sleep = sleep
+        self._clock = clock
 
     @property
     def rate(self) -> float:
@@ -74,9 +71,9 @@ class RateLimiter:
 
     def acquire(self, deadline: float) -> None:
         """Wait for this caller's slot; raise ``BudgetExhausted`` (having waited for nothing) if it lies past
-        ``deadline``, a ``time.monotonic()`` value."""
+        ``deadline``, a reading of the limiter's clock (``monotonic``)."""
         with self._lock:
-            now = self._monotonic()
+            now = self._clock.monotonic()
             interval = 1.0 / self._rate
             slot = max(now, self._paused_until, self._theoretical - (self.burst - 1) * interval)
             per_second = max(1, int(self.max_rps))
@@ -91,13 +88,13 @@ class RateLimiter:
             self._recent.append(slot)
         wait = slot - now
         if wait > 0:
-            self._sleep(wait)
+            self._clock.sleep(wait)
 
     def on_throttled(self, retry_after: float | None = None) -> None:
         """The API answered 429: halve the rate, and leave the API alone for ``retry_after`` seconds."""
         with self._lock:
             self._rate = max(self.min_rps, self._rate / 2)
-            resume = self._monotonic() + (retry_after or 0.0)
+            resume = self._clock.monotonic() + (retry_after or 0.0)
             self._paused_until = max(self._paused_until, resume)
             # No burst straight after throttling: the next slots are spaced at the new, lower rate.
             self._theoretical = max(self._theoretical, resume + (self.burst - 1) / self._rate)

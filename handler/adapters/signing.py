@@ -164,6 +164,15 @@ class VolcSigner(httpx.Auth):
         self._service = service
         self._clock = clock
 
+    def known_secrets(self) -> tuple[str, ...]:
+        """The secret key and session token when the credentials are fixed (for masking text that may quote
+        them); nothing for rotating credentials, which are not read again just for this."""
+        if not isinstance(self._credentials, Credentials):
+            return ()
+        return tuple(
+            value for value in (self._credentials.secret_key, self._credentials.session_token) if value
+        )
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Add X-Date, X-Content-Sha256, X-Security-Token (temporary keys only) and Authorization."""
         credentials = self._credentials if isinstance(self._credentials, Credentials) else self._credentials()

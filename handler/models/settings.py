@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
+import os
 import re
+import ssl
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from handler.errors import ConfigurationError
 
@@ -124,35 +129,152 @@ class Settings(BaseModel):
             try:
                 base64.b64decode(value.removeprefix("whsec_"), validate=True)
             except binascii.Error:
-                msg = "expected whsec_ followed by base64 (the value is not shown)"
+                msg = "expected whsec_ followed by base64"
                 raise ValueError(msg) from None
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("webhook_format", "webhook_notify", mode="before")
+    @classmethod
+    def _choice_in_any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _dedupe_covers_lookback(self) -> Settings:
         if self.dedupe_hours is not None and self.dedupe_hours < self.lookback_hours:
             msg = (
-                f"the dedupe window ({self.dedupe_hours:g} h) is shorter than the scan lookback "
-                f"({self.lookback_hours:g} h, EXPORT_LOOKBACK_HOURS): one image would be exported twice"
+                f"expected at least the scan lookback, EXPORT_LOOKBACK_HOURS={self.lookback_hours:g} "
+                "(a shorter dedupe window would export one image twice)"
             )
             raise ValueError(msg)
         return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Validate the environment; an empty variable counts as unset. Errors name the variable."""
+        """Validate the environment; an empty variable counts as unset. Errors name the variable and read
+        ``VARIABLE: expected …, got '…'`` (a secret's value is never shown). ``SSL_CERT_FILE``, when set,
+        must name a readable file of PEM certificates."""
         aliases = {f.alias for f in cls.model_fields.values() if f.alias}
         raw = {k: v.strip() for k, v in environ.items() if k in aliases and v.strip()}
         try:
-            return cls.model_validate(raw)
+            settings = cls.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False)[0]
-            loc = first["loc"]
-            variable = str(loc[0]) if loc else "EXPORT_DEDUPE_HOURS"
-            message = first["msg"].removeprefix("Value error, ")
-            raise ConfigurationError(message, source=variable) from None
+            first = exc.errors(include_url=False)[0]
+            variable = str(first["loc"][0]) if first["loc"] else "EXPORT_DEDUPE_HOURS"
+            shown = _shown(variable, raw.get(variable, ""))
+            raise ConfigurationError(f"{_expected(first, variable)}, got {shown}", source=variable) from None
+        _check_ca_file(environ.get("SSL_CERT_FILE", "").strip())
+        return settings
 
     @property
     def host(self) -> str:
         """The gateway's host[:port], as signed and sent."""
         return urlsplit(self.endpoint).netloc
+
+
+# --- error wording -----------------------------------------------------------------------------------------
+
+_SECRET_VARIABLES = frozenset({"WEBHOOK_SECRET"})
+_SHOWN_CHARS = 40
+
+
+def _shown(variable: str, value: str) -> str:
+    """The bad value as an error shows it: quoted, on one line, cut short; a secret is never shown, and a
+    webhook URL only as far as its host (its path and query may be the credential)."""
+    if variable in _SECRET_VARIABLES:
+        return "a value not shown here (it is a secret)"
+    if variable == "WEBHOOK_URL":
+        parts = urlsplit(value)
+        if parts.scheme and parts.netloc:
+            host = parts.netloc.rpartition("@")[2]
+            value = f"{parts.scheme}://{host}/…" if parts.path or parts.query else f"{parts.scheme}://{host}"
+        else:
+            value = value[:8] + "…" if len(value) > 8 else value
+    flat = "".join(char if char.isprintable() else "?" for char in value)
+    return "'" + (flat if len(flat) <= _SHOWN_CHARS else flat[: _SHOWN_CHARS - 1] + "…") + "'"
+
+
+# Pydantic's number errors: each is answered with the field's kind of number and its range.
+_NUMBER_KINDS = frozenset(
+    {
+        "int_parsing",
+        "int_type",
+        "int_from_float",
+        "float_parsing",
+        "float_type",
+        "finite_number",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+    }
+)
+
+
+def _range_of(variable: str) -> str:
+    """``from 1 to 32``, ``above 0, at most 900``: the bounds the variable's field declares."""
+    field = next((f for f in Settings.model_fields.values() if f.alias == variable), None)
+    words: list[str] = []
+    for bound in field.metadata if field is not None else ():
+        if isinstance(bound, annotated_types.Gt):
+            words.append(f"above {bound.gt}")
+        elif isinstance(bound, annotated_types.Ge):
+            words.append(f"at least {bound.ge}")
+        elif isinstance(bound, annotated_types.Lt):
+            words.append(f"below {bound.lt}")
+        elif isinstance(bound, annotated_types.Le):
+            words.append(f"at most {bound.le}")
+    return " " + ", ".join(words) if words else ""
+
+
+def _expected(error: ErrorDetails, variable: str) -> str:
+    """The ``expected …`` half of a setting's error, whatever pydantic reported."""
+    kind = error["type"]
+    if kind == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    if kind == "literal_error":
+        ctx: dict[str, Any] = dict(error.get("ctx") or {})
+        return f"expected one of {ctx.get('expected', '')} (in any case)"
+    if kind in _NUMBER_KINDS:
+        whole = Settings.model_fields[_field_name(variable)].annotation is int
+        return f"expected {'a whole number' if whole else 'a number'}{_range_of(variable)}"
+    return error["msg"].replace("Input should be", "expected")
+
+
+def _field_name(variable: str) -> str:
+    return next(name for name, f in Settings.model_fields.items() if f.alias == variable)
+
+
+@functools.lru_cache(maxsize=8)
+def _ca_file_loads(path: str, _mtime_ns: int, _size: int) -> str | None:
+    """Why the CA file cannot be used (``None`` when it can); cached for an unchanged file."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:
+        return "it holds no PEM certificate"
+    except (OSError, ValueError) as error:
+        return f"it cannot be read ({getattr(error, 'strerror', None) or type(error).__name__})"
+    return None
+
+
+def _check_ca_file(path: str) -> None:
+    """``SSL_CERT_FILE`` must name a readable file of PEM certificates (httpx loads it to trust the
+    gateway): a missing or broken one is a ConfigurationError here rather than a crash on the first call."""
+    if not path:
+        return
+    try:
+        status = os.stat(path)
+    except OSError as error:
+        reason = (
+            "no such file" if isinstance(error, FileNotFoundError) else error.strerror or "cannot be read"
+        )
+        msg = f"expected a file of PEM CA certificates, got {_shown('SSL_CERT_FILE', path)} ({reason})"
+        raise ConfigurationError(msg, source="SSL_CERT_FILE") from None
+    problem = _ca_file_loads(path, status.st_mtime_ns, status.st_size)
+    if problem is not None:
+        msg = f"expected a file of PEM CA certificates, got {_shown('SSL_CERT_FILE', path)}: {problem}"
+        raise ConfigurationError(msg, source="SSL_CERT_FILE")

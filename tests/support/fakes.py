@@ -1,25 +1,42 @@
-"""Test doubles shared across the suites: a clock that never really sleeps, and the seed's error table."""
+"""Test doubles shared across the suites: a clock that never really sleeps, and the API's error table."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 from handler.errors import ApiError, RetryableApiError, TerminalApiError
 
 __all__ = ["SEED_ERRORS", "FakeClock"]
 
+WALL_START = datetime(2026, 1, 15, 3, 0, tzinfo=UTC)
+
 
 class FakeClock:
-    """A monotonic clock whose ``sleep`` only moves time forward and records the wait."""
+    """A :class:`handler.clock.Clock` whose ``sleep`` only moves time forward and records the wait.
 
-    def __init__(self, start: float = 100.0) -> None:
-        self.now = start
+    ``t`` is the monotonic reading; ``now()`` is ``wall`` moved on by the same amount; ``random()`` always
+    draws ``jitter``, so backoff waits are exact.
+    """
+
+    def __init__(self, start: float = 100.0, *, jitter: float = 1.0, wall: datetime = WALL_START) -> None:
+        self.t = start
+        self.start = start
+        self.jitter = jitter
+        self.wall = wall
         self.slept: list[float] = []
 
     def monotonic(self) -> float:
-        return self.now
+        return self.t
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.now += seconds
+        self.t += max(0.0, seconds)
+
+    def now(self) -> datetime:
+        return self.wall + timedelta(seconds=self.t - self.start)
+
+    def random(self) -> float:
+        return self.jitter
 
 
 # The ExportImage error table of the API document (docs/facts.md §1): HTTP status, code, the class it must become.

@@ -14,13 +14,11 @@ Formats (``WEBHOOK_FORMAT``, else inferred from the URL's host by ``infer_format
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
-
 import httpx
 import structlog
 
+from handler.adapters.exchange import bounded_client
+from handler.adapters.log import redactor
 from handler.adapters.webhooks._delivery import ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, DeliveryReport, deliver
 from handler.adapters.webhooks._formats import (
     FIXES,
@@ -29,9 +27,11 @@ from handler.adapters.webhooks._formats import (
     fix_for,
     infer_format,
     redact_url,
+    scrub,
     secret_parts,
     should_notify,
 )
+from handler.clock import SYSTEM_CLOCK, Clock
 from handler.models.results import InvocationResult
 from handler.models.settings import NotifyWhen, Settings, WebhookFormat
 
@@ -58,16 +58,15 @@ def notify(
     region: str,
     deadline: float,
     client: httpx.Client | None = None,
-    clock: Callable[[], float] = time.time,
-    monotonic: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-    rand: Callable[[], float] = random.random,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> DeliveryReport | None:
     """Deliver ``result`` to ``WEBHOOK_URL`` if ``WEBHOOK_NOTIFY`` says it is worth it; never raises.
 
-    ``deadline`` is a ``monotonic()`` value no attempt or retry may pass. Returns what happened, or None when
-    nothing was due (no URL, or nothing worth saying). ``client`` is used as is and left open; without one a
-    short-lived client is made and closed. ``sleep`` and ``rand`` drive the backoff (tests pass fakes).
+    ``deadline`` is a ``clock.monotonic()`` reading no attempt or retry may pass. Returns what happened, or
+    None when nothing was due (no URL, or nothing worth saying: logged as ``webhook.skipped``). ``client`` is
+    used as is and left open; without one a short-lived client is made and closed. ``clock`` drives the
+    backoff and stamps the signatures (tests pass a fake). Every known secret (the API credentials, the
+    webhook's secret and URL token) is masked in what is sent.
     """
     url = settings.webhook_url
     if not url:
@@ -78,6 +77,7 @@ def notify(
     secrets = secret_parts(url, settings.webhook_secret)
     try:
         if not should_notify(result, settings.webhook_notify):
+            log.info("webhook.skipped", url=target, reason=_skip_reason(settings.webhook_notify))
             return None
         fmt = settings.webhook_format or infer_format(url)
         report = _send(
@@ -90,9 +90,6 @@ def notify(
             deadline=deadline,
             client=client,
             clock=clock,
-            monotonic=monotonic,
-            sleep=sleep,
-            rand=rand,
         )
     except Exception as error:  # the safety net: a notification must never change the invocation
         report = DeliveryReport(fmt, target, delivered=False, attempts=0, reason=type(error).__name__)
@@ -112,6 +109,14 @@ def notify(
     return report
 
 
+def _skip_reason(when: NotifyWhen) -> str:
+    if when == "failures":
+        return "WEBHOOK_NOTIFY=failures and nothing failed or was deferred"
+    if when == "changes":
+        return "WEBHOOK_NOTIFY=changes and nothing was started, failed or deferred"
+    return "WEBHOOK_NOTIFY=all and there were no results"
+
+
 def _send(
     result: InvocationResult,
     settings: Settings,
@@ -122,12 +127,12 @@ def _send(
     region: str,
     deadline: float,
     client: httpx.Client | None,
-    clock: Callable[[], float],
-    monotonic: Callable[[], float],
-    sleep: Callable[[float], None],
-    rand: Callable[[], float],
+    clock: Clock,
 ) -> DeliveryReport:
     url = settings.webhook_url or ""
+
+    def mask(text: str) -> str:
+        return redactor.mask_text(scrub(text, secrets))
 
     def prepare() -> WebhookRequest:
         return build_request(
@@ -137,24 +142,16 @@ def _send(
             secret=settings.webhook_secret,
             region=region,
             bucket=settings.tos_bucket,
-            now=clock(),
+            now=clock.now().timestamp(),
+            mask=mask,
         )
 
     def send(http: httpx.Client) -> DeliveryReport:
         return deliver(
-            prepare,
-            fmt=fmt,
-            target=target,
-            client=http,
-            deadline=deadline,
-            clock=clock,
-            monotonic=monotonic,
-            sleep=sleep,
-            rand=rand,
-            secrets=secrets,
+            prepare, fmt=fmt, target=target, client=http, deadline=deadline, clock=clock, secrets=secrets
         )
 
     if client is not None:
         return send(client)
-    with httpx.Client(timeout=httpx.Timeout(ATTEMPT_TIMEOUT, connect=CONNECT_TIMEOUT)) as own:
+    with bounded_client(connect_timeout=CONNECT_TIMEOUT, read_timeout=ATTEMPT_TIMEOUT) as own:
         return send(own)

@@ -1,4 +1,8 @@
-"""Sending one webhook: short timeouts, at most three attempts with full-jitter backoff, never past the deadline.
+"""Sending one webhook: at most three attempts of at most 5 s each, full-jitter backoff, never past the deadline.
+
+Each attempt is one bounded exchange (``handler.adapters.exchange``): it is over within ``ATTEMPT_TIMEOUT``
+seconds and the invocation's deadline, however slowly the receiver answers, and at most 64 KiB of the answer
+are read (all that is parsed), however much the receiver sends.
 
 What one attempt's outcome means::
 
@@ -25,7 +29,9 @@ from typing import Any
 import httpx
 import structlog
 
+from handler.adapters.exchange import Answer, exchange
 from handler.adapters.webhooks._formats import WebhookRequest, scrub
+from handler.clock import Clock
 from handler.errors import ExporterError
 from handler.models.settings import WebhookFormat
 
@@ -108,34 +114,34 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
         return None
 
 
-def _answer_json(response: httpx.Response) -> dict[str, Any] | None:
+def _answer_json(answer: Answer) -> dict[str, Any] | None:
     try:
-        data = json.loads(response.content[:_MAX_ANSWER_BYTES])
-    except ValueError:
+        data = json.loads(answer.body)
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
-def _platform_answer(fmt: WebhookFormat, response: httpx.Response) -> tuple[str | None, str | None, bool]:
+def _platform_answer(fmt: WebhookFormat, answer: Answer) -> tuple[str | None, str | None, bool]:
     """``(code, message, has a success code)`` from the answer's body, per platform."""
     if fmt not in _SUCCESS_FIELDS:
-        text = response.content[:200].decode("utf-8", "replace").strip()
+        text = answer.body[:200].decode("utf-8", "replace").strip()
         # Slack answers errors as a bare token such as ``no_service`` or ``invalid_payload``.
         code = text if text and text.replace("_", "").isalnum() and text.isascii() else None
         return code, None, True
-    data = _answer_json(response) or {}
+    data = _answer_json(answer) or {}
     raw = next((data[field] for field in _SUCCESS_FIELDS[fmt] if data.get(field) is not None), None)
     message = next((str(data[field]) for field in _MESSAGE_FIELDS if data.get(field)), None)
     code = None if raw is None else str(raw)
     return code, message, code == "0"
 
 
-def _judge(fmt: WebhookFormat, response: httpx.Response, now: float) -> _Verdict:
-    status = response.status_code
-    code, message, success = _platform_answer(fmt, response)
+def _judge(fmt: WebhookFormat, answer: Answer, now: float) -> _Verdict:
+    status = answer.status
+    code, message, success = _platform_answer(fmt, answer)
     facts: dict[str, Any] = {"status": status, "platform_code": code, "platform_message": message}
     if status == 429 or status >= 500:
-        retry_after = retry_after_seconds(response.headers.get("retry-after"), now)
+        retry_after = retry_after_seconds(answer.headers.get("retry-after"), now)
         return _Verdict(False, True, reason=f"HTTP {status}", retry_after=retry_after, **facts)
     if not 200 <= status < 300:
         return _Verdict(False, False, reason=f"HTTP {status}", **facts)
@@ -161,20 +167,18 @@ def deliver(
     target: str,
     client: httpx.Client,
     deadline: float,
-    clock: Callable[[], float],
-    monotonic: Callable[[], float],
-    sleep: Callable[[float], None],
-    rand: Callable[[], float],
+    clock: Clock,
     secrets: Iterable[str] = (),
 ) -> DeliveryReport:
     """Send what ``prepare`` builds (again for each attempt, so signatures stay fresh) until it is delivered,
-    a failure is final, three attempts are spent or the ``monotonic`` deadline would be passed."""
+    a failure is final, three attempts are spent or the deadline (a ``clock.monotonic()`` reading) would be
+    passed."""
     secrets = tuple(secrets)
     log = structlog.get_logger()
     attempts = 0
     verdict = _Verdict(False, False, reason="deadline reached")  # stands when no attempt fits in time
     while attempts < MAX_ATTEMPTS:
-        remaining = deadline - monotonic()
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             verdict = _with_note(verdict, "deadline reached") if attempts else verdict
             break
@@ -187,10 +191,10 @@ def deliver(
         verdict = _attempt(request, fmt, client, remaining, clock)
         if verdict.delivered or not verdict.retry or attempts >= MAX_ATTEMPTS:
             break
-        delay = backoff_delay(attempts, rand)
+        delay = backoff_delay(attempts, clock.random)
         if verdict.retry_after is not None:
             delay = max(delay, verdict.retry_after)
-        if monotonic() + delay >= deadline:
+        if clock.monotonic() + delay >= deadline:
             verdict = _with_note(verdict, "deadline reached")
             break
         log.info(
@@ -203,7 +207,7 @@ def deliver(
             reason=scrub(verdict.reason or "", secrets),
             delay_seconds=round(delay, 3),
         )
-        sleep(delay)
+        clock.sleep(delay)
     return DeliveryReport(
         format=fmt,
         target=target,
@@ -223,23 +227,22 @@ def _with_note(verdict: _Verdict, note: str) -> _Verdict:
 
 
 def _attempt(
-    request: WebhookRequest,
-    fmt: WebhookFormat,
-    client: httpx.Client,
-    remaining: float,
-    clock: Callable[[], float],
+    request: WebhookRequest, fmt: WebhookFormat, client: httpx.Client, remaining: float, clock: Clock
 ) -> _Verdict:
-    timeout = httpx.Timeout(min(ATTEMPT_TIMEOUT, remaining), connect=min(CONNECT_TIMEOUT, remaining))
     try:
-        response = client.post(
+        answer = exchange(
+            client,
+            "POST",
             request.url,
             content=request.content,
             headers={"user-agent": USER_AGENT, **request.headers},
-            timeout=timeout,
-            follow_redirects=False,
+            seconds=min(ATTEMPT_TIMEOUT, remaining),
+            max_bytes=_MAX_ANSWER_BYTES,
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=ATTEMPT_TIMEOUT,
         )
     except httpx.TransportError as error:
         return _Verdict(False, True, reason=type(error).__name__)
     except Exception as error:  # whatever the client raises, the result must not change
         return _Verdict(False, False, reason=_failure_reason(error))
-    return _judge(fmt, response, clock())
+    return _judge(fmt, answer, clock.now().timestamp())

@@ -378,10 +378,23 @@ def _json(value: Any) -> bytes:
 _JSON_HEADERS = {"content-type": "application/json; charset=utf-8"}
 
 
-def _standard(result: InvocationResult, url: str, secret: str | None, now: float) -> WebhookRequest:
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
+    """``value`` (a JSON document) with ``mask`` applied to every string in it."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {key: _masked(item, mask) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, mask) for item in value]
+    return value
+
+
+def _standard(
+    result: InvocationResult, url: str, secret: str | None, now: float, mask: Callable[[str], str]
+) -> WebhookRequest:
     seconds = int(now)
     stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    body = _json({"type": EVENT_TYPE, "timestamp": stamp, "data": result.to_json()})
+    body = _json({"type": EVENT_TYPE, "timestamp": stamp, "data": _masked(result.to_json(), mask)})
     msg_id = message_id(result)
     headers = {**_JSON_HEADERS, "webhook-id": msg_id, "webhook-timestamp": str(seconds)}
     if secret:
@@ -404,11 +417,14 @@ def build_request(
     region: str,
     bucket: str | None,
     now: float,
+    mask: Callable[[str], str] = str,
 ) -> WebhookRequest:
-    """The request that delivers ``result`` in ``fmt`` at unix time ``now`` (signed when ``secret`` is set)."""
+    """The request that delivers ``result`` in ``fmt`` at unix time ``now`` (signed when ``secret`` is set).
+
+    ``mask`` is applied to every text the result contributes (the caller's secrets never leave in a body)."""
     if fmt == "standard":
-        return _standard(result, url, secret, now)
-    text = compose_text(fmt, result, region=region, bucket=bucket)
+        return _standard(result, url, secret, now, mask)
+    text = mask(compose_text(fmt, result, region=region, bucket=bucket))
     if fmt == "feishu":
         payload: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}
         if secret:

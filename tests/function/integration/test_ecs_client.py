@@ -10,12 +10,13 @@ import httpx
 import pytest
 import respx
 
-from handler.adapters.ecs import EcsClient
+from handler.adapters.ecs import MAX_SCAN_PAGES, EcsClient
 from handler.adapters.openapi import OpenApiClient
 from handler.adapters.pacing import RateLimiter, RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.errors import (
     BudgetExhausted,
+    MalformedResponse,
     RetryableApiError,
     TerminalApiError,
     ThrottledError,
@@ -41,10 +42,8 @@ def make_client(clock: FakeClock, *, attempts: int = 4, rps: float = 1000) -> Ec
         version="2020-04-01",
         credentials=CREDS,
         policy=RetryPolicy(max_attempts=attempts, base=0.1, cap=1.0),
-        limiter=RateLimiter(rps, monotonic=clock.monotonic, sleep=clock.sleep),
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-        jitter=lambda: 1.0,
+        limiter=RateLimiter(rps, clock=clock),
+        clock=clock,
     )
     return EcsClient(api)
 
@@ -141,7 +140,7 @@ def test_retries_stop_before_the_deadline(clock: FakeClock) -> None:
     """A backoff that would end past the deadline is not waited for: the error is raised at once."""
     route = respx.get(ENDPOINT).mock(return_value=error(429, "FlowLimitExceeded", **{"Retry-After": "30"}))
     with pytest.raises(ThrottledError):
-        make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.now + 10)
+        make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.t + 10)
     assert route.call_count == 1
 
 
@@ -150,8 +149,24 @@ def test_no_request_once_the_deadline_has_passed(clock: FakeClock) -> None:
     with respx.mock(assert_all_called=False) as mock:
         route = mock.get(ENDPOINT).mock(return_value=ok({"TaskId": "t-1"}))
         with pytest.raises(BudgetExhausted):
-            make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.now - 1)
+            make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.t - 1)
         assert route.call_count == 0
+
+
+@respx.mock
+def test_each_request_timeout_is_clipped_to_the_time_left(clock: FakeClock) -> None:
+    """A request never waits longer than its deadline leaves, however long the client's own timeouts are;
+    with less than half a second left it is not sent at all."""
+    route = respx.get(ENDPOINT).mock(return_value=ok({"TaskId": "t-1"}))
+    client = make_client(clock)
+    client.export_image("image-abc", "b-1", "p", deadline=clock.t + 60)
+    client.export_image("image-abc", "b-1", "p", deadline=clock.t + 2)
+    roomy, short = (call.request.extensions["timeout"] for call in route.calls)
+    assert roomy == {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
+    assert short == {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0}
+    with pytest.raises(BudgetExhausted):
+        client.export_image("image-abc", "b-1", "p", deadline=clock.t + 0.4)
+    assert route.call_count == 2
 
 
 @pytest.mark.parametrize(
@@ -206,6 +221,21 @@ def test_a_success_without_task_id_is_an_unknown_outcome(clock: FakeClock, respo
     respx.get(ENDPOINT).mock(return_value=response)
     with pytest.raises(UnknownOutcomeError):
         make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000)
+
+
+@respx.mock
+def test_an_error_message_is_masked_and_cut_short(clock: FakeClock) -> None:
+    """An API error message quoting the request's secrets has them masked, and a huge one is cut to 500
+    characters: the message goes into the result, the webhook and exception texts."""
+    message = f"bad request signed with {CREDS.secret_key} token {CREDS.session_token} " + "x" * 5000
+    respx.get(ENDPOINT).mock(return_value=error(400, "InvalidParameter", message))
+    with pytest.raises(TerminalApiError) as caught:
+        make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000)
+    text = str(caught.value)
+    assert CREDS.secret_key not in text
+    assert str(CREDS.session_token) not in text
+    assert caught.value.message.startswith("bad request signed with *** token ***")
+    assert len(caught.value.message) == 500
 
 
 @respx.mock
@@ -289,6 +319,35 @@ def test_a_repeated_next_token_stops_paging(clock: FakeClock) -> None:
     route = respx.get(ENDPOINT).mock(return_value=ok({"Images": [], "NextToken": "same"}))
     assert list(make_client(clock).describe_images(deadline=2000)) == []
     assert route.call_count == 2
+
+
+def new_token_every_page(request: httpx.Request) -> httpx.Response:
+    """A gateway whose NextToken changes on every page (and whose pages are never empty of tokens)."""
+    page = int(query_of(request).get("NextToken", "t0")[1:])
+    return ok({"Tasks": [], "Images": [], "NextToken": f"t{page + 1}"})
+
+
+@respx.mock
+def test_paging_by_ids_ends_after_the_pages_the_ids_can_need(clock: FakeClock) -> None:
+    """A NextToken that changes on every page makes one image's task listing stop at two pages with a
+    MalformedResponse, instead of paging for as long as the gateway likes."""
+    route = respx.get(ENDPOINT).mock(side_effect=new_token_every_page)
+    with pytest.raises(MalformedResponse) as caught:
+        list(make_client(clock).describe_tasks(deadline=2000, resource_ids=["image-a"]))
+    assert "paging did not end" in caught.value.message
+    assert route.call_count == 2
+    with pytest.raises(MalformedResponse):
+        list(make_client(clock).describe_images(deadline=2000, image_ids=["image-a", "image-b"]))
+    assert route.call_count == 4
+
+
+@respx.mock
+def test_a_scan_ends_at_its_documented_page_cap(clock: FakeClock) -> None:
+    """A scan without ids pages at most MAX_SCAN_PAGES times before the endless paging is an error."""
+    route = respx.get(ENDPOINT).mock(side_effect=new_token_every_page)
+    with pytest.raises(MalformedResponse):
+        list(make_client(clock).describe_images(deadline=1e9, visibility="private"))
+    assert route.call_count == MAX_SCAN_PAGES
 
 
 @respx.mock

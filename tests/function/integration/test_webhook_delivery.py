@@ -17,6 +17,7 @@ from handler.adapters.webhooks import DeliveryReport, notify
 from handler.adapters.webhooks._delivery import retry_after_seconds
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult
 from handler.models.settings import Settings, WebhookFormat
+from tests.support.fakes import FakeClock
 
 EPOCH = 1_700_000_000.0
 SECRET_CANARY = "CANARY-SECRET-5f1e"
@@ -39,24 +40,6 @@ SUCCESS: dict[WebhookFormat, httpx.Response] = {
 FORMATS = tuple(URLS)
 
 
-class Clock:
-    """Fake time: ``sleep`` advances ``monotonic`` and the wall clock together."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return EPOCH + self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture(autouse=True)
 def _logs_captured() -> Iterator[None]:
     """Log lines go to a capture, whatever logging another test configured (its stream may be closed)."""
@@ -65,8 +48,8 @@ def _logs_captured() -> Iterator[None]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(jitter=0.5, wall=datetime.fromtimestamp(EPOCH + 100.0, UTC))
 
 
 @pytest.fixture
@@ -97,7 +80,7 @@ def settings_for(fmt: WebhookFormat, *, secret: str | None = SECRET_CANARY, **en
 
 
 def send(
-    clock: Clock,
+    clock: FakeClock,
     fmt: WebhookFormat = "feishu",
     *,
     budget: float = 30.0,
@@ -111,10 +94,7 @@ def send(
         region="cn-beijing",
         deadline=clock.monotonic() + budget,
         client=client,
-        clock=clock.time,
-        monotonic=clock.monotonic,
-        sleep=clock.sleep,
-        rand=lambda: 0.5,
+        clock=clock,
     )
 
 
@@ -131,7 +111,7 @@ def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_platform_success_answer_is_delivered_at_once(
-    mock: respx.MockRouter, clock: Clock, fmt: WebhookFormat
+    mock: respx.MockRouter, clock: FakeClock, fmt: WebhookFormat
 ) -> None:
     """Each platform's own success answer counts as delivered, on the first attempt, and is logged."""
     calls = route(mock, fmt).mock(return_value=SUCCESS[fmt])
@@ -145,7 +125,7 @@ def test_each_platform_success_answer_is_delivered_at_once(
     assert not events(logs, "webhook.failed")
 
 
-def test_feishu_legacy_status_code_zero_is_success(mock: respx.MockRouter, clock: Clock) -> None:
+def test_feishu_legacy_status_code_zero_is_success(mock: respx.MockRouter, clock: FakeClock) -> None:
     """The older Feishu answer {"StatusCode": 0} counts as delivered too."""
     route(mock, "feishu").mock(
         return_value=httpx.Response(200, json={"StatusCode": 0, "StatusMessage": "success"})
@@ -155,7 +135,7 @@ def test_feishu_legacy_status_code_zero_is_success(mock: respx.MockRouter, clock
     assert report.delivered
 
 
-def test_standard_delivery_is_signed_with_stable_id(mock: respx.MockRouter, clock: Clock) -> None:
+def test_standard_delivery_is_signed_with_stable_id(mock: respx.MockRouter, clock: FakeClock) -> None:
     """A standard delivery carries webhook-id, webhook-timestamp and a v1 signature."""
     calls = route(mock, "standard").mock(return_value=httpx.Response(200))
     send(
@@ -163,12 +143,12 @@ def test_standard_delivery_is_signed_with_stable_id(mock: respx.MockRouter, cloc
     )
     headers = calls.calls.last.request.headers
     assert headers["webhook-id"].startswith("msg_")
-    assert headers["webhook-timestamp"] == str(int(clock.time()))
+    assert headers["webhook-timestamp"] == str(int(clock.now().timestamp()))
     assert headers["webhook-signature"].startswith("v1,")
     assert json.loads(calls.calls.last.request.content)["data"] == RESULT.to_json()
 
 
-def test_format_setting_overrides_the_host(mock: respx.MockRouter, clock: Clock) -> None:
+def test_format_setting_overrides_the_host(mock: respx.MockRouter, clock: FakeClock) -> None:
     """WEBHOOK_FORMAT wins over what the URL's host suggests."""
     calls = route(mock, "feishu").mock(return_value=httpx.Response(200, text="ok"))
     settings = Settings.from_env({"WEBHOOK_URL": URLS["feishu"], "WEBHOOK_FORMAT": "slack"})
@@ -183,7 +163,7 @@ def test_format_setting_overrides_the_host(mock: respx.MockRouter, clock: Clock)
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_http_500_then_success_is_delivered_on_attempt_two(
-    mock: respx.MockRouter, clock: Clock, fmt: WebhookFormat
+    mock: respx.MockRouter, clock: FakeClock, fmt: WebhookFormat
 ) -> None:
     """A 5xx answer is retried after a jittered backoff, and the second attempt delivers."""
     calls = route(mock, fmt).mock(side_effect=[httpx.Response(500), SUCCESS[fmt]])
@@ -208,7 +188,7 @@ def test_http_500_then_success_is_delivered_on_attempt_two(
     ],
 )
 def test_platform_error_code_in_http_200_fails_without_retry(
-    mock: respx.MockRouter, clock: Clock, fmt: WebhookFormat, answer: dict[str, Any], code: str
+    mock: respx.MockRouter, clock: FakeClock, fmt: WebhookFormat, answer: dict[str, Any], code: str
 ) -> None:
     """A platform error code inside an HTTP 200 is a failure, logged with status and code, and not retried."""
     calls = route(mock, fmt).mock(return_value=httpx.Response(200, json=answer))
@@ -227,7 +207,7 @@ def test_platform_error_code_in_http_200_fails_without_retry(
     [("feishu", {}), ("dingtalk", {"ok": True}), ("wecom", "<html>portal</html>")],
 )
 def test_http_200_without_a_success_code_is_not_delivered(
-    mock: respx.MockRouter, clock: Clock, fmt: WebhookFormat, answer: Any
+    mock: respx.MockRouter, clock: FakeClock, fmt: WebhookFormat, answer: Any
 ) -> None:
     """An answer that lacks the platform's success code is not taken for a delivery."""
     response = (
@@ -245,7 +225,7 @@ def test_http_200_without_a_success_code_is_not_delivered(
     [("feishu", {"code": 9499}), ("dingtalk", {"errcode": 130101}), ("wecom", {"errcode": 45009})],
 )
 def test_platform_rate_limit_code_is_retried(
-    mock: respx.MockRouter, clock: Clock, fmt: WebhookFormat, code: dict[str, int]
+    mock: respx.MockRouter, clock: FakeClock, fmt: WebhookFormat, code: dict[str, int]
 ) -> None:
     """A platform's documented rate-limit code is retried like HTTP 429."""
     calls = route(mock, fmt).mock(side_effect=[httpx.Response(200, json=code), SUCCESS[fmt]])
@@ -264,7 +244,7 @@ def test_platform_rate_limit_code_is_retried(
     ],
 )
 def test_client_errors_and_redirects_fail_without_retry(
-    mock: respx.MockRouter, clock: Clock, fmt: WebhookFormat, response: httpx.Response, code: str | None
+    mock: respx.MockRouter, clock: FakeClock, fmt: WebhookFormat, response: httpx.Response, code: str | None
 ) -> None:
     """A 3xx or 4xx answer is final: not retried, redirects not followed, Slack's error token reported."""
     calls = route(mock, fmt).mock(return_value=response)
@@ -276,7 +256,7 @@ def test_client_errors_and_redirects_fail_without_retry(
 
 
 @pytest.mark.parametrize("retry_after", ["2", "2.0"])
-def test_429_waits_for_retry_after(mock: respx.MockRouter, clock: Clock, retry_after: str) -> None:
+def test_429_waits_for_retry_after(mock: respx.MockRouter, clock: FakeClock, retry_after: str) -> None:
     """HTTP 429 is retried after the receiver's Retry-After, not sooner."""
     limited = httpx.Response(429, headers={"retry-after": retry_after})
     route(mock, "wecom").mock(side_effect=[limited, SUCCESS["wecom"]])
@@ -286,7 +266,7 @@ def test_429_waits_for_retry_after(mock: respx.MockRouter, clock: Clock, retry_a
     assert clock.slept == [2.0]
 
 
-def test_429_with_retry_after_past_the_deadline_stops(mock: respx.MockRouter, clock: Clock) -> None:
+def test_429_with_retry_after_past_the_deadline_stops(mock: respx.MockRouter, clock: FakeClock) -> None:
     """A Retry-After longer than the time left ends the delivery at once instead of sleeping."""
     calls = route(mock, "slack").mock(return_value=httpx.Response(429, headers={"retry-after": "60"}))
     report = send(clock, "slack", budget=10)
@@ -318,7 +298,7 @@ def test_retry_after_reads_seconds_and_http_dates(value: str | None, seconds: fl
     "error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset")]
 )
 def test_network_error_then_success_is_delivered(
-    mock: respx.MockRouter, clock: Clock, error: httpx.TransportError
+    mock: respx.MockRouter, clock: FakeClock, error: httpx.TransportError
 ) -> None:
     """A network error is retried."""
     route(mock, "dingtalk").mock(side_effect=[error, SUCCESS["dingtalk"]])
@@ -327,7 +307,7 @@ def test_network_error_then_success_is_delivered(
     assert (report.delivered, report.attempts) == (True, 2)
 
 
-def test_network_errors_spend_three_attempts_then_fail(mock: respx.MockRouter, clock: Clock) -> None:
+def test_network_errors_spend_three_attempts_then_fail(mock: respx.MockRouter, clock: FakeClock) -> None:
     """Three network errors in a row end in a failed report naming the error type, with two waits between."""
     calls = route(mock, "feishu").mock(side_effect=httpx.ConnectError("refused"))
     with capture_logs() as logs:
@@ -344,7 +324,7 @@ def test_network_errors_spend_three_attempts_then_fail(mock: respx.MockRouter, c
     assert events(logs, "webhook.failed")[0]["reason"] == "ConnectError"
 
 
-def test_deadline_stops_retries(mock: respx.MockRouter, clock: Clock) -> None:
+def test_deadline_stops_retries(mock: respx.MockRouter, clock: FakeClock) -> None:
     """When the next backoff would pass the deadline, delivery stops there."""
     calls = route(mock, "wecom").mock(return_value=httpx.Response(503))
     report = send(clock, "wecom", budget=0.6)  # first wait 0.25 s fits; the second (0.5 s) would not
@@ -352,10 +332,10 @@ def test_deadline_stops_retries(mock: respx.MockRouter, clock: Clock) -> None:
     assert (report.delivered, report.attempts) == (False, 2)
     assert report.reason == "HTTP 503; deadline reached"
     assert calls.call_count == 2
-    assert clock.now < 100.6
+    assert clock.t < 100.6
 
 
-def test_deadline_already_passed_sends_nothing(mock: respx.MockRouter, clock: Clock) -> None:
+def test_deadline_already_passed_sends_nothing(mock: respx.MockRouter, clock: FakeClock) -> None:
     """With no time left, nothing is sent and the report says why."""
     calls = route(mock, "wecom").mock(return_value=SUCCESS["wecom"])
     with capture_logs() as logs:
@@ -366,25 +346,27 @@ def test_deadline_already_passed_sends_nothing(mock: respx.MockRouter, clock: Cl
     assert events(logs, "webhook.failed")
 
 
-def test_each_attempt_timeout_is_short_and_within_the_deadline(mock: respx.MockRouter, clock: Clock) -> None:
+def test_each_attempt_timeout_is_short_and_within_the_deadline(
+    mock: respx.MockRouter, clock: FakeClock
+) -> None:
     """An attempt never waits longer than 5 s, nor longer than the time left."""
     calls = route(mock, "slack").mock(return_value=SUCCESS["slack"])
     send(clock, "slack", budget=60)
     send(clock, "slack", budget=1.5)
     long, short = (call.request.extensions["timeout"] for call in calls.calls)
-    assert long == {"connect": 3.0, "read": 5.0, "write": 5.0, "pool": 5.0}
+    assert long == {"connect": 3.0, "read": 5.0, "write": 5.0, "pool": 3.0}
     assert short == {"connect": 1.5, "read": 1.5, "write": 1.5, "pool": 1.5}
 
 
 # --- when nothing is sent -----------------------------------------------------------------------------------
 
 
-def test_no_url_sends_nothing(clock: Clock) -> None:
+def test_no_url_sends_nothing(clock: FakeClock) -> None:
     """Without WEBHOOK_URL there is no delivery and no report."""
     assert send(clock, settings=Settings.from_env({})) is None
 
 
-def test_nothing_worth_saying_sends_nothing(mock: respx.MockRouter, clock: Clock) -> None:
+def test_nothing_worth_saying_sends_nothing(mock: respx.MockRouter, clock: FakeClock) -> None:
     """Under the default WEBHOOK_NOTIFY=changes, an invocation that only skipped sends nothing."""
     calls = route(mock, "feishu").mock(return_value=SUCCESS["feishu"])
     skipped = InvocationResult.of("timer", "e", (ImageOutcome(image_id="image-1", status="skipped"),))
@@ -396,16 +378,40 @@ def test_nothing_worth_saying_sends_nothing(mock: respx.MockRouter, clock: Clock
     assert calls.call_count == 1
 
 
+@pytest.mark.parametrize(
+    ("when", "status", "reason"),
+    [
+        ("changes", "skipped", "WEBHOOK_NOTIFY=changes and nothing was started, failed or deferred"),
+        ("failures", "started", "WEBHOOK_NOTIFY=failures and nothing failed or was deferred"),
+    ],
+)
+def test_a_notification_not_sent_says_why_in_one_line(
+    mock: respx.MockRouter, clock: FakeClock, when: str, status: str, reason: str
+) -> None:
+    """When WEBHOOK_NOTIFY leaves nothing to report, one webhook.skipped line gives the reason (the URL
+    redacted), and nothing is posted."""
+    calls = route(mock, "feishu").mock(return_value=SUCCESS["feishu"])
+    quiet = InvocationResult.of("timer", "e", (ImageOutcome(image_id="image-1", status=status),))  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        assert (
+            send(clock, "feishu", result=quiet, settings=settings_for("feishu", WEBHOOK_NOTIFY=when)) is None
+        )
+    (line,) = events(logs, "webhook.skipped")
+    assert line["reason"] == reason
+    assert TOKEN_CANARY not in json.dumps(logs)
+    assert calls.call_count == 0
+
+
 # --- never raises, never leaks ------------------------------------------------------------------------------
 
 
 class ExplodingClient(httpx.Client):
-    def post(self, *_: Any, **__: Any) -> httpx.Response:  # type: ignore[override]
+    def send(self, *_: Any, **__: Any) -> httpx.Response:  # type: ignore[override]
         msg = f"unexpected failure mentioning {URLS['dingtalk']} and {SECRET_CANARY}"
         raise RuntimeError(msg)
 
 
-def test_unexpected_client_failure_never_raises(clock: Clock) -> None:
+def test_unexpected_client_failure_never_raises(clock: FakeClock) -> None:
     """Whatever the HTTP client raises, notify returns a failed report and logs webhook.failed."""
     with ExplodingClient() as client, capture_logs() as logs:
         report = send(clock, "dingtalk", client=client)
@@ -415,7 +421,7 @@ def test_unexpected_client_failure_never_raises(clock: Clock) -> None:
 
 
 def test_any_failure_inside_notify_is_caught_and_logged(
-    monkeypatch: pytest.MonkeyPatch, clock: Clock
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     """Even an unexpected error inside notify itself ends in a failed report and a webhook.failed line."""
 
@@ -433,7 +439,7 @@ def test_any_failure_inside_notify_is_caught_and_logged(
 
 
 def test_broken_standard_secret_fails_the_delivery_not_the_invocation(
-    mock: respx.MockRouter, clock: Clock
+    mock: respx.MockRouter, clock: FakeClock
 ) -> None:
     """A whsec_ secret that is not base64 (settings refuse it; this guards settings built another way) fails the
     delivery with a reason naming the variable, sending nothing."""
@@ -448,7 +454,7 @@ def test_broken_standard_secret_fails_the_delivery_not_the_invocation(
     assert calls.call_count == 0
 
 
-def test_a_client_passed_in_is_left_open(mock: respx.MockRouter, clock: Clock) -> None:
+def test_a_client_passed_in_is_left_open(mock: respx.MockRouter, clock: FakeClock) -> None:
     """notify uses the caller's client and does not close it."""
     route(mock, "slack").mock(return_value=SUCCESS["slack"])
     with httpx.Client() as client:
@@ -467,7 +473,7 @@ ECHOING_ANSWERS: list[httpx.Response | Exception] = [
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_secrets_never_reach_logs_or_reports(
-    mock: respx.MockRouter, clock: Clock, fmt: WebhookFormat
+    mock: respx.MockRouter, clock: FakeClock, fmt: WebhookFormat
 ) -> None:
     """The secret and the URL's credential parts appear in no log line and no report, even when echoed back."""
     route(mock, fmt).mock(side_effect=ECHOING_ANSWERS)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -201,6 +203,8 @@ def test_a_named_file_that_does_not_exist_is_an_error(tmp_path: Path, absent_def
             id="token object",
         ),
         pytest.param({**ROLE_FILE, "access_key_id": [FILE_AK]}, "access_key_id", "array", id="key id array"),
+        pytest.param("[" * 60_000, "", "nests too deep", id="nested JSON"),
+        pytest.param(" " * (64 * 1024) + json.dumps(ROLE_FILE), "", "larger than 64 KiB", id="over 64 KiB"),
     ],
 )
 def test_a_broken_role_file_names_the_file_and_field(
@@ -224,3 +228,19 @@ def test_an_unreadable_role_file_is_an_error(tmp_path: Path) -> None:
     error = _error({}, tmp_path)
     assert error.source == str(tmp_path)
     assert "cannot be read" in str(error)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_role_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    """A FIFO with no writer (which would block) or /dev/zero (which never ends) is refused at once as not
+    a regular file, naming the path."""
+    path = tmp_path / "credential"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    started = time.monotonic()
+    error = _error({"VOLCENGINE_CREDENTIAL_FILE": str(path)}, tmp_path / "absent")
+    assert time.monotonic() - started < 2.0
+    assert error.source == str(path)
+    assert "not a regular file" in str(error)

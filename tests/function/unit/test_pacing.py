@@ -26,14 +26,25 @@ def test_a_small_invocation_never_waits_and_sustained_traffic_is_spaced() -> Non
     """At 10 rps the first 5 requests go at once (a direct event's 2-3 calls never wait); after that
     requests are spaced 100 ms apart."""
     clock = FakeClock()
-    limiter = RateLimiter(10, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter = RateLimiter(10, clock=clock)
     starts = []
     for _ in range(10):
         limiter.acquire(deadline=1e9)
-        starts.append(clock.now - 100.0)
+        starts.append(clock.t - 100.0)
     assert starts[:5] == [0.0] * 5
     gaps = [b - a for a, b in itertools.pairwise(starts[4:])]
     assert gaps == pytest.approx([0.1] * 5)
+
+
+class _SlotRecorder(FakeClock):
+    """Callers that never wait in line: each wait is recorded as the slot it ends at, and time does not move."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.slots: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slots.append(self.t + seconds)
 
 
 @settings(max_examples=150, deadline=None)
@@ -44,15 +55,15 @@ def test_a_small_invocation_never_waits_and_sustained_traffic_is_spaced() -> Non
 def test_no_second_ever_sees_more_than_the_rate(rate: float, gaps: list[float]) -> None:
     """Whatever the arrival pattern (bursts, pauses, many threads at once), no one-second window holds
     more than the rate's worth of requests."""
-    now = [0.0]
-    slots: list[float] = []
-    limiter = RateLimiter(rate, monotonic=lambda: now[0], sleep=lambda wait: slots.append(now[0] + wait))
+    clock = _SlotRecorder()
+    limiter = RateLimiter(rate, clock=clock)
     for gap in gaps:
-        now[0] += gap
-        before = len(slots)
+        clock.t += gap
+        before = len(clock.slots)
         limiter.acquire(deadline=1e9)
-        if len(slots) == before:  # no wait: the slot is now
-            slots.append(now[0])
+        if len(clock.slots) == before:  # no wait: the slot is now
+            clock.slots.append(clock.t)
+    slots = clock.slots
     slots.sort()
     limit = max(1, int(rate))
     for i, start in enumerate(slots):
@@ -63,13 +74,13 @@ def test_no_second_ever_sees_more_than_the_rate(rate: float, gaps: list[float]) 
 def test_throttling_halves_the_rate_and_honours_retry_after() -> None:
     """A 429 halves the rate and pauses the next slot for Retry-After; successes bring the rate back."""
     clock = FakeClock()
-    limiter = RateLimiter(40, burst=1, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter = RateLimiter(40, burst=1, clock=clock)
     limiter.acquire(deadline=1e9)
     limiter.on_throttled(retry_after=2.0)
     assert limiter.rate == 20
-    before = clock.now
+    before = clock.t
     limiter.acquire(deadline=1e9)
-    assert clock.now - before == pytest.approx(2.0)
+    assert clock.t - before == pytest.approx(2.0)
     for _ in range(40):
         limiter.on_success()
     assert limiter.rate == 40
@@ -86,11 +97,11 @@ def test_rate_never_falls_below_the_floor() -> None:
 def test_a_slot_past_the_deadline_is_refused_without_waiting() -> None:
     """When the next free slot lies past the deadline, the caller learns it at once and nothing is reserved."""
     clock = FakeClock()
-    limiter = RateLimiter(1, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter = RateLimiter(1, clock=clock)
     assert limiter.burst == 1
-    limiter.acquire(deadline=clock.now + 10)
+    limiter.acquire(deadline=clock.t + 10)
     with pytest.raises(BudgetExhausted):
-        limiter.acquire(deadline=clock.now + 0.5)
+        limiter.acquire(deadline=clock.t + 0.5)
     assert clock.slept == []
-    limiter.acquire(deadline=clock.now + 10)
+    limiter.acquire(deadline=clock.t + 10)
     assert clock.slept == [pytest.approx(1.0)]

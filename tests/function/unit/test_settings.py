@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import certifi
 import pytest
 
 from handler.errors import ConfigurationError
@@ -51,25 +54,81 @@ def test_values_are_read_and_empty_ones_ignored() -> None:
         ("EXPORT_TOS_BUCKET", "a" * 64, "3-63"),
         ("EXPORT_TOS_PREFIX", "has space", "letters and digits"),
         ("EXPORT_TOS_PREFIX", "x" * 31, "1-30"),
-        ("EXPORT_CONCURRENCY", "0", "greater than or equal to 1"),
-        ("EXPORT_CONCURRENCY", "many", "integer"),
-        ("VOLCENGINE_MAX_RPS", "-1", "greater than 0"),
+        ("EXPORT_CONCURRENCY", "0", "expected a whole number at least 1, at most 32, got '0'"),
+        ("EXPORT_CONCURRENCY", "many", "expected a whole number at least 1, at most 32, got 'many'"),
+        ("VOLCENGINE_MAX_RPS", "-1", "expected a number above 0, at most 1000, got '-1'"),
         ("VOLCENGINE_ENDPOINT", "open.volcengineapi.com", "scheme and host"),
         ("VOLCENGINE_ENDPOINT", "https://open.volcengineapi.com/v1", "without a path"),
         ("WEBHOOK_URL", "http://hooks.example.com/x", "https"),
         ("WEBHOOK_URL", "ftp://127.0.0.1/x", "https"),
         ("WEBHOOK_FORMAT", "teams", "standard"),
-        ("LOG_LEVEL", "TRACE", "DEBUG"),
-        ("EXPORT_DEDUPE_HOURS", "2", "shorter than the scan lookback"),
+        ("LOG_LEVEL", "TRACE", "expected one of 'DEBUG', 'INFO', 'WARNING' or 'ERROR' (in any case)"),
+        ("EXPORT_DEDUPE_HOURS", "2", "expected at least the scan lookback, EXPORT_LOOKBACK_HOURS=25"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, says: str) -> None:
-    """A bad value stops with an error that names the variable and what was expected, never echoing secrets."""
+    """A bad value stops with one wording for every setting, ``VARIABLE: expected …, got '…'``."""
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env({variable: value})
     assert caught.value.source == variable
-    assert str(caught.value).startswith(f"{variable}: ")
+    assert str(caught.value).startswith(f"{variable}: expected ")
     assert says in str(caught.value)
+    shown = value if len(value) <= 40 else value[:39] + "…"
+    if variable != "WEBHOOK_URL":
+        assert str(caught.value).endswith(f", got '{shown}'")
+
+
+def test_a_bad_prefix_is_shown_cut_short() -> None:
+    """A long bad EXPORT_TOS_PREFIX is quoted in the error, cut to 40 characters."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"EXPORT_TOS_PREFIX": "img-export-" + "x" * 100})
+    assert str(caught.value) == (
+        "EXPORT_TOS_PREFIX: expected 1-30 letters and digits, got 'img-export-" + "x" * 28 + "…'"
+    )
+
+
+def test_a_webhook_url_error_shows_only_scheme_and_host() -> None:
+    """A refused WEBHOOK_URL is shown up to its host: its path and query may be the credential."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"WEBHOOK_URL": "http://hooks.example.com/in?token=CANARY-token"})
+    assert str(caught.value).endswith(", got 'http://hooks.example.com/…'")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("LOG_LEVEL", "debug", "DEBUG"),
+        ("WEBHOOK_FORMAT", "Feishu", "feishu"),
+        ("WEBHOOK_NOTIFY", "ALL", "all"),
+    ],
+)
+def test_choices_are_accepted_in_any_case(variable: str, value: str, expected: str) -> None:
+    """LOG_LEVEL=debug, WEBHOOK_FORMAT=Feishu and WEBHOOK_NOTIFY=ALL are read as their canonical values."""
+    settings = Settings.from_env({variable: value})
+    assert expected in (settings.log_level, settings.webhook_format, settings.webhook_notify)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "(no such file)"), ("not a certificate\n", "holds no PEM certificate"), ("", "holds no PEM")],
+)
+def test_a_broken_ssl_cert_file_is_a_configuration_error(
+    tmp_path: Path, content: str | None, reason: str
+) -> None:
+    """SSL_CERT_FILE naming a missing or non-PEM file stops at settings load, naming the variable."""
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"SSL_CERT_FILE": str(path)})
+    assert caught.value.source == "SSL_CERT_FILE"
+    assert str(caught.value).startswith("SSL_CERT_FILE: expected a file of PEM CA certificates, got ")
+    assert reason in str(caught.value)
+
+
+def test_a_pem_ssl_cert_file_is_accepted() -> None:
+    """A real PEM CA bundle (certifi's, which httpx ships with) passes the check."""
+    assert Settings.from_env({"SSL_CERT_FILE": certifi.where()}).region == "cn-beijing"
 
 
 def test_webhook_secret_is_not_in_the_repr() -> None:
@@ -109,3 +168,4 @@ def test_broken_standard_webhook_secret_is_a_configuration_error() -> None:
         Settings.from_env({"WEBHOOK_SECRET": "whsec_not*base64!"})
     assert caught.value.source == "WEBHOOK_SECRET"
     assert "not*base64" not in str(caught.value)
+    assert str(caught.value).endswith("got a value not shown here (it is a secret)")

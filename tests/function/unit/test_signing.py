@@ -394,3 +394,22 @@ def test_httpx_sends_the_canonical_query_unchanged(params: dict[str, str]) -> No
     """The query httpx puts on the wire is byte for byte the one that was signed."""
     query = canonical_query(params)
     assert httpx.Request("GET", f"https://host/?{query}").url.query.decode("ascii") == query
+
+
+def test_the_signer_names_its_fixed_secrets_for_masking_and_never_reads_rotating_ones() -> None:
+    """Fixed credentials give their secret key and token to mask; rotating ones are not read just for that."""
+    calls: list[int] = []
+
+    def rotating() -> Credentials:
+        calls.append(1)
+        return STS_CREDENTIALS
+
+    assert VolcSigner(STS_CREDENTIALS, region="cn-beijing", service="ecs").known_secrets() == (
+        STS_CREDENTIALS.secret_key,
+        STS_CREDENTIALS.session_token,
+    )
+    assert VolcSigner(CREDENTIALS, region="cn-beijing", service="ecs").known_secrets() == (
+        CREDENTIALS.secret_key,
+    )
+    assert VolcSigner(rotating, region="cn-beijing", service="ecs").known_secrets() == ()
+    assert calls == []

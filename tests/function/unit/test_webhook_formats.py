@@ -528,3 +528,30 @@ def test_secret_parts_lists_the_secret_and_the_url_credentials() -> None:
 def test_secret_parts_of_an_unreadable_url_still_include_the_secret() -> None:
     """A URL that cannot be parsed still leaves the secret known for scrubbing."""
     assert "SECRET99" in secret_parts("http://[broken/TOKEN", "SECRET99")
+
+
+@pytest.mark.parametrize("fmt", ["standard", "feishu", "dingtalk", "wecom", "slack"])
+def test_every_body_passes_the_result_text_through_the_mask(fmt: WebhookFormat) -> None:
+    """A secret quoted in an error message (a gateway echoing a token) leaves in no format's body: the mask
+    build_request is given is applied to everything the result contributes."""
+    canary = "CANARY-token-0a1b2c"
+    leaky = result_of(
+        ImageOutcome(
+            image_id="image-1",
+            status="failed",
+            error=ErrorInfo(code="GatewayEcho", message=f"denied for token {canary}"),
+        )
+    )
+    request = build_request(
+        fmt,
+        leaky,
+        url="https://example.com/hook",
+        secret=None,
+        region="cn-beijing",
+        bucket=None,
+        now=NOW,
+        mask=lambda text: text.replace(canary, "***"),
+    )
+    body = request.content.decode()
+    assert canary not in body
+    assert "denied for token ***" in body

@@ -423,13 +423,15 @@ def test_values_the_function_would_refuse_are_refused_by_name(
     deploy: Deployer, variable: str, value: str, refused: str
 ) -> None:
     """A value filled in from ${env:...} that the function's settings would refuse at every invocation: exit 2
-    naming the variable (never its value), before any call."""
+    naming the variable, before any call; a secret's value is never shown (others are, as the function's own
+    settings show them)."""
     deploy.environ[variable] = value
     status, out, err = deploy("--apply")
     assert status == 2
     assert refused in err
     assert "once ${env:…} is filled in" in err
-    assert value not in out + err
+    if variable == "HOOK_SECRET":
+        assert value not in out + err
     assert deploy.emulator.stats()["requests_total"] == 0
 
 

@@ -34,6 +34,7 @@ from handler.adapters.openapi import OpenApiClient
 from handler.adapters.pacing import RateLimiter, RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.errors import RetryableApiError, TerminalApiError, UnknownOutcomeError
+from tests.support.fakes import FakeClock
 
 HOST = "vefaas.test.volcengineapi.com"
 ENDPOINT = f"https://{HOST}"
@@ -193,7 +194,7 @@ def client(account: Account) -> Iterator[VefaasClient]:
             credentials=CREDENTIALS,
             policy=RetryPolicy(max_attempts=3, base=0.0, cap=0.0),
             limiter=RateLimiter(1000.0),
-            sleep=lambda _seconds: None,
+            clock=FakeClock(),
         )
         yield VefaasClient(api, deadline=float("inf"))
 

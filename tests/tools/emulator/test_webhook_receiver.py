@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from urllib.parse import quote_plus
 
 import httpx
@@ -28,6 +29,7 @@ from handler.adapters.webhooks._formats import dingtalk_sign, feishu_sign, stand
 from handler.errors import ConfigurationError
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult
 from handler.models.settings import Settings, WebhookFormat
+from tests.support.fakes import FakeClock
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 CHAT_SECRET = "SECdemo-local-secret"
@@ -60,7 +62,7 @@ def deliver_at(url: str, fmt: WebhookFormat, *, secret: str | None) -> DeliveryR
         Settings.from_env(env),
         region="cn-beijing",
         deadline=time.monotonic() + 10,
-        sleep=lambda _: None,  # retries go at once: the receiver answers instantly
+        clock=FakeClock(wall=datetime.now(UTC)),  # retries go at once: the receiver answers instantly
     )
 
 
