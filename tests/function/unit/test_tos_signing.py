@@ -119,7 +119,12 @@ def test_stale_signer_headers_and_unsigned_headers_stay_out_of_the_signature() -
         host=head.case["headers"]["Host"],
         path=head.case["path"],
         query={},
-        headers={"x-tos-date": "19990101T000000Z", "x-tos-security-token": "old", "User-Agent": "x", "X-Other": "y"},
+        headers={
+            "x-tos-date": "19990101T000000Z",
+            "x-tos-security-token": "old",
+            "User-Agent": "x",
+            "X-Other": "y",
+        },
         credentials=head.credentials,
         region=SHARED["region"],
         x_date=SHARED["date"],
