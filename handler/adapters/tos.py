@@ -33,7 +33,7 @@ from handler.errors import (
     UnknownOutcomeError,
     api_error_for,
 )
-from handler.models.settings import BUCKET_PATTERN
+from handler.models.settings import BUCKET_PATTERN, default_tos_endpoint
 
 __all__ = [
     "HEAD_OBJECT",
@@ -73,11 +73,6 @@ def reset_tos_rate_limiter() -> None:
     """Forget the process's TOS rate limiters (tests; a long-lived host reloading)."""
     with _lock:
         _limiters.clear()
-
-
-def default_tos_endpoint(region: str) -> str:
-    """TOS's public endpoint for a region: ``https://tos-<region>.volces.com``."""
-    return f"https://tos-{region}.volces.com"
 
 
 def uses_path_style(host: str) -> bool:
