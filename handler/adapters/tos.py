@@ -1,8 +1,8 @@
 """The TOS client: a signed HeadObject, to check that an export's object is there (docs/facts.md §11).
 
-HeadObject answers one of three records: :class:`ObjectFound` (size, CRC-64, ETag, Last-Modified),
-:class:`ObjectMissing` (404) or :class:`ObjectUnreadable` (403: the function's role may not read the bucket,
-so the export could not be verified; never a failed export). Any other answer is a typed ``ApiError``
+HeadObject answers one of three records (``handler.models.objects``): :class:`ObjectFound` (size, CRC-64,
+ETag, Last-Modified), :class:`ObjectMissing` (404) or :class:`ObjectUnreadable` (403: the function's role
+may not read the bucket, so the export could not be verified; never a failed export). Any other answer is a typed ``ApiError``
 (``handler.errors.api_error_for``). Retries, the deadline and the rate limiter work as in the OpenAPI
 client; the limiter is TOS's own, never the ECS one. Nothing is sent or built at import.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -33,6 +32,13 @@ from handler.errors import (
     UnknownOutcomeError,
     api_error_for,
 )
+from handler.models.objects import (
+    UNREADABLE_REASON,
+    HeadResult,
+    ObjectFound,
+    ObjectMissing,
+    ObjectUnreadable,
+)
 from handler.models.settings import BUCKET_PATTERN, default_tos_endpoint
 
 __all__ = [
@@ -50,10 +56,6 @@ __all__ = [
 ]
 
 HEAD_OBJECT = "HeadObject"
-UNREADABLE_REASON = (
-    "TOS refused to show the object (HTTP 403): the function's role may lack read access to the bucket's "
-    "objects, so the export could not be verified"
-)
 
 _log = structlog.get_logger("handler.tos")
 _lock = threading.Lock()
@@ -93,41 +95,6 @@ def object_url(endpoint: str, bucket: str, key: str) -> str:
     if uses_path_style(parts.hostname or ""):
         return f"{parts.scheme}://{parts.netloc}{encode_key_path(f'/{bucket}/{key}')}"
     return f"{parts.scheme}://{bucket}.{parts.netloc}{encode_key_path(f'/{key}')}"
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectFound:
-    """The object exists: its size in bytes, CRC-64/ECMA (decimal, as TOS writes it), ETag, Last-Modified."""
-
-    bucket: str
-    key: str
-    size_bytes: int
-    crc64: str | None
-    etag: str | None
-    last_modified: datetime | None
-    request_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectMissing:
-    """TOS answered 404: no object under this key."""
-
-    bucket: str
-    key: str
-    request_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectUnreadable:
-    """TOS answered 403: whether the object exists could not be verified (never a failed export)."""
-
-    bucket: str
-    key: str
-    reason: str
-    request_id: str | None
-
-
-HeadResult = ObjectFound | ObjectMissing | ObjectUnreadable
 
 
 class TosClient:
