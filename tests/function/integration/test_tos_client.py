@@ -298,3 +298,36 @@ def test_secrets_never_reach_the_log_lines(clock: StepClock) -> None:
     text = repr(logs)
     assert CREDS.secret_key not in text
     assert str(CREDS.session_token) not in text
+
+
+@respx.mock
+def test_an_odd_last_modified_is_left_out_not_fatal(clock: StepClock) -> None:
+    """A Last-Modified that is not an HTTP date leaves last_modified unset; the object is still found."""
+    headers = FOUND_HEADERS | {"Last-Modified": "yesterday-ish"}
+    respx.head(VIRTUAL_URL).mock(return_value=httpx.Response(200, headers=headers))
+    result = make_client(clock).head_object(BUCKET, KEY, deadline=2000)
+    assert isinstance(result, ObjectFound)
+    assert (result.last_modified, result.size_bytes) == (None, 42_949_672_960)
+
+
+@respx.mock
+def test_an_error_without_a_json_body_is_typed_by_its_status(clock: StepClock) -> None:
+    """A 400 whose body is not TOS's JSON becomes a terminal error coded HTTP400, sent once."""
+    route = respx.head(VIRTUAL_URL).mock(return_value=httpx.Response(400, text="<html>proxy</html>"))
+    with pytest.raises(TerminalApiError) as caught:
+        make_client(clock).head_object(BUCKET, KEY, deadline=2000)
+    assert caught.value.code == "HTTP400"
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_an_untrusted_certificate_says_to_set_ssl_cert_file(clock: StepClock) -> None:
+    """A TLS verification failure is terminal and names SSL_CERT_FILE, without retrying."""
+    route = respx.head(VIRTUAL_URL).mock(
+        side_effect=httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    )
+    with pytest.raises(TerminalApiError) as caught:
+        make_client(clock).head_object(BUCKET, KEY, deadline=2000)
+    assert caught.value.code == "CertificateVerifyFailed"
+    assert "SSL_CERT_FILE" in caught.value.message
+    assert route.call_count == 1
