@@ -90,7 +90,7 @@ def _checked_tags(tags: Mapping[str, str]) -> list[tuple[str, str]]:
 
 
 class EcsClient:
-    """The three ECS actions over a signed ``OpenApiClient`` (service ``ecs``, GET requests)."""
+    """The ECS actions over a signed ``OpenApiClient`` (service ``ecs``, GET requests)."""
 
     def __init__(self, api: OpenApiClient) -> None:
         self._api = api

@@ -22,7 +22,7 @@ __all__ = [
     "BUCKET_PATTERN",
     "PREFIX_PATTERN",
     "Settings",
-    "Tracking",
+    "TrackingMode",
     "WebhookFormat",
     "default_tos_endpoint",
     "is_loopback_host",
@@ -36,7 +36,7 @@ PREFIX_PATTERN = re.compile(r"\A[A-Za-z0-9]{1,30}\Z")
 WebhookFormat = Literal["standard", "feishu", "dingtalk", "wecom", "slack"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 NotifyWhen = Literal["all", "changes", "failures"]
-Tracking = Literal["tags", "off"]
+TrackingMode = Literal["tags", "off"]
 MAX_IN_FLIGHT_LIMIT = 100_000
 
 
@@ -84,7 +84,7 @@ class Settings(BaseModel):
 
     log_level: Annotated[LogLevel, Field(alias="LOG_LEVEL")] = "INFO"
 
-    tracking: Annotated[Tracking, Field(alias="EXPORT_TRACKING")] = "tags"
+    tracking: Annotated[TrackingMode, Field(alias="EXPORT_TRACKING")] = "tags"
     max_in_flight: Annotated[int | None, Field(alias="EXPORT_MAX_IN_FLIGHT")] = None
     tos_endpoint: Annotated[str | None, Field(alias="TOS_ENDPOINT")] = None
 
@@ -141,47 +141,6 @@ class Settings(BaseModel):
                 raise ValueError(msg) from None
         return value
 
-    @field_validator("tracking", mode="before")
-    @classmethod
-    def _tracking(cls, value: object) -> object:
-        text = str(value).lower()
-        if text not in ("tags", "off"):
-            msg = f"expected tags or off, got {str(value)!r}"
-            raise ValueError(msg)
-        return text
-
-    @field_validator("max_in_flight", mode="before")
-    @classmethod
-    def _max_in_flight(cls, value: object) -> object:
-        if value is None:
-            return None
-        text = str(value)
-        if not text.isdigit() or not 1 <= int(text) <= MAX_IN_FLIGHT_LIMIT:
-            msg = (
-                f"expected a whole number from 1 to {MAX_IN_FLIGHT_LIMIT}, or unset for no cap, got {text!r}"
-            )
-            raise ValueError(msg)
-        return int(text)
-
-    @field_validator("tos_endpoint")
-    @classmethod
-    def _tos_endpoint(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.username is not None or parts.password is not None:
-            msg = "expected scheme and host[:port] without credentials (the value is not shown)"
-            raise ValueError(msg)
-        try:
-            port_ok = parts.port is None or parts.port > 0
-        except ValueError:
-            port_ok = False
-        origin = parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
-        if not origin or parts.path not in ("", "/") or parts.query or parts.fragment:
-            msg = f"expected scheme and host[:port], like https://tos-cn-beijing.volces.com, got {value!r}"
-            raise ValueError(msg)
-        return value.rstrip("/")
-
     @model_validator(mode="after")
     def _dedupe_covers_lookback(self) -> Settings:
         if self.dedupe_hours is not None and self.dedupe_hours < self.lookback_hours:
@@ -215,3 +174,44 @@ class Settings(BaseModel):
     def tos_origin(self) -> str:
         """TOS's scheme + host[:port]: ``TOS_ENDPOINT``, else ``https://tos-<region>.volces.com``."""
         return self.tos_endpoint or default_tos_endpoint(self.region)
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _tracking(cls, value: object) -> object:
+        text = str(value).lower()
+        if text not in ("tags", "off"):
+            msg = f"expected tags or off, got {str(value)!r}"
+            raise ValueError(msg)
+        return text
+
+    @field_validator("max_in_flight", mode="before")
+    @classmethod
+    def _max_in_flight(cls, value: object) -> object:
+        if value is None:
+            return None
+        text = str(value)
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_IN_FLIGHT_LIMIT:
+            msg = (
+                f"expected a whole number from 1 to {MAX_IN_FLIGHT_LIMIT}, or unset for no cap, got {text!r}"
+            )
+            raise ValueError(msg)
+        return int(text)
+
+    @field_validator("tos_endpoint")
+    @classmethod
+    def _tos_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            msg = "expected scheme and host[:port] without credentials (the value is not shown)"
+            raise ValueError(msg)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        origin = parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
+        if not origin or parts.path not in ("", "/") or parts.query or parts.fragment:
+            msg = f"expected scheme and host[:port], like https://tos-cn-beijing.volces.com, got {value!r}"
+            raise ValueError(msg)
+        return value.rstrip("/")

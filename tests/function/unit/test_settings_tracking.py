@@ -36,6 +36,7 @@ def test_an_empty_cap_means_no_cap() -> None:
         ("EXPORT_MAX_IN_FLIGHT", "0", "EXPORT_MAX_IN_FLIGHT: expected a whole number from 1 to 100000"),
         ("EXPORT_MAX_IN_FLIGHT", "-2", "got '-2'"),
         ("EXPORT_MAX_IN_FLIGHT", "2.5", "got '2.5'"),
+        ("EXPORT_MAX_IN_FLIGHT", "²", "got '²'"),
         ("EXPORT_MAX_IN_FLIGHT", "many", "got 'many'"),
         ("EXPORT_MAX_IN_FLIGHT", "100001", "got '100001'"),
         ("TOS_ENDPOINT", "tos-cn-beijing.volces.com", "TOS_ENDPOINT: expected scheme and host[:port]"),
