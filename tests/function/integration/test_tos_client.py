@@ -70,7 +70,11 @@ def clock() -> StepClock:
 
 
 def make_client(
-    clock: StepClock, *, endpoint: str = "https://tos-cn-beijing.volces.com", attempts: int = 4
+    clock: StepClock,
+    *,
+    endpoint: str = "https://tos-cn-beijing.volces.com",
+    attempts: int = 4,
+    limiter: RateLimiter | None = None,
 ) -> TosClient:
     return TosClient(
         http=httpx.Client(timeout=httpx.Timeout(1.0)),
@@ -78,7 +82,7 @@ def make_client(
         region="cn-beijing",
         credentials=CREDS,
         policy=RetryPolicy(max_attempts=attempts, base=0.1, cap=1.0),
-        limiter=RateLimiter(1000, monotonic=clock.monotonic, sleep=clock.sleep),
+        limiter=limiter or RateLimiter(1000, monotonic=clock.monotonic, sleep=clock.sleep),
         clock=clock,
     )
 
@@ -176,16 +180,17 @@ def test_a_connect_error_names_tos_endpoint(clock: StepClock) -> None:
 
 
 @respx.mock
-def test_throttling_waits_retry_after_and_slows_only_the_tos_limiter(clock: StepClock) -> None:
+def test_throttling_waits_retry_after_and_slows_the_tos_limiter(clock: StepClock) -> None:
     """A 429 waits at least Retry-After and halves the TOS limiter's rate before the HEAD goes through."""
-    client = make_client(clock)
+    limiter = RateLimiter(1000, monotonic=clock.monotonic, sleep=clock.sleep)
+    client = make_client(clock, limiter=limiter)
     route = respx.head(VIRTUAL_URL).mock(
         side_effect=[httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(404)]
     )
     assert isinstance(client.head_object(BUCKET, KEY, deadline=2000), ObjectMissing)
     assert route.call_count == 2
     assert sum(clock.slept) >= 2.0
-    assert client._limiter.rate < 1000
+    assert limiter.rate < 1000
 
 
 @respx.mock
