@@ -120,15 +120,16 @@ def group_by_tags(
     wanted: Iterable[tuple[str, Mapping[str, str]]],
 ) -> list[tuple[dict[str, str], tuple[str, ...]]]:
     """Images that get the same tags, together (one TagResources request per group and 50 images), in the
-    order each group first appears; an image named twice is tagged once, with its first tags."""
-    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    order each group first appears (tags compared whatever their order); an image named twice is tagged
+    once, with its first tags."""
+    groups: dict[frozenset[tuple[str, str]], tuple[dict[str, str], list[str]]] = {}
     seen: set[str] = set()
     for image_id, tags in wanted:
         if image_id in seen:
             continue
         seen.add(image_id)
-        groups.setdefault(tuple(tags.items()), []).append(image_id)
-    return [(dict(key), tuple(ids)) for key, ids in groups.items()]
+        groups.setdefault(frozenset(tags.items()), (dict(tags), []))[1].append(image_id)
+    return [(tags, tuple(ids)) for tags, ids in groups.values()]
 
 
 def latest_export_task(image_id: str, tasks: Iterable[Task]) -> Task | None:

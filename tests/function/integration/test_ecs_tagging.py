@@ -8,8 +8,10 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 import respx
+from hypothesis import given
+from hypothesis import strategies as st
 
-from handler.adapters.ecs import TAG_BATCH_LIMIT, EcsClient, TaggingReport
+from handler.adapters.ecs import TAG_BATCH_LIMIT, EcsClient, TaggingReport, validate_tag_key
 from handler.adapters.openapi import OpenApiClient
 from handler.adapters.pacing import RateLimiter, RetryPolicy
 from handler.adapters.signing import Credentials
@@ -195,3 +197,27 @@ def test_untagging_refuses_a_bad_key_or_none(clock: FakeClock) -> None:
     with pytest.raises(TerminalApiError, match="at least one"):
         make_client(clock).untag_images(["image-a"], [], deadline=2000)
     assert route.call_count == 0
+
+
+ALLOWED_PUNCTUATION = " _.:/=+-@"
+
+
+@given(st.text(alphabet=st.sampled_from("abcXYZ019" + ALLOWED_PUNCTUATION), min_size=1, max_size=128))
+def test_any_key_of_allowed_characters_is_valid_unless_reserved(key: str) -> None:
+    """A key of letters, digits and _ . : / = + - @ or spaces passes, unless it starts with volc: or sys:."""
+    reserved = key.lower().startswith(("volc:", "sys:"))
+    try:
+        validate_tag_key(key)
+    except TerminalApiError:
+        assert reserved
+    else:
+        assert not reserved
+
+
+@given(st.text(min_size=1, max_size=20), st.sampled_from("#$%&*()[]{}|\\;'\",<>?!\n\t"))
+def test_a_key_with_any_other_punctuation_is_refused_naming_it(text: str, bad: str) -> None:
+    """A key holding a character outside the documented set is refused, and the error shows the key."""
+    key = text + bad
+    with pytest.raises(TerminalApiError) as caught:
+        validate_tag_key(key)
+    assert repr(key) in caught.value.message
