@@ -65,3 +65,9 @@ def test_credentials_in_tos_endpoint_are_refused_without_echoing_them() -> None:
     with pytest.raises(ConfigurationError, match=r"TOS_ENDPOINT: .*without credentials") as caught:
         Settings.from_env({"TOS_ENDPOINT": "https://user:hunter2@tos.example"})
     assert "hunter2" not in str(caught.value)
+
+
+def test_settings_built_in_code_take_none_as_unset() -> None:
+    """Settings built directly (tests, tools) with None for the cap and the endpoint mean no cap, default TOS."""
+    settings = Settings.model_validate({"EXPORT_MAX_IN_FLIGHT": None, "TOS_ENDPOINT": None})
+    assert (settings.max_in_flight, settings.tos_origin) == (None, "https://tos-cn-beijing.volces.com")
