@@ -1,4 +1,5 @@
-"""The ECS client: ``ExportImage``, ``DescribeImages`` and ``DescribeTasks`` (Version 2020-04-01), typed.
+"""The ECS client: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources`` and
+``UntagResources`` (Version 2020-04-01), typed.
 
 ``ExportImage`` raises ``UnknownOutcomeError`` when its answer was lost and ``RetryableApiError`` with code
 ``OperationDenied.ResourceLocked`` when the image is busy: in both cases only the image's tasks can tell
@@ -7,16 +8,36 @@ whether an export is under way, and the caller looks before it tries again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from handler.adapters.openapi import OpenApiClient
-from handler.errors import MalformedResponse, RetryableApiError, UnknownOutcomeError
+from handler.errors import (
+    ExporterError,
+    MalformedResponse,
+    RetryableApiError,
+    TerminalApiError,
+    UnknownOutcomeError,
+)
 from handler.models.api import ExportStarted, Image, Task
 
-__all__ = ["API_VERSION", "BATCH_LIMIT", "MAX_SCAN_PAGES", "SERVICE", "TASKS_PER_IMAGE", "EcsClient"]
+__all__ = [
+    "API_VERSION",
+    "BATCH_LIMIT",
+    "MAX_SCAN_PAGES",
+    "SERVICE",
+    "TAGS_PER_CALL",
+    "TAG_BATCH_LIMIT",
+    "TASKS_PER_IMAGE",
+    "EcsClient",
+    "TaggingFailure",
+    "TaggingReport",
+    "validate_tag_key",
+]
 
 API_VERSION = "2020-04-01"
 SERVICE = "ecs"
@@ -26,12 +47,63 @@ BATCH_LIMIT = 100  # ids per DescribeImages / DescribeTasks request, and the lar
 # tasks of a batch of images: 50 tasks an image on average; a listing by ids: one page more than the ids fill.
 MAX_SCAN_PAGES = 200
 TASKS_PER_IMAGE = 50
+TAG_BATCH_LIMIT = 50  # resource ids per TagResources / UntagResources request (docs/facts.md §10)
+TAGS_PER_CALL = 20  # tags per TagResources request
+TAG_VALUE_LIMIT = 256
+# Tag keys: 1-128 letters, digits, spaces and _ . : / = + - @, never starting with volc: or sys: (any case).
+_TAG_KEY = re.compile(r"\A[\w .:/=+\-@]{1,128}\Z")
+_RESERVED_PREFIXES = ("volc:", "sys:")
 
 _M = TypeVar("_M", bound=BaseModel)
 
 
+@dataclass(frozen=True, slots=True)
+class TaggingFailure:
+    """One request's images, whose tags did not change, and why."""
+
+    image_ids: tuple[str, ...]
+    error: ExporterError
+
+
+@dataclass(frozen=True, slots=True)
+class TaggingReport:
+    """What a tagging call did: the images whose requests went through, and each refused request."""
+
+    done: tuple[str, ...] = ()
+    failures: tuple[TaggingFailure, ...] = ()
+
+    @property
+    def failed_ids(self) -> tuple[str, ...]:
+        """The images left as they were (their request was refused, failed after retries or not sent)."""
+        return tuple(i for failure in self.failures for i in failure.image_ids)
+
+
+def validate_tag_key(key: str) -> str:
+    """A tag key as TagResources takes it (docs/facts.md §10); else a ``TerminalApiError`` naming the key."""
+    if not _TAG_KEY.match(key) or key.lower().startswith(_RESERVED_PREFIXES):
+        msg = (
+            f"tag key {key!r}: expected 1-128 letters, digits, spaces or _ . : / = + - @, "
+            "not starting with volc: or sys:"
+        )
+        raise TerminalApiError(msg, code="InvalidTagKey.Malformed", action="TagResources")
+    return key
+
+
+def _checked_tags(tags: Mapping[str, str]) -> list[tuple[str, str]]:
+    pairs = list(tags.items())
+    if not 1 <= len(pairs) <= TAGS_PER_CALL:
+        msg = f"tags: expected 1-{TAGS_PER_CALL} tags a request, got {len(pairs)}"
+        raise TerminalApiError(msg, code="InvalidParameter.Tags", action="TagResources")
+    for key, value in pairs:
+        validate_tag_key(key)
+        if len(value) > TAG_VALUE_LIMIT:
+            msg = f"tag {key!r}: expected a value of at most {TAG_VALUE_LIMIT} characters, got {len(value)}"
+            raise TerminalApiError(msg, code="InvalidTagValue.Malformed", action="TagResources")
+    return pairs
+
+
 class EcsClient:
-    """The three ECS actions over a signed ``OpenApiClient`` (service ``ecs``, GET requests)."""
+    """The ECS actions over a signed ``OpenApiClient`` (service ``ecs``, GET requests)."""
 
     def __init__(self, api: OpenApiClient) -> None:
         self._api = api
@@ -83,6 +155,53 @@ class EcsClient:
                 pages = _pages_for(len(batch) * per_id)
                 for item in self._pages("DescribeTasks", params, "Tasks", deadline=deadline, max_pages=pages):
                     yield _model(Task, item, "DescribeTasks")
+
+    def tag_images(
+        self, image_ids: Iterable[str], tags: Mapping[str, str], *, deadline: float
+    ) -> TaggingReport:
+        """Set ``tags`` (1-20; a key already on an image gets the new value) on every image: TagResources with
+        ``ResourceType=image``, 50 images a request.
+
+        Bad keys or values raise a ``TerminalApiError`` naming the key before anything is sent. A request
+        the API refuses, or that fails after retries, is reported beside its images and the others go on.
+        Setting a tag twice changes nothing, so an unknown outcome is retried like a read.
+        """
+        params: dict[str, str] = {"ResourceType": "image"}
+        for n, (key, value) in enumerate(_checked_tags(tags), start=1):
+            params[f"Tags.{n}.Key"] = key
+            params[f"Tags.{n}.Value"] = value
+        return self._tag_batches("TagResources", image_ids, params, deadline=deadline)
+
+    def untag_images(
+        self, image_ids: Iterable[str], keys: Iterable[str], *, deadline: float
+    ) -> TaggingReport:
+        """Remove the tags ``keys`` from every image: UntagResources, 50 images a request; reported like
+        :meth:`tag_images`."""
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            msg = "keys: expected at least one tag key"
+            raise TerminalApiError(msg, code="InvalidParameter.TagKeys", action="UntagResources")
+        params = {"ResourceType": "image"} | {
+            f"TagKeys.{n}": validate_tag_key(key) for n, key in enumerate(unique, start=1)
+        }
+        return self._tag_batches("UntagResources", image_ids, params, deadline=deadline)
+
+    def _tag_batches(
+        self, action: str, image_ids: Iterable[str], params: dict[str, str], *, deadline: float
+    ) -> TaggingReport:
+        done: list[str] = []
+        failures: list[TaggingFailure] = []
+        unique = list(dict.fromkeys(image_ids))
+        for start in range(0, len(unique), TAG_BATCH_LIMIT):
+            batch = unique[start : start + TAG_BATCH_LIMIT]
+            ids = {f"ResourceIds.{n}": i for n, i in enumerate(batch, start=1)}
+            try:
+                self._api.call(action, params | ids, deadline=deadline, read_only=True)
+            except ExporterError as error:
+                failures.append(TaggingFailure(tuple(batch), error))
+            else:
+                done.extend(batch)
+        return TaggingReport(tuple(done), tuple(failures))
 
     def _pages(
         self, action: str, params: dict[str, str], key: str, *, deadline: float, max_pages: int

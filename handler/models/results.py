@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 from handler.errors import ApiError, ExporterError
 
-__all__ = ["ErrorInfo", "ImageOutcome", "InvocationResult", "Status", "Trigger", "object_key_for"]
+__all__ = [
+    "NOT_OK",
+    "STATUSES",
+    "ErrorInfo",
+    "ImageOutcome",
+    "InvocationResult",
+    "Status",
+    "Trigger",
+    "object_key_for",
+]
 
-Status = Literal["started", "skipped", "failed", "deferred"]
+Status = Literal["started", "skipped", "failed", "deferred", "queued", "exported", "export_failed"]
+# Every status, in the order counts and summaries list them.
+STATUSES: tuple[Status, ...] = get_args(Status)
+# The statuses that make ``ok`` false (and ``invoke`` exit 1): something needs a person or a later run.
+NOT_OK: frozenset[Status] = frozenset({"failed", "deferred", "export_failed"})
 Trigger = Literal["timer", "event", "http", "direct"]
 
 
@@ -47,6 +60,12 @@ class ImageOutcome(BaseModel):
     object_key: str | None = None
     reason: str | None = None
     error: ErrorInfo | None = None
+    # An ``exported`` result's object, as TOS reported it, and how long the export took (task CreatedAt→EndAt).
+    size_bytes: int | None = None
+    crc64: str | None = None
+    duration_s: float | None = None
+    # False (with ``reason``) when TOS would not show the object: the export could not be verified.
+    verified: bool | None = None
 
     @property
     def raises(self) -> bool:
@@ -68,7 +87,7 @@ class InvocationResult(BaseModel):
 
     @classmethod
     def of(cls, trigger: Trigger, event_id: str, results: tuple[ImageOutcome, ...]) -> InvocationResult:
-        ok = all(r.status in ("started", "skipped") for r in results)
+        ok = not any(r.status in NOT_OK for r in results)
         return cls(ok=ok, trigger=trigger, event_id=event_id, results=results)
 
     @property
@@ -78,7 +97,7 @@ class InvocationResult(BaseModel):
 
     def counts(self) -> dict[str, int]:
         """How many results have each status, in a fixed order."""
-        out = {"started": 0, "skipped": 0, "failed": 0, "deferred": 0}
+        out: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for r in self.results:
             out[r.status] += 1
         return out

@@ -27,7 +27,9 @@ __all__ = [
     "BUCKET_PATTERN",
     "PREFIX_PATTERN",
     "Settings",
+    "TrackingMode",
     "WebhookFormat",
+    "default_tos_endpoint",
     "is_loopback_host",
 ]
 
@@ -39,6 +41,13 @@ PREFIX_PATTERN = re.compile(r"\A[A-Za-z0-9]{1,30}\Z")
 WebhookFormat = Literal["standard", "feishu", "dingtalk", "wecom", "slack"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 NotifyWhen = Literal["all", "changes", "failures"]
+TrackingMode = Literal["tags", "off"]
+MAX_IN_FLIGHT_LIMIT = 100_000
+
+
+def default_tos_endpoint(region: str) -> str:
+    """TOS's public endpoint for a region: ``https://tos-<region>.volces.com`` (docs/facts.md §11)."""
+    return f"https://tos-{region}.volces.com"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -79,6 +88,10 @@ class Settings(BaseModel):
     webhook_notify: Annotated[NotifyWhen, Field(alias="WEBHOOK_NOTIFY")] = "changes"
 
     log_level: Annotated[LogLevel, Field(alias="LOG_LEVEL")] = "INFO"
+
+    tracking: Annotated[TrackingMode, Field(alias="EXPORT_TRACKING")] = "tags"
+    max_in_flight: Annotated[int | None, Field(alias="EXPORT_MAX_IN_FLIGHT")] = None
+    tos_endpoint: Annotated[str | None, Field(alias="TOS_ENDPOINT")] = None
 
     @field_validator("endpoint")
     @classmethod
@@ -175,10 +188,55 @@ class Settings(BaseModel):
         """The gateway's host[:port], as signed and sent."""
         return urlsplit(self.endpoint).netloc
 
+    @property
+    def tos_origin(self) -> str:
+        """TOS's scheme + host[:port]: ``TOS_ENDPOINT``, else ``https://tos-<region>.volces.com``."""
+        return self.tos_endpoint or default_tos_endpoint(self.region)
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _tracking(cls, value: object) -> object:
+        text = str(value).lower()
+        if text not in ("tags", "off"):
+            msg = "expected tags or off"
+            raise ValueError(msg)
+        return text
+
+    @field_validator("max_in_flight", mode="before")
+    @classmethod
+    def _max_in_flight(cls, value: object) -> object:
+        if value is None:
+            return None
+        text = str(value)
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_IN_FLIGHT_LIMIT:
+            msg = f"expected a whole number from 1 to {MAX_IN_FLIGHT_LIMIT}, or unset for no cap"
+            raise ValueError(msg)
+        return int(text)
+
+    @field_validator("tos_endpoint")
+    @classmethod
+    def _tos_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            msg = "expected scheme and host[:port] without credentials"
+            raise ValueError(msg)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        origin = parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
+        if not origin or parts.path not in ("", "/") or parts.query or parts.fragment:
+            msg = "expected scheme and host[:port], like https://tos-cn-beijing.volces.com"
+            raise ValueError(msg)
+        return value.rstrip("/")
+
 
 # --- error wording -----------------------------------------------------------------------------------------
 
 _SECRET_VARIABLES = frozenset({"WEBHOOK_SECRET"})
+_URL_VARIABLES = frozenset({"VOLCENGINE_ENDPOINT", "TOS_ENDPOINT"})
 _SHOWN_CHARS = 40
 
 
@@ -187,6 +245,10 @@ def _shown(variable: str, value: str) -> str:
     webhook URL only as far as its host (its path and query may be the credential)."""
     if variable in _SECRET_VARIABLES:
         return "a value not shown here (it is a secret)"
+    if variable in _URL_VARIABLES and "@" in value:
+        # user:password@ in an endpoint is a credential: only the scheme and host are shown.
+        parts = urlsplit(value)
+        value = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
     if variable == "WEBHOOK_URL":
         parts = urlsplit(value)
         if parts.scheme and parts.netloc:

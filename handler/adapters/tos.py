@@ -1,0 +1,277 @@
+"""The TOS client: a signed HeadObject, to check that an export's object is there (docs/facts.md §11).
+
+HeadObject answers one of three records (``handler.models.objects``): :class:`ObjectFound` (size, CRC-64,
+ETag, Last-Modified), :class:`ObjectMissing` (404) or :class:`ObjectUnreadable` (403: the function's role
+may not read the bucket, so the export could not be verified; never a failed export). Any other answer is a typed ``ApiError``
+(``handler.errors.api_error_for``). Retries, the deadline and the rate limiter work as in the OpenAPI
+client; the limiter is TOS's own, never the ECS one. Nothing is sent or built at import.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+
+from handler.adapters.pacing import RateLimiter, RetryPolicy, backoff_delay
+from handler.adapters.signing import Credentials
+from handler.adapters.tos_signing import TosSigner, encode_key_path
+from handler.clock import SYSTEM_CLOCK, Clock
+from handler.errors import (
+    ApiError,
+    BudgetExhausted,
+    RetryableApiError,
+    TerminalApiError,
+    ThrottledError,
+    UnknownOutcomeError,
+    api_error_for,
+)
+from handler.models.objects import (
+    UNREADABLE_REASON,
+    HeadResult,
+    ObjectFound,
+    ObjectMissing,
+    ObjectUnreadable,
+)
+from handler.models.settings import BUCKET_PATTERN, default_tos_endpoint
+
+__all__ = [
+    "HEAD_OBJECT",
+    "HeadResult",
+    "ObjectFound",
+    "ObjectMissing",
+    "ObjectUnreadable",
+    "TosClient",
+    "default_tos_endpoint",
+    "object_url",
+    "reset_tos_rate_limiter",
+    "shared_tos_rate_limiter",
+    "uses_path_style",
+]
+
+HEAD_OBJECT = "HeadObject"
+
+_log = structlog.get_logger("handler.tos")
+_lock = threading.Lock()
+_limiters: dict[float, RateLimiter] = {}
+
+
+def shared_tos_rate_limiter(max_rps: float) -> RateLimiter:
+    """The process's TOS rate limiter for this rate: separate from the OpenAPI ones, shared by all calls."""
+    with _lock:
+        limiter = _limiters.get(max_rps)
+        if limiter is None:
+            limiter = _limiters[max_rps] = RateLimiter(max_rps)
+        return limiter
+
+
+def reset_tos_rate_limiter() -> None:
+    """Forget the process's TOS rate limiters (tests; a long-lived host reloading)."""
+    with _lock:
+        _limiters.clear()
+
+
+def uses_path_style(host: str) -> bool:
+    """True for an IP address or ``localhost``: such an endpoint takes ``/<bucket>/<key>`` paths, like S3."""
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def object_url(endpoint: str, bucket: str, key: str) -> str:
+    """The URL of an object: ``<scheme>://<bucket>.<host>/<key>``, or ``<scheme>://<host>/<bucket>/<key>``
+    for an IP or ``localhost`` endpoint. The key is encoded as TOS signs it."""
+    parts = urlsplit(endpoint)
+    if uses_path_style(parts.hostname or ""):
+        return f"{parts.scheme}://{parts.netloc}{encode_key_path(f'/{bucket}/{key}')}"
+    return f"{parts.scheme}://{bucket}.{parts.netloc}{encode_key_path(f'/{key}')}"
+
+
+class TosClient:
+    """Signed HeadObject requests with retries, a deadline and TOS's own rate limiter.
+
+    ``endpoint`` is scheme + host[:port] (``TOS_ENDPOINT``); ``deadline`` on each call is a
+    ``clock.monotonic()`` value, the last moment a request may be sent.
+    """
+
+    def __init__(
+        self,
+        *,
+        http: httpx.Client,
+        endpoint: str,
+        region: str,
+        credentials: Credentials | Callable[[], Credentials],
+        policy: RetryPolicy,
+        limiter: RateLimiter,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._http = http
+        self._endpoint = endpoint.rstrip("/")
+        self._auth = TosSigner(credentials, region=region, clock=clock.now)
+        self._policy = policy
+        self._limiter = limiter
+        self._clock = clock
+
+    def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult:
+        """Look ``key`` up in ``bucket``: found, missing (404) or unreadable (403); else a typed error."""
+        if not BUCKET_PATTERN.match(bucket):
+            msg = f"bucket {bucket!r}: expected 3-63 lowercase letters, digits or hyphens"
+            raise TerminalApiError(msg, code="InvalidBucketName", action=HEAD_OBJECT)
+        if not key:
+            msg = "key: expected the object's name, got ''"
+            raise TerminalApiError(msg, code="InvalidObjectName", action=HEAD_OBJECT)
+        url = object_url(self._endpoint, bucket, key)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._send(url, bucket, key, attempt, deadline)
+            except ApiError as error:
+                if isinstance(error, ThrottledError):
+                    self._limiter.on_throttled(error.retry_after)
+                if attempt >= self._policy.max_attempts or not error.retryable:
+                    raise
+                delay = backoff_delay(
+                    attempt - 1, base=self._policy.base, cap=self._policy.cap, jitter=self._clock.random()
+                )
+                delay = max(delay, error.retry_after or 0.0)
+                if self._clock.monotonic() + delay >= deadline:
+                    raise
+                _log.info(
+                    "tos.retry",
+                    action=HEAD_OBJECT,
+                    attempt=attempt,
+                    code=error.code,
+                    delay_ms=round(delay * 1000),
+                )
+                self._clock.sleep(delay)
+
+    def _send(self, url: str, bucket: str, key: str, attempt: int, deadline: float) -> HeadResult:
+        self._limiter.acquire(deadline)
+        if self._clock.monotonic() > deadline:
+            msg = f"the time budget ran out before {HEAD_OBJECT} could be sent"
+            raise BudgetExhausted(msg)
+        started = self._clock.monotonic()
+        try:
+            response = self._http.head(url, auth=self._auth)
+        except httpx.TransportError as exc:
+            error = _transport_error(exc, httpx.URL(url).host)
+            elapsed = round((self._clock.monotonic() - started) * 1000)
+            _log.warning(
+                "tos.call", action=HEAD_OBJECT, attempt=attempt, error=error.code, duration_ms=elapsed
+            )
+            raise error from None
+        fields = {
+            "action": HEAD_OBJECT,
+            "attempt": attempt,
+            "http_status": response.status_code,
+            "duration_ms": round((self._clock.monotonic() - started) * 1000),
+            "tos_request_id": response.headers.get("x-tos-request-id"),
+        }
+        try:
+            result = _head_result(response, bucket, key)
+        except ApiError as error:
+            _log.warning("tos.call", **fields, error=error.code)
+            raise
+        self._limiter.on_success()
+        _log.info("tos.call", **fields)
+        return result
+
+
+def _head_result(response: httpx.Response, bucket: str, key: str) -> HeadResult:
+    """The record a HeadObject answer stands for, or the typed error it describes."""
+    status = response.status_code
+    request_id = response.headers.get("x-tos-request-id")
+    if status == 404:
+        return ObjectMissing(bucket, key, request_id)
+    if status == 403:
+        return ObjectUnreadable(bucket, key, UNREADABLE_REASON, request_id)
+    if status >= 300:
+        raise _error_for(response, request_id)
+    try:
+        size = int(response.headers.get("content-length", ""))
+    except ValueError:
+        size = -1
+    if size < 0:
+        msg = "HeadObject answered without a valid Content-Length"
+        raise RetryableApiError(
+            msg, code="MalformedResponse", http_status=status, request_id=request_id, action=HEAD_OBJECT
+        )
+    crc64 = response.headers.get("x-tos-hash-crc64ecma")
+    etag = response.headers.get("etag")
+    return ObjectFound(
+        bucket=bucket,
+        key=key,
+        size_bytes=size,
+        crc64=crc64 if crc64 and crc64.isdigit() else None,
+        etag=etag.strip('"') if etag else None,
+        last_modified=_http_date(response.headers.get("last-modified")),
+        request_id=request_id,
+    )
+
+
+def _error_for(response: httpx.Response, request_id: str | None) -> ApiError:
+    """A TOS error answer as a typed error: the JSON body's ``Code`` when there is one (a HEAD has none)."""
+    status = response.status_code
+    try:
+        body = response.json() if response.content else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    code, message = body.get("Code"), body.get("Message")
+    ec = response.headers.get("x-tos-ec")
+    text = str(message or f"TOS answered HTTP {status} {response.reason_phrase}".rstrip())
+    return api_error_for(
+        status,
+        str(code or f"HTTP{status}"),
+        f"{text} (ec {ec})" if ec else text,
+        request_id=str(body.get("RequestId") or "") or request_id,
+        action=HEAD_OBJECT,
+        retry_after=_retry_after(response),
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= 300 else None
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date (``Tue, 24 Nov 2026 08:30:00 GMT``) as an aware UTC datetime; None when absent or odd."""
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _transport_error(exc: httpx.TransportError, host: str) -> ApiError:
+    """Sort a transport failure by whether the request reached TOS. The exception's text is left out: it
+    may quote the request."""
+    name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        msg = f"{host} presented a TLS certificate this function does not trust: set SSL_CERT_FILE to its CA bundle"
+        return TerminalApiError(msg, code="CertificateVerifyFailed", action=HEAD_OBJECT)
+    if isinstance(
+        exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol
+    ):
+        msg = f"could not reach {host} ({name}): check TOS_ENDPOINT and the function's network access"
+        return RetryableApiError(msg, code=name, action=HEAD_OBJECT)
+    msg = f"the request reached {host} but no answer came back ({name})"
+    return UnknownOutcomeError(msg, code=name, action=HEAD_OBJECT)

@@ -1,0 +1,312 @@
+"""Follow-up decisions: tracking tags, the latest export task, outcomes from (task, HeadObject), the cap."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from handler.core.tracking import (
+    DEST_KEY,
+    STATE_KEY,
+    Destination,
+    decide_follow_up,
+    duration_s,
+    free_slots,
+    group_by_tags,
+    latest_export_task,
+    needs_object,
+    split_by_cap,
+    state_tags,
+    tracking_of,
+)
+from handler.models.api import Image, Task
+from handler.models.objects import UNREADABLE_REASON, HeadResult, ObjectFound, ObjectMissing, ObjectUnreadable
+
+IMAGE = "image-ybqi99s7yq8rx7mnk44b"
+DEST = Destination("my-image-exports", "imgexport")
+KEY = f"imgexport_{IMAGE}_system.qcow2"
+FOUND = ObjectFound(DEST.bucket, KEY, 42_949_672_960, "12345678901234567890", "etag", None, "r-1")
+MISSING = ObjectMissing(DEST.bucket, KEY, "r-2")
+UNREADABLE = ObjectUnreadable(DEST.bucket, KEY, UNREADABLE_REASON, "r-3")
+
+
+def task(status: str, **fields: Any) -> Task:
+    raw = {
+        "Id": "t-1",
+        "Type": "ExportImage",
+        "Status": status,
+        "ResourceId": IMAGE,
+        "CreatedAt": "2026-11-27T08:00:00Z",
+        "EndAt": "2026-11-27T08:18:00Z" if status in ("Succeeded", "Failed") else "",
+    }
+    return Task.model_validate(raw | fields)
+
+
+def image(tags: dict[str, str]) -> Image:
+    return Image.model_validate({"ImageId": IMAGE, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]})
+
+
+# --- tags ------------------------------------------------------------------------------------------------
+
+
+def test_exporting_tags_carry_the_state_and_the_destination() -> None:
+    """Right after ExportImage the image gets state=exporting and dest=tos://<bucket>/<prefix>."""
+    assert state_tags("exporting", DEST) == {
+        "image-exporter:state": "exporting",
+        "image-exporter:dest": "tos://my-image-exports/imgexport",
+    }
+    assert state_tags("exported") == {"image-exporter:state": "exported"}
+
+
+@pytest.mark.parametrize("state", ["exporting", "exported", "failed"])
+def test_an_images_tags_read_back_as_its_tracking_state(state: str) -> None:
+    """The tags written are read back: state and destination, and a scan must not start the image."""
+    tracking = tracking_of(image({STATE_KEY: state, DEST_KEY: DEST.tag_value, "team": "x"}))
+    assert (tracking.state, tracking.dest, tracking.blocks_scan) == (state, DEST, True)
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [{}, {STATE_KEY: "Exporting"}, {STATE_KEY: "done"}, {"image-exporter:State": "exporting"}],
+)
+def test_an_untracked_or_hand_edited_state_is_not_a_state(tags: dict[str, str]) -> None:
+    """No state tag, or a value we never write, leaves the image untracked: a scan may start it."""
+    tracking = tracking_of(image(tags))
+    assert (tracking.state, tracking.blocks_scan) == (None, False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "my-image-exports/imgexport",
+        "tos://my-image-exports",
+        "tos://Bad_Bucket/p",
+        "tos://bucket-1/has space",
+        "tos://b-1/",
+    ],
+)
+def test_an_odd_destination_tag_is_ignored(value: str) -> None:
+    """A destination that is not tos://<valid bucket>/<valid prefix> reads as no destination."""
+    assert tracking_of(image({STATE_KEY: "exporting", DEST_KEY: value})).dest is None
+
+
+@given(
+    st.from_regex(r"\A[a-z0-9][a-z0-9-]{1,61}[a-z0-9]\Z"),
+    st.from_regex(r"\A[A-Za-z0-9]{1,30}\Z"),
+)
+def test_every_destination_round_trips_through_its_tag(bucket: str, prefix: str) -> None:
+    """Any valid bucket and prefix written as a dest tag reads back as the same destination."""
+    assert Destination.parse(Destination(bucket, prefix).tag_value) == Destination(bucket, prefix)
+
+
+def test_images_with_the_same_tags_share_a_group_in_first_seen_order() -> None:
+    """Images getting identical tags (in any order) share a request; a repeated image is tagged once."""
+    other = Destination("other-bucket", "p")
+    groups = group_by_tags(
+        [
+            ("image-a", state_tags("exporting", DEST)),
+            ("image-b", state_tags("exporting", other)),
+            ("image-c", {DEST_KEY: DEST.tag_value, STATE_KEY: "exporting"}),
+            ("image-a", state_tags("exporting", other)),
+        ]
+    )
+    assert groups == [
+        (state_tags("exporting", DEST), ("image-a", "image-c")),
+        (state_tags("exporting", other), ("image-b",)),
+    ]
+
+
+# --- tasks -----------------------------------------------------------------------------------------------
+
+
+def test_the_latest_export_task_of_the_image_is_chosen() -> None:
+    """Among the image's tasks, the newest ExportImage one wins; other types and other images are ignored."""
+    tasks = [
+        task("Failed", Id="t-old", CreatedAt="2026-11-20T08:00:00Z"),
+        task("Running", Id="t-new", CreatedAt="2026-11-27T09:00:00Z"),
+        task("Succeeded", Id="t-copy", Type="CopyImage", CreatedAt="2026-11-28T00:00:00Z"),
+        task("Succeeded", Id="t-elsewhere", ResourceId="image-other", CreatedAt="2026-11-28T00:00:00Z"),
+        task("Succeeded", Id="t-mid", CreatedAt="2026-11-25T08:00:00Z"),
+    ]
+    chosen = latest_export_task(IMAGE, tasks)
+    assert chosen is not None
+    assert chosen.task_id == "t-new"
+    assert latest_export_task("image-none", tasks) is None
+
+
+def test_a_task_without_a_creation_time_loses_to_a_dated_one() -> None:
+    """A task with no CreatedAt ranks oldest; between equals the one listed last wins."""
+    undated = task("Running", Id="t-undated", CreatedAt="")
+    dated = task("Failed", Id="t-dated")
+    assert latest_export_task(IMAGE, [dated, undated]) == dated
+    twin = task("Running", Id="t-twin")
+    assert latest_export_task(IMAGE, [dated, twin]) == twin
+
+
+def test_duration_runs_from_created_to_end() -> None:
+    """An ended task's duration is EndAt minus CreatedAt; a running one (EndAt "") has none."""
+    assert duration_s(task("Succeeded")) == 1080.0
+    assert duration_s(task("Running")) is None
+    assert duration_s(task("Succeeded", EndAt="2026-11-27T07:00:00Z")) is None
+
+
+# --- outcomes --------------------------------------------------------------------------------------------
+
+
+def test_succeeded_and_found_is_exported_with_size_crc_and_duration() -> None:
+    """A Succeeded task whose object is there is reported exported, verified, and retagged exported."""
+    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), FOUND)
+    assert follow.next_state == "exported"
+    assert follow.outcome is not None
+    assert follow.outcome.model_dump(exclude_none=True) == {
+        "image_id": IMAGE,
+        "status": "exported",
+        "task_id": "t-1",
+        "tos_bucket": DEST.bucket,
+        "object_key": KEY,
+        "size_bytes": 42_949_672_960,
+        "crc64": "12345678901234567890",
+        "duration_s": 1080.0,
+        "verified": True,
+    }
+
+
+def test_succeeded_without_the_object_is_export_object_missing() -> None:
+    """A Succeeded task with no object at the key is export_failed ExportObjectMissing, retagged failed."""
+    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), MISSING)
+    assert follow.next_state == "failed"
+    assert follow.outcome is not None
+    assert follow.outcome.status == "export_failed"
+    assert follow.outcome.error is not None
+    assert follow.outcome.error.code == "ExportObjectMissing"
+    assert f"tos://{DEST.bucket}/{KEY}" in follow.outcome.error.message
+
+
+def test_succeeded_but_unreadable_is_exported_unverified_never_failed() -> None:
+    """TOS's 403 makes the export exported with verified false and the reason, never a failure."""
+    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), UNREADABLE)
+    assert follow.outcome is not None
+    assert (follow.outcome.status, follow.outcome.verified, follow.next_state) == (
+        "exported",
+        False,
+        "exported",
+    )
+    assert follow.outcome.reason == UNREADABLE_REASON
+    assert follow.outcome.size_bytes is None
+
+
+def test_a_failed_task_is_export_task_failed_with_its_times() -> None:
+    """A Failed task is export_failed ExportTaskFailed; the message gives its creation and end times."""
+    follow = decide_follow_up(IMAGE, DEST, task("Failed"), None)
+    assert follow.next_state == "failed"
+    assert follow.outcome is not None
+    assert follow.outcome.error is not None
+    assert follow.outcome.error.code == "ExportTaskFailed"
+    assert "t-1" in follow.outcome.error.message
+    assert "2026-11-27T08:00:00Z" in follow.outcome.error.message
+    assert "2026-11-27T08:18:00Z" in follow.outcome.error.message
+    assert follow.outcome.duration_s == 1080.0
+
+
+@pytest.mark.parametrize("status", ["Pending", "Running", "UnknownStatus", "SomethingNew", ""])
+def test_an_unfinished_task_is_in_flight_and_needs_no_head(status: str) -> None:
+    """Pending, Running or any unknown status reports nothing, leaves the tags, and asks TOS nothing."""
+    running = task(status)
+    assert not needs_object(running)
+    follow = decide_follow_up(IMAGE, DEST, running, None)
+    assert (follow.in_flight, follow.outcome, follow.next_state) == (True, None, None)
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "verified", "code"),
+    [
+        (FOUND, "exported", True, None),
+        (MISSING, "export_failed", None, "ExportObjectMissing"),
+        (UNREADABLE, "exported", False, None),
+    ],
+)
+def test_without_a_task_the_object_alone_decides(
+    head: HeadResult, status: str, verified: bool | None, code: str | None
+) -> None:
+    """When DescribeTasks no longer lists the task, the object decides: found, missing or unverified."""
+    assert needs_object(None)
+    follow = decide_follow_up(IMAGE, DEST, None, head)
+    assert follow.outcome is not None
+    assert (follow.outcome.status, follow.outcome.verified, follow.outcome.task_id) == (
+        status,
+        verified,
+        None,
+    )
+    assert (follow.outcome.error.code if follow.outcome.error else None) == code
+
+
+def test_a_missing_head_answer_where_one_is_needed_is_a_programming_error() -> None:
+    """Deciding a Succeeded task without its HeadObject answer raises instead of guessing."""
+    with pytest.raises(ValueError, match="HeadObject"):
+        decide_follow_up(IMAGE, DEST, task("Succeeded"), None)
+
+
+@given(
+    st.sampled_from(["Pending", "Running", "Succeeded", "Failed", "UnknownStatus", None]),
+    st.sampled_from([FOUND, MISSING, UNREADABLE]),
+)
+def test_a_403_never_fails_an_export_and_only_ended_tasks_report(
+    status: str | None, head: HeadResult
+) -> None:
+    """Whatever the task and object: in flight iff the task is unfinished; export_failed only for a Failed
+    task or a missing object; an unreadable object never makes a failure."""
+    the_task = task(status) if status is not None else None
+    follow = decide_follow_up(IMAGE, DEST, the_task, head)
+    unfinished = status not in ("Succeeded", "Failed", None)
+    assert follow.in_flight is unfinished
+    failed = follow.outcome is not None and follow.outcome.status == "export_failed"
+    assert failed is (status == "Failed" or (not unfinished and isinstance(head, ObjectMissing)))
+    if isinstance(head, ObjectUnreadable) and status != "Failed":
+        assert not failed
+    assert (follow.next_state == "failed") is failed
+
+
+# --- the in-flight cap ----------------------------------------------------------------------------------
+
+
+def test_the_issues_cap_walkthrough() -> None:
+    """With a cap of 3, 7 new images give 3 started and 4 queued; once those finish, 3 start and 1 stays."""
+    new = [f"image-{n}" for n in range(7)]
+    started, queued = split_by_cap(new, cap=3, in_flight=0)
+    assert (started, queued) == (new[:3], new[3:])
+    started, queued = split_by_cap(queued, cap=3, in_flight=0)
+    assert (len(started), len(queued)) == (3, 1)
+
+
+def test_no_cap_starts_everything_and_a_full_cap_nothing() -> None:
+    """Unset, every candidate starts; with as many in flight as the cap (or more) none does."""
+    assert split_by_cap(["a", "b"], cap=None, in_flight=50) == (["a", "b"], [])
+    assert split_by_cap(["a", "b"], cap=2, in_flight=5) == ([], ["a", "b"])
+    assert free_slots(None, 3) is None
+    assert free_slots(4, 5) == 0
+
+
+@given(
+    st.lists(st.integers(), max_size=30),
+    st.integers(min_value=1, max_value=40),
+    st.integers(min_value=0, max_value=60),
+)
+def test_the_cap_is_never_exceeded_and_nothing_is_lost(
+    candidates: list[int], cap: int, in_flight: int
+) -> None:
+    """Started + held back are the candidates in order; started fill the free slots and never pass the cap."""
+    started, held = split_by_cap(candidates, cap=cap, in_flight=in_flight)
+    assert started + held == candidates
+    assert len(started) == min(len(candidates), max(0, cap - in_flight))
+    assert in_flight + len(started) <= max(cap, in_flight)
+
+
+def test_times_without_a_zone_are_taken_as_utc() -> None:
+    """A task time the API writes without a zone counts as UTC, so durations do not shift by hours."""
+    naive = task("Succeeded", CreatedAt="2026-11-27T08:00:00", EndAt="2026-11-27T08:00:30Z")
+    assert duration_s(naive) == 30.0
+    assert naive.created_at == datetime(2026, 11, 27, 8, 0)  # noqa: DTZ001 - the naive time is the point
