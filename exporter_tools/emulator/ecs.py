@@ -1,16 +1,23 @@
-"""The emulated ECS API: ``ExportImage``, ``DescribeImages`` and ``DescribeTasks`` (Version 2020-04-01).
+"""The emulated ECS API: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources`` and
+``UntagResources`` (Version 2020-04-01), with the exported objects served as TOS ``HeadObject`` on the same port.
 
 Every answer comes from state, never from a script: an error of the seed's table (docs/facts.md §1) arises when the
 account holds what causes it (no such image or bucket, an image that is not available or not exportable, a
 bucket ECS may not write to, an export already pending or running → ``OperationDenied.ResourceLocked``).
 Export tasks go ``Pending`` → ``Running`` → ``Succeeded`` over ``task_seconds``, computed from their creation
-time whenever they are looked at (no timers); a creating image becomes available the same way.
+time whenever they are looked at (no timers); a creating image becomes available the same way. An export
+ends as the image's ``export_outcome`` says (fleet file, or ``set_export_outcome``): ``succeeded`` writes the
+object ``<prefix>_<ImageId>_system.qcow2`` to the task's bucket when the task Succeeds; ``failed`` makes the
+task Fail halfway through (``Process`` stays where it was, ``EndAt`` set); ``no_object`` Succeeds without the
+object. Tags live on the images (``exporter_tools.emulator.tags`` checks the requests); a fleet with
+``tagging_allowed: false`` (or ``tagging_allowed = False`` on the service) answers 403 ``AccessDenied``.
 
 ``EcsEmulator`` is the ECS service behind the local gateway (``exporter_tools.emulator.server``)::
 
     with EcsEmulator(fleet, credentials=Credentials("AK", "SK"), faults=Faults(error_rate=0.1), seed=1) as emu:
         emu.endpoint                   # "http://127.0.0.1:PORT": VOLCENGINE_ENDPOINT
         emu.export_tasks_by_image()    # {"image-…": 1, …}
+        emu.tos.remove_object("demo-exports", "imgexport_image-…_system.qcow2")  # it vanishes
         emu.stats()                    # requests by action and status, throttled, peak_rps, …
 """
 
@@ -24,12 +31,12 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from exporter_tools.emulator.fleet import Fleet, FleetImage, demo_fleet
+from exporter_tools.emulator.fleet import ExportOutcome, Fleet, FleetImage, demo_fleet
 from exporter_tools.emulator.server import (
     CHINA_STANDARD_TIME,
     DEFAULT_ACCESS_KEY,
@@ -39,6 +46,15 @@ from exporter_tools.emulator.server import (
     Faults,
     OpenApiEmulator,
 )
+from exporter_tools.emulator.tags import (
+    MAX_TAGS_PER_RESOURCE,
+    TagRequestError,
+    parse_tag_filters,
+    parse_tag_resources,
+    parse_untag_resources,
+    tag_filter_matches,
+)
+from exporter_tools.emulator.tos import StoredObject, TosService, export_object_key
 from handler.adapters.signing import Credentials
 
 __all__ = ["API_VERSION", "EcsEmulator", "EcsService", "Faults", "format_time"]
@@ -48,6 +64,9 @@ MAX_IDS = 100  # ImageIds.N, TaskIds.N, ResourceIds.N
 PENDING_SHARE = 0.2  # the first fifth of an export task's time is Pending, the rest Running
 _PREFIX = re.compile(r"^[A-Za-z0-9]{1,30}$")
 _ACTIVE = frozenset({"Pending", "Running"})
+FAILED_AT = 0.5  # a failing export task fails halfway through its time
+TAG_SEARCH_LIMIT = 1000  # DescribeImages with TagFilters finds at most this many images (docs/facts.md §3)
+GIB = 1 << 30
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _T = TypeVar("_T")
 
@@ -70,6 +89,8 @@ class _Image:
     spec: FleetImage
     created_at: datetime
     ready_at: datetime | None  # when a creating image becomes available; None: never
+    tags: dict[str, str] = field(default_factory=dict)
+    export_outcome: ExportOutcome = "succeeded"
 
     def status(self, now: datetime) -> str:
         if self.spec.status == "creating" and self.ready_at is not None and now >= self.ready_at:
@@ -93,7 +114,7 @@ class _Image:
             "Platform": spec.platform,
             "Architecture": "amd64",
             "ProjectName": "default",
-            "Tags": [{"Key": key, "Value": value} for key, value in spec.tags.items()],
+            "Tags": [{"Key": key, "Value": value} for key, value in self.tags.items()],
         }
 
 
@@ -105,6 +126,9 @@ class _Task:
     created_at: datetime
     duration: float  # seconds from Pending to Succeeded
     fixed_status: str | None = None  # a task from the fleet file keeps its status
+    bucket: str = ""  # an ExportImage task's destination
+    prefix: str = ""
+    outcome: ExportOutcome = "succeeded"
 
     def progress(self, now: datetime) -> tuple[str, int, datetime | None]:
         """Status, percent done and end time (None while it runs), as of ``now``."""
@@ -113,6 +137,9 @@ class _Task:
             end = self.created_at + timedelta(seconds=self.duration) if done else None
             return self.fixed_status, 100 if self.fixed_status == "Succeeded" else 0, end
         elapsed = (now - self.created_at).total_seconds()
+        if self.outcome == "failed" and elapsed >= FAILED_AT * self.duration:
+            process = int(100 * FAILED_AT) if self.duration > 0 else 0
+            return "Failed", process, self.created_at + timedelta(seconds=max(FAILED_AT * self.duration, 0))
         if self.duration <= 0 or elapsed >= self.duration:
             return "Succeeded", 100, self.created_at + timedelta(seconds=max(self.duration, 0))
         if elapsed < PENDING_SHARE * self.duration:
@@ -136,11 +163,11 @@ class _Task:
 
 
 class EcsService:
-    """The three ECS actions over an in-memory account seeded from a ``Fleet``. Thread-safe."""
+    """The ECS actions over an in-memory account seeded from a ``Fleet``. Thread-safe."""
 
     service = "ecs"
     version = API_VERSION
-    actions = frozenset({"ExportImage", "DescribeImages", "DescribeTasks"})
+    actions = frozenset({"ExportImage", "DescribeImages", "DescribeTasks", "TagResources", "UntagResources"})
 
     def __init__(
         self,
@@ -157,6 +184,8 @@ class EcsService:
         self._lock = threading.Lock()
         self._images: dict[str, _Image] = {}
         self._buckets: dict[str, bool] = {}
+        self._readable: dict[str, bool] = {}
+        self.tagging_allowed = fleet.tagging_allowed
         self._tasks: list[_Task] = []
         self._exports: Counter[str] = Counter()
         self._rng = random.Random(seed)  # noqa: S311 - ids, not secrets
@@ -176,10 +205,14 @@ class EcsService:
                         if spec.status == "creating" and spec.ready_after_seconds is not None
                         else None
                     ),
+                    tags=dict(spec.tags),
+                    export_outcome=spec.export_outcome,
                 )
                 for spec in self.fleet.images
             }
             self._buckets = {bucket.name: bucket.put_allowed for bucket in self.fleet.buckets}
+            self._readable = {bucket.name: bucket.read_allowed for bucket in self.fleet.buckets}
+            self.tagging_allowed = self.fleet.tagging_allowed
             self._tasks = [
                 _Task(
                     task_id=self._new_task_id(),
@@ -203,11 +236,14 @@ class EcsService:
         try:
             if call.action == "ExportImage":
                 return self.export_image(call.query)
-            if call.action == "DescribeImages":
-                return ApiAnswer.ok(self.describe_images(call.query))
-            return ApiAnswer.ok(self.describe_tasks(call.query))
+            if call.action in ("TagResources", "UntagResources"):
+                return self.change_tags(call.action, call.query)
+            read = self.describe_images if call.action == "DescribeImages" else self.describe_tasks
+            return ApiAnswer.ok(read(call.query))
         except _Invalid as invalid:
             return invalid.answer
+        except TagRequestError as refused:
+            return ApiAnswer.error(refused.status, refused.code, refused.message)
 
     def stats(self) -> dict[str, Any]:
         """How many images and tasks the account holds, and the export tasks created per image."""
@@ -265,7 +301,16 @@ class EcsService:
                     "OperationDenied.ResourceLocked",
                     f"the image {image_id} is locked by another operation in progress",
                 )
-            task = _Task(self._new_task_id(), "ExportImage", image_id, now, self.task_seconds)
+            task = _Task(
+                self._new_task_id(),
+                "ExportImage",
+                image_id,
+                now,
+                self.task_seconds,
+                bucket=bucket,
+                prefix=prefix,
+                outcome=image.export_outcome,
+            )
             self._tasks.append(task)
             self._exports[image_id] += 1
         return ApiAnswer.ok({"TaskId": task.task_id}, committed=True)
@@ -279,7 +324,7 @@ class EcsService:
         visibility = query.get("Visibility") or None
         if visibility not in (None, "public", "private", "shared"):
             raise _Invalid(400, "InvalidParameter", "Visibility must be public, private or shared")
-        tag_filters = _tag_filters(query)
+        tag_filters = parse_tag_filters(query)
         size = _page_size(query, default=15)
         now = self._clock()
         with self._lock:
@@ -292,9 +337,11 @@ class EcsService:
                 and (not query.get("ImageName") or (image.spec.name or image.spec.id) == query["ImageName"])
                 and (not query.get("OsType") or image.spec.os_type == query["OsType"])
                 and (not query.get("Platform") or image.spec.platform == query["Platform"])
-                and all(_tag_matches(image.spec.tags, key, values) for key, values in tag_filters)
+                and tag_filter_matches(image.tags, tag_filters)
             ]
             ordered = sorted(images, key=lambda i: (-i.created_at.timestamp(), i.spec.id))
+            if tag_filters:
+                ordered = ordered[:TAG_SEARCH_LIMIT]
             page, token = _page(ordered, lambda i: (-i.created_at.timestamp(), i.spec.id), query, size)
             items = [image.to_api(now) for image in page]
         return {"Images": items, "NextToken": token, "TotalCount": len(ordered)}
@@ -319,6 +366,91 @@ class EcsService:
             items = [task.to_api(now) for task in page]
         return {"Tasks": items, "NextToken": token}
 
+    def change_tags(self, action: str, query: Mapping[str, str]) -> ApiAnswer:
+        """TagResources (a key already there gets the new value) or UntagResources (an absent key is no
+        error) on images, all or nothing: every image must exist, and no image may end up with more than 50
+        tags. A role without the permission gets 403 ``AccessDenied`` before anything else is checked."""
+        if not self.tagging_allowed:
+            return ApiAnswer.error(
+                403,
+                "AccessDenied",
+                f"the caller's role is not allowed ecs:{action} (emulator: tagging_allowed)",
+            )
+        update = parse_tag_resources(query) if action == "TagResources" else parse_untag_resources(query)
+        if update.resource_type != "image":
+            msg = f"the emulator holds images only; ResourceType {update.resource_type} has no resources here"
+            raise _Invalid(404, "InvalidResourceId.NotFound", msg)
+        with self._lock:
+            if missing := [i for i in update.resource_ids if i not in self._images]:
+                raise _Invalid(404, "InvalidImage.NotFound", f"the image {missing[0]} does not exist")
+            for image_id in update.resource_ids:
+                after = {**self._images[image_id].tags, **dict(update.tags)}
+                if len(after) > MAX_TAGS_PER_RESOURCE:
+                    msg = (
+                        f"the image {image_id} would have {len(after)} tags; at most {MAX_TAGS_PER_RESOURCE}"
+                    )
+                    raise _Invalid(400, "QuotaExceeded.TagsPerResource", msg)
+            for image_id in update.resource_ids:
+                tags = self._images[image_id].tags
+                tags.update(update.tags)
+                for key in update.keys:
+                    tags.pop(key, None)
+        return ApiAnswer.ok({}, committed=True)
+
+    def image_tags(self, image_id: str) -> dict[str, str]:
+        """The tags the image carries now (a copy)."""
+        with self._lock:
+            return dict(self._images[image_id].tags)
+
+    def set_export_outcome(self, image_id: str, outcome: ExportOutcome) -> None:
+        """How the image's next exports end: ``succeeded``, ``failed`` or ``no_object`` (tasks already
+        created keep theirs)."""
+        if outcome not in ("succeeded", "failed", "no_object"):
+            msg = f"outcome must be succeeded, failed or no_object, not {outcome!r}"
+            raise ValueError(msg)
+        with self._lock:
+            if image_id not in self._images:
+                msg = f"no image {image_id} in the fleet"
+                raise KeyError(msg)
+            self._images[image_id].export_outcome = outcome
+
+    def exported_objects(self) -> dict[tuple[str, str], StoredObject]:
+        """The objects export tasks have written so far, by (bucket, key): a task that Succeeded with the
+        outcome ``succeeded`` wrote ``<prefix>_<ImageId>_system.qcow2`` when it ended, of the image's size."""
+        now = self._clock()
+        objects: dict[tuple[str, str], StoredObject] = {}
+        with self._lock:
+            for task in self._tasks:
+                if not task.bucket or task.outcome != "succeeded":
+                    continue
+                status, _, end = task.progress(now)
+                if status != "Succeeded" or end is None:
+                    continue
+                key = export_object_key(task.prefix, task.resource_id)
+                size = self._images[task.resource_id].spec.size_gb * GIB
+                earlier = objects.get((task.bucket, key))
+                if earlier is None or earlier.written_at <= end:
+                    objects[(task.bucket, key)] = StoredObject(task.bucket, key, size, end)
+        return objects
+
+    def object_storage(
+        self, credentials: Credentials | Iterable[Credentials], *, region: str, clock: Callable[[], datetime]
+    ) -> TosService:
+        """The TOS side of this account: HeadObject on the objects its export tasks wrote."""
+        return TosService(
+            objects=self.exported_objects,
+            bucket_access=self.bucket_access,
+            credentials=credentials,
+            region=region,
+            clock=clock,
+            seed=self._seed,
+        )
+
+    def bucket_access(self, bucket: str) -> bool | None:
+        """Whether the caller's role may read the bucket's objects; None when there is no such bucket."""
+        with self._lock:
+            return self._readable.get(bucket)
+
     def _new_task_id(self) -> str:
         return "t-" + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(20))
 
@@ -330,24 +462,6 @@ def _listed(query: Mapping[str, str], name: str) -> list[str]:
     if len(numbered) > MAX_IDS:
         raise _Invalid(400, "InvalidParameter", f"{name}.N takes at most {MAX_IDS} values")
     return [value for _, value in numbered if value]
-
-
-def _tag_filters(query: Mapping[str, str]) -> list[tuple[str, list[str]]]:
-    """``TagFilters.N.Key`` with its ``TagFilters.N.Values.M``: (key, allowed values; empty means any)."""
-    keys: dict[int, str] = {}
-    values: dict[int, list[tuple[int, str]]] = {}
-    for name, value in query.items():
-        if m := re.match(r"^TagFilters\.(\d+)\.Key$", name):
-            keys[int(m.group(1))] = value
-        elif m := re.match(r"^TagFilters\.(\d+)\.Values\.(\d+)$", name):
-            values.setdefault(int(m.group(1)), []).append((int(m.group(2)), value))
-    if set(values) - set(keys):
-        raise _Invalid(400, "InvalidParameter", "TagFilters.N.Values.M needs its TagFilters.N.Key")
-    return [(keys[n], [v for _, v in sorted(values.get(n, []))]) for n in sorted(keys)]
-
-
-def _tag_matches(tags: Mapping[str, str], key: str, values: Sequence[str]) -> bool:
-    return key in tags and (not values or tags[key] in values)
 
 
 def _page_size(query: Mapping[str, str], *, default: int) -> int:
@@ -425,6 +539,17 @@ class EcsEmulator(OpenApiEmulator):
             monotonic=monotonic,
             verbose=verbose,
         )
+        self.tos = self.ecs.object_storage(credentials, region=region, clock=clock)
+        self.side_service = self.tos
+
+    def stats(self) -> dict[str, Any]:
+        """``OpenApiEmulator.stats()`` with the TOS side's requests and removals under ``tos``."""
+        return {**super().stats(), "tos": self.tos.stats()}
+
+    def reset(self) -> None:
+        """Every service, the TOS side included, back to its starting state."""
+        super().reset()
+        self.tos.reset()
 
     def export_tasks_by_image(self) -> dict[str, int]:
         """How many export tasks ExportImage created for each image (tasks from the fleet file not counted)."""

@@ -150,6 +150,28 @@ class ApiService(Protocol):
         ...
 
 
+class SideReply(Protocol):
+    """An HTTP answer from a side service: sent as is (no body for HEAD)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def body(self) -> bytes: ...
+
+
+class SideService(Protocol):
+    """A service on the same port that is not an OpenAPI one (TOS, ``exporter_tools.emulator.tos``): it
+    claims its requests before the gateway looks at them, and answers them itself."""
+
+    def claims(self, *, path: str, headers: Mapping[str, str]) -> bool: ...
+
+    def answer(
+        self, *, method: str, target: str, headers: Mapping[str, str], loopback: bool
+    ) -> SideReply: ...
+
+
 def request_id(now: datetime, rng: random.Random) -> str:
     """A RequestId shaped like the gateway's: the time in UTC+8 to the second, then 20 random digits."""
     stamp = now.astimezone(CHINA_STANDARD_TIME).strftime("%Y%m%d%H%M%S")
@@ -221,6 +243,7 @@ class OpenApiEmulator:
         self._server.gateway = self
         self._thread: threading.Thread | None = None
         self._scheme = "http"
+        self.side_service: SideService | None = None  # TOS on the same port, when set
 
     # -- life cycle -------------------------------------------------------------------------------------
 
@@ -333,6 +356,10 @@ class OpenApiEmulator:
     ) -> _Reply:
         """The reply to one HTTP request (the HTTP plumbing is ``_RequestHandler``'s)."""
         path, _, raw_query = target.partition("?")
+        side = self.side_service
+        if side is not None and side.claims(path=path, headers=headers):
+            reply = side.answer(method=method, target=target, headers=headers, loopback=loopback)
+            return _Reply(reply.status, reply.body, reply.headers)
         if path.startswith("/__admin/"):
             return self._admin(method, path, loopback)
         try:
@@ -541,6 +568,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve()
 
+    def do_HEAD(self) -> None:
+        self._serve()
+
     def _serve(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         if length > _MAX_BODY:
@@ -562,9 +592,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         for name, value in reply.headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
+        if not any(name.lower() == "content-length" for name, _ in reply.headers):
+            self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
-        self.wfile.write(reply.body)
+        if self.command != "HEAD":
+            self.wfile.write(reply.body)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: ``verbose`` prints one line per answer instead of an access log."""
@@ -585,8 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exporter-tools emulator",
         description=(
-            "A local ECS OpenAPI (ExportImage, DescribeImages, DescribeTasks) on 127.0.0.1, with signature "
-            "checks and optional faults. Point the function at it with VOLCENGINE_ENDPOINT."
+            "A local ECS OpenAPI (ExportImage, DescribeImages, DescribeTasks, TagResources, UntagResources) "
+            "and TOS HeadObject (path-style) on 127.0.0.1, with signature checks and optional faults. Point the "
+            "function at it with VOLCENGINE_ENDPOINT (and TOS_ENDPOINT)."
         ),
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free port)")
@@ -645,12 +678,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     credentials = Credentials(
         args.access_key or DEFAULT_ACCESS_KEY, args.secret_key or DEFAULT_SECRET_KEY, args.session_token
     )
+    ecs = EcsService(fleet, task_seconds=args.task_seconds, seed=args.seed)
     try:
         emulator = OpenApiEmulator(
-            [
-                EcsService(fleet, task_seconds=args.task_seconds, seed=args.seed),
-                VefaasService(seed=args.seed),
-            ],
+            [ecs, VefaasService(seed=args.seed)],
             credentials=credentials,
             region=args.region,
             faults=faults,
@@ -661,6 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"emulator: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    emulator.side_service = ecs.object_storage(credentials, region=args.region, clock=emulator.clock)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("give both --tls-cert and --tls-key, or neither")
     if args.tls_cert:
