@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -23,8 +23,9 @@ from exporter_tools.emulator.tos import (
     tos_signature,
     verify_tos_signature,
 )
-from handler.adapters.signing import Credentials, format_x_date
+from handler.adapters.signing import Credentials
 from tests.support.emulated import CREDENTIALS
+from tests.tools.emulator.tos_requests import signed_tos_request
 
 VECTORS = json.loads((Path(__file__).parents[2] / "vectors" / "tos_sign.json").read_text(encoding="utf-8"))
 CASES = sorted(VECTORS["cases"])
@@ -185,40 +186,8 @@ class Clock:
         self.offset += timedelta(seconds=seconds)
 
 
-def head(
-    emulator: EcsEmulator,
-    bucket: str,
-    key: str,
-    *,
-    credentials: Credentials = CREDENTIALS,
-    method: str = "HEAD",
-    moment: datetime | None = None,
-) -> httpx.Response:
-    """A path-style request signed as the TOS SDK signs it."""
-    path = "/" + bucket + "/" + quote(key, safe="/~")
-    host = f"127.0.0.1:{emulator.port}"
-    x_date = format_x_date(moment or datetime.now(UTC))
-    headers = {"host": host, "x-tos-content-sha256": "UNSIGNED-PAYLOAD", "x-tos-date": x_date}
-    if credentials.session_token:
-        headers["x-tos-security-token"] = credentials.session_token
-    names = sorted(headers)
-    canonical = tos_canonical_request(
-        method=method,
-        path=path,
-        raw_query="",
-        signed_headers=[(n, headers[n]) for n in names],
-        payload="UNSIGNED-PAYLOAD",
-    )
-    signature = tos_signature(
-        canonical, x_tos_date=x_date, secret_key=credentials.secret_key, region=emulator.region
-    )
-    headers["Authorization"] = (
-        f"TOS4-HMAC-SHA256 Credential={credentials.access_key}/{x_date[:8]}/{emulator.region}/tos/request, "
-        f"SignedHeaders={';'.join(names)}, Signature={signature}"
-    )
-    headers["Date"] = x_date
-    with httpx.Client(timeout=5) as client:
-        return client.request(method, f"{emulator.endpoint}{path}", headers=headers)
+def head(emulator: EcsEmulator, bucket: str, key: str, **options: Any) -> httpx.Response:
+    return signed_tos_request(emulator, bucket, key, **options)
 
 
 def export(
