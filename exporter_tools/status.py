@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from handler.adapters.credentials import resolve_credentials
+from handler.adapters.log import configure_logging, redactor
 from handler.adapters.openapi import OpenApiClient, shared_http_client, shared_rate_limiter
 from handler.adapters.pacing import RetryPolicy
 from handler.errors import ExporterError
@@ -235,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="seconds for the whole command (default 60)"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--verbose", action="store_true", help="log each API call (JSON lines on stderr)")
     return parser
 
 
@@ -265,8 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = exc.errors(include_url=False)[0]
         print(f"status: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", file=sys.stderr)
         return 2
+    configure_logging("INFO" if args.verbose else "WARNING")
     deadline = time.monotonic() + args.timeout
     try:
+        credentials = resolve_credentials(os.environ)
+        redactor.set_secrets(
+            [credentials.secret_key, credentials.session_token], access_key=credentials.access_key
+        )
         api = OpenApiClient(
             http=shared_http_client(
                 connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
@@ -275,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             region=settings.region,
             service="ecs",
             version=ECS_VERSION,
-            credentials=resolve_credentials(os.environ),
+            credentials=credentials,
             policy=RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap),
             limiter=shared_rate_limiter(settings.max_rps),
         )
