@@ -38,6 +38,7 @@ __all__ = [
     "FleetImage",
     "FleetTask",
     "demo_fleet",
+    "follow_up_fleet",
     "load_fleet",
     "new_images_fleet",
 ]
@@ -129,5 +130,27 @@ def new_images_fleet(count: int, *, hours_ago: float = 1.0, bucket: str = "demo-
     images = tuple(
         FleetImage(id=f"image-new{n:04d}", name=f"build-{n:04d}", created_hours_ago=hours_ago)
         for n in range(count)
+    )
+    return Fleet(images=images, buckets=(FleetBucket(name=bucket),))
+
+
+def follow_up_fleet(*, hours_ago: float = 1.0, bucket: str = "demo-exports") -> Fleet:
+    """Four new images whose exports end each way the follow-up tells apart: two succeed (40 and 20 GiB
+    objects), one fails, one succeeds without an object; and one writable bucket."""
+    outcomes: tuple[tuple[str, int, ExportOutcome], ...] = (
+        ("image-fo110w0ok40", 40, "succeeded"),
+        ("image-fo110w0ok20", 20, "succeeded"),
+        ("image-fo110w0fai1", 40, "failed"),
+        ("image-fo110w0n0obj", 30, "no_object"),
+    )
+    images = tuple(
+        FleetImage(
+            id=image_id,
+            name=image_id.removeprefix("image-"),
+            created_hours_ago=hours_ago,
+            size_gb=size,
+            export_outcome=outcome,
+        )
+        for image_id, size, outcome in outcomes
     )
     return Fleet(images=images, buckets=(FleetBucket(name=bucket),))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from exporter_tools.emulator.ecs import EcsService, format_time
-from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage
+from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage, follow_up_fleet
 from exporter_tools.emulator.server import ApiCall
 from exporter_tools.emulator.tos import export_object_key
 from handler.adapters.signing import Credentials
@@ -141,3 +141,18 @@ def test_the_command_line_task_seconds_and_fleet_outcomes_reach_the_api(tmp_path
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
     assert process.returncode == 0
+
+
+def test_the_follow_up_fleet_ends_its_four_exports_four_ways() -> None:
+    """follow_up_fleet: two exports leave objects of 40 and 20 GiB, one task Fails, one Succeeds with no object."""
+    clock = Clock()
+    ecs = EcsService(follow_up_fleet(), task_seconds=10.0, seed=1, clock=clock)
+    ids = [image.id for image in follow_up_fleet().images]
+    for image_id in ids:
+        query = {"ImageId": image_id, "TOSBucket": "demo-exports", "TOSPrefix": "imgexport"}
+        assert ecs.handle(ApiCall("GET", "ExportImage", "2020-04-01", query)).status == 200
+    clock.now = START + timedelta(seconds=10)
+    statuses = [task_of(ecs, image_id)["Status"] for image_id in ids]
+    assert statuses == ["Succeeded", "Succeeded", "Failed", "Succeeded"]
+    sizes = {key: found.size_bytes // 2**30 for (_, key), found in ecs.exported_objects().items()}
+    assert sizes == {export_object_key("imgexport", ids[0]): 40, export_object_key("imgexport", ids[1]): 20}

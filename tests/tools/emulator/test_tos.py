@@ -325,3 +325,19 @@ def test_object_keys_are_case_sensitive(
     clock.advance(TASK_SECONDS + 1)
     assert head(tos_emulator, BUCKET, "Px9_image-ok2_system.qcow2").status_code == 200
     assert head(tos_emulator, BUCKET, "px9_image-ok2_system.qcow2").status_code == 404
+
+
+def test_the_in_process_transport_answers_tos_requests_too(
+    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+) -> None:
+    """``EcsEmulator.transport()`` serves HeadObject as the socket does: the size header, and no body."""
+    export(tos_emulator, "image-ok2", call)
+    clock.advance(TASK_SECONDS + 1)
+    key = export_object_key("px", "image-ok2")
+    with httpx.Client(transport=tos_emulator.transport()) as client:
+        found = head(tos_emulator, BUCKET, key, client=client)
+        missing = head(tos_emulator, BUCKET, key + ".x", client=client)
+    assert found.status_code == 200
+    assert int(found.headers["content-length"]) == 20 * 2**30
+    assert found.content == b""
+    assert missing.status_code == 404

@@ -22,9 +22,10 @@ def signed_tos_request(
     credentials: Credentials = CREDENTIALS,
     method: str = "HEAD",
     moment: datetime | None = None,
+    client: httpx.Client | None = None,
 ) -> httpx.Response:
     """``method /<bucket>/<key>`` to ``emulator.endpoint`` (``port`` and ``region`` read too), signed at
-    ``moment`` (default now)."""
+    ``moment`` (default now), through ``client`` when given."""
     path = "/" + bucket + "/" + quote(key, safe="/~")
     x_date = format_x_date(moment or datetime.now(UTC))
     headers = {
@@ -50,5 +51,7 @@ def signed_tos_request(
         f"SignedHeaders={';'.join(names)}, Signature={signature}"
     )
     headers["Date"] = x_date
-    with httpx.Client(timeout=5) as client:
+    if client is not None:
         return client.request(method, f"{emulator.endpoint}{path}", headers=headers)
+    with httpx.Client(timeout=5) as own:
+        return own.request(method, f"{emulator.endpoint}{path}", headers=headers)
