@@ -542,15 +542,6 @@ class EcsEmulator(OpenApiEmulator):
         self.tos = self.ecs.object_storage(credentials, region=region, clock=clock)
         self.side_service = self.tos
 
-    def stats(self) -> dict[str, Any]:
-        """``OpenApiEmulator.stats()`` with the TOS side's requests and removals under ``tos``."""
-        return {**super().stats(), "tos": self.tos.stats()}
-
-    def reset(self) -> None:
-        """Every service, the TOS side included, back to its starting state."""
-        super().reset()
-        self.tos.reset()
-
     def export_tasks_by_image(self) -> dict[str, int]:
         """How many export tasks ExportImage created for each image (tasks from the fleet file not counted)."""
         return self.ecs.export_tasks_by_image()

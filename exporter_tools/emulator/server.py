@@ -163,13 +163,20 @@ class SideReply(Protocol):
 
 class SideService(Protocol):
     """A service on the same port that is not an OpenAPI one (TOS, ``exporter_tools.emulator.tos``): it
-    claims its requests before the gateway looks at them, and answers them itself."""
+    claims its requests before the gateway looks at them, and answers them itself. ``name`` keys its
+    statistics in ``stats()``."""
+
+    name: str
 
     def claims(self, *, path: str, headers: Mapping[str, str]) -> bool: ...
 
     def answer(
         self, *, method: str, target: str, headers: Mapping[str, str], loopback: bool
     ) -> SideReply: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def reset(self) -> None: ...
 
 
 def request_id(now: datetime, rng: random.Random) -> str:
@@ -338,6 +345,8 @@ class OpenApiEmulator:
             }
         for name, service in self.services.items():
             out[name] = service.stats()
+        if self.side_service is not None:
+            out[self.side_service.name] = self.side_service.stats()
         return out
 
     def reset(self) -> None:
@@ -348,6 +357,8 @@ class OpenApiEmulator:
             self._arrivals.clear()
         for service in self.services.values():
             service.reset()
+        if self.side_service is not None:
+            self.side_service.reset()
 
     # -- one request ------------------------------------------------------------------------------------
 

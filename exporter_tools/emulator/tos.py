@@ -23,7 +23,8 @@ The CRC-64 of an object is the CRC-64/ECMA (as TOS computes it: reflected, initi
 ones) of its key, a deterministic stand-in for the content the emulator does not have.
 
 ``DELETE /__admin/tos/<bucket>/<key>`` (unsigned, loopback only) or ``remove_object`` makes an object vanish
-(a later export of the same image writes it again); ``GET /__admin/tos`` lists the objects.
+(a later export of the same image writes it again); ``GET /__admin/tos`` lists the objects. ``error_rate`` and
+``throttle_rate`` (attributes, 0 by default) answer a share of the signed requests 500 or 429 at random.
 """
 
 from __future__ import annotations
@@ -246,6 +247,8 @@ class TosService:
 
     ``bucket_access(name)`` says whether the caller may read a bucket (None: no such bucket). Thread-safe."""
 
+    name = "tos"
+
     def __init__(
         self,
         *,
@@ -267,6 +270,10 @@ class TosService:
         self._removed: dict[tuple[str, str], datetime] = {}
         self._requests: dict[str, int] = {}
         self._rng = random.Random(seed)  # noqa: S311 - request ids, not secrets
+        # Shares of signed requests answered 500 InternalError / 429 TooManyRequests (off unless set; the
+        # gateway's Faults do not reach this side). TOS's own throttling code is not confirmed.
+        self.error_rate = 0.0
+        self.throttle_rate = 0.0
 
     def claims(self, *, path: str, headers: Mapping[str, str]) -> bool:
         """True for a request this service answers rather than the OpenAPI gateway."""
@@ -335,6 +342,12 @@ class TosService:
         )
         if problem is not None:
             return _error(*problem, request_id=request_id)
+        if self._roll(self.throttle_rate):
+            return _error(429, "TooManyRequests", "the request rate is too high (injected)", request_id)
+        if self._roll(self.error_rate):
+            return _error(
+                500, "InternalError", "an internal error occurred (injected); try again", request_id
+            )
         bucket, _, raw_key = path.lstrip("/").partition("/")
         key = unquote(raw_key)
         if method not in ("HEAD", "GET"):
@@ -391,6 +404,12 @@ class TosService:
         if method == "DELETE" and bucket and key:
             return _json(200, {"removed": self.remove_object(bucket, unquote(key))})
         return _json(404, {"error": f"no admin path {method} {path}"})
+
+    def _roll(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
 
     def _request_id(self) -> str:
         with self._lock:

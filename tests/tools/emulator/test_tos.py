@@ -341,3 +341,35 @@ def test_the_in_process_transport_answers_tos_requests_too(
     assert int(found.headers["content-length"]) == 20 * 2**30
     assert found.content == b""
     assert missing.status_code == 404
+
+
+def test_injected_tos_errors_are_retryable_answers_with_the_json_body(
+    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+) -> None:
+    """error_rate 1 answers every signed request 500 InternalError; throttle_rate 1 answers 429; off again, 200."""
+    export(tos_emulator, "image-ok1", call)
+    clock.advance(TASK_SECONDS + 1)
+    key = export_object_key("px", "image-ok1")
+    tos_emulator.tos.error_rate = 1.0
+    failed = head(tos_emulator, BUCKET, key, method="GET")
+    tos_emulator.tos.error_rate, tos_emulator.tos.throttle_rate = 0.0, 1.0
+    throttled = head(tos_emulator, BUCKET, key)
+    tos_emulator.tos.throttle_rate = 0.0
+    assert (failed.status_code, failed.json()["Code"]) == (500, "InternalError")
+    assert throttled.status_code == 429
+    assert head(tos_emulator, BUCKET, key).status_code == 200
+
+
+def test_the_admin_reset_clears_the_tos_side(
+    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+) -> None:
+    """POST /__admin/reset forgets removals and TOS statistics along with the rest; /__admin/stats shows them."""
+    export(tos_emulator, "image-ok1", call)
+    clock.advance(TASK_SECONDS + 1)
+    key = export_object_key("px", "image-ok1")
+    tos_emulator.tos.remove_object(BUCKET, key)
+    with httpx.Client(timeout=5) as client:
+        stats = client.get(f"{tos_emulator.endpoint}/__admin/stats").json()
+        assert stats["tos"]["removed"] == 1
+        client.post(f"{tos_emulator.endpoint}/__admin/reset")
+    assert tos_emulator.stats()["tos"] == {"requests": {}, "removed": 0}
