@@ -523,7 +523,8 @@ class EcsEmulator(OpenApiEmulator):
     ) -> None:
         """``fleet`` defaults to the demo fleet and ``credentials`` to the emulator's fake key pair
         (``AKLTemulator`` / ``emulator-secret-key``). ``seed`` makes the faults and the task ids reproducible.
-        ``clock``, ``sleep``, ``monotonic`` and ``verbose`` are ``OpenApiEmulator``'s."""
+        ``clock``, ``sleep``, ``monotonic`` and ``verbose`` are ``OpenApiEmulator``'s. ``tos`` is the TOS side on
+        the same port (``TOS_ENDPOINT`` = ``endpoint``), accepting the same credentials."""
         credentials = credentials or Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
         clock = clock or (lambda: datetime.now(UTC))
         self.ecs = EcsService(fleet or demo_fleet(), task_seconds=task_seconds, seed=seed, clock=clock)
