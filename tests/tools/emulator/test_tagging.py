@@ -7,10 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter_tools.emulator.ecs import EcsEmulator, EcsService
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage
 from exporter_tools.emulator.server import ApiAnswer, ApiCall
+from exporter_tools.emulator.tags import TagRequestError, check_tag_key
 
 IMAGES = ("image-a1", "image-b2", "image-c3")
 
@@ -262,3 +265,32 @@ def test_access_denied_over_a_loopback_socket(
     )
     assert response.status_code == 403
     assert response.json()["ResponseMetadata"]["Error"]["Code"] == "AccessDenied"
+
+
+_ALLOWED = st.characters(categories=("Lu", "Ll", "Nd"), max_codepoint=0x2FFF) | st.sampled_from(
+    list(" _.:/=+-@")
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(_ALLOWED, min_size=1, max_size=128))
+def test_any_key_of_allowed_characters_is_accepted_unless_reserved(key: str) -> None:
+    """A 1-128 character key of letters, digits and the allowed symbols passes, unless it starts with volc:/sys:."""
+    if key.lower().startswith(("volc:", "sys:")):
+        with pytest.raises(TagRequestError):
+            check_tag_key(key, "Tags.1.Key")
+    else:
+        check_tag_key(key, "Tags.1.Key")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.text(_ALLOWED, max_size=60),
+    st.sampled_from(list("#$%&*!?,;<>|~'\"[](){}\t")),
+    st.text(_ALLOWED, max_size=60),
+)
+def test_a_key_with_any_other_character_is_refused(before: str, bad: str, after: str) -> None:
+    """A key holding a character outside letters, digits, spaces and _ . : / = + - @ is refused, naming it."""
+    with pytest.raises(TagRequestError) as refused:
+        check_tag_key(before + bad + after, "Tags.1.Key")
+    assert refused.value.code == "InvalidTagKey.Malformed"
