@@ -13,7 +13,7 @@ from collections.abc import Sequence
 __all__ = ["COMMANDS", "main"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "emulator": ("exporter_tools.emulator.server", "serve the local ECS and veFaaS emulator on 127.0.0.1"),
+    "emulator": ("exporter_tools.emulator.__main__", "serve the local ECS and veFaaS emulator on 127.0.0.1"),
     "receiver": ("exporter_tools.receiver", "a local webhook receiver that prints and checks each delivery"),
     "demo": ("exporter_tools.demo", "the whole product against the emulator and the receiver (make demo)"),
     "validate-template": ("exporter_tools.deploy.template", "check template.yaml; errors name the field"),

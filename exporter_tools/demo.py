@@ -344,23 +344,13 @@ def _stats(endpoint: str) -> dict[str, Any]:
         return stats
 
 
-def run(children: list[Child]) -> bool:
-    """Start the stand-ins, run every step, print the report; True when everything behaved as expected."""
+def _start(children: list[Child]) -> tuple[Child, str, str]:
+    """Start the emulator and the receiver; (the receiver, the emulator's endpoint, the webhook URL)."""
     python = sys.executable
     emulator = Child(
         "emulator",
         [
-            *(
-                python,
-                "-m",
-                "exporter_tools.emulator.server",
-                "--port",
-                "0",
-                "--fleet",
-                str(FLEET),
-                "--seed",
-                "1",
-            ),
+            *(python, "-m", "exporter_tools.emulator", "--port", "0", "--fleet", str(FLEET), "--seed", "1"),
             *("--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--task-seconds", "300"),
         ],
     )
@@ -368,20 +358,35 @@ def run(children: list[Child]) -> bool:
     receiver = Child(
         "webhook receiver",
         [
-            python,
-            "-m",
-            "exporter_tools.receiver",
-            "--port",
-            "0",
-            "--secret",
-            WEBHOOK_SECRET,
-            "--format",
-            "standard",
+            *(python, "-m", "exporter_tools.receiver", "--port", "0"),
+            *("--secret", WEBHOOK_SECRET, "--format", "standard"),
         ],
     )
     children.append(receiver)
     endpoint = emulator.wait_for_line("emulator listening on ", STARTUP_SECONDS).strip()
     webhook_url = receiver.wait_for_line("listening on ", STARTUP_SECONDS).split(" ")[0]
+    return receiver, endpoint, webhook_url
+
+
+def _problems(
+    outcomes: Sequence[Outcome], deliveries: Sequence[tuple[str, Any]], stats: dict[str, Any]
+) -> list[str]:
+    """What did not behave as expected: steps, webhook deliveries, repeated exports."""
+    problems = [f"step {n}: {'; '.join(o.problems)}" for n, o in enumerate(outcomes, 1) if o.problems]
+    expected = _expected_deliveries(outcomes)
+    if len(deliveries) != expected:
+        problems.append(f"the webhook received {len(deliveries)} deliveries, expected {expected}")
+    if any("signature verified" not in header for header, _ in deliveries):
+        problems.append("a webhook delivery's signature did not verify")
+    exports = stats.get("ecs", {}).get("export_tasks_by_image", {})
+    if any(count != 1 for count in exports.values()):
+        problems.append(f"an image was exported more than once: {exports}")
+    return problems
+
+
+def run(children: list[Child]) -> bool:
+    """Start the stand-ins, run every step, print the report; True when everything behaved as expected."""
+    receiver, endpoint, webhook_url = _start(children)
     print(f"ECS emulator on {endpoint} (demo fleet: {FLEET.relative_to(REPO)})")
     print(f"webhook receiver on {webhook_url}")
 
@@ -397,15 +402,7 @@ def run(children: list[Child]) -> bool:
     print_deliveries(deliveries)
     print_emulator(stats)
 
-    problems = [f"step {n}: {'; '.join(o.problems)}" for n, o in enumerate(outcomes, 1) if o.problems]
-    expected = _expected_deliveries(outcomes)
-    if len(deliveries) != expected:
-        problems.append(f"the webhook received {len(deliveries)} deliveries, expected {expected}")
-    if any("signature verified" not in header for header, _ in deliveries):
-        problems.append("a webhook delivery's signature did not verify")
-    exports = stats.get("ecs", {}).get("export_tasks_by_image", {})
-    if any(count != 1 for count in exports.values()):
-        problems.append(f"an image was exported more than once: {exports}")
+    problems = _problems(outcomes, deliveries, stats)
     for problem in problems:
         print(f"UNEXPECTED: {problem}", file=sys.stderr)
     return not problems

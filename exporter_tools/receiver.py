@@ -2,7 +2,9 @@
 
 It answers like the platform it stands in for (``{"code": 0}`` for Feishu, ``{"errcode": 0}`` for DingTalk and
 WeCom, ``ok`` for Slack, 204 for Standard Webhooks) and verifies the signature where the format has one: a
-wrong signature gets the platform's own refusal. It can be told to answer with a given status and body
+wrong signature gets the platform's own refusal (Feishu ``{"code": 19021}`` and DingTalk
+``{"errcode": 310000}`` in an HTTP 200, Standard Webhooks a 401), which the function reports as
+``webhook.failed``. A delivery in another format than the receiver's gets a 400 naming ``WEBHOOK_FORMAT``. It can be told to answer with a given status and body
 instead, to show what a failing receiver does to a delivery (nothing to the exports).
 
 In tests::
@@ -14,6 +16,10 @@ In tests::
 From a shell::
 
     exporter-tools receiver --port 8765 --secret whsec_... --format standard [--status 500]
+
+It prints ``listening on URL (format F)``, then the ``export`` lines that point the function at it
+(``WEBHOOK_URL``, ``WEBHOOK_FORMAT``: a loopback URL says nothing about the platform, and
+``WEBHOOK_SECRET``). A delivery in another format than the receiver's is flagged in what it prints.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hmac
 import json
+import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +45,7 @@ from handler.adapters.webhooks._formats import (
 )
 from handler.models.settings import WebhookFormat
 
-__all__ = ["Delivery", "WebhookReceiver", "main"]
+__all__ = ["Delivery", "WebhookReceiver", "delivery_format", "main"]
 
 # Standard Webhooks receivers refuse timestamps further than this from their clock; the chat platforms allow
 # an hour.
@@ -132,6 +139,22 @@ def verify_dingtalk(secret: str, query: str, now: float) -> bool:
     return hmac.compare_digest(sign, dingtalk_sign(secret, timestamp))
 
 
+def delivery_format(path: str, headers: dict[str, str], body: bytes) -> WebhookFormat | None:
+    """The format a delivery was sent in, read from its shape; None when it is not recognisable."""
+    if "webhook-id" in headers:
+        return "standard"
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    keys = set(data) if isinstance(data, dict) else set()
+    if "msg_type" in keys:
+        return "feishu"
+    if "msgtype" in keys:
+        return "wecom" if "/webhook/send" in path else "dingtalk"
+    return "slack" if "text" in keys else None
+
+
 class WebhookReceiver:
     """A webhook receiver on 127.0.0.1 (``port=0`` picks a free port); ``deliveries`` holds what arrived."""
 
@@ -212,6 +235,19 @@ class WebhookReceiver:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
+    def export_lines(self) -> list[str]:
+        """Shell lines that point the function at this receiver: URL, format (never inferred from a loopback
+        host) and secret, values quoted."""
+        lines = [
+            f"export WEBHOOK_URL={shlex.quote(self.url)}",
+            f"export WEBHOOK_FORMAT={self.fmt}",
+        ]
+        if self.secret is not None:
+            lines.append(f"export WEBHOOK_SECRET={shlex.quote(self.secret)}")
+        else:
+            lines.append("unset WEBHOOK_SECRET")
+        return lines
+
     def set_answer(self, status: int, body: bytes | str = b"") -> None:
         """Answer every later request with ``status`` and ``body`` (to simulate a failing receiver)."""
         with self._lock:
@@ -238,6 +274,8 @@ class WebhookReceiver:
                 status, answer = self._answers.pop(0)
             elif self._answer is not None:
                 status, answer = self._answer
+            elif (sent := delivery_format(path, headers, body)) is not None and sent != self.fmt:
+                status, answer = _wrong_format(sent, self.fmt)
             elif verified is False:
                 status, answer = _BAD_SIGNATURE[self.fmt]
             else:
@@ -245,18 +283,30 @@ class WebhookReceiver:
             delivery = Delivery(path, headers, body, verified, status)
             self.deliveries.append(delivery)
         if self._echo:
-            print(_describe(delivery), flush=True)
+            print(_describe(delivery, self.fmt), flush=True)
         return status, answer
+
+
+def _wrong_format(sent: WebhookFormat, fmt: WebhookFormat) -> tuple[int, bytes]:
+    """A 400 that names the fix: no platform answers a delivery in another format with a success, and a
+    2xx here would be a false success for a function that sent ``standard`` (any 2xx is delivered)."""
+    message = f"this receiver speaks {fmt}, the delivery is {sent}: set WEBHOOK_FORMAT={fmt}"
+    return 400, json.dumps({"error": message}).encode()
 
 
 def _as_bytes(body: bytes | str) -> bytes:
     return body.encode() if isinstance(body, str) else body
 
 
-def _describe(delivery: Delivery) -> str:
+def _describe(delivery: Delivery, fmt: WebhookFormat) -> str:
     check = {True: "signature verified", False: "SIGNATURE INVALID", None: "unsigned"}[delivery.verified]
     path = redact_url("http://receiver" + delivery.path).removeprefix("http://receiver")
     lines = [f"--- POST {path} -> {delivery.status} ({check})"]
+    sent = delivery_format(delivery.path, delivery.headers, delivery.body)
+    if sent is not None and sent != fmt:
+        lines.append(
+            f"WRONG FORMAT: this delivery is {sent}, the receiver expects {fmt}: set WEBHOOK_FORMAT={fmt}"
+        )
     text = delivery.text
     if text is not None:
         lines.append(text)
@@ -303,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     answer = (args.status, args.body) if args.status is not None else None
     receiver = WebhookReceiver(fmt=args.fmt, secret=args.secret, port=args.port, answer=answer, echo=True)
     print(f"listening on {receiver.url} (format {args.fmt})", flush=True)
+    print("# point the function at it (paste into the shell that runs `python -m handler invoke`):")
+    print("\n".join(receiver.export_lines()), flush=True)
     receiver.serve()
     return 0
 

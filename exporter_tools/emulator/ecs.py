@@ -1,11 +1,13 @@
 """The emulated ECS API: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources`` and
 ``UntagResources`` (Version 2020-04-01), with the exported objects served as TOS ``HeadObject`` on the same port.
 
-Every answer comes from state, never from a script: an error of the seed's table (docs/facts.md §1) arises when the
-account holds what causes it (no such image or bucket, an image that is not available or not exportable, a
-bucket ECS may not write to, an export already pending or running → ``OperationDenied.ResourceLocked``).
+Every answer comes from state, never from a script: an error of the ExportImage API's error table
+(docs/facts.md §1) arises when the account holds what causes it (no such image or bucket, an image that is
+not available or not exportable, a bucket ECS may not write to, an export already pending or running →
+``OperationDenied.ResourceLocked``).
 Export tasks go ``Pending`` → ``Running`` → ``Succeeded`` over ``task_seconds``, computed from their creation
-time whenever they are looked at (no timers); a creating image becomes available the same way. An export
+time whenever they are looked at (no timers; ``exporter_tools.emulator.records``); a creating image becomes
+available the same way. An export
 ends as the image's ``export_outcome`` says (fleet file, or ``set_export_outcome``): ``succeeded`` writes the
 object ``<prefix>_<ImageId>_system.qcow2`` to the task's bucket when the task Succeeds; ``failed`` makes the
 task Fail halfway through (``Process`` stays where it was, ``EndAt`` set); ``no_object`` Succeeds without the
@@ -23,143 +25,31 @@ object. Tags live on the images (``exporter_tools.emulator.tags`` checks the req
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import random
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
+from exporter_tools.emulator.api import ApiAnswer, ApiCall, Faults
 from exporter_tools.emulator.fleet import ExportOutcome, Fleet, FleetImage, demo_fleet
-from exporter_tools.emulator.server import (
-    CHINA_STANDARD_TIME,
-    DEFAULT_ACCESS_KEY,
-    DEFAULT_SECRET_KEY,
-    ApiAnswer,
-    ApiCall,
-    Faults,
-    OpenApiEmulator,
-)
-from exporter_tools.emulator.tags import (
-    MAX_TAGS_PER_RESOURCE,
-    TagRequestError,
-    parse_tag_filters,
-    parse_tag_resources,
-    parse_untag_resources,
-    tag_filter_matches,
-)
-from exporter_tools.emulator.tos import StoredObject, TosService, export_object_key
+from exporter_tools.emulator.query import InvalidRequest, listed, page, page_size, tag_filters, tag_matches
+from exporter_tools.emulator.records import ImageRecord, TaskRecord, format_time, written_objects
+from exporter_tools.emulator.server import OpenApiEmulator
+from exporter_tools.emulator.tags import apply_tag_update, parse_tag_resources, parse_untag_resources
+from exporter_tools.emulator.tos import StoredObject, TosService
 from handler.adapters.signing import Credentials
 
 __all__ = ["API_VERSION", "EcsEmulator", "EcsService", "Faults", "format_time"]
 
 API_VERSION = "2020-04-01"
-MAX_IDS = 100  # ImageIds.N, TaskIds.N, ResourceIds.N
-PENDING_SHARE = 0.2  # the first fifth of an export task's time is Pending, the rest Running
 _PREFIX = re.compile(r"^[A-Za-z0-9]{1,30}$")
 _ACTIVE = frozenset({"Pending", "Running"})
-FAILED_AT = 0.5  # a failing export task fails halfway through its time
 TAG_SEARCH_LIMIT = 1000  # DescribeImages with TagFilters finds at most this many images (docs/facts.md §3)
-GIB = 1 << 30
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-_T = TypeVar("_T")
-
-
-def format_time(moment: datetime) -> str:
-    """A time as the API writes it: ISO 8601 to the second, in UTC+8 (``2024-06-01T16:15:42+08:00``)."""
-    return moment.astimezone(CHINA_STANDARD_TIME).isoformat(timespec="seconds")
-
-
-class _Invalid(Exception):
-    """A request the API refuses; carries the answer."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.answer = ApiAnswer.error(status, code, message)
-
-
-@dataclass(slots=True)
-class _Image:
-    spec: FleetImage
-    created_at: datetime
-    ready_at: datetime | None  # when a creating image becomes available; None: never
-    tags: dict[str, str] = field(default_factory=dict)
-    export_outcome: ExportOutcome = "succeeded"
-
-    def status(self, now: datetime) -> str:
-        if self.spec.status == "creating" and self.ready_at is not None and now >= self.ready_at:
-            return "available"
-        return self.spec.status
-
-    def to_api(self, now: datetime) -> dict[str, Any]:
-        spec = self.spec
-        updated = self.ready_at if self.ready_at is not None and now >= self.ready_at else self.created_at
-        return {
-            "ImageId": spec.id,
-            "ImageName": spec.name or spec.id,
-            "Description": "",
-            "Status": self.status(now),
-            "Visibility": spec.visibility,
-            "CreatedAt": format_time(self.created_at),
-            "UpdatedAt": format_time(updated),
-            "Size": spec.size_gb,
-            "OsType": spec.os_type,
-            "OsName": spec.platform,
-            "Platform": spec.platform,
-            "Architecture": "amd64",
-            "ProjectName": "default",
-            "Tags": [{"Key": key, "Value": value} for key, value in self.tags.items()],
-        }
-
-
-@dataclass(slots=True)
-class _Task:
-    task_id: str
-    type: str
-    resource_id: str
-    created_at: datetime
-    duration: float  # seconds from Pending to Succeeded
-    fixed_status: str | None = None  # a task from the fleet file keeps its status
-    bucket: str = ""  # an ExportImage task's destination
-    prefix: str = ""
-    outcome: ExportOutcome = "succeeded"
-
-    def progress(self, now: datetime) -> tuple[str, int, datetime | None]:
-        """Status, percent done and end time (None while it runs), as of ``now``."""
-        if self.fixed_status is not None:
-            done = self.fixed_status in ("Succeeded", "Failed")
-            end = self.created_at + timedelta(seconds=self.duration) if done else None
-            return self.fixed_status, 100 if self.fixed_status == "Succeeded" else 0, end
-        elapsed = (now - self.created_at).total_seconds()
-        if self.outcome == "failed" and elapsed >= FAILED_AT * self.duration:
-            process = int(100 * FAILED_AT) if self.duration > 0 else 0
-            return "Failed", process, self.created_at + timedelta(seconds=max(FAILED_AT * self.duration, 0))
-        if self.duration <= 0 or elapsed >= self.duration:
-            return "Succeeded", 100, self.created_at + timedelta(seconds=max(self.duration, 0))
-        if elapsed < PENDING_SHARE * self.duration:
-            return "Pending", 0, None
-        return "Running", min(99, int(100 * elapsed / self.duration)), None
-
-    def to_api(self, now: datetime) -> dict[str, Any]:
-        status, process, end = self.progress(now)
-        item: dict[str, Any] = {
-            "Id": self.task_id,
-            "Type": self.type,
-            "Status": status,
-            "Process": process,
-            "ResourceId": self.resource_id,
-            "CreatedAt": format_time(self.created_at),
-            "UpdatedAt": format_time(end or min(now, self.created_at + timedelta(seconds=self.duration))),
-        }
-        if end is not None:
-            item["EndAt"] = format_time(end)
-        return item
 
 
 class EcsService:
@@ -182,11 +72,11 @@ class EcsService:
         self._seed = seed
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
-        self._images: dict[str, _Image] = {}
+        self._images: dict[str, ImageRecord] = {}
         self._buckets: dict[str, bool] = {}
         self._readable: dict[str, bool] = {}
         self.tagging_allowed = fleet.tagging_allowed
-        self._tasks: list[_Task] = []
+        self._tasks: list[TaskRecord] = []
         self._exports: Counter[str] = Counter()
         self._rng = random.Random(seed)  # noqa: S311 - ids, not secrets
         self.reset()
@@ -196,25 +86,12 @@ class EcsService:
         now = self._clock()
         with self._lock:
             self._rng = random.Random(self._seed)  # noqa: S311 - ids, not secrets
-            self._images = {
-                spec.id: _Image(
-                    spec,
-                    created_at=now - timedelta(hours=spec.created_hours_ago),
-                    ready_at=(
-                        now + timedelta(seconds=spec.ready_after_seconds)
-                        if spec.status == "creating" and spec.ready_after_seconds is not None
-                        else None
-                    ),
-                    tags=dict(spec.tags),
-                    export_outcome=spec.export_outcome,
-                )
-                for spec in self.fleet.images
-            }
+            self._images = {spec.id: ImageRecord.from_spec(spec, now) for spec in self.fleet.images}
             self._buckets = {bucket.name: bucket.put_allowed for bucket in self.fleet.buckets}
             self._readable = {bucket.name: bucket.read_allowed for bucket in self.fleet.buckets}
             self.tagging_allowed = self.fleet.tagging_allowed
             self._tasks = [
-                _Task(
+                TaskRecord(
                     task_id=self._new_task_id(),
                     type=task.type,
                     resource_id=task.image_id,
@@ -225,6 +102,13 @@ class EcsService:
                 for task in self.fleet.tasks
             ]
             self._exports = Counter()
+
+    def add_image(self, spec: FleetImage) -> None:
+        """Put one more image in the account (or replace the one with its id), created ``created_hours_ago``
+        before now; ``reset`` forgets it."""
+        now = self._clock()
+        with self._lock:
+            self._images[spec.id] = ImageRecord.from_spec(spec, now)
 
     # -- the gateway's interface ------------------------------------------------------------------------
 
@@ -240,10 +124,8 @@ class EcsService:
                 return self.change_tags(call.action, call.query)
             read = self.describe_images if call.action == "DescribeImages" else self.describe_tasks
             return ApiAnswer.ok(read(call.query))
-        except _Invalid as invalid:
+        except InvalidRequest as invalid:
             return invalid.answer
-        except TagRequestError as refused:
-            return ApiAnswer.error(refused.status, refused.code, refused.message)
 
     def stats(self) -> dict[str, Any]:
         """How many images and tasks the account holds, and the export tasks created per image."""
@@ -265,43 +147,47 @@ class EcsService:
         """Create an export task, or refuse with the code the state calls for (docs/facts.md §1)."""
         for name in ("ImageId", "TOSBucket", "TOSPrefix"):
             if not query.get(name):
-                raise _Invalid(400, f"MissingParameter.{name}", f"the parameter {name} is required")
+                raise InvalidRequest(400, f"MissingParameter.{name}", f"the parameter {name} is required")
         image_id, bucket, prefix = query["ImageId"], query["TOSBucket"], query["TOSPrefix"]
         if not _PREFIX.match(prefix):
-            raise _Invalid(400, "InvalidTOSPrefix.Malformed", "the TOSPrefix must be 1-30 letters and digits")
+            raise InvalidRequest(
+                400, "InvalidTOSPrefix.Malformed", "the TOSPrefix must be 1-30 letters and digits"
+            )
         now = self._clock()
         with self._lock:
             image = self._images.get(image_id)
             if image is None:
-                raise _Invalid(404, "InvalidImage.NotFound", f"the image {image_id} does not exist")
+                raise InvalidRequest(404, "InvalidImage.NotFound", f"the image {image_id} does not exist")
             if bucket not in self._buckets:
-                raise _Invalid(404, "InvalidTOSBucket.NotFound", f"the TOS bucket {bucket} does not exist")
+                raise InvalidRequest(
+                    404, "InvalidTOSBucket.NotFound", f"the TOS bucket {bucket} does not exist"
+                )
             if image.spec.visibility != "private" or not image.spec.exportable:
-                raise _Invalid(
+                raise InvalidRequest(
                     400,
                     "InvalidImageForExportImage.UnSupported",
                     f"the image {image_id} cannot be exported: only exportable custom images can",
                 )
             status = image.status(now)
             if status != "available":
-                raise _Invalid(
+                raise InvalidRequest(
                     400,
                     "InvalidImageStatus",
                     f"the image {image_id} is {status}: only an available image can be exported",
                 )
             if not self._buckets[bucket]:
-                raise _Invalid(
+                raise InvalidRequest(
                     400,
                     "InvalidTosPutObject.AccessDenied",
                     f"ECS is not allowed tos:PutObject on the bucket {bucket}",
                 )
             if any(t.resource_id == image_id and t.progress(now)[0] in _ACTIVE for t in self._tasks):
-                raise _Invalid(
+                raise InvalidRequest(
                     412,
                     "OperationDenied.ResourceLocked",
                     f"the image {image_id} is locked by another operation in progress",
                 )
-            task = _Task(
+            task = TaskRecord(
                 self._new_task_id(),
                 "ExportImage",
                 image_id,
@@ -317,15 +203,15 @@ class EcsService:
 
     def describe_images(self, query: Mapping[str, str]) -> dict[str, Any]:
         """Images matching every filter given, newest first, one page at a time (docs/facts.md §3)."""
-        ids = set(_listed(query, "ImageIds"))
-        statuses = set(_listed(query, "Status")) | (
+        ids = set(listed(query, "ImageIds"))
+        statuses = set(listed(query, "Status")) | (
             {query["ImageStatus"]} if query.get("ImageStatus") else set()
         )
         visibility = query.get("Visibility") or None
         if visibility not in (None, "public", "private", "shared"):
-            raise _Invalid(400, "InvalidParameter", "Visibility must be public, private or shared")
-        tag_filters = parse_tag_filters(query)
-        size = _page_size(query, default=15)
+            raise InvalidRequest(400, "InvalidParameter", "Visibility must be public, private or shared")
+        wanted_tags = tag_filters(query)
+        size = page_size(query, default=15)
         now = self._clock()
         with self._lock:
             images = [
@@ -337,22 +223,22 @@ class EcsService:
                 and (not query.get("ImageName") or (image.spec.name or image.spec.id) == query["ImageName"])
                 and (not query.get("OsType") or image.spec.os_type == query["OsType"])
                 and (not query.get("Platform") or image.spec.platform == query["Platform"])
-                and tag_filter_matches(image.tags, tag_filters)
+                and tag_matches(image.tags, wanted_tags)
             ]
             ordered = sorted(images, key=lambda i: (-i.created_at.timestamp(), i.spec.id))
-            if tag_filters:
+            if wanted_tags:
                 ordered = ordered[:TAG_SEARCH_LIMIT]
-            page, token = _page(ordered, lambda i: (-i.created_at.timestamp(), i.spec.id), query, size)
-            items = [image.to_api(now) for image in page]
+            shown, token = page(ordered, lambda i: (-i.created_at.timestamp(), i.spec.id), query, size)
+            items = [image.to_api(now) for image in shown]
         return {"Images": items, "NextToken": token, "TotalCount": len(ordered)}
 
     def describe_tasks(self, query: Mapping[str, str]) -> dict[str, Any]:
         """Tasks by task id and/or resource (image) id, newest first, one page at a time (docs/facts.md §3)."""
-        task_ids = set(_listed(query, "TaskIds"))
-        resources = set(_listed(query, "ResourceIds"))
+        task_ids = set(listed(query, "TaskIds"))
+        resources = set(listed(query, "ResourceIds"))
         if query.get("ResourceId"):
             resources.add(query["ResourceId"])
-        size = _page_size(query, default=20)
+        size = page_size(query, default=20)
         now = self._clock()
         with self._lock:
             tasks = [
@@ -362,8 +248,8 @@ class EcsService:
                 and (not resources or task.resource_id in resources)
             ]
             ordered = sorted(tasks, key=lambda t: (-t.created_at.timestamp(), t.task_id))
-            page, token = _page(ordered, lambda t: (-t.created_at.timestamp(), t.task_id), query, size)
-            items = [task.to_api(now) for task in page]
+            shown, token = page(ordered, lambda t: (-t.created_at.timestamp(), t.task_id), query, size)
+            items = [task.to_api(now) for task in shown]
         return {"Tasks": items, "NextToken": token}
 
     def change_tags(self, action: str, query: Mapping[str, str]) -> ApiAnswer:
@@ -379,22 +265,9 @@ class EcsService:
         update = parse_tag_resources(query) if action == "TagResources" else parse_untag_resources(query)
         if update.resource_type != "image":
             msg = f"the emulator holds images only; ResourceType {update.resource_type} has no resources here"
-            raise _Invalid(404, "InvalidResourceId.NotFound", msg)
+            raise InvalidRequest(404, "InvalidResourceId.NotFound", msg)
         with self._lock:
-            if missing := [i for i in update.resource_ids if i not in self._images]:
-                raise _Invalid(404, "InvalidImage.NotFound", f"the image {missing[0]} does not exist")
-            for image_id in update.resource_ids:
-                after = {**self._images[image_id].tags, **dict(update.tags)}
-                if len(after) > MAX_TAGS_PER_RESOURCE:
-                    msg = (
-                        f"the image {image_id} would have {len(after)} tags; at most {MAX_TAGS_PER_RESOURCE}"
-                    )
-                    raise _Invalid(400, "QuotaExceeded.TagsPerResource", msg)
-            for image_id in update.resource_ids:
-                tags = self._images[image_id].tags
-                tags.update(update.tags)
-                for key in update.keys:
-                    tags.pop(key, None)
+            apply_tag_update(update, {image_id: image.tags for image_id, image in self._images.items()})
         return ApiAnswer.ok({}, committed=True)
 
     def image_tags(self, image_id: str) -> dict[str, str]:
@@ -418,29 +291,22 @@ class EcsService:
         """The objects export tasks have written so far, by (bucket, key): a task that Succeeded with the
         outcome ``succeeded`` wrote ``<prefix>_<ImageId>_system.qcow2`` when it ended, of the image's size."""
         now = self._clock()
-        objects: dict[tuple[str, str], StoredObject] = {}
         with self._lock:
-            for task in self._tasks:
-                if not task.bucket or task.outcome != "succeeded":
-                    continue
-                status, _, end = task.progress(now)
-                if status != "Succeeded" or end is None:
-                    continue
-                key = export_object_key(task.prefix, task.resource_id)
-                size = self._images[task.resource_id].spec.size_gb * GIB
-                earlier = objects.get((task.bucket, key))
-                if earlier is None or earlier.written_at <= end:
-                    objects[(task.bucket, key)] = StoredObject(task.bucket, key, size, end)
-        return objects
+            return written_objects(self._tasks, self._images, now)
 
     def object_storage(
-        self, credentials: Credentials | Iterable[Credentials], *, region: str, clock: Callable[[], datetime]
+        self,
+        credentials_for: Callable[[str], Credentials | None],
+        *,
+        region: str,
+        clock: Callable[[], datetime],
     ) -> TosService:
-        """The TOS side of this account: HeadObject on the objects its export tasks wrote."""
+        """The TOS side of this account: HeadObject on the objects its export tasks wrote, signed with the
+        key pairs ``credentials_for`` accepts (the gateway's ``accepted_key``)."""
         return TosService(
             objects=self.exported_objects,
             bucket_access=self.bucket_access,
-            credentials=credentials,
+            credentials_for=credentials_for,
             region=region,
             clock=clock,
             seed=self._seed,
@@ -453,54 +319,6 @@ class EcsService:
 
     def _new_task_id(self) -> str:
         return "t-" + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(20))
-
-
-def _listed(query: Mapping[str, str], name: str) -> list[str]:
-    """The values of ``Name.1``, ``Name.2``… in order; more than 100 is refused as the API does."""
-    pattern = re.compile(rf"^{re.escape(name)}\.(\d+)$")
-    numbered = sorted((int(m.group(1)), value) for key, value in query.items() if (m := pattern.match(key)))
-    if len(numbered) > MAX_IDS:
-        raise _Invalid(400, "InvalidParameter", f"{name}.N takes at most {MAX_IDS} values")
-    return [value for _, value in numbered if value]
-
-
-def _page_size(query: Mapping[str, str], *, default: int) -> int:
-    text = query.get("MaxResults")
-    if not text:
-        return default
-    try:
-        size = int(text)
-    except ValueError:
-        size = 0
-    if not 1 <= size <= MAX_IDS:
-        raise _Invalid(400, "InvalidParameter", f"MaxResults must be an integer from 1 to {MAX_IDS}")
-    return size
-
-
-def _page(
-    ordered: list[_T], key: Callable[[_T], tuple[float, str]], query: Mapping[str, str], size: int
-) -> tuple[list[_T], str]:
-    """One page after the cursor in ``NextToken`` (the sort key of the last item seen), and the next cursor
-    ("" on the last page). A cursor, not an offset: a task created between two pages shifts nothing."""
-    after = _decode_token(query.get("NextToken") or "")
-    rest = [item for item in ordered if after is None or key(item) > after]
-    page = rest[:size]
-    token = _encode_token(key(page[-1])) if len(rest) > size else ""
-    return page, token
-
-
-def _encode_token(cursor: tuple[float, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(cursor)).encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> tuple[float, str] | None:
-    if not token:
-        return None
-    try:
-        value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return float(value[0]), str(value[1])
-    except (ValueError, TypeError, IndexError, KeyError, binascii.Error):
-        raise _Invalid(400, "InvalidParameter", "the NextToken is not one this API returned") from None
 
 
 class EcsEmulator(OpenApiEmulator):
@@ -524,8 +342,7 @@ class EcsEmulator(OpenApiEmulator):
         """``fleet`` defaults to the demo fleet and ``credentials`` to the emulator's fake key pair
         (``AKLTemulator`` / ``emulator-secret-key``). ``seed`` makes the faults and the task ids reproducible.
         ``clock``, ``sleep``, ``monotonic`` and ``verbose`` are ``OpenApiEmulator``'s. ``tos`` is the TOS side on
-        the same port (``TOS_ENDPOINT`` = ``endpoint``), accepting the same credentials."""
-        credentials = credentials or Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
+        the same port (``TOS_ENDPOINT`` = ``endpoint``), accepting the key pairs the gateway accepts."""
         clock = clock or (lambda: datetime.now(UTC))
         self.ecs = EcsService(fleet or demo_fleet(), task_seconds=task_seconds, seed=seed, clock=clock)
         super().__init__(
@@ -540,7 +357,7 @@ class EcsEmulator(OpenApiEmulator):
             monotonic=monotonic,
             verbose=verbose,
         )
-        self.tos = self.ecs.object_storage(credentials, region=region, clock=clock)
+        self.tos = self.ecs.object_storage(self.accepted_key, region=region, clock=clock)
         self.side_service = self.tos
 
     def export_tasks_by_image(self) -> dict[str, int]:

@@ -65,12 +65,12 @@ def verify_signature(
             service=service,
             now=now,
         )
-    except _Rejected as rejected:
+    except _Refused as rejected:
         return str(rejected)
     return None
 
 
-class _Rejected(Exception):
+class _Refused(Exception):
     """A request the gateway would refuse; the message is the reason, which never holds a secret."""
 
 
@@ -97,27 +97,27 @@ def _check_request(
     service: str,
     now: datetime | None,
 ) -> None:
-    """Raise ``_Rejected`` with the first reason the gateway would refuse the request for."""
+    """Raise ``_Refused`` with the first reason the gateway would refuse the request for."""
     authorization = _parse_authorization(received.get("authorization", ""))
     x_date = received.get("x-date", "")
     _check_scope(authorization, x_date, region=region, service=service, now=now)
     credentials = credentials_for(authorization.access_key)
     if credentials is None:
-        raise _Rejected("InvalidAccessKey: the access key is not known")
+        raise _Refused("InvalidAccessKey: the access key is not known")
     _check_token(received.get("x-security-token"), credentials.session_token)
     required = _REQUIRED_SIGNED | ({"x-security-token"} if credentials.session_token else set())
     if missing := sorted(required.difference(authorization.signed_names)):
-        raise _Rejected(f"SignatureDoesNotMatch: SignedHeaders leaves out {';'.join(missing)}")
+        raise _Refused(f"SignatureDoesNotMatch: SignedHeaders leaves out {';'.join(missing)}")
     body_hash = sha256_hex(body)
     if received.get("x-content-sha256") != body_hash:
-        raise _Rejected("SignatureDoesNotMatch: X-Content-Sha256 is not the SHA-256 of the body received")
+        raise _Refused("SignatureDoesNotMatch: X-Content-Sha256 is not the SHA-256 of the body received")
     values = {**received, "host": canonical_host(host.strip())}
     if absent := [name for name in authorization.signed_names if name not in values]:
-        raise _Rejected(f"SignatureDoesNotMatch: the signed header {absent[0]} was not sent")
+        raise _Refused(f"SignatureDoesNotMatch: the signed header {absent[0]} was not sent")
     try:
         query = canonical_query(parse_query(raw_query))
     except ValueError as error:
-        raise _Rejected(f"SignatureDoesNotMatch: {error}") from None
+        raise _Refused(f"SignatureDoesNotMatch: {error}") from None
     _, _, expected = compute_signature(
         method=method,
         path=path,
@@ -130,14 +130,14 @@ def _check_request(
         service=service,
     )
     if not hmac.compare_digest(authorization.signature.encode(), expected.encode()):
-        raise _Rejected("SignatureDoesNotMatch: the signature does not match the request")
+        raise _Refused("SignatureDoesNotMatch: the signature does not match the request")
 
 
 def _parse_authorization(value: str) -> _Authorization:
     """Split ``HMAC-SHA256 Credential=AK/scope, SignedHeaders=…, Signature=…`` into its parts."""
     algorithm, _, rest = value.partition(" ")
     if algorithm != ALGORITHM:
-        raise _Rejected(f"SignatureDoesNotMatch: no {ALGORITHM} Authorization header")
+        raise _Refused(f"SignatureDoesNotMatch: no {ALGORITHM} Authorization header")
     fields: dict[str, str] = {}
     for item in rest.split(","):
         name, equals, field_value = item.strip().partition("=")
@@ -147,14 +147,14 @@ def _parse_authorization(value: str) -> _Authorization:
     signed_headers = fields.get("SignedHeaders", "")
     signature = fields.get("Signature", "")
     if not (credential and signed_headers and signature):
-        raise _Rejected("SignatureDoesNotMatch: Authorization lacks Credential, SignedHeaders or Signature")
+        raise _Refused("SignatureDoesNotMatch: Authorization lacks Credential, SignedHeaders or Signature")
     access_key, _, scope = credential.partition("/")
     scope_parts = scope.split("/")
     if not access_key or len(scope_parts) != 4 or scope_parts[3] != "request":
-        raise _Rejected("SignatureDoesNotMatch: the credential is not AccessKey/date/region/service/request")
+        raise _Refused("SignatureDoesNotMatch: the credential is not AccessKey/date/region/service/request")
     names = signed_headers.split(";")
     if names != sorted(set(names)) or any(not name or name != name.lower() for name in names):
-        raise _Rejected(
+        raise _Refused(
             "SignatureDoesNotMatch: SignedHeaders must be lowercase names, sorted, without repeats"
         )
     short_date, scope_region, scope_service, _ = scope_parts
@@ -165,27 +165,27 @@ def _check_scope(
     authorization: _Authorization, x_date: str, *, region: str, service: str, now: datetime | None
 ) -> None:
     if authorization.region != region or authorization.service != service:
-        raise _Rejected(
+        raise _Refused(
             f"SignatureDoesNotMatch: the credential scope is {authorization.region}/{authorization.service}, "
             f"expected {region}/{service}"
         )
     if not X_DATE_PATTERN.fullmatch(x_date):
-        raise _Rejected("InvalidTimestamp: X-Date is missing or not like 20250102T030405Z")
+        raise _Refused("InvalidTimestamp: X-Date is missing or not like 20250102T030405Z")
     if authorization.short_date != x_date[:8]:
-        raise _Rejected("SignatureDoesNotMatch: the credential scope's date is not X-Date's")
+        raise _Refused("SignatureDoesNotMatch: the credential scope's date is not X-Date's")
     if now is not None and _too_far(x_date, now):
-        raise _Rejected("InvalidTimestamp: X-Date is more than 15 minutes away from the server's clock")
+        raise _Refused("InvalidTimestamp: X-Date is more than 15 minutes away from the server's clock")
 
 
 def _check_token(sent: str | None, expected: str | None) -> None:
     if not expected:
         if sent:
-            raise _Rejected("InvalidSecretToken: X-Security-Token was sent for long-term keys")
+            raise _Refused("InvalidSecretToken: X-Security-Token was sent for long-term keys")
         return
     if sent is None:
-        raise _Rejected("InvalidSecretToken: temporary keys need their X-Security-Token")
+        raise _Refused("InvalidSecretToken: temporary keys need their X-Security-Token")
     if not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise _Rejected("InvalidSecretToken: X-Security-Token does not belong to this access key")
+        raise _Refused("InvalidSecretToken: X-Security-Token does not belong to this access key")
 
 
 def _too_far(x_date: str, now: datetime) -> bool:

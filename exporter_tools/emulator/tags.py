@@ -1,5 +1,5 @@
-"""Tag requests of the emulated ECS API, read and checked: ``TagResources``, ``UntagResources`` and the
-``TagFilters`` of ``DescribeImages`` (docs/facts.md §3, §10).
+"""Tag requests of the emulated ECS API, read and checked: ``TagResources`` and ``UntagResources``
+(docs/facts.md §10; DescribeImages' ``TagFilters`` are read by ``exporter_tools.emulator.query``).
 
 The limits are the documented ones: ``ResourceIds.N`` 1-50, ``Tags.N`` 1-20 a call, at most 50 tags on a
 resource, keys of 1-128 letters, digits, spaces and ``_ . : / = + - @`` that never start with ``volc:`` or
@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from exporter_tools.emulator.query import InvalidRequest
+
 __all__ = [
     "MAX_RESOURCE_IDS",
     "MAX_TAGS_PER_CALL",
@@ -22,10 +24,10 @@ __all__ = [
     "RESOURCE_TYPES",
     "TagRequestError",
     "TagUpdate",
-    "parse_tag_filters",
+    "apply_tag_update",
+    "check_tag_key",
     "parse_tag_resources",
     "parse_untag_resources",
-    "tag_filter_matches",
 ]
 
 MAX_RESOURCE_IDS = 50
@@ -38,11 +40,11 @@ _KEY_SYMBOLS = frozenset(" _.:/=+-@")
 _RESERVED_PREFIXES = ("volc:", "sys:")
 
 
-class TagRequestError(Exception):
+class TagRequestError(InvalidRequest):
     """A tag request the API refuses: HTTP status, error code and a message naming the parameter."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(status, code, message)
         self.status = status
         self.code = code
         self.message = message
@@ -101,6 +103,24 @@ def parse_untag_resources(query: Mapping[str, str]) -> TagUpdate:
     return TagUpdate(resource_type, ids, keys=tuple(dict.fromkeys(keys)))
 
 
+def apply_tag_update(update: TagUpdate, tags_of: Mapping[str, dict[str, str]]) -> None:
+    """Apply a checked request to the tags of each resource (``tags_of``: resource id -> its tags, changed in
+    place), all or nothing: every resource must exist, and none may end up with more than 50 tags. A key
+    already there gets the new value; removing an absent key is no error."""
+    if missing := [i for i in update.resource_ids if i not in tags_of]:
+        raise TagRequestError(404, "InvalidImage.NotFound", f"the image {missing[0]} does not exist")
+    for resource_id in update.resource_ids:
+        after = {**tags_of[resource_id], **dict(update.tags)}
+        if len(after) > MAX_TAGS_PER_RESOURCE:
+            msg = f"the image {resource_id} would have {len(after)} tags; at most {MAX_TAGS_PER_RESOURCE}"
+            raise TagRequestError(400, "QuotaExceeded.TagsPerResource", msg)
+    for resource_id in update.resource_ids:
+        tags = tags_of[resource_id]
+        tags.update(update.tags)
+        for key in update.keys:
+            tags.pop(key, None)
+
+
 def check_tag_key(key: str, name: str) -> None:
     """Refuse a key the documented rules do not allow, naming the parameter ``name``."""
     if not key:
@@ -114,32 +134,6 @@ def check_tag_key(key: str, name: str) -> None:
     if bad := [ch for ch in key if not (ch.isalnum() or ch in _KEY_SYMBOLS)]:
         msg = f"{name} holds {bad[0]!r}: only letters, digits, spaces and _ . : / = + - @ are allowed"
         raise TagRequestError(400, "InvalidTagKey.Malformed", msg)
-
-
-def parse_tag_filters(query: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]]]:
-    """DescribeImages' ``TagFilters.N.Key`` with its ``TagFilters.N.Values.M``, in N order: (key, values).
-
-    An image matches when it matches every filter (AND); a filter matches an image that has the key with one
-    of the values (OR), or with any value when the filter lists none. A ``Values.M`` without its ``Key``, or
-    an empty ``Key``, is refused."""
-    keys: dict[int, str] = {}
-    values: dict[int, list[tuple[int, str]]] = {}
-    for name, value in query.items():
-        if m := re.fullmatch(r"TagFilters\.(\d+)\.Key", name):
-            keys[int(m.group(1))] = value
-        elif m := re.fullmatch(r"TagFilters\.(\d+)\.Values\.(\d+)", name):
-            values.setdefault(int(m.group(1)), []).append((int(m.group(2)), value))
-    if orphans := sorted(set(values) - set(keys)):
-        msg = f"TagFilters.{orphans[0]}.Values.M needs its TagFilters.{orphans[0]}.Key"
-        raise TagRequestError(400, "InvalidParameter.TagFilters", msg)
-    if empty := sorted(n for n, key in keys.items() if not key):
-        raise TagRequestError(400, "InvalidParameter.TagFilters", f"TagFilters.{empty[0]}.Key is empty")
-    return [(keys[n], tuple(v for _, v in sorted(values.get(n, [])))) for n in sorted(keys)]
-
-
-def tag_filter_matches(tags: Mapping[str, str], filters: list[tuple[str, tuple[str, ...]]]) -> bool:
-    """True when ``tags`` pass every filter of ``parse_tag_filters``."""
-    return all(key in tags and (not allowed or tags[key] in allowed) for key, allowed in filters)
 
 
 def _resources(query: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:

@@ -34,7 +34,7 @@ import hmac
 import json
 import random
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -245,7 +245,9 @@ def _check_token(sent: str | None, expected: str | None) -> None:
 class TosService:
     """HeadObject over the objects ``objects()`` reports, minus those removed since they were written.
 
-    ``bucket_access(name)`` says whether the caller may read a bucket (None: no such bucket). Thread-safe."""
+    ``bucket_access(name)`` says whether the caller may read a bucket (None: no such bucket);
+    ``credentials_for(access_key)`` gives the accepted key pair with that access key (the gateway's
+    ``accepted_key``, so TOS accepts the keys the OpenAPI side does). Thread-safe."""
 
     name = "tos"
 
@@ -254,13 +256,12 @@ class TosService:
         *,
         objects: Callable[[], Mapping[tuple[str, str], StoredObject]],
         bucket_access: Callable[[str], bool | None],
-        credentials: Credentials | Iterable[Credentials],
+        credentials_for: Callable[[str], Credentials | None],
         region: str,
         clock: Callable[[], datetime],
         seed: int | None = None,
     ) -> None:
-        keys = [credentials] if isinstance(credentials, Credentials) else list(credentials)
-        self._credentials = {c.access_key: c for c in keys}
+        self._credentials_for = credentials_for
         self._objects = objects
         self._bucket_access = bucket_access
         self.region = region
@@ -336,7 +337,7 @@ class TosService:
             path=path,
             raw_query=raw_query,
             headers=headers,
-            credentials_for=self._credentials.get,
+            credentials_for=self._credentials_for,
             region=self.region,
             now=self._clock(),
         )

@@ -38,15 +38,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter_tools.emulator.server import (
+from exporter_tools.emulator.api import (
     CHINA_STANDARD_TIME,
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
     ApiAnswer,
     ApiCall,
     Faults,
-    OpenApiEmulator,
 )
+from exporter_tools.emulator.server import OpenApiEmulator
 from handler.adapters.signing import Credentials
 
 __all__ = ["API_VERSION", "SERVICE", "VefaasEmulator", "VefaasService"]

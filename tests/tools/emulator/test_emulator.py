@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -17,7 +11,7 @@ import pytest
 
 from exporter_tools.emulator.ecs import API_VERSION, EcsEmulator, Faults
 from exporter_tools.emulator.fleet import new_images_fleet
-from exporter_tools.emulator.server import ADMIN_RESET_PATH, ADMIN_STATS_PATH, main
+from exporter_tools.emulator.server import ADMIN_RESET_PATH, ADMIN_STATS_PATH
 from handler.adapters.signing import Credentials, canonical_query, format_x_date, sign_request
 from tests.support.emulated import CREDENTIALS, signed_get
 
@@ -547,61 +541,6 @@ def test_admin_paths_refuse_clients_other_than_loopback(emulator: EcsEmulator) -
     reply = emulator.answer(method="GET", target=ADMIN_STATS_PATH, headers={}, body=b"", loopback=False)
 
     assert reply.status == 403
-
-
-# -- the command line -----------------------------------------------------------------------------------------
-
-
-def test_the_command_prints_its_address_and_stops_on_sigterm() -> None:
-    """``python -m exporter_tools.emulator.server`` prints where it listens, answers signed requests, exits 0 on SIGTERM."""
-    keys = Credentials("AKLTcli", "cli-secret")
-    command = [sys.executable, "-m", "exporter_tools.emulator.server", "--port", "0", "--seed", "3"]
-    command += ["--access-key", keys.access_key, "--secret-key", keys.secret_key, "--task-seconds", "5"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline().strip()
-        prefix = "emulator listening on "
-        assert first.startswith(prefix)
-        target = SimpleNamespace(endpoint=first.removeprefix(prefix), region="cn-beijing")
-        response = signed_get(target, "ExportImage", export_params(), credentials=keys)  # type: ignore[arg-type]
-        assert response.status_code == 200
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=10)
-
-    assert process.returncode == 0
-    assert keys.secret_key not in err
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        pytest.param(["--access-key", "AK"], "both --access-key and --secret-key", id="half-keys"),
-        pytest.param(["--fleet", "/nonexistent/fleet.json"], "cannot read the fleet file", id="no-fleet"),
-        pytest.param(["--error-rate", "2"], "between 0 and 1", id="rate"),
-    ],
-)
-def test_the_command_refuses_bad_options(
-    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A usage error exits 2 with a message that says what to fix."""
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-
-    assert exited.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-def test_a_fleet_file_with_a_wrong_field_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A fleet whose image has an unknown status is refused, naming the field."""
-    fleet = tmp_path / "fleet.json"
-    fleet.write_text(json.dumps({"images": [{"id": "image-abc", "status": "broken"}]}), encoding="utf-8")
-
-    with pytest.raises(SystemExit):
-        main(["--fleet", str(fleet)])
-
-    assert "images.0.status" in capsys.readouterr().err
 
 
 def test_the_same_gateway_answers_in_process_through_its_transport() -> None:

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter_tools.emulator.api import ApiAnswer, ApiCall
 from exporter_tools.emulator.ecs import EcsEmulator, EcsService
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage
-from exporter_tools.emulator.server import ApiAnswer, ApiCall
 from exporter_tools.emulator.tags import TagRequestError, check_tag_key
 
 IMAGES = ("image-a1", "image-b2", "image-c3")

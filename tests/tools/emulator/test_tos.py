@@ -305,6 +305,20 @@ def test_errors_for_unknown_buckets_bad_signatures_and_stale_dates(tos_emulator:
     assert (anonymous.status_code, anonymous.json()["Code"]) == (403, "AccessDenied")
 
 
+def test_tos_accepts_the_key_pairs_the_gateway_accepts_now(
+    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+) -> None:
+    """After the emulator's accepted keys are replaced, HeadObject takes the new pair and refuses the old one."""
+    export(tos_emulator, "image-ok1", call)
+    clock.advance(TASK_SECONDS + 1)
+    key = export_object_key("px", "image-ok1")
+    rotated = Credentials("AKLTrotated", "rotated-secret")
+    tos_emulator.credentials = rotated
+    assert head(tos_emulator, BUCKET, key, credentials=rotated).status_code == 200
+    old = head(tos_emulator, BUCKET, key, method="GET")
+    assert (old.status_code, old.json()["Code"]) == (403, "InvalidAccessKeyId")
+
+
 def test_tos_and_openapi_share_the_port(
     tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -195,7 +196,8 @@ def test_receiver_that_is_down_gives_a_failed_report() -> None:
 
 
 def test_receiver_command_line_prints_verified_deliveries() -> None:
-    """`exporter-tools receiver` listens on loopback and prints each delivery with its check."""
+    """`exporter-tools receiver` listens on loopback, prints the exact WEBHOOK_* lines to paste, and prints each
+    delivery with its check."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -215,8 +217,10 @@ def test_receiver_command_line_prints_verified_deliveries() -> None:
         assert process.stdout is not None
         first = process.stdout.readline()
         assert first.startswith("listening on http://127.0.0.1:")
-        url = first.split()[2]
-        env = {"WEBHOOK_URL": url, "WEBHOOK_FORMAT": "feishu", "WEBHOOK_SECRET": "s3"}
+        lines = [process.stdout.readline().strip() for _ in range(4)]
+        assert lines[0].startswith("# ")
+        env = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in lines[1:])
+        assert env == {"WEBHOOK_URL": first.split()[2], "WEBHOOK_FORMAT": "feishu", "WEBHOOK_SECRET": "s3"}
         report = notify(RESULT, Settings.from_env(env), region="cn-beijing", deadline=time.monotonic() + 10)
         assert report is not None
         assert report.delivered

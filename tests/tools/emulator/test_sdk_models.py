@@ -1,0 +1,203 @@
+"""The ECS calls the function makes, held to the official SDK's models (``volcenginesdk-ecs``): our client
+sends what the SDK sends for the same request, and the emulator answers nothing the SDK's response model
+does not describe.
+
+The SDK also has TagResources and UntagResources, GET with Version 2020-04-01 like the others
+(``ResourceIds.N``, ``ResourceType`` required, ``Tags.N.Key`` required / ``Tags.N.Value``; ``TagKeys.N``),
+each answering only ``RequestId`` in its Result: what the emulator answers when it learns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+import volcenginesdkecs.models as ecs_models  # type: ignore[import-untyped]
+
+from exporter_tools.emulator.ecs import EcsEmulator
+from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage, FleetTask, new_images_fleet
+from handler.adapters.ecs import BATCH_LIMIT, EcsClient
+from handler.adapters.openapi import OpenApiClient
+from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.signing import Credentials
+from tests.support.sdk_models import ModelMismatch, sdk_query, strict_deserialize
+
+CREDENTIALS = Credentials("AKLTsdkmodels0000001", "sdk-models-secret-0001")
+FAR = float("inf")
+
+
+class Recorder:
+    """The emulator in-process, keeping every request's query and answer."""
+
+    def __init__(self, emulator: EcsEmulator) -> None:
+        self._inner = emulator.transport()
+        self.calls: list[tuple[dict[str, str], dict[str, Any]]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        response.read()
+        query = dict(parse_qsl(request.url.query.decode(), keep_blank_values=True))
+        self.calls.append((query, response.json()))
+        return response
+
+    def sent(self, action: str) -> list[dict[str, str]]:
+        """The queries of every call to ``action``, without Action and Version."""
+        return [
+            {k: v for k, v in query.items() if k not in ("Action", "Version")}
+            for query, _ in self.calls
+            if query["Action"] == action
+        ]
+
+    def results(self, action: str) -> list[Any]:
+        return [answer["Result"] for query, answer in self.calls if query["Action"] == action]
+
+
+@pytest.fixture
+def ecs() -> Iterator[Callable[[Fleet], tuple[EcsClient, Recorder]]]:
+    """``ecs(fleet)``: our ECS client wired to an emulator holding ``fleet``, and the recorder between them."""
+    started: list[tuple[EcsEmulator, httpx.Client]] = []
+
+    def start(fleet: Fleet) -> tuple[EcsClient, Recorder]:
+        emulator = EcsEmulator(fleet, credentials=CREDENTIALS, seed=3, task_seconds=100)
+        recorder = Recorder(emulator)
+        http = httpx.Client(transport=httpx.MockTransport(recorder))
+        started.append((emulator, http))
+        api = OpenApiClient(
+            http=http,
+            endpoint="https://ecs.cn-beijing.volcengineapi.com",
+            region="cn-beijing",
+            service="ecs",
+            version="2020-04-01",
+            credentials=CREDENTIALS,
+            policy=RetryPolicy(max_attempts=1, base=0.01, cap=0.01),
+            limiter=RateLimiter(10_000),
+        )
+        return EcsClient(api), recorder
+
+    yield start
+    for emulator, http in started:
+        http.close()
+        emulator.close()
+
+
+FLEET = Fleet(
+    images=(
+        FleetImage(id="image-sdk000000000000001", name="web", tags={"env": "prod", "team": "a"}),
+        FleetImage(id="image-sdk000000000000002", tags={"env": "prod"}),
+        FleetImage(id="image-sdk000000000000003", status="creating"),
+    ),
+    buckets=(FleetBucket(name="sdk-bucket"),),
+    tasks=(
+        FleetTask(image_id="image-sdk000000000000002", status="Succeeded", created_hours_ago=3),
+        FleetTask(image_id="image-sdk000000000000003", type="CreateImage", status="Running"),
+    ),
+)
+
+
+def test_export_image_sends_the_sdks_parameters_and_answers_its_model(
+    ecs: Callable[[Fleet], tuple[EcsClient, Recorder]],
+) -> None:
+    """ExportImage: our query is the SDK's for the same request; the answer reads as ExportImageResponse."""
+    client, recorder = ecs(FLEET)
+    client.export_image("image-sdk000000000000001", "sdk-bucket", "nightly", deadline=FAR)
+    request = ecs_models.ExportImageRequest(
+        image_id="image-sdk000000000000001", tos_bucket="sdk-bucket", tos_prefix="nightly"
+    )
+    assert recorder.sent("ExportImage") == [sdk_query(request)]
+    (result,) = recorder.results("ExportImage")
+    assert strict_deserialize(result, "ExportImageResponse", package="volcenginesdkecs").task_id
+
+
+def test_describe_images_sends_the_sdks_parameters_and_answers_its_model(
+    ecs: Callable[[Fleet], tuple[EcsClient, Recorder]],
+) -> None:
+    """DescribeImages with every filter the function uses, over two pages: each query is the SDK's, and each
+    page reads as DescribeImagesResponse with no field the model lacks."""
+    fleet = new_images_fleet(BATCH_LIMIT + 5)
+    tagged = tuple(image.model_copy(update={"tags": {"env": "prod"}}) for image in fleet.images)
+    client, recorder = ecs(Fleet(images=tagged, buckets=fleet.buckets))
+    found = list(
+        client.describe_images(
+            deadline=FAR, visibility="private", status="available", tag_filters={"env": "prod"}
+        )
+    )
+    assert len(found) == BATCH_LIMIT + 5
+    first, second = recorder.results("DescribeImages")
+    filters = {
+        "visibility": "private",
+        "status": ["available"],
+        "tag_filters": [ecs_models.TagFilterForDescribeImagesInput(key="env", values=["prod"])],
+        "max_results": BATCH_LIMIT,
+    }
+    expected = [
+        sdk_query(ecs_models.DescribeImagesRequest(**filters)),
+        sdk_query(ecs_models.DescribeImagesRequest(**filters, next_token=first["NextToken"])),
+    ]
+    assert recorder.sent("DescribeImages") == expected
+    for page in (first, second):
+        model = strict_deserialize(page, "DescribeImagesResponse", package="volcenginesdkecs")
+        assert all(image.image_id and image.status for image in model.images)
+
+
+def test_describe_images_by_id_sends_the_sdks_parameters(
+    ecs: Callable[[Fleet], tuple[EcsClient, Recorder]],
+) -> None:
+    """DescribeImages by ids: ``ImageIds.N`` as the SDK numbers them, and the answer reads strictly."""
+    client, recorder = ecs(FLEET)
+    ids = ["image-sdk000000000000001", "image-sdk000000000000003"]
+    list(client.describe_images(deadline=FAR, image_ids=ids))
+    assert recorder.sent("DescribeImages") == [
+        sdk_query(ecs_models.DescribeImagesRequest(image_ids=ids, max_results=BATCH_LIMIT))
+    ]
+    (result,) = recorder.results("DescribeImages")
+    strict_deserialize(result, "DescribeImagesResponse", package="volcenginesdkecs")
+
+
+@pytest.mark.parametrize("by", ["resource_ids", "task_ids"])
+def test_describe_tasks_sends_the_sdks_parameters_and_answers_its_model(
+    ecs: Callable[[Fleet], tuple[EcsClient, Recorder]], by: str
+) -> None:
+    """DescribeTasks by image or task ids: the SDK's query; the answer reads as DescribeTasksResponse, a
+    running task's EndAt is "" and a finished one's a time."""
+    client, recorder = ecs(FLEET)
+    started = client.export_image("image-sdk000000000000001", "sdk-bucket", "nightly", deadline=FAR)
+    ids = (
+        ["image-sdk000000000000001", "image-sdk000000000000002", "image-sdk000000000000003"]
+        if by == "resource_ids"
+        else [started.task_id]
+    )
+    list(client.describe_tasks(deadline=FAR, **{by: ids}))
+    request = ecs_models.DescribeTasksRequest(**{by: ids}, max_results=str(BATCH_LIMIT))
+    assert recorder.sent("DescribeTasks") == [sdk_query(request)]
+    (result,) = recorder.results("DescribeTasks")
+    model = strict_deserialize(result, "DescribeTasksResponse", package="volcenginesdkecs")
+    ends = {task.status: task.end_at for task in model.tasks}
+    assert ends["Pending"] == ""
+    if by == "resource_ids":
+        assert ends["Running"] == ""
+        assert datetime.fromisoformat(ends["Succeeded"]) < datetime.now(UTC) - timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        pytest.param({"Tasks": [], "NextToken": "", "Total": 0}, "has no field Total", id="unknown field"),
+        pytest.param({"Tasks": [{"Id": "t-1", "Progress": 5}]}, "Result.Tasks[0]: ", id="unknown nested"),
+        pytest.param({"Tasks": [{"Id": "t-1", "Process": "5"}]}, "Tasks[0].Process: expected int", id="type"),
+        pytest.param({"Tasks": {"Id": "t-1"}}, "Result.Tasks: expected a list", id="not a list"),
+    ],
+)
+def test_the_strict_reading_names_what_the_model_does_not_describe(data: dict[str, Any], named: str) -> None:
+    """An answer with a field the SDK's model lacks, or a value of another type, fails naming its path."""
+    with pytest.raises(ModelMismatch, match=named.replace("[", r"\[").replace("]", r"\]")):
+        strict_deserialize(data, "DescribeTasksResponse", package="volcenginesdkecs")
+
+
+def test_the_strict_reading_refuses_a_missing_required_field() -> None:
+    """A field the model requires (its setter refuses None) must be present."""
+    with pytest.raises(ModelMismatch, match="requires Key, missing"):
+        strict_deserialize({"Value": "v"}, "TagForTagResourcesInput", package="volcenginesdkecs")
