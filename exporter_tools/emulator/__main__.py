@@ -1,5 +1,5 @@
-"""``exporter-tools emulator`` (or ``python -m exporter_tools.emulator``): the local ECS and veFaaS OpenAPI
-on 127.0.0.1 until interrupted (Ctrl-C or SIGTERM).
+"""``exporter-tools emulator`` (or ``python -m exporter_tools.emulator``): the local ECS and veFaaS OpenAPI,
+and TOS HeadObject on the same port, on 127.0.0.1 until interrupted (Ctrl-C or SIGTERM).
 
 Its first line on stdout is ``emulator listening on ENDPOINT``; then ready-to-paste ``export`` lines that
 point ``python -m handler invoke`` at it (endpoint, key pair, region, bucket).
@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exporter-tools emulator",
         description=(
-            "A local ECS OpenAPI (ExportImage, DescribeImages, DescribeTasks) on 127.0.0.1, with signature "
-            "checks and optional faults. Point the function at it with VOLCENGINE_ENDPOINT."
+            "A local ECS OpenAPI (ExportImage, DescribeImages, DescribeTasks, TagResources, UntagResources) "
+            "and TOS HeadObject (path-style) on 127.0.0.1, with signature checks and optional faults. Point the "
+            "function at it with VOLCENGINE_ENDPOINT (and TOS_ENDPOINT)."
         ),
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free port)")
@@ -148,12 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     fleet, faults, credentials, context = _options(parser, args)
+    ecs = EcsService(fleet, task_seconds=args.task_seconds, seed=args.seed)
     try:
         emulator = OpenApiEmulator(
-            [
-                EcsService(fleet, task_seconds=args.task_seconds, seed=args.seed),
-                VefaasService(seed=args.seed),
-            ],
+            [ecs, VefaasService(seed=args.seed)],
             credentials=credentials,
             region=args.region,
             faults=faults,
@@ -164,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"emulator: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    emulator.side_service = ecs.object_storage(
+        emulator.accepted_key, region=args.region, clock=emulator.clock
+    )
     if context is not None:
         emulator.use_tls(context)
     print(f"emulator listening on {emulator.endpoint}", flush=True)

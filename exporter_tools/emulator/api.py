@@ -1,6 +1,7 @@
 """What the emulator's gateway and its services share: the request a service sees (``ApiCall``), its answer
-(``ApiAnswer``), the service interface (``ApiService``), the faults the gateway injects (``Faults``), and the
-defaults (the fake key pair, UTC+8, RequestIds).
+(``ApiAnswer``), the service interface (``ApiService``), the interface of a non-OpenAPI service on the same
+port (``SideService``, TOS), the faults the gateway injects (``Faults``), and the defaults (the fake key pair,
+UTC+8, RequestIds).
 
 This module imports nothing of the emulator's own: the gateway (``server``), the services (``ecs``,
 ``vefaas``) and the command line (``__main__``) all import it, and none of them imports the command line.
@@ -22,6 +23,8 @@ __all__ = [
     "ApiCall",
     "ApiService",
     "Faults",
+    "SideReply",
+    "SideService",
     "request_id",
 ]
 
@@ -100,6 +103,41 @@ class ApiService(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """What the service holds or did, for ``OpenApiEmulator.stats()`` (JSON-serialisable)."""
+        ...
+
+    def reset(self) -> None:
+        """Go back to the starting state."""
+        ...
+
+
+class SideReply(Protocol):
+    """An HTTP answer from a side service, sent as is (no body for HEAD; its ``Content-Length`` kept)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def body(self) -> bytes: ...
+
+
+class SideService(Protocol):
+    """A service on the gateway's port that is not an OpenAPI one (TOS, ``exporter_tools.emulator.tos``): it
+    claims its requests before the gateway looks at them, and answers them itself. ``name`` keys its
+    statistics in the gateway's ``stats()``."""
+
+    name: str
+
+    def claims(self, *, path: str, headers: Mapping[str, str]) -> bool:
+        """True for a request this service answers rather than the gateway."""
+        ...
+
+    def answer(self, *, method: str, target: str, headers: Mapping[str, str], loopback: bool) -> SideReply:
+        """The reply to one request ``claims`` accepted."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """What the service holds or did (JSON-serialisable)."""
         ...
 
     def reset(self) -> None:

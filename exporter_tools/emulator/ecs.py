@@ -1,17 +1,25 @@
-"""The emulated ECS API: ``ExportImage``, ``DescribeImages`` and ``DescribeTasks`` (Version 2020-04-01).
+"""The emulated ECS API: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources`` and
+``UntagResources`` (Version 2020-04-01), with the exported objects served as TOS ``HeadObject`` on the same port.
 
 Every answer comes from state, never from a script: an error of the ExportImage API's error table
 (docs/facts.md §1) arises when the account holds what causes it (no such image or bucket, an image that is
 not available or not exportable, a bucket ECS may not write to, an export already pending or running →
 ``OperationDenied.ResourceLocked``).
 Export tasks go ``Pending`` → ``Running`` → ``Succeeded`` over ``task_seconds``, computed from their creation
-time whenever they are looked at (no timers); a creating image becomes available the same way.
+time whenever they are looked at (no timers; ``exporter_tools.emulator.records``); a creating image becomes
+available the same way. An export
+ends as the image's ``export_outcome`` says (fleet file, or ``set_export_outcome``): ``succeeded`` writes the
+object ``<prefix>_<ImageId>_system.qcow2`` to the task's bucket when the task Succeeds; ``failed`` makes the
+task Fail halfway through (``Process`` stays where it was, ``EndAt`` set); ``no_object`` Succeeds without the
+object. Tags live on the images (``exporter_tools.emulator.tags`` checks the requests); a fleet with
+``tagging_allowed: false`` (or ``tagging_allowed = False`` on the service) answers 403 ``AccessDenied``.
 
 ``EcsEmulator`` is the ECS service behind the local gateway (``exporter_tools.emulator.server``)::
 
     with EcsEmulator(fleet, credentials=Credentials("AK", "SK"), faults=Faults(error_rate=0.1), seed=1) as emu:
         emu.endpoint                   # "http://127.0.0.1:PORT": VOLCENGINE_ENDPOINT
         emu.export_tasks_by_image()    # {"image-…": 1, …}
+        emu.tos.remove_object("demo-exports", "imgexport_image-…_system.qcow2")  # it vanishes
         emu.stats()                    # requests by action and status, throttled, peak_rps, …
 """
 
@@ -23,112 +31,33 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exporter_tools.emulator.api import CHINA_STANDARD_TIME, ApiAnswer, ApiCall, Faults
-from exporter_tools.emulator.fleet import Fleet, FleetImage, demo_fleet
-from exporter_tools.emulator.query import (
-    InvalidRequest,
-    listed,
-    page,
-    page_size,
-    tag_filters,
-    tag_matches,
-)
+from exporter_tools.emulator.api import ApiAnswer, ApiCall, Faults
+from exporter_tools.emulator.fleet import ExportOutcome, Fleet, FleetImage, demo_fleet
+from exporter_tools.emulator.query import InvalidRequest, listed, page, page_size, tag_filters, tag_matches
+from exporter_tools.emulator.records import ImageRecord, TaskRecord, format_time, written_objects
 from exporter_tools.emulator.server import OpenApiEmulator
+from exporter_tools.emulator.tags import apply_tag_update, parse_tag_resources, parse_untag_resources
+from exporter_tools.emulator.tos import StoredObject, TosService
 from handler.adapters.signing import Credentials
 
 __all__ = ["API_VERSION", "EcsEmulator", "EcsService", "Faults", "format_time"]
 
 API_VERSION = "2020-04-01"
-PENDING_SHARE = 0.2  # the first fifth of an export task's time is Pending, the rest Running
 _PREFIX = re.compile(r"^[A-Za-z0-9]{1,30}$")
 _ACTIVE = frozenset({"Pending", "Running"})
+TAG_SEARCH_LIMIT = 1000  # DescribeImages with TagFilters finds at most this many images (docs/facts.md §3)
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
-def format_time(moment: datetime) -> str:
-    """A time as the API writes it: ISO 8601 to the second, in UTC+8 (``2024-06-01T16:15:42+08:00``)."""
-    return moment.astimezone(CHINA_STANDARD_TIME).isoformat(timespec="seconds")
-
-
-@dataclass(slots=True)
-class _Image:
-    spec: FleetImage
-    created_at: datetime
-    ready_at: datetime | None  # when a creating image becomes available; None: never
-
-    def status(self, now: datetime) -> str:
-        if self.spec.status == "creating" and self.ready_at is not None and now >= self.ready_at:
-            return "available"
-        return self.spec.status
-
-    def to_api(self, now: datetime) -> dict[str, Any]:
-        spec = self.spec
-        updated = self.ready_at if self.ready_at is not None and now >= self.ready_at else self.created_at
-        return {
-            "ImageId": spec.id,
-            "ImageName": spec.name or spec.id,
-            "Description": "",
-            "Status": self.status(now),
-            "Visibility": spec.visibility,
-            "CreatedAt": format_time(self.created_at),
-            "UpdatedAt": format_time(updated),
-            "Size": spec.size_gb,
-            "OsType": spec.os_type,
-            "OsName": spec.platform,
-            "Platform": spec.platform,
-            "Architecture": "amd64",
-            "ProjectName": "default",
-            "Tags": [{"Key": key, "Value": value} for key, value in spec.tags.items()],
-        }
-
-
-@dataclass(slots=True)
-class _Task:
-    task_id: str
-    type: str
-    resource_id: str
-    created_at: datetime
-    duration: float  # seconds from Pending to Succeeded
-    fixed_status: str | None = None  # a task from the fleet file keeps its status
-
-    def progress(self, now: datetime) -> tuple[str, int, datetime | None]:
-        """Status, percent done and end time (None while it runs), as of ``now``."""
-        if self.fixed_status is not None:
-            done = self.fixed_status in ("Succeeded", "Failed")
-            end = self.created_at + timedelta(seconds=self.duration) if done else None
-            return self.fixed_status, 100 if self.fixed_status == "Succeeded" else 0, end
-        elapsed = (now - self.created_at).total_seconds()
-        if self.duration <= 0 or elapsed >= self.duration:
-            return "Succeeded", 100, self.created_at + timedelta(seconds=max(self.duration, 0))
-        if elapsed < PENDING_SHARE * self.duration:
-            return "Pending", 0, None
-        return "Running", min(99, int(100 * elapsed / self.duration)), None
-
-    def to_api(self, now: datetime) -> dict[str, Any]:
-        status, process, end = self.progress(now)
-        item: dict[str, Any] = {
-            "Id": self.task_id,
-            "Type": self.type,
-            "Status": status,
-            "Process": process,
-            "ResourceId": self.resource_id,
-            "CreatedAt": format_time(self.created_at),
-            "UpdatedAt": format_time(end or min(now, self.created_at + timedelta(seconds=self.duration))),
-            "EndAt": format_time(end) if end is not None else "",  # "" while the task runs, as the API says
-        }
-        return item
-
-
 class EcsService:
-    """The three ECS actions over an in-memory account seeded from a ``Fleet``. Thread-safe."""
+    """The ECS actions over an in-memory account seeded from a ``Fleet``. Thread-safe."""
 
     service = "ecs"
     version = API_VERSION
-    actions = frozenset({"ExportImage", "DescribeImages", "DescribeTasks"})
+    actions = frozenset({"ExportImage", "DescribeImages", "DescribeTasks", "TagResources", "UntagResources"})
 
     def __init__(
         self,
@@ -143,9 +72,11 @@ class EcsService:
         self._seed = seed
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
-        self._images: dict[str, _Image] = {}
+        self._images: dict[str, ImageRecord] = {}
         self._buckets: dict[str, bool] = {}
-        self._tasks: list[_Task] = []
+        self._readable: dict[str, bool] = {}
+        self.tagging_allowed = fleet.tagging_allowed
+        self._tasks: list[TaskRecord] = []
         self._exports: Counter[str] = Counter()
         self._rng = random.Random(seed)  # noqa: S311 - ids, not secrets
         self.reset()
@@ -155,21 +86,12 @@ class EcsService:
         now = self._clock()
         with self._lock:
             self._rng = random.Random(self._seed)  # noqa: S311 - ids, not secrets
-            self._images = {
-                spec.id: _Image(
-                    spec,
-                    created_at=now - timedelta(hours=spec.created_hours_ago),
-                    ready_at=(
-                        now + timedelta(seconds=spec.ready_after_seconds)
-                        if spec.status == "creating" and spec.ready_after_seconds is not None
-                        else None
-                    ),
-                )
-                for spec in self.fleet.images
-            }
+            self._images = {spec.id: ImageRecord.from_spec(spec, now) for spec in self.fleet.images}
             self._buckets = {bucket.name: bucket.put_allowed for bucket in self.fleet.buckets}
+            self._readable = {bucket.name: bucket.read_allowed for bucket in self.fleet.buckets}
+            self.tagging_allowed = self.fleet.tagging_allowed
             self._tasks = [
-                _Task(
+                TaskRecord(
                     task_id=self._new_task_id(),
                     type=task.type,
                     resource_id=task.image_id,
@@ -185,15 +107,8 @@ class EcsService:
         """Put one more image in the account (or replace the one with its id), created ``created_hours_ago``
         before now; ``reset`` forgets it."""
         now = self._clock()
-        ready = spec.ready_after_seconds
         with self._lock:
-            self._images[spec.id] = _Image(
-                spec,
-                created_at=now - timedelta(hours=spec.created_hours_ago),
-                ready_at=now + timedelta(seconds=ready)
-                if spec.status == "creating" and ready is not None
-                else None,
-            )
+            self._images[spec.id] = ImageRecord.from_spec(spec, now)
 
     # -- the gateway's interface ------------------------------------------------------------------------
 
@@ -205,9 +120,10 @@ class EcsService:
         try:
             if call.action == "ExportImage":
                 return self.export_image(call.query)
-            if call.action == "DescribeImages":
-                return ApiAnswer.ok(self.describe_images(call.query))
-            return ApiAnswer.ok(self.describe_tasks(call.query))
+            if call.action in ("TagResources", "UntagResources"):
+                return self.change_tags(call.action, call.query)
+            read = self.describe_images if call.action == "DescribeImages" else self.describe_tasks
+            return ApiAnswer.ok(read(call.query))
         except InvalidRequest as invalid:
             return invalid.answer
 
@@ -271,7 +187,16 @@ class EcsService:
                     "OperationDenied.ResourceLocked",
                     f"the image {image_id} is locked by another operation in progress",
                 )
-            task = _Task(self._new_task_id(), "ExportImage", image_id, now, self.task_seconds)
+            task = TaskRecord(
+                self._new_task_id(),
+                "ExportImage",
+                image_id,
+                now,
+                self.task_seconds,
+                bucket=bucket,
+                prefix=prefix,
+                outcome=image.export_outcome,
+            )
             self._tasks.append(task)
             self._exports[image_id] += 1
         return ApiAnswer.ok({"TaskId": task.task_id}, committed=True)
@@ -298,9 +223,11 @@ class EcsService:
                 and (not query.get("ImageName") or (image.spec.name or image.spec.id) == query["ImageName"])
                 and (not query.get("OsType") or image.spec.os_type == query["OsType"])
                 and (not query.get("Platform") or image.spec.platform == query["Platform"])
-                and all(tag_matches(image.spec.tags, key, values) for key, values in wanted_tags)
+                and tag_matches(image.tags, wanted_tags)
             ]
             ordered = sorted(images, key=lambda i: (-i.created_at.timestamp(), i.spec.id))
+            if wanted_tags:
+                ordered = ordered[:TAG_SEARCH_LIMIT]
             shown, token = page(ordered, lambda i: (-i.created_at.timestamp(), i.spec.id), query, size)
             items = [image.to_api(now) for image in shown]
         return {"Images": items, "NextToken": token, "TotalCount": len(ordered)}
@@ -324,6 +251,71 @@ class EcsService:
             shown, token = page(ordered, lambda t: (-t.created_at.timestamp(), t.task_id), query, size)
             items = [task.to_api(now) for task in shown]
         return {"Tasks": items, "NextToken": token}
+
+    def change_tags(self, action: str, query: Mapping[str, str]) -> ApiAnswer:
+        """TagResources (a key already there gets the new value) or UntagResources (an absent key is no
+        error) on images, all or nothing: every image must exist, and no image may end up with more than 50
+        tags. A role without the permission gets 403 ``AccessDenied`` before anything else is checked."""
+        if not self.tagging_allowed:
+            return ApiAnswer.error(
+                403,
+                "AccessDenied",
+                f"the caller's role is not allowed ecs:{action} (emulator: tagging_allowed)",
+            )
+        update = parse_tag_resources(query) if action == "TagResources" else parse_untag_resources(query)
+        if update.resource_type != "image":
+            msg = f"the emulator holds images only; ResourceType {update.resource_type} has no resources here"
+            raise InvalidRequest(404, "InvalidResourceId.NotFound", msg)
+        with self._lock:
+            apply_tag_update(update, {image_id: image.tags for image_id, image in self._images.items()})
+        return ApiAnswer.ok({}, committed=True)
+
+    def image_tags(self, image_id: str) -> dict[str, str]:
+        """The tags the image carries now (a copy)."""
+        with self._lock:
+            return dict(self._images[image_id].tags)
+
+    def set_export_outcome(self, image_id: str, outcome: ExportOutcome) -> None:
+        """How the image's next exports end: ``succeeded``, ``failed`` or ``no_object`` (tasks already
+        created keep theirs)."""
+        if outcome not in ("succeeded", "failed", "no_object"):
+            msg = f"outcome must be succeeded, failed or no_object, not {outcome!r}"
+            raise ValueError(msg)
+        with self._lock:
+            if image_id not in self._images:
+                msg = f"no image {image_id} in the fleet"
+                raise KeyError(msg)
+            self._images[image_id].export_outcome = outcome
+
+    def exported_objects(self) -> dict[tuple[str, str], StoredObject]:
+        """The objects export tasks have written so far, by (bucket, key): a task that Succeeded with the
+        outcome ``succeeded`` wrote ``<prefix>_<ImageId>_system.qcow2`` when it ended, of the image's size."""
+        now = self._clock()
+        with self._lock:
+            return written_objects(self._tasks, self._images, now)
+
+    def object_storage(
+        self,
+        credentials_for: Callable[[str], Credentials | None],
+        *,
+        region: str,
+        clock: Callable[[], datetime],
+    ) -> TosService:
+        """The TOS side of this account: HeadObject on the objects its export tasks wrote, signed with the
+        key pairs ``credentials_for`` accepts (the gateway's ``accepted_key``)."""
+        return TosService(
+            objects=self.exported_objects,
+            bucket_access=self.bucket_access,
+            credentials_for=credentials_for,
+            region=region,
+            clock=clock,
+            seed=self._seed,
+        )
+
+    def bucket_access(self, bucket: str) -> bool | None:
+        """Whether the caller's role may read the bucket's objects; None when there is no such bucket."""
+        with self._lock:
+            return self._readable.get(bucket)
 
     def _new_task_id(self) -> str:
         return "t-" + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(20))
@@ -349,7 +341,8 @@ class EcsEmulator(OpenApiEmulator):
     ) -> None:
         """``fleet`` defaults to the demo fleet and ``credentials`` to the emulator's fake key pair
         (``AKLTemulator`` / ``emulator-secret-key``). ``seed`` makes the faults and the task ids reproducible.
-        ``clock``, ``sleep``, ``monotonic`` and ``verbose`` are ``OpenApiEmulator``'s."""
+        ``clock``, ``sleep``, ``monotonic`` and ``verbose`` are ``OpenApiEmulator``'s. ``tos`` is the TOS side on
+        the same port (``TOS_ENDPOINT`` = ``endpoint``), accepting the key pairs the gateway accepts."""
         clock = clock or (lambda: datetime.now(UTC))
         self.ecs = EcsService(fleet or demo_fleet(), task_seconds=task_seconds, seed=seed, clock=clock)
         super().__init__(
@@ -364,6 +357,8 @@ class EcsEmulator(OpenApiEmulator):
             monotonic=monotonic,
             verbose=verbose,
         )
+        self.tos = self.ecs.object_storage(self.accepted_key, region=region, clock=clock)
+        self.side_service = self.tos
 
     def export_tasks_by_image(self) -> dict[str, int]:
         """How many export tasks ExportImage created for each image (tasks from the fleet file not counted)."""

@@ -9,11 +9,18 @@ scan's lookback window sees the same images today as on the day the file was wri
          "tags": {"env": "prod"}},
         {"id": "image-cr8t1ng5w7e9r1t3y5u7", "status": "creating", "ready_after_seconds": 30},
         {"id": "image-pub1ic0ubuntu2204x64", "visibility": "public"},
-        {"id": "image-n0exp0rt0licensed01", "exportable": false}
+        {"id": "image-n0exp0rt0licensed01", "exportable": false},
+        {"id": "image-fa11s0000000000001", "export_outcome": "failed"}
       ],
-      "buckets": [{"name": "demo-exports"}, {"name": "locked-bucket", "put_allowed": false}],
-      "tasks": [{"image_id": "image-ybqi99s7yq8rx7mnk44b", "status": "Succeeded", "created_hours_ago": 30}]
+      "buckets": [{"name": "demo-exports"}, {"name": "locked-bucket", "put_allowed": false},
+                  {"name": "private-bucket", "read_allowed": false}],
+      "tasks": [{"image_id": "image-ybqi99s7yq8rx7mnk44b", "status": "Succeeded", "created_hours_ago": 30}],
+      "tagging_allowed": true
     }
+
+``export_outcome`` says how an export of the image ends: ``succeeded`` (the task Succeeds and the object
+appears in TOS), ``failed`` (the task Fails) or ``no_object`` (the task Succeeds, no object appears).
+``tagging_allowed: false`` is a role without ``ecs:TagResources`` / ``ecs:UntagResources`` (403).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ __all__ = [
     "FleetImage",
     "FleetTask",
     "demo_fleet",
+    "follow_up_fleet",
     "load_fleet",
     "new_images_fleet",
 ]
@@ -41,6 +49,7 @@ ImageStatus = Literal["available", "creating", "error"]
 Visibility = Literal["private", "public", "shared"]
 TaskType = Literal["ExportImage", "CopyImage", "ImportImage", "CreateImage", "PreheatImage"]
 TaskStatus = Literal["Pending", "Running", "Succeeded", "Failed"]
+ExportOutcome = Literal["succeeded", "failed", "no_object"]
 
 
 class _Strict(BaseModel):
@@ -62,13 +71,16 @@ class FleetImage(_Strict):
     os_type: Literal["Linux", "Windows"] = "Linux"
     platform: str = "Ubuntu"
     size_gb: Annotated[int, Field(ge=1)] = 40
+    export_outcome: ExportOutcome = "succeeded"
 
 
 class FleetBucket(_Strict):
-    """A TOS bucket; ``put_allowed: false`` is a bucket ECS may not write to (no tos:PutObject)."""
+    """A TOS bucket; ``put_allowed: false`` is a bucket ECS may not write to (no tos:PutObject);
+    ``read_allowed: false`` one whose objects the caller's role may not read (HeadObject answers 403)."""
 
     name: Annotated[str, Field(min_length=3, max_length=63)]
     put_allowed: bool = True
+    read_allowed: bool = True
 
 
 class FleetTask(_Strict):
@@ -86,6 +98,7 @@ class Fleet(_Strict):
     images: tuple[FleetImage, ...] = ()
     buckets: tuple[FleetBucket, ...] = ()
     tasks: tuple[FleetTask, ...] = ()
+    tagging_allowed: bool = True  # the caller's role has ecs:TagResources and ecs:UntagResources
 
 
 def load_fleet(path: str | Path) -> Fleet:
@@ -117,5 +130,27 @@ def new_images_fleet(count: int, *, hours_ago: float = 1.0, bucket: str = "demo-
     images = tuple(
         FleetImage(id=f"image-new{n:04d}", name=f"build-{n:04d}", created_hours_ago=hours_ago)
         for n in range(count)
+    )
+    return Fleet(images=images, buckets=(FleetBucket(name=bucket),))
+
+
+def follow_up_fleet(*, hours_ago: float = 1.0, bucket: str = "demo-exports") -> Fleet:
+    """Four new images whose exports end each way the follow-up tells apart: two succeed (40 and 20 GiB
+    objects), one fails, one succeeds without an object; and one writable bucket."""
+    outcomes: tuple[tuple[str, int, ExportOutcome], ...] = (
+        ("image-fo110w0ok40", 40, "succeeded"),
+        ("image-fo110w0ok20", 20, "succeeded"),
+        ("image-fo110w0fai1", 40, "failed"),
+        ("image-fo110w0n0obj", 30, "no_object"),
+    )
+    images = tuple(
+        FleetImage(
+            id=image_id,
+            name=image_id.removeprefix("image-"),
+            created_hours_ago=hours_ago,
+            size_gb=size,
+            export_outcome=outcome,
+        )
+        for image_id, size, outcome in outcomes
     )
     return Fleet(images=images, buckets=(FleetBucket(name=bucket),))

@@ -21,7 +21,8 @@ MAX_BODY = 16 << 20
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What the gateway answers to one HTTP request; ``drop`` closes the connection with no answer at all."""
+    """What the gateway answers to one HTTP request; ``drop`` closes the connection with no answer at all.
+    A ``Content-Length`` among ``headers`` is sent as is (a HEAD answer's, whose body is never sent)."""
 
     status: int
     body: bytes
@@ -89,6 +90,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve()
 
+    def do_HEAD(self) -> None:
+        self._serve()
+
     def _serve(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         if length > MAX_BODY:
@@ -110,9 +114,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         for name, value in reply.headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
+        if not any(name.lower() == "content-length" for name, _ in reply.headers):
+            self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
-        self.wfile.write(reply.body)
+        if self.command != "HEAD":
+            self.wfile.write(reply.body)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: ``verbose`` prints one line per answer instead of an access log."""

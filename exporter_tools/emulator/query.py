@@ -44,22 +44,30 @@ def listed(query: Mapping[str, str], name: str) -> list[str]:
     return [value for _, value in numbered if value]
 
 
-def tag_filters(query: Mapping[str, str]) -> list[tuple[str, list[str]]]:
-    """``TagFilters.N.Key`` with its ``TagFilters.N.Values.M``: (key, allowed values; empty means any)."""
+def tag_filters(query: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]]]:
+    """DescribeImages' ``TagFilters.N.Key`` with its ``TagFilters.N.Values.M``, in N order: (key, values).
+
+    An image matches when it matches every filter (AND); a filter matches an image that has the key with one
+    of the values (OR), or with any value when the filter lists none (``tag_matches``). A ``Values.M``
+    without its ``Key``, or an empty ``Key``, is refused naming the filter (the code is not confirmed)."""
     keys: dict[int, str] = {}
     values: dict[int, list[tuple[int, str]]] = {}
     for name, value in query.items():
-        if m := re.match(r"^TagFilters\.(\d+)\.Key$", name):
+        if m := re.fullmatch(r"TagFilters\.(\d+)\.Key", name):
             keys[int(m.group(1))] = value
-        elif m := re.match(r"^TagFilters\.(\d+)\.Values\.(\d+)$", name):
+        elif m := re.fullmatch(r"TagFilters\.(\d+)\.Values\.(\d+)", name):
             values.setdefault(int(m.group(1)), []).append((int(m.group(2)), value))
-    if set(values) - set(keys):
-        raise InvalidRequest(400, "InvalidParameter", "TagFilters.N.Values.M needs its TagFilters.N.Key")
-    return [(keys[n], [v for _, v in sorted(values.get(n, []))]) for n in sorted(keys)]
+    if orphans := sorted(set(values) - set(keys)):
+        msg = f"TagFilters.{orphans[0]}.Values.M needs its TagFilters.{orphans[0]}.Key"
+        raise InvalidRequest(400, "InvalidParameter.TagFilters", msg)
+    if empty := sorted(n for n, key in keys.items() if not key):
+        raise InvalidRequest(400, "InvalidParameter.TagFilters", f"TagFilters.{empty[0]}.Key is empty")
+    return [(keys[n], tuple(v for _, v in sorted(values.get(n, [])))) for n in sorted(keys)]
 
 
-def tag_matches(tags: Mapping[str, str], key: str, values: Sequence[str]) -> bool:
-    return key in tags and (not values or tags[key] in values)
+def tag_matches(tags: Mapping[str, str], filters: Sequence[tuple[str, Sequence[str]]]) -> bool:
+    """True when ``tags`` pass every filter of ``tag_filters``."""
+    return all(key in tags and (not allowed or tags[key] in allowed) for key, allowed in filters)
 
 
 def page_size(query: Mapping[str, str], *, default: int) -> int:

@@ -10,6 +10,10 @@ connection closes with no answer at all). Signatures are checked before any faul
 A service is anything with the small ``ApiService`` interface: ECS lives in ``exporter_tools.emulator.ecs``; another
 API (veFaaS: POST with JSON bodies) plugs in the same way, each keyed by its signature scope's service name.
 
+A side service (``SideService``: TOS, ``exporter_tools.emulator.tos``) may share the port: assigned to
+``side_service``, it claims the requests that are its own before the gateway looks at them, and answers them
+itself (no OpenAPI signature, faults or ``ResponseMetadata``); ``stats()`` and ``reset()`` cover it too.
+
 ``GET /__admin/stats`` (unsigned, loopback only) answers with ``stats()`` as JSON; ``POST /__admin/reset``
 puts every service back to its starting state and clears the statistics.
 
@@ -40,6 +44,7 @@ from exporter_tools.emulator.api import (
     ApiCall,
     ApiService,
     Faults,
+    SideService,
     request_id,
 )
 from exporter_tools.emulator.faults import FaultInjector
@@ -130,6 +135,7 @@ class OpenApiEmulator:
         self._server = GatewayServer(("127.0.0.1", port), self)
         self._thread: threading.Thread | None = None
         self._scheme = "http"
+        self.side_service: SideService | None = None  # TOS on the same port, when set
 
     # -- what the gateway accepts, and scripted faults ----------------------------------------------------
 
@@ -146,6 +152,11 @@ class OpenApiEmulator:
             raise ValueError(msg)
         with self._lock:
             self._credentials = {c.access_key: c for c in pairs}
+
+    def accepted_key(self, access_key: str) -> Credentials | None:
+        """The accepted key pair with this access key, if any (the TOS side checks its signatures with it)."""
+        with self._lock:
+            return self._credentials.get(access_key)
 
     def fail_next(self, action: str, status: int, code: str, message: str = "", *, times: int = 1) -> None:
         """Answer the next ``times`` correctly signed calls to ``action`` with this error (after the
@@ -259,6 +270,8 @@ class OpenApiEmulator:
             }
         for name, service in self.services.items():
             out[name] = service.stats()
+        if self.side_service is not None:
+            out[self.side_service.name] = self.side_service.stats()
         return out
 
     def reset(self) -> None:
@@ -269,6 +282,8 @@ class OpenApiEmulator:
         self._injector.clear()
         for service in self.services.values():
             service.reset()
+        if self.side_service is not None:
+            self.side_service.reset()
 
     # -- one request ------------------------------------------------------------------------------------
 
@@ -277,6 +292,10 @@ class OpenApiEmulator:
     ) -> Reply:
         """The reply to one HTTP request (the HTTP plumbing is ``httpd``'s)."""
         path, _, raw_query = target.partition("?")
+        side = self.side_service
+        if side is not None and side.claims(path=path, headers=headers):
+            reply = side.answer(method=method, target=target, headers=headers, loopback=loopback)
+            return Reply(reply.status, reply.body, reply.headers)
         if path.startswith("/__admin/"):
             return self._admin(method, path, loopback)
         try:

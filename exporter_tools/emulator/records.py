@@ -1,0 +1,151 @@
+"""The emulated ECS account's records: its images and tasks, whose states follow from the moment they are
+looked at (no timers), and the objects the export tasks wrote. ``ecs`` holds them under its lock.
+
+An export task goes ``Pending`` (the first fifth of its time) → ``Running`` → ``Succeeded``; with the
+outcome ``failed`` it Fails halfway through (``Process`` stays where it was, ``EndAt`` set). A task that
+Succeeds with the outcome ``succeeded`` writes ``<prefix>_<ImageId>_system.qcow2`` to its bucket as it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from exporter_tools.emulator.api import CHINA_STANDARD_TIME
+from exporter_tools.emulator.fleet import ExportOutcome, FleetImage
+from exporter_tools.emulator.tos import StoredObject, export_object_key
+
+__all__ = [
+    "FAILED_AT",
+    "GIB",
+    "PENDING_SHARE",
+    "ImageRecord",
+    "TaskRecord",
+    "format_time",
+    "written_objects",
+]
+
+PENDING_SHARE = 0.2  # the first fifth of an export task's time is Pending, the rest Running
+FAILED_AT = 0.5  # a failing export task fails halfway through its time
+GIB = 1 << 30
+
+
+def format_time(moment: datetime) -> str:
+    """A time as the API writes it: ISO 8601 to the second, in UTC+8 (``2024-06-01T16:15:42+08:00``)."""
+    return moment.astimezone(CHINA_STANDARD_TIME).isoformat(timespec="seconds")
+
+
+@dataclass(slots=True)
+class ImageRecord:
+    """An image of the account, with its tags now and how its next exports end."""
+
+    spec: FleetImage
+    created_at: datetime
+    ready_at: datetime | None  # when a creating image becomes available; None: never
+    tags: dict[str, str] = field(default_factory=dict)
+    export_outcome: ExportOutcome = "succeeded"
+
+    @classmethod
+    def from_spec(cls, spec: FleetImage, now: datetime) -> ImageRecord:
+        """The image as the fleet describes it, created ``created_hours_ago`` before ``now``."""
+        ready = spec.ready_after_seconds
+        return cls(
+            spec,
+            created_at=now - timedelta(hours=spec.created_hours_ago),
+            ready_at=now + timedelta(seconds=ready)
+            if spec.status == "creating" and ready is not None
+            else None,
+            tags=dict(spec.tags),
+            export_outcome=spec.export_outcome,
+        )
+
+    def status(self, now: datetime) -> str:
+        if self.spec.status == "creating" and self.ready_at is not None and now >= self.ready_at:
+            return "available"
+        return self.spec.status
+
+    def to_api(self, now: datetime) -> dict[str, Any]:
+        spec = self.spec
+        updated = self.ready_at if self.ready_at is not None and now >= self.ready_at else self.created_at
+        return {
+            "ImageId": spec.id,
+            "ImageName": spec.name or spec.id,
+            "Description": "",
+            "Status": self.status(now),
+            "Visibility": spec.visibility,
+            "CreatedAt": format_time(self.created_at),
+            "UpdatedAt": format_time(updated),
+            "Size": spec.size_gb,
+            "OsType": spec.os_type,
+            "OsName": spec.platform,
+            "Platform": spec.platform,
+            "Architecture": "amd64",
+            "ProjectName": "default",
+            "Tags": [{"Key": key, "Value": value} for key, value in self.tags.items()],
+        }
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """A task of the account; an ExportImage task knows its destination and how it ends."""
+
+    task_id: str
+    type: str
+    resource_id: str
+    created_at: datetime
+    duration: float  # seconds from Pending to Succeeded
+    fixed_status: str | None = None  # a task from the fleet file keeps its status
+    bucket: str = ""  # an ExportImage task's destination
+    prefix: str = ""
+    outcome: ExportOutcome = "succeeded"
+
+    def progress(self, now: datetime) -> tuple[str, int, datetime | None]:
+        """Status, percent done and end time (None while it runs), as of ``now``."""
+        if self.fixed_status is not None:
+            done = self.fixed_status in ("Succeeded", "Failed")
+            end = self.created_at + timedelta(seconds=self.duration) if done else None
+            return self.fixed_status, 100 if self.fixed_status == "Succeeded" else 0, end
+        elapsed = (now - self.created_at).total_seconds()
+        if self.outcome == "failed" and elapsed >= FAILED_AT * self.duration:
+            process = int(100 * FAILED_AT) if self.duration > 0 else 0
+            return "Failed", process, self.created_at + timedelta(seconds=max(FAILED_AT * self.duration, 0))
+        if self.duration <= 0 or elapsed >= self.duration:
+            return "Succeeded", 100, self.created_at + timedelta(seconds=max(self.duration, 0))
+        if elapsed < PENDING_SHARE * self.duration:
+            return "Pending", 0, None
+        return "Running", min(99, int(100 * elapsed / self.duration)), None
+
+    def to_api(self, now: datetime) -> dict[str, Any]:
+        status, process, end = self.progress(now)
+        return {
+            "Id": self.task_id,
+            "Type": self.type,
+            "Status": status,
+            "Process": process,
+            "ResourceId": self.resource_id,
+            "CreatedAt": format_time(self.created_at),
+            "UpdatedAt": format_time(end or min(now, self.created_at + timedelta(seconds=self.duration))),
+            "EndAt": format_time(end) if end is not None else "",  # "" while the task runs, as the API says
+        }
+
+
+def written_objects(
+    tasks: Iterable[TaskRecord], images: Mapping[str, ImageRecord], now: datetime
+) -> dict[tuple[str, str], StoredObject]:
+    """The objects the export tasks have written by ``now``, by (bucket, key), each of its image's size; the
+    latest write of a key wins."""
+    objects: dict[tuple[str, str], StoredObject] = {}
+    for task in tasks:
+        if not task.bucket or task.outcome != "succeeded":
+            continue
+        status, _, end = task.progress(now)
+        if status != "Succeeded" or end is None:
+            continue
+        key = export_object_key(task.prefix, task.resource_id)
+        size = images[task.resource_id].spec.size_gb * GIB
+        earlier = objects.get((task.bucket, key))
+        if earlier is None or earlier.written_at <= end:
+            objects[(task.bucket, key)] = StoredObject(task.bucket, key, size, end)
+    return objects

@@ -1,0 +1,305 @@
+"""``exporter-tools status``: the exports in flight and their recent outcomes, read from the images' tags.
+
+The function keeps the state of each export on its image (docs/contract.md, "Following exports to their
+end"): ``image-exporter:state`` is ``exporting``, ``exported`` or ``failed`` and ``image-exporter:dest`` is
+``tos://<bucket>/<prefix>``. This command reads them back with the function's own signed client: one
+DescribeImages tag search (all pages), then DescribeTasks for the images still ``exporting`` (100 a
+request), and prints two tables::
+
+    Exports in flight (1)
+    IMAGE                      TASK                    STATUS   PROCESS  AGE
+    image-ybqi99s7yq8rx7mnk44b t-0a1b2c3d4e5f6g7h8i9j  Running      45%  3m10s
+
+    Outcomes (2)
+    IMAGE                      STATE     DESTINATION
+    image-3f7k2m9q1x8w5v6n4b0c exported  tos://demo-exports/imgexport_image-3f7k2m9q1x8w5v6n4b0c_system.qcow2
+
+Endpoint, region and keys come from the variables the function reads (``VOLCENGINE_ENDPOINT``,
+``VOLCENGINE_REGION``, ``VOLCENGINE_ACCESS_KEY``/``VOLCENGINE_SECRET_KEY``/``VOLCENGINE_SESSION_TOKEN``, the
+older names, or the role's credential file); ``--endpoint`` and ``--region`` override the first two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from handler.adapters.credentials import resolve_credentials
+from handler.adapters.log import configure_logging, redactor
+from handler.adapters.openapi import OpenApiClient, shared_http_client, shared_rate_limiter
+from handler.adapters.pacing import RetryPolicy
+from handler.errors import ExporterError
+from handler.models.settings import Settings
+
+__all__ = ["DEST_KEY", "STATE_KEY", "InFlight", "Outcome", "Status", "main", "read_status", "render"]
+
+STATE_KEY = "image-exporter:state"
+DEST_KEY = "image-exporter:dest"
+STATES = ("exporting", "exported", "failed")
+ECS_VERSION = "2020-04-01"
+PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """An image tagged ``exporting`` and its latest export task (``task_id`` empty when none is listed)."""
+
+    image_id: str
+    destination: str
+    task_id: str
+    task_status: str
+    process: int | None
+    age_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An image tagged ``exported`` or ``failed``, and where its object is (or was meant to be)."""
+
+    image_id: str
+    state: str
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    in_flight: tuple[InFlight, ...]
+    outcomes: tuple[Outcome, ...]
+
+
+def read_status(api: OpenApiClient, *, deadline: float, now: datetime, limit: int | None = None) -> Status:
+    """Read the tracking tags and the tasks of the images in flight (newest images first). ``limit`` caps
+    the outcomes listed."""
+    params = {"TagFilters.1.Key": STATE_KEY} | {
+        f"TagFilters.1.Values.{n}": state for n, state in enumerate(STATES, start=1)
+    }
+    exporting: list[tuple[str, str]] = []
+    outcomes: list[Outcome] = []
+    for image in _pages(api, "DescribeImages", params, "Images", deadline=deadline):
+        image_id = str(image.get("ImageId", ""))
+        tags = _tags(image.get("Tags"))
+        state, destination = tags.get(STATE_KEY, ""), _object_url(tags.get(DEST_KEY, ""), image_id)
+        if state == "exporting":
+            exporting.append((image_id, destination))
+        elif state in STATES:
+            outcomes.append(Outcome(image_id, state, destination))
+    latest = _latest_export_tasks(api, [image_id for image_id, _ in exporting], deadline=deadline)
+    in_flight = []
+    for image_id, destination in exporting:
+        task = latest.get(image_id)
+        if task is None:
+            in_flight.append(InFlight(image_id, destination, "", "(no task listed)", None, None))
+            continue
+        created = _moment(task.get("CreatedAt"))
+        process = task.get("Process")
+        in_flight.append(
+            InFlight(
+                image_id,
+                destination,
+                str(task.get("Id", "")),
+                str(task.get("Status", "")),
+                int(process) if isinstance(process, int | float) else None,
+                (now - created).total_seconds() if created is not None else None,
+            )
+        )
+    return Status(tuple(in_flight), tuple(outcomes[:limit] if limit is not None else outcomes))
+
+
+def _latest_export_tasks(
+    api: OpenApiClient, image_ids: list[str], *, deadline: float
+) -> dict[str, Mapping[str, Any]]:
+    """The newest ExportImage task of each image, from DescribeTasks by image (100 images a request)."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    for start in range(0, len(image_ids), PAGE):
+        batch = image_ids[start : start + PAGE]
+        params = {f"ResourceIds.{n}": image_id for n, image_id in enumerate(batch, start=1)}
+        for task in _pages(api, "DescribeTasks", params, "Tasks", deadline=deadline):
+            if task.get("Type") != "ExportImage":
+                continue
+            image_id = str(task.get("ResourceId", ""))
+            seen = latest.get(image_id)
+            created = _moment(task.get("CreatedAt"))
+            if seen is None or (
+                created is not None and created > (_moment(seen.get("CreatedAt")) or created)
+            ):
+                latest[image_id] = task
+    return latest
+
+
+def _pages(
+    api: OpenApiClient, action: str, params: Mapping[str, str], key: str, *, deadline: float
+) -> Iterator[Mapping[str, Any]]:
+    token = ""
+    seen: set[str] = set()
+    while True:
+        page = {**params, "MaxResults": str(PAGE)} | ({"NextToken": token} if token else {})
+        result, _ = api.call(action, page, deadline=deadline, read_only=True)
+        items = result.get(key) or []
+        yield from (item for item in items if isinstance(item, Mapping))
+        token = str(result.get("NextToken") or "")
+        if not token or token in seen:
+            return
+        seen.add(token)
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if not isinstance(value, list):
+        return {}
+    return {str(t.get("Key", "")): str(t.get("Value", "")) for t in value if isinstance(t, Mapping)}
+
+
+def _object_url(dest: str, image_id: str) -> str:
+    """``tos://<bucket>/<prefix>`` as the object's URL ``tos://<bucket>/<prefix>_<ImageId>_system.qcow2``."""
+    return f"{dest}_{image_id}_system.qcow2" if dest else "(no destination tag)"
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def render(status: Status) -> str:
+    """The two tables, as the command prints them."""
+    lines = [f"Exports in flight ({len(status.in_flight)})"]
+    if status.in_flight:
+        rows = [
+            (
+                f.image_id,
+                f.task_id or "-",
+                f.task_status,
+                "-" if f.process is None else f"{f.process}%",
+                _age(f.age_seconds),
+            )
+            for f in status.in_flight
+        ]
+        lines += _table(("IMAGE", "TASK", "STATUS", "PROCESS", "AGE"), rows, right=(3,))
+    lines += ["", f"Outcomes ({len(status.outcomes)})"]
+    if status.outcomes:
+        lines += _table(
+            ("IMAGE", "STATE", "DESTINATION"), [(o.image_id, o.state, o.destination) for o in status.outcomes]
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _table(
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, right: tuple[int, ...] = ()
+) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    return [line(header), *(line(row) for row in rows)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exporter-tools status",
+        description=(
+            "List the exports in flight (image, task, Process %, age) and the recent outcomes (image, state, "
+            "destination) from the images' image-exporter:* tags. Endpoint, region and keys come from the "
+            "function's variables (VOLCENGINE_ENDPOINT, VOLCENGINE_REGION, VOLCENGINE_ACCESS_KEY...)."
+        ),
+    )
+    parser.add_argument("--endpoint", help="the OpenAPI endpoint (default: VOLCENGINE_ENDPOINT)")
+    parser.add_argument("--region", help="the region (default: VOLCENGINE_REGION, else cn-beijing)")
+    parser.add_argument(
+        "--limit", type=_positive_int, default=50, help="outcomes to list at most (default 50)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds for the whole command (default 60)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--verbose", action="store_true", help="log each API call (JSON lines on stderr)")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = "expected a whole number above 0"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0 < args.timeout <= 3600:
+        parser.error("--timeout must be above 0 and at most 3600 seconds")
+    overrides = {
+        name: value
+        for name, value in (("VOLCENGINE_ENDPOINT", args.endpoint), ("VOLCENGINE_REGION", args.region))
+        if value
+    }
+    try:
+        settings = Settings.model_validate({**os.environ, **overrides})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        print(f"status: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", file=sys.stderr)
+        return 2
+    configure_logging("INFO" if args.verbose else "WARNING")
+    deadline = time.monotonic() + args.timeout
+    try:
+        credentials = resolve_credentials(os.environ)
+        redactor.set_secrets(
+            [credentials.secret_key, credentials.session_token], access_key=credentials.access_key
+        )
+        api = OpenApiClient(
+            http=shared_http_client(
+                connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
+            ),
+            endpoint=settings.endpoint,
+            region=settings.region,
+            service="ecs",
+            version=ECS_VERSION,
+            credentials=credentials,
+            policy=RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap),
+            limiter=shared_rate_limiter(settings.max_rps),
+        )
+        status = read_status(api, deadline=deadline, now=datetime.now(UTC), limit=args.limit)
+    except ExporterError as error:
+        print(f"status: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "in_flight": [asdict(f) for f in status.in_flight],
+                    "outcomes": [asdict(o) for o in status.outcomes],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(render(status), end="")
+    return 0
