@@ -22,6 +22,7 @@ from handler.adapters.signing import Credentials, VolcSigner, canonical_query
 from handler.errors import (
     ApiError,
     BudgetExhausted,
+    ResourceLocked,
     RetryableApiError,
     TerminalApiError,
     ThrottledError,
@@ -32,9 +33,6 @@ from handler.errors import (
 __all__ = ["OpenApiClient", "reset_shared_state", "shared_http_client", "shared_rate_limiter"]
 
 _log = structlog.get_logger("handler.openapi")
-# An error code a write is never sent again for, even though it is retryable for reads: the resource is busy
-# with something (maybe our own export), and only a look at its tasks can tell what.
-LOCKED = "OperationDenied.ResourceLocked"
 
 _lock = threading.Lock()
 _http_clients: dict[tuple[float, float], httpx.Client] = {}
@@ -206,7 +204,7 @@ class OpenApiClient:
         if read_only:
             return error.retryable
         # A write is sent again only when it cannot have started anything.
-        return isinstance(error, RetryableApiError) and error.code != LOCKED
+        return isinstance(error, RetryableApiError) and not isinstance(error, ResourceLocked)
 
     def _send(
         self, action: str, query: str, content: bytes | None, attempt: int, deadline: float
