@@ -65,7 +65,9 @@ def test_unknown_outcome_is_retryable_but_not_a_plain_retry() -> None:
     assert not isinstance(error, RetryableApiError)
 
 
-@pytest.mark.parametrize("code", sorted(c for c, row in ERROR_CODES.items() if row.source in ("api", "gateway")))
+@pytest.mark.parametrize(
+    "code", sorted(c for c, row in ERROR_CODES.items() if row.source in ("api", "gateway"))
+)
 def test_each_answer_code_in_the_table_has_its_class_retryability_and_fix(code: str) -> None:
     """Every API code the exporter reacts to is typed by the one table: class, retryability, one-line fix."""
     row = ERROR_CODES[code]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -10,17 +11,24 @@ from typing import Any
 
 import pytest
 
-from handler.core.run import Budget, ExportPlan, run_command
+from handler.core.budget import Budget
+from handler.core.plan import ExportPlan
+from handler.core.run import run_command
 from handler.errors import (
     ApiError,
+    BucketAccessDenied,
     BudgetExhausted,
+    ImageNotFound,
+    ImageNotReady,
+    ResourceLocked,
     RetryableApiError,
-    TerminalApiError,
-    ThrottledError,
+    ServerError,
+    Throttled,
     UnknownOutcomeError,
 )
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import ExportCommand, ScanCommand
+from handler.models.settings import Settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PLAN = ExportPlan(
@@ -48,9 +56,11 @@ class FakeEcs:
             self.calls.append(("ExportImage", image_id))
             image = next((i for i in self.images if i.image_id == image_id), None)
             if image is None:
-                raise TerminalApiError("not found", code="InvalidImage.NotFound", action="ExportImage")
+                raise ImageNotFound("not found", code="InvalidImage.NotFound", action="ExportImage")
             if image.status != "available":
-                raise TerminalApiError("wrong status", code="InvalidImageStatus", action="ExportImage")
+                raise ImageNotReady(
+                    "wrong status", code="InvalidImageStatus", action="ExportImage", request_id="req-refused"
+                )
             fault = self.export_faults.pop(0) if self.export_faults else None
             if fault is None or self.commit_before_fault:
                 task = Task.model_validate(
@@ -128,10 +138,29 @@ def export(*ids: str) -> ExportCommand:
     return ExportCommand(trigger="direct", image_ids=ids)
 
 
+class StillClock:
+    """A clock stopped at ``NOW`` and at monotonic ``at``; sleeping moves it on."""
+
+    def __init__(self, at: float = 0.0) -> None:
+        self.at = at
+
+    def monotonic(self) -> float:
+        return self.at
+
+    def sleep(self, seconds: float) -> None:
+        self.at += seconds
+
+    def now(self) -> datetime:
+        return NOW
+
+    def random(self) -> float:
+        return 0.5
+
+
 def run(
     command: Any, ecs: FakeEcs, *, plan: ExportPlan = PLAN, budget: Budget = WIDE, clock: float = 0.0
 ) -> dict[str, Any]:
-    outcomes = run_command(command, api=ecs, plan=plan, budget=budget, now=NOW, monotonic=lambda: clock)
+    outcomes = run_command(command, api=ecs, plan=plan, budget=budget, clock=StillClock(clock))
     return {o.image_id: o for o in outcomes}
 
 
@@ -168,7 +197,7 @@ def test_same_event_twice_exports_once() -> None:
 def test_existing_tasks_decide(existing: str, window: float | None, status: str) -> None:
     """Active or succeeded exports skip the image; a failed one does not count."""
     ecs = FakeEcs([img("image-a")], [task("image-a", existing)])
-    plan = ExportPlan(**{**PLAN.__dict__, "dedupe_hours": window}) if False else PLAN
+    plan = dataclasses.replace(PLAN, dedupe_hours=window)
     outcome = run(export("image-a"), ecs, plan=plan)["image-a"]
     assert outcome.status == status
 
@@ -176,7 +205,7 @@ def test_existing_tasks_decide(existing: str, window: float | None, status: str)
 def test_dedupe_window_allows_periodic_reexport() -> None:
     """With EXPORT_DEDUPE_HOURS set, an export older than the window is repeated."""
     ecs = FakeEcs([img("image-a")], [task("image-a", "Succeeded", hours_ago=100)])
-    plan = ExportPlan("b-1", "nightly", "cn-beijing", 4, 48.0, 25)
+    plan = dataclasses.replace(PLAN, dedupe_hours=48.0)
     assert run(export("image-a"), ecs, plan=plan)["image-a"].status == "started"
 
 
@@ -214,7 +243,9 @@ def test_scan_picks_recent_private_images_and_batches_lookups() -> None:
 def test_scan_honours_lookback_and_name_prefix_from_the_event() -> None:
     """The timer payload's LookbackHours and ImageNamePrefix override the defaults."""
     ecs = FakeEcs([img("image-a", hours_ago=30, name="prod-a"), img("image-b", hours_ago=30, name="dev-b")])
-    outcomes = run(ScanCommand(trigger="timer", lookback_hours=48, image_name_prefix="prod"), ecs)
+    command = ScanCommand(trigger="timer", lookback_hours=48, image_name_prefix="prod")
+    plan = ExportPlan.of(command, Settings.model_validate({"EXPORT_TOS_BUCKET": "b-1"}))
+    outcomes = run(command, ecs, plan=plan)
     assert list(outcomes) == ["image-a"]
 
 
@@ -253,7 +284,7 @@ def test_lost_answer_and_failed_lookup_is_a_retryable_failure() -> None:
     """If the tasks cannot be looked up after a lost answer, nothing is resent blind."""
     ecs = FakeEcs([img("image-a")])
     ecs.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
-    outcomes = run_command(export("image-a"), api=ecs, plan=PLAN, budget=WIDE, now=NOW)
+    outcomes = run_command(export("image-a"), api=ecs, plan=PLAN, budget=WIDE, clock=StillClock())
     assert outcomes[0].status == "started"  # the pre-export look-up worked, then the fake resent
     ecs2 = FakeEcs([img("image-b")])
     ecs2.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
@@ -279,7 +310,7 @@ def test_resource_locked_by_an_export_is_skipped_with_its_task() -> None:
     """OperationDenied.ResourceLocked with an export running reports that export as skipped."""
     ecs = FakeEcs([img("image-a")])
     ecs.export_faults = [
-        RetryableApiError("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
+        ResourceLocked("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
     ]
     ecs.commit_before_fault = True  # the "other" export is visible when we look
     outcome = run(export("image-a"), ecs)["image-a"]
@@ -290,7 +321,7 @@ def test_resource_locked_by_something_else_is_deferred() -> None:
     """A lock held by another operation (not an export) defers the image to a later run."""
     ecs = FakeEcs([img("image-a")], [task("image-a", "Running", kind="CreateImage")])
     ecs.export_faults = [
-        RetryableApiError("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
+        ResourceLocked("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
     ]
     outcome = run(export("image-a"), ecs)["image-a"]
     assert outcome.status == "deferred"
@@ -302,12 +333,12 @@ def test_resource_locked_by_something_else_is_deferred() -> None:
     ("fault", "status", "retryable"),
     [
         (
-            TerminalApiError("denied", code="InvalidTosPutObject.AccessDenied", action="ExportImage"),
+            BucketAccessDenied("denied", code="InvalidTosPutObject.AccessDenied", action="ExportImage"),
             "failed",
             False,
         ),
-        (RetryableApiError("boom", code="InternalError", action="ExportImage"), "failed", True),
-        (ThrottledError("slow down", code="FlowLimitExceeded", action="ExportImage"), "deferred", True),
+        (ServerError("boom", code="InternalError", action="ExportImage"), "failed", True),
+        (Throttled("slow down", code="FlowLimitExceeded", action="ExportImage"), "deferred", True),
         (BudgetExhausted("out of time"), "deferred", True),
     ],
 )
@@ -315,7 +346,9 @@ def test_export_errors_become_outcomes(fault: ApiError, status: str, retryable: 
     """Terminal errors fail for good; exhausted retries fail retryably; throttling and the budget defer."""
     ecs = FakeEcs([img("image-a"), img("image-b")])
     ecs.export_faults = [fault]
-    outcomes = run(export("image-a", "image-b"), ecs, plan=ExportPlan("b-1", "p", "cn-beijing", 1, None, 25))
+    outcomes = run(
+        export("image-a", "image-b"), ecs, plan=dataclasses.replace(PLAN, prefix="p", concurrency=1)
+    )
     assert outcomes["image-a"].status == status
     assert outcomes["image-a"].error is not None
     assert outcomes["image-a"].error.retryable is retryable
@@ -346,7 +379,7 @@ def test_failed_scan_is_one_retryable_failure() -> None:
 def test_throttled_dedupe_lookup_defers_every_image() -> None:
     """Throttling on the dedupe look-up defers every named image rather than failing it."""
     ecs = FakeEcs([img("image-a")])
-    ecs.task_lookup_fault = ThrottledError("slow", code="FlowLimitExceeded", action="DescribeTasks")
+    ecs.task_lookup_fault = Throttled("slow", code="FlowLimitExceeded", action="DescribeTasks")
     outcomes = run(export("image-a", "image-b"), ecs)
     assert [o.status for o in outcomes.values()] == ["deferred", "deferred"]
 
@@ -370,7 +403,9 @@ def test_refused_image_that_cannot_be_looked_up_is_deferred_not_lost() -> None:
 def test_images_not_started_before_the_cutoff_are_deferred() -> None:
     """Past the start cutoff, no new export begins: the images are deferred, none cut off mid-request."""
     ecs = FakeEcs([img("image-a"), img("image-b")])
-    outcomes = run(export("image-a", "image-b"), ecs, budget=Budget(send_by=100, start_by=50), clock=60)
+    outcomes = run(
+        export("image-a", "image-b"), ecs, budget=Budget(send_by=100, start_by=50, seconds=100), clock=60
+    )
     assert [o.status for o in outcomes.values()] == ["deferred", "deferred"]
     assert "time budget" in (outcomes["image-a"].reason or "")
     assert not any(c[0] == "ExportImage" for c in ecs.calls)
