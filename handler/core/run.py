@@ -21,7 +21,7 @@ import structlog
 
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.core.budget import Budget
-from handler.core.plan import ExportPlan, availability, dedupe, maybe_running, pick_scan_images
+from handler.core.plan import Dedupe, ExportPlan, availability, dedupe, maybe_running, pick_scan_images
 from handler.errors import (
     BudgetExhausted,
     ExporterError,
@@ -106,7 +106,8 @@ class _ExportFlow:
         self.clock = clock
         self.now = clock.now()
         self._lock = threading.Lock()
-        self._looked_at: dict[str, float] = {}  # image → when the look-up that cleared it was sent
+        self._looked_at: dict[str, float] = {}  # image → when its latest task look-up was sent
+        self._found: dict[str, Dedupe] = {}  # image → what that look-up found
         self._unsent: dict[str, None] = {}  # images due whose ExportImage is not sent yet, in order
         self._refused: dict[str, ImageNotReady] = {}
 
@@ -211,18 +212,20 @@ class _ExportFlow:
         with self._lock:
             self._unsent.pop(image_id, None)
             age = self.clock.monotonic() - self._looked_at.get(image_id, float("-inf"))
-            if age <= self.plan.clearance_seconds / 2:
-                return None
-            batch = [image_id, *list(self._unsent)[: LOOKUP_BATCH - 1]]
-            looked_at = self.clock.monotonic()
-            try:
-                tasks = self._tasks_by_image(batch)
-            except ExporterError as error:
-                return _not_done(image_id, error, self.budget)
-            for other in batch:
-                self._looked_at[other] = looked_at
-        found = dedupe(tasks.get(image_id, ()), now=self.now, window_hours=self.plan.dedupe_hours)
-        return None if found.task is None else _skipped(image_id, found.task, found.reason)
+            if age > self.plan.clearance_seconds / 2:
+                batch = [image_id, *list(self._unsent)[: LOOKUP_BATCH - 1]]
+                looked_at = self.clock.monotonic()
+                try:
+                    tasks = self._tasks_by_image(batch)
+                except ExporterError as error:
+                    return _not_done(image_id, error, self.budget)
+                for other in batch:
+                    self._looked_at[other] = looked_at
+                    self._found[other] = dedupe(
+                        tasks.get(other, ()), now=self.now, window_hours=self.plan.dedupe_hours
+                    )
+            found = self._found.get(image_id)
+        return None if found is None or found.task is None else _skipped(image_id, found.task, found.reason)
 
     # -- exporting ---------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from handler.core.budget import Budget
 from handler.core.plan import ExportPlan
@@ -418,3 +419,168 @@ def test_concurrent_exports_keep_the_order_of_the_event() -> None:
     outcomes = run(export(*ids), ecs)
     assert list(outcomes) == ids
     assert all(ecs.exports_of(i) == 1 for i in ids)
+
+
+class MovingClock(StillClock):
+    """A clock that each ExportImage moves ``step`` seconds on (a slow, rate-limited copy)."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+
+class TimedEcs(FakeEcs):
+    """Records when each image was last looked up and when its ExportImage was sent; another copy of the
+    function exports ``rival_image`` right after our first export."""
+
+    def __init__(self, images: Iterable[dict[str, Any]], clock: MovingClock, rival_image: str) -> None:
+        super().__init__(images)
+        self.clock = clock
+        self.rival_image = rival_image
+        self.looked_at: dict[str, float] = {}
+        self.ages: dict[str, float] = {}
+
+    def describe_tasks(
+        self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()
+    ) -> Iterator[Task]:
+        ids = list(resource_ids)
+        self.looked_at.update(dict.fromkeys(ids, self.clock.monotonic()))
+        return super().describe_tasks(deadline=deadline, resource_ids=ids)
+
+    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
+        self.clock.at += self.clock.step
+        self.ages[image_id] = self.clock.monotonic() - self.looked_at[image_id]
+        started = super().export_image(image_id, bucket, prefix, deadline=deadline)
+        if self.rival_image not in {t.resource_id for t in self.tasks}:
+            self.tasks.append(task(self.rival_image, "Succeeded", hours_ago=0))
+        return started
+
+
+def test_each_export_is_cleared_by_a_look_up_at_most_ten_seconds_old() -> None:
+    """A slow scan looks its remaining images up again as it goes (batched), so an image another copy
+    exported meanwhile is skipped, and no ExportImage goes out on a look-up older than 10 seconds."""
+    ids = [f"image-{c}" for c in "abcdefgh"]
+    clock = MovingClock(step=3.0)
+    ecs = TimedEcs([img(i) for i in ids], clock, rival_image="image-e")
+    plan = dataclasses.replace(PLAN, concurrency=1)
+    outcomes = {
+        o.image_id: o for o in run_command(export(*ids), api=ecs, plan=plan, budget=WIDE, clock=clock)
+    }
+    assert outcomes["image-e"].status == "skipped"
+    assert outcomes["image-e"].task_id == "t-old-image-e-Succeeded"
+    assert {i for i, o in outcomes.items() if o.status == "started"} == set(ids) - {"image-e"}
+    assert max(ecs.ages.values()) <= 10
+    lookups = [batch for action, batch in ecs.calls if action == "DescribeTasks"]
+    assert len(lookups) < len(ids)  # batched: one look-up covers the next images due
+    assert all(len(batch) > 1 for batch in lookups[:-1])
+
+
+def test_a_refused_image_the_api_calls_available_is_deferred_with_the_apis_error() -> None:
+    """ExportImage says InvalidImageStatus, DescribeImages says available: deferred, keeping the API's code,
+    message and request id."""
+    ecs = FakeEcs([img("image-a", status="creating")])
+    original = ecs.describe_images
+
+    def now_available(**kwargs: Any) -> Iterator[Image]:
+        ecs.images = [Image.model_validate(img("image-a"))]
+        return original(**kwargs)
+
+    ecs.describe_images = now_available  # type: ignore[method-assign]
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert outcome.status == "deferred"
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.request_id) == ("InvalidImageStatus", "req-refused")
+    assert outcome.error.message == "wrong status"
+
+
+@pytest.mark.parametrize("image_status", ["creating", "frozen"])
+def test_a_refused_image_whose_status_may_change_is_deferred_naming_it(image_status: str) -> None:
+    """An image still creating, or in a status the function does not know, is deferred (the status in the
+    reason), never failed for good."""
+    ecs = FakeEcs([img("image-a", status=image_status)])
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert outcome.status == "deferred"
+    assert image_status in (outcome.reason or "")
+    assert outcome.error is not None
+    assert outcome.error.code == "InvalidImageStatus"
+
+
+def test_an_unknown_task_status_is_never_exported_over() -> None:
+    """An export task in UnknownStatus may be running: the image is skipped with that task, not exported."""
+    ecs = FakeEcs([img("image-a")], [task("image-a", "UnknownStatus")])
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert (outcome.status, outcome.task_id) == ("skipped", "t-old-image-a-UnknownStatus")
+    assert "UnknownStatus" in (outcome.reason or "")
+    assert ecs.exports_of("image-a") == 1  # only the task that was already there
+
+
+def test_a_lock_held_by_an_export_in_an_unknown_status_is_skipped() -> None:
+    """ResourceLocked while an export task's status is not known: skipped with that task, not deferred."""
+    ecs = FakeEcs([img("image-a")])
+    ecs.export_faults = [
+        ResourceLocked("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
+    ]
+    original = ecs.describe_tasks
+    calls = {"n": 0}
+
+    def second_look_sees_it(**kwargs: Any) -> Iterator[Task]:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            ecs.tasks.append(task("image-a", "UnknownStatus"))
+        return original(**kwargs)
+
+    ecs.describe_tasks = second_look_sees_it  # type: ignore[method-assign]
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert (outcome.status, outcome.task_id) == ("skipped", "t-old-image-a-UnknownStatus")
+
+
+def test_the_budget_running_out_mid_request_says_so() -> None:
+    """When the budget stops an image's request, the reason names the time budget, not the rate limit."""
+    ecs = FakeEcs([img("image-a")])
+    ecs.export_faults = [BudgetExhausted("the time budget ran out while waiting for the request rate limit")]
+    outcome = run(export("image-a"), ecs, budget=Budget(send_by=1e12, start_by=1e12, seconds=20))["image-a"]
+    assert outcome.status == "deferred"
+    assert "time budget (20 s)" in (outcome.reason or "")
+    assert "rate limit" not in (outcome.reason or "")
+
+
+class TaggedEcs(FakeEcs):
+    """An account whose tag search is capped at 1,000 images, like the API's."""
+
+    def describe_images(
+        self,
+        *,
+        deadline: float,
+        image_ids: Iterable[str] = (),
+        visibility: str | None = None,
+        status: str | None = None,
+        tag_filters: Mapping[str, str] | None = None,
+    ) -> Iterator[Image]:
+        self.calls.append(("DescribeImages", dict(tag_filters or {})))
+        matching = [i for i in self.images if not tag_filters or set(tag_filters.items()) <= set(i.tags)]
+        yield from (matching[:1000] if tag_filters else matching)
+
+
+def tagged(image_id: str, **tags: str) -> dict[str, Any]:
+    return {**img(image_id), "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+
+
+def test_a_tag_scan_reaching_the_apis_cap_filters_on_our_side() -> None:
+    """When a tag search lists 1,000 images (the API's cap), the scan lists without the filter and keeps
+    the tagged images itself, so none past the cap is missed; the log says so."""
+    images = [tagged(f"image-t{n:04d}", env="prod") for n in range(1001)] + [tagged("image-dev", env="dev")]
+    ecs = TaggedEcs(images)
+    with capture_logs() as logs:
+        outcomes = run(ScanCommand(trigger="timer", tags={"env": "prod"}), ecs)
+    assert len(outcomes) == 1001
+    assert "image-dev" not in outcomes
+    assert [c[1] for c in ecs.calls if c[0] == "DescribeImages"] == [{"env": "prod"}, {}]
+    assert any(entry["event"] == "scan.tags_filtered_locally" for entry in logs)
+
+
+def test_a_tag_scan_under_the_cap_trusts_the_server() -> None:
+    """Below the cap, the server's filtered list is the scan: one DescribeImages pass."""
+    ecs = TaggedEcs([tagged("image-a", env="prod"), tagged("image-b", env="dev")])
+    outcomes = run(ScanCommand(trigger="timer", tags={"env": "prod"}), ecs)
+    assert list(outcomes) == ["image-a"]
+    assert sum(1 for c in ecs.calls if c[0] == "DescribeImages") == 1
