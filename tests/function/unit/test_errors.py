@@ -43,7 +43,8 @@ FALLBACK = [
 
 @pytest.mark.parametrize(("status", "code", "kind"), SEED_ERRORS + GATEWAY + FALLBACK)
 def test_codes_map_to_their_retry_class(status: int, code: str, kind: type[Exception]) -> None:
-    """Each seed and gateway code, and unknown codes by HTTP status, get the class that decides retries."""
+    """Each code of the ExportImage API's error table and the gateway, and unknown codes by HTTP status, get
+    the class that decides retries."""
     error = api_error_for(status, code, "message", request_id="req-1", action="ExportImage")
     assert type(error) is kind
     assert (error.code, error.http_status, error.request_id) == (code, status, "req-1")
