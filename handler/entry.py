@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 
 from handler.adapters.log import configure_logging, redactor
-from handler.clock import SYSTEM_CLOCK, Clock
+from handler.clock import SYSTEM_CLOCK
 from handler.errors import ConfigurationError, ExporterError, InvalidEvent, InvocationIncomplete
 from handler.models.events import Command, event_id_of, is_http_event, parse_event, trigger_of
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult, Trigger
@@ -19,8 +19,6 @@ __all__ = ["handle", "http_response", "reject"]
 
 _log = structlog.get_logger("handler")
 _cold = True
-# The clock every invocation reads (tests may replace it).
-CLOCK: Clock = SYSTEM_CLOCK
 
 
 def _remaining_seconds(context: Any, settings: Settings | None) -> float:
@@ -37,7 +35,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     """Run one invocation; see docs/contract.md for the result, the HTTP response and when this raises."""
     global _cold
     cold, _cold = _cold, False
-    clock_start = CLOCK.monotonic()
+    clock_start = SYSTEM_CLOCK.monotonic()
     request_id = str(getattr(context, "request_id", "") or uuid.uuid4())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(
@@ -131,8 +129,8 @@ def _export(
         policy=RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap),
         limiter=shared_rate_limiter(settings.max_rps),
     )
-    budget = Budget.ending_at(end, now=CLOCK.monotonic(), settings=settings)
-    return run_command(command, api=EcsClient(api), plan=plan, budget=budget, clock=CLOCK)
+    budget = Budget.ending_at(end, now=SYSTEM_CLOCK.monotonic(), settings=settings)
+    return run_command(command, api=EcsClient(api), plan=plan, budget=budget, clock=SYSTEM_CLOCK)
 
 
 def _webhook_secrets(settings: Settings) -> list[str]:

@@ -36,7 +36,7 @@ class Budget:
 
     send_by: float
     start_by: float
-    seconds: float = 0.0
+    seconds: float
 
     @classmethod
     def ending_at(cls, end: float, *, now: float, settings: Settings) -> Budget:

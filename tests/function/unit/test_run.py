@@ -35,7 +35,7 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PLAN = ExportPlan(
     bucket="b-1", prefix="nightly", region="cn-beijing", concurrency=4, dedupe_hours=None, lookback_hours=25
 )
-WIDE = Budget(send_by=1e12, start_by=1e12)
+WIDE = Budget(send_by=1e12, start_by=1e12, seconds=900)
 
 
 class FakeEcs:
