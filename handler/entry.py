@@ -46,7 +46,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     stopped_by: ExporterError | None = None
     try:
         settings = Settings.from_env(os.environ)
-        # The budget's end, fixed once: the export and the webhook both work to it.
+        # The budget's end, read once: the export and the webhook both work to it.
         end = clock_start + _remaining_seconds(context, settings)
         configure_logging(settings.log_level)
         webhook_secrets = _webhook_secrets(settings)

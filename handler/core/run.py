@@ -208,11 +208,12 @@ class _ExportFlow:
     def _clearance(self, image_id: str) -> ImageOutcome | None:
         """Look the image's tasks up again when its last look-up is older than half the clearance window
         (so that the rate limiter's wait still sends within it), together with the next images due.
-        ``None``: cleared, send the export; else the outcome (skipped, or the look-up's failure)."""
+        ``None``: cleared, send the export; else the outcome (skipped, deferred, or the look-up's failure).
+        A look-up's age counts from when it was sent. A wait for the rate limiter after clearing (long only
+        while the API throttles) is covered by the API's lock on an image being exported."""
         with self._lock:
             self._unsent.pop(image_id, None)
-            age = self.clock.monotonic() - self._looked_at.get(image_id, float("-inf"))
-            if age > self.plan.clearance_seconds / 2:
+            if self._age(image_id) > self.plan.clearance_seconds / 2:
                 batch = [image_id, *list(self._unsent)[: LOOKUP_BATCH - 1]]
                 looked_at = self.clock.monotonic()
                 try:
@@ -224,8 +225,16 @@ class _ExportFlow:
                     self._found[other] = dedupe(
                         tasks.get(other, ()), now=self.now, window_hours=self.plan.dedupe_hours
                     )
+                if self._age(image_id) > self.plan.clearance_seconds / 2:
+                    reason = (
+                        "the task look-up answered too slowly to clear this export; a later run exports it"
+                    )
+                    return ImageOutcome(image_id=image_id, status="deferred", reason=reason)
             found = self._found.get(image_id)
         return None if found is None or found.task is None else _skipped(image_id, found.task, found.reason)
+
+    def _age(self, image_id: str) -> float:
+        return self.clock.monotonic() - self._looked_at.get(image_id, float("-inf"))
 
     # -- exporting ---------------------------------------------------------------------------------------
 

@@ -584,3 +584,27 @@ def test_a_tag_scan_under_the_cap_trusts_the_server() -> None:
     outcomes = run(ScanCommand(trigger="timer", tags={"env": "prod"}), ecs)
     assert list(outcomes) == ["image-a"]
     assert sum(1 for c in ecs.calls if c[0] == "DescribeImages") == 1
+
+
+def test_an_export_is_never_sent_on_a_look_up_that_answered_too_slowly() -> None:
+    """When the look-up that should clear an image takes longer than half the clearance window to answer,
+    the image is deferred rather than exported on a stale view."""
+    clock = MovingClock(step=3.0)
+    ecs = TimedEcs([img(f"image-{c}") for c in "abc"], clock, rival_image="image-z")
+    original = ecs.describe_tasks
+    lookups = {"n": 0}
+
+    def slow_after_the_first(**kwargs: Any) -> Iterator[Task]:
+        lookups["n"] += 1
+        if lookups["n"] > 1:
+            clock.at += 6.0
+        return original(**kwargs)
+
+    ecs.describe_tasks = slow_after_the_first  # type: ignore[method-assign]
+    plan = dataclasses.replace(PLAN, concurrency=1)
+    outcomes = run_command(
+        export("image-a", "image-b", "image-c"), api=ecs, plan=plan, budget=WIDE, clock=clock
+    )
+    assert [o.status for o in outcomes] == ["started", "started", "deferred"]
+    assert "too slowly" in (outcomes[2].reason or "")
+    assert max(ecs.ages.values()) <= 10
