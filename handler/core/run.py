@@ -198,7 +198,7 @@ class _ExportFlow:
                 info = ErrorInfo.from_error(refusal)
                 error = info.model_copy(update={"message": f"{info.message} ({readiness.reason})"})
                 settled[image_id] = settled[image_id].model_copy(update={"error": error})
-            else:  # "ready": it became available after the refusal; a later run exports it
+            else:  # "wait", or "ready" (available since the refusal): a later run exports it
                 settled[image_id] = _deferred(
                     image_id, readiness.reason or "the image is not ready yet", refusal
                 )
@@ -208,9 +208,10 @@ class _ExportFlow:
     def _clearance(self, image_id: str) -> ImageOutcome | None:
         """Look the image's tasks up again when its last look-up is older than half the clearance window
         (so that the rate limiter's wait still sends within it), together with the next images due.
-        ``None``: cleared, send the export; else the outcome (skipped, deferred, or the look-up's failure).
-        A look-up's age counts from when it was sent. A wait for the rate limiter after clearing (long only
-        while the API throttles) is covered by the API's lock on an image being exported."""
+        ``None``: cleared, send the export; else the outcome (skipped, the look-up's failure, or deferred when
+        the look-up took the whole window to answer). A look-up's age counts from when it was asked for. A
+        long wait for the rate limiter after clearing (only while the API throttles) is covered by the API's
+        lock on an image being exported."""
         with self._lock:
             self._unsent.pop(image_id, None)
             if self._age(image_id) > self.plan.clearance_seconds / 2:
@@ -225,7 +226,7 @@ class _ExportFlow:
                     self._found[other] = dedupe(
                         tasks.get(other, ()), now=self.now, window_hours=self.plan.dedupe_hours
                     )
-                if self._age(image_id) > self.plan.clearance_seconds / 2:
+                if self._age(image_id) > self.plan.clearance_seconds:
                     reason = (
                         "the task look-up answered too slowly to clear this export; a later run exports it"
                     )

@@ -83,7 +83,7 @@ def test_two_concurrent_scans_at_different_rates_export_each_image_once(
 
     assert emulator.export_tasks_by_image() == {f"image-new{n:04d}": 1 for n in range(IMAGES)}
     assert elapsed > TASK_SECONDS  # the slow copy was still at work after the first exports finished
-    assert elapsed < 10
+    assert elapsed < 15
     for name in ("fast", "slow"):
         assert len(results[name]) == IMAGES
         assert {o.status for o in results[name]} <= {"started", "skipped"}

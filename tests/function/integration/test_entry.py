@@ -137,6 +137,18 @@ def test_http_status_tells_the_caller_what_to_do(gateway: Gateway) -> None:
     assert json.loads(gone["body"])["results"][0]["error"]["code"] == "InvalidImage.NotFound"
 
 
+def test_http_status_follows_the_type_of_error_that_stopped_the_invocation(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan the settings refuse (lookback past the dedupe window) is a 400; a missing bucket is a 500."""
+    monkeypatch.setenv("EXPORT_DEDUPE_HOURS", "48")
+    scan = {"type": "faas.timer.event", "specversion": "1.0", "id": "t-1", "data": '{"LookbackHours": 100}'}
+    assert handler(_http(scan), Context())["statusCode"] == 400
+    monkeypatch.delenv("EXPORT_TOS_BUCKET")
+    assert handler(_http({"ImageId": SAMPLE_IDS[0]}), Context())["statusCode"] == 500
+    assert gateway.exports(SAMPLE_IDS[0]) == 0
+
+
 def test_the_same_event_twice_exports_once(gateway: Gateway) -> None:
     """A redelivered event skips the image with the first export's TaskId."""
     first = invoke(load_event("image_created"))

@@ -587,8 +587,8 @@ def test_a_tag_scan_under_the_cap_trusts_the_server() -> None:
 
 
 def test_an_export_is_never_sent_on_a_look_up_that_answered_too_slowly() -> None:
-    """When the look-up that should clear an image takes longer than half the clearance window to answer,
-    the image is deferred rather than exported on a stale view."""
+    """When the look-up that should clear an image takes the whole clearance window to answer, the image is
+    deferred rather than exported on a stale view."""
     clock = MovingClock(step=3.0)
     ecs = TimedEcs([img(f"image-{c}") for c in "abc"], clock, rival_image="image-z")
     original = ecs.describe_tasks
@@ -597,7 +597,7 @@ def test_an_export_is_never_sent_on_a_look_up_that_answered_too_slowly() -> None
     def slow_after_the_first(**kwargs: Any) -> Iterator[Task]:
         lookups["n"] += 1
         if lookups["n"] > 1:
-            clock.at += 6.0
+            clock.at += 11.0
         return original(**kwargs)
 
     ecs.describe_tasks = slow_after_the_first  # type: ignore[method-assign]
