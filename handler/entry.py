@@ -70,13 +70,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
         _log.exception("invocation.crashed")
         if not http:
             raise
-        message = "the function failed unexpectedly; its log has the details (invocation.crashed)"
-        crashed = ImageOutcome(
-            image_id=None,
-            status="failed",
-            error=ErrorInfo(code="InternalError", message=message, retryable=True),
-        )
-        return http_response(InvocationResult.of("http", event_id_of(event) or request_id, (crashed,)))
+        return http_response(_crashed(event_id_of(event) or request_id))
 
     _report(result)
     if settings is not None and settings.webhook_url:
@@ -88,6 +82,13 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
         failed_retryable = sum(1 for r in result.results if r.status == "failed" and r.raises)
         raise InvocationIncomplete(result.to_json(), deferred=counts["deferred"], failed=failed_retryable)
     return result.to_json()
+
+
+def _crashed(event_id: str) -> InvocationResult:
+    """The HTTP caller's result for a defect: retry later, the log has the traceback."""
+    message = "the function failed unexpectedly; its log has the details (invocation.crashed)"
+    error = ErrorInfo(code="InternalError", message=message, retryable=True)
+    return InvocationResult.of("http", event_id, (ImageOutcome(image_id=None, status="failed", error=error),))
 
 
 def reject(error: ExporterError, *, request_id: str, trigger: Trigger = "direct") -> dict[str, Any]:
