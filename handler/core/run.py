@@ -1,7 +1,8 @@
 """The export flow for one command: find the images, drop those already exported, export the rest.
 
 Every API call goes through ``EcsApi`` (the signed client in production, fakes in tests), so this module
-decides and orchestrates but does no I/O of its own. It never raises for an image: each ends as an outcome.
+decides and orchestrates but does no I/O of its own (its one log line goes through structlog, which the
+adapters configure). It never raises for an image: each ends as an outcome.
 
 Two copies of the function may scan the same images at once (a sweep and the nightly scan). The task look-up
 that clears an image for export is therefore at most ``ExportPlan.clearance_seconds`` old when its ExportImage
