@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from handler.adapters.log import configure_logging, redactor
+from handler.clock import SYSTEM_CLOCK
 from handler.errors import ConfigurationError, ExporterError, InvalidEvent, InvocationIncomplete
-from handler.models.events import Command, is_http_event, parse_event
+from handler.models.events import Command, event_id_of, is_http_event, parse_event, trigger_of
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult, Trigger
 from handler.models.settings import Settings
 
@@ -20,8 +19,6 @@ __all__ = ["handle", "http_response", "reject"]
 
 _log = structlog.get_logger("handler")
 _cold = True
-# Kept back from the time budget for logging the outcomes and notifying the webhook.
-NOTIFY_RESERVE_SECONDS = 5.0
 
 
 def _remaining_seconds(context: Any, settings: Settings | None) -> float:
@@ -34,37 +31,22 @@ def _remaining_seconds(context: Any, settings: Settings | None) -> float:
     return settings.function_timeout if settings else 900.0
 
 
-def _guess_trigger(event: Any) -> Trigger:
-    if is_http_event(event):
-        return "http"
-    if isinstance(event, dict) and event.get("type") == "faas.timer.event":
-        return "timer"
-    if isinstance(event, dict) and ("specversion" in event or "detail-type" in event):
-        return "event"
-    return "direct"
-
-
-def _event_id(event: Any) -> str | None:
-    """The raw event's id for the log and the result, when the event could not be parsed (cut short)."""
-    value = event.get("id") if isinstance(event, dict) else None
-    return value[:128] if isinstance(value, str) and value else None
-
-
 def handle(event: Any, context: Any = None) -> dict[str, Any]:
     """Run one invocation; see docs/contract.md for the result, the HTTP response and when this raises."""
     global _cold
     cold, _cold = _cold, False
-    clock_start = time.monotonic()
+    clock_start = SYSTEM_CLOCK.monotonic()
     request_id = str(getattr(context, "request_id", "") or uuid.uuid4())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(
-        correlation_id=_event_id(event) or request_id, request_id=request_id, cold_start=cold
+        correlation_id=event_id_of(event) or request_id, request_id=request_id, cold_start=cold
     )
     http = is_http_event(event)
     settings: Settings | None = None
+    stopped_by: ExporterError | None = None
     try:
         settings = Settings.from_env(os.environ)
-        # The budget's end, fixed once: the export and the webhook both work to it.
+        # The budget's end, read once: the export and the webhook both work to it.
         end = clock_start + _remaining_seconds(context, settings)
         configure_logging(settings.log_level)
         webhook_secrets = _webhook_secrets(settings)
@@ -77,9 +59,9 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     except ExporterError as error:
         if settings is None:
             configure_logging("INFO")
-        trigger: Trigger = _guess_trigger(event)
+        stopped_by = error
         failed = ImageOutcome(image_id=None, status="failed", error=ErrorInfo.from_error(error))
-        result = InvocationResult.of(trigger, _event_id(event) or request_id, (failed,))
+        result = InvocationResult.of(trigger_of(event), event_id_of(event) or request_id, (failed,))
     except Exception:
         # A defect, not a typed error: logged with its traceback (secrets masked), then surfaced so the
         # platform records the failure and retries; an HTTP caller gets a 503 with the same advice.
@@ -88,24 +70,25 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
         _log.exception("invocation.crashed")
         if not http:
             raise
-        message = "the function failed unexpectedly; its log has the details (invocation.crashed)"
-        crashed = ImageOutcome(
-            image_id=None,
-            status="failed",
-            error=ErrorInfo(code="InternalError", message=message, retryable=True),
-        )
-        return http_response(InvocationResult.of("http", _event_id(event) or request_id, (crashed,)))
+        return http_response(_crashed(event_id_of(event) or request_id))
 
     _report(result)
     if settings is not None and settings.webhook_url:
         _notify(result, settings, end)
     if http:
-        return http_response(result)
+        return http_response(result, stopped_by=stopped_by)
     if result.should_raise:
         counts = result.counts()
         failed_retryable = sum(1 for r in result.results if r.status == "failed" and r.raises)
         raise InvocationIncomplete(result.to_json(), deferred=counts["deferred"], failed=failed_retryable)
     return result.to_json()
+
+
+def _crashed(event_id: str) -> InvocationResult:
+    """The HTTP caller's result for a defect: retry later, the log has the traceback."""
+    message = "the function failed unexpectedly; its log has the details (invocation.crashed)"
+    error = ErrorInfo(code="InternalError", message=message, retryable=True)
+    return InvocationResult.of("http", event_id, (ImageOutcome(image_id=None, status="failed", error=error),))
 
 
 def reject(error: ExporterError, *, request_id: str, trigger: Trigger = "direct") -> dict[str, Any]:
@@ -127,19 +110,11 @@ def _export(
     from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient  # noqa: PLC0415
     from handler.adapters.openapi import OpenApiClient, shared_http_client, shared_rate_limiter  # noqa: PLC0415
     from handler.adapters.pacing import RetryPolicy  # noqa: PLC0415
-    from handler.core.run import Budget, ExportPlan, run_command  # noqa: PLC0415
+    from handler.core.budget import Budget  # noqa: PLC0415
+    from handler.core.plan import ExportPlan  # noqa: PLC0415
+    from handler.core.run import run_command  # noqa: PLC0415
 
-    lookback = getattr(command, "lookback_hours", None)
-    if lookback is not None and settings.dedupe_hours is not None and lookback > settings.dedupe_hours:
-        msg = (
-            f"{lookback:g} h is longer than the dedupe window (EXPORT_DEDUPE_HOURS={settings.dedupe_hours:g}): "
-            "an image could be exported twice"
-        )
-        raise InvalidEvent(msg, field="data.LookbackHours")
-    bucket = command.tos_bucket or settings.tos_bucket
-    if not bucket:
-        msg = "no TOS bucket: set EXPORT_TOS_BUCKET, or name TOSBucket in the event"
-        raise ConfigurationError(msg, source="EXPORT_TOS_BUCKET")
+    plan = ExportPlan.of(command, settings)
     credentials = resolve_credentials(os.environ)
     redactor.set_secrets(
         [credentials.secret_key, credentials.session_token, *webhook_secrets],
@@ -155,18 +130,8 @@ def _export(
         policy=RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap),
         limiter=shared_rate_limiter(settings.max_rps),
     )
-    request_ceiling = settings.connect_timeout + settings.read_timeout
-    send_by = end - min(NOTIFY_RESERVE_SECONDS, 0.1 * (end - time.monotonic())) - request_ceiling
-    plan = ExportPlan(
-        bucket=bucket,
-        prefix=command.tos_prefix or settings.tos_prefix,
-        region=settings.region,
-        concurrency=settings.concurrency,
-        dedupe_hours=settings.dedupe_hours,
-        lookback_hours=settings.lookback_hours,
-    )
-    budget = Budget(send_by=send_by, start_by=send_by - request_ceiling)
-    return run_command(command, api=EcsClient(api), plan=plan, budget=budget, now=datetime.now(UTC))
+    budget = Budget.ending_at(end, now=SYSTEM_CLOCK.monotonic(), settings=settings)
+    return run_command(command, api=EcsClient(api), plan=plan, budget=budget, clock=SYSTEM_CLOCK)
 
 
 def _webhook_secrets(settings: Settings) -> list[str]:
@@ -206,19 +171,19 @@ def _notify(result: InvocationResult, settings: Settings, end: float) -> None:
     notify(result, settings, region=settings.region, deadline=end - 0.5)
 
 
-def http_response(result: InvocationResult) -> dict[str, Any]:
-    """The API-gateway answer: the status tells the caller what to do (docs/contract.md, HTTP)."""
+def http_response(result: InvocationResult, *, stopped_by: ExporterError | None = None) -> dict[str, Any]:
+    """The API-gateway answer: the status tells the caller what to do (docs/contract.md, HTTP).
+    ``stopped_by`` is the typed error that ended the invocation before any image, when one did."""
     import json  # noqa: PLC0415 - only the HTTP trigger serialises here
 
     headers = {"Content-Type": "application/json"}
-    errors = [r.error for r in result.results if r.error is not None]
     if result.ok:
         status = 200
-    elif any(e.code == InvalidEvent.code for e in errors):
+    elif isinstance(stopped_by, InvalidEvent):
         status = 400
     elif result.should_raise:
         status, headers["Retry-After"] = 503, "60"
-    elif any(e.code == ConfigurationError.code for e in errors):
+    elif isinstance(stopped_by, ConfigurationError):
         status = 500
     else:
         status = 502

@@ -1,4 +1,4 @@
-"""Every error the exporter raises, as one small tree. Retry policy reads the type, never a string.
+"""Every error the exporter raises, as one small tree, and the one table of the error codes it reacts to.
 
 ::
 
@@ -8,12 +8,29 @@
     │   └── NoCredentials         no credential source is set at all
     ├── BudgetExhausted           the time budget ran out before a call could start: nothing sent, retry later
     └── ApiError                  the OpenAPI answered with an error, or did not answer at all
-        ├── TerminalApiError      the same request can never succeed: 4xx, signature, credentials, access
-        ├── RetryableApiError     nothing was started, sending again is safe: 5xx, transport before send,
-        │   │                     OperationDenied.ResourceLocked
-        │   └── ThrottledError    HTTP 429 / FlowLimitExceeded: slow down, then send again
+        ├── TerminalApiError      the same request can never succeed: fix the input, the keys or the access
+        │   ├── ImageNotReady         InvalidImageStatus: the image's status does not allow an export (yet)
+        │   ├── ImageNotFound         InvalidImage.NotFound
+        │   ├── ImageNotExportable    InvalidImageForExportImage.UnSupported
+        │   ├── InvalidParameter      InvalidTOSPrefix.Malformed, MissingParameter.*
+        │   ├── BucketNotFound        InvalidTOSBucket.NotFound
+        │   ├── BucketAccessDenied    InvalidTosPutObject.AccessDenied
+        │   ├── AuthenticationFailed  InvalidTimestamp, InvalidAccessKey, SignatureDoesNotMatch,
+        │   │                         InvalidSecretToken
+        │   └── AccessDenied          AccessDenied
+        ├── RetryableApiError     nothing was started, sending again is safe: 5xx, transport before send
+        │   ├── ServerError           InternalError, ServiceUnavailable
+        │   ├── ResourceLocked        OperationDenied.ResourceLocked: busy (maybe with our own export); a write
+        │   │                         is never resent over it, the image's tasks say what holds it
+        │   └── Throttled             FlowLimitExceeded / HTTP 429: slow down, then send again
         └── UnknownOutcomeError   the request was sent and no answer came back (read timeout, reset):
                                   for a write, look the effect up before sending it again
+
+``ERROR_CODES`` is the one table: each code the exporter reacts to (the ExportImage API's error table and the
+gateway's codes, docs/facts.md §1 and §2, then the transport's and the exporter's own) with its class and the
+one line that tells a person what to do. ``api_error_for`` reads it to type an answer; ``fix_for`` reads it
+for the advice a result or a webhook shows. ``ErrorInfo.code`` stays the API's string: the class decides,
+the string is what the user looks up.
 
 Inner code raises these; the entry point catches them once and turns them into results. Messages never
 carry a credential: they name the variable, the file or the field instead.
@@ -21,20 +38,39 @@ carry a credential: they name the variable, the file or the field instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
 __all__ = [
+    "ERROR_CODES",
+    "AccessDenied",
     "ApiError",
+    "AuthenticationFailed",
+    "BucketAccessDenied",
+    "BucketNotFound",
     "BudgetExhausted",
     "ConfigurationError",
+    "ErrorCode",
     "ExporterError",
+    "ImageNotExportable",
+    "ImageNotFound",
+    "ImageNotReady",
     "InvalidEvent",
+    "InvalidParameter",
     "InvocationIncomplete",
     "MalformedResponse",
     "NoCredentials",
+    "ResourceLocked",
     "RetryableApiError",
+    "ServerError",
     "TerminalApiError",
+    "Throttled",
     "ThrottledError",
     "UnknownOutcomeError",
     "api_error_for",
+    "fix_for",
 ]
 
 
@@ -71,6 +107,13 @@ class ConfigurationError(ExporterError):
 
 class NoCredentials(ConfigurationError):
     """No credential source is set at all (neither variable pair nor a credential file)."""
+
+
+class BudgetExhausted(ExporterError):
+    """The invocation's time budget ran out before the call could be made: nothing was sent, do it later."""
+
+    code = "TimeBudgetExhausted"
+    retryable = True
 
 
 class ApiError(ExporterError):
@@ -110,37 +153,171 @@ class RetryableApiError(ApiError):
     retryable = True
 
 
-class ThrottledError(RetryableApiError):
-    """The API is rate limiting us (HTTP 429, ``FlowLimitExceeded``)."""
-
-
 class UnknownOutcomeError(ApiError):
     """The request left us but no answer arrived: it may or may not have taken effect."""
 
     retryable = True
 
 
-# The seed's error table, with the gateway codes of docs/facts.md §2. Codes not listed fall back on the HTTP status.
-_TERMINAL_CODES = frozenset(
+class Throttled(RetryableApiError):
+    """The API is rate limiting us (HTTP 429, ``FlowLimitExceeded``)."""
+
+
+ThrottledError = Throttled  # the name the adapters and older callers use
+
+
+class ServerError(RetryableApiError):
+    """The API failed on its side (``InternalError``, ``ServiceUnavailable``): a later attempt may work."""
+
+
+class ResourceLocked(RetryableApiError):
+    """``OperationDenied.ResourceLocked``: another operation (maybe our own export) holds the image. Reads may
+    retry; a write is never sent again over it: only the image's tasks can tell what holds it."""
+
+
+class ImageNotReady(TerminalApiError):
+    """``InvalidImageStatus``: the image's status does not allow an export; DescribeImages tells whether that
+    is for now (still creating) or for good."""
+
+
+class ImageNotFound(TerminalApiError):
+    """``InvalidImage.NotFound``: no such image in this region."""
+
+
+class ImageNotExportable(TerminalApiError):
+    """``InvalidImageForExportImage.UnSupported``: only private custom images can be exported."""
+
+
+class InvalidParameter(TerminalApiError):
+    """A parameter is malformed or missing (``InvalidTOSPrefix.Malformed``, ``MissingParameter.*``)."""
+
+
+class BucketNotFound(TerminalApiError):
+    """``InvalidTOSBucket.NotFound``: no such TOS bucket."""
+
+
+class BucketAccessDenied(TerminalApiError):
+    """``InvalidTosPutObject.AccessDenied``: ECS may not write to the bucket."""
+
+
+class AuthenticationFailed(TerminalApiError):
+    """The gateway refused the signature, the key, the token or the request's time."""
+
+
+class AccessDenied(TerminalApiError):
+    """The gateway knows the caller, who lacks a permission for the action."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """One row of the table: the class a code becomes, what to do about it, and who says it.
+
+    ``source``: ``api`` (the ExportImage API's error table), ``gateway`` (any OpenAPI action), ``transport``
+    (the HTTP exchange itself) or ``exporter`` (the exporter's own errors). Only ``api`` and ``gateway``
+    codes type an answer; the others are listed for their advice."""
+
+    kind: type[ExporterError]
+    fix: str
+    source: Literal["api", "gateway", "transport", "exporter"]
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the class lets the same request (or a later run) try again."""
+        return self.kind.retryable
+
+
+_RETRY_LATER = "nothing to do: a later run retries it"
+_THROTTLED = "the API is throttling: a later run retries it; lower VOLCENGINE_MAX_RPS if it persists"
+_UNREACHABLE = "check the function's network access to VOLCENGINE_ENDPOINT; a later run retries it"
+_BAD_KEYS = "check the access key (VOLCENGINE_ACCESS_KEY or the function's role)"
+
+# Every error code the exporter reacts to. A code not listed is typed by its HTTP status (see api_error_for).
+ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
     {
-        "InvalidImageForExportImage.UnSupported",
-        "InvalidImageStatus",
-        "InvalidTOSPrefix.Malformed",
-        "InvalidTosPutObject.AccessDenied",
-        "MissingParameter.ImageId",
-        "MissingParameter.TOSBucket",
-        "MissingParameter.TOSPrefix",
-        "InvalidImage.NotFound",
-        "InvalidTOSBucket.NotFound",
-        "InvalidTimestamp",
-        "InvalidAccessKey",
-        "SignatureDoesNotMatch",
-        "AccessDenied",
-        "InvalidSecretToken",
+        # The ExportImage API's error table (docs/facts.md §1)
+        "InvalidImageForExportImage.UnSupported": ErrorCode(
+            ImageNotExportable, "this image cannot be exported: only private custom images can", "api"
+        ),
+        "InvalidImageStatus": ErrorCode(
+            ImageNotReady, "wait until the image is available; a later run exports it", "api"
+        ),
+        "InvalidTOSPrefix.Malformed": ErrorCode(
+            InvalidParameter,
+            "set EXPORT_TOS_PREFIX (or the event's TOSPrefix) to 1-30 letters and digits",
+            "api",
+        ),
+        "InvalidTosPutObject.AccessDenied": ErrorCode(
+            BucketAccessDenied, "grant ECS tos:PutObject on the bucket (IAM policy)", "api"
+        ),
+        "MissingParameter.ImageId": ErrorCode(
+            InvalidParameter, "name the image in the event as ImageId", "api"
+        ),
+        "MissingParameter.TOSBucket": ErrorCode(
+            InvalidParameter, "set EXPORT_TOS_BUCKET or the event's TOSBucket", "api"
+        ),
+        "MissingParameter.TOSPrefix": ErrorCode(
+            InvalidParameter, "set EXPORT_TOS_PREFIX or the event's TOSPrefix", "api"
+        ),
+        "InvalidImage.NotFound": ErrorCode(ImageNotFound, "check the image id and VOLCENGINE_REGION", "api"),
+        "InvalidTOSBucket.NotFound": ErrorCode(
+            BucketNotFound, "create the bucket or fix EXPORT_TOS_BUCKET (same region as the image)", "api"
+        ),
+        "OperationDenied.ResourceLocked": ErrorCode(
+            ResourceLocked, "another operation holds the image; a later run retries it", "api"
+        ),
+        "InternalError": ErrorCode(ServerError, _RETRY_LATER, "api"),
+        # The gateway's codes (docs/facts.md §2)
+        "ServiceUnavailable": ErrorCode(ServerError, _RETRY_LATER, "gateway"),
+        "InvalidTimestamp": ErrorCode(
+            AuthenticationFailed, "sync the clock: a signed request is valid for 15 minutes", "gateway"
+        ),
+        "InvalidAccessKey": ErrorCode(AuthenticationFailed, _BAD_KEYS, "gateway"),
+        "SignatureDoesNotMatch": ErrorCode(
+            AuthenticationFailed,
+            "check the secret key paired with the access key (VOLCENGINE_SECRET_KEY)",
+            "gateway",
+        ),
+        "InvalidSecretToken": ErrorCode(
+            AuthenticationFailed,
+            "refresh the STS token (VOLCENGINE_SESSION_TOKEN or the role's credential file)",
+            "gateway",
+        ),
+        "AccessDenied": ErrorCode(
+            AccessDenied,
+            "grant the function's identity ecs:ExportImage, ecs:DescribeImages and ecs:DescribeTasks",
+            "gateway",
+        ),
+        "FlowLimitExceeded": ErrorCode(Throttled, _THROTTLED, "gateway"),
+        "HTTP429": ErrorCode(Throttled, _THROTTLED, "gateway"),
+        # The HTTP exchange (handler.adapters.openapi)
+        "ConnectError": ErrorCode(RetryableApiError, _UNREACHABLE, "transport"),
+        "ConnectTimeout": ErrorCode(RetryableApiError, _UNREACHABLE, "transport"),
+        "ReadTimeout": ErrorCode(
+            UnknownOutcomeError,
+            "no answer came: a later run checks whether the export started before retrying",
+            "transport",
+        ),
+        "CertificateVerifyFailed": ErrorCode(
+            TerminalApiError, "set SSL_CERT_FILE to the CA bundle that signs the endpoint", "transport"
+        ),
+        # The exporter's own
+        "InvalidEvent": ErrorCode(InvalidEvent, "fix the event: the message names the field", "exporter"),
+        "ConfigurationError": ErrorCode(
+            ConfigurationError, "fix the environment variable or file the message names", "exporter"
+        ),
+        "TimeBudgetExhausted": ErrorCode(
+            BudgetExhausted,
+            "nothing to do: a later run exports it; a longer function timeout does more per run",
+            "exporter",
+        ),
     }
 )
-_RETRYABLE_CODES = frozenset({"InternalError", "OperationDenied.ResourceLocked", "ServiceUnavailable"})
-_THROTTLE_CODES = frozenset({"FlowLimitExceeded"})
+
+
+def fix_for(code: str | None) -> str | None:
+    """The one-line advice for an error code, or None when the table has none."""
+    known = ERROR_CODES.get(code) if code else None
+    return known.fix if known is not None else None
 
 
 def api_error_for(
@@ -152,13 +329,14 @@ def api_error_for(
     action: str = "",
     retry_after: float | None = None,
 ) -> ApiError:
-    """Build the typed error for an API error answer: the code decides, else the HTTP status does."""
+    """Build the typed error for an API error answer: the table decides, else the HTTP status does."""
+    known = ERROR_CODES.get(code)
     kind: type[ApiError]
-    if code in _THROTTLE_CODES or (code not in _TERMINAL_CODES and http_status == 429):
-        kind = ThrottledError
-    elif code in _TERMINAL_CODES:
-        kind = TerminalApiError
-    elif code in _RETRYABLE_CODES or http_status >= 500:
+    if known is not None and known.source in ("api", "gateway") and issubclass(known.kind, ApiError):
+        kind = known.kind
+    elif http_status == 429:
+        kind = Throttled
+    elif http_status >= 500:
         kind = RetryableApiError
     else:
         kind = TerminalApiError
@@ -170,13 +348,6 @@ def api_error_for(
         action=action,
         retry_after=retry_after,
     )
-
-
-class BudgetExhausted(ExporterError):
-    """The invocation's time budget ran out before the call could be made: nothing was sent, do it later."""
-
-    code = "TimeBudgetExhausted"
-    retryable = True
 
 
 class InvocationIncomplete(Exception):

@@ -26,6 +26,7 @@ from handler.errors import (
     ApiError,
     BudgetExhausted,
     MalformedResponse,
+    ResourceLocked,
     RetryableApiError,
     TerminalApiError,
     ThrottledError,
@@ -44,9 +45,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("handler.openapi")
-# An error code a write is never sent again for, even though it is retryable for reads: the resource is busy
-# with something (maybe our own export), and only a look at its tasks can tell what.
-LOCKED = "OperationDenied.ResourceLocked"
 # The most of an answer that is read (DescribeImages pages of 100 images are the biggest, well under 1 MiB).
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 # A request is sent only with at least this much time left to answer it; less would end as an unknown outcome.
@@ -264,7 +262,7 @@ class OpenApiClient:
         if read_only:
             return error.retryable
         # A write is sent again only when it cannot have started anything.
-        return isinstance(error, RetryableApiError) and error.code != LOCKED
+        return isinstance(error, RetryableApiError) and not isinstance(error, ResourceLocked)
 
     def _send(
         self, action: str, query: str, content: bytes | None, attempt: int, deadline: float

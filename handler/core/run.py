@@ -1,38 +1,50 @@
 """The export flow for one command: find the images, drop those already exported, export the rest.
 
 Every API call goes through ``EcsApi`` (the signed client in production, fakes in tests), so this module
-decides and orchestrates but does no I/O of its own. It never raises for an image: each ends as an outcome.
+decides and orchestrates but does no I/O of its own (its one log line goes through structlog, which the
+adapters configure). It never raises for an image: each ends as an outcome.
+
+Two copies of the function may scan the same images at once (a sweep and the nightly scan). The task look-up
+that clears an image for export is therefore at most ``ExportPlan.clearance_seconds`` old when its ExportImage
+is sent: as a scan goes on, the images still to export are looked up again, in batches; the API's lock
+(``ResourceLocked`` while an export runs) covers the rest.
 """
 
 from __future__ import annotations
 
 import contextvars
-import time
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
-from handler.core.plan import ACTIVE, availability, dedupe, pick_scan_images
+import structlog
+
+from handler.clock import SYSTEM_CLOCK, Clock
+from handler.core.budget import Budget
+from handler.core.plan import Dedupe, ExportPlan, availability, dedupe, maybe_running, pick_scan_images
 from handler.errors import (
     BudgetExhausted,
     ExporterError,
-    RetryableApiError,
-    ThrottledError,
+    ImageNotFound,
+    ImageNotReady,
+    ResourceLocked,
+    Throttled,
     UnknownOutcomeError,
 )
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import Command, ScanCommand
 from handler.models.results import ErrorInfo, ImageOutcome, object_key_for
 
-__all__ = ["Budget", "EcsApi", "ExportPlan", "run_command"]
+__all__ = ["TAG_SCAN_CAP", "EcsApi", "run_command"]
+
+_log = structlog.get_logger("handler.run")
 
 # How often an ExportImage whose answer was lost is sent in all (each resend only after a look at the tasks).
 UNKNOWN_OUTCOME_TRIES = 3
-LOCKED = "OperationDenied.ResourceLocked"
-STATUS_REFUSED = "InvalidImageStatus"
-NOT_FOUND = "InvalidImage.NotFound"
+# DescribeImages with TagFilters lists at most this many images (docs/facts.md §3).
+TAG_SCAN_CAP = 1000
+LOOKUP_BATCH = 100  # ids per DescribeTasks request
 
 
 class EcsApi(Protocol):
@@ -55,88 +67,79 @@ class EcsApi(Protocol):
     ) -> Iterator[Task]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """Time limits as ``time.monotonic()`` values: no request is sent after ``send_by``, and no new image's
-    export begins after ``start_by`` (earlier, so that an export begun has time for its look-ups)."""
-
-    send_by: float
-    start_by: float
-
-
-@dataclass(frozen=True, slots=True)
-class ExportPlan:
-    """Where exports go and how the run behaves (from the event, falling back on the settings)."""
-
-    bucket: str
-    prefix: str
-    region: str
-    concurrency: int
-    dedupe_hours: float | None
-    lookback_hours: float
-
-
 def run_command(
     command: Command,
     *,
     api: EcsApi,
     plan: ExportPlan,
     budget: Budget,
-    now: datetime,
-    monotonic: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> tuple[ImageOutcome, ...]:
     """Carry the command out and say what happened to each image, in a stable order."""
-    return _Run(api, plan, budget, now, monotonic).execute(command)
+    return _ExportFlow(api, plan, budget, clock).execute(command)
 
 
-def _not_done(image_id: str | None, error: ExporterError) -> ImageOutcome:
+def _budget_reason(budget: Budget) -> str:
+    return (
+        f"the time budget ({budget.seconds:.3g} s) ran out before this image's export could be sent; "
+        "a later run exports it"
+    )
+
+
+def _not_done(image_id: str | None, error: ExporterError, budget: Budget) -> ImageOutcome:
     """The outcome for an image the error stopped: deferred when waiting will do, failed otherwise."""
     info = ErrorInfo.from_error(error)
     if isinstance(error, BudgetExhausted):
-        return ImageOutcome(image_id=image_id, status="deferred", reason=error.message, error=info)
-    if isinstance(error, ThrottledError):
+        return ImageOutcome(image_id=image_id, status="deferred", reason=_budget_reason(budget), error=info)
+    if isinstance(error, Throttled):
         reason = "the API is throttling requests; a later run exports it"
         return ImageOutcome(image_id=image_id, status="deferred", reason=reason, error=info)
     return ImageOutcome(image_id=image_id, status="failed", error=info)
 
 
-class _Run:
-    def __init__(
-        self, api: EcsApi, plan: ExportPlan, budget: Budget, now: datetime, monotonic: Callable[[], float]
-    ) -> None:
+class _ExportFlow:
+    """One command's run: the look-ups, then one export per image still due, each cleared by a fresh look-up."""
+
+    def __init__(self, api: EcsApi, plan: ExportPlan, budget: Budget, clock: Clock) -> None:
         self.api = api
         self.plan = plan
         self.budget = budget
-        self.now = now
-        self.monotonic = monotonic
+        self.clock = clock
+        self.now = clock.now()
+        self._lock = threading.Lock()
+        self._looked_at: dict[str, float] = {}  # image → when its latest task look-up was sent
+        self._found: dict[str, Dedupe] = {}  # image → what that look-up found
+        self._unsent: dict[str, None] = {}  # images due whose ExportImage is not sent yet, in order
+        self._refused: dict[str, ImageNotReady] = {}
 
     def execute(self, command: Command) -> tuple[ImageOutcome, ...]:
         if isinstance(command, ScanCommand):
             try:
                 order = self._scan(command)
             except ExporterError as error:
-                return (_not_done(None, error),)
+                return (_not_done(None, error, self.budget),)
         else:
             # Named images go straight to the dedupe look-up: whether each is ready is asked only of
             # those ExportImage refuses (InvalidImageStatus), so the usual event costs two requests.
             order = list(command.image_ids)
 
+        looked_at = self.clock.monotonic()
         try:
             tasks = self._tasks_by_image(order)
         except ExporterError as error:
             # Without the look-up an export could start twice: nothing is exported blind.
-            return tuple(_not_done(i, error) for i in order)
+            return tuple(_not_done(i, error, self.budget) for i in order)
 
         settled: dict[str, ImageOutcome] = {}
         due: list[str] = []
         for image_id in order:
             found = dedupe(tasks.get(image_id, ()), now=self.now, window_hours=self.plan.dedupe_hours)
             if found.task is not None:
-                settled[image_id] = ImageOutcome(
-                    image_id=image_id, status="skipped", task_id=found.task.task_id, reason=found.reason
-                )
+                settled[image_id] = _skipped(image_id, found.task, found.reason)
             else:
                 due.append(image_id)
+        self._looked_at = dict.fromkeys(due, looked_at)
+        self._unsent = dict.fromkeys(due)
         settled.update(zip(due, self._export_all(due), strict=True))
         self._explain_refusals(settled)
         return tuple(settled[i] for i in order)
@@ -144,52 +147,27 @@ class _Run:
     # -- finding the images ------------------------------------------------------------------------------
 
     def _scan(self, command: ScanCommand) -> list[str]:
-        images = self.api.describe_images(
-            deadline=self.budget.send_by,
-            visibility="private",
-            status="available",
-            tag_filters=command.tags or None,
-        )
+        images: Iterable[Image] = self._list_images(command.tags or None)
+        if command.tags:
+            listed = list(images)
+            if len(listed) >= TAG_SCAN_CAP:
+                # The API lists at most 1,000 images for a tag search: the list may be cut short.
+                _log.warning("scan.tags_filtered_locally", listed=len(listed), cap=TAG_SCAN_CAP)
+                listed = list(self._list_images(None))
+            images = listed
         picked = pick_scan_images(
             images,
             now=self.now,
-            lookback_hours=command.lookback_hours or self.plan.lookback_hours,
+            lookback_hours=self.plan.lookback_hours,
             name_prefix=command.image_name_prefix,
             tags=command.tags,
         )
         return [image.image_id for image in picked]
 
-    def _explain_refusals(self, settled: dict[str, ImageOutcome]) -> None:
-        """Turn ExportImage's InvalidImageStatus into what the image's status means: still being created
-        (deferred, a later run exports it) or never exportable (failed, with the status)."""
-        refused = {
-            i: o.error for i, o in settled.items() if o.error is not None and o.error.code == STATUS_REFUSED
-        }
-        if not refused:
-            return
-        try:
-            found = {
-                i.image_id: i
-                for i in self.api.describe_images(deadline=self.budget.send_by, image_ids=refused)
-            }
-        except ExporterError:
-            # Unsure whether the image is merely still being created: let a later run ask again.
-            for image_id in refused:
-                settled[image_id] = settled[image_id].model_copy(
-                    update={"status": "deferred", "reason": "the image is not ready for export yet"}
-                )
-            return
-        for image_id, refusal in refused.items():
-            verdict = availability(found.get(image_id), image_id, self.plan.region)
-            if verdict.verdict in ("wait", "ready"):  # "ready": it became available after the refusal
-                settled[image_id] = ImageOutcome(
-                    image_id=image_id,
-                    status="deferred",
-                    reason=verdict.reason or "the image is not ready yet",
-                )
-            else:
-                error = refusal.model_copy(update={"message": f"{refusal.message} ({verdict.reason})"})
-                settled[image_id] = settled[image_id].model_copy(update={"error": error})
+    def _list_images(self, tags: Mapping[str, str] | None) -> Iterator[Image]:
+        return self.api.describe_images(
+            deadline=self.budget.send_by, visibility="private", status="available", tag_filters=tags
+        )
 
     def _tasks_by_image(self, image_ids: list[str]) -> dict[str, list[Task]]:
         grouped: dict[str, list[Task]] = defaultdict(list)
@@ -197,6 +175,68 @@ class _Run:
             for task in self.api.describe_tasks(deadline=self.budget.send_by, resource_ids=image_ids):
                 grouped[task.resource_id].append(task)
         return grouped
+
+    def _explain_refusals(self, settled: dict[str, ImageOutcome]) -> None:
+        """Turn ExportImage's InvalidImageStatus into what the image's status means: may still change
+        (deferred, a later run exports it) or never exportable (failed, with the status). Either way the
+        result keeps the API's answer."""
+        if not self._refused:
+            return
+        try:
+            found = {
+                i.image_id: i
+                for i in self.api.describe_images(deadline=self.budget.send_by, image_ids=self._refused)
+            }
+        except ExporterError:
+            # Unsure whether the image is merely still being created: let a later run ask again.
+            for image_id, refusal in self._refused.items():
+                reason = "the image is not ready for export, and its status could not be read; a later run asks again"
+                settled[image_id] = _deferred(image_id, reason, refusal)
+            return
+        for image_id, refusal in self._refused.items():
+            readiness = availability(found.get(image_id), image_id, self.plan.region)
+            if readiness.verdict == "never":
+                info = ErrorInfo.from_error(refusal)
+                error = info.model_copy(update={"message": f"{info.message} ({readiness.reason})"})
+                settled[image_id] = settled[image_id].model_copy(update={"error": error})
+            else:  # "wait", or "ready" (available since the refusal): a later run exports it
+                settled[image_id] = _deferred(
+                    image_id, readiness.reason or "the image is not ready yet", refusal
+                )
+
+    # -- clearing an image just before its export --------------------------------------------------------
+
+    def _clearance(self, image_id: str) -> ImageOutcome | None:
+        """Look the image's tasks up again when its last look-up is older than half the clearance window
+        (so that the rate limiter's wait still sends within it), together with the next images due.
+        ``None``: cleared, send the export; else the outcome (skipped, the look-up's failure, or deferred when
+        the look-up took the whole window to answer). A look-up's age counts from when it was asked for. A
+        long wait for the rate limiter after clearing (only while the API throttles) is covered by the API's
+        lock on an image being exported."""
+        with self._lock:
+            self._unsent.pop(image_id, None)
+            if self._age(image_id) > self.plan.clearance_seconds / 2:
+                batch = [image_id, *list(self._unsent)[: LOOKUP_BATCH - 1]]
+                looked_at = self.clock.monotonic()
+                try:
+                    tasks = self._tasks_by_image(batch)
+                except ExporterError as error:
+                    return _not_done(image_id, error, self.budget)
+                for other in batch:
+                    self._looked_at[other] = looked_at
+                    self._found[other] = dedupe(
+                        tasks.get(other, ()), now=self.now, window_hours=self.plan.dedupe_hours
+                    )
+                if self._age(image_id) > self.plan.clearance_seconds:
+                    reason = (
+                        "the task look-up answered too slowly to clear this export; a later run exports it"
+                    )
+                    return ImageOutcome(image_id=image_id, status="deferred", reason=reason)
+            found = self._found.get(image_id)
+        return None if found is None or found.task is None else _skipped(image_id, found.task, found.reason)
+
+    def _age(self, image_id: str) -> float:
+        return self.clock.monotonic() - self._looked_at.get(image_id, float("-inf"))
 
     # -- exporting ---------------------------------------------------------------------------------------
 
@@ -222,33 +262,39 @@ class _Run:
         )
 
     def _export_one(self, image_id: str) -> ImageOutcome:
-        if self.monotonic() > self.budget.start_by:
+        if self.clock.monotonic() > self.budget.start_by:
             reason = "the time budget ran low before this export could start; a later run exports it"
             return ImageOutcome(image_id=image_id, status="deferred", reason=reason)
+        settled = self._clearance(image_id)
+        if settled is not None:
+            return settled
         for attempt in range(1, UNKNOWN_OUTCOME_TRIES + 1):
-            try:
-                started = self.api.export_image(
-                    image_id, self.plan.bucket, self.plan.prefix, deadline=self.budget.send_by
-                )
-            except UnknownOutcomeError as lost:
-                outcome = self._after_lost_answer(image_id, lost, last_try=attempt == UNKNOWN_OUTCOME_TRIES)
-                if outcome is not None:
-                    return outcome
-            except RetryableApiError as error:
-                if error.code == LOCKED:
-                    return self._after_locked(image_id, error)
-                return _not_done(image_id, error)
-            except ExporterError as error:
-                outcome = _not_done(image_id, error)
-                if outcome.error is not None and outcome.error.code == NOT_FOUND:
-                    where = f"no image {image_id} in region {self.plan.region}: check the id and VOLCENGINE_REGION"
-                    outcome = outcome.model_copy(
-                        update={"error": outcome.error.model_copy(update={"message": where})}
-                    )
+            outcome = self._try_export(image_id, last_try=attempt == UNKNOWN_OUTCOME_TRIES)
+            if outcome is not None:
                 return outcome
-            else:
-                return self._started(image_id, started.task_id)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _try_export(self, image_id: str, *, last_try: bool) -> ImageOutcome | None:
+        """Send ExportImage once; ``None`` means its answer was lost, no task appeared: send it again."""
+        try:
+            started = self.api.export_image(
+                image_id, self.plan.bucket, self.plan.prefix, deadline=self.budget.send_by
+            )
+        except UnknownOutcomeError as lost:
+            return self._after_lost_answer(image_id, lost, last_try=last_try)
+        except ResourceLocked as locked:
+            return self._after_locked(image_id, locked)
+        except ImageNotReady as refused:
+            with self._lock:
+                self._refused[image_id] = refused
+            return ImageOutcome(image_id=image_id, status="failed", error=ErrorInfo.from_error(refused))
+        except ImageNotFound as missing:
+            where = f"no image {image_id} in region {self.plan.region}: check the id and VOLCENGINE_REGION"
+            info = ErrorInfo.from_error(missing).model_copy(update={"message": where})
+            return ImageOutcome(image_id=image_id, status="failed", error=info)
+        except ExporterError as error:
+            return _not_done(image_id, error, self.budget)
+        return self._started(image_id, started.task_id)
 
     def _export_tasks(self, image_id: str) -> list[Task]:
         tasks = self.api.describe_tasks(deadline=self.budget.send_by, resource_ids=[image_id])
@@ -261,29 +307,34 @@ class _Run:
         try:
             tasks = self._export_tasks(image_id)
         except ExporterError:
-            return _not_done(image_id, lost)
+            return _not_done(image_id, lost, self.budget)
         found = dedupe(tasks, now=self.now, window_hours=self.plan.dedupe_hours)
         if found.task is not None:
             return self._started(
                 image_id, found.task.task_id, "the answer was lost; the export task was found"
             )
-        return _not_done(image_id, lost) if last_try else None
+        return _not_done(image_id, lost, self.budget) if last_try else None
 
-    def _after_locked(self, image_id: str, locked: RetryableApiError) -> ImageOutcome:
+    def _after_locked(self, image_id: str, locked: ResourceLocked) -> ImageOutcome:
         """The image is locked: by an export (skipped, with its task) or by something else (deferred)."""
         try:
             tasks = self._export_tasks(image_id)
         except ExporterError:
             tasks = []
-        active = [t for t in tasks if t.status in ACTIVE]
-        if active:
-            return ImageOutcome(
-                image_id=image_id,
-                status="skipped",
-                task_id=active[0].task_id,
-                reason="an export is already running",
-            )
+        running = [t for t in tasks if maybe_running(t)]
+        if running:
+            found = dedupe(running, now=self.now, window_hours=self.plan.dedupe_hours)
+            return _skipped(image_id, found.task or running[0], found.reason)
         reason = "the image is locked by another operation; a later run exports it"
-        return ImageOutcome(
-            image_id=image_id, status="deferred", reason=reason, error=ErrorInfo.from_error(locked)
-        )
+        return _deferred(image_id, reason, locked)
+
+
+def _skipped(image_id: str, task: Task, reason: str) -> ImageOutcome:
+    return ImageOutcome(image_id=image_id, status="skipped", task_id=task.task_id, reason=reason)
+
+
+def _deferred(image_id: str, reason: str, cause: ExporterError) -> ImageOutcome:
+    """Deferred because of an API answer: the result keeps that answer (code, message, request id)."""
+    return ImageOutcome(
+        image_id=image_id, status="deferred", reason=reason, error=ErrorInfo.from_error(cause)
+    )

@@ -43,9 +43,11 @@ __all__ = [
     "HttpRequestInfo",
     "ScanCommand",
     "decode_event_document",
+    "event_id_of",
     "http_request_info",
     "is_http_event",
     "parse_event",
+    "trigger_of",
 ]
 
 # A custom image id, e.g. image-ybqi99s7yq8rx7mnk44b. \A and \Z so that ``match`` never lets a newline through.
@@ -79,7 +81,7 @@ T = TypeVar("T")
 # Value rules, shared by the parser (which adds the field path) and the models (which validate on their own).
 
 
-class _Rejected(ValueError):
+class _RefusedValue(ValueError):
     """A value or shape was refused; ``where`` is the path relative to the value being checked."""
 
     def __init__(self, message: str, where: str = "") -> None:
@@ -122,24 +124,24 @@ def _join(prefix: str, where: str) -> str:
 def _image_id(value: object) -> str:
     if isinstance(value, str) and IMAGE_ID_PATTERN.match(value):
         return value
-    raise _Rejected(f"expected an image id like {_EXAMPLE_IMAGE_ID}, got {_shown(value)}")
+    raise _RefusedValue(f"expected an image id like {_EXAMPLE_IMAGE_ID}, got {_shown(value)}")
 
 
 def _image_ids(value: object) -> tuple[str, ...]:
     """1 to 100 image ids, duplicates dropped, first-seen order kept."""
     if not isinstance(value, (list, tuple)):
-        raise _Rejected(f"expected a list of image ids, got {_shown(value)}")
+        raise _RefusedValue(f"expected a list of image ids, got {_shown(value)}")
     seen: dict[str, None] = {}
     for index, item in enumerate(value):
         try:
             seen[_image_id(item)] = None
-        except _Rejected as exc:
-            raise _Rejected(exc.message, f"[{index}]") from None
+        except _RefusedValue as exc:
+            raise _RefusedValue(exc.message, f"[{index}]") from None
         if len(seen) > MAX_IMAGE_IDS:
             msg = f"expected at most {MAX_IMAGE_IDS} image ids, got more: split the batch into several events"
-            raise _Rejected(msg)
+            raise _RefusedValue(msg)
     if not seen:
-        raise _Rejected(f"expected 1 to {MAX_IMAGE_IDS} image ids, got an empty list")
+        raise _RefusedValue(f"expected 1 to {MAX_IMAGE_IDS} image ids, got an empty list")
     return tuple(seen)
 
 
@@ -147,13 +149,13 @@ def _bucket(value: object) -> str:
     if isinstance(value, str) and BUCKET_PATTERN.fullmatch(value):
         return value
     msg = "expected a TOS bucket name: 3-63 lowercase letters, digits or hyphens, no hyphen at either end"
-    raise _Rejected(f"{msg}, got {_shown(value)}")
+    raise _RefusedValue(f"{msg}, got {_shown(value)}")
 
 
 def _prefix(value: object) -> str:
     if isinstance(value, str) and PREFIX_PATTERN.fullmatch(value):
         return value
-    raise _Rejected(f"expected a file-name prefix of 1-30 letters and digits, got {_shown(value)}")
+    raise _RefusedValue(f"expected a file-name prefix of 1-30 letters and digits, got {_shown(value)}")
 
 
 def _lookback_hours(value: object) -> float:
@@ -167,7 +169,7 @@ def _lookback_hours(value: object) -> float:
     if math.isfinite(hours) and 0 < hours <= MAX_LOOKBACK_HOURS:
         return hours
     msg = f"expected a number of hours above 0 and at most {MAX_LOOKBACK_HOURS:g} (one year)"
-    raise _Rejected(f"{msg}, got {_shown(value)}")
+    raise _RefusedValue(f"{msg}, got {_shown(value)}")
 
 
 def _image_name_prefix(value: object) -> str | None:
@@ -175,22 +177,22 @@ def _image_name_prefix(value: object) -> str | None:
     if isinstance(value, str) and len(value) <= MAX_IMAGE_NAME_PREFIX:
         return value or None
     msg = f"expected a string of at most {MAX_IMAGE_NAME_PREFIX} characters"
-    raise _Rejected(f"{msg}, got {_shown(value)}")
+    raise _RefusedValue(f"{msg}, got {_shown(value)}")
 
 
 def _tags(value: object) -> dict[str, str]:
     """Tag key to value; an image must carry every one of them to be scanned."""
     if not isinstance(value, Mapping):
-        raise _Rejected(f"expected an object of tag key to value, got {_shown(value)}")
+        raise _RefusedValue(f"expected an object of tag key to value, got {_shown(value)}")
     if len(value) > MAX_TAGS:
-        raise _Rejected(f"expected at most {MAX_TAGS} tags, got {len(value)}")
+        raise _RefusedValue(f"expected at most {MAX_TAGS} tags, got {len(value)}")
     tags: dict[str, str] = {}
     for key, tag_value in value.items():
         if not isinstance(key, str) or not 0 < len(key) <= MAX_TAG_KEY:
-            raise _Rejected(f"expected tag keys of 1-{MAX_TAG_KEY} characters, got {_shown(key)}")
+            raise _RefusedValue(f"expected tag keys of 1-{MAX_TAG_KEY} characters, got {_shown(key)}")
         if not isinstance(tag_value, str) or len(tag_value) > MAX_TAG_VALUE:
             msg = f"expected a string of at most {MAX_TAG_VALUE} characters"
-            raise _Rejected(f"{msg}, got {_shown(tag_value)}", _clip(key))
+            raise _RefusedValue(f"{msg}, got {_shown(tag_value)}", _clip(key))
         tags[key] = tag_value
     return tags
 
@@ -288,15 +290,15 @@ def parse_event(raw: object) -> Command:
     """Turn a raw event into a command, or raise ``InvalidEvent`` naming the field and what was expected."""
     try:
         return _parse_http(raw) if is_http_event(raw) else _parse_unwrapped(raw)
-    except _Rejected as exc:
+    except _RefusedValue as exc:
         raise InvalidEvent(exc.message, field=exc.where) from None
 
 
 def _check(rule: Callable[[object], T], value: object, field: str) -> T:
     try:
         return rule(value)
-    except _Rejected as exc:
-        raise _Rejected(exc.message, _join(field, exc.where)) from None
+    except _RefusedValue as exc:
+        raise _RefusedValue(exc.message, _join(field, exc.where)) from None
 
 
 def _optional(rule: Callable[[object], T], source: Mapping[Any, Any], key: str, prefix: str) -> T | None:
@@ -313,16 +315,16 @@ def _parse_http(raw: dict[Any, Any]) -> Command:
     elif body is None or isinstance(body, str):
         text = _decode_base64(body or "", "body") if raw.get("isBase64Encoded") is True else body or ""
         if not text.strip():
-            raise _Rejected(f"empty; {_SHAPES}", "body")
+            raise _RefusedValue(f"empty; {_SHAPES}", "body")
         inner = _json(text, "body", "a JSON event")
     else:
-        raise _Rejected(f"expected the request body as a string, got {_shown(body)}", "body")
+        raise _RefusedValue(f"expected the request body as a string, got {_shown(body)}", "body")
     if is_http_event(inner):
-        raise _Rejected("expected an event, got another HTTP event inside the body", "body")
+        raise _RefusedValue("expected an event, got another HTTP event inside the body", "body")
     try:
         command = _parse_unwrapped(inner)
-    except _Rejected as exc:
-        raise _Rejected(exc.message, _join("body", exc.where)) from None
+    except _RefusedValue as exc:
+        raise _RefusedValue(exc.message, _join("body", exc.where)) from None
     event_id = command.event_id or _request_id(raw.get("headers"))
     return command.model_copy(update={"trigger": "http", "event_id": event_id})
 
@@ -331,14 +333,14 @@ def _decode_base64(text: str, field: str) -> str:
     try:
         return base64.b64decode("".join(text.split()), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise _Rejected("expected base64-encoded UTF-8 text (isBase64Encoded is true)", field) from None
+        raise _RefusedValue("expected base64-encoded UTF-8 text (isBase64Encoded is true)", field) from None
 
 
 def _json(text: str, field: str, expected: str) -> object:
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
-        raise _Rejected(f"expected {expected}, got text that is not JSON", field) from None
+        raise _RefusedValue(f"expected {expected}, got text that is not JSON", field) from None
 
 
 def _request_id(headers: object) -> str | None:
@@ -351,21 +353,61 @@ def _request_id(headers: object) -> str | None:
     return None
 
 
+_Shape: TypeAlias = Literal["timer", "cloudevent", "eventbridge", "direct"]
+
+
+def _shape(raw: dict[Any, Any]) -> _Shape | None:
+    """Which shape an unwrapped event has (the module docstring's order), or None for none of them."""
+    if raw.get("type") == TIMER_EVENT_TYPE:
+        return "timer"
+    if "specversion" in raw:
+        return "cloudevent"
+    if "detail-type" in raw or ("detail" in raw and "source" in raw):
+        return "eventbridge"
+    if any(_normalised(key) in _DIRECT_NORMALISED for key in raw):
+        return "direct"
+    return None
+
+
+def trigger_of(raw: object) -> Trigger:
+    """The trigger an event came by, recognised as the parser does, even when the event is invalid."""
+    if is_http_event(raw):
+        return "http"
+    shape = _shape(raw) if isinstance(raw, dict) else None
+    if shape == "timer":
+        return "timer"
+    return "event" if shape in ("cloudevent", "eventbridge") else "direct"
+
+
+def event_id_of(raw: object) -> str | None:
+    """The id an event carries, by the parser's rules (an HTTP event: its ``x-request-id`` header), even when
+    the event is invalid; None when it has no usable one."""
+    if is_http_event(raw):
+        return _request_id(raw.get("headers"))
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return _event_id(raw)
+    except _RefusedValue:
+        return None
+
+
 def _parse_unwrapped(raw: object) -> Command:
     if not isinstance(raw, dict):
-        raise _Rejected(f"{_SHAPES}; got {_shown(raw)}")
-    if raw.get("type") == TIMER_EVENT_TYPE:
+        raise _RefusedValue(f"{_SHAPES}; got {_shown(raw)}")
+    shape = _shape(raw)
+    if shape == "timer":
         return _parse_timer(raw)
-    if "specversion" in raw:
+    if shape == "cloudevent":
         return _parse_cloud_event(raw)
-    if "detail-type" in raw or ("detail" in raw and "source" in raw):
+    if shape == "eventbridge":
         return _parse_eventbridge(raw)
-    if any(_normalised(key) in _DIRECT_NORMALISED for key in raw):
+    if shape == "direct":
         return _parse_direct(raw)
     if not raw:
-        raise _Rejected(f"{_SHAPES}; got an empty object")
+        raise _RefusedValue(f"{_SHAPES}; got an empty object")
     keys = ", ".join(_key_name(key) for key in list(raw)[:5])
-    raise _Rejected(f"{_SHAPES}; got an object with keys {_clip(keys)}")
+    raise _RefusedValue(f"{_SHAPES}; got an object with keys {_clip(keys)}")
 
 
 def _event_id(raw: Mapping[Any, Any]) -> str | None:
@@ -377,7 +419,7 @@ def _event_id(raw: Mapping[Any, Any]) -> str | None:
         return str(value)
     if isinstance(value, str) and len(value) <= MAX_EVENT_ID:
         return value
-    raise _Rejected(f"expected a string of at most {MAX_EVENT_ID} characters, got {_shown(value)}", "id")
+    raise _RefusedValue(f"expected a string of at most {MAX_EVENT_ID} characters, got {_shown(value)}", "id")
 
 
 def _cloud_event_data(raw: Mapping[Any, Any]) -> object:
@@ -400,7 +442,7 @@ def _parse_timer(raw: dict[Any, Any]) -> Command:
         payload = data  # already an object: accepted as is
     if not isinstance(payload, Mapping):
         msg = f'expected the timer payload to be a JSON object like {{"LookbackHours": 48}}, got {_shown(payload)}'
-        raise _Rejected(msg, "data")
+        raise _RefusedValue(msg, "data")
     _refuse_unknown_keys(payload, _TIMER_KEYS, "data", "the timer payload")
     tos_bucket = _optional(_bucket, payload, "TOSBucket", "data")
     tos_prefix = _optional(_prefix, payload, "TOSPrefix", "data")
@@ -408,7 +450,7 @@ def _parse_timer(raw: dict[Any, Any]) -> Command:
         for key in _SCAN_ONLY_KEYS:
             if payload.get(key) is not None:
                 msg = "applies to a scan only: remove it, or remove ImageIds to scan"
-                raise _Rejected(msg, f"data.{key}")
+                raise _RefusedValue(msg, f"data.{key}")
         image_ids = _check(_image_ids, payload["ImageIds"], "data.ImageIds")
         return ExportCommand(
             trigger="timer",
@@ -453,7 +495,7 @@ def _parse_eventbridge(raw: dict[Any, Any]) -> Command:
     event_id = _event_id(raw)
     detail = raw.get("detail")
     if not isinstance(detail, Mapping):
-        raise _Rejected(f"expected an object naming the image as ImageId, got {_shown(detail)}", "detail")
+        raise _RefusedValue(f"expected an object naming the image as ImageId, got {_shown(detail)}", "detail")
     # detail.State is not checked here: the planner asks the API whether the image is available yet.
     return ExportCommand(
         trigger="event",
@@ -478,20 +520,20 @@ def _named_image(content: Mapping[Any, Any], prefix: str, fallback: str | None) 
         return _check(_image_id, resource, f"{prefix}.ResourceId")
     also = " or a subject that is an image id" if prefix == "data" else ""
     msg = f"this event names no image: expected {prefix}.ImageId (or imageId, image_id, ResourceId){also}"
-    raise _Rejected(msg, f"{prefix}.ImageId")
+    raise _RefusedValue(msg, f"{prefix}.ImageId")
 
 
 def _parse_direct(raw: dict[Any, Any]) -> Command:
     _refuse_unknown_keys(raw, _DIRECT_KEYS, "", "a direct event")
     has_one, has_many = raw.get("ImageId") is not None, raw.get("ImageIds") is not None
     if has_one and has_many:
-        raise _Rejected("give either ImageId (one image) or ImageIds (a list), not both", "ImageIds")
+        raise _RefusedValue("give either ImageId (one image) or ImageIds (a list), not both", "ImageIds")
     if has_one:
         image_ids: tuple[str, ...] = (_check(_image_id, raw["ImageId"], "ImageId"),)
     elif has_many:
         image_ids = _check(_image_ids, raw["ImageIds"], "ImageIds")
     else:
-        raise _Rejected("missing: expected ImageId (one image) or ImageIds (a list of images)", "ImageId")
+        raise _RefusedValue("missing: expected ImageId (one image) or ImageIds (a list of images)", "ImageId")
     return ExportCommand(
         trigger="direct",
         event_id=None,
@@ -520,7 +562,7 @@ def _refuse_unknown_keys(
     msg = f"unknown key{f' (did you mean {hint}?)' if hint else ''}; {what} accepts {', '.join(allowed)}"
     if len(unknown) > 1:
         msg += f"; also unknown: {_clip(', '.join(_key_name(key) for key in unknown[1:6]))}"
-    raise _Rejected(msg, _join(prefix, _key_name(first)))
+    raise _RefusedValue(msg, _join(prefix, _key_name(first)))
 
 
 def _suggestion(key: object, allowed: tuple[str, ...]) -> str | None:

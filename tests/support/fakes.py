@@ -1,10 +1,21 @@
-"""Test doubles shared across the suites: a clock that never really sleeps, and the API's error table."""
+"""Test doubles shared across the suites: a clock that never really sleeps, and the ExportImage API's error
+table."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from handler.errors import ApiError, RetryableApiError, TerminalApiError
+from handler.errors import (
+    ApiError,
+    BucketAccessDenied,
+    BucketNotFound,
+    ImageNotExportable,
+    ImageNotFound,
+    ImageNotReady,
+    InvalidParameter,
+    ResourceLocked,
+    ServerError,
+)
 
 __all__ = ["SEED_ERRORS", "FakeClock"]
 
@@ -41,15 +52,15 @@ class FakeClock:
 
 # The ExportImage error table of the API document (docs/facts.md §1): HTTP status, code, the class it must become.
 SEED_ERRORS: list[tuple[int, str, type[ApiError]]] = [
-    (400, "InvalidImageForExportImage.UnSupported", TerminalApiError),
-    (400, "InvalidImageStatus", TerminalApiError),
-    (400, "InvalidTOSPrefix.Malformed", TerminalApiError),
-    (400, "InvalidTosPutObject.AccessDenied", TerminalApiError),
-    (400, "MissingParameter.ImageId", TerminalApiError),
-    (400, "MissingParameter.TOSBucket", TerminalApiError),
-    (400, "MissingParameter.TOSPrefix", TerminalApiError),
-    (404, "InvalidImage.NotFound", TerminalApiError),
-    (404, "InvalidTOSBucket.NotFound", TerminalApiError),
-    (412, "OperationDenied.ResourceLocked", RetryableApiError),
-    (500, "InternalError", RetryableApiError),
+    (400, "InvalidImageForExportImage.UnSupported", ImageNotExportable),
+    (400, "InvalidImageStatus", ImageNotReady),
+    (400, "InvalidTOSPrefix.Malformed", InvalidParameter),
+    (400, "InvalidTosPutObject.AccessDenied", BucketAccessDenied),
+    (400, "MissingParameter.ImageId", InvalidParameter),
+    (400, "MissingParameter.TOSBucket", InvalidParameter),
+    (400, "MissingParameter.TOSPrefix", InvalidParameter),
+    (404, "InvalidImage.NotFound", ImageNotFound),
+    (404, "InvalidTOSBucket.NotFound", BucketNotFound),
+    (412, "OperationDenied.ResourceLocked", ResourceLocked),
+    (500, "InternalError", ServerError),
 ]

@@ -21,7 +21,6 @@ from handler.adapters.exchange import bounded_client
 from handler.adapters.log import redactor
 from handler.adapters.webhooks._delivery import ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, DeliveryReport, deliver
 from handler.adapters.webhooks._formats import (
-    FIXES,
     WebhookRequest,
     build_request,
     fix_for,
@@ -36,7 +35,6 @@ from handler.models.results import InvocationResult
 from handler.models.settings import NotifyWhen, Settings, WebhookFormat
 
 __all__ = [
-    "FIXES",
     "DeliveryReport",
     "NotifyWhen",
     "WebhookFormat",

@@ -20,13 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
-from handler.errors import ConfigurationError
+from handler.errors import ConfigurationError, fix_for
 from handler.models.results import ImageOutcome, InvocationResult
 from handler.models.settings import NotifyWhen, WebhookFormat
 
 __all__ = [
     "EVENT_TYPE",
-    "FIXES",
     "MAX_IMAGE_LINES",
     "SIZE_LIMITS",
     "WebhookRequest",
@@ -49,43 +48,6 @@ __all__ = [
 EVENT_TYPE = "image_export.result"
 MAX_IMAGE_LINES = 20
 REDACTED = "***"
-
-# One line of advice per error code: what the person reading the message should do about it.
-FIXES: dict[str, str] = {
-    # ExportImage's own errors (docs/facts.md §1)
-    "InvalidImageForExportImage.UnSupported": "this image cannot be exported: only private custom images can",
-    "InvalidImageStatus": "wait until the image is available; a later run exports it",
-    "InvalidTOSPrefix.Malformed": "set EXPORT_TOS_PREFIX (or the event's TOSPrefix) to 1-30 letters and digits",
-    "InvalidTosPutObject.AccessDenied": "grant ECS tos:PutObject on the bucket (IAM policy)",
-    "MissingParameter.ImageId": "name the image in the event as ImageId",
-    "MissingParameter.TOSBucket": "set EXPORT_TOS_BUCKET or the event's TOSBucket",
-    "MissingParameter.TOSPrefix": "set EXPORT_TOS_PREFIX or the event's TOSPrefix",
-    "InvalidImage.NotFound": "check the image id and VOLCENGINE_REGION",
-    "InvalidTOSBucket.NotFound": "create the bucket or fix EXPORT_TOS_BUCKET (same region as the image)",
-    "OperationDenied.ResourceLocked": "another operation holds the image; a later run retries it",
-    "InternalError": "nothing to do: a later run retries it",
-    "ServiceUnavailable": "nothing to do: a later run retries it",
-    # Gateway errors (docs/facts.md §2)
-    "InvalidTimestamp": "sync the clock: a signed request is valid for 15 minutes",
-    "InvalidAccessKey": "check the access key (VOLCENGINE_ACCESS_KEY or the function's role)",
-    "SignatureDoesNotMatch": "check the secret key paired with the access key (VOLCENGINE_SECRET_KEY)",
-    "AccessDenied": "grant the function's identity ecs:ExportImage, ecs:DescribeImages and ecs:DescribeTasks",
-    "InvalidSecretToken": "refresh the STS token (VOLCENGINE_SESSION_TOKEN or the role's credential file)",
-    "FlowLimitExceeded": "the API is throttling: a later run retries it; lower VOLCENGINE_MAX_RPS if it persists",
-    "ThrottledError": "the API is throttling: a later run retries it; lower VOLCENGINE_MAX_RPS if it persists",
-    # The exporter's own
-    "InvalidEvent": "fix the event: the message names the field",
-    "ConfigurationError": "fix the environment variable or file the message names",
-    "ConnectError": "check the function's network access to VOLCENGINE_ENDPOINT; a later run retries it",
-    "ConnectTimeout": "check the function's network access to VOLCENGINE_ENDPOINT; a later run retries it",
-    "ReadTimeout": "no answer came: a later run checks whether the export started before retrying",
-}
-
-
-def fix_for(code: str | None) -> str | None:
-    """The one-line advice for an error code, or None when there is none."""
-    return FIXES.get(code) if code else None
-
 
 # --- which format, and whether to send ---------------------------------------------------------------------
 

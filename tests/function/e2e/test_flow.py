@@ -111,14 +111,14 @@ UNSUPPORTED = "InvalidImageForExportImage.UnSupported"
         pytest.param(
             {"ImageId": "image-nosuchimage000"}, ("failed", "InvalidImage.NotFound", False), id="no-image"
         ),
-        pytest.param({"ImageId": CREATING}, ("deferred", None, True), id="creating"),
+        pytest.param({"ImageId": CREATING}, ("deferred", "InvalidImageStatus", True), id="creating"),
     ],
 )
 def test_refusals_reach_the_result_with_their_code(
     emulated: Emulated, run_handler: Run, event: dict[str, str], expected: tuple[str, str | None, bool]
 ) -> None:
     """An image or bucket the export cannot work with ends failed with the API's code (not retried), or
-    deferred, raising for the trigger's retry, while the image is still being created."""
+    deferred with the API's code, raising for the trigger's retry, while the image is still being created."""
     status, code, raises = expected
     emulator = emulated()
 

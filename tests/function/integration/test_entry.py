@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from handler import handler
 from handler.adapters import openapi
 from handler.adapters.signing import Credentials
+from handler.core.budget import smallest_workable_budget
 from handler.errors import InvocationIncomplete
+from handler.models.settings import Settings
 from tests.support.events import load_event
 from tests.support.gateway import ENDPOINT, Gateway
 
@@ -136,6 +138,18 @@ def test_http_status_tells_the_caller_what_to_do(gateway: Gateway) -> None:
     assert json.loads(gone["body"])["results"][0]["error"]["code"] == "InvalidImage.NotFound"
 
 
+def test_http_status_follows_the_type_of_error_that_stopped_the_invocation(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan the settings refuse (lookback past the dedupe window) is a 400; a missing bucket is a 500."""
+    monkeypatch.setenv("EXPORT_DEDUPE_HOURS", "48")
+    scan = {"type": "faas.timer.event", "specversion": "1.0", "id": "t-1", "data": '{"LookbackHours": 100}'}
+    assert handler(_http(scan), Context())["statusCode"] == 400
+    monkeypatch.delenv("EXPORT_TOS_BUCKET")
+    assert handler(_http({"ImageId": SAMPLE_IDS[0]}), Context())["statusCode"] == 500
+    assert gateway.exports(SAMPLE_IDS[0]) == 0
+
+
 def test_the_same_event_twice_exports_once(gateway: Gateway) -> None:
     """A redelivered event skips the image with the first export's TaskId."""
     first = invoke(load_event("image_created"))
@@ -188,11 +202,23 @@ def test_throttling_is_retried_and_the_export_succeeds(gateway: Gateway) -> None
 
 
 def test_a_tiny_time_budget_defers_instead_of_cutting_requests(gateway: Gateway) -> None:
-    """With too little time left, images are deferred before any export is sent."""
-    result = invoke({"ImageIds": list(SAMPLE_IDS)}, seconds=5)
+    """With too little time left, images are deferred before any export is sent, and the reason says the
+    time budget stopped them."""
+    result = invoke({"ImageIds": list(SAMPLE_IDS)}, seconds=1)
     assert "raised" in result
     assert {r["status"] for r in result["results"]} == {"deferred"}
+    assert all("time budget" in r["reason"] for r in result["results"])
     assert gateway.exports(SAMPLE_IDS[0]) == 0
+
+
+@pytest.mark.parametrize("seconds", [20, smallest_workable_budget(Settings())])
+def test_a_short_budget_exports_against_a_prompt_api(gateway: Gateway, seconds: float) -> None:
+    """A 20 s budget (and the smallest workable one) with the default 3 s + 10 s timeouts exports every
+    image when the API answers promptly."""
+    result = invoke({"ImageIds": list(SAMPLE_IDS)}, seconds=seconds)
+    assert "raised" not in result
+    assert {r["status"] for r in result["results"]} == {"started"}
+    assert all(gateway.exports(i) == 1 for i in SAMPLE_IDS)
 
 
 def test_missing_bucket_is_a_configuration_error(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:

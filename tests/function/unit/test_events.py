@@ -17,9 +17,11 @@ from handler.models.events import (
     ExportCommand,
     HttpRequestInfo,
     ScanCommand,
+    event_id_of,
     http_request_info,
     is_http_event,
     parse_event,
+    trigger_of,
 )
 from tests.support.events import EVENT_NAMES, EVENTS_DIR, load_event
 
@@ -694,3 +696,33 @@ def test_commands_are_immutable() -> None:
 def test_image_id_pattern(text: str, matches: bool) -> None:
     """IMAGE_ID_PATTERN accepts image ids and nothing around them, even with match()."""
     assert bool(IMAGE_ID_PATTERN.match(text)) is matches
+
+
+@pytest.mark.parametrize(
+    ("raw", "trigger"),
+    [
+        (timer("not json"), "timer"),
+        ({"specversion": "1.0", "id": "e-1", "data": {}}, "event"),
+        ({"detail-type": "x", "detail": "nothing"}, "event"),
+        ({"detail": {}, "source": "aws.ec2"}, "event"),
+        ({"ImageId": "bad"}, "direct"),
+        ({"httpMethod": "POST", "body": "{"}, "http"),
+        ([1, 2], "direct"),
+    ],
+)
+def test_the_trigger_of_an_invalid_event_is_recognised_as_the_parser_does(raw: object, trigger: str) -> None:
+    """Even a refused event is reported under the trigger its shape names, the same rule the parser uses."""
+    with pytest.raises(InvalidEvent):
+        parse_event(raw)
+    assert trigger_of(raw) == trigger
+
+
+def test_the_id_of_an_invalid_event_follows_the_parsers_rules() -> None:
+    """A refused event keeps its id up to the parser's 256 characters; a longer or unusable one is dropped;
+    an HTTP event's id is its x-request-id header."""
+    long_id = "e" * 256
+    assert event_id_of(timer("not json", id=long_id)) == long_id
+    assert event_id_of(timer("not json", id="e" * 257)) is None
+    assert event_id_of(timer("not json", id=7)) == "7"
+    assert event_id_of({"httpMethod": "POST", "body": "{", "headers": {"X-Request-Id": "gw-1"}}) == "gw-1"
+    assert event_id_of("text") is None

@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
-from handler.core.plan import availability, dedupe, pick_scan_images
+from handler.core.plan import ExportPlan, availability, dedupe, pick_scan_images
+from handler.errors import ConfigurationError, InvalidEvent
 from handler.models.api import Image, Task
+from handler.models.events import ExportCommand, ScanCommand
+from handler.models.settings import Settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -77,12 +80,15 @@ def test_naive_creation_times_are_read_as_utc() -> None:
 
 @pytest.mark.parametrize(
     ("status", "verdict"),
-    [("available", "ready"), ("creating", "wait"), ("error", "never"), ("deprecated", "never")],
+    [("available", "ready"), ("creating", "wait"), ("error", "never"), ("deprecated", "wait")],
 )
 def test_named_images_are_judged_by_status(status: str, verdict: str) -> None:
-    """Only available images are exported; creating ones wait; broken ones are refused with the reason."""
+    """Only available images are exported; creating ones and statuses not known wait; broken ones are
+    refused with the reason."""
     result = availability(image("image-x", status=status), "image-x", "cn-beijing")
     assert result.verdict == verdict
+    if status not in ("available", "creating"):
+        assert status in result.reason
 
 
 def test_a_missing_image_says_which_region_was_searched() -> None:
@@ -100,6 +106,8 @@ def test_a_missing_image_says_which_region_was_searched() -> None:
         ([task("Pending")], None, "t-pending1"),
         ([task("Running")], 1.0, "t-running1"),
         ([task("Failed")], None, None),
+        ([task("UnknownStatus")], 1.0, "t-unknownstatus1"),
+        ([task("Failed"), task("Paused", hours_ago=9000)], 1.0, "t-paused9000"),
         ([task("Succeeded", hours_ago=5000)], None, "t-succeeded5000"),
         ([task("Succeeded", hours_ago=50)], 48.0, None),
         ([task("Succeeded", hours_ago=20)], 48.0, "t-succeeded20"),
@@ -119,3 +127,41 @@ def test_dedupe_skips_active_and_succeeded_exports(
     assert (found.task.task_id if found.task else None) == skipped_by
     if skipped_by:
         assert found.reason
+
+
+def test_a_task_status_not_known_counts_as_maybe_running_and_says_so() -> None:
+    """An export task in a status the function does not know (UnknownStatus) may be running: no second
+    export, and the reason names the status."""
+    found = dedupe([task("UnknownStatus")], now=NOW, window_hours=None)
+    assert found.task is not None
+    assert "UnknownStatus" in found.reason
+
+
+def settings(**env: str) -> Settings:
+    return Settings.model_validate({"EXPORT_TOS_BUCKET": "env-bucket", **env})
+
+
+def test_the_event_wins_over_the_settings_for_bucket_prefix_and_lookback() -> None:
+    """The event's TOSBucket, TOSPrefix and LookbackHours override the environment's; the rest comes from it."""
+    command = ScanCommand(trigger="timer", tos_bucket="evt-bucket", tos_prefix="evt", lookback_hours=48)
+    plan = ExportPlan.of(command, settings(EXPORT_CONCURRENCY="2", VOLCENGINE_REGION="cn-shanghai"))
+    assert (plan.bucket, plan.prefix, plan.lookback_hours) == ("evt-bucket", "evt", 48)
+    assert (plan.concurrency, plan.region) == (2, "cn-shanghai")
+    fallback = ExportPlan.of(ExportCommand(trigger="direct", image_ids=("image-a",)), settings())
+    assert (fallback.bucket, fallback.prefix, fallback.lookback_hours) == ("env-bucket", "imgexport", 25)
+
+
+def test_a_lookback_past_the_dedupe_window_is_an_invalid_event() -> None:
+    """A scan looking back further than EXPORT_DEDUPE_HOURS could export an image twice: refused by field."""
+    command = ScanCommand(trigger="timer", lookback_hours=100)
+    with pytest.raises(InvalidEvent) as refused:
+        ExportPlan.of(command, settings(EXPORT_DEDUPE_HOURS="48"))
+    assert refused.value.field == "data.LookbackHours"
+
+
+def test_no_bucket_anywhere_names_the_variable() -> None:
+    """Without a bucket in the event or the environment, the error names EXPORT_TOS_BUCKET."""
+    command = ExportCommand(trigger="direct", image_ids=("image-a",))
+    with pytest.raises(ConfigurationError) as refused:
+        ExportPlan.of(command, Settings())
+    assert refused.value.source == "EXPORT_TOS_BUCKET"

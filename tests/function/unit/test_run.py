@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -9,24 +10,32 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
-from handler.core.run import Budget, ExportPlan, run_command
+from handler.core.budget import Budget
+from handler.core.plan import ExportPlan
+from handler.core.run import run_command
 from handler.errors import (
     ApiError,
+    BucketAccessDenied,
     BudgetExhausted,
+    ImageNotFound,
+    ImageNotReady,
+    ResourceLocked,
     RetryableApiError,
-    TerminalApiError,
-    ThrottledError,
+    ServerError,
+    Throttled,
     UnknownOutcomeError,
 )
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import ExportCommand, ScanCommand
+from handler.models.settings import Settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PLAN = ExportPlan(
     bucket="b-1", prefix="nightly", region="cn-beijing", concurrency=4, dedupe_hours=None, lookback_hours=25
 )
-WIDE = Budget(send_by=1e12, start_by=1e12)
+WIDE = Budget(send_by=1e12, start_by=1e12, seconds=900)
 
 
 class FakeEcs:
@@ -48,9 +57,11 @@ class FakeEcs:
             self.calls.append(("ExportImage", image_id))
             image = next((i for i in self.images if i.image_id == image_id), None)
             if image is None:
-                raise TerminalApiError("not found", code="InvalidImage.NotFound", action="ExportImage")
+                raise ImageNotFound("not found", code="InvalidImage.NotFound", action="ExportImage")
             if image.status != "available":
-                raise TerminalApiError("wrong status", code="InvalidImageStatus", action="ExportImage")
+                raise ImageNotReady(
+                    "wrong status", code="InvalidImageStatus", action="ExportImage", request_id="req-refused"
+                )
             fault = self.export_faults.pop(0) if self.export_faults else None
             if fault is None or self.commit_before_fault:
                 task = Task.model_validate(
@@ -128,10 +139,29 @@ def export(*ids: str) -> ExportCommand:
     return ExportCommand(trigger="direct", image_ids=ids)
 
 
+class StillClock:
+    """A clock stopped at ``NOW`` and at monotonic ``at``; sleeping moves it on."""
+
+    def __init__(self, at: float = 0.0) -> None:
+        self.at = at
+
+    def monotonic(self) -> float:
+        return self.at
+
+    def sleep(self, seconds: float) -> None:
+        self.at += seconds
+
+    def now(self) -> datetime:
+        return NOW
+
+    def random(self) -> float:
+        return 0.5
+
+
 def run(
     command: Any, ecs: FakeEcs, *, plan: ExportPlan = PLAN, budget: Budget = WIDE, clock: float = 0.0
 ) -> dict[str, Any]:
-    outcomes = run_command(command, api=ecs, plan=plan, budget=budget, now=NOW, monotonic=lambda: clock)
+    outcomes = run_command(command, api=ecs, plan=plan, budget=budget, clock=StillClock(clock))
     return {o.image_id: o for o in outcomes}
 
 
@@ -168,7 +198,7 @@ def test_same_event_twice_exports_once() -> None:
 def test_existing_tasks_decide(existing: str, window: float | None, status: str) -> None:
     """Active or succeeded exports skip the image; a failed one does not count."""
     ecs = FakeEcs([img("image-a")], [task("image-a", existing)])
-    plan = ExportPlan(**{**PLAN.__dict__, "dedupe_hours": window}) if False else PLAN
+    plan = dataclasses.replace(PLAN, dedupe_hours=window)
     outcome = run(export("image-a"), ecs, plan=plan)["image-a"]
     assert outcome.status == status
 
@@ -176,7 +206,7 @@ def test_existing_tasks_decide(existing: str, window: float | None, status: str)
 def test_dedupe_window_allows_periodic_reexport() -> None:
     """With EXPORT_DEDUPE_HOURS set, an export older than the window is repeated."""
     ecs = FakeEcs([img("image-a")], [task("image-a", "Succeeded", hours_ago=100)])
-    plan = ExportPlan("b-1", "nightly", "cn-beijing", 4, 48.0, 25)
+    plan = dataclasses.replace(PLAN, dedupe_hours=48.0)
     assert run(export("image-a"), ecs, plan=plan)["image-a"].status == "started"
 
 
@@ -214,7 +244,9 @@ def test_scan_picks_recent_private_images_and_batches_lookups() -> None:
 def test_scan_honours_lookback_and_name_prefix_from_the_event() -> None:
     """The timer payload's LookbackHours and ImageNamePrefix override the defaults."""
     ecs = FakeEcs([img("image-a", hours_ago=30, name="prod-a"), img("image-b", hours_ago=30, name="dev-b")])
-    outcomes = run(ScanCommand(trigger="timer", lookback_hours=48, image_name_prefix="prod"), ecs)
+    command = ScanCommand(trigger="timer", lookback_hours=48, image_name_prefix="prod")
+    plan = ExportPlan.of(command, Settings.model_validate({"EXPORT_TOS_BUCKET": "b-1"}))
+    outcomes = run(command, ecs, plan=plan)
     assert list(outcomes) == ["image-a"]
 
 
@@ -253,7 +285,7 @@ def test_lost_answer_and_failed_lookup_is_a_retryable_failure() -> None:
     """If the tasks cannot be looked up after a lost answer, nothing is resent blind."""
     ecs = FakeEcs([img("image-a")])
     ecs.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
-    outcomes = run_command(export("image-a"), api=ecs, plan=PLAN, budget=WIDE, now=NOW)
+    outcomes = run_command(export("image-a"), api=ecs, plan=PLAN, budget=WIDE, clock=StillClock())
     assert outcomes[0].status == "started"  # the pre-export look-up worked, then the fake resent
     ecs2 = FakeEcs([img("image-b")])
     ecs2.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
@@ -279,7 +311,7 @@ def test_resource_locked_by_an_export_is_skipped_with_its_task() -> None:
     """OperationDenied.ResourceLocked with an export running reports that export as skipped."""
     ecs = FakeEcs([img("image-a")])
     ecs.export_faults = [
-        RetryableApiError("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
+        ResourceLocked("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
     ]
     ecs.commit_before_fault = True  # the "other" export is visible when we look
     outcome = run(export("image-a"), ecs)["image-a"]
@@ -290,7 +322,7 @@ def test_resource_locked_by_something_else_is_deferred() -> None:
     """A lock held by another operation (not an export) defers the image to a later run."""
     ecs = FakeEcs([img("image-a")], [task("image-a", "Running", kind="CreateImage")])
     ecs.export_faults = [
-        RetryableApiError("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
+        ResourceLocked("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
     ]
     outcome = run(export("image-a"), ecs)["image-a"]
     assert outcome.status == "deferred"
@@ -302,12 +334,12 @@ def test_resource_locked_by_something_else_is_deferred() -> None:
     ("fault", "status", "retryable"),
     [
         (
-            TerminalApiError("denied", code="InvalidTosPutObject.AccessDenied", action="ExportImage"),
+            BucketAccessDenied("denied", code="InvalidTosPutObject.AccessDenied", action="ExportImage"),
             "failed",
             False,
         ),
-        (RetryableApiError("boom", code="InternalError", action="ExportImage"), "failed", True),
-        (ThrottledError("slow down", code="FlowLimitExceeded", action="ExportImage"), "deferred", True),
+        (ServerError("boom", code="InternalError", action="ExportImage"), "failed", True),
+        (Throttled("slow down", code="FlowLimitExceeded", action="ExportImage"), "deferred", True),
         (BudgetExhausted("out of time"), "deferred", True),
     ],
 )
@@ -315,7 +347,9 @@ def test_export_errors_become_outcomes(fault: ApiError, status: str, retryable: 
     """Terminal errors fail for good; exhausted retries fail retryably; throttling and the budget defer."""
     ecs = FakeEcs([img("image-a"), img("image-b")])
     ecs.export_faults = [fault]
-    outcomes = run(export("image-a", "image-b"), ecs, plan=ExportPlan("b-1", "p", "cn-beijing", 1, None, 25))
+    outcomes = run(
+        export("image-a", "image-b"), ecs, plan=dataclasses.replace(PLAN, prefix="p", concurrency=1)
+    )
     assert outcomes["image-a"].status == status
     assert outcomes["image-a"].error is not None
     assert outcomes["image-a"].error.retryable is retryable
@@ -346,7 +380,7 @@ def test_failed_scan_is_one_retryable_failure() -> None:
 def test_throttled_dedupe_lookup_defers_every_image() -> None:
     """Throttling on the dedupe look-up defers every named image rather than failing it."""
     ecs = FakeEcs([img("image-a")])
-    ecs.task_lookup_fault = ThrottledError("slow", code="FlowLimitExceeded", action="DescribeTasks")
+    ecs.task_lookup_fault = Throttled("slow", code="FlowLimitExceeded", action="DescribeTasks")
     outcomes = run(export("image-a", "image-b"), ecs)
     assert [o.status for o in outcomes.values()] == ["deferred", "deferred"]
 
@@ -370,7 +404,9 @@ def test_refused_image_that_cannot_be_looked_up_is_deferred_not_lost() -> None:
 def test_images_not_started_before_the_cutoff_are_deferred() -> None:
     """Past the start cutoff, no new export begins: the images are deferred, none cut off mid-request."""
     ecs = FakeEcs([img("image-a"), img("image-b")])
-    outcomes = run(export("image-a", "image-b"), ecs, budget=Budget(send_by=100, start_by=50), clock=60)
+    outcomes = run(
+        export("image-a", "image-b"), ecs, budget=Budget(send_by=100, start_by=50, seconds=100), clock=60
+    )
     assert [o.status for o in outcomes.values()] == ["deferred", "deferred"]
     assert "time budget" in (outcomes["image-a"].reason or "")
     assert not any(c[0] == "ExportImage" for c in ecs.calls)
@@ -383,3 +419,192 @@ def test_concurrent_exports_keep_the_order_of_the_event() -> None:
     outcomes = run(export(*ids), ecs)
     assert list(outcomes) == ids
     assert all(ecs.exports_of(i) == 1 for i in ids)
+
+
+class MovingClock(StillClock):
+    """A clock that each ExportImage moves ``step`` seconds on (a slow, rate-limited copy)."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+
+class TimedEcs(FakeEcs):
+    """Records when each image was last looked up and when its ExportImage was sent; another copy of the
+    function exports ``rival_image`` right after our first export."""
+
+    def __init__(self, images: Iterable[dict[str, Any]], clock: MovingClock, rival_image: str) -> None:
+        super().__init__(images)
+        self.clock = clock
+        self.rival_image = rival_image
+        self.looked_at: dict[str, float] = {}
+        self.ages: dict[str, float] = {}
+
+    def describe_tasks(
+        self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()
+    ) -> Iterator[Task]:
+        ids = list(resource_ids)
+        self.looked_at.update(dict.fromkeys(ids, self.clock.monotonic()))
+        return super().describe_tasks(deadline=deadline, resource_ids=ids)
+
+    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
+        self.clock.at += self.clock.step
+        self.ages[image_id] = self.clock.monotonic() - self.looked_at[image_id]
+        started = super().export_image(image_id, bucket, prefix, deadline=deadline)
+        if self.rival_image not in {t.resource_id for t in self.tasks}:
+            self.tasks.append(task(self.rival_image, "Succeeded", hours_ago=0))
+        return started
+
+
+def test_each_export_is_cleared_by_a_look_up_at_most_ten_seconds_old() -> None:
+    """A slow scan looks its remaining images up again as it goes (batched), so an image another copy
+    exported meanwhile is skipped, and no ExportImage goes out on a look-up older than 10 seconds."""
+    ids = [f"image-{c}" for c in "abcdefgh"]
+    clock = MovingClock(step=3.0)
+    ecs = TimedEcs([img(i) for i in ids], clock, rival_image="image-e")
+    plan = dataclasses.replace(PLAN, concurrency=1)
+    outcomes = {
+        o.image_id: o for o in run_command(export(*ids), api=ecs, plan=plan, budget=WIDE, clock=clock)
+    }
+    assert outcomes["image-e"].status == "skipped"
+    assert outcomes["image-e"].task_id == "t-old-image-e-Succeeded"
+    assert {i for i, o in outcomes.items() if o.status == "started"} == set(ids) - {"image-e"}
+    assert max(ecs.ages.values()) <= 10
+    lookups = [batch for action, batch in ecs.calls if action == "DescribeTasks"]
+    assert len(lookups) < len(ids)  # batched: one look-up covers the next images due
+    assert all(len(batch) > 1 for batch in lookups[:-1])
+
+
+def test_a_refused_image_the_api_calls_available_is_deferred_with_the_apis_error() -> None:
+    """ExportImage says InvalidImageStatus, DescribeImages says available: deferred, keeping the API's code,
+    message and request id."""
+    ecs = FakeEcs([img("image-a", status="creating")])
+    original = ecs.describe_images
+
+    def now_available(**kwargs: Any) -> Iterator[Image]:
+        ecs.images = [Image.model_validate(img("image-a"))]
+        return original(**kwargs)
+
+    ecs.describe_images = now_available  # type: ignore[method-assign]
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert outcome.status == "deferred"
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.request_id) == ("InvalidImageStatus", "req-refused")
+    assert outcome.error.message == "wrong status"
+
+
+@pytest.mark.parametrize("image_status", ["creating", "frozen"])
+def test_a_refused_image_whose_status_may_change_is_deferred_naming_it(image_status: str) -> None:
+    """An image still creating, or in a status the function does not know, is deferred (the status in the
+    reason), never failed for good."""
+    ecs = FakeEcs([img("image-a", status=image_status)])
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert outcome.status == "deferred"
+    assert image_status in (outcome.reason or "")
+    assert outcome.error is not None
+    assert outcome.error.code == "InvalidImageStatus"
+
+
+def test_an_unknown_task_status_is_never_exported_over() -> None:
+    """An export task in UnknownStatus may be running: the image is skipped with that task, not exported."""
+    ecs = FakeEcs([img("image-a")], [task("image-a", "UnknownStatus")])
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert (outcome.status, outcome.task_id) == ("skipped", "t-old-image-a-UnknownStatus")
+    assert "UnknownStatus" in (outcome.reason or "")
+    assert ecs.exports_of("image-a") == 1  # only the task that was already there
+
+
+def test_a_lock_held_by_an_export_in_an_unknown_status_is_skipped() -> None:
+    """ResourceLocked while an export task's status is not known: skipped with that task, not deferred."""
+    ecs = FakeEcs([img("image-a")])
+    ecs.export_faults = [
+        ResourceLocked("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
+    ]
+    original = ecs.describe_tasks
+    calls = {"n": 0}
+
+    def second_look_sees_it(**kwargs: Any) -> Iterator[Task]:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            ecs.tasks.append(task("image-a", "UnknownStatus"))
+        return original(**kwargs)
+
+    ecs.describe_tasks = second_look_sees_it  # type: ignore[method-assign]
+    outcome = run(export("image-a"), ecs)["image-a"]
+    assert (outcome.status, outcome.task_id) == ("skipped", "t-old-image-a-UnknownStatus")
+
+
+def test_the_budget_running_out_mid_request_says_so() -> None:
+    """When the budget stops an image's request, the reason names the time budget, not the rate limit."""
+    ecs = FakeEcs([img("image-a")])
+    ecs.export_faults = [BudgetExhausted("the time budget ran out while waiting for the request rate limit")]
+    outcome = run(export("image-a"), ecs, budget=Budget(send_by=1e12, start_by=1e12, seconds=20))["image-a"]
+    assert outcome.status == "deferred"
+    assert "time budget (20 s)" in (outcome.reason or "")
+    assert "rate limit" not in (outcome.reason or "")
+
+
+class TaggedEcs(FakeEcs):
+    """An account whose tag search is capped at 1,000 images, like the API's."""
+
+    def describe_images(
+        self,
+        *,
+        deadline: float,
+        image_ids: Iterable[str] = (),
+        visibility: str | None = None,
+        status: str | None = None,
+        tag_filters: Mapping[str, str] | None = None,
+    ) -> Iterator[Image]:
+        self.calls.append(("DescribeImages", dict(tag_filters or {})))
+        matching = [i for i in self.images if not tag_filters or set(tag_filters.items()) <= set(i.tags)]
+        yield from (matching[:1000] if tag_filters else matching)
+
+
+def tagged(image_id: str, **tags: str) -> dict[str, Any]:
+    return {**img(image_id), "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+
+
+def test_a_tag_scan_reaching_the_apis_cap_filters_on_our_side() -> None:
+    """When a tag search lists 1,000 images (the API's cap), the scan lists without the filter and keeps
+    the tagged images itself, so none past the cap is missed; the log says so."""
+    images = [tagged(f"image-t{n:04d}", env="prod") for n in range(1001)] + [tagged("image-dev", env="dev")]
+    ecs = TaggedEcs(images)
+    with capture_logs() as logs:
+        outcomes = run(ScanCommand(trigger="timer", tags={"env": "prod"}), ecs)
+    assert len(outcomes) == 1001
+    assert "image-dev" not in outcomes
+    assert [c[1] for c in ecs.calls if c[0] == "DescribeImages"] == [{"env": "prod"}, {}]
+    assert any(entry["event"] == "scan.tags_filtered_locally" for entry in logs)
+
+
+def test_a_tag_scan_under_the_cap_trusts_the_server() -> None:
+    """Below the cap, the server's filtered list is the scan: one DescribeImages pass."""
+    ecs = TaggedEcs([tagged("image-a", env="prod"), tagged("image-b", env="dev")])
+    outcomes = run(ScanCommand(trigger="timer", tags={"env": "prod"}), ecs)
+    assert list(outcomes) == ["image-a"]
+    assert sum(1 for c in ecs.calls if c[0] == "DescribeImages") == 1
+
+
+def test_an_export_is_never_sent_on_a_look_up_that_answered_too_slowly() -> None:
+    """When the look-up that should clear an image takes the whole clearance window to answer, the image is
+    deferred rather than exported on a stale view."""
+    clock = MovingClock(step=3.0)
+    ecs = TimedEcs([img(f"image-{c}") for c in "abc"], clock, rival_image="image-z")
+    original = ecs.describe_tasks
+    lookups = {"n": 0}
+
+    def slow_after_the_first(**kwargs: Any) -> Iterator[Task]:
+        lookups["n"] += 1
+        if lookups["n"] > 1:
+            clock.at += 11.0
+        return original(**kwargs)
+
+    ecs.describe_tasks = slow_after_the_first  # type: ignore[method-assign]
+    plan = dataclasses.replace(PLAN, concurrency=1)
+    outcomes = run_command(
+        export("image-a", "image-b", "image-c"), api=ecs, plan=plan, budget=WIDE, clock=clock
+    )
+    assert [o.status for o in outcomes] == ["started", "started", "deferred"]
+    assert "too slowly" in (outcomes[2].reason or "")
+    assert max(ecs.ages.values()) <= 10
