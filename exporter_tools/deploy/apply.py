@@ -23,7 +23,7 @@ from exporter_tools.deploy.vefaas import (
     is_name_clash,
     is_role_problem,
 )
-from handler.errors import ApiError, UnknownOutcomeError
+from handler.errors import AccessDenied, ApiError, UnknownOutcomeError
 
 __all__ = ["ReleaseFailed", "apply_plan", "explain", "wait_for_release"]
 
@@ -206,6 +206,6 @@ def explain(error: ApiError, action: str, desired: Desired) -> str:
         )
     if action == "CreateTimer" and is_name_clash(error):
         return f"a timer with this name already exists on the function ({said}): rename it in the template"
-    if error.code == "AccessDenied" or error.http_status == 403:
+    if isinstance(error, AccessDenied) or error.http_status == 403:
         return f"the deployer's credentials may not call {action} ({said}): grant them veFaaS access"
     return f"{action} failed: {said}"

@@ -97,12 +97,18 @@ def _load_yaml(text: str, source: str) -> object:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        hint = " (quote values that start with '*', like '*/15 * * * *')" if "alias" in str(exc) else ""
+        hint = " (quote values that start with '*', like '*/15 * * * *')" if _at_star(text, exc) else ""
         msg = f"{where}not valid YAML: {exc.problem}{hint}"
         raise TemplateError([Problem("", msg)], source=source) from None
     except yaml.YAMLError as exc:
         raise TemplateError([Problem("", f"not valid YAML: {exc}")], source=source) from None
     return document
+
+
+def _at_star(text: str, exc: Any) -> bool:
+    """Whether the YAML error is at (or inside) a plain value starting with ``*``, which YAML reads as an alias."""
+    marks = (exc.context_mark, exc.problem_mark)
+    return any(mark is not None and text[mark.index : mark.index + 1] == "*" for mark in marks)
 
 
 def _path(loc: Sequence[int | str]) -> str:

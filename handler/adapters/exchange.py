@@ -13,6 +13,7 @@ transport) the deadline is still checked between the body's chunks.
 from __future__ import annotations
 
 import math
+import ssl
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -22,7 +23,7 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["Answer", "bounded_client", "exchange"]
+__all__ = ["Answer", "bounded_client", "certificate_rejected", "exchange"]
 
 # The real (time.monotonic) moment the exchange running in this thread must be over; None: no overall bound.
 _deadline: ContextVar[float | None] = ContextVar("exchange_deadline", default=None)
@@ -99,6 +100,20 @@ def exchange(
             )
     finally:
         _deadline.reset(token)
+
+
+def certificate_rejected(exc: BaseException) -> bool:
+    """Whether a transport failure comes from the server's TLS certificate failing verification: an
+    ``ssl.SSLCertVerificationError`` among the exception's causes (httpx wraps it in httpcore's ``ConnectError``
+    and that in its own)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _read_body(response: httpx.Response, max_bytes: int, deadline: float | None) -> tuple[bytes, bool]:

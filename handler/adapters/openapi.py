@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import structlog
 
-from handler.adapters.exchange import Answer, bounded_client, exchange
+from handler.adapters.exchange import Answer, bounded_client, certificate_rejected, exchange
 from handler.adapters.log import MASK, redactor
 from handler.adapters.pacing import RateLimiter, RetryPolicy, backoff_delay
 from handler.adapters.signing import Credentials, VolcSigner, canonical_query
@@ -101,7 +101,7 @@ def _transport_error(exc: httpx.TransportError, action: str, host: str) -> ApiEr
     """Sort a transport failure by whether the request can have reached the server. The exception's own text
     is left out: it may quote the request."""
     name = type(exc).__name__
-    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+    if certificate_rejected(exc):
         msg = f"{host} presented a TLS certificate this function does not trust: set SSL_CERT_FILE to its CA bundle"
         return TerminalApiError(msg, code="CertificateVerifyFailed", action=action)
     if isinstance(

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
+from handler.adapters.exchange import certificate_rejected
 from handler.adapters.pacing import RateLimiter, RetryPolicy, backoff_delay
 from handler.adapters.signing import Credentials
 from handler.adapters.tos_signing import TosSigner, encode_key_path
@@ -265,7 +266,7 @@ def _transport_error(exc: httpx.TransportError, host: str) -> ApiError:
     """Sort a transport failure by whether the request reached TOS. The exception's text is left out: it
     may quote the request."""
     name = type(exc).__name__
-    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+    if certificate_rejected(exc):
         msg = f"{host} presented a TLS certificate this function does not trust: set SSL_CERT_FILE to its CA bundle"
         return TerminalApiError(msg, code="CertificateVerifyFailed", action=HEAD_OBJECT)
     if isinstance(

@@ -1,9 +1,13 @@
-"""Test doubles shared across the suites: a clock that never really sleeps, and the ExportImage API's error
-table."""
+"""Test doubles shared across the suites: a clock that never really sleeps, an HTTP client facing an untrusted
+certificate, and the ExportImage API's error table."""
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime, timedelta
+
+import httpcore
+import httpx
 
 from handler.errors import (
     ApiError,
@@ -17,7 +21,7 @@ from handler.errors import (
     ServerError,
 )
 
-__all__ = ["SEED_ERRORS", "FakeClock"]
+__all__ = ["SEED_ERRORS", "FakeClock", "untrusted_tls_client"]
 
 WALL_START = datetime(2026, 1, 15, 3, 0, tzinfo=UTC)
 
@@ -48,6 +52,36 @@ class FakeClock:
 
     def random(self) -> float:
         return self.jitter
+
+
+def _certificate_failure() -> httpx.ConnectError:
+    """The error httpx raises when the server's certificate is not trusted: its ``ConnectError``, caused by
+    httpcore's, caused by ``ssl.SSLCertVerificationError``."""
+    reason = (
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1000)"
+    )
+    try:
+        try:
+            try:
+                raise ssl.SSLCertVerificationError(1, reason)
+            except ssl.SSLError as exc:
+                raise httpcore.ConnectError(str(exc)) from exc
+        except httpcore.ConnectError as exc:
+            raise httpx.ConnectError(str(exc)) from exc
+    except httpx.ConnectError as raised:
+        return raised
+
+
+def untrusted_tls_client() -> tuple[httpx.Client, list[httpx.Request]]:
+    """An HTTP client whose every request fails as against a server with an untrusted certificate (the error
+    chained as httpx chains it, which respx's side effects do not keep), and the list of requests it got."""
+    requests: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        raise _certificate_failure()
+
+    return httpx.Client(transport=httpx.MockTransport(refuse)), requests
 
 
 # The ExportImage error table of the API document (docs/facts.md §1): HTTP status, code, the class it must become.

@@ -22,7 +22,7 @@ from handler.errors import (
     ThrottledError,
     UnknownOutcomeError,
 )
-from tests.support.fakes import SEED_ERRORS, FakeClock
+from tests.support.fakes import SEED_ERRORS, FakeClock, untrusted_tls_client
 
 ENDPOINT = "https://open.volcengineapi.com"
 CREDS = Credentials("AKLTcanaryaccess0000", "canary-secret-key-value", "canary-session-token")
@@ -33,9 +33,11 @@ def clock() -> FakeClock:
     return FakeClock(start=1000.0)
 
 
-def make_client(clock: FakeClock, *, attempts: int = 4, rps: float = 1000) -> EcsClient:
+def make_client(
+    clock: FakeClock, *, attempts: int = 4, rps: float = 1000, http: httpx.Client | None = None
+) -> EcsClient:
     api = OpenApiClient(
-        http=httpx.Client(),
+        http=http or httpx.Client(),
         endpoint=ENDPOINT,
         region="cn-beijing",
         service="ecs",
@@ -193,6 +195,25 @@ def test_lost_answers_are_unknown_outcomes_for_export(
     else:
         assert client.export_image("image-abc", "b-1", "p", deadline=2000).task_id == "t-2"
         assert route.call_count == 2
+
+
+def test_an_untrusted_certificate_fails_for_good_naming_ssl_cert_file(clock: FakeClock) -> None:
+    """A gateway certificate that fails verification is terminal, says to set SSL_CERT_FILE, and is not resent."""
+    http, requests = untrusted_tls_client()
+    with pytest.raises(TerminalApiError) as caught:
+        list(make_client(clock, http=http).describe_tasks(deadline=2000, resource_ids=["image-a"]))
+    assert caught.value.code == "CertificateVerifyFailed"
+    assert "SSL_CERT_FILE" in caught.value.message
+    assert len(requests) == 1
+
+
+@respx.mock
+def test_a_refused_connection_quoting_a_certificate_error_is_retried(clock: FakeClock) -> None:
+    """A connect failure is sorted by its cause, not its wording: a proxy's text about certificates is retried."""
+    quoted = httpx.ConnectError("proxy says: CERTIFICATE_VERIFY_FAILED upstream")
+    route = respx.get(ENDPOINT).mock(side_effect=[quoted, ok({"Tasks": [], "NextToken": ""})])
+    assert list(make_client(clock).describe_tasks(deadline=2000, resource_ids=["image-a"])) == []
+    assert route.call_count == 2
 
 
 @respx.mock

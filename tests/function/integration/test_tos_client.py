@@ -28,7 +28,7 @@ from handler.errors import (
     TerminalApiError,
     UnknownOutcomeError,
 )
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, untrusted_tls_client
 
 CREDS = Credentials("AKLTcanarytos00000000", "canary-tos-secret-value", "canary-tos-session-token")
 BUCKET = "my-image-exports"
@@ -54,9 +54,10 @@ def make_client(
     endpoint: str = "https://tos-cn-beijing.volces.com",
     attempts: int = 4,
     limiter: RateLimiter | None = None,
+    http: httpx.Client | None = None,
 ) -> TosClient:
     return TosClient(
-        http=httpx.Client(timeout=httpx.Timeout(1.0)),
+        http=http or httpx.Client(timeout=httpx.Timeout(1.0)),
         endpoint=endpoint,
         region="cn-beijing",
         credentials=CREDS,
@@ -304,14 +305,11 @@ def test_an_error_without_a_json_body_is_typed_by_its_status(clock: FakeClock) -
     assert route.call_count == 1
 
 
-@respx.mock
 def test_an_untrusted_certificate_says_to_set_ssl_cert_file(clock: FakeClock) -> None:
     """A TLS verification failure is terminal and names SSL_CERT_FILE, without retrying."""
-    route = respx.head(VIRTUAL_URL).mock(
-        side_effect=httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
-    )
+    http, requests = untrusted_tls_client()
     with pytest.raises(TerminalApiError) as caught:
-        make_client(clock).head_object(BUCKET, KEY, deadline=2000)
+        make_client(clock, http=http).head_object(BUCKET, KEY, deadline=2000)
     assert caught.value.code == "CertificateVerifyFailed"
     assert "SSL_CERT_FILE" in caught.value.message
-    assert route.call_count == 1
+    assert len(requests) == 1

@@ -33,7 +33,7 @@ from exporter_tools.emulator.vefaas import VefaasEmulator
 from handler.adapters.openapi import OpenApiClient
 from handler.adapters.pacing import RateLimiter, RetryPolicy
 from handler.adapters.signing import Credentials
-from handler.errors import RetryableApiError, TerminalApiError, UnknownOutcomeError
+from handler.errors import AccessDenied, RetryableApiError, TerminalApiError, UnknownOutcomeError
 from tests.support.fakes import FakeClock
 
 HOST = "vefaas.test.volcengineapi.com"
@@ -406,6 +406,11 @@ ROLE = "trn:iam::2100000000:role/VefaasEcsExportRole"
             TerminalApiError("no permission", code="AccessDenied", http_status=403),
             "UpdateTimer",
             "the deployer's credentials may not call UpdateTimer",
+        ),
+        (
+            AccessDenied("no permission", code="AccessDenied", http_status=200),
+            "DeleteTimer",
+            "the deployer's credentials may not call DeleteTimer",
         ),
         (
             UnknownOutcomeError("no answer", code="ReadTimeout"),
