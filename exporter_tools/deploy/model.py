@@ -44,7 +44,9 @@ RESERVED_VARIABLES = (CODE_DIGEST_VARIABLE, TIMEOUT_VARIABLE)
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{3,63}$")
 _TIMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-# The public regions where both ECS and veFaaS run (the consoles' region lists); the signature scope names it.
+# Regions where both ECS and veFaaS are believed to run (the consoles' region lists; not confirmed by
+# docs/facts.md): a region outside it is a warning, never a refusal. The signature scope names the region.
+_REGION = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
 KNOWN_REGIONS = (
     "cn-beijing",
     "cn-shanghai",
@@ -114,12 +116,49 @@ def _timer_name(value: str) -> str:
 
 
 def _region(value: str) -> str:
-    if value not in KNOWN_REGIONS:
-        close = difflib.get_close_matches(value, KNOWN_REGIONS, n=1, cutoff=0.85)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        msg = f"expected a region id, one of {', '.join(KNOWN_REGIONS)}, got {value!r}{hint}"
+    if not _REGION.match(value):
+        msg = f"expected a region id (lowercase letters and digits joined by '-'), like cn-beijing, got {value!r}"
         raise ValueError(msg)
     return value
+
+
+def _unknown_region(region: str) -> list[Problem]:
+    """A region outside ``KNOWN_REGIONS`` (a typo, or a region newer than the list), with a near miss."""
+    if region in KNOWN_REGIONS:
+        return []
+    close = difflib.get_close_matches(region, KNOWN_REGIONS, n=1, cutoff=0.85)
+    hint = f"did you mean {close[0]}? " if close else ""
+    msg = (
+        f"{region!r} is not one of the known regions ({', '.join(KNOWN_REGIONS)}): {hint}deploy uses it as "
+        "written, so check that ECS and veFaaS run there"
+    )
+    return [Problem("region", msg)]
+
+
+def _short_timeout(function: FunctionSpec) -> list[Problem]:
+    """A timeout below the smallest workable time budget for the template's own settings (values written in
+    the template; a ``${env:…}`` one counts as its default)."""
+    from handler.core.budget import smallest_workable_budget  # noqa: PLC0415 - only when validating
+    from handler.models.settings import Settings  # noqa: PLC0415
+
+    environment = {
+        name: value
+        for name, value in function.environment.items()
+        if not env_references(value) and name != "SSL_CERT_FILE"  # a path on the function's machine
+    }
+    try:
+        settings = Settings.from_env(environment)
+    except ConfigurationError:
+        return []  # refused as an error already (checks.cross_checks)
+    smallest = smallest_workable_budget(settings)
+    if function.timeout_seconds >= smallest:
+        return []
+    msg = (
+        f"{function.timeout_seconds} s is below {smallest:g} s, the smallest time budget that leaves the "
+        "look-ups before the first export their time (README, The time budget): an export begins only when "
+        "the API answers at once"
+    )
+    return [Problem("function.timeout_seconds", msg)]
 
 
 def _memory(value: int) -> int:
@@ -319,7 +358,12 @@ class Template(BaseModel):
     region: Annotated[
         str,
         AfterValidator(_region),
-        Field(description="The region to deploy into (and of the images).", examples=["cn-beijing"]),
+        Field(
+            description="The region to deploy into (and of the images); one outside "
+            f"{', '.join(KNOWN_REGIONS)} is a warning.",
+            examples=["cn-beijing"],
+            json_schema_extra={"pattern": _REGION.pattern},
+        ),
     ]
     function: FunctionSpec
     timers: Annotated[list[TimerSpec], Field(description="The function's timer triggers.")] = Field(
@@ -328,7 +372,7 @@ class Template(BaseModel):
 
     def warnings(self) -> list[Problem]:
         """Things that are valid but probably not meant."""
-        found: list[Problem] = []
+        found = _unknown_region(self.region) + _short_timeout(self.function)
         env = self.function.environment
         keys = [name for name in _ACCESS_KEY_VARIABLES if name in env]
         if keys:
