@@ -17,10 +17,10 @@ answer in the usual envelope. What the account holds decides each answer:
 - every answer holds only fields the official SDK's response model knows (``volcenginesdk-vefaas``; the
   tests deserialize them strictly).
 
-The records (functions, releases, timers) and the parameter checks are in
-``exporter_tools.emulator.vefaas_records``. veFaaS documents no error codes of its own: the codes here are the emulator's (``InvalidParameter``,
-``ResourceNotFound``, ``ResourceAlreadyExists``, ``InvalidRole``, ``ReleaseInProgress``); the messages say
-what a real answer says ("already exists").
+The records (functions, releases, timers) are in ``exporter_tools.emulator.vefaas_records``, the checks on
+parameters in ``vefaas_checks``. veFaaS documents no error codes of its own: the codes here are the emulator's
+(``InvalidParameter``, ``ResourceNotFound``, ``ResourceAlreadyExists``, ``InvalidRole``,
+``ReleaseInProgress``); the messages say what a real answer says ("already exists").
 
 ``VefaasEmulator`` is the service behind its own gateway, for tests::
 
@@ -31,7 +31,6 @@ what a real answer says ("already exists").
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -47,19 +46,22 @@ from exporter_tools.emulator.api import (
     Faults,
 )
 from exporter_tools.emulator.server import OpenApiEmulator
-from exporter_tools.emulator.vefaas_records import (
-    FunctionRecord,
+from exporter_tools.emulator.vefaas_checks import (
+    RUNTIMES,
     Refused,
-    ReleaseRecord,
-    TimerRecord,
+    checked_config,
     checked_integer,
-    checked_pairs,
-    checked_text,
     decode_code,
     invalid,
+    json_body,
+    start_failure,
+)
+from exporter_tools.emulator.vefaas_records import (
+    FunctionRecord,
+    ReleaseRecord,
+    TimerRecord,
     release_view,
     set_timer,
-    start_failure,
 )
 from handler.adapters.signing import Credentials
 
@@ -68,17 +70,6 @@ __all__ = ["API_VERSION", "SERVICE", "VefaasEmulator", "VefaasService"]
 SERVICE = "vefaas"
 API_VERSION = "2024-06-06"
 MAX_PAGE_SIZE = 100
-RUNTIMES = frozenset(
-    {
-        "python3.8/v1",
-        "python3.9/v1",
-        "python3.10/v1",
-        "python3.12/v1",
-        "nodejs14/v1",
-        "nodejs16/v1",
-        "golang/v1",
-    }
-)
 WRITES = frozenset(
     {
         "CreateFunction",
@@ -173,7 +164,7 @@ class VefaasService:
 
     def handle(self, call: ApiCall) -> ApiAnswer:
         try:
-            body = self._body(call)
+            body = json_body(call)
             with self._lock:
                 refusals = self._refusals.get(call.action)
                 if refusals:
@@ -186,21 +177,6 @@ class VefaasService:
         except Refused as refused:
             return refused.answer
         return ApiAnswer.ok(result, committed=call.action in WRITES)
-
-    @staticmethod
-    def _body(call: ApiCall) -> dict[str, Any]:
-        if call.method != "POST" or not call.content_type.startswith("application/json"):
-            msg = f"{call.action} takes a POST with a JSON body (Content-Type: application/json)"
-            raise invalid(msg)
-        try:
-            body = json.loads(call.body or b"{}")
-        except ValueError:
-            msg = "the body is not valid JSON"
-            raise invalid(msg) from None
-        if not isinstance(body, dict):
-            msg = "the body must be a JSON object"
-            raise invalid(msg)
-        return body
 
     def _now(self) -> str:
         return self._clock().astimezone(CHINA_STANDARD_TIME).isoformat(timespec="seconds")
@@ -256,7 +232,7 @@ class VefaasService:
             "Envs": [],
             "Tags": [],
         }
-        config.update(self._config(body))
+        config.update(checked_config(body, self.roles))
         code = decode_code(body, required=True)
         now = self._now()
         function = FunctionRecord(self._new_id(), name, str(runtime), config, code, now, now)
@@ -271,7 +247,7 @@ class VefaasService:
         if "Runtime" in body and body["Runtime"] != function.runtime:
             msg = "Runtime cannot change"
             raise invalid(msg)
-        function.config.update(self._config(body))
+        function.config.update(checked_config(body, self.roles))
         if "Source" in body or "SourceType" in body:
             function.code = decode_code(body, required=True)
         function.updated = self._now()
@@ -281,39 +257,6 @@ class VefaasService:
         function = self._function(body)
         del self._functions[function.id]
         return {}
-
-    def _config(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The configuration fields present in ``body``, checked."""
-        config: dict[str, Any] = {}
-        if "MemoryMB" in body:
-            memory = body["MemoryMB"]
-            if not (isinstance(memory, int) and 512 <= memory <= 4096 and memory % 512 == 0):
-                msg = "MemoryMB must be 512 to 4096 in steps of 512"
-                raise invalid(msg)
-            config["MemoryMB"] = memory
-        if "RequestTimeout" in body:
-            config["RequestTimeout"] = checked_integer(body, "RequestTimeout", 30, 1, 900)
-        if "MaxConcurrency" in body:
-            config["MaxConcurrency"] = checked_integer(body, "MaxConcurrency", 100, 1, 1000)
-        if "Role" in body:
-            config["Role"] = self._role(body["Role"])
-        if "Description" in body:
-            config["Description"] = checked_text(body, "Description", 1000)
-        for name in ("Envs", "Tags"):
-            if name in body:
-                config[name] = checked_pairs(body[name], name)
-        return config
-
-    def _role(self, role: object) -> str:
-        if role in ("", None):
-            return ""
-        if not isinstance(role, str) or not role.startswith("trn:iam::") or ":role/" not in role:
-            msg = "Role must look like trn:iam::<account id>:role/<name>"
-            raise invalid(msg)
-        if self.roles is not None and role not in self.roles:
-            msg = f"the role {role} does not exist, or does not trust the veFaaS service"
-            raise Refused(400, "InvalidRole", msg)
-        return role
 
     # -- releases ---------------------------------------------------------------------------------------
 
