@@ -21,7 +21,7 @@ from handler.errors import (
     ServerError,
 )
 
-__all__ = ["SEED_ERRORS", "FakeClock", "untrusted_tls_client"]
+__all__ = ["EXPORT_IMAGE_ERRORS", "FakeClock", "untrusted_tls_client"]
 
 WALL_START = datetime(2026, 1, 15, 3, 0, tzinfo=UTC)
 
@@ -85,7 +85,7 @@ def untrusted_tls_client() -> tuple[httpx.Client, list[httpx.Request]]:
 
 
 # The ExportImage error table of the API document (docs/facts.md §1): HTTP status, code, the class it must become.
-SEED_ERRORS: list[tuple[int, str, type[ApiError]]] = [
+EXPORT_IMAGE_ERRORS: list[tuple[int, str, type[ApiError]]] = [
     (400, "InvalidImageForExportImage.UnSupported", ImageNotExportable),
     (400, "InvalidImageStatus", ImageNotReady),
     (400, "InvalidTOSPrefix.Malformed", InvalidParameter),

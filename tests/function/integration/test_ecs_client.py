@@ -22,7 +22,7 @@ from handler.errors import (
     ThrottledError,
     UnknownOutcomeError,
 )
-from tests.support.fakes import SEED_ERRORS, FakeClock, untrusted_tls_client
+from tests.support.fakes import EXPORT_IMAGE_ERRORS, FakeClock, untrusted_tls_client
 
 ENDPOINT = "https://open.volcengineapi.com"
 CREDS = Credentials("AKLTcanaryaccess0000", "canary-secret-key-value", "canary-session-token")
@@ -90,10 +90,10 @@ def test_export_sends_a_signed_get_and_returns_the_task(clock: FakeClock) -> Non
 
 
 @pytest.mark.parametrize(
-    ("status", "code", "kind"), [e for e in SEED_ERRORS if e[1] != "InternalError"] + GATEWAY_ERRORS
+    ("status", "code", "kind"), [e for e in EXPORT_IMAGE_ERRORS if e[1] != "InternalError"] + GATEWAY_ERRORS
 )
 @respx.mock
-def test_every_seed_error_becomes_its_typed_error_without_retry(
+def test_every_export_image_error_becomes_its_typed_error_without_retry(
     clock: FakeClock, status: int, code: str, kind: type[Exception]
 ) -> None:
     """Each documented error answer raises its typed error, with request id, and ExportImage is not resent."""

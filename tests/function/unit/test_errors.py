@@ -18,7 +18,7 @@ from handler.errors import (
     UnknownOutcomeError,
     api_error_for,
 )
-from tests.support.fakes import SEED_ERRORS
+from tests.support.fakes import EXPORT_IMAGE_ERRORS
 
 GATEWAY = [
     (400, "InvalidTimestamp", AuthenticationFailed),
@@ -41,7 +41,7 @@ FALLBACK = [
 ]
 
 
-@pytest.mark.parametrize(("status", "code", "kind"), SEED_ERRORS + GATEWAY + FALLBACK)
+@pytest.mark.parametrize(("status", "code", "kind"), EXPORT_IMAGE_ERRORS + GATEWAY + FALLBACK)
 def test_codes_map_to_their_retry_class(status: int, code: str, kind: type[Exception]) -> None:
     """Each code of the ExportImage API's error table and the gateway, and unknown codes by HTTP status, get
     the class that decides retries."""

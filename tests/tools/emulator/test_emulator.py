@@ -79,7 +79,7 @@ def test_export_answers_a_task_id_that_describe_tasks_reports(emulator: EcsEmula
     assert emulator.export_tasks_by_image() == {AVAILABLE: 1}
 
 
-# -- every error of the seed's table arises from state --------------------------------------------------------
+# -- every error of the ExportImage error table arises from state ---------------------------------------------
 
 
 @pytest.mark.parametrize(
