@@ -172,7 +172,8 @@ class WebhookReceiver:
         """``answers`` are given to the first requests in turn, then ``answer`` (default: the platform's
         own answer) to every later one. ``echo`` prints each delivery to stdout."""
         if secret is not None:
-            signing_key(secret)  # a broken whsec_ secret is refused when the receiver is built, not at the first delivery
+            # a broken whsec_ secret is refused when the receiver is built, not at the first delivery
+            signing_key(secret)
         self.fmt: WebhookFormat = fmt
         self.secret = secret
         self.deliveries: list[Delivery] = []
