@@ -155,38 +155,8 @@ class EcsService:
             )
         now = self._clock()
         with self._lock:
-            image = self._images.get(image_id)
-            if image is None:
-                raise InvalidRequest(404, "InvalidImage.NotFound", f"the image {image_id} does not exist")
-            if bucket not in self._buckets:
-                raise InvalidRequest(
-                    404, "InvalidTOSBucket.NotFound", f"the TOS bucket {bucket} does not exist"
-                )
-            if image.spec.visibility != "private" or not image.spec.exportable:
-                raise InvalidRequest(
-                    400,
-                    "InvalidImageForExportImage.UnSupported",
-                    f"the image {image_id} cannot be exported: only exportable custom images can",
-                )
-            status = image.status(now)
-            if status != "available":
-                raise InvalidRequest(
-                    400,
-                    "InvalidImageStatus",
-                    f"the image {image_id} is {status}: only an available image can be exported",
-                )
-            if not self._buckets[bucket]:
-                raise InvalidRequest(
-                    400,
-                    "InvalidTosPutObject.AccessDenied",
-                    f"ECS is not allowed tos:PutObject on the bucket {bucket}",
-                )
-            if any(t.resource_id == image_id and t.progress(now)[0] in _ACTIVE for t in self._tasks):
-                raise InvalidRequest(
-                    412,
-                    "OperationDenied.ResourceLocked",
-                    f"the image {image_id} is locked by another operation in progress",
-                )
+            self._check_exportable(image_id, bucket, now)
+            image = self._images[image_id]
             task = TaskRecord(
                 self._new_task_id(),
                 "ExportImage",
@@ -200,6 +170,40 @@ class EcsService:
             self._tasks.append(task)
             self._exports[image_id] += 1
         return ApiAnswer.ok({"TaskId": task.task_id}, committed=True)
+
+    def _check_exportable(self, image_id: str, bucket: str, now: datetime) -> None:
+        """Raise the refusal the account's state calls for when ``image_id`` cannot be exported to ``bucket``
+        now (docs/facts.md §1): the lock is held."""
+        image = self._images.get(image_id)
+        if image is None:
+            raise InvalidRequest(404, "InvalidImage.NotFound", f"the image {image_id} does not exist")
+        if bucket not in self._buckets:
+            raise InvalidRequest(404, "InvalidTOSBucket.NotFound", f"the TOS bucket {bucket} does not exist")
+        if image.spec.visibility != "private" or not image.spec.exportable:
+            raise InvalidRequest(
+                400,
+                "InvalidImageForExportImage.UnSupported",
+                f"the image {image_id} cannot be exported: only exportable custom images can",
+            )
+        status = image.status(now)
+        if status != "available":
+            raise InvalidRequest(
+                400,
+                "InvalidImageStatus",
+                f"the image {image_id} is {status}: only an available image can be exported",
+            )
+        if not self._buckets[bucket]:
+            raise InvalidRequest(
+                400,
+                "InvalidTosPutObject.AccessDenied",
+                f"ECS is not allowed tos:PutObject on the bucket {bucket}",
+            )
+        if any(t.resource_id == image_id and t.progress(now)[0] in _ACTIVE for t in self._tasks):
+            raise InvalidRequest(
+                412,
+                "OperationDenied.ResourceLocked",
+                f"the image {image_id} is locked by another operation in progress",
+            )
 
     def describe_images(self, query: Mapping[str, str]) -> dict[str, Any]:
         """Images matching every filter given, newest first, one page at a time (docs/facts.md §3)."""
