@@ -251,6 +251,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _ecs_client(settings: Settings) -> OpenApiClient:
+    """The ECS OpenAPI client under ``settings``, with the environment's credentials (masked in logs)."""
+    credentials = resolve_credentials(os.environ)
+    redactor.set_secrets(
+        [credentials.secret_key, credentials.session_token], access_key=credentials.access_key
+    )
+    return OpenApiClient(
+        http=shared_http_client(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout),
+        endpoint=settings.endpoint,
+        region=settings.region,
+        service="ecs",
+        version=ECS_VERSION,
+        credentials=credentials,
+        policy=RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap),
+        limiter=shared_rate_limiter(settings.max_rps),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -270,22 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("INFO" if args.verbose else "WARNING")
     deadline = time.monotonic() + args.timeout
     try:
-        credentials = resolve_credentials(os.environ)
-        redactor.set_secrets(
-            [credentials.secret_key, credentials.session_token], access_key=credentials.access_key
-        )
-        api = OpenApiClient(
-            http=shared_http_client(
-                connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
-            ),
-            endpoint=settings.endpoint,
-            region=settings.region,
-            service="ecs",
-            version=ECS_VERSION,
-            credentials=credentials,
-            policy=RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap),
-            limiter=shared_rate_limiter(settings.max_rps),
-        )
+        api = _ecs_client(settings)
         status = read_status(api, deadline=deadline, now=datetime.now(UTC), limit=args.limit)
     except ExporterError as error:
         print(f"status: {error}", file=sys.stderr)
