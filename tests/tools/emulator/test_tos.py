@@ -16,13 +16,8 @@ import pytest
 
 from exporter_tools.emulator.ecs import EcsEmulator
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage
-from exporter_tools.emulator.tos import (
-    crc64_ecma,
-    export_object_key,
-    tos_canonical_request,
-    tos_signature,
-    verify_tos_signature,
-)
+from exporter_tools.emulator.tos import crc64_ecma, export_object_key
+from exporter_tools.emulator.tos_auth import tos_canonical_request, tos_signature, verify_tos_signature
 from handler.adapters.signing import Credentials
 from tests.support.emulated import CREDENTIALS
 from tests.tools.emulator.tos_requests import signed_tos_request

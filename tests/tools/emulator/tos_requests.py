@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
-from exporter_tools.emulator.tos import tos_canonical_request, tos_signature
+from exporter_tools.emulator.tos_auth import tos_canonical_request, tos_signature
 from handler.adapters.signing import Credentials, format_x_date
 from tests.support.emulated import CREDENTIALS
 
