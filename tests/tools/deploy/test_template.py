@@ -455,6 +455,15 @@ def test_names_outside_the_functions_prefixes_are_left_alone() -> None:
     assert parse_template(doc).function.environment["HTTPS_PROXY"] == "http://proxy.internal:3128"
 
 
+def test_a_ca_bundle_path_on_the_function_is_not_looked_for_on_the_deployer() -> None:
+    """SSL_CERT_FILE names a file on the function's machine (in the zip): validate-template accepts a path
+    that does not exist where it runs."""
+    doc = copy.deepcopy(BASE)
+    doc["function"]["environment"]["SSL_CERT_FILE"] = "/code/certs/corporate-ca.pem"
+    environment = parse_template(doc).function.environment
+    assert environment["SSL_CERT_FILE"] == "/code/certs/corporate-ca.pem"
+
+
 def test_a_timer_looking_back_past_the_dedupe_window_is_refused() -> None:
     """A timer whose LookbackHours exceeds EXPORT_DEDUPE_HOURS would have every firing refused by the
     function: validate-template names the timer's field and both numbers."""
