@@ -66,6 +66,8 @@ def main(argv: Sequence[str], *, environ: Mapping[str, str] | None = None, out: 
     configure_logging("INFO" if args.verbose else "WARNING")
     try:
         template = load_template(args.template)
+        for warning in template.warnings():
+            sys.stderr.write(f"deploy: {args.template}: warning: {warning}\n")
         code = _code(args.zip)
         desired = desired_state(template, env, code=code)
         credentials = _credentials(desired, env)

@@ -4,6 +4,7 @@ reads, what it would write and why, how it waits for a release, and its error me
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import io
 import json
@@ -475,6 +476,26 @@ def test_main_prints_the_plan_and_writes_nothing(
     assert "Run with --apply to make them." in out
     assert account.requests() == {"ListFunctions": {"200": 1}}
     assert SECRET not in out + err
+
+
+def test_a_region_outside_the_known_list_deploys_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A region the known list lacks is not refused: deploy plans against it and warns on stderr."""
+    doc = copy.deepcopy(TEMPLATE)
+    doc["region"] = "ap-southeast-2"
+    path = tmp_path / "template.yaml"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    (tmp_path / "function.zip").write_bytes(CODE)
+    account = Account(VefaasEmulator(credentials=CREDENTIALS, region="ap-southeast-2", seed=7))
+    try:
+        args = ["--template", str(path), "--zip", str(tmp_path / "function.zip")]
+        status, out, err = run_main(args, served(account), capsys)
+    finally:
+        account.emulator.close()
+    assert status == 0, err
+    assert "1. CreateFunction image-exporter" in out
+    assert f"deploy: {path}: warning: region: 'ap-southeast-2' is not one of the known regions" in err
 
 
 @pytest.mark.parametrize(
