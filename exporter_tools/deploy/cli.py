@@ -66,8 +66,7 @@ def main(argv: Sequence[str], *, environ: Mapping[str, str] | None = None, out: 
     configure_logging("INFO" if args.verbose else "WARNING")
     try:
         template = load_template(args.template)
-        for warning in template.warnings():
-            sys.stderr.write(f"deploy: {args.template}: warning: {warning}\n")
+        sys.stderr.writelines(f"deploy: {args.template}: warning: {w}\n" for w in template.warnings())
         code = _code(args.zip)
         desired = desired_state(template, env, code=code)
         credentials = _credentials(desired, env)
