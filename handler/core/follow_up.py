@@ -24,9 +24,10 @@ from typing import Protocol
 import structlog
 
 from handler.clock import SYSTEM_CLOCK, Clock
+from handler.core import run
 from handler.core.budget import Budget
 from handler.core.plan import ExportPlan
-from handler.core.run import TAG_SCAN_CAP, EcsApi, Tracked, run_command
+from handler.core.run import TAG_SCAN_CAP, EcsApi, Tracked
 from handler.core.tracking import (
     STATE_KEY,
     Destination,
@@ -111,7 +112,7 @@ def run_tracked(
     else:
         report = FollowUpReport()
     tracked = Tracked(cap=cap, in_flight=report.in_flight)
-    outcomes = run_command(command, api=shared, plan=plan, budget=budget, clock=clock, tracked=tracked)
+    outcomes = run.run_command(command, api=shared, plan=plan, budget=budget, clock=clock, tracked=tracked)
     tagged = tag_started(api, outcomes, Destination(plan.bucket, plan.prefix), deadline=budget.send_by)
     return TrackedRun(outcomes=report.outcomes + tagged, next_states=report.next_states)
 

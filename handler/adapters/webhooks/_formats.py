@@ -69,14 +69,20 @@ def infer_format(url: str) -> WebhookFormat:
 def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
     """Whether this result is worth a delivery under ``WEBHOOK_NOTIFY``.
 
-    ``all``: whenever there are results; ``changes``: when anything was started, failed or deferred;
-    ``failures``: when anything failed or was deferred.
+    ``all``: whenever there are results; ``changes``: when anything was started, failed, deferred, exported
+    or export_failed; ``failures``: when anything failed, was deferred or export_failed.
     """
     statuses = {r.status for r in result.results}
     if when == "all":
         return bool(statuses)
-    wanted = {"failed", "deferred"} if when == "failures" else {"started", "failed", "deferred"}
+    wanted = _FAILURES if when == "failures" else _CHANGES
     return bool(statuses & wanted)
+
+
+_FAILURES = frozenset({"failed", "deferred", "export_failed"})
+_CHANGES = _FAILURES | {"started", "exported"}
+# Outcomes of the follow-up: an export started earlier, reported when it ends (the same outcome every time).
+_FOLLOW_UP = frozenset({"exported", "export_failed"})
 
 
 # --- secrets in URLs ---------------------------------------------------------------------------------------
@@ -190,9 +196,15 @@ def dingtalk_sign(secret: str, timestamp_ms: int | str) -> str:
 
 
 def message_id(result: InvocationResult) -> str:
-    """``webhook-id``: the same event with the same outcomes always gets the same id, so receivers dedupe."""
+    """``webhook-id``: the same event with the same outcomes always gets the same id, so receivers dedupe.
+
+    A notice of follow-up outcomes only (``exported`` / ``export_failed``) gets an id from the outcomes
+    alone: when a later timer run reports the same finished exports again (its tags could not be changed
+    after the first notice), the receiver sees the same id."""
     outcomes = sorted((r.image_id or "", r.status, r.task_id or "") for r in result.results)
-    material = json.dumps([result.event_id, outcomes], separators=(",", ":"), ensure_ascii=False)
+    follow_up_only = bool(outcomes) and all(r.status in _FOLLOW_UP for r in result.results)
+    event = "" if follow_up_only else result.event_id
+    material = json.dumps([event, outcomes], separators=(",", ":"), ensure_ascii=False)
     return "msg_" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
@@ -269,12 +281,54 @@ def headline(result: InvocationResult) -> str:
     """``Image export: 2 started, 1 failed``, with a mark that says at once whether to act."""
     counts = result.counts()
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no images"
-    mark = "❌" if counts["failed"] else "⏳" if counts["deferred"] else "✅"
+    mark = "❌" if counts["failed"] or counts["export_failed"] else "⏳" if counts["deferred"] else "✅"
     return f"{mark} Image export: {summary}"
+
+
+def human_size(size: int) -> str:
+    """``40.0 GiB``, ``512.0 MiB``: binary units, one decimal."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def human_duration(seconds: float) -> str:
+    """``45 s``, ``18 min``, ``2.5 h``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _follow_up_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
+    """``✅ image-… exported → tos://bucket/key (40.0 GiB, 18 min)`` or
+    ``❌ image-… export failed (task t-…): ExportTaskFailed → advice``."""
+    image = escape(_one_line(outcome.image_id or "(image)", 80))
+    if outcome.status == "exported":
+        where = escape(_one_line(f"tos://{outcome.tos_bucket}/{outcome.object_key}", 200))
+        facts = [human_size(outcome.size_bytes)] if outcome.size_bytes is not None else []
+        if outcome.duration_s is not None:
+            facts.append(human_duration(outcome.duration_s))
+        if outcome.verified is False:
+            facts.append("not verified: " + escape(_one_line(outcome.reason or "TOS did not answer", 160)))
+        return f"✅ {image} exported → {where}" + (f" ({', '.join(facts)})" if facts else "")
+    line = f"❌ {image} export failed"
+    if outcome.task_id:
+        line += f" (task {escape(_one_line(outcome.task_id, 64))})"
+    if outcome.error is not None:
+        fix = fix_for(outcome.error.code)
+        line += ": " + escape(_one_line(outcome.error.code, 80)) + (f" → {escape(fix)}" if fix else "")
+    return line
 
 
 def _image_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
     """``image-1: failed InvalidImage.NotFound → check the image id…``: status, code, task, then the advice."""
+    if outcome.status in _FOLLOW_UP:
+        return _follow_up_line(outcome, escape)
     line = (
         escape(_one_line(outcome.image_id, 80)) if outcome.image_id else "(event)"
     ) + f": {outcome.status}"
