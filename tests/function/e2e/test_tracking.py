@@ -140,9 +140,7 @@ def test_named_images_over_the_cap_are_deferred(emulated: Emulated, run_handler:
     assert "EXPORT_MAX_IN_FLIGHT=2" in result["results"][2]["reason"]
 
 
-def test_a_role_that_may_not_tag_still_starts_exports_untracked(
-    emulated: Emulated, run_handler: Run
-) -> None:
+def test_a_role_that_may_not_tag_still_starts_exports_untracked(emulated: Emulated, run_handler: Run) -> None:
     """When TagResources is refused (403), the exports still count as started, and each result says that
     it is not tracked."""
     fleet = new_images_fleet(2).model_copy(update={"tagging_allowed": False})

@@ -381,7 +381,11 @@ def test_nothing_worth_saying_sends_nothing(mock: respx.MockRouter, clock: FakeC
 @pytest.mark.parametrize(
     ("when", "status", "reason"),
     [
-        ("changes", "skipped", "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported or export_failed"),
+        (
+            "changes",
+            "skipped",
+            "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported or export_failed",
+        ),
         ("failures", "started", "WEBHOOK_NOTIFY=failures and nothing failed, was deferred or export_failed"),
     ],
 )
