@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from exporter_tools.emulator.ecs import EcsEmulator
+from exporter_tools.emulator.ecs import EcsEmulator, Faults
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, follow_up_fleet, new_images_fleet
 from exporter_tools.receiver import WebhookReceiver
 from handler.core.tracking import DEST_KEY, STATE_KEY
@@ -186,3 +186,78 @@ def test_an_object_that_vanished_is_reported_missing(emulated: Emulated, run_han
     (outcome,) = result["results"]
     assert outcome["status"] == "export_failed"
     assert outcome["error"]["code"] == "ExportObjectMissing"
+
+
+def test_outcomes_whose_retag_failed_are_reported_again_under_the_same_webhook_id(
+    emulated: Emulated, run_handler: Run, receiver: WebhookReceiver
+) -> None:
+    """The tag changes only after the outcome is logged and notified: when the retag is refused, the next
+    timer run reports the same outcome again, and its notice carries the same webhook-id, so a receiver
+    that dedupes shows it once; after a successful retag it is never reported again."""
+    emulator = emulated(new_images_fleet(1), task_seconds=TASK_SECONDS, env={"WEBHOOK_URL": receiver.url})
+    run_handler(timer(1))
+    wait_for_tasks_to_end()
+
+    emulator.ecs.tagging_allowed = False
+    second, _ = run_handler(timer(2))
+    emulator.ecs.tagging_allowed = True
+    third, _ = run_handler(timer(3))
+    fourth, _ = run_handler(timer(4))
+
+    assert statuses_of(second) == statuses_of(third) == {"image-new0000": "exported"}
+    assert fourth["results"] == []
+    first_notice, second_notice, third_notice = receiver.deliveries
+    assert second_notice.headers["webhook-id"] == third_notice.headers["webhook-id"]
+    assert first_notice.headers["webhook-id"] != second_notice.headers["webhook-id"]
+    assert emulator.ecs.image_tags("image-new0000")[STATE_KEY] == "exported"
+
+
+def test_an_object_the_role_may_not_read_is_exported_unverified(emulated: Emulated, run_handler: Run) -> None:
+    """When TOS refuses the HeadObject (403: no read access to the bucket), a Succeeded export is reported
+    exported with verified false and the reason, never as a failure."""
+    fleet = Fleet(
+        images=new_images_fleet(1).images, buckets=(FleetBucket(name="demo-exports", read_allowed=False),)
+    )
+    emulated(fleet, task_seconds=TASK_SECONDS)
+    run_handler(timer(1))
+    wait_for_tasks_to_end()
+
+    result, raised = run_handler(timer(2))
+
+    assert not raised
+    assert result["ok"]
+    (outcome,) = result["results"]
+    assert outcome["status"] == "exported"
+    assert outcome["verified"] is False
+    assert "403" in outcome["reason"]
+    assert "size_bytes" not in outcome
+
+
+def statuses_of(result: dict[str, Any]) -> dict[str, str]:
+    return {r["image_id"]: r["status"] for r in result["results"]}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_chaos_with_tagging_failing_still_exports_each_image_once(
+    emulated: Emulated, run_handler: Run, seed: int
+) -> None:
+    """Under 15% 500s, 10% 429s and 10% lost answers, with every TagResources failing as well, re-running
+    the scan as the platform retries it still ends with exactly one export task per image: an untracked
+    export is found by its task, never started twice."""
+    emulator = emulated(
+        new_images_fleet(20),
+        faults=Faults(error_rate=0.15, throttle_rate=0.10, drop_rate=0.10),
+        seed=seed,
+        task_seconds=3600,
+        env={"VOLCENGINE_MAX_RPS": "500"},
+    )
+    emulator.fail_next("TagResources", 500, "InternalError", times=1000)
+
+    for _ in range(6):
+        result, raised = run_handler(timer(1))
+        if not raised:
+            break
+
+    assert result["ok"], statuses_of(result)
+    assert emulator.export_tasks_by_image() == {f"image-new{n:04d}": 1 for n in range(20)}
+    assert "200" not in emulator.stats()["requests"]["TagResources"]
