@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
+from handler.adapters.webhooks._lines import FOLLOW_UP, follow_up_line
+from handler.adapters.webhooks._lines import one_line as _one_line
 from handler.errors import ConfigurationError, fix_for
 from handler.models.results import ImageOutcome, InvocationResult
 from handler.models.settings import NotifyWhen, WebhookFormat
@@ -81,8 +83,6 @@ def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
 
 _FAILURES = frozenset({"failed", "deferred", "export_failed"})
 _CHANGES = _FAILURES | {"started", "exported"}
-# Outcomes of the follow-up: an export started earlier, reported when it ends (the same outcome every time).
-_FOLLOW_UP = frozenset({"exported", "export_failed"})
 
 
 # --- secrets in URLs ---------------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def message_id(result: InvocationResult) -> str:
     alone: when a later timer run reports the same finished exports again (its tags could not be changed
     after the first notice), the receiver sees the same id."""
     outcomes = sorted((r.image_id or "", r.status, r.task_id or "") for r in result.results)
-    follow_up_only = bool(outcomes) and all(r.status in _FOLLOW_UP for r in result.results)
+    follow_up_only = bool(outcomes) and all(r.status in FOLLOW_UP for r in result.results)
     event = "" if follow_up_only else result.event_id
     material = json.dumps([event, outcomes], separators=(",", ":"), ensure_ascii=False)
     return "msg_" + hashlib.sha256(material.encode()).hexdigest()[:32]
@@ -210,15 +210,8 @@ def message_id(result: InvocationResult) -> str:
 
 # --- the chat message --------------------------------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]~#|])")
 _FULL_WIDTH_ANGLES = str.maketrans({"<": "\uff1c", ">": "\uff1e"})
-
-
-def _one_line(text: str, limit: int) -> str:
-    """``text`` on one line, at most ``limit`` characters (an ellipsis marks a cut)."""
-    flat = _CONTROL.sub(" ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def _escape_slack(text: str) -> str:
@@ -285,50 +278,10 @@ def headline(result: InvocationResult) -> str:
     return f"{mark} Image export: {summary}"
 
 
-def human_size(size: int) -> str:
-    """``40.0 GiB``, ``512.0 MiB``: binary units, one decimal."""
-    value, unit = float(size), "B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            break
-        value /= 1024
-    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-
-
-def human_duration(seconds: float) -> str:
-    """``45 s``, ``18 min``, ``2.5 h``."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _follow_up_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
-    """``✅ image-… exported → tos://bucket/key (40.0 GiB, 18 min)`` or
-    ``❌ image-… export failed (task t-…): ExportTaskFailed → advice``."""
-    image = escape(_one_line(outcome.image_id or "(image)", 80))
-    if outcome.status == "exported":
-        where = escape(_one_line(f"tos://{outcome.tos_bucket}/{outcome.object_key}", 200))
-        facts = [human_size(outcome.size_bytes)] if outcome.size_bytes is not None else []
-        if outcome.duration_s is not None:
-            facts.append(human_duration(outcome.duration_s))
-        if outcome.verified is False:
-            facts.append("not verified: " + escape(_one_line(outcome.reason or "TOS did not answer", 160)))
-        return f"✅ {image} exported → {where}" + (f" ({', '.join(facts)})" if facts else "")
-    line = f"❌ {image} export failed"
-    if outcome.task_id:
-        line += f" (task {escape(_one_line(outcome.task_id, 64))})"
-    if outcome.error is not None:
-        fix = fix_for(outcome.error.code)
-        line += ": " + escape(_one_line(outcome.error.code, 80)) + (f" → {escape(fix)}" if fix else "")
-    return line
-
-
 def _image_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
     """``image-1: failed InvalidImage.NotFound → check the image id…``: status, code, task, then the advice."""
-    if outcome.status in _FOLLOW_UP:
-        return _follow_up_line(outcome, escape)
+    if outcome.status in FOLLOW_UP:
+        return follow_up_line(outcome, escape)
     line = (
         escape(_one_line(outcome.image_id, 80)) if outcome.image_id else "(event)"
     ) + f": {outcome.status}"

@@ -6,6 +6,7 @@ import pytest
 
 from handler.adapters.webhooks import should_notify
 from handler.adapters.webhooks._formats import compose_text, headline, message_id
+from handler.adapters.webhooks._lines import human_duration, human_size
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult
 from handler.models.settings import NotifyWhen, WebhookFormat
 
@@ -92,3 +93,18 @@ def test_the_same_follow_up_outcomes_keep_their_webhook_id_across_runs() -> None
     assert message_id(result_of(EXPORTED, STARTED, event_id="run-1")) != message_id(
         result_of(EXPORTED, STARTED, event_id="run-2")
     )
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(512, "512 B"), (1536, "1.5 KiB"), (20 * GIB, "20.0 GiB"), (3 * 1024 * GIB, "3.0 TiB")],
+)
+def test_sizes_read_in_binary_units(size: int, shown: str) -> None:
+    """Object sizes are shown in B, KiB, MiB, GiB or TiB with one decimal."""
+    assert human_size(size) == shown
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(45, "45 s"), (18 * 60 + 10, "18 min"), (9000, "2.5 h")])
+def test_durations_read_in_seconds_minutes_or_hours(seconds: float, shown: str) -> None:
+    """How long an export took: seconds under a minute, minutes under two hours, else hours."""
+    assert human_duration(seconds) == shown
