@@ -14,7 +14,7 @@ from handler.core.budget import Budget
 from handler.core.follow_up import follow_up, run_tracked, settle, tag_started
 from handler.core.plan import ExportPlan
 from handler.core.tracking import DEST_KEY, STATE_KEY, Destination
-from handler.errors import AccessDenied, ApiError, ServerError, Throttled
+from handler.errors import AccessDenied, ApiError, ServerError, TerminalApiError, Throttled
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import Command, ExportCommand, ScanCommand
 from handler.models.objects import HeadResult, ObjectFound, ObjectMissing
@@ -41,6 +41,7 @@ class FakeAccount:
         self.objects: dict[tuple[str, str], int] = {}
         self.calls: list[tuple[str, Any]] = []
         self.tag_fault: ApiError | None = None
+        self.tag_raises: ApiError | None = None
         self.tag_search_fault: ApiError | None = None
         self.head_fault: ApiError | None = None
         self._ids = itertools.count(1)
@@ -115,6 +116,8 @@ class FakeAccount:
     ) -> TaggingReport:
         ids = tuple(image_ids)
         self.calls.append(("TagResources", (ids, dict(tags))))
+        if self.tag_raises is not None:
+            raise self.tag_raises
         if self.tag_fault is not None:
             return TaggingReport(failures=(TaggingFailure(ids, self.tag_fault),))
         for image_id in ids:
@@ -328,3 +331,63 @@ def test_settle_sets_each_state_once_and_a_refusal_only_logs() -> None:
     with capture_logs() as logs:
         settle(account, states, deadline=1e12)  # type: ignore[arg-type]
     assert sum(line["event"] == "tracking.retag_failed" for line in logs) == 2
+
+
+def test_a_tagging_call_refused_before_sending_leaves_the_exports_untracked_and_settle_quiet() -> None:
+    """A tagging call that raises (a tag the client refuses to send) marks the started exports not tracked,
+    and a retag that raises is only logged."""
+    account = FakeAccount()
+    account.add("image-a")
+    account.tag_raises = TerminalApiError("bad key", code="InvalidTagKey.Malformed", action="TagResources")
+    outcomes = (ImageOutcome(image_id="image-a", status="started", task_id="t-1"),)
+
+    with capture_logs() as logs:
+        (tagged,) = tag_started(account, outcomes, Destination("b-1", "nightly"), deadline=1e12)
+        settle(account, [("image-a", "exported")], deadline=1e12)
+
+    assert "InvalidTagKey.Malformed" in str(tagged.reason)
+    assert [line["event"] for line in logs if line["log_level"] == "warning"] == [
+        "tracking.untracked",
+        "tracking.retag_failed",
+    ]
+
+
+def test_an_exporting_tag_without_a_readable_destination_is_left_alone() -> None:
+    """An image tagged exporting whose destination tag is missing or edited by hand is neither reported
+    nor counted in flight; a log line names it."""
+    account = FakeAccount()
+    account.images["image-odd"] = {STATE_KEY: "exporting", DEST_KEY: "s3://elsewhere/x"}
+    account.ended("image-odd", "Succeeded")
+
+    with capture_logs() as logs:
+        report = follow_up(account, account, deadline=1e12)
+
+    assert (report.outcomes, report.in_flight) == ((), 0)
+    assert [line["image_id"] for line in logs if line["event"] == "follow_up.no_destination"] == ["image-odd"]
+
+
+def test_a_tag_search_at_the_apis_cap_lists_every_image_instead() -> None:
+    """The API's tag search lists at most 1,000 images: when it returns that many, the follow-up lists all
+    images and keeps those tagged exporting itself, so none is missed."""
+    account = FakeAccount()
+    for n in range(1000):
+        account.tracked(f"image-{n:04d}", "exporting")
+        account.ended(f"image-{n:04d}", "Running")
+
+    report = follow_up(account, account, deadline=1e12)
+
+    assert report.in_flight == 1000
+    assert [c[1] for c in account.calls if c[0] == "DescribeImages"] == [{STATE_KEY: "exporting"}, {}]
+
+
+def test_an_event_whose_exports_in_flight_cannot_be_counted_defers_under_a_cap() -> None:
+    """An event under a cap whose tag search fails starts nothing: its images are deferred."""
+    account = FakeAccount()
+    account.add("image-a")
+    account.tag_search_fault = Throttled("slow down", code="FlowLimitExceeded", action="DescribeImages")
+
+    with capture_logs() as logs:
+        outcome = run(account, ExportCommand(trigger="event", image_ids=("image-a",)), cap=2)
+
+    assert statuses(outcome.outcomes) == {"image-a": "deferred"}
+    assert any(line["event"] == "tracking.count_failed" for line in logs)
