@@ -104,7 +104,9 @@ def run_tracked(
     """Follow up (timers), run the command under the cap, tag the exports started; see the module's steps."""
     shared = _OneListing(api)
     if is_timer(command):
-        whole_scan = isinstance(command, ScanCommand) and not command.tags
+        # A whole scan without a cap finds the exports in flight in its own listing (of available images);
+        # a cap counts them with a tag search, whatever status an image has while it is exported.
+        whole_scan = isinstance(command, ScanCommand) and not command.tags and cap is None
         listing = shared if whole_scan else None
         report = follow_up(api, store, deadline=budget.send_by, listing=listing)
     elif cap is not None:

@@ -246,6 +246,18 @@ def test_the_scan_and_the_follow_up_share_one_listing() -> None:
     assert account.count("DescribeImages") == 1
 
 
+def test_under_a_cap_the_exports_in_flight_are_counted_by_a_tag_search() -> None:
+    """With a cap, a scan counts the exports in flight with a tag search of their own (whatever status their
+    images have while they are exported), then lists the images to scan."""
+    account = FakeAccount()
+    account.tracked("image-busy", "exporting")
+    account.ended("image-busy", "Running")
+
+    run(account, cap=3)
+
+    assert [c[1] for c in account.calls if c[0] == "DescribeImages"] == [{STATE_KEY: "exporting"}, {}]
+
+
 def test_a_scan_over_the_cap_queues_the_rest_counting_exports_still_in_flight() -> None:
     """With a cap of 3 and one export still running, a scan of 4 new images starts 2 and queues 2; queued
     is not an error."""
