@@ -7,7 +7,9 @@ function as the platform would, ``python -m handler invoke``, once per step:
 2. an image-created event (``events/image_created.json``): that image is exported;
 3. the same event delivered again: skipped, the export is already running;
 4. an event for an image still being created: deferred, for the trigger to retry later;
-5. a bad event (``events/invalid.json``): a clear ``InvalidEvent`` error naming the field.
+5. a bad event (``events/invalid.json``): a clear ``InvalidEvent`` error naming the field;
+6. once the exports started above have ended (the emulator's tasks take ``TASK_SECONDS``), the timer again:
+   its follow-up reports each of them ``exported`` with its size, retags the images and posts one notice.
 
 It prints what each step did, what the webhook received and what the emulator saw, and exits 0 when every
 step behaved as expected. Every process it starts is stopped on the way out, Ctrl-C and failures included.
@@ -45,11 +47,14 @@ ACCESS_KEY = "AKLTdemo000000000001"
 SECRET_KEY = "demo-secret-key-not-a-real-one"  # noqa: S105 - a fake for the local emulator
 WEBHOOK_SECRET = "whsec_ZGVtby13ZWJob29rLXNpZ25pbmcta2V5LTMyYnl0ZXM="  # noqa: S105 - a fake, for the receiver
 BUCKET = "demo-exports"
+# How long the emulator's export tasks take: long enough for step 3 to find step 2's export still running,
+# short enough for step 6 to report them all exported.
+TASK_SECONDS = 6.0
 STARTUP_SECONDS = 15.0
 INVOKE_SECONDS = 60.0
 # Variables of the function's own that a user's shell may hold: never passed on, so that real keys or a
 # real webhook can never be used by the demo.
-_OWN_PREFIXES = ("VOLCENGINE_", "VOLC_", "EXPORT_", "WEBHOOK_", "FUNCTION_", "LOG_LEVEL")
+_OWN_PREFIXES = ("VOLCENGINE_", "VOLC_", "EXPORT_", "WEBHOOK_", "FUNCTION_", "LOG_LEVEL", "TOS_")
 
 CREATING_IMAGE = "image-cr8t1ng5w7e9r1t3y5u7"
 CREATING_EVENT = {
@@ -74,6 +79,7 @@ class Step:
     expected: dict[str | None, str]
     expected_code: str | None = None
     event: dict[str, Any] | None = None
+    after_exports_end: bool = False  # wait until every export started by the earlier steps has ended
 
     @property
     def source(self) -> str:
@@ -91,6 +97,17 @@ STEPS: tuple[Step, ...] = (
     Step("the same event again", "image_created.json", 0, {"image-ybqi99s7yq8rx7mnk44b": "skipped"}),
     Step("image still creating", None, 1, {CREATING_IMAGE: "deferred"}, event=CREATING_EVENT),
     Step("bad event", "invalid.json", 1, {None: "failed"}, expected_code="InvalidEvent"),
+    Step(
+        "the timer, once the exports ended",
+        "timer_scan.json",
+        0,
+        {
+            "image-3f7k2m9q1x8w5v6n4b0c": "exported",
+            "image-p8d2r5t7y1u3i9o0a6sl": "exported",
+            "image-ybqi99s7yq8rx7mnk44b": "exported",
+        },
+        after_exports_end=True,
+    ),
 )
 
 
@@ -255,8 +272,9 @@ def deliveries_from(lines: Sequence[str]) -> list[tuple[str, Any]]:
 
 
 def _expected_deliveries(outcomes: Sequence[Outcome]) -> int:
-    """One delivery per invocation that started, failed or deferred something (WEBHOOK_NOTIFY=changes)."""
-    wanted = {"started", "failed", "deferred"}
+    """One delivery per invocation that started, failed, deferred, exported or export_failed something
+    (WEBHOOK_NOTIFY=changes)."""
+    wanted = {"started", "failed", "deferred", "exported", "export_failed"}
     return sum(1 for o in outcomes if any(r.get("status") in wanted for r in o.result.get("results", [])))
 
 
@@ -276,6 +294,10 @@ def _detail(item: dict[str, Any]) -> str:
     error = item.get("error")
     if item.get("status") == "started":
         return f"{item.get('task_id')}  ->  tos://{item.get('tos_bucket')}/{item.get('object_key')}"
+    if item.get("status") == "exported":
+        size = item.get("size_bytes")
+        shown = f"{size / 1024**3:.1f} GiB" if isinstance(size, int) else "size not verified"
+        return f"{item.get('task_id')}  ->  tos://{item.get('tos_bucket')}/{item.get('object_key')} ({shown})"
     if error:
         return f"{error.get('code')}: {error.get('message')}"
     return f"{item.get('task_id') or ''}  {item.get('reason') or ''}".strip()
@@ -331,6 +353,7 @@ def _handler_env(endpoint: str, webhook_url: str) -> dict[str, str]:
         "VOLCENGINE_ACCESS_KEY": ACCESS_KEY,
         "VOLCENGINE_SECRET_KEY": SECRET_KEY,
         "EXPORT_TOS_BUCKET": BUCKET,
+        "TOS_ENDPOINT": endpoint,  # the emulator answers TOS HeadObject on the same port
         "WEBHOOK_URL": webhook_url,
         "WEBHOOK_FORMAT": "standard",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -351,7 +374,7 @@ def _start(children: list[Child]) -> tuple[Child, str, str]:
         "emulator",
         [
             *(python, "-m", "exporter_tools.emulator", "--port", "0", "--fleet", str(FLEET), "--seed", "1"),
-            *("--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--task-seconds", "300"),
+            *("--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--task-seconds", str(TASK_SECONDS)),
         ],
     )
     children.append(emulator)
@@ -391,10 +414,17 @@ def run(children: list[Child]) -> bool:
     print(f"webhook receiver on {webhook_url}")
 
     env = _handler_env(endpoint, webhook_url)
-    outcomes = []
+    outcomes: list[Outcome] = []
+    last_start = time.monotonic()  # the latest moment an export can have been started
     for number, step in enumerate(STEPS, start=1):
+        if step.after_exports_end:
+            wait = last_start + TASK_SECONDS + 0.5 - time.monotonic()
+            print(f"waiting {max(wait, 0):.1f} s for the exports to end ...", flush=True)
+            time.sleep(max(wait, 0))
         print(f"running step {number}: {step.title} ...", flush=True)
         outcomes.append(run_step(step, env))
+        if any(r.get("status") == "started" for r in outcomes[-1].result.get("results", [])):
+            last_start = time.monotonic()
     deliveries = _wait_for_deliveries(receiver, _expected_deliveries(outcomes))
     stats = _stats(endpoint)
 

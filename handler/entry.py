@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -44,6 +45,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     http = is_http_event(event)
     settings: Settings | None = None
     stopped_by: ExporterError | None = None
+    settle_tags: Callable[[], None] | None = None
     try:
         settings = Settings.from_env(os.environ)
         # The budget's end, read once: the export and the webhook both work to it.
@@ -54,7 +56,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
         command = parse_event(event)
         if command.event_id:
             structlog.contextvars.bind_contextvars(correlation_id=command.event_id)
-        outcomes = _export(command, settings, end, webhook_secrets)
+        outcomes, settle_tags = _export(command, settings, end, webhook_secrets)
         result = InvocationResult.of(command.trigger, command.event_id or request_id, outcomes)
     except ExporterError as error:
         if settings is None:
@@ -75,6 +77,8 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     _report(result)
     if settings is not None and settings.webhook_url:
         _notify(result, settings, end)
+    if settle_tags is not None:
+        settle_tags()  # only now: a finished export is reported again rather than never
     if http:
         return http_response(result, stopped_by=stopped_by)
     if result.should_raise:
@@ -104,8 +108,9 @@ def reject(error: ExporterError, *, request_id: str, trigger: Trigger = "direct"
 
 def _export(
     command: Command, settings: Settings, end: float, webhook_secrets: list[str]
-) -> tuple[ImageOutcome, ...]:
-    """Resolve credentials and the target, build the client, run the flow within the time budget."""
+) -> tuple[tuple[ImageOutcome, ...], Callable[[], None] | None]:
+    """Resolve credentials and the target, build the clients, run the flow within the time budget. Returns
+    the outcomes and, when finished exports were followed up, what retags them once they are reported."""
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415 - after the event is valid
     from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient  # noqa: PLC0415
     from handler.adapters.openapi import OpenApiClient, shared_http_client, shared_rate_limiter  # noqa: PLC0415
@@ -120,18 +125,46 @@ def _export(
         [credentials.secret_key, credentials.session_token, *webhook_secrets],
         access_key=credentials.access_key,
     )
+    http = shared_http_client(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
+    policy = RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap)
     api = OpenApiClient(
-        http=shared_http_client(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout),
+        http=http,
         endpoint=settings.endpoint,
         region=settings.region,
         service=SERVICE,
         version=API_VERSION,
         credentials=credentials,
-        policy=RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap),
+        policy=policy,
         limiter=shared_rate_limiter(settings.max_rps),
     )
     budget = Budget.ending_at(end, now=SYSTEM_CLOCK.monotonic(), settings=settings)
-    return run_command(command, api=EcsClient(api), plan=plan, budget=budget, clock=SYSTEM_CLOCK)
+    ecs = EcsClient(api)
+    if settings.tracking == "off":
+        return run_command(command, api=ecs, plan=plan, budget=budget, clock=SYSTEM_CLOCK), None
+
+    from handler.adapters.tos import TosClient, shared_tos_rate_limiter  # noqa: PLC0415
+    from handler.core.follow_up import run_tracked, settle  # noqa: PLC0415
+
+    store = TosClient(
+        http=http,
+        endpoint=settings.tos_origin,
+        region=settings.region,
+        credentials=credentials,
+        policy=policy,
+        limiter=shared_tos_rate_limiter(settings.max_rps),
+    )
+    run = run_tracked(
+        command,
+        api=ecs,
+        store=store,
+        plan=plan,
+        budget=budget,
+        cap=settings.max_in_flight,
+        clock=SYSTEM_CLOCK,
+    )
+    if not run.next_states:
+        return run.outcomes, None
+    return run.outcomes, lambda: settle(ecs, run.next_states, deadline=end - 0.5)
 
 
 def _webhook_secrets(settings: Settings) -> list[str]:
@@ -152,11 +185,15 @@ def _report(result: InvocationResult) -> None:
             "task_id": outcome.task_id,
             "object_key": outcome.object_key,
             "reason": outcome.reason,
+            "size_bytes": outcome.size_bytes,
+            "crc64": outcome.crc64,
+            "duration_s": outcome.duration_s,
+            "verified": outcome.verified,
         }
         if outcome.error is not None:
             fields["error"] = outcome.error.model_dump(exclude_none=True)
         fields = {k: v for k, v in fields.items() if v is not None}
-        if outcome.status == "failed":
+        if outcome.status in ("failed", "export_failed"):
             _log.error("image.outcome", **fields)
         elif outcome.status == "deferred":
             _log.warning("image.outcome", **fields)

@@ -7,6 +7,9 @@
     ├── ConfigurationError        the environment or a credential file is wrong; names the variable or file
     │   └── NoCredentials         no credential source is set at all
     ├── BudgetExhausted           the time budget ran out before a call could start: nothing sent, retry later
+    ├── ExportEndedBadly          the follow-up found an export started earlier ended badly (export_failed)
+    │   ├── ExportTaskFailed          its ExportImage task Failed
+    │   └── ExportObjectMissing       its task Succeeded but no object is at its key
     └── ApiError                  the OpenAPI answered with an error, or did not answer at all
         ├── TerminalApiError      the same request can never succeed: fix the input, the keys or the access
         │   ├── ImageNotReady         InvalidImageStatus: the image's status does not allow an export (yet)
@@ -53,6 +56,9 @@ __all__ = [
     "BudgetExhausted",
     "ConfigurationError",
     "ErrorCode",
+    "ExportEndedBadly",
+    "ExportObjectMissing",
+    "ExportTaskFailed",
     "ExporterError",
     "ImageNotExportable",
     "ImageNotFound",
@@ -114,6 +120,23 @@ class BudgetExhausted(ExporterError):
 
     code = "TimeBudgetExhausted"
     retryable = True
+
+
+class ExportEndedBadly(ExporterError):
+    """An export started by an earlier run ended without a usable object (an ``export_failed`` result).
+    Re-running the invocation does not help; naming the image in an event exports it again."""
+
+
+class ExportTaskFailed(ExportEndedBadly):
+    """The export's task Failed (DescribeTasks gives no reason)."""
+
+    code = "ExportTaskFailed"
+
+
+class ExportObjectMissing(ExportEndedBadly):
+    """The export's task Succeeded (or is no longer listed) but TOS has no object at its key."""
+
+    code = "ExportObjectMissing"
 
 
 class ApiError(ExporterError):
@@ -284,7 +307,8 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
         ),
         "AccessDenied": ErrorCode(
             AccessDenied,
-            "grant the function's identity ecs:ExportImage, ecs:DescribeImages and ecs:DescribeTasks",
+            "grant the function's identity ecs:ExportImage, ecs:DescribeImages, ecs:DescribeTasks, "
+            "ecs:TagResources and ecs:UntagResources",
             "gateway",
         ),
         "FlowLimitExceeded": ErrorCode(Throttled, _THROTTLED, "gateway"),
@@ -304,6 +328,18 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
         "InvalidEvent": ErrorCode(InvalidEvent, "fix the event: the message names the field", "exporter"),
         "ConfigurationError": ErrorCode(
             ConfigurationError, "fix the environment variable or file the message names", "exporter"
+        ),
+        "ExportTaskFailed": ErrorCode(
+            ExportTaskFailed,
+            "the API gives no reason: check the image and that ECS may write to the bucket; "
+            "name the image in an event to export it again",
+            "exporter",
+        ),
+        "ExportObjectMissing": ErrorCode(
+            ExportObjectMissing,
+            "the object is not in the bucket: check its lifecycle rules and who deletes objects; "
+            "name the image in an event to export it again",
+            "exporter",
         ),
         "TimeBudgetExhausted": ErrorCode(
             BudgetExhausted,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -24,6 +23,7 @@ from handler.errors import (
     UnknownOutcomeError,
 )
 from handler.models.api import ExportStarted, Image, Task
+from handler.models.tagging import TaggingFailure, TaggingReport
 
 __all__ = [
     "API_VERSION",
@@ -55,27 +55,6 @@ _TAG_KEY = re.compile(r"\A[\w .:/=+\-@]{1,128}\Z")
 _RESERVED_PREFIXES = ("volc:", "sys:")
 
 _M = TypeVar("_M", bound=BaseModel)
-
-
-@dataclass(frozen=True, slots=True)
-class TaggingFailure:
-    """One request's images, whose tags did not change, and why."""
-
-    image_ids: tuple[str, ...]
-    error: ExporterError
-
-
-@dataclass(frozen=True, slots=True)
-class TaggingReport:
-    """What a tagging call did: the images whose requests went through, and each refused request."""
-
-    done: tuple[str, ...] = ()
-    failures: tuple[TaggingFailure, ...] = ()
-
-    @property
-    def failed_ids(self) -> tuple[str, ...]:
-        """The images left as they were (their request was refused, failed after retries or not sent)."""
-        return tuple(i for failure in self.failures for i in failure.image_ids)
 
 
 def validate_tag_key(key: str) -> str:

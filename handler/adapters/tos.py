@@ -10,6 +10,9 @@ client; the limiter is TOS's own, never the ECS one. Nothing is sent or built at
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,7 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
-from handler.adapters.exchange import certificate_rejected
+from handler.adapters.exchange import Answer, certificate_rejected, exchange
+from handler.adapters.log import MASK, redactor
 from handler.adapters.pacing import RateLimiter, RetryPolicy, backoff_delay
 from handler.adapters.signing import Credentials
 from handler.adapters.tos_signing import TosSigner, encode_key_path
@@ -57,6 +61,11 @@ __all__ = [
 ]
 
 HEAD_OBJECT = "HeadObject"
+# A HEAD answer has no body; an error answer's body is read up to this much (TOS's error documents are small).
+MAX_ANSWER_BYTES = 64 * 1024
+# A request is sent only with at least this much time left to answer it (as the OpenAPI client does).
+MIN_EXCHANGE_SECONDS = 0.5
+MAX_MESSAGE_CHARS = 500
 
 _log = structlog.get_logger("handler.tos")
 _lock = threading.Lock()
@@ -119,6 +128,7 @@ class TosClient:
         self._http = http
         self._endpoint = endpoint.rstrip("/")
         self._auth = TosSigner(credentials, region=region, clock=clock.now)
+        self._credentials = credentials
         self._policy = policy
         self._limiter = limiter
         self._clock = clock
@@ -159,12 +169,23 @@ class TosClient:
 
     def _send(self, url: str, bucket: str, key: str, attempt: int, deadline: float) -> HeadResult:
         self._limiter.acquire(deadline)
-        if self._clock.monotonic() > deadline:
+        left = deadline - self._clock.monotonic()
+        if not left >= MIN_EXCHANGE_SECONDS:
             msg = f"the time budget ran out before {HEAD_OBJECT} could be sent"
             raise BudgetExhausted(msg)
+        timeouts = self._http.timeout
         started = self._clock.monotonic()
         try:
-            response = self._http.head(url, auth=self._auth)
+            answer = exchange(
+                self._http,
+                "HEAD",
+                url,
+                auth=self._auth,
+                seconds=left,
+                max_bytes=MAX_ANSWER_BYTES,
+                connect_timeout=timeouts.connect if timeouts.connect is not None else math.inf,
+                read_timeout=timeouts.read if timeouts.read is not None else math.inf,
+            )
         except httpx.TransportError as exc:
             error = _transport_error(exc, httpx.URL(url).host)
             elapsed = round((self._clock.monotonic() - started) * 1000)
@@ -175,12 +196,12 @@ class TosClient:
         fields = {
             "action": HEAD_OBJECT,
             "attempt": attempt,
-            "http_status": response.status_code,
+            "http_status": answer.status,
             "duration_ms": round((self._clock.monotonic() - started) * 1000),
-            "tos_request_id": response.headers.get("x-tos-request-id"),
+            "tos_request_id": answer.headers.get("x-tos-request-id"),
         }
         try:
-            result = _head_result(response, bucket, key)
+            result = _head_result(answer, bucket, key, mask=_request_masker(answer.sent, self._secrets()))
         except ApiError as error:
             _log.warning("tos.call", **fields, error=error.code)
             raise
@@ -188,19 +209,49 @@ class TosClient:
         _log.info("tos.call", **fields)
         return result
 
+    def _secrets(self) -> tuple[str, ...]:
+        credentials = self._credentials
+        if not isinstance(credentials, Credentials):
+            return ()  # rotating credentials are not read again just for masking
+        return tuple(v for v in (credentials.secret_key, credentials.session_token) if v)
 
-def _head_result(response: httpx.Response, bucket: str, key: str) -> HeadResult:
-    """The record a HeadObject answer stands for, or the typed error it describes."""
-    status = response.status_code
-    request_id = response.headers.get("x-tos-request-id")
+
+_SIGNATURE = re.compile(r"Signature=([0-9A-Za-z+/=]+)")
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)")
+
+
+def _request_masker(sent: httpx.Headers, known: tuple[str, ...]) -> Callable[[str], str]:
+    """A mask for text that may quote the request: its Authorization and x-tos-security-token headers, the
+    signature, the fixed credentials' secrets and every secret the log redactor knows (as the OpenAPI
+    client masks its error messages)."""
+    authorization = sent.get("authorization") or ""
+    values = {authorization, sent.get("x-tos-security-token") or "", *known}
+    values.update(_SIGNATURE.findall(authorization))
+    secrets = sorted((v for v in values if len(v) >= 6), key=len, reverse=True)
+    access_keys = [k for k in _CREDENTIAL.findall(authorization) if len(k) >= 6]
+
+    def mask(text: str) -> str:
+        for value in secrets:
+            text = text.replace(value, MASK)
+        for access_key in access_keys:
+            text = text.replace(access_key, access_key[:4] + MASK)
+        return redactor.mask_text(text)
+
+    return mask
+
+
+def _head_result(answer: Answer, bucket: str, key: str, *, mask: Callable[[str], str]) -> HeadResult:
+    """The record a HeadObject answer stands for, or the typed error it describes (its message masked)."""
+    status = answer.status
+    request_id = answer.headers.get("x-tos-request-id")
     if status == 404:
         return ObjectMissing(bucket, key, request_id)
     if status == 403:
         return ObjectUnreadable(bucket, key, UNREADABLE_REASON, request_id)
     if status >= 300:
-        raise _error_for(response, request_id)
+        raise _error_for(answer, request_id, mask)
     try:
-        size = int(response.headers.get("content-length", ""))
+        size = int(answer.headers.get("content-length", ""))
     except ValueError:
         size = -1
     if size < 0:
@@ -208,44 +259,46 @@ def _head_result(response: httpx.Response, bucket: str, key: str) -> HeadResult:
         raise RetryableApiError(
             msg, code="MalformedResponse", http_status=status, request_id=request_id, action=HEAD_OBJECT
         )
-    crc64 = response.headers.get("x-tos-hash-crc64ecma")
-    etag = response.headers.get("etag")
+    crc64 = answer.headers.get("x-tos-hash-crc64ecma")
+    etag = answer.headers.get("etag")
     return ObjectFound(
         bucket=bucket,
         key=key,
         size_bytes=size,
         crc64=crc64 if crc64 and crc64.isdigit() else None,
         etag=etag.strip('"') if etag else None,
-        last_modified=_http_date(response.headers.get("last-modified")),
+        last_modified=_http_date(answer.headers.get("last-modified")),
         request_id=request_id,
     )
 
 
-def _error_for(response: httpx.Response, request_id: str | None) -> ApiError:
-    """A TOS error answer as a typed error: the JSON body's ``Code`` when there is one (a HEAD has none)."""
-    status = response.status_code
+def _error_for(answer: Answer, request_id: str | None, mask: Callable[[str], str]) -> ApiError:
+    """A TOS error answer as a typed error: the JSON body's ``Code`` when there is one (a HEAD has none).
+    The message is masked and cut to ``MAX_MESSAGE_CHARS``: a server may quote the request in it."""
+    status = answer.status
     try:
-        body = response.json() if response.content else None
-    except ValueError:
+        body = json.loads(answer.body) if answer.body and answer.complete else None
+    except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
         body = {}
     code, message = body.get("Code"), body.get("Message")
-    ec = response.headers.get("x-tos-ec")
-    text = str(message or f"TOS answered HTTP {status} {response.reason_phrase}".rstrip())
+    ec = answer.headers.get("x-tos-ec")
+    text = str(message or f"TOS answered HTTP {status} {answer.reason}".rstrip())
+    text = mask(f"{text} (ec {ec})" if ec else text)
     return api_error_for(
         status,
-        str(code or f"HTTP{status}"),
-        f"{text} (ec {ec})" if ec else text,
+        mask(str(code or f"HTTP{status}"))[:100],
+        text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…",
         request_id=str(body.get("RequestId") or "") or request_id,
         action=HEAD_OBJECT,
-        retry_after=_retry_after(response),
+        retry_after=_retry_after(answer.headers),
     )
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(headers: httpx.Headers) -> float | None:
     try:
-        seconds = float(response.headers.get("retry-after", ""))
+        seconds = float(headers.get("retry-after", ""))
     except ValueError:
         return None
     return seconds if 0 <= seconds <= 300 else None

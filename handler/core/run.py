@@ -16,6 +16,7 @@ import contextvars
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -23,6 +24,7 @@ import structlog
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.core.budget import Budget
 from handler.core.plan import Dedupe, ExportPlan, availability, dedupe, maybe_running, pick_scan_images
+from handler.core.tracking import split_by_cap, tracking_of
 from handler.errors import (
     BudgetExhausted,
     ExporterError,
@@ -34,9 +36,9 @@ from handler.errors import (
 )
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import Command, ScanCommand
-from handler.models.results import ErrorInfo, ImageOutcome, object_key_for
+from handler.models.results import ErrorInfo, ImageOutcome, Status, object_key_for
 
-__all__ = ["TAG_SCAN_CAP", "EcsApi", "run_command"]
+__all__ = ["TAG_SCAN_CAP", "EcsApi", "Tracked", "run_command"]
 
 _log = structlog.get_logger("handler.run")
 
@@ -67,6 +69,16 @@ class EcsApi(Protocol):
     ) -> Iterator[Task]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """How export tracking shapes a run (``EXPORT_TRACKING=tags``): a scan leaves out every image that carries
+    a state tag, and new exports start only while fewer than ``cap`` are in flight (``in_flight``: tagged
+    ``exporting`` after the follow-up; None when they could not be counted, which holds every export back)."""
+
+    cap: int | None = None
+    in_flight: int | None = 0
+
+
 def run_command(
     command: Command,
     *,
@@ -74,9 +86,11 @@ def run_command(
     plan: ExportPlan,
     budget: Budget,
     clock: Clock = SYSTEM_CLOCK,
+    tracked: Tracked | None = None,
 ) -> tuple[ImageOutcome, ...]:
-    """Carry the command out and say what happened to each image, in a stable order."""
-    return _ExportFlow(api, plan, budget, clock).execute(command)
+    """Carry the command out and say what happened to each image, in a stable order. ``tracked`` None: the
+    image's tags and the number of exports in flight play no part."""
+    return _ExportFlow(api, plan, budget, clock, tracked).execute(command)
 
 
 def _budget_reason(budget: Budget) -> str:
@@ -100,8 +114,11 @@ def _not_done(image_id: str | None, error: ExporterError, budget: Budget) -> Ima
 class _ExportFlow:
     """One command's run: the look-ups, then one export per image still due, each cleared by a fresh look-up."""
 
-    def __init__(self, api: EcsApi, plan: ExportPlan, budget: Budget, clock: Clock) -> None:
+    def __init__(
+        self, api: EcsApi, plan: ExportPlan, budget: Budget, clock: Clock, tracked: Tracked | None
+    ) -> None:
         self.api = api
+        self.tracked = tracked
         self.plan = plan
         self.budget = budget
         self.clock = clock
@@ -138,6 +155,7 @@ class _ExportFlow:
                 settled[image_id] = _skipped(image_id, found.task, found.reason)
             else:
                 due.append(image_id)
+        due = self._within_cap(due, settled, scan=isinstance(command, ScanCommand))
         self._looked_at = dict.fromkeys(due, looked_at)
         self._unsent = dict.fromkeys(due)
         settled.update(zip(due, self._export_all(due), strict=True))
@@ -155,6 +173,8 @@ class _ExportFlow:
                 _log.warning("scan.tags_filtered_locally", listed=len(listed), cap=TAG_SCAN_CAP)
                 listed = list(self._list_images(None))
             images = listed
+        if self.tracked is not None:
+            images = [image for image in images if not tracking_of(image).blocks_scan]
         picked = pick_scan_images(
             images,
             now=self.now,
@@ -163,6 +183,24 @@ class _ExportFlow:
             tags=command.tags,
         )
         return [image.image_id for image in picked]
+
+    def _within_cap(self, due: list[str], settled: dict[str, ImageOutcome], *, scan: bool) -> list[str]:
+        """The images to export now under ``EXPORT_MAX_IN_FLIGHT``; the rest are settled ``queued`` (a scan:
+        a later run starts them) or ``deferred`` (named images: the trigger retries the event)."""
+        if self.tracked is None or self.tracked.cap is None:
+            return due
+        cap, in_flight = self.tracked.cap, self.tracked.in_flight
+        if in_flight is None:
+            start, held = list[str](), due
+            why = "the exports in flight could not be counted"
+        else:
+            start, held = split_by_cap(due, cap, in_flight)
+            why = f"{in_flight} export(s) in flight"
+        status: Status = "queued" if scan else "deferred"
+        reason = f"EXPORT_MAX_IN_FLIGHT={cap} and {why}; a later run starts it"
+        for image_id in held:
+            settled[image_id] = ImageOutcome(image_id=image_id, status=status, reason=reason)
+        return start
 
     def _list_images(self, tags: Mapping[str, str] | None) -> Iterator[Image]:
         return self.api.describe_images(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeVar, get_args
 
+from handler.errors import ExportObjectMissing, ExportTaskFailed
 from handler.models.api import Image, Task
 from handler.models.objects import HeadResult, ObjectFound, ObjectMissing, ObjectUnreadable
 from handler.models.results import ErrorInfo, ImageOutcome, object_key_for
@@ -46,8 +47,8 @@ TRACKING_KEYS = (STATE_KEY, DEST_KEY)
 TrackingState = Literal["exporting", "exported", "failed"]
 _STATES: dict[str, TrackingState] = {state: state for state in get_args(TrackingState)}
 
-EXPORT_TASK_FAILED = "ExportTaskFailed"
-EXPORT_OBJECT_MISSING = "ExportObjectMissing"
+EXPORT_TASK_FAILED = ExportTaskFailed.code
+EXPORT_OBJECT_MISSING = ExportObjectMissing.code
 EXPORT_TASK_TYPE = "ExportImage"
 # Task statuses that end an export; anything else (Pending, Running, UnknownStatus, new ones) is in flight.
 SUCCEEDED, FAILED = "Succeeded", "Failed"

@@ -30,7 +30,7 @@ FAST_ENV = {
     "VOLCENGINE_CONNECT_TIMEOUT": "1",
     "LOG_LEVEL": "INFO",
 }
-_OWN_PREFIXES = ("VOLCENGINE_", "VOLC_", "EXPORT_", "WEBHOOK_", "FUNCTION_", "LOG_LEVEL")
+_OWN_PREFIXES = ("VOLCENGINE_", "VOLC_", "EXPORT_", "WEBHOOK_", "FUNCTION_", "LOG_LEVEL", "TOS_")
 
 
 @pytest.fixture(autouse=True)
@@ -77,6 +77,7 @@ def point_handler_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
             "VOLCENGINE_ACCESS_KEY": credentials.access_key,
             "VOLCENGINE_SECRET_KEY": credentials.secret_key,
             "EXPORT_TOS_BUCKET": "demo-exports",
+            "TOS_ENDPOINT": emulator.endpoint,  # HeadObject on the emulator's port
             **FAST_ENV,
             **extra,
         }

@@ -109,9 +109,9 @@ def notify(
 
 def _skip_reason(when: NotifyWhen) -> str:
     if when == "failures":
-        return "WEBHOOK_NOTIFY=failures and nothing failed or was deferred"
+        return "WEBHOOK_NOTIFY=failures and nothing failed, was deferred or export_failed"
     if when == "changes":
-        return "WEBHOOK_NOTIFY=changes and nothing was started, failed or deferred"
+        return "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported or export_failed"
     return "WEBHOOK_NOTIFY=all and there were no results"
 
 

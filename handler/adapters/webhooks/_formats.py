@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
+from handler.adapters.webhooks._lines import FOLLOW_UP, follow_up_line
+from handler.adapters.webhooks._lines import one_line as _one_line
 from handler.errors import ConfigurationError, fix_for
 from handler.models.results import ImageOutcome, InvocationResult
 from handler.models.settings import NotifyWhen, WebhookFormat
@@ -69,14 +71,18 @@ def infer_format(url: str) -> WebhookFormat:
 def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
     """Whether this result is worth a delivery under ``WEBHOOK_NOTIFY``.
 
-    ``all``: whenever there are results; ``changes``: when anything was started, failed or deferred;
-    ``failures``: when anything failed or was deferred.
+    ``all``: whenever there are results; ``changes``: when anything was started, failed, deferred, exported
+    or export_failed; ``failures``: when anything failed, was deferred or export_failed.
     """
     statuses = {r.status for r in result.results}
     if when == "all":
         return bool(statuses)
-    wanted = {"failed", "deferred"} if when == "failures" else {"started", "failed", "deferred"}
+    wanted = _FAILURES if when == "failures" else _CHANGES
     return bool(statuses & wanted)
+
+
+_FAILURES = frozenset({"failed", "deferred", "export_failed"})
+_CHANGES = _FAILURES | {"started", "exported"}
 
 
 # --- secrets in URLs ---------------------------------------------------------------------------------------
@@ -190,23 +196,22 @@ def dingtalk_sign(secret: str, timestamp_ms: int | str) -> str:
 
 
 def message_id(result: InvocationResult) -> str:
-    """``webhook-id``: the same event with the same outcomes always gets the same id, so receivers dedupe."""
+    """``webhook-id``: the same event with the same outcomes always gets the same id, so receivers dedupe.
+
+    A notice of follow-up outcomes only (``exported`` / ``export_failed``) gets an id from the outcomes
+    alone: when a later timer run reports the same finished exports again (its tags could not be changed
+    after the first notice), the receiver sees the same id."""
     outcomes = sorted((r.image_id or "", r.status, r.task_id or "") for r in result.results)
-    material = json.dumps([result.event_id, outcomes], separators=(",", ":"), ensure_ascii=False)
+    follow_up_only = bool(outcomes) and all(r.status in FOLLOW_UP for r in result.results)
+    event = "" if follow_up_only else result.event_id
+    material = json.dumps([event, outcomes], separators=(",", ":"), ensure_ascii=False)
     return "msg_" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
 # --- the chat message --------------------------------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]~#|])")
 _FULL_WIDTH_ANGLES = str.maketrans({"<": "\uff1c", ">": "\uff1e"})
-
-
-def _one_line(text: str, limit: int) -> str:
-    """``text`` on one line, at most ``limit`` characters (an ellipsis marks a cut)."""
-    flat = _CONTROL.sub(" ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def _escape_slack(text: str) -> str:
@@ -269,12 +274,14 @@ def headline(result: InvocationResult) -> str:
     """``Image export: 2 started, 1 failed``, with a mark that says at once whether to act."""
     counts = result.counts()
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no images"
-    mark = "❌" if counts["failed"] else "⏳" if counts["deferred"] else "✅"
+    mark = "❌" if counts["failed"] or counts["export_failed"] else "⏳" if counts["deferred"] else "✅"
     return f"{mark} Image export: {summary}"
 
 
 def _image_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
     """``image-1: failed InvalidImage.NotFound → check the image id…``: status, code, task, then the advice."""
+    if outcome.status in FOLLOW_UP:
+        return follow_up_line(outcome, escape)
     line = (
         escape(_one_line(outcome.image_id, 80)) if outcome.image_id else "(event)"
     ) + f": {outcome.status}"

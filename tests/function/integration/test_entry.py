@@ -261,7 +261,7 @@ def test_logs_are_json_with_correlation_and_one_line_per_image(
     assert sorted(line["image_id"] for line in outcomes) == sorted(SAMPLE_IDS)
     assert all(line["status"] == "started" and line["task_id"] for line in outcomes)
     calls = [line for line in lines if line["event"] == "api.call"]
-    assert {c["action"] for c in calls} == {"DescribeTasks", "ExportImage"}
+    assert {c["action"] for c in calls} == {"DescribeTasks", "ExportImage", "TagResources"}
     assert all("api_request_id" in c and "duration_ms" in c and c["attempt"] == 1 for c in calls)
     timer = load_event("timer_empty")
     invoke(timer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 import respx
 import structlog
 
+from handler.adapters.exchange import bounded_client
 from handler.adapters.pacing import RateLimiter, RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.adapters.tos import (
@@ -22,6 +24,7 @@ from handler.adapters.tos import (
     shared_tos_rate_limiter,
     uses_path_style,
 )
+from handler.clock import SYSTEM_CLOCK
 from handler.errors import (
     BudgetExhausted,
     RetryableApiError,
@@ -29,6 +32,7 @@ from handler.errors import (
     UnknownOutcomeError,
 )
 from tests.support.fakes import FakeClock, untrusted_tls_client
+from tests.support.hostile import HostileServer, http_head
 
 CREDS = Credentials("AKLTcanarytos00000000", "canary-tos-secret-value", "canary-tos-session-token")
 BUCKET = "my-image-exports"
@@ -53,6 +57,7 @@ def make_client(
     *,
     endpoint: str = "https://tos-cn-beijing.volces.com",
     attempts: int = 4,
+    base: float = 0.1,
     limiter: RateLimiter | None = None,
     http: httpx.Client | None = None,
 ) -> TosClient:
@@ -61,7 +66,7 @@ def make_client(
         endpoint=endpoint,
         region="cn-beijing",
         credentials=CREDS,
-        policy=RetryPolicy(max_attempts=attempts, base=0.1, cap=1.0),
+        policy=RetryPolicy(max_attempts=attempts, base=base, cap=1.0),
         limiter=limiter or RateLimiter(1000, clock=clock),
         clock=clock,
     )
@@ -197,7 +202,7 @@ def test_no_retry_when_the_backoff_would_pass_the_deadline(clock: FakeClock) -> 
     """A retryable error close to the deadline is raised at once instead of sleeping past it."""
     route = respx.head(VIRTUAL_URL).mock(return_value=httpx.Response(500))
     with pytest.raises(RetryableApiError):
-        make_client(clock).head_object(BUCKET, KEY, deadline=1000.05)
+        make_client(clock, base=1.0).head_object(BUCKET, KEY, deadline=1000.6)
     assert route.call_count == 1
     assert clock.slept == []
 
@@ -313,3 +318,56 @@ def test_an_untrusted_certificate_says_to_set_ssl_cert_file(clock: FakeClock) ->
     assert caught.value.code == "CertificateVerifyFailed"
     assert "SSL_CERT_FILE" in caught.value.message
     assert len(requests) == 1
+
+
+# --- a hostile TOS over a real socket ----------------------------------------------------------------------
+
+
+def test_a_tos_answer_dripped_from_its_status_line_is_abandoned_at_the_deadline() -> None:
+    """A TOS endpoint that sends its status line one byte at a time holds a HeadObject no longer than the
+    call's deadline (and about a second): the outcome is unknown, and it comes on time."""
+    dripped = http_head(length=0) * 20
+    with (
+        bounded_client(connect_timeout=3.0, read_timeout=10.0) as http,
+        HostileServer("drip", answer=dripped) as server,
+    ):
+        client = TosClient(
+            http=http,
+            endpoint=server.url,
+            region="cn-beijing",
+            credentials=CREDS,
+            policy=RetryPolicy(max_attempts=1, base=0.1, cap=1.0),
+            limiter=RateLimiter(1000),
+            clock=SYSTEM_CLOCK,
+        )
+        started = time.monotonic()
+        with pytest.raises(UnknownOutcomeError) as caught:
+            client.head_object(BUCKET, KEY, deadline=time.monotonic() + 1.0)
+        elapsed = time.monotonic() - started
+    assert caught.value.code == "ReadTimeout"
+    assert elapsed < 2.5  # the 1 s deadline and about a second; the drip alone would take far longer
+
+
+@respx.mock
+def test_a_tos_error_that_quotes_the_request_never_shows_its_secrets(clock: FakeClock) -> None:
+    """An error answer echoing the request's Authorization, session token and secret key has them masked
+    in the error's message before it can reach a result, a log or a webhook."""
+    echo: dict[str, str] = {}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        echo.update(request.headers)
+        quoted = (
+            f"denied: {request.headers['authorization']} token {request.headers['x-tos-security-token']} "
+            f"key {CREDS.secret_key}"
+        )
+        return httpx.Response(400, json={"Code": "InvalidArgument", "Message": quoted})
+
+    respx.head(VIRTUAL_URL).mock(side_effect=answer)
+    with pytest.raises(TerminalApiError) as caught:
+        make_client(clock, attempts=1).head_object(BUCKET, KEY, deadline=2000)
+
+    message = caught.value.message
+    assert CREDS.secret_key not in message
+    assert str(CREDS.session_token) not in message
+    assert echo["authorization"].rsplit("Signature=", 1)[1] not in message
+    assert CREDS.access_key not in message

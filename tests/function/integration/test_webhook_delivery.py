@@ -381,8 +381,12 @@ def test_nothing_worth_saying_sends_nothing(mock: respx.MockRouter, clock: FakeC
 @pytest.mark.parametrize(
     ("when", "status", "reason"),
     [
-        ("changes", "skipped", "WEBHOOK_NOTIFY=changes and nothing was started, failed or deferred"),
-        ("failures", "started", "WEBHOOK_NOTIFY=failures and nothing failed or was deferred"),
+        (
+            "changes",
+            "skipped",
+            "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported or export_failed",
+        ),
+        ("failures", "started", "WEBHOOK_NOTIFY=failures and nothing failed, was deferred or export_failed"),
     ],
 )
 def test_a_notification_not_sent_says_why_in_one_line(

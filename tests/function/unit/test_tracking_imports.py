@@ -37,6 +37,7 @@ PROBE = textwrap.dedent(
     os.environ = Spy(os.environ)
     socket.socket = NoSocket
     import handler.adapters.tos, handler.adapters.tos_signing, handler.core.tracking, handler.models.objects
+    import handler.core.follow_up, handler.models.tagging, handler.adapters.webhooks._lines
 
     print(json.dumps({
         "reads": reads,
@@ -49,7 +50,7 @@ PROBE = textwrap.dedent(
 
 
 def test_importing_the_tracking_modules_reads_nothing_and_builds_nothing() -> None:
-    """The TOS client, its signer and the tracking decisions import without reading the environment,
+    """The TOS client, its signer, the tracking decisions and flow import without reading the environment,
     opening a socket, building a rate limiter or pulling in the tools."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60

@@ -1,0 +1,61 @@
+"""Chat-message text: one-line fields, and the lines for exports that finished (the follow-up's outcomes)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from handler.errors import fix_for
+from handler.models.results import ImageOutcome
+
+__all__ = ["FOLLOW_UP", "follow_up_line", "human_duration", "human_size", "one_line"]
+
+# Outcomes of the follow-up: an export started earlier, reported when it ends (the same outcome every time).
+FOLLOW_UP = frozenset({"exported", "export_failed"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters (an ellipsis marks a cut)."""
+    flat = _CONTROL.sub(" ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def human_size(size: int) -> str:
+    """``40.0 GiB``, ``512.0 MiB``: binary units, one decimal."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def human_duration(seconds: float) -> str:
+    """``45 s``, ``18 min``, ``2.5 h``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def follow_up_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
+    """``✅ image-… exported → tos://bucket/key (40.0 GiB, 18 min)`` or
+    ``❌ image-… export failed (task t-…): ExportTaskFailed → advice``."""
+    image = escape(one_line(outcome.image_id or "(image)", 80))
+    if outcome.status == "exported":
+        where = escape(one_line(f"tos://{outcome.tos_bucket}/{outcome.object_key}", 200))
+        facts = [human_size(outcome.size_bytes)] if outcome.size_bytes is not None else []
+        if outcome.duration_s is not None:
+            facts.append(human_duration(outcome.duration_s))
+        if outcome.verified is False:
+            facts.append("not verified: " + escape(one_line(outcome.reason or "TOS did not answer", 160)))
+        return f"✅ {image} exported → {where}" + (f" ({', '.join(facts)})" if facts else "")
+    line = f"❌ {image} export failed"
+    if outcome.task_id:
+        line += f" (task {escape(one_line(outcome.task_id, 64))})"
+    if outcome.error is not None:
+        fix = fix_for(outcome.error.code)
+        line += ": " + escape(one_line(outcome.error.code, 80)) + (f" → {escape(fix)}" if fix else "")
+    return line

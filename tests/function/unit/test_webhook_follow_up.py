@@ -1,0 +1,110 @@
+"""What a notice says about follow-up outcomes: the chat lines, the headline, when it is sent, and its id."""
+
+from __future__ import annotations
+
+import pytest
+
+from handler.adapters.webhooks import should_notify
+from handler.adapters.webhooks._formats import compose_text, headline, message_id
+from handler.adapters.webhooks._lines import human_duration, human_size
+from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult
+from handler.models.settings import NotifyWhen, WebhookFormat
+
+GIB = 1024**3
+EXPORTED = ImageOutcome(
+    image_id="image-ok",
+    status="exported",
+    task_id="t-ok",
+    tos_bucket="bkt",
+    object_key="p_image-ok_system.qcow2",
+    size_bytes=40 * GIB,
+    duration_s=18 * 60 + 10,
+    verified=True,
+)
+EXPORT_FAILED = ImageOutcome(
+    image_id="image-bad",
+    status="export_failed",
+    task_id="t-bad",
+    tos_bucket="bkt",
+    object_key="p_image-bad_system.qcow2",
+    error=ErrorInfo(code="ExportTaskFailed", message="export task t-bad Failed"),
+)
+STARTED = ImageOutcome(image_id="image-new", status="started", task_id="t-new")
+QUEUED = ImageOutcome(image_id="image-later", status="queued", reason="EXPORT_MAX_IN_FLIGHT=3")
+
+
+def result_of(*outcomes: ImageOutcome, event_id: str = "evt-1") -> InvocationResult:
+    return InvocationResult.of("timer", event_id, outcomes)
+
+
+@pytest.mark.parametrize("fmt", ["feishu", "slack"])
+def test_finished_exports_get_their_own_chat_lines(fmt: WebhookFormat) -> None:
+    """An exported image shows where it went, its size and how long it took; a failed one its task and
+    the code with its fix."""
+    text = compose_text(fmt, result_of(EXPORTED, EXPORT_FAILED), region="cn-beijing", bucket=None)
+
+    assert "✅ image-ok exported → tos://bkt/p_image-ok_system.qcow2 (40.0 GiB, 18 min)" in text
+    assert "❌ image-bad export failed (task t-bad): ExportTaskFailed → the API gives no reason" in text
+
+
+def test_an_unverified_export_says_so_in_its_line() -> None:
+    """An export TOS would not show is exported but marked not verified, with the reason."""
+    unverified = EXPORTED.model_copy(update={"size_bytes": None, "verified": False, "reason": "TOS said 403"})
+
+    text = compose_text("slack", result_of(unverified), region="cn-beijing", bucket=None)
+
+    assert "(18 min, not verified: TOS said 403)" in text
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "mark"),
+    [((EXPORTED, STARTED), "✅"), ((EXPORTED, EXPORT_FAILED), "❌"), ((QUEUED,), "✅")],
+)
+def test_the_headline_is_never_a_tick_when_an_export_failed(
+    outcomes: tuple[ImageOutcome, ...], mark: str
+) -> None:
+    """An export_failed result turns the headline's mark into ❌; queued and exported do not."""
+    assert headline(result_of(*outcomes)).startswith(mark)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "when", "expected"),
+    [
+        ((EXPORTED,), "changes", True),
+        ((EXPORT_FAILED,), "changes", True),
+        ((QUEUED,), "changes", False),
+        ((EXPORTED,), "failures", False),
+        ((EXPORT_FAILED,), "failures", True),
+    ],
+)
+def test_follow_up_outcomes_are_changes_and_export_failed_is_a_failure(
+    outcomes: tuple[ImageOutcome, ...], when: NotifyWhen, expected: bool
+) -> None:
+    """WEBHOOK_NOTIFY=changes sends exported and export_failed; failures sends export_failed."""
+    assert should_notify(result_of(*outcomes), when) is expected
+
+
+def test_the_same_follow_up_outcomes_keep_their_webhook_id_across_runs() -> None:
+    """A notice of follow-up outcomes only has the same webhook-id whichever run reports them (a run that
+    could not retag reports them again); a notice that also starts exports is the event's own."""
+    assert message_id(result_of(EXPORTED, EXPORT_FAILED, event_id="run-1")) == message_id(
+        result_of(EXPORT_FAILED, EXPORTED, event_id="run-2")
+    )
+    assert message_id(result_of(EXPORTED, STARTED, event_id="run-1")) != message_id(
+        result_of(EXPORTED, STARTED, event_id="run-2")
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(512, "512 B"), (1536, "1.5 KiB"), (20 * GIB, "20.0 GiB"), (3 * 1024 * GIB, "3.0 TiB")],
+)
+def test_sizes_read_in_binary_units(size: int, shown: str) -> None:
+    """Object sizes are shown in B, KiB, MiB, GiB or TiB with one decimal."""
+    assert human_size(size) == shown
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(45, "45 s"), (18 * 60 + 10, "18 min"), (9000, "2.5 h")])
+def test_durations_read_in_seconds_minutes_or_hours(seconds: float, shown: str) -> None:
+    """How long an export took: seconds under a minute, minutes under two hours, else hours."""
+    assert human_duration(seconds) == shown
