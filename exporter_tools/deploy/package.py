@@ -224,9 +224,7 @@ def _pyc_files(directory: Path) -> Iterator[tuple[str, Path]]:
         yield path.relative_to(directory).as_posix(), path
 
 
-def _vendored_bytecode(
-    compiler: Compiler, vendored: Path, names: Sequence[str], *, refresh: bool
-) -> Path:
+def _vendored_bytecode(compiler: Compiler, vendored: Path, names: Sequence[str], *, refresh: bool) -> Path:
     """The vendored modules compiled by ``compiler``, cached beside the vendored tree they come from."""
     key = hashlib.sha256(json.dumps([_BYTECODE_FORMAT, compiler.version, list(names)]).encode()).hexdigest()
     destination = vendored.with_name(f"{vendored.name}.{compiler.cache_tag}-{key[:16]}")
