@@ -27,8 +27,13 @@ __all__ = [
     "render_markdown",
 ]
 
-# The targets (issue "make bench"): each a limit on a ratio, or an absolute count for failures and the zip.
+# The targets (issues "make bench" and "cold start as deployed"): each a limit on a ratio of like with like,
+# or an absolute count for failures and the zip.
+DEPLOYED_OVER_PRECOMPILED = 1.15
 COLD_TLS_OVER_FLOOR = 1.15
+COLD_TLS_OVER_SDK = 1.20
+WARM_OVER_SDK = 1.00
+RSS_OVER_SDK = 1.05
 THROUGHPUT_WALL_OVER_IDEAL = 1.25
 TURNED_AWAY_SHARE = 0.10
 REQUESTS_PER_IMAGE = 1.05
@@ -88,7 +93,7 @@ class Samples:
 class ColdResult:
     """A fresh process handling one event, many times: wall time (s), peak RSS (MiB), API requests made."""
 
-    key: str  # "floor", "floor-model", "ours", "sdk", "ours-unpaced"
+    key: str  # "floor", "ours", "sdk", "ours-unpaced", "deployed", "deployed-precompiled", "deployed-sources"
     transport: str  # "plain", "tls"
     label: str
     seconds: Samples
@@ -98,12 +103,14 @@ class ColdResult:
 
 @dataclass(frozen=True, slots=True)
 class WarmResult:
-    """Invocations in one long-lived process: seconds per invocation, and API requests per invocation."""
+    """Invocations in one long-lived process: seconds per invocation, API requests per invocation, and the
+    process's peak RSS (MiB)."""
 
-    key: str  # "ours", "sdk", "ours-unpaced"
+    key: str  # "ours" (limiter not binding), "sdk", "ours-paced" (default pacing)
     label: str
     seconds: Samples
     requests: float
+    rss_mib: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +200,7 @@ class Report:
     sizes: list[SizeResult] = field(default_factory=list)
     profile: ImportProfile | None = None
     notes: list[str] = field(default_factory=list)
+    deployed_python: str = ""  # the CPython that ran the deployed zip
 
     def cold_of(self, key: str, transport: str) -> ColdResult | None:
         return next((c for c in self.cold if c.key == key and c.transport == transport), None)
@@ -222,30 +230,35 @@ def _mb(size: float) -> str:
 def check_targets(report: Report) -> list[TargetCheck]:
     """Hold the measurements to the issue's targets; a target whose numbers are missing is not met."""
     checks: list[TargetCheck] = []
+
+    def limit(name: str, ours: float, baseline: float, most: float) -> None:
+        value = ratio(ours, baseline)
+        checks.append(TargetCheck(name, _x(value), f"≤ {most:.2f}x", value <= most))
+
+    shipped, precompiled = report.cold_of("deployed", "tls"), report.cold_of("deployed-precompiled", "tls")
+    if shipped and precompiled:
+        limit(
+            "deployed cold start: our zip as shipped vs precompiled",
+            shipped.seconds.median,
+            precompiled.seconds.median,
+            DEPLOYED_OVER_PRECOMPILED,
+        )
     ours_tls, floor, sdk_tls = (
         report.cold_of("ours", "tls"),
         report.cold_of("floor", "tls"),
         report.cold_of("sdk", "tls"),
     )
     if ours_tls and floor:
-        value = ratio(ours_tls.seconds.median, floor.seconds.median)
-        checks.append(
-            TargetCheck(
-                "cold invocation over TLS vs the floor",
-                _x(value),
-                f"≤ {COLD_TLS_OVER_FLOOR:.2f}x",
-                value <= COLD_TLS_OVER_FLOOR,
-            )
-        )
+        limit("cold invocation over TLS vs the floor", ours_tls.seconds.median, floor.seconds.median,
+              COLD_TLS_OVER_FLOOR)  # fmt: skip
     if ours_tls and sdk_tls:
-        value = ratio(ours_tls.seconds.median, sdk_tls.seconds.median)
-        checks.append(TargetCheck("cold invocation over TLS vs the SDK", _x(value), "< 1.00x", value < 1.0))
-        value = ratio(ours_tls.rss_mib.median, sdk_tls.rss_mib.median)
-        checks.append(TargetCheck("peak RSS vs the SDK", _x(value), "≤ 1.00x", value <= 1.0))
+        limit("cold invocation over TLS vs the SDK", ours_tls.seconds.median, sdk_tls.seconds.median,
+              COLD_TLS_OVER_SDK)  # fmt: skip
+        limit("peak RSS vs the SDK (cold)", ours_tls.rss_mib.median, sdk_tls.rss_mib.median, RSS_OVER_SDK)
     ours_warm, sdk_warm = report.warm_of("ours"), report.warm_of("sdk")
     if ours_warm and sdk_warm:
-        value = ratio(ours_warm.seconds.median, sdk_warm.seconds.median)
-        checks.append(TargetCheck("warm p50 vs the SDK", _x(value), "≤ 1.00x", value <= 1.0))
+        limit("warm p50 vs the SDK doing the same two calls", ours_warm.seconds.median, sdk_warm.seconds.median,
+              WARM_OVER_SDK)  # fmt: skip
     run = report.throughput_of("ours")
     if run:
         checks.extend(
@@ -296,6 +309,8 @@ def _cold_rows(report: Report) -> list[list[str]]:
     floor = report.cold_of("floor", "tls")
     rows = []
     for result in report.cold:
+        if result.key.startswith("deployed"):
+            continue
         sdk = report.cold_of("sdk", result.transport)
         over_floor = ratio(result.seconds.median, floor.seconds.median) if floor else math.nan
         over_sdk = ratio(result.seconds.median, sdk.seconds.median) if sdk else math.nan
@@ -312,6 +327,21 @@ def _cold_rows(report: Report) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _deployed_rows(report: Report) -> list[list[str]]:
+    precompiled = report.cold_of("deployed-precompiled", "tls")
+    return [
+        [
+            result.label,
+            _ms(result.seconds.median),
+            f"{_ms(result.seconds.p25)} - {_ms(result.seconds.p75)}",
+            _x(ratio(result.seconds.median, precompiled.seconds.median)) if precompiled else "—",
+            f"{result.rss_mib.median:.1f} MiB",
+        ]
+        for result in report.cold
+        if result.key.startswith("deployed")
+    ]
 
 
 def _summary_rows(checks: Sequence[TargetCheck]) -> list[list[str]]:
@@ -340,15 +370,30 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
         *_table(["target", "measured", "limit", ""], _summary_rows(checks)),
         "",
     ]
-    if report.cold:
+    deployed = _deployed_rows(report)
+    if deployed:
+        out += [
+            "## Deployed cold start",
+            "",
+            "The function's zip (cp312 wheels) unpacked into a read-only directory and run as the runtime runs",
+            f"it: `python3.12 -I -B` ({report.deployed_python or 'CPython 3.12'}, nothing but the zip on its",
+            "path, no bytecode written), one direct event over TLS per fresh process. As shipped it carries",
+            'unchecked-hash bytecode for every module; "precompiled" is the same sources compiled here',
+            'beforehand by `compileall` (every module already compiled: the ideal); "without .pyc" is what',
+            "a sources-only zip costs, compiling every module it imports at every cold start.",
+            "",
+            *_table(["process", "median", "p25 - p75", "vs precompiled", "peak RSS"], deployed),
+            "",
+        ]
+    if any(not c.key.startswith("deployed") for c in report.cold):
         out += [
             "## Cold invocation and peak memory",
             "",
             'A fresh process handling one direct event (`{"ImageId": …}`) end to end: start, import, settings,',
             "sign, call, log, result. Ours is `python -m handler invoke EVENT_FILE`; the SDK's is a script calling",
-            "`ECSApi().export_image`; the floor only imports httpx, pydantic and structlog and builds one",
-            'TLS-capable httpx client ("floor + one pydantic model" also defines one model class). Wall time',
-            "from spawn to exit; peak RSS from `wait4`; requests as the emulator counted them.",
+            "`ECSApi().export_image`; the floor of the stack imports httpx, pydantic and structlog, defines and",
+            "validates one pydantic model and builds one TLS-capable httpx client, and does nothing else. Wall",
+            "time from spawn to exit; peak RSS from `wait4`; requests as the emulator counted them.",
             "",
             *_table(
                 ["process", "transport", "median", "p25 - p75", "vs floor", "vs SDK", "peak RSS", "requests"],
@@ -356,7 +401,8 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
             ),
             "",
         ]
-    if report.warm:
+    compared = [w for w in report.warm if w.key != "ours-paced"]
+    if compared:
         sdk = report.warm_of("sdk")
         rows = [
             [
@@ -365,17 +411,29 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
                 _ms(w.seconds.p99),
                 "—" if w.key == "sdk" or not sdk else _x(ratio(w.seconds.median, sdk.seconds.median)),
                 f"{w.requests:g}",
+                f"{w.rss_mib:.1f} MiB",
             ]
-            for w in report.warm
+            for w in compared
         ]
-        count = len(report.warm[0].seconds.values)
+        count = len(compared[0].seconds.values)
         out += [
             "## Warm latency",
             "",
-            f"{count} invocations in one process over TLS (keep-alive), after one untimed warm-up: ours calls",
-            "`handler.handler(event, None)`, the SDK calls `ECSApi().export_image`.",
+            f"{count} invocations in one process over TLS (keep-alive), after one untimed warm-up, each a new",
+            "image: ours calls `handler.handler(event, None)`; the SDK script does the same work, looking the",
+            "image's export tasks up (`describe_tasks`) then `export_image`.",
             "",
-            *_table(["process", "p50", "p99", "p50 vs SDK", "requests"], rows),
+            *_table(["process", "p50", "p99", "p50 vs SDK", "requests", "peak RSS"], rows),
+            "",
+        ]
+    paced = report.warm_of("ours-paced")
+    if paced:
+        out += [
+            (
+                f"Rate-limited, as configured: the same loop with the default `VOLCENGINE_MAX_RPS` (10) takes "
+                f"{_ms(paced.seconds.median)} p50 ({_ms(paced.seconds.p99)} p99) per invocation: the limiter "
+                f"spaces its {paced.requests:g} requests 100 ms apart, which is its job, not overhead."
+            ),
             "",
         ]
     if report.throughput:
@@ -434,7 +492,7 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
         out += [
             "## Package size",
             "",
-            *_table(["what", "zip", "installed (no .pyc)", "contents"], rows),
+            *_table(["what", "zip", "installed (sources)", "contents"], rows),
             "",
         ]
     if report.profile:
