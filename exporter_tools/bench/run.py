@@ -21,9 +21,10 @@ from pathlib import Path
 
 from exporter_tools.bench.cold import UNPACED_RPS, Endpoints, cold_kinds, deployed_kinds, run_cold
 from exporter_tools.bench.deployed import prepare_deployed
+from exporter_tools.bench.markdown import render_markdown
 from exporter_tools.bench.process import BenchError, child_env, run_measured
 from exporter_tools.bench.profile import compare_imports, parse_importtime
-from exporter_tools.bench.report import ImportProfile, Machine, Report, check_targets, ratio, render_markdown
+from exporter_tools.bench.report import ImportProfile, Machine, Report, check_targets, ratio
 from exporter_tools.bench.scripts import write_scripts
 from exporter_tools.bench.sdk_env import SDK_VERSION, ensure_sdk_venv, site_packages
 from exporter_tools.bench.size import measure_sizes
@@ -101,6 +102,22 @@ def _notes(report: Report, sdk_signed: int) -> list[str]:
             f"duplicate export, then ExportImage); the SDK script sends {sdk.requests:g}. The limiter does not "
             f"delay a cold start: with `VOLCENGINE_MAX_RPS={UNPACED_RPS}` ours is "
             f"{ratio(unpaced.seconds.median, ours.seconds.median):.2f}x the default's time."
+        )
+    floor = report.cold_of("floor", "tls")
+    if ours and floor and sdk:
+        notes.append(
+            f"Cold against the SDK: the floor of our stack alone (httpx, pydantic, structlog, one model, one "
+            f"client; no request) is {ratio(floor.seconds.median, sdk.seconds.median):.2f}x the SDK's whole "
+            f"cold invocation (volcenginesdkcore on urllib3); ours adds "
+            f"{ratio(ours.seconds.median, floor.seconds.median):.2f}x on top of that floor: our modules, "
+            "settings, signing, two requests over TLS and the log lines."
+        )
+    warm, warm_sdk = report.warm_of("ours"), report.warm_of("sdk")
+    if warm and warm_sdk:
+        notes.append(
+            f"Warm, the same two requests each: ours {warm.seconds.median * 1000:.1f} ms p50, the SDK "
+            f"{warm_sdk.seconds.median * 1000:.1f} ms. Per request, httpx (h11, httpcore) does more Python work "
+            "than urllib3; ours also reads its settings and credentials, signs, and logs on every invocation."
         )
     if report.profile:
         extra = sum(ms for _, ms in report.profile.extra)

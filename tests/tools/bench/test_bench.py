@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from exporter_tools.bench.cold import ColdKind
+from exporter_tools.bench.markdown import render_markdown
 from exporter_tools.bench.process import BenchError, Finished, child_env, run_measured
 from exporter_tools.bench.profile import compare_imports, median_importtime, parse_importtime
 from exporter_tools.bench.report import (
@@ -27,7 +28,6 @@ from exporter_tools.bench.report import (
     check_targets,
     percentile,
     ratio,
-    render_markdown,
 )
 from exporter_tools.bench.run import ROOT, build_parser, report_path
 from exporter_tools.bench.scripts import SCRIPTS, write_scripts
