@@ -160,6 +160,7 @@ def run_cold(
     """``runs`` measured rounds after one warm-up round; returns the results in ``kinds`` order and how
     many SDK requests passed the emulator's signature check."""
     seconds: dict[int, list[float]] = {i: [] for i in range(len(kinds))}
+    cpu: dict[int, list[float]] = {i: [] for i in range(len(kinds))}
     rss: dict[int, list[float]] = {i: [] for i in range(len(kinds))}
     requests: dict[int, list[int]] = {i: [] for i in range(len(kinds))}
     sdk_signed = 0
@@ -179,6 +180,7 @@ def run_cold(
             if round_no == 0:
                 continue  # the warm-up round fills the OS caches and the bytecode caches
             seconds[index].append(finished.seconds)
+            cpu[index].append(finished.cpu_seconds)
             rss[index].append(finished.max_rss_mib)
             requests[index].append(int(stats["requests_total"]) if kind.exports else 0)
             if kind.key == "sdk":
@@ -192,6 +194,7 @@ def run_cold(
             Samples.of(seconds[i]),
             Samples.of(rss[i]),
             Samples.of(requests[i]).median,
+            Samples.of(cpu[i]),
         )
         for i, kind in enumerate(kinds)
     ]

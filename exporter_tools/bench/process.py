@@ -36,7 +36,7 @@ _PYTHON_NOISE = ("PYTHONPROFILEIMPORTTIME", "PYTHONTRACEMALLOC", "PYTHONDEVMODE"
 
 
 # Run by a bare interpreter: fork, exec the spec's argv with its env and cwd, and report the child's wall time
-# (fork to exit), its own peak RSS and its exit status as one JSON line.
+# (fork to exit), its CPU time (user + system), its own peak RSS and its exit status as one JSON line.
 _SPAWNER = """
 import json, os, sys, time
 spec = json.loads(sys.stdin.read())
@@ -53,7 +53,7 @@ if pid == 0:
         os._exit(127)
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "maxrss_kib": usage.ru_maxrss,
+print(json.dumps({"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
                   "returncode": os.waitstatus_to_exitcode(status)}))
 """
 
@@ -68,6 +68,7 @@ class Finished:
 
     seconds: float
     max_rss_mib: float
+    cpu_seconds: float
     returncode: int
     stdout: str
     stderr: str
@@ -86,7 +87,8 @@ def child_env(base: Mapping[str, str], **settings: str) -> dict[str, str]:
 def run_measured(
     argv: Sequence[str], env: Mapping[str, str], *, cwd: Path, timeout: float = 600.0
 ) -> Finished:
-    """Run ``argv`` to its end; ``seconds`` is spawn to exit, ``max_rss_mib`` the child's own peak (MiB)."""
+    """Run ``argv`` to its end; ``seconds`` is spawn to exit, ``cpu_seconds`` the child's user and system
+    time, ``max_rss_mib`` its own peak (MiB)."""
     with tempfile.NamedTemporaryFile() as out, tempfile.NamedTemporaryFile() as err:
         spec = {"argv": list(argv), "env": dict(env), "cwd": str(cwd), "stdout": out.name, "stderr": err.name}
         spawner = subprocess.Popen(
@@ -111,6 +113,7 @@ def run_measured(
         return Finished(
             seconds=measured["seconds"],
             max_rss_mib=measured["maxrss_kib"] / 1024,  # kibibytes on Linux
+            cpu_seconds=measured["cpu"],
             returncode=measured["returncode"],
             stdout=Path(out.name).read_text(encoding="utf-8", errors="replace"),
             stderr=Path(err.name).read_text(encoding="utf-8", errors="replace"),

@@ -93,7 +93,9 @@ class Samples:
 
 @dataclass(frozen=True, slots=True)
 class ColdResult:
-    """A fresh process handling one event, many times: wall time (s), peak RSS (MiB), API requests made."""
+    """A fresh process handling one event, many times: wall time and CPU time (user + system) in seconds,
+    peak RSS (MiB), API requests made. Cold targets compare CPU time: on a shared machine it moves far less
+    than wall time with the load of other processes, and it is what a cold start costs the instance."""
 
     key: str  # "floor", "ours", "sdk", "ours-unpaced", "deployed", "deployed-precompiled", "deployed-sources"
     transport: str  # "plain", "tls"
@@ -101,6 +103,7 @@ class ColdResult:
     seconds: Samples
     rss_mib: Samples  # peak resident set, MiB
     requests: float
+    cpu: Samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +243,9 @@ def check_targets(report: Report) -> list[TargetCheck]:
     shipped, precompiled = report.cold_of("deployed", "tls"), report.cold_of("deployed-precompiled", "tls")
     if shipped and precompiled:
         limit(
-            "deployed cold start: our zip as shipped vs precompiled",
-            shipped.seconds.median,
-            precompiled.seconds.median,
+            "deployed cold start (CPU): our zip as shipped vs precompiled",
+            shipped.cpu.median,
+            precompiled.cpu.median,
             DEPLOYED_OVER_PRECOMPILED,
         )
     ours_tls, floor, sdk_tls = (
@@ -251,10 +254,10 @@ def check_targets(report: Report) -> list[TargetCheck]:
         report.cold_of("sdk", "tls"),
     )
     if ours_tls and floor:
-        limit("cold invocation over TLS vs the floor", ours_tls.seconds.median, floor.seconds.median,
+        limit("cold invocation over TLS (CPU) vs the floor", ours_tls.cpu.median, floor.cpu.median,
               COLD_TLS_OVER_FLOOR)  # fmt: skip
     if ours_tls and sdk_tls:
-        limit("cold invocation over TLS vs the SDK", ours_tls.seconds.median, sdk_tls.seconds.median,
+        limit("cold invocation over TLS (CPU) vs the SDK", ours_tls.cpu.median, sdk_tls.cpu.median,
               COLD_TLS_OVER_SDK)  # fmt: skip
         limit("peak RSS vs the SDK (cold)", ours_tls.rss_mib.median, sdk_tls.rss_mib.median, RSS_OVER_SDK)
     ours_warm, sdk_warm = report.warm_of("ours"), report.warm_of("sdk")

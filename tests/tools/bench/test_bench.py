@@ -39,8 +39,17 @@ from exporter_tools.emulator.fleet import new_images_fleet
 MACHINE = Machine("CPython 3.11.7", "Linux-x86_64", "AMD EPYC", 2, "2026-01-01 00:00 UTC", "5.0.54")
 
 
-def _cold(key: str, transport: str, seconds: float, rss: float, requests: float = 1) -> ColdResult:
-    return ColdResult(key, transport, key, Samples.of([seconds] * 3), Samples.of([rss] * 3), requests)
+def _cold(key: str, transport: str, cpu: float, rss: float, requests: float = 1) -> ColdResult:
+    """A cold result whose wall time is its CPU time plus 50 ms spent waiting."""
+    return ColdResult(
+        key,
+        transport,
+        key,
+        Samples.of([cpu + 0.05] * 3),
+        Samples.of([rss] * 3),
+        requests,
+        Samples.of([cpu] * 3),
+    )
 
 
 def _throughput(**changes: float) -> ThroughputResult:
@@ -157,14 +166,14 @@ def test_every_target_is_met_by_numbers_within_the_limits() -> None:
 @pytest.mark.parametrize(
     ("changes", "missed"),
     [
-        ({"ours_tls": 0.150}, {"cold invocation over TLS vs the floor"}),
+        ({"ours_tls": 0.150}, {"cold invocation over TLS (CPU) vs the floor"}),
         (
             {"ours_tls": 0.200},
-            {"cold invocation over TLS vs the floor", "cold invocation over TLS vs the SDK"},
+            {"cold invocation over TLS (CPU) vs the floor", "cold invocation over TLS (CPU) vs the SDK"},
         ),
         ({"ours_rss": 41.5}, {"peak RSS vs the SDK (cold)"}),
         ({"warm": 0.003}, {"warm p50 vs the SDK doing the same two calls"}),
-        ({"shipped": 0.330}, {"deployed cold start: our zip as shipped vs precompiled"}),
+        ({"shipped": 0.330}, {"deployed cold start (CPU): our zip as shipped vs precompiled"}),
         ({"wall": 9.6}, {"throughput: wall time vs the ideal"}),
     ],
 )
@@ -210,9 +219,9 @@ def test_the_report_shows_the_machine_the_verdicts_and_each_ratio() -> None:
     markdown = render_markdown(_report(ours_tls=0.200))
     assert "- **Python**: CPython 3.11.7" in markdown
     assert "- **Machine**: Linux-x86_64, AMD EPYC, 2 cores" in markdown
-    assert "| cold invocation over TLS vs the floor | 1.54x | ≤ 1.15x | **missed** |" in markdown
+    assert "| cold invocation over TLS (CPU) vs the floor | 1.54x | ≤ 1.15x | **missed** |" in markdown
     assert "| throughput: failures | 0 | 0 | met |" in markdown
-    assert "| ours | TLS | 200 ms | 200 ms - 200 ms | 1.54x | 1.25x | 38.0 MiB | 2 |" in markdown
+    assert "| ours | TLS | 200 ms | 200 ms - 200 ms | 250 ms | 1.54x | 1.25x | 38.0 MiB | 2 |" in markdown
     assert "| ours | 0.5 ms | 0.5 ms | 0.83x | 2 | 38.0 MiB |" in markdown
     assert (
         "| ours: one timer scan | 300/300 | 8.0 s | 7.7 s | 1.05x | 41 | 3 (1.0%) | 0 | 1.020 |" in markdown
@@ -269,10 +278,10 @@ def test_the_deployed_zip_is_compared_with_its_own_files_precompiled_only() -> N
     targets, and never appear beside the floor or the SDK (another interpreter)."""
     report = _report()
     markdown = render_markdown(report)
-    assert "| deployed | 290 ms | 290 ms - 290 ms | 1.04x | 40.0 MiB |" in markdown
-    assert "| deployed-sources | 560 ms | 560 ms - 560 ms | 2.00x | 44.0 MiB |" in markdown
+    assert "| deployed | 290 ms | 290 ms - 290 ms | 340 ms | 1.04x | 40.0 MiB |" in markdown
+    assert "| deployed-sources | 560 ms | 560 ms - 560 ms | 610 ms | 2.00x | 44.0 MiB |" in markdown
     assert "| deployed | TLS |" not in markdown
-    assert check_targets(report)[0].name == "deployed cold start: our zip as shipped vs precompiled"
+    assert check_targets(report)[0].name == "deployed cold start (CPU): our zip as shipped vs precompiled"
 
 
 def test_the_rate_limited_warm_run_is_reported_apart_and_judged_by_no_target() -> None:
@@ -382,6 +391,7 @@ def test_a_measured_process_reports_its_exit_output_and_memory(tmp_path: Path) -
     assert (finished.returncode, finished.stdout.strip(), finished.stderr.strip()) == (3, "out", "err")
     assert finished.max_rss_mib > 1
     assert finished.seconds > 0
+    assert finished.cpu_seconds > 0
 
 
 def test_a_childs_peak_memory_is_its_own_not_the_benchmarks(tmp_path: Path) -> None:
@@ -394,6 +404,15 @@ def test_a_childs_peak_memory_is_its_own_not_the_benchmarks(tmp_path: Path) -> N
     del held
 
 
+def test_a_childs_cpu_time_leaves_out_its_waiting(tmp_path: Path) -> None:
+    """A child that mostly sleeps shows its whole wall time but only the CPU it used."""
+    finished = run_measured(
+        [sys.executable, "-c", "import time; time.sleep(0.5)"], {"PATH": "/usr/bin:/bin"}, cwd=tmp_path
+    )
+    assert finished.seconds >= 0.5
+    assert 0 < finished.cpu_seconds < finished.seconds - 0.3
+
+
 def test_a_child_that_overruns_its_time_is_stopped_with_an_error(tmp_path: Path) -> None:
     """A child still running at the timeout is killed and the benchmark stops, naming what hung."""
     with pytest.raises(BenchError, match=r"did not finish within 0.5 s"):
@@ -404,7 +423,9 @@ def test_a_child_that_overruns_its_time_is_stopped_with_an_error(tmp_path: Path)
 
 
 def _finished(stdout: str, returncode: int = 0) -> Finished:
-    return Finished(seconds=0.1, max_rss_mib=30.0, returncode=returncode, stdout=stdout, stderr="boom")
+    return Finished(
+        seconds=0.1, max_rss_mib=30.0, cpu_seconds=0.08, returncode=returncode, stdout=stdout, stderr="boom"
+    )
 
 
 @pytest.mark.parametrize(
