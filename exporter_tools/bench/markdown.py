@@ -139,6 +139,8 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
                 ms(w.seconds.median),
                 ms(w.seconds.p99),
                 "—" if w.key == "sdk" or not sdk else x_ratio(ratio(w.seconds.median, sdk.seconds.median)),
+                ms(w.cpu.median),
+                "—" if w.key == "sdk" or not sdk else x_ratio(ratio(w.cpu.median, sdk.cpu.median)),
                 f"{w.requests:g}",
                 f"{w.rss_mib:.1f} MiB",
             ]
@@ -148,11 +150,15 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
         out += [
             "## Warm latency",
             "",
-            f"{count} invocations in one process over TLS (keep-alive), after one untimed warm-up, each a new",
-            "image: ours calls `handler.handler(event, None)`; the SDK script does the same work, looking the",
-            "image's export tasks up (`describe_tasks`) then `export_image`.",
+            f"{count} invocations over TLS (keep-alive), each a new image, in processes that alternate between",
+            "ours and the SDK (each after one untimed warm-up): ours calls `handler.handler(event, None)`; the",
+            "SDK script does the same work, looking the image's export tasks up (`describe_tasks`) then",
+            "`export_image`. p50 is wall time per invocation (the target); CPU is the client process's own.",
             "",
-            *_table(["process", "p50", "p99", "p50 vs SDK", "requests", "peak RSS"], rows),
+            *_table(
+                ["process", "p50", "p99", "p50 vs SDK", "CPU p50", "CPU p50 vs SDK", "requests", "peak RSS"],
+                rows,
+            ),
             "",
         ]
     paced = report.warm_of("ours-paced")

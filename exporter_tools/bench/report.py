@@ -115,7 +115,8 @@ class WarmResult:
     label: str
     seconds: Samples
     requests: float
-    rss_mib: float = 0.0
+    rss_mib: float
+    cpu: Samples  # CPU seconds per invocation
 
 
 @dataclass(frozen=True, slots=True)

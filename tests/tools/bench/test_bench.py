@@ -98,9 +98,9 @@ def _report(
         _cold("deployed-sources", "tls", 0.560, 44.0, 2),
     ]
     report.warm = [
-        WarmResult("ours", "ours", Samples.of([warm] * 10), 2, 38.0),
-        WarmResult("sdk", "official SDK", Samples.of([0.0006] * 10), 2, 39.0),
-        WarmResult("ours-paced", "ours, paced", Samples.of([0.2] * 10), 2, 38.0),
+        WarmResult("ours", "ours", Samples.of([warm] * 10), 2, 38.0, Samples.of([warm / 2] * 10)),
+        WarmResult("sdk", "official SDK", Samples.of([0.0006] * 10), 2, 39.0, Samples.of([0.0004] * 10)),
+        WarmResult("ours-paced", "ours, paced", Samples.of([0.2] * 10), 2, 38.0, Samples.of([0.001] * 10)),
     ]
     report.throughput = [_throughput(wall_seconds=wall)]
     report.sizes = [
@@ -222,7 +222,7 @@ def test_the_report_shows_the_machine_the_verdicts_and_each_ratio() -> None:
     assert "| cold invocation over TLS (CPU) vs the floor | 1.54x | ≤ 1.15x | **missed** |" in markdown
     assert "| throughput: failures | 0 | 0 | met |" in markdown
     assert "| ours | TLS | 200 ms | 200 ms - 200 ms | 250 ms | 1.54x | 1.25x | 38.0 MiB | 2 |" in markdown
-    assert "| ours | 0.5 ms | 0.5 ms | 0.83x | 2 | 38.0 MiB |" in markdown
+    assert "| ours | 0.5 ms | 0.5 ms | 0.83x | 0.2 ms | 0.62x | 2 | 38.0 MiB |" in markdown
     assert (
         "| ours: one timer scan | 300/300 | 8.0 s | 7.7 s | 1.05x | 41 | 3 (1.0%) | 0 | 1.020 |" in markdown
     )
