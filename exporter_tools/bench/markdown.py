@@ -161,6 +161,21 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
             ),
             "",
         ]
+    if report.warm_profile:
+        total = sum(ms_each for _, ms_each in report.warm_profile)
+        out += [
+            "Where a warm invocation of ours goes (cProfile, own time per package per invocation; the profiler",
+            f"inflates Python-level work, {total:.2f} ms in all):",
+            "",
+            *_table(
+                ["package", "ms", "share"],
+                [
+                    [name, f"{ms_each:.3f}", f"{ms_each / total:.0%}"]
+                    for name, ms_each in report.warm_profile[:8]
+                ],
+            ),
+            "",
+        ]
     paced = report.warm_of("ours-paced")
     if paced:
         out += [

@@ -207,6 +207,7 @@ class Report:
     profile: ImportProfile | None = None
     notes: list[str] = field(default_factory=list)
     deployed_python: str = ""  # the CPython that ran the deployed zip
+    warm_profile: tuple[tuple[str, float], ...] = ()  # (package, own ms per warm invocation of ours)
 
     def cold_of(self, key: str, transport: str) -> ColdResult | None:
         return next((c for c in self.cold if c.key == key and c.transport == transport), None)

@@ -30,7 +30,7 @@ from exporter_tools.bench.sdk_env import SDK_VERSION, ensure_sdk_venv, site_pack
 from exporter_tools.bench.size import measure_sizes
 from exporter_tools.bench.throughput import run_throughput
 from exporter_tools.bench.tls import make_self_signed_cert, serve_over_tls
-from exporter_tools.bench.warm import run_warm
+from exporter_tools.bench.warm import profile_warm, run_warm
 from exporter_tools.emulator.ecs import EcsEmulator, Faults
 from exporter_tools.emulator.fleet import new_images_fleet
 from exporter_tools.emulator.server import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
@@ -213,6 +213,15 @@ def _measure(args: argparse.Namespace, work: Path) -> Report:
             cwd=ROOT,
             scratch=scratch,
             progress=_progress,
+        )
+        report.warm_profile = profile_warm(
+            dataclasses.replace(endpoints, tls=warm_tls, tls_url=warm_url),
+            image_ids=[image.id for image in warm_fleet.images][:101],
+            project_python=project_python,
+            scripts=scripts,
+            base_env=os.environ,
+            cwd=ROOT,
+            scratch=scratch,
         )
 
         limited = EcsEmulator(

@@ -176,6 +176,42 @@ for image_id in ids[1:]:
 print(json.dumps({"seconds": seconds, "cpu": cpu}))
 """
 
+# Ours, warm, under cProfile: where an invocation's time goes, by package (argv[1]: a JSON list of image ids;
+# the first is a warm-up). Prints {group: seconds per invocation}, groups largest first.
+OURS_WARM_PROFILE = """\
+import cProfile
+import json
+import pstats
+import sys
+
+from handler import handler
+
+with open(sys.argv[1], encoding="utf-8") as file:
+    ids = json.load(file)
+handler({"ImageId": ids[0]}, None)
+profile = cProfile.Profile()
+profile.enable()
+for image_id in ids[1:]:
+    handler({"ImageId": image_id}, None)
+profile.disable()
+
+
+def group(path, name):
+    if path == "~":
+        return "TLS and socket I/O" if "_ssl." in name or "socket" in name else "builtins"
+    if "/handler/" in path:
+        return "handler (ours)"
+    if "site-packages/" in path:
+        return path.split("site-packages/")[1].split("/")[0].removesuffix(".py")
+    return "standard library"
+
+
+totals = {}
+for (path, _, name), (_, _, own, _, _) in pstats.Stats(profile).stats.items():
+    totals[group(path, name)] = totals.get(group(path, name), 0.0) + own / (len(ids) - 1)
+print(json.dumps(dict(sorted(totals.items(), key=lambda item: -item[1]))))
+"""
+
 SCRIPTS = {
     "floor.py": FLOOR,
     "deployed.py": DEPLOYED,
@@ -183,6 +219,7 @@ SCRIPTS = {
     "sdk_warm.py": SDK_WARM,
     "sdk_job.py": SDK_JOB,
     "ours_warm.py": OURS_WARM,
+    "ours_warm_profile.py": OURS_WARM_PROFILE,
 }
 
 

@@ -18,7 +18,7 @@ from exporter_tools.bench.cold import UNPACED_RPS, Endpoints
 from exporter_tools.bench.process import BenchError, run_measured
 from exporter_tools.bench.report import Samples, WarmResult
 
-__all__ = ["run_warm"]
+__all__ = ["profile_warm", "run_warm"]
 
 
 WARM_ROUNDS = 4  # ours and the SDK alternate over this many processes each, so load falls on both alike
@@ -91,3 +91,28 @@ def run_warm(
     )
     progress(f"warm: {label} done ({len(seconds)} invocations)")
     return results
+
+
+def profile_warm(
+    endpoints: Endpoints,
+    *,
+    image_ids: Sequence[str],
+    project_python: str,
+    scripts: Mapping[str, Path],
+    base_env: Mapping[str, str],
+    cwd: Path,
+    scratch: Path,
+) -> tuple[tuple[str, float], ...]:
+    """Ours, warm with the limiter not binding, under cProfile: (package, own ms per invocation), largest
+    first. The evidence a missed warm target is read from."""
+    ids_file = scratch / "warm_profile_ids.json"
+    ids_file.write_text(json.dumps(list(image_ids)), encoding="utf-8")
+    endpoints.tls.reset()
+    env = endpoints.env(base_env, "tls", VOLCENGINE_MAX_RPS=UNPACED_RPS)
+    argv = (project_python, str(scripts["ours_warm_profile.py"]), str(ids_file))
+    finished = run_measured(argv, env, cwd=cwd, timeout=600)
+    if finished.returncode != 0:
+        msg = f"the warm profile exited {finished.returncode}:\n{finished.tail()}"
+        raise BenchError(msg)
+    groups: dict[str, float] = json.loads(finished.stdout.strip().splitlines()[-1])
+    return tuple((name, round(seconds * 1000, 3)) for name, seconds in groups.items())

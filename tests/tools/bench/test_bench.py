@@ -293,6 +293,16 @@ def test_the_rate_limited_warm_run_is_reported_apart_and_judged_by_no_target() -
     assert "default `VOLCENGINE_MAX_RPS` (10) takes 200 ms p50" in markdown
 
 
+def test_the_warm_profile_shows_each_packages_share_of_an_invocation() -> None:
+    """The warm profile lists packages by their own time per invocation, with their share of the whole."""
+    report = _report()
+    report.warm_profile = (("httpx", 1.5), ("handler (ours)", 0.5))
+    markdown = render_markdown(report)
+    assert "| httpx | 1.500 | 75% |" in markdown
+    assert "| handler (ours) | 0.500 | 25% |" in markdown
+    assert "2.00 ms in all" in markdown
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
