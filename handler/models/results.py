@@ -22,7 +22,7 @@ def object_key_for(prefix: str, image_id: str) -> str:
 class ErrorInfo(BaseModel):
     """What went wrong, for a person: the code to look up, a message that says what to fix."""
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
 
     code: str
     message: str
@@ -38,7 +38,7 @@ class ErrorInfo(BaseModel):
 class ImageOutcome(BaseModel):
     """What happened to one image in this invocation."""
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
 
     image_id: str | None
     status: Status
@@ -59,7 +59,7 @@ class ImageOutcome(BaseModel):
 class InvocationResult(BaseModel):
     """The entry's return value (inside an HTTP response body for the HTTP trigger)."""
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
 
     ok: bool
     trigger: Trigger

@@ -49,7 +49,7 @@ def is_loopback_host(host: str) -> bool:
 class Settings(BaseModel):
     """Everything the environment decides. Field aliases are the variable names (README, configuration)."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", defer_build=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
     region: Annotated[str, Field(alias="VOLCENGINE_REGION", min_length=1)] = "cn-beijing"
     endpoint: Annotated[str, Field(alias="VOLCENGINE_ENDPOINT")] = "https://open.volcengineapi.com"
