@@ -77,7 +77,8 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
         "both talk to the local ECS emulator, which checks every signature.",
         "",
         f"- **Machine**: {m.platform}, {m.cpu}, {m.cores} cores",
-        f"- **Python**: {m.python}",
+        f"- **Python**: {m.python}"
+        + (f"; the deployed zip on {report.deployed_python}" if report.deployed_python else ""),
         f"- **Date**: {m.date}",
         f"- **Runs**: {report.runs} cold runs of each process, interleaved",
         "",
