@@ -59,6 +59,13 @@ def _deployed_rows(report: Report) -> list[list[str]]:
     ]
 
 
+def _profile_cells(profile: Sequence[tuple[str, float]], index: int) -> tuple[str, str]:
+    if index >= len(profile):
+        return "", ""
+    name, each = profile[index]
+    return name, f"{each:.3f}"
+
+
 def _summary_rows(checks: Sequence[TargetCheck]) -> list[list[str]]:
     return [[c.name, c.measured, c.limit, "met" if c.met else "**missed**"] for c in checks]
 
@@ -162,19 +169,19 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
             ),
             "",
         ]
-    if report.warm_profile:
-        total = sum(ms_each for _, ms_each in report.warm_profile)
+    ours_profile, sdk_profile = report.warm_profile.get("ours", ()), report.warm_profile.get("sdk", ())
+    if ours_profile and sdk_profile:
+        ours_total = sum(each for _, each in ours_profile)
+        sdk_total = sum(each for _, each in sdk_profile)
+        rows = [
+            [*_profile_cells(ours_profile, i), *_profile_cells(sdk_profile, i)]
+            for i in range(min(8, max(len(ours_profile), len(sdk_profile))))
+        ]
         out += [
-            "Where a warm invocation of ours goes (cProfile, own time per package per invocation; the profiler",
-            f"inflates Python-level work, {total:.2f} ms in all):",
+            "Where a warm invocation goes (cProfile, each package's own time per invocation; the profiler",
+            f"inflates Python-level work): ours {ours_total:.2f} ms in all, the SDK {sdk_total:.2f} ms.",
             "",
-            *_table(
-                ["package", "ms", "share"],
-                [
-                    [name, f"{ms_each:.3f}", f"{ms_each / total:.0%}"]
-                    for name, ms_each in report.warm_profile[:8]
-                ],
-            ),
+            *_table(["ours: package", "ms", "SDK: package", "ms"], rows),
             "",
         ]
     paced = report.warm_of("ours-paced")
@@ -249,7 +256,7 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
     if report.profile:
         p = report.profile
         out += [
-            "## Where the cold start goes (`python -X importtime`)",
+            "## Where the cold start goes (`python -X importtime`, medians of 5 runs each)",
             "",
             (
                 f"Import self time, all modules: ours {p.ours_ms:.0f} ms, floor {p.floor_ms:.0f} ms. "

@@ -207,7 +207,8 @@ class Report:
     profile: ImportProfile | None = None
     notes: list[str] = field(default_factory=list)
     deployed_python: str = ""  # the CPython that ran the deployed zip
-    warm_profile: tuple[tuple[str, float], ...] = ()  # (package, own ms per warm invocation of ours)
+    # "ours" and "sdk": (package, own ms per warm invocation), largest first
+    warm_profile: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
 
     def cold_of(self, key: str, transport: str) -> ColdResult | None:
         return next((c for c in self.cold if c.key == key and c.transport == transport), None)

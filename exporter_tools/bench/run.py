@@ -23,7 +23,7 @@ from exporter_tools.bench.cold import UNPACED_RPS, Endpoints, cold_kinds, deploy
 from exporter_tools.bench.deployed import prepare_deployed
 from exporter_tools.bench.markdown import render_markdown
 from exporter_tools.bench.process import BenchError, child_env, run_measured
-from exporter_tools.bench.profile import compare_imports, parse_importtime
+from exporter_tools.bench.profile import compare_imports, median_importtime, parse_importtime
 from exporter_tools.bench.report import ImportProfile, Machine, Report, check_targets, ratio
 from exporter_tools.bench.scripts import write_scripts
 from exporter_tools.bench.sdk_env import SDK_VERSION, ensure_sdk_venv, site_packages
@@ -64,19 +64,23 @@ def _machine() -> Machine:
 
 
 def _import_profile(
-    endpoints: Endpoints, project_python: str, floor_script: Path, event: Path
+    endpoints: Endpoints, project_python: str, floor_script: Path, event: Path, *, runs: int = 5
 ) -> ImportProfile:
-    """One cold TLS invocation of ours and one floor process, both under ``-X importtime``."""
-    endpoints.tls.reset()
-    ours = run_measured(
-        (project_python, "-X", "importtime", "-m", "handler", "invoke", str(event), "--timeout", "60"),
-        endpoints.env(os.environ, "tls"),
-        cwd=ROOT,
-    )
-    floor = run_measured(
-        (project_python, "-X", "importtime", str(floor_script)), endpoints.env(os.environ, "tls"), cwd=ROOT
-    )
-    return compare_imports(parse_importtime(ours.stderr), parse_importtime(floor.stderr))
+    """Cold TLS invocations of ours and floor processes, alternating, all under ``-X importtime``: each
+    module's median over ``runs`` of each (one run alone is noisy)."""
+    ours_runs, floor_runs = [], []
+    env = endpoints.env(os.environ, "tls")
+    for _ in range(runs):
+        endpoints.tls.reset()
+        ours = run_measured(
+            (project_python, "-X", "importtime", "-m", "handler", "invoke", str(event), "--timeout", "60"),
+            env,
+            cwd=ROOT,
+        )
+        floor = run_measured((project_python, "-X", "importtime", str(floor_script)), env, cwd=ROOT)
+        ours_runs.append(parse_importtime(ours.stderr))
+        floor_runs.append(parse_importtime(floor.stderr))
+    return compare_imports(median_importtime(ours_runs), median_importtime(floor_runs))
 
 
 def _notes(report: Report, sdk_signed: int) -> list[str]:
@@ -218,6 +222,7 @@ def _measure(args: argparse.Namespace, work: Path) -> Report:
             dataclasses.replace(endpoints, tls=warm_tls, tls_url=warm_url),
             image_ids=[image.id for image in warm_fleet.images][:101],
             project_python=project_python,
+            sdk_python=sdk_python,
             scripts=scripts,
             base_env=os.environ,
             cwd=ROOT,

@@ -176,25 +176,9 @@ for image_id in ids[1:]:
 print(json.dumps({"seconds": seconds, "cpu": cpu}))
 """
 
-# Ours, warm, under cProfile: where an invocation's time goes, by package (argv[1]: a JSON list of image ids;
-# the first is a warm-up). Prints {group: seconds per invocation}, groups largest first.
-OURS_WARM_PROFILE = """\
-import cProfile
-import json
-import pstats
-import sys
-
-from handler import handler
-
-with open(sys.argv[1], encoding="utf-8") as file:
-    ids = json.load(file)
-handler({"ImageId": ids[0]}, None)
-profile = cProfile.Profile()
-profile.enable()
-for image_id in ids[1:]:
-    handler({"ImageId": image_id}, None)
-profile.disable()
-
+# The end of a warm profile: own time per invocation grouped by package, printed as {group: seconds}, largest
+# first. ``profile`` ran ``len(ids) - 1`` invocations.
+_PROFILE_GROUPS = """
 
 def group(path, name):
     if path == "~":
@@ -212,6 +196,55 @@ for (path, _, name), (_, _, own, _, _) in pstats.Stats(profile).stats.items():
 print(json.dumps(dict(sorted(totals.items(), key=lambda item: -item[1]))))
 """
 
+# Ours, warm, under cProfile: where an invocation's time goes, by package (argv[1]: a JSON list of image ids;
+# the first is a warm-up).
+OURS_WARM_PROFILE = (
+    """\
+import cProfile
+import json
+import pstats
+import sys
+
+from handler import handler
+
+with open(sys.argv[1], encoding="utf-8") as file:
+    ids = json.load(file)
+handler({"ImageId": ids[0]}, None)
+profile = cProfile.Profile()
+profile.enable()
+for image_id in ids[1:]:
+    handler({"ImageId": image_id}, None)
+profile.disable()
+"""
+    + _PROFILE_GROUPS
+)
+
+# The SDK doing the same work, profiled the same way.
+SDK_WARM_PROFILE = (
+    _SDK_SETUP
+    + """
+import cProfile
+import pstats
+
+with open(sys.argv[1], encoding="utf-8") as file:
+    ids = json.load(file)
+
+
+def look_up_then_export(image_id):
+    api.describe_tasks(volcenginesdkecs.DescribeTasksRequest(resource_ids=[image_id]))
+    return export(image_id)
+
+
+look_up_then_export(ids[0])
+profile = cProfile.Profile()
+profile.enable()
+for image_id in ids[1:]:
+    look_up_then_export(image_id)
+profile.disable()
+"""
+    + _PROFILE_GROUPS
+)
+
 SCRIPTS = {
     "floor.py": FLOOR,
     "deployed.py": DEPLOYED,
@@ -220,6 +253,7 @@ SCRIPTS = {
     "sdk_job.py": SDK_JOB,
     "ours_warm.py": OURS_WARM,
     "ours_warm_profile.py": OURS_WARM_PROFILE,
+    "sdk_warm_profile.py": SDK_WARM_PROFILE,
 }
 
 

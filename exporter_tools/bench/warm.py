@@ -98,21 +98,27 @@ def profile_warm(
     *,
     image_ids: Sequence[str],
     project_python: str,
+    sdk_python: str,
     scripts: Mapping[str, Path],
     base_env: Mapping[str, str],
     cwd: Path,
     scratch: Path,
-) -> tuple[tuple[str, float], ...]:
-    """Ours, warm with the limiter not binding, under cProfile: (package, own ms per invocation), largest
-    first. The evidence a missed warm target is read from."""
+) -> dict[str, tuple[tuple[str, float], ...]]:
+    """Ours (the limiter not binding) and the SDK, warm, under cProfile: for each, (package, own ms per
+    invocation), largest first. The evidence a missed warm target is read from."""
     ids_file = scratch / "warm_profile_ids.json"
     ids_file.write_text(json.dumps(list(image_ids)), encoding="utf-8")
-    endpoints.tls.reset()
-    env = endpoints.env(base_env, "tls", VOLCENGINE_MAX_RPS=UNPACED_RPS)
-    argv = (project_python, str(scripts["ours_warm_profile.py"]), str(ids_file))
-    finished = run_measured(argv, env, cwd=cwd, timeout=600)
-    if finished.returncode != 0:
-        msg = f"the warm profile exited {finished.returncode}:\n{finished.tail()}"
-        raise BenchError(msg)
-    groups: dict[str, float] = json.loads(finished.stdout.strip().splitlines()[-1])
-    return tuple((name, round(seconds * 1000, 3)) for name, seconds in groups.items())
+    profiles = {}
+    for key, python, script, extra in (
+        ("ours", project_python, "ours_warm_profile.py", {"VOLCENGINE_MAX_RPS": UNPACED_RPS}),
+        ("sdk", sdk_python, "sdk_warm_profile.py", {}),
+    ):
+        endpoints.tls.reset()
+        argv = (python, str(scripts[script]), str(ids_file))
+        finished = run_measured(argv, endpoints.env(base_env, "tls", **extra), cwd=cwd, timeout=600)
+        if finished.returncode != 0:
+            msg = f"the warm profile of {key} exited {finished.returncode}:\n{finished.tail()}"
+            raise BenchError(msg)
+        groups: dict[str, float] = json.loads(finished.stdout.strip().splitlines()[-1])
+        profiles[key] = tuple((name, round(seconds * 1000, 3)) for name, seconds in groups.items())
+    return profiles

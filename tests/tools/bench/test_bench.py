@@ -293,14 +293,14 @@ def test_the_rate_limited_warm_run_is_reported_apart_and_judged_by_no_target() -
     assert "default `VOLCENGINE_MAX_RPS` (10) takes 200 ms p50" in markdown
 
 
-def test_the_warm_profile_shows_each_packages_share_of_an_invocation() -> None:
-    """The warm profile lists packages by their own time per invocation, with their share of the whole."""
+def test_the_warm_profiles_of_ours_and_the_sdk_stand_side_by_side() -> None:
+    """Each side's packages are listed by their own time per invocation, with each side's total."""
     report = _report()
-    report.warm_profile = (("httpx", 1.5), ("handler (ours)", 0.5))
+    report.warm_profile = {"ours": (("httpx", 1.5), ("handler (ours)", 0.5)), "sdk": (("urllib3", 0.75),)}
     markdown = render_markdown(report)
-    assert "| httpx | 1.500 | 75% |" in markdown
-    assert "| handler (ours) | 0.500 | 25% |" in markdown
-    assert "2.00 ms in all" in markdown
+    assert "| httpx | 1.500 | urllib3 | 0.750 |" in markdown
+    assert "| handler (ours) | 0.500 |  |  |" in markdown
+    assert "ours 2.00 ms in all, the SDK 0.75 ms" in markdown
 
 
 @pytest.mark.parametrize(
