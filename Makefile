@@ -32,7 +32,9 @@ demo: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pytest -m soak -q
 
-# Ours against the official SDK: cold start, memory, warm latency, throughput, size (docs/benchmarks.md).
+# Ours against the official SDK and the floor of the stack: deployed and local cold start, memory, warm
+# latency, throughput, size. Prints the report and writes .bench/benchmarks.md (untracked); to update
+# docs/benchmarks.md run `$(BIN)/exporter-tools bench --write`.
 bench: $(STAMP)
 	$(BIN)/exporter-tools bench
 

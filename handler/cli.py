@@ -108,7 +108,9 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def invoke(path: str, timeout: float) -> int:
-    from handler import handler  # noqa: PLC0415 - nothing to import for --help or a usage error
+    from handler import handler, without_pydantic_plugins  # noqa: PLC0415 - nothing to import for --help
+
+    without_pydantic_plugins()  # before the event's module imports pydantic
     from handler.errors import InvalidEvent, InvocationIncomplete  # noqa: PLC0415
     from handler.models.events import decode_event_document  # noqa: PLC0415
 

@@ -1,4 +1,5 @@
-"""Cold invocations: a fresh process per event, ours and the SDK's over plain HTTP and TLS, and the floor.
+"""Cold invocations: a fresh process per event, ours and the SDK's over plain HTTP and TLS, the floor, and
+the deployed zip under CPython 3.12 (as shipped, without bytecode, and precompiled).
 
 Every process kind runs once per round, in an order that rotates from round to round, so slow moments of
 the machine fall on every kind alike. The emulator is reset before each run: every run exports the same new
@@ -13,11 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exporter_tools.bench.deployed import DeployedTrees
 from exporter_tools.bench.process import BenchError, Finished, child_env, run_measured
 from exporter_tools.bench.report import ColdResult, Samples
 from exporter_tools.emulator.ecs import EcsEmulator
 
-__all__ = ["ColdKind", "Endpoints", "cold_kinds", "run_cold"]
+__all__ = ["ColdKind", "Endpoints", "cold_kinds", "deployed_kinds", "run_cold"]
 
 UNPACED_RPS = "1000"
 
@@ -78,7 +80,7 @@ class ColdKind:
             printed = json.loads(finished.stdout)
         except ValueError:
             printed = None
-        if self.key.startswith("ours"):
+        if self.key.startswith(("ours", "deployed")):
             results = printed.get("results") if isinstance(printed, dict) else None
             ok = isinstance(results, list) and [r.get("status") for r in results] == ["started"]
         else:
@@ -101,22 +103,12 @@ def cold_kinds(
     event_file: Path,
     base_env: Mapping[str, str],
 ) -> list[ColdKind]:
-    """The floor (and the floor with one pydantic model, to show what using pydantic costs), ours and the
-    SDK's over each transport, and ours with its rate limiter out of the way (to show what pacing costs)."""
+    """The floor of the stack, ours and the SDK's over each transport, and ours with its rate limiter out of
+    the way (to show what pacing costs)."""
     ours = (project_python, "-m", "handler", "invoke", str(event_file), "--timeout", "60")
     sdk = (sdk_python, str(scripts["sdk_cold.py"]), str(event_file))
-    floor_env = endpoints.env(base_env, "tls")
-    kinds = [
-        ColdKind("floor", "tls", "floor", (project_python, str(scripts["floor.py"])), floor_env, False),
-        ColdKind(
-            "floor-model",
-            "tls",
-            "floor + one pydantic model",
-            (project_python, str(scripts["floor_model.py"])),
-            floor_env,
-            False,
-        ),
-    ]
+    floor = (project_python, str(scripts["floor.py"]))
+    kinds = [ColdKind("floor", "tls", "floor", floor, endpoints.env(base_env, "tls"), False)]
     for transport in ("plain", "tls"):
         kinds.append(ColdKind("ours", transport, "ours", ours, endpoints.env(base_env, transport), True))
         kinds.append(
@@ -127,6 +119,33 @@ def cold_kinds(
         ColdKind("ours-unpaced", "tls", f"ours, VOLCENGINE_MAX_RPS={UNPACED_RPS}", ours, unpaced, True)
     )
     return kinds
+
+
+def deployed_kinds(
+    trees: DeployedTrees,
+    endpoints: Endpoints,
+    *,
+    scripts: Mapping[str, Path],
+    event_file: Path,
+    base_env: Mapping[str, str],
+) -> list[ColdKind]:
+    """Our zip's three read-only trees, each run by ``python3.12 -I -B`` over TLS as the runtime runs it."""
+    env = endpoints.env(base_env, "tls")
+    return [
+        ColdKind(
+            key,
+            "tls",
+            label,
+            (trees.python, "-I", "-B", str(scripts["deployed.py"]), str(tree), str(event_file)),
+            env,
+            True,
+        )
+        for key, label, tree in (
+            ("deployed", "our zip as shipped (with its bytecode)", trees.shipped),
+            ("deployed-precompiled", "the same files, precompiled here", trees.precompiled),
+            ("deployed-sources", "the same zip without .pyc", trees.sources),
+        )
+    ]
 
 
 def run_cold(
@@ -141,6 +160,7 @@ def run_cold(
     """``runs`` measured rounds after one warm-up round; returns the results in ``kinds`` order and how
     many SDK requests passed the emulator's signature check."""
     seconds: dict[int, list[float]] = {i: [] for i in range(len(kinds))}
+    cpu: dict[int, list[float]] = {i: [] for i in range(len(kinds))}
     rss: dict[int, list[float]] = {i: [] for i in range(len(kinds))}
     requests: dict[int, list[int]] = {i: [] for i in range(len(kinds))}
     sdk_signed = 0
@@ -160,6 +180,7 @@ def run_cold(
             if round_no == 0:
                 continue  # the warm-up round fills the OS caches and the bytecode caches
             seconds[index].append(finished.seconds)
+            cpu[index].append(finished.cpu_seconds)
             rss[index].append(finished.max_rss_mib)
             requests[index].append(int(stats["requests_total"]) if kind.exports else 0)
             if kind.key == "sdk":
@@ -173,6 +194,7 @@ def run_cold(
             Samples.of(seconds[i]),
             Samples.of(rss[i]),
             Samples.of(requests[i]).median,
+            Samples.of(cpu[i]),
         )
         for i, kind in enumerate(kinds)
     ]

@@ -1,12 +1,20 @@
-"""Starting a measured process: wall time from spawn to exit, and that child's own peak RSS (``wait4``)."""
+"""Starting a measured process: wall time from spawn to exit, and that child's own peak RSS (``wait4``).
+
+A process started by ``vfork`` or ``fork`` inherits its parent's peak RSS into its own ``ru_maxrss`` (Linux
+carries the old memory's high-water mark across ``exec``), so a child started by the benchmark, which holds
+emulators and reports, would report the benchmark's peak instead of its own. Each child is therefore started
+by a small spawner (a bare ``python -I -S``, smaller than any measured process) that forks, execs, times it
+and reads its ``wait4`` usage.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
+import sys
 import tempfile
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +35,29 @@ _CONFIG_PREFIXES = (
 _PYTHON_NOISE = ("PYTHONPROFILEIMPORTTIME", "PYTHONTRACEMALLOC", "PYTHONDEVMODE", "PYTHONWARNINGS")
 
 
+# Run by a bare interpreter: fork, exec the spec's argv with its env and cwd, and report the child's wall time
+# (fork to exit), its CPU time (user + system), its own peak RSS and its exit status as one JSON line.
+_SPAWNER = """
+import json, os, sys, time
+spec = json.loads(sys.stdin.read())
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.chdir(spec["cwd"])
+        for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, spec["stdout"], os.O_WRONLY),
+                                (2, spec["stderr"], os.O_WRONLY)):
+            os.dup2(os.open(path, flags), fd)
+        os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
+                  "returncode": os.waitstatus_to_exitcode(status)}))
+"""
+
+
 class BenchError(RuntimeError):
     """A measured process did not do its job: its numbers would mean nothing."""
 
@@ -37,6 +68,7 @@ class Finished:
 
     seconds: float
     max_rss_mib: float
+    cpu_seconds: float
     returncode: int
     stdout: str
     stderr: str
@@ -55,26 +87,34 @@ def child_env(base: Mapping[str, str], **settings: str) -> dict[str, str]:
 def run_measured(
     argv: Sequence[str], env: Mapping[str, str], *, cwd: Path, timeout: float = 600.0
 ) -> Finished:
-    """Run ``argv`` to its end; ``seconds`` is spawn to exit, ``max_rss_mib`` the child's own peak (MiB)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        child = subprocess.Popen(
-            list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+    """Run ``argv`` to its end; ``seconds`` is spawn to exit, ``cpu_seconds`` the child's user and system
+    time, ``max_rss_mib`` its own peak (MiB)."""
+    with tempfile.NamedTemporaryFile() as out, tempfile.NamedTemporaryFile() as err:
+        spec = {"argv": list(argv), "env": dict(env), "cwd": str(cwd), "stdout": out.name, "stderr": err.name}
+        spawner = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _SPAWNER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # the child joins the spawner's group: one kill stops both
         )
-        watchdog = threading.Timer(timeout, child.kill)
-        watchdog.start()
         try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            watchdog.cancel()
-        seconds = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
+            report, problem = spawner.communicate(json.dumps(spec), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(spawner.pid, signal.SIGKILL)
+            spawner.communicate()
+            msg = f"{argv[0]} did not finish within {timeout:g} s"
+            raise BenchError(msg) from None
+        if spawner.returncode != 0:
+            msg = f"could not start {argv[0]}: {problem.strip()[-600:]}"
+            raise BenchError(msg)
+        measured = json.loads(report)
         return Finished(
-            seconds=seconds,
-            max_rss_mib=usage.ru_maxrss / 1024,  # kibibytes on Linux
-            returncode=child.returncode,
-            stdout=out.read().decode("utf-8", "replace"),
-            stderr=err.read().decode("utf-8", "replace"),
+            seconds=measured["seconds"],
+            max_rss_mib=measured["maxrss_kib"] / 1024,  # kibibytes on Linux
+            cpu_seconds=measured["cpu"],
+            returncode=measured["returncode"],
+            stdout=Path(out.name).read_text(encoding="utf-8", errors="replace"),
+            stderr=Path(err.name).read_text(encoding="utf-8", errors="replace"),
         )

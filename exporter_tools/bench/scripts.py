@@ -1,4 +1,5 @@
-"""The programs the benchmark starts: the floor, the SDK baseline's scripts, and our warm loop.
+"""The programs the benchmark starts: the floor, the deployed zip's runner, the SDK baseline's scripts, and
+our warm loop.
 
 The SDK scripts run in the SDK's own environment, so they are plain source here, written to the work
 directory at run time; each is what an SDK user would write (``Configuration`` set as the default, then
@@ -12,23 +13,35 @@ from pathlib import Path
 
 __all__ = ["SCRIPTS", "write_scripts"]
 
-# The floor: what any function built on httpx, pydantic and structlog pays before doing anything.
+# The floor of the stack: what any function built on httpx, pydantic and structlog pays before its own work:
+# the three imports, one model defined and validated, one client.
 FLOOR = """\
 import httpx
 import structlog
 from pydantic import BaseModel
 
+
+class Probe(BaseModel):
+    name: str
+
+
+Probe.model_validate({"name": "floor"})
 httpx.Client()
 """
 
-# The floor plus one pydantic model class: what using pydantic at all adds to a cold start.
-FLOOR_MODEL = (
-    FLOOR
-    + """
-class Probe(BaseModel):
-    name: str
+# The deployed function as the runtime starts it: argv[1] is the unzipped package (the only path searched),
+# argv[2] the event file. Run as `python3.12 -I -B`: no site-packages, no bytecode written.
+DEPLOYED = """\
+import json
+import sys
+
+sys.path.insert(0, sys.argv[1])
+import index
+
+with open(sys.argv[2], encoding="utf-8") as file:
+    event = json.load(file)
+print(json.dumps(index.handler(event, None)))
 """
-)
 
 _SDK_SETUP = """\
 import json
@@ -67,19 +80,26 @@ print(json.dumps({"image_id": event["ImageId"], "task_id": export(event["ImageId
 """
 )
 
-# Warm: argv[1] is a JSON list of image ids; the first is a warm-up, the rest are timed.
+# Warm, the same work as ours for a direct event: look the image's export tasks up (DescribeTasks), then
+# ExportImage. argv[1] is a JSON list of image ids; the first is a warm-up, the rest are timed.
 SDK_WARM = (
     _SDK_SETUP
     + """
+def look_up_then_export(image_id):
+    api.describe_tasks(volcenginesdkecs.DescribeTasksRequest(resource_ids=[image_id]))
+    return export(image_id)
+
+
 with open(sys.argv[1], encoding="utf-8") as file:
     ids = json.load(file)
-export(ids[0])
-seconds = []
+look_up_then_export(ids[0])
+seconds, cpu = [], []
 for image_id in ids[1:]:
-    start = time.perf_counter()
-    export(image_id)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    look_up_then_export(image_id)
     seconds.append(time.perf_counter() - start)
-print(json.dumps({"seconds": seconds}))
+    cpu.append(time.process_time() - start_cpu)
+print(json.dumps({"seconds": seconds, "cpu": cpu}))
 """
 )
 
@@ -147,21 +167,93 @@ def invoke(image_id):
 
 
 invoke(ids[0])
-seconds = []
+seconds, cpu = [], []
 for image_id in ids[1:]:
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     invoke(image_id)
     seconds.append(time.perf_counter() - start)
-print(json.dumps({"seconds": seconds}))
+    cpu.append(time.process_time() - start_cpu)
+print(json.dumps({"seconds": seconds, "cpu": cpu}))
 """
+
+# The end of a warm profile: own time per invocation grouped by package, printed as {group: seconds}, largest
+# first. ``profile`` ran ``len(ids) - 1`` invocations.
+_PROFILE_GROUPS = """
+
+def group(path, name):
+    if path == "~":
+        return "TLS and socket I/O" if "_ssl." in name or "socket" in name else "builtins"
+    if "/handler/" in path:
+        return "handler (ours)"
+    if "site-packages/" in path:
+        return path.split("site-packages/")[1].split("/")[0].removesuffix(".py")
+    return "standard library"
+
+
+totals = {}
+for (path, _, name), (_, _, own, _, _) in pstats.Stats(profile).stats.items():
+    totals[group(path, name)] = totals.get(group(path, name), 0.0) + own / (len(ids) - 1)
+print(json.dumps(dict(sorted(totals.items(), key=lambda item: -item[1]))))
+"""
+
+# Ours, warm, under cProfile: where an invocation's time goes, by package (argv[1]: a JSON list of image ids;
+# the first is a warm-up).
+OURS_WARM_PROFILE = (
+    """\
+import cProfile
+import json
+import pstats
+import sys
+
+from handler import handler
+
+with open(sys.argv[1], encoding="utf-8") as file:
+    ids = json.load(file)
+handler({"ImageId": ids[0]}, None)
+profile = cProfile.Profile()
+profile.enable()
+for image_id in ids[1:]:
+    handler({"ImageId": image_id}, None)
+profile.disable()
+"""
+    + _PROFILE_GROUPS
+)
+
+# The SDK doing the same work, profiled the same way.
+SDK_WARM_PROFILE = (
+    _SDK_SETUP
+    + """
+import cProfile
+import pstats
+
+with open(sys.argv[1], encoding="utf-8") as file:
+    ids = json.load(file)
+
+
+def look_up_then_export(image_id):
+    api.describe_tasks(volcenginesdkecs.DescribeTasksRequest(resource_ids=[image_id]))
+    return export(image_id)
+
+
+look_up_then_export(ids[0])
+profile = cProfile.Profile()
+profile.enable()
+for image_id in ids[1:]:
+    look_up_then_export(image_id)
+profile.disable()
+"""
+    + _PROFILE_GROUPS
+)
 
 SCRIPTS = {
     "floor.py": FLOOR,
-    "floor_model.py": FLOOR_MODEL,
+    "deployed.py": DEPLOYED,
     "sdk_cold.py": SDK_COLD,
     "sdk_warm.py": SDK_WARM,
     "sdk_job.py": SDK_JOB,
     "ours_warm.py": OURS_WARM,
+    "ours_warm_profile.py": OURS_WARM_PROFILE,
+    "sdk_warm_profile.py": SDK_WARM_PROFILE,
 }
 
 

@@ -4,8 +4,12 @@ The zip holds ``index.py`` (the runtime's fixed entry, ``index.handler``), the r
 package (no emulator, CLI, deployment or benchmark code) and the runtime dependencies, installed by pip from
 ``cp312`` ``manylinux2014_x86_64`` wheels: the veFaaS Python 3.12 runtime's platform, whatever machine
 builds it. Versions are pinned to those installed here, so a build is repeatable; the installed tree is cached
-under ``dist/.vendor``. Entries are sorted, with a fixed timestamp and fixed permissions, and no ``.pyc``
-(compiled files whose timestamps do not match their sources would be recompiled at every cold start).
+under ``dist/.vendor``. Entries are sorted, with a fixed timestamp and fixed permissions.
+
+Every module ships its bytecode beside it (``__pycache__/NAME.cpython-312.pyc``), compiled by a CPython of the
+target's version in unchecked-hash mode (PEP 552): valid whatever the zip's timestamps, so a new instance
+imports without compiling anything (about half its cold start otherwise). The compiler is ``python3.12`` on
+``PATH`` or pyenv's, or the one named by ``--python``; without one the build fails and says how to get one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +43,8 @@ __all__ = [
     "PackageError",
     "Target",
     "build_package",
+    "compile_bytecode",
+    "find_python",
     "local_target",
     "main",
     "pinned_requirements",
@@ -71,6 +78,26 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644  # a regular file, rw-r--r--
 _UNIX = 3
 _CACHE_FORMAT = 1  # bump when what is cached changes
+_BYTECODE_FORMAT = 1  # bump when how the vendored bytecode is compiled changes
+
+# Run by the target's interpreter: compile each name read from stdin (relative to argv[1]) into argv[2] as an
+# unchecked-hash .pyc whose recorded file name is the name in the zip (imports replace it with the real path).
+_COMPILE_SCRIPT = """
+import importlib.util, py_compile, sys
+source, output = sys.argv[1], sys.argv[2]
+failed = []
+for name in sys.stdin.read().splitlines():
+    try:
+        py_compile.compile(
+            source + "/" + name, cfile=output + "/" + importlib.util.cache_from_source(name), dfile=name,
+            doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
+    except py_compile.PyCompileError as exc:
+        failed.append(name + ": " + exc.msg.strip().splitlines()[-1])
+print("\\n".join(failed))
+raise SystemExit(1 if failed else 0)
+"""
+_PROBE = "import sys; print(sys.implementation.cache_tag, sys.version.split()[0])"
 
 
 class PackageError(ExporterError):
@@ -104,6 +131,117 @@ FUNCTION_TARGET = Target("3.12", "manylinux2014_x86_64", "cp")
 def local_target() -> Target:
     """The running interpreter: a zip for it can be imported here (tests, local trials), not on veFaaS."""
     return Target(f"{sys.version_info.major}.{sys.version_info.minor}")
+
+
+@dataclass(frozen=True, slots=True)
+class Compiler:
+    """An interpreter that compiles the zip's bytecode: its path, cache tag (``cpython-312``) and version."""
+
+    python: str
+    cache_tag: str
+    version: str
+
+
+def _probe(python: str) -> Compiler | None:
+    try:
+        completed = subprocess.run(  # noqa: S603 - an interpreter we are asked to, or found to, use
+            [python, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False
+        )
+    except OSError:
+        return None
+    tag, _, version = completed.stdout.strip().partition(" ")
+    return Compiler(python, tag, version) if completed.returncode == 0 and version else None
+
+
+def _pyenv_roots() -> list[Path]:
+    roots = []
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        completed = subprocess.run(  # noqa: S603 - pyenv found on PATH
+            [pyenv, "root"], capture_output=True, text=True, timeout=60, check=False
+        )
+        if completed.returncode == 0 and completed.stdout.strip():
+            roots.append(Path(completed.stdout.strip()))
+    if os.environ.get("PYENV_ROOT"):
+        roots.append(Path(os.environ["PYENV_ROOT"]))
+    roots.append(Path.home() / ".pyenv")
+    return roots
+
+
+def find_python(version: str, python: str | None = None) -> Compiler:
+    """A CPython ``version`` (``"3.12"``) to compile with: ``python`` when given, else ``python3.12`` on
+    ``PATH``, else pyenv's newest ``3.12.*``. ``PackageError`` saying how to get one when there is none."""
+    tag = "cpython-" + version.replace(".", "")
+    if python is not None:
+        found = _probe(python)
+        if found is None or found.cache_tag != tag:
+            what = f"is CPython {found.version}" if found else "does not run"
+            msg = f"--python {python} {what}: the zip's bytecode must be compiled by CPython {version}"
+            raise PackageError(msg)
+        return found
+    candidates = [shutil.which(f"python{version}")]
+    for root in _pyenv_roots():
+        found_here = sorted(root.glob(f"versions/{version}.*/bin/python{version}"), key=_version_key)
+        candidates.extend(str(path) for path in reversed(found_here))
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        compiler = _probe(candidate)
+        if compiler is not None and compiler.cache_tag == tag:
+            return compiler
+    msg = (
+        f"no CPython {version} found (python{version} on PATH, or pyenv's versions/{version}.*): the zip ships "
+        f"bytecode compiled by the runtime's Python {version}, so that a new instance does not compile every "
+        f"module. Install one (`pyenv install {version}`, or your system's python{version} package), or "
+        f"name it with --python PATH"
+    )
+    raise PackageError(msg)
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else -1 for part in path.parts[-3].split("."))
+
+
+def compile_bytecode(compiler: Compiler, source: Path, names: Sequence[str], output: Path) -> None:
+    """Compile each ``.py`` ``names`` (relative to ``source``) into ``output`` as ``__pycache__`` files,
+    unchecked-hash, in one process with a fixed hash seed (so the same sources give the same bytes)."""
+    env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "")}
+    completed = subprocess.run(  # noqa: S603 - the interpreter found above, our own script
+        [compiler.python, "-I", "-c", _COMPILE_SCRIPT, str(source), str(output)],
+        input="\n".join(names),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    if completed.returncode != 0:
+        detail = "\n".join((completed.stdout.strip() or completed.stderr.strip()).splitlines()[-8:])
+        msg = f"CPython {compiler.version} ({compiler.python}) could not compile the zip's modules:\n{detail}"
+        raise PackageError(msg)
+
+
+def _pyc_files(directory: Path) -> Iterator[tuple[str, Path]]:
+    for path in sorted(directory.rglob("*.pyc")):
+        yield path.relative_to(directory).as_posix(), path
+
+
+def _vendored_bytecode(compiler: Compiler, vendored: Path, names: Sequence[str], *, refresh: bool) -> Path:
+    """The vendored modules compiled by ``compiler``, cached beside the vendored tree they come from."""
+    key = hashlib.sha256(json.dumps([_BYTECODE_FORMAT, compiler.version, list(names)]).encode()).hexdigest()
+    destination = vendored.with_name(f"{vendored.name}.{compiler.cache_tag}-{key[:16]}")
+    if (destination / ".complete").is_file() and not refresh:
+        return destination
+    staging = destination.with_name(f".staging-{destination.name}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        compile_bytecode(compiler, vendored, names, staging)
+    except PackageError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    (staging / ".complete").write_text(f"{compiler.python} {compiler.version}\n", encoding="utf-8")
+    shutil.rmtree(destination, ignore_errors=True)
+    staging.rename(destination)
+    return destination
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,18 +392,40 @@ def build_package(
     cache: Path = DEFAULT_CACHE,
     run: Runner = _run_pip,
     refresh: bool = False,
+    python: str | None = None,
 ) -> BuiltPackage:
-    """Build the function's zip at ``output``; ``PackageError`` when it cannot be built or is too large."""
+    """Build the function's zip at ``output``, bytecode included; ``PackageError`` when it cannot be built
+    or is too large. ``python`` compiles the bytecode (default: found by ``find_python`` for the target; the
+    running interpreter for a local target)."""
     root = source_root or Path(__file__).resolve().parents[2]
-    entries: dict[str, bytes] = {"index.py": INDEX_PY}
+    if python is None and target.platform is None:
+        python = sys.executable
+    compiler = find_python(target.python_version, python)
+    entries: dict[str, bytes] = {}
     vendored = vendor_dependencies(target, pinned_requirements(), cache, run=run, refresh=refresh)
+    vendored_names = []
     for name, path in _vendored_files(vendored):
         entries[name] = path.read_bytes()
+        vendored_names.append(name)
+    bytecode = _vendored_bytecode(
+        compiler, vendored, [n for n in vendored_names if n.endswith(".py")], refresh=refresh
+    )
+    for name, path in _pyc_files(bytecode):
+        entries[name] = path.read_bytes()
+    ours = {"index.py": INDEX_PY}
     for name, path in runtime_sources(root):
         if name in entries:
             msg = f"{name} is both a project file and a vendored one"
             raise PackageError(msg)
-        entries[name] = path.read_bytes()
+        ours[name] = path.read_bytes()
+    entries.update(ours)
+    with tempfile.TemporaryDirectory(prefix="package-") as scratch:
+        sources, compiled = Path(scratch, "src"), Path(scratch, "pyc")
+        for name, data in ours.items():
+            (sources / name).parent.mkdir(parents=True, exist_ok=True)
+            (sources / name).write_bytes(data)
+        compile_bytecode(compiler, sources, sorted(n for n in ours if n.endswith(".py")), compiled)
+        entries.update((name, path.read_bytes()) for name, path in _pyc_files(compiled))
     write_zip(entries, output)
     data = output.read_bytes()
     built = BuiltPackage(output, len(data), hashlib.sha256(data).hexdigest(), len(entries), target)
@@ -285,7 +445,8 @@ def zip_base64(path: Path) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``package [--output FILE] [--for-local-python] [--refresh]``: 0 built, 1 build failed, 2 usage."""
+    """``package [--output FILE] [--for-local-python] [--python PATH] [--refresh]``: 0 built, 1 build
+    failed, 2 usage."""
     parser = argparse.ArgumentParser(
         prog="exporter-tools package",
         description="Build the function's zip, reproducibly (dist/function.zip; prints its size and digest).",
@@ -297,6 +458,11 @@ def main(argv: Sequence[str]) -> int:
         help="vendor wheels for the Python running this command, not veFaaS's cp312 (to try the zip here)",
     )
     parser.add_argument(
+        "--python",
+        metavar="PATH",
+        help="the CPython 3.12 that compiles the bytecode (default: python3.12 on PATH, then pyenv's)",
+    )
+    parser.add_argument(
         "--cache-dir", type=Path, default=DEFAULT_CACHE, help="where installed wheels are kept"
     )
     parser.add_argument(
@@ -306,7 +472,9 @@ def main(argv: Sequence[str]) -> int:
     target = local_target() if args.for_local_python else FUNCTION_TARGET
     output = args.output or (DEFAULT_LOCAL_OUTPUT if args.for_local_python else DEFAULT_OUTPUT)
     try:
-        built = build_package(output, target=target, cache=args.cache_dir, refresh=args.refresh)
+        built = build_package(
+            output, target=target, cache=args.cache_dir, refresh=args.refresh, python=args.python
+        )
     except PackageError as exc:
         sys.stderr.write(f"package: {exc.message}\n")
         return 1

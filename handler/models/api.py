@@ -29,7 +29,7 @@ Moment = Annotated[datetime | None, BeforeValidator(_blank_is_none)]
 class Image(BaseModel):
     """One image as DescribeImages reports it (the fields the exporter reads)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     image_id: str = Field(alias="ImageId", min_length=1)
     name: str = Field(default="", alias="ImageName")
@@ -44,7 +44,7 @@ class Image(BaseModel):
 class Task(BaseModel):
     """One task as DescribeTasks reports it."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     task_id: str = Field(alias="Id", min_length=1)
     type: str = Field(default="", alias="Type")

@@ -167,7 +167,7 @@ def _or_none(rule: Callable[[object], T]) -> Callable[[object], T | None]:
 class ScanCommand(BaseModel):
     """Look for recent private images (DescribeImages) and export each: a timer whose payload names no image."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     trigger: Literal["timer", "http"]
     event_id: str | None = None
@@ -181,7 +181,7 @@ class ScanCommand(BaseModel):
 class ExportCommand(BaseModel):
     """Export exactly these images (1 to 100, no duplicates, in the order they were named)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     trigger: Trigger
     event_id: str | None = None

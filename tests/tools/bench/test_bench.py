@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from exporter_tools.bench.cold import ColdKind
+from exporter_tools.bench.markdown import render_markdown
 from exporter_tools.bench.process import BenchError, Finished, child_env, run_measured
 from exporter_tools.bench.profile import compare_imports, median_importtime, parse_importtime
 from exporter_tools.bench.report import (
@@ -27,8 +28,8 @@ from exporter_tools.bench.report import (
     check_targets,
     percentile,
     ratio,
-    render_markdown,
 )
+from exporter_tools.bench.run import ROOT, build_parser, report_path
 from exporter_tools.bench.scripts import SCRIPTS, write_scripts
 from exporter_tools.bench.size import distribution_closure, installed_files, zip_bytes
 from exporter_tools.bench.tls import CertPair, make_self_signed_cert, serve_over_tls
@@ -38,8 +39,17 @@ from exporter_tools.emulator.fleet import new_images_fleet
 MACHINE = Machine("CPython 3.11.7", "Linux-x86_64", "AMD EPYC", 2, "2026-01-01 00:00 UTC", "5.0.54")
 
 
-def _cold(key: str, transport: str, seconds: float, rss: float, requests: float = 1) -> ColdResult:
-    return ColdResult(key, transport, key, Samples.of([seconds] * 3), Samples.of([rss] * 3), requests)
+def _cold(key: str, transport: str, cpu: float, rss: float, requests: float = 1) -> ColdResult:
+    """A cold result whose wall time is its CPU time plus 50 ms spent waiting."""
+    return ColdResult(
+        key,
+        transport,
+        key,
+        Samples.of([cpu + 0.05] * 3),
+        Samples.of([rss] * 3),
+        requests,
+        Samples.of([cpu] * 3),
+    )
 
 
 def _throughput(**changes: float) -> ThroughputResult:
@@ -69,19 +79,28 @@ def _throughput(**changes: float) -> ThroughputResult:
 
 
 def _report(
-    *, ours_tls: float = 0.140, ours_rss: float = 38.0, warm: float = 0.0005, wall: float = 8.0
+    *,
+    ours_tls: float = 0.140,
+    ours_rss: float = 38.0,
+    warm: float = 0.0005,
+    wall: float = 8.0,
+    shipped: float = 0.290,
 ) -> Report:
     report = Report(MACHINE, runs=15)
     report.cold = [
         _cold("floor", "tls", 0.130, 37.0, 0),
-        _cold("ours", "plain", 0.135, 38.0, 3),
+        _cold("ours", "plain", 0.135, 38.0, 2),
         _cold("sdk", "plain", 0.150, 39.0),
-        _cold("ours", "tls", ours_tls, ours_rss, 3),
+        _cold("ours", "tls", ours_tls, ours_rss, 2),
         _cold("sdk", "tls", 0.160, 39.0),
+        _cold("deployed", "tls", shipped, 40.0, 2),
+        _cold("deployed-precompiled", "tls", 0.280, 40.0, 2),
+        _cold("deployed-sources", "tls", 0.560, 44.0, 2),
     ]
     report.warm = [
-        WarmResult("ours", "ours", Samples.of([warm] * 10), 3),
-        WarmResult("sdk", "official SDK", Samples.of([0.0006] * 10), 1),
+        WarmResult("ours", "ours", Samples.of([warm] * 10), 2, 38.0, Samples.of([warm / 2] * 10)),
+        WarmResult("sdk", "official SDK", Samples.of([0.0006] * 10), 2, 39.0, Samples.of([0.0004] * 10)),
+        WarmResult("ours-paced", "ours, paced", Samples.of([0.2] * 10), 2, 38.0, Samples.of([0.001] * 10)),
     ]
     report.throughput = [_throughput(wall_seconds=wall)]
     report.sizes = [
@@ -140,20 +159,21 @@ def test_throughput_measures_against_the_ideal_at_the_limit() -> None:
 def test_every_target_is_met_by_numbers_within_the_limits() -> None:
     """Numbers inside every limit meet every target."""
     checks = check_targets(_report())
-    assert len(checks) == 9
+    assert len(checks) == 10
     assert all(check.met for check in checks), [c for c in checks if not c.met]
 
 
 @pytest.mark.parametrize(
     ("changes", "missed"),
     [
-        ({"ours_tls": 0.150}, {"cold invocation over TLS vs the floor"}),
+        ({"ours_tls": 0.150}, {"cold invocation over TLS (CPU) vs the floor"}),
         (
             {"ours_tls": 0.200},
-            {"cold invocation over TLS vs the floor", "cold invocation over TLS vs the SDK"},
+            {"cold invocation over TLS (CPU) vs the floor", "cold invocation over TLS (CPU) vs the SDK"},
         ),
-        ({"ours_rss": 39.5}, {"peak RSS vs the SDK"}),
-        ({"warm": 0.003}, {"warm p50 vs the SDK"}),
+        ({"ours_rss": 41.5}, {"peak RSS vs the SDK (cold)"}),
+        ({"warm": 0.003}, {"warm p50 vs the SDK doing the same two calls"}),
+        ({"shipped": 0.330}, {"deployed cold start (CPU): our zip as shipped vs precompiled"}),
         ({"wall": 9.6}, {"throughput: wall time vs the ideal"}),
     ],
 )
@@ -199,10 +219,10 @@ def test_the_report_shows_the_machine_the_verdicts_and_each_ratio() -> None:
     markdown = render_markdown(_report(ours_tls=0.200))
     assert "- **Python**: CPython 3.11.7" in markdown
     assert "- **Machine**: Linux-x86_64, AMD EPYC, 2 cores" in markdown
-    assert "| cold invocation over TLS vs the floor | 1.54x | ≤ 1.15x | **missed** |" in markdown
+    assert "| cold invocation over TLS (CPU) vs the floor | 1.54x | ≤ 1.15x | **missed** |" in markdown
     assert "| throughput: failures | 0 | 0 | met |" in markdown
-    assert "| ours | TLS | 200 ms | 200 ms - 200 ms | 1.54x | 1.25x | 38.0 MiB | 3 |" in markdown
-    assert "| ours | 0.5 ms | 0.5 ms | 0.83x | 3 |" in markdown
+    assert "| ours | TLS | 200 ms | 200 ms - 200 ms | 250 ms | 1.54x | 1.25x | 38.0 MiB | 2 |" in markdown
+    assert "| ours | 0.5 ms | 0.5 ms | 0.83x | 0.2 ms | 0.62x | 2 | 38.0 MiB |" in markdown
     assert (
         "| ours: one timer scan | 300/300 | 8.0 s | 7.7 s | 1.05x | 41 | 3 (1.0%) | 0 | 1.020 |" in markdown
     )
@@ -253,13 +273,53 @@ def test_repeated_import_profiles_combine_by_median_per_module() -> None:
     assert median_importtime(runs) == {"a": (2.0, 4.0), "b": (5.0, 5.0)}
 
 
-def test_the_floor_with_a_model_is_compared_to_the_floor_not_to_the_sdk() -> None:
-    """The floor variants are reference points: each is shown against the floor, never against the SDK."""
+def test_the_deployed_zip_is_compared_with_its_own_files_precompiled_only() -> None:
+    """The deployed runs (CPython 3.12) get their own table against the precompiled tree, first among the
+    targets, and never appear beside the floor or the SDK (another interpreter)."""
     report = _report()
-    report.cold.insert(1, _cold("floor-model", "tls", 0.143, 37.5, 0))
-    assert "| floor-model | TLS | 143 ms | 143 ms - 143 ms | 1.10x | — | 37.5 MiB | 0 |" in render_markdown(
-        report
-    )
+    markdown = render_markdown(report)
+    assert "| deployed | 290 ms | 290 ms - 290 ms | 340 ms | 1.04x | 40.0 MiB |" in markdown
+    assert "| deployed-sources | 560 ms | 560 ms - 560 ms | 610 ms | 2.00x | 44.0 MiB |" in markdown
+    assert "| deployed | TLS |" not in markdown
+    assert check_targets(report)[0].name == "deployed cold start (CPU): our zip as shipped vs precompiled"
+
+
+def test_the_rate_limited_warm_run_is_reported_apart_and_judged_by_no_target() -> None:
+    """Ours paced by the default limit is shown as what it is, outside the comparison with the SDK."""
+    report = _report()
+    markdown = render_markdown(report)
+    assert all(check.met for check in check_targets(report))
+    assert "| ours, paced |" not in markdown
+    assert "default `VOLCENGINE_MAX_RPS` (10) takes 200 ms p50" in markdown
+
+
+def test_the_warm_profiles_of_ours_and_the_sdk_stand_side_by_side() -> None:
+    """Each side's packages are listed by their own time per invocation, with each side's total."""
+    report = _report()
+    report.warm_profile = {"ours": (("httpx", 1.5), ("handler (ours)", 0.5)), "sdk": (("urllib3", 0.75),)}
+    markdown = render_markdown(report)
+    assert "| httpx | 1.500 | urllib3 | 0.750 |" in markdown
+    assert "| handler (ours) | 0.500 |  |  |" in markdown
+    assert "ours 2.00 ms in all, the SDK 0.75 ms" in markdown
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ".bench/benchmarks.md"),
+        (["--write"], "docs/benchmarks.md"),
+        (["--write", "--output", "elsewhere/report.md"], "elsewhere/report.md"),
+    ],
+)
+def test_the_report_goes_to_an_untracked_file_unless_asked(argv: list[str], expected: str) -> None:
+    """By default the report lands under .bench/ (ignored by git); only --write replaces docs/benchmarks.md."""
+    path = report_path(build_parser().parse_args(argv))
+    assert path == (Path(expected) if "--output" in argv else ROOT / expected)
+
+
+def test_the_bench_directory_is_ignored_by_git() -> None:
+    """.bench/ (the SDK environment, the scratch files and the default report) never shows as a change."""
+    assert ".bench/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
 
 
 def _handshake(pair: CertPair) -> str:
@@ -341,10 +401,41 @@ def test_a_measured_process_reports_its_exit_output_and_memory(tmp_path: Path) -
     assert (finished.returncode, finished.stdout.strip(), finished.stderr.strip()) == (3, "out", "err")
     assert finished.max_rss_mib > 1
     assert finished.seconds > 0
+    assert finished.cpu_seconds > 0
+
+
+def test_a_childs_peak_memory_is_its_own_not_the_benchmarks(tmp_path: Path) -> None:
+    """A small child started by a benchmark holding 200 MiB reports its own peak, not its parent's."""
+    held = bytearray(200 * 1024 * 1024)
+    held[:: 1 << 12] = b"x" * len(held[:: 1 << 12])  # touch every page: resident, not just reserved
+    finished = run_measured([sys.executable, "-c", "pass"], {"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    assert finished.returncode == 0
+    assert 1 < finished.max_rss_mib < 100
+    del held
+
+
+def test_a_childs_cpu_time_leaves_out_its_waiting(tmp_path: Path) -> None:
+    """A child that mostly sleeps shows its whole wall time but only the CPU it used."""
+    finished = run_measured(
+        [sys.executable, "-c", "import time; time.sleep(0.5)"], {"PATH": "/usr/bin:/bin"}, cwd=tmp_path
+    )
+    assert finished.seconds >= 0.5
+    assert 0 < finished.cpu_seconds < finished.seconds - 0.3
+
+
+def test_a_child_that_overruns_its_time_is_stopped_with_an_error(tmp_path: Path) -> None:
+    """A child still running at the timeout is killed and the benchmark stops, naming what hung."""
+    with pytest.raises(BenchError, match=r"did not finish within 0.5 s"):
+        run_measured(
+            [sys.executable, "-c", "import time; time.sleep(60)"], {"PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+            timeout=0.5,
+        )  # fmt: skip
 
 
 def _finished(stdout: str, returncode: int = 0) -> Finished:
-    return Finished(seconds=0.1, max_rss_mib=30.0, returncode=returncode, stdout=stdout, stderr="boom")
+    return Finished(
+        seconds=0.1, max_rss_mib=30.0, cpu_seconds=0.08, returncode=returncode, stdout=stdout, stderr="boom"
+    )
 
 
 @pytest.mark.parametrize(
@@ -354,6 +445,8 @@ def _finished(stdout: str, returncode: int = 0) -> Finished:
         ("ours", '{"results": [{"status": "skipped"}]}', 0, False),
         ("ours", '{"results": [{"status": "started"}]}', 1, False),
         ("ours", "not json", 0, False),
+        ("deployed", '{"results": [{"status": "started"}]}', 0, True),
+        ("deployed", '{"results": [{"status": "failed"}]}', 0, False),
         ("sdk", '{"image_id": "image-new0000", "task_id": "t-1"}', 0, True),
         ("sdk", '{"image_id": "image-other", "task_id": "t-1"}', 0, False),
         ("sdk", '{"image_id": "image-new0000", "task_id": ""}', 0, False),

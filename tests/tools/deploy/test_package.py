@@ -21,6 +21,7 @@ from exporter_tools.deploy.package import (
     PackageError,
     Target,
     build_package,
+    find_python,
     local_target,
     main,
     pinned_requirements,
@@ -29,7 +30,6 @@ from exporter_tools.deploy.package import (
 
 ROOT = Path(__file__).resolve().parents[3]
 CACHE = ROOT / "dist" / ".vendor"  # shared with `exporter-tools package`: repeated runs reuse the wheels
-PYTHON312 = Path("/root/.pyenv/versions/3.12.1/bin/python3.12")
 IMAGE_ID = "image-new0000"
 
 
@@ -89,14 +89,29 @@ def test_the_zip_holds_the_entry_the_function_package_and_dependencies_only(
     assert "index.py" in tops
     assert "handler" in tops
     assert not {"exporter_tools", "tests", "bin", "events", "docs"} & tops
-    ours = sorted(name for name in names_in(function_zip) if name.startswith("handler/"))
+    ours = sorted(
+        name for name in names_in(function_zip) if name.startswith("handler/") and not name.endswith(".pyc")
+    )
     assert ours == sorted(name for name, _ in runtime_sources(ROOT))
 
 
-def test_no_compiled_or_install_bookkeeping_files(function_zip: BuiltPackage) -> None:
-    """No .pyc (it would be recompiled at every cold start) and no pip RECORD/INSTALLER files."""
+def test_every_module_ships_with_its_unchecked_hash_bytecode_for_3_12(function_zip: BuiltPackage) -> None:
+    """Each .py has its CPython 3.12 .pyc beside it (and no other), hash-based and unchecked (PEP 552 flags
+    0b01): valid whatever the zip's timestamps. No pip RECORD/INSTALLER files either."""
     names = names_in(function_zip)
-    assert not [n for n in names if n.endswith(".pyc") or "__pycache__" in n]
+    sources = {n for n in names if n.endswith(".py")}
+    compiled = {n for n in names if n.endswith(".pyc")}
+    expected = {f"{s.rpartition('/')[0]}/__pycache__/{s.rpartition('/')[2][:-3]}.cpython-312.pyc".lstrip("/")
+                for s in sources}  # fmt: skip
+    assert compiled == expected
+    assert not [n for n in names if "__pycache__" in n and not n.endswith(".cpython-312.pyc")]
+    magic = subprocess.run(
+        [find_python("3.12").python, "-c", "import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    with zipfile.ZipFile(function_zip.path) as archive:
+        headers = {archive.read(name)[:8] for name in compiled}
+    assert headers == {bytes.fromhex(magic) + (1).to_bytes(4, "little")}
     assert not [n for n in names if n.endswith(("/RECORD", "/INSTALLER", "/REQUESTED", "/direct_url.json"))]
 
 
@@ -141,6 +156,50 @@ def test_timestamps_and_modes_of_the_sources_do_not_matter(tmp_path: Path) -> No
     errors.write_text(errors.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
     third = build_package(tmp_path / "3.zip", source_root=source, cache=CACHE)
     assert third.sha256 != first.sha256
+
+
+def fake_python(path: Path, cache_tag: str, version: str) -> Path:
+    """An executable that answers the interpreter probe like a CPython of ``version`` would."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho {cache_tag} {version}\n", encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def without_python312(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    monkeypatch.setenv("PATH", str(home / "bin"))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("PYENV_ROOT", raising=False)
+
+
+def test_without_a_python_3_12_the_build_fails_and_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No python3.12 on PATH and none under pyenv: no zip (rather than a slower one), and the way out."""
+    without_python312(monkeypatch, tmp_path)
+    with pytest.raises(PackageError, match=r"no CPython 3\.12 found.*pyenv install 3\.12.*--python PATH"):
+        build_package(tmp_path / "f.zip", cache=CACHE)
+    assert not (tmp_path / "f.zip").exists()
+
+
+def test_pyenvs_newest_3_12_is_found_when_none_is_on_the_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without python3.12 on PATH, the newest 3.12.* under ~/.pyenv/versions compiles the bytecode."""
+    without_python312(monkeypatch, tmp_path)
+    for version in ("3.12.2", "3.12.10", "3.11.9"):
+        tag = "cpython-" + "".join(version.split(".")[:2])
+        fake_python(tmp_path / f".pyenv/versions/{version}/bin/python{version[:4]}", tag, version)
+    found = find_python("3.12")
+    assert found.version == "3.12.10"
+    assert found.python == str(tmp_path / ".pyenv/versions/3.12.10/bin/python3.12")
+
+
+def test_a_python_of_another_version_is_refused_by_name(tmp_path: Path) -> None:
+    """--python naming a 3.11 fails and says which version it is: its bytecode would not load on 3.12."""
+    other = fake_python(tmp_path / "python3.11", "cpython-311", "3.11.7")
+    with pytest.raises(PackageError, match=r"python3\.11 is CPython 3\.11\.7: .*compiled by CPython 3\.12"):
+        build_package(tmp_path / "f.zip", cache=CACHE, python=str(other))
 
 
 def test_runtime_sources_are_the_whole_function_package() -> None:
@@ -212,15 +271,31 @@ def test_cli_prints_size_and_digest(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def run_in_clean_python(python: str, directory: Path, endpoint: str, region: str) -> dict[str, Any]:
-    """Import index from ``directory`` alone (no site-packages, no project) and handle one direct event."""
+    """Import index from ``directory`` alone (no site-packages, no project, no bytecode written) and handle
+    one direct event; reports which of the directory's files were compiled, and imported modules whose
+    bytecode is missing."""
     script = f"""
-import json, sys
-sys.path.insert(0, {str(directory)!r})
+import json, os, sys
+root = {str(directory)!r}
+compiled = []
+def by_the_import_system(event, args):
+    # A module compiled from its source because no usable .pyc was found (not a library parsing a file).
+    if event == "compile" and any(f.f_code.co_name == "source_to_code" for f in frames(sys._getframe())):
+        compiled.append(args[1])
+def frames(frame):
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+sys.addaudithook(by_the_import_system)
+sys.path.insert(0, root)
 import index
 result = index.handler({{"ImageId": {IMAGE_ID!r}}}, None)
 import httpx, pydantic_core
 origins = [m.__file__ for m in (index, httpx, pydantic_core, sys.modules["handler"])]
-print(json.dumps({{"result": result, "origins": origins}}))
+ours = [m for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").startswith(root)]
+uncached = [m.__name__ for m in ours if m.__file__.endswith(".py") and not os.path.isfile(m.__cached__)]
+print(json.dumps({{"result": result, "origins": origins, "compiled": compiled, "uncached": uncached,
+                  "modules": len(ours)}}))
 """
     env = {
         "VOLCENGINE_ENDPOINT": endpoint,
@@ -231,7 +306,7 @@ print(json.dumps({{"result": result, "origins": origins}}))
         "LOG_LEVEL": "WARNING",
     }
     completed = subprocess.run(
-        [python, "-I", "-S", "-c", script],
+        [python, "-I", "-B", "-S", "-c", script],
         capture_output=True,
         text=True,
         env=env,
@@ -254,10 +329,20 @@ def exported_in_clean_python(built: BuiltPackage, python: str, tmp_path: Path) -
     directory = tmp_path / "unzipped"
     with zipfile.ZipFile(built.path) as archive:
         archive.extractall(directory)
+    read_only = [directory, *directory.rglob("*")]
+    for path in read_only:
+        path.chmod(0o555 if path.is_dir() else 0o444)
     credentials = Credentials("AKLTpackagetest0001", "package-test-secret-0001")
-    with EcsEmulator(new_images_fleet(1), credentials=credentials) as emulator:
-        output = run_in_clean_python(python, directory, emulator.endpoint, emulator.region)
-        assert emulator.export_tasks_by_image() == {IMAGE_ID: 1}
+    try:
+        with EcsEmulator(new_images_fleet(1), credentials=credentials) as emulator:
+            output = run_in_clean_python(python, directory, emulator.endpoint, emulator.region)
+            assert emulator.export_tasks_by_image() == {IMAGE_ID: 1}
+    finally:
+        for path in read_only:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert output["compiled"] == []
+    assert output["uncached"] == []
+    assert output["modules"] > 100  # handler, httpx, pydantic, structlog and the rest, all from the zip
     (outcome,) = output["result"]["results"]
     assert output["result"]["ok"] is True
     assert outcome["status"] == "started"
@@ -265,13 +350,14 @@ def exported_in_clean_python(built: BuiltPackage, python: str, tmp_path: Path) -
 
 
 def test_the_unzipped_package_alone_exports_an_image(local_zip: BuiltPackage, tmp_path: Path) -> None:
-    """A fresh Python with only the unzipped package on its path imports index and exports via the emulator."""
+    """A fresh Python with only the read-only unzipped package on its path imports index and exports via
+    the emulator, compiling nothing."""
     exported_in_clean_python(local_zip, sys.executable, tmp_path)
 
 
-@pytest.mark.skipif(
-    not PYTHON312.exists(), reason=f"no CPython 3.12 at {PYTHON312} to run the cp312 zip with"
-)
-def test_the_real_cp312_zip_runs_on_python_3_12(function_zip: BuiltPackage, tmp_path: Path) -> None:
-    """The zip built for veFaaS imports and exports under CPython 3.12, its runtime's interpreter."""
-    exported_in_clean_python(function_zip, str(PYTHON312), tmp_path)
+def test_the_real_cp312_zip_runs_on_python_3_12_without_compiling(
+    function_zip: BuiltPackage, tmp_path: Path
+) -> None:
+    """The zip built for veFaaS, unzipped read-only, exports under `python3.12 -I -B` (its runtime's
+    interpreter, writing no bytecode) and compiles none of its modules: all come from the shipped .pyc."""
+    exported_in_clean_python(function_zip, find_python("3.12").python, tmp_path)
