@@ -6,8 +6,10 @@ adapters configure). It never raises for an image: each ends as an outcome.
 
 Two copies of the function may scan the same images at once (a sweep and the nightly scan). The task look-up
 that clears an image for export is therefore at most ``ExportPlan.clearance_seconds`` old when its ExportImage
-is sent: as a scan goes on, the images still to export are looked up again, in batches; the API's lock
-(``ResourceLocked`` while an export runs) covers the rest.
+is sent: the images are walked in order and their tasks looked up just in time, a chunk at a time, each chunk
+as large as the request rate (``ExportPlan.max_rps``) lets the flow export within the window; an image whose
+look-up would still be too old by then (throttling, slow answers) is looked up again with the next ones. The
+API's lock (``ResourceLocked`` while an export runs) covers the rest.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ class _ExportFlow:
         self._held_status: Status = "queued"
         self._held_reason = ""
         self._handouts: deque[float] = deque(maxlen=2)  # when the latest exports were handed out
-        self._step = 1.0 / plan.max_rps  # the time between two requests, as last seen
+        self._step = 1.0 / plan.max_rps  # the time between two requests, as recently seen
         self._workers = 1
         self._refused: dict[str, ImageNotReady] = {}
 
@@ -204,9 +206,8 @@ class _ExportFlow:
 
     def _tasks_by_image(self, image_ids: list[str]) -> dict[str, list[Task]]:
         grouped: dict[str, list[Task]] = defaultdict(list)
-        if image_ids:
-            for task in self.api.describe_tasks(deadline=self.budget.send_by, resource_ids=image_ids):
-                grouped[task.resource_id].append(task)
+        for task in self.api.describe_tasks(deadline=self.budget.send_by, resource_ids=image_ids):
+            grouped[task.resource_id].append(task)
         return grouped
 
     def _explain_refusals(self, settled: dict[str, ImageOutcome]) -> None:
