@@ -35,6 +35,8 @@ FINISHED = frozenset({"Succeeded", "Failed"})
 # The oldest a task look-up may be when the ExportImage it cleared is sent: a second copy of the function
 # running at the same time may have started (and, its task done, released the API's lock on) the image since.
 CLEARANCE_SECONDS = 10.0
+# VOLCENGINE_MAX_RPS's default: the request rate the export flow plans its task look-ups for.
+DEFAULT_MAX_RPS = 10.0
 # Image statuses that end for good; any status not listed here and not "available" may still change.
 _NEVER_EXPORTABLE = frozenset({"error"})
 _STILL_BECOMING = frozenset({"creating", "pending", "copying", "importing", ""})
@@ -51,6 +53,7 @@ class ExportPlan:
     dedupe_hours: float | None
     lookback_hours: float
     clearance_seconds: float = CLEARANCE_SECONDS
+    max_rps: float = DEFAULT_MAX_RPS  # the rate the API client's limiter allows (VOLCENGINE_MAX_RPS)
 
     @classmethod
     def of(cls, command: Command, settings: Settings) -> ExportPlan:
@@ -74,6 +77,7 @@ class ExportPlan:
             concurrency=settings.concurrency,
             dedupe_hours=settings.dedupe_hours,
             lookback_hours=lookback or settings.lookback_hours,
+            max_rps=settings.max_rps,
         )
 
 

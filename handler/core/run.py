@@ -6,15 +6,17 @@ adapters configure). It never raises for an image: each ends as an outcome.
 
 Two copies of the function may scan the same images at once (a sweep and the nightly scan). The task look-up
 that clears an image for export is therefore at most ``ExportPlan.clearance_seconds`` old when its ExportImage
-is sent: as a scan goes on, the images still to export are looked up again, in batches; the API's lock
-(``ResourceLocked`` while an export runs) covers the rest.
+is sent: the images are walked in order and their tasks looked up just in time, a chunk at a time, each chunk
+as large as the request rate (``ExportPlan.max_rps``) lets the flow export within the window; an image whose
+look-up would still be too old by then (throttling, slow answers) is looked up again with the next ones. The
+API's lock (``ResourceLocked`` while an export runs) covers the rest.
 """
 
 from __future__ import annotations
 
 import contextvars
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,7 +26,7 @@ import structlog
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.core.budget import Budget
 from handler.core.plan import Dedupe, ExportPlan, availability, dedupe, maybe_running, pick_scan_images
-from handler.core.tracking import split_by_cap, tracking_of
+from handler.core.tracking import free_slots, tracking_of
 from handler.errors import (
     BudgetExhausted,
     ExporterError,
@@ -47,6 +49,8 @@ UNKNOWN_OUTCOME_TRIES = 3
 # DescribeImages with TagFilters lists at most this many images (docs/facts.md §3).
 TAG_SCAN_CAP = 1000
 LOOKUP_BATCH = 100  # ids per DescribeTasks request
+# The share of the clearance window a chunk of exports leaves unused, for the requests' own wait and answers.
+_MARGIN = 0.1
 
 
 class EcsApi(Protocol):
@@ -112,7 +116,8 @@ def _not_done(image_id: str | None, error: ExporterError, budget: Budget) -> Ima
 
 
 class _ExportFlow:
-    """One command's run: the look-ups, then one export per image still due, each cleared by a fresh look-up."""
+    """One command's run: the images walked in order, their tasks looked up just in time, a chunk at a time,
+    and one export per image still due, each cleared by a look-up younger than the clearance window."""
 
     def __init__(
         self, api: EcsApi, plan: ExportPlan, budget: Budget, clock: Clock, tracked: Tracked | None
@@ -124,12 +129,22 @@ class _ExportFlow:
         self.clock = clock
         self.now = clock.now()
         self._lock = threading.Lock()
+        self._order: list[str] = []
+        self._next = 0  # the position in ``_order`` of the next image to settle or hand out
+        self._settled: dict[str, ImageOutcome] = {}
         self._looked_at: dict[str, float] = {}  # image → when its latest task look-up was sent
         self._found: dict[str, Dedupe] = {}  # image → what that look-up found
-        self._unsent: dict[str, None] = {}  # images due whose ExportImage is not sent yet, in order
+        self._lookup_failed: dict[str, ExporterError] = {}  # image → why its look-up failed
+        self._slots: int | None = None  # exports the in-flight cap still allows (None: no cap)
+        self._held_status: Status = "queued"
+        self._held_reason = ""
+        self._handouts: deque[float] = deque(maxlen=2)  # when the latest exports were handed out
+        self._step = 1.0 / plan.max_rps  # the time between two requests, as recently seen
+        self._workers = 1
         self._refused: dict[str, ImageNotReady] = {}
 
     def execute(self, command: Command) -> tuple[ImageOutcome, ...]:
+        scan = isinstance(command, ScanCommand)
         if isinstance(command, ScanCommand):
             try:
                 order = self._scan(command)
@@ -139,28 +154,13 @@ class _ExportFlow:
             # Named images go straight to the dedupe look-up: whether each is ready is asked only of
             # those ExportImage refuses (InvalidImageStatus), so the usual event costs two requests.
             order = list(command.image_ids)
-
-        looked_at = self.clock.monotonic()
-        try:
-            tasks = self._tasks_by_image(order)
-        except ExporterError as error:
-            # Without the look-up an export could start twice: nothing is exported blind.
-            return tuple(_not_done(i, error, self.budget) for i in order)
-
-        settled: dict[str, ImageOutcome] = {}
-        due: list[str] = []
-        for image_id in order:
-            found = dedupe(tasks.get(image_id, ()), now=self.now, window_hours=self.plan.dedupe_hours)
-            if found.task is not None:
-                settled[image_id] = _skipped(image_id, found.task, found.reason)
-            else:
-                due.append(image_id)
-        due = self._within_cap(due, settled, scan=isinstance(command, ScanCommand))
-        self._looked_at = dict.fromkeys(due, looked_at)
-        self._unsent = dict.fromkeys(due)
-        settled.update(zip(due, self._export_all(due), strict=True))
-        self._explain_refusals(settled)
-        return tuple(settled[i] for i in order)
+        self._order = order
+        self._workers = min(self.plan.concurrency, len(order))
+        self._handouts = deque(maxlen=self._workers + 1)
+        self._open_slots(scan=scan)
+        self._export_all()
+        self._explain_refusals(self._settled)
+        return tuple(self._settled[i] for i in order)
 
     # -- finding the images ------------------------------------------------------------------------------
 
@@ -184,23 +184,20 @@ class _ExportFlow:
         )
         return [image.image_id for image in picked]
 
-    def _within_cap(self, due: list[str], settled: dict[str, ImageOutcome], *, scan: bool) -> list[str]:
-        """The images to export now under ``EXPORT_MAX_IN_FLIGHT``; the rest are settled ``queued`` (a scan:
-        a later run starts them) or ``deferred`` (named images: the trigger retries the event)."""
+    def _open_slots(self, *, scan: bool) -> None:
+        """How many exports ``EXPORT_MAX_IN_FLIGHT`` lets this run start, used up in order as due images are
+        found; the due images beyond them are settled ``queued`` (a scan: a later run starts them) or
+        ``deferred`` (named images: the trigger retries the event). Images found exported or running never
+        take a slot."""
         if self.tracked is None or self.tracked.cap is None:
-            return due
+            return
         cap, in_flight = self.tracked.cap, self.tracked.in_flight
         if in_flight is None:
-            start, held = list[str](), due
-            why = "the exports in flight could not be counted"
+            self._slots, why = 0, "the exports in flight could not be counted"
         else:
-            start, held = split_by_cap(due, cap, in_flight)
-            why = f"{in_flight} export(s) in flight"
-        status: Status = "queued" if scan else "deferred"
-        reason = f"EXPORT_MAX_IN_FLIGHT={cap} and {why}; a later run starts it"
-        for image_id in held:
-            settled[image_id] = ImageOutcome(image_id=image_id, status=status, reason=reason)
-        return start
+            self._slots, why = free_slots(cap, in_flight), f"{in_flight} export(s) in flight"
+        self._held_status = "queued" if scan else "deferred"
+        self._held_reason = f"EXPORT_MAX_IN_FLIGHT={cap} and {why}; a later run starts it"
 
     def _list_images(self, tags: Mapping[str, str] | None) -> Iterator[Image]:
         return self.api.describe_images(
@@ -209,9 +206,8 @@ class _ExportFlow:
 
     def _tasks_by_image(self, image_ids: list[str]) -> dict[str, list[Task]]:
         grouped: dict[str, list[Task]] = defaultdict(list)
-        if image_ids:
-            for task in self.api.describe_tasks(deadline=self.budget.send_by, resource_ids=image_ids):
-                grouped[task.resource_id].append(task)
+        for task in self.api.describe_tasks(deadline=self.budget.send_by, resource_ids=image_ids):
+            grouped[task.resource_id].append(task)
         return grouped
 
     def _explain_refusals(self, settled: dict[str, ImageOutcome]) -> None:
@@ -242,52 +238,118 @@ class _ExportFlow:
                     image_id, readiness.reason or "the image is not ready yet", refusal
                 )
 
-    # -- clearing an image just before its export --------------------------------------------------------
+    # -- clearing each image just before its export ---------------------------------------------------
 
-    def _clearance(self, image_id: str) -> ImageOutcome | None:
-        """Look the image's tasks up again when its last look-up is older than half the clearance window
-        (so that the rate limiter's wait still sends within it), together with the next images due.
-        ``None``: cleared, send the export; else the outcome (skipped, the look-up's failure, or deferred when
-        the look-up took the whole window to answer). A look-up's age counts from when it was asked for. A
-        long wait for the rate limiter after clearing (only while the API throttles) is covered by the API's
-        lock on an image being exported."""
+    def _chunk_size(self) -> int:
+        """How many images one look-up clears: as many as the limiter lets the flow export within the
+        clearance window less a tenth of it, after the look-up itself and the requests the other workers may
+        have queued ahead of the last export (at 10 requests a second and 10 s: 89 with one worker, 86 with
+        four). :meth:`_stale` then finds none of them too old, at that rate."""
+        usable = self.plan.clearance_seconds * (1 - _MARGIN) * self.plan.max_rps
+        return max(1, min(LOOKUP_BATCH, int(usable + 1e-9) - self._workers))
+
+    def _next_export(self) -> str | None:
+        """The next image cleared for export, every image before it in the command's order settled or handed
+        out; None when none is left. Workers share it under the lock, so none hands out an image twice."""
         with self._lock:
-            self._unsent.pop(image_id, None)
-            if self._age(image_id) > self.plan.clearance_seconds / 2:
-                batch = [image_id, *list(self._unsent)[: LOOKUP_BATCH - 1]]
-                looked_at = self.clock.monotonic()
-                try:
-                    tasks = self._tasks_by_image(batch)
-                except ExporterError as error:
-                    return _not_done(image_id, error, self.budget)
-                for other in batch:
-                    self._looked_at[other] = looked_at
-                    self._found[other] = dedupe(
-                        tasks.get(other, ()), now=self.now, window_hours=self.plan.dedupe_hours
-                    )
-                if self._age(image_id) > self.plan.clearance_seconds:
-                    reason = (
-                        "the task look-up answered too slowly to clear this export; a later run exports it"
-                    )
-                    return ImageOutcome(image_id=image_id, status="deferred", reason=reason)
-            found = self._found.get(image_id)
-        return None if found is None or found.task is None else _skipped(image_id, found.task, found.reason)
+            while self._next < len(self._order):
+                image_id = self._order[self._next]
+                outcome = self._clear(image_id)
+                self._next += 1
+                if outcome is None:
+                    return image_id
+                self._settled[image_id] = outcome
+        return None
+
+    def _clear(self, image_id: str) -> ImageOutcome | None:
+        """``None``: cleared, send the export now. Else the image's outcome: skipped (a task found), held by
+        the in-flight cap, deferred by the budget or by a look-up that took the whole window to answer, or the
+        look-up's failure. The image's tasks are looked up, with the next images', when no look-up covers it
+        yet or when its look-up would be too old by the time its export is sent (throttling, slow answers)."""
+        budget_low = self.clock.monotonic() > self.budget.start_by
+        exporting = self._slots != 0 and not budget_low
+        unknown = image_id not in self._found and image_id not in self._lookup_failed
+        if unknown or (exporting and self._stale(image_id)):
+            self._look_up(self._chunk_size() if exporting else LOOKUP_BATCH)
+        if image_id in self._lookup_failed:
+            return _not_done(image_id, self._lookup_failed[image_id], self.budget)
+        found = self._found[image_id]
+        if found.task is not None:
+            return _skipped(image_id, found.task, found.reason)
+        if self._slots == 0:
+            return ImageOutcome(image_id=image_id, status=self._held_status, reason=self._held_reason)
+        if budget_low:
+            reason = "the time budget ran low before this export could start; a later run exports it"
+            return ImageOutcome(image_id=image_id, status="deferred", reason=reason)
+        if self._age(image_id) > self.plan.clearance_seconds:
+            reason = "the task look-up answered too slowly to clear this export; a later run exports it"
+            return ImageOutcome(image_id=image_id, status="deferred", reason=reason)
+        if self._slots is not None:
+            self._slots -= 1
+        self._handed_out()
+        return None
+
+    def _look_up(self, size: int) -> None:
+        """Look up the tasks of the next ``size`` images from the one being cleared (one request, or as many
+        pages as the answer has). A look-up's age counts from when it was asked for."""
+        batch = list(dict.fromkeys(self._order[self._next : self._next + size]))
+        looked_at = self.clock.monotonic()
+        try:
+            tasks = self._tasks_by_image(batch)
+        except ExporterError as error:
+            # Without the look-up an export could start twice: nothing it covers is exported blind.
+            for image_id in batch:
+                self._found.pop(image_id, None)
+                self._lookup_failed[image_id] = error
+            return
+        for image_id in batch:
+            self._lookup_failed.pop(image_id, None)
+            self._looked_at[image_id] = looked_at
+            self._found[image_id] = dedupe(
+                tasks.get(image_id, ()), now=self.now, window_hours=self.plan.dedupe_hours
+            )
+
+    def _stale(self, image_id: str) -> bool:
+        """Whether an image still due would be sent on a look-up older than the window less half the margin:
+        the workers' requests go first, each taking the time recently seen between two exports (at least the
+        limiter's step)."""
+        found = self._found.get(image_id)
+        if found is None or found.task is not None:
+            return False
+        wait = self._workers * self._step
+        return self._age(image_id) + wait > self.plan.clearance_seconds * (1 - _MARGIN / 2)
+
+    def _handed_out(self) -> None:
+        """Note when an export was handed out: the pace is the mean gap over the last few (one per worker)."""
+        self._handouts.append(self.clock.monotonic())
+        if len(self._handouts) > 1:
+            mean_gap = (self._handouts[-1] - self._handouts[0]) / (len(self._handouts) - 1)
+            self._step = max(1.0 / self.plan.max_rps, mean_gap)
 
     def _age(self, image_id: str) -> float:
         return self.clock.monotonic() - self._looked_at.get(image_id, float("-inf"))
 
     # -- exporting ---------------------------------------------------------------------------------------
 
-    def _export_all(self, image_ids: list[str]) -> list[ImageOutcome]:
-        if len(image_ids) <= 1 or self.plan.concurrency == 1:
-            return [self._export_one(i) for i in image_ids]
+    def _export_all(self) -> None:
+        if self._workers <= 1:
+            self._export_due()
+            return
         from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only batches need threads
 
-        workers = min(self.plan.concurrency, len(image_ids))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
+        with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="export") as pool:
             # Each worker runs in a copy of the caller's context, so its log lines keep the correlation id.
-            futures = [pool.submit(contextvars.copy_context().run, self._export_one, i) for i in image_ids]
-            return [f.result() for f in futures]
+            futures = [
+                pool.submit(contextvars.copy_context().run, self._export_due) for _ in range(self._workers)
+            ]
+            for future in futures:
+                future.result()
+
+    def _export_due(self) -> None:
+        while (image_id := self._next_export()) is not None:
+            outcome = self._export_one(image_id)
+            with self._lock:
+                self._settled[image_id] = outcome
 
     def _started(self, image_id: str, task_id: str, reason: str | None = None) -> ImageOutcome:
         return ImageOutcome(
@@ -300,12 +362,6 @@ class _ExportFlow:
         )
 
     def _export_one(self, image_id: str) -> ImageOutcome:
-        if self.clock.monotonic() > self.budget.start_by:
-            reason = "the time budget ran low before this export could start; a later run exports it"
-            return ImageOutcome(image_id=image_id, status="deferred", reason=reason)
-        settled = self._clearance(image_id)
-        if settled is not None:
-            return settled
         for attempt in range(1, UNKNOWN_OUTCOME_TRIES + 1):
             outcome = self._try_export(image_id, last_try=attempt == UNKNOWN_OUTCOME_TRIES)
             if outcome is not None:

@@ -147,6 +147,7 @@ def test_the_event_wins_over_the_settings_for_bucket_prefix_and_lookback() -> No
     plan = ExportPlan.of(command, settings(EXPORT_CONCURRENCY="2", VOLCENGINE_REGION="cn-shanghai"))
     assert (plan.bucket, plan.prefix, plan.lookback_hours) == ("evt-bucket", "evt", 48)
     assert (plan.concurrency, plan.region) == (2, "cn-shanghai")
+    assert ExportPlan.of(command, settings(VOLCENGINE_MAX_RPS="4")).max_rps == 4
     fallback = ExportPlan.of(ExportCommand(trigger="direct", image_ids=("image-a",)), settings())
     assert (fallback.bucket, fallback.prefix, fallback.lookback_hours) == ("env-bucket", "imgexport", 25)
 
