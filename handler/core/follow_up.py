@@ -104,8 +104,8 @@ def run_tracked(
     """Follow up (timers), run the command under the cap, tag the exports started; see the module's steps."""
     shared = _OneListing(api)
     if is_timer(command):
-        # A whole scan without a cap finds the exports in flight in its own listing (of available images);
-        # a cap counts them with a tag search, whatever status an image has while it is exported.
+        # A whole scan without a cap finds the exports in flight in its own listing (every private image,
+        # whatever its status while it is exported); a cap counts them with a tag search before the scan.
         whole_scan = isinstance(command, ScanCommand) and not command.tags and cap is None
         listing = shared if whole_scan else None
         report = follow_up(api, store, deadline=budget.send_by, listing=listing)
@@ -211,7 +211,7 @@ def _exporting_images(
 ) -> list[tuple[Image, Destination]]:
     """The images tagged ``exporting`` with a readable destination (one without is logged and left)."""
     if listing is not None:
-        found = list(listing.describe_images(deadline=deadline, visibility="private", status="available"))
+        found = list(listing.describe_images(deadline=deadline, visibility="private"))
     else:
         found = list(api.describe_images(deadline=deadline, tag_filters=EXPORTING_FILTER))
         if len(found) >= TAG_SCAN_CAP:  # a tag search lists at most 1,000 images: list them all instead
@@ -237,8 +237,8 @@ def _count_exporting(api: EcsApi, *, deadline: float) -> int | None:
 
 
 class _OneListing:
-    """The ECS API with the scan's listing (private, available, no tag filter) asked for once: the follow-up
-    and the scan read the same pages, so following up costs a scan no request of its own."""
+    """The ECS API with the scan's listing (every private image, no status or tag filter) asked for once: the
+    follow-up and the scan read the same pages, so following up costs a scan no request of its own."""
 
     def __init__(self, api: EcsApi) -> None:
         self._api = api
@@ -257,7 +257,7 @@ class _OneListing:
         tag_filters: Mapping[str, str] | None = None,
     ) -> Iterator[Image]:
         ids = list(image_ids)
-        whole = not ids and not tag_filters and (visibility, status) == ("private", "available")
+        whole = not ids and not tag_filters and (visibility, status) == ("private", None)
         if not whole:
             return self._api.describe_images(
                 deadline=deadline,

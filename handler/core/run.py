@@ -200,9 +200,9 @@ class _ExportFlow:
         self._held_reason = f"EXPORT_MAX_IN_FLIGHT={cap} and {why}; a later run starts it"
 
     def _list_images(self, tags: Mapping[str, str] | None) -> Iterator[Image]:
-        return self.api.describe_images(
-            deadline=self.budget.send_by, visibility="private", status="available", tag_filters=tags
-        )
+        # Every private image, whatever its status (the scan keeps the available ones itself): the follow-up
+        # reads the same pages, and must find an image tagged ``exporting`` in any status it has meanwhile.
+        return self.api.describe_images(deadline=self.budget.send_by, visibility="private", tag_filters=tags)
 
     def _tasks_by_image(self, image_ids: list[str]) -> dict[str, list[Task]]:
         grouped: dict[str, list[Task]] = defaultdict(list)

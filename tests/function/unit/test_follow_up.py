@@ -37,6 +37,7 @@ class FakeAccount:
 
     def __init__(self) -> None:
         self.images: dict[str, dict[str, str]] = {}
+        self.status: dict[str, str] = {}  # an image's status when not "available"
         self.tasks: list[Task] = []
         self.objects: dict[tuple[str, str], int] = {}
         self.calls: list[tuple[str, Any]] = []
@@ -94,10 +95,12 @@ class FakeAccount:
         for image_id, tags in self.images.items():
             if any(tags.get(k) != v for k, v in (tag_filters or {}).items()):
                 continue
+            if status is not None and self.status.get(image_id, "available") != status:
+                continue
             yield Image.model_validate(
                 {
                     "ImageId": image_id,
-                    "Status": "available",
+                    "Status": self.status.get(image_id, "available"),
                     "Visibility": "private",
                     "CreatedAt": (NOW - timedelta(hours=1)).isoformat(),
                     "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
@@ -243,6 +246,23 @@ def test_the_scan_and_the_follow_up_share_one_listing() -> None:
 
     run(account)
 
+    assert account.count("DescribeImages") == 1
+
+
+def test_an_export_is_followed_up_whatever_status_its_image_shows_meanwhile() -> None:
+    """The shared listing asks for every private image, not only available ones: an image whose status
+    changes while it is exported (unconfirmed for the real API) is still followed up, and never exported
+    again by the scan."""
+    account = FakeAccount()
+    account.tracked("image-ok", "exporting")
+    account.status["image-ok"] = "exporting"
+    account.ended("image-ok", "Succeeded")
+    account.objects[("b-1", key("image-ok"))] = 40 * GIB
+
+    tracked = run(account)
+
+    assert statuses(tracked.outcomes) == {"image-ok": "exported"}
+    assert account.count("ExportImage") == 0
     assert account.count("DescribeImages") == 1
 
 
