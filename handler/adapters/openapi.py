@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,9 +16,10 @@ from typing import Any
 import httpx
 import structlog
 
-from handler.adapters.exchange import Answer, bounded_client, certificate_rejected, exchange
-from handler.adapters.log import MASK, redactor
-from handler.adapters.pacing import RateLimiter, RetryPolicy, backoff_delay
+from handler.adapters.answers import request_masker, retry_after, transport_error
+from handler.adapters.exchange import Answer, bounded_client, exchange
+from handler.adapters.log import redactor
+from handler.adapters.pacing import RateLimiter, RateLimiters, RetryPolicy, backoff_delay
 from handler.adapters.signing import Credentials, VolcSigner, canonical_query
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.errors import (
@@ -28,9 +28,7 @@ from handler.errors import (
     MalformedResponse,
     ResourceLocked,
     RetryableApiError,
-    TerminalApiError,
     ThrottledError,
-    UnknownOutcomeError,
     api_error_for,
 )
 
@@ -54,7 +52,7 @@ MAX_MESSAGE_CHARS = 500
 
 _lock = threading.Lock()
 _http_clients: dict[tuple[float, float], httpx.Client] = {}
-_limiters: dict[float, RateLimiter] = {}
+_limiters = RateLimiters()
 
 
 def shared_http_client(*, connect_timeout: float, read_timeout: float) -> httpx.Client:
@@ -73,11 +71,7 @@ def shared_http_client(*, connect_timeout: float, read_timeout: float) -> httpx.
 
 def shared_rate_limiter(max_rps: float) -> RateLimiter:
     """The process's rate limiter for this rate: shared by all concurrent calls, remembers throttling."""
-    with _lock:
-        limiter = _limiters.get(max_rps)
-        if limiter is None:
-            limiter = _limiters[max_rps] = RateLimiter(max_rps)
-        return limiter
+    return _limiters.get(max_rps)
 
 
 def reset_shared_state() -> None:
@@ -87,30 +81,6 @@ def reset_shared_state() -> None:
             client.close()
         _http_clients.clear()
         _limiters.clear()
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    try:
-        seconds = float(headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds <= 300 else None
-
-
-def _transport_error(exc: httpx.TransportError, action: str, host: str) -> ApiError:
-    """Sort a transport failure by whether the request can have reached the server. The exception's own text
-    is left out: it may quote the request."""
-    name = type(exc).__name__
-    if certificate_rejected(exc):
-        msg = f"{host} presented a TLS certificate this function does not trust: set SSL_CERT_FILE to its CA bundle"
-        return TerminalApiError(msg, code="CertificateVerifyFailed", action=action)
-    if isinstance(
-        exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol
-    ):
-        msg = f"could not reach {host} ({name}): check VOLCENGINE_ENDPOINT and the function's network access"
-        return RetryableApiError(msg, code=name, action=action)
-    msg = f"the request reached {host} but no answer came back ({name}); whether it took effect is unknown"
-    return UnknownOutcomeError(msg, code=name, action=action)
 
 
 def _decode(answer: Answer, action: str) -> Any:
@@ -156,36 +126,13 @@ def parse_response(
             message if len(message) <= MAX_MESSAGE_CHARS else message[: MAX_MESSAGE_CHARS - 1] + "…",
             request_id=request_id,
             action=action,
-            retry_after=_retry_after(answer.headers),
+            retry_after=retry_after(answer.headers),
         )
     result = body.get("Result") if isinstance(body, dict) else None
     if not isinstance(result, dict):
         msg = f"HTTP {status} without a Result object"
         raise MalformedResponse(msg, http_status=status, request_id=request_id, action=action)
     return result, request_id
-
-
-_SIGNATURE = re.compile(r"Signature=([0-9A-Za-z+/=]+)")
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)")
-
-
-def _request_masker(sent: httpx.Headers, known: tuple[str, ...]) -> Callable[[str], str]:
-    """A mask for text that may quote this request: its Authorization and X-Security-Token headers, the
-    signature, the credentials the signer knows, and every secret the log redactor knows."""
-    authorization = sent.get("authorization") or ""
-    values = {authorization, sent.get("x-security-token") or "", *known}
-    values.update(_SIGNATURE.findall(authorization))
-    secrets = sorted((v for v in values if len(v) >= 6), key=len, reverse=True)
-    access_keys = [k for k in _CREDENTIAL.findall(authorization) if len(k) >= 6]
-
-    def mask(text: str) -> str:
-        for value in secrets:
-            text = text.replace(value, MASK)
-        for key in access_keys:
-            text = text.replace(key, key[:4] + MASK)
-        return redactor.mask_text(text)
-
-    return mask
 
 
 class OpenApiClient:
@@ -289,7 +236,12 @@ class OpenApiClient:
                 read_timeout=timeouts.read if timeouts.read is not None else math.inf,
             )
         except httpx.TransportError as exc:
-            error = _transport_error(exc, action, httpx.URL(self._endpoint).netloc.decode())
+            error = transport_error(
+                exc,
+                action=action,
+                host=httpx.URL(self._endpoint).netloc.decode(),
+                variable="VOLCENGINE_ENDPOINT",
+            )
             elapsed = round((self._clock.monotonic() - started) * 1000)
             _log.warning("api.call", action=action, attempt=attempt, error=error.code, duration_ms=elapsed)
             raise error from None
@@ -297,7 +249,11 @@ class OpenApiClient:
         fields = {"action": action, "attempt": attempt, "http_status": answer.status, "duration_ms": elapsed}
         try:
             result, request_id = parse_response(
-                answer, action, mask=_request_masker(answer.sent, self._auth.known_secrets())
+                answer,
+                action,
+                mask=request_masker(
+                    answer.sent, self._auth.known_secrets(), session_header="x-security-token"
+                ),
             )
         except ApiError as error:
             _log.warning("api.call", **fields, error=error.code, api_request_id=error.request_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.errors import BudgetExhausted
 
-__all__ = ["RateLimiter", "RetryPolicy", "backoff_delay"]
+__all__ = ["RateLimiter", "RateLimiters", "RetryPolicy", "backoff_delay"]
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, jitter: float) -> float:
@@ -104,3 +104,28 @@ class RateLimiter:
         if self._rate < self.max_rps:
             with self._lock:
                 self._rate = min(self.max_rps, self._rate + self.max_rps / 20)
+
+
+class RateLimiters:
+    """A process's rate limiters, one per rate, built on first use and shared by every call to one service
+    (each service keeps its own: TOS's requests never spend the ECS API's budget)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_rate: dict[float, RateLimiter] = {}
+
+    def get(self, max_rps: float) -> RateLimiter:
+        with self._lock:
+            limiter = self._by_rate.get(max_rps)
+            if limiter is None:
+                limiter = self._by_rate[max_rps] = RateLimiter(max_rps)
+            return limiter
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._by_rate)
+
+    def clear(self) -> None:
+        """Forget them all (tests; a long-lived host reloading)."""
+        with self._lock:
+            self._by_rate.clear()

@@ -28,6 +28,7 @@ __all__ = [
     "canonical_query",
     "compute_signature",
     "encode_component",
+    "fixed_secrets",
     "format_x_date",
     "parse_query",
     "sha256_hex",
@@ -59,6 +60,14 @@ class SignedRequest:
     string_to_sign: str
     signature: str
     headers: dict[str, str]
+
+
+def fixed_secrets(credentials: Credentials | Callable[[], Credentials]) -> tuple[str, ...]:
+    """The secret key and session token of fixed credentials, for masking text that may quote them; nothing
+    for rotating credentials, which are not read again just for this."""
+    if not isinstance(credentials, Credentials):
+        return ()
+    return tuple(value for value in (credentials.secret_key, credentials.session_token) if value)
 
 
 def encode_component(value: str) -> str:
@@ -165,13 +174,8 @@ class VolcSigner(httpx.Auth):
         self._clock = clock
 
     def known_secrets(self) -> tuple[str, ...]:
-        """The secret key and session token when the credentials are fixed (for masking text that may quote
-        them); nothing for rotating credentials, which are not read again just for this."""
-        if not isinstance(self._credentials, Credentials):
-            return ()
-        return tuple(
-            value for value in (self._credentials.secret_key, self._credentials.session_token) if value
-        )
+        """The secrets of this signer's credentials, for masking text that may quote them (``fixed_secrets``)."""
+        return fixed_secrets(self._credentials)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Add X-Date, X-Content-Sha256, X-Security-Token (temporary keys only) and Authorization."""

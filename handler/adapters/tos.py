@@ -12,8 +12,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-import re
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,10 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
-from handler.adapters.exchange import Answer, certificate_rejected, exchange
-from handler.adapters.log import MASK, redactor
-from handler.adapters.pacing import RateLimiter, RetryPolicy, backoff_delay
-from handler.adapters.signing import Credentials
+from handler.adapters.answers import request_masker, retry_after, transport_error
+from handler.adapters.exchange import Answer, exchange
+from handler.adapters.pacing import RateLimiter, RateLimiters, RetryPolicy, backoff_delay
+from handler.adapters.signing import Credentials, fixed_secrets
 from handler.adapters.tos_signing import TosSigner, encode_key_path
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.errors import (
@@ -34,7 +32,6 @@ from handler.errors import (
     RetryableApiError,
     TerminalApiError,
     ThrottledError,
-    UnknownOutcomeError,
     api_error_for,
 )
 from handler.models.objects import (
@@ -68,23 +65,17 @@ MIN_EXCHANGE_SECONDS = 0.5
 MAX_MESSAGE_CHARS = 500
 
 _log = structlog.get_logger("handler.tos")
-_lock = threading.Lock()
-_limiters: dict[float, RateLimiter] = {}
+_limiters = RateLimiters()
 
 
 def shared_tos_rate_limiter(max_rps: float) -> RateLimiter:
     """The process's TOS rate limiter for this rate: separate from the OpenAPI ones, shared by all calls."""
-    with _lock:
-        limiter = _limiters.get(max_rps)
-        if limiter is None:
-            limiter = _limiters[max_rps] = RateLimiter(max_rps)
-        return limiter
+    return _limiters.get(max_rps)
 
 
 def reset_tos_rate_limiter() -> None:
     """Forget the process's TOS rate limiters (tests; a long-lived host reloading)."""
-    with _lock:
-        _limiters.clear()
+    _limiters.clear()
 
 
 def uses_path_style(host: str) -> bool:
@@ -187,7 +178,9 @@ class TosClient:
                 read_timeout=timeouts.read if timeouts.read is not None else math.inf,
             )
         except httpx.TransportError as exc:
-            error = _transport_error(exc, httpx.URL(url).host)
+            error = transport_error(
+                exc, action=HEAD_OBJECT, host=httpx.URL(url).host, variable="TOS_ENDPOINT"
+            )
             elapsed = round((self._clock.monotonic() - started) * 1000)
             _log.warning(
                 "tos.call", action=HEAD_OBJECT, attempt=attempt, error=error.code, duration_ms=elapsed
@@ -201,43 +194,20 @@ class TosClient:
             "tos_request_id": answer.headers.get("x-tos-request-id"),
         }
         try:
-            result = _head_result(answer, bucket, key, mask=_request_masker(answer.sent, self._secrets()))
+            result = _head_result(
+                answer,
+                bucket,
+                key,
+                mask=request_masker(
+                    answer.sent, fixed_secrets(self._credentials), session_header="x-tos-security-token"
+                ),
+            )
         except ApiError as error:
             _log.warning("tos.call", **fields, error=error.code)
             raise
         self._limiter.on_success()
         _log.info("tos.call", **fields)
         return result
-
-    def _secrets(self) -> tuple[str, ...]:
-        credentials = self._credentials
-        if not isinstance(credentials, Credentials):
-            return ()  # rotating credentials are not read again just for masking
-        return tuple(v for v in (credentials.secret_key, credentials.session_token) if v)
-
-
-_SIGNATURE = re.compile(r"Signature=([0-9A-Za-z+/=]+)")
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)")
-
-
-def _request_masker(sent: httpx.Headers, known: tuple[str, ...]) -> Callable[[str], str]:
-    """A mask for text that may quote the request: its Authorization and x-tos-security-token headers, the
-    signature, the fixed credentials' secrets and every secret the log redactor knows (as the OpenAPI
-    client masks its error messages)."""
-    authorization = sent.get("authorization") or ""
-    values = {authorization, sent.get("x-tos-security-token") or "", *known}
-    values.update(_SIGNATURE.findall(authorization))
-    secrets = sorted((v for v in values if len(v) >= 6), key=len, reverse=True)
-    access_keys = [k for k in _CREDENTIAL.findall(authorization) if len(k) >= 6]
-
-    def mask(text: str) -> str:
-        for value in secrets:
-            text = text.replace(value, MASK)
-        for access_key in access_keys:
-            text = text.replace(access_key, access_key[:4] + MASK)
-        return redactor.mask_text(text)
-
-    return mask
 
 
 def _head_result(answer: Answer, bucket: str, key: str, *, mask: Callable[[str], str]) -> HeadResult:
@@ -292,16 +262,8 @@ def _error_for(answer: Answer, request_id: str | None, mask: Callable[[str], str
         text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…",
         request_id=str(body.get("RequestId") or "") or request_id,
         action=HEAD_OBJECT,
-        retry_after=_retry_after(answer.headers),
+        retry_after=retry_after(answer.headers),
     )
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    try:
-        seconds = float(headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds <= 300 else None
 
 
 def _http_date(value: str | None) -> datetime | None:
@@ -313,19 +275,3 @@ def _http_date(value: str | None) -> datetime | None:
     except (TypeError, ValueError, IndexError):
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _transport_error(exc: httpx.TransportError, host: str) -> ApiError:
-    """Sort a transport failure by whether the request reached TOS. The exception's text is left out: it
-    may quote the request."""
-    name = type(exc).__name__
-    if certificate_rejected(exc):
-        msg = f"{host} presented a TLS certificate this function does not trust: set SSL_CERT_FILE to its CA bundle"
-        return TerminalApiError(msg, code="CertificateVerifyFailed", action=HEAD_OBJECT)
-    if isinstance(
-        exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol
-    ):
-        msg = f"could not reach {host} ({name}): check TOS_ENDPOINT and the function's network access"
-        return RetryableApiError(msg, code=name, action=HEAD_OBJECT)
-    msg = f"the request reached {host} but no answer came back ({name})"
-    return UnknownOutcomeError(msg, code=name, action=HEAD_OBJECT)
