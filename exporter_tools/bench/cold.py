@@ -49,6 +49,8 @@ class Endpoints:
             "VOLCENGINE_REGION": "cn-beijing",
             "VOLCENGINE_ENDPOINT": url,
             "EXPORT_TOS_BUCKET": self.bucket,
+            # Like with like: the SDK scripts export and look tasks up, but tag nothing.
+            "EXPORT_TRACKING": "off",
             "BENCH_SDK_HOST": host,
             "BENCH_SDK_SCHEME": scheme,
             **extra,
