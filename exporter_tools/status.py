@@ -31,13 +31,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from handler.adapters.credentials import resolve_credentials
 from handler.adapters.log import configure_logging, redactor
 from handler.adapters.openapi import OpenApiClient, shared_http_client, shared_rate_limiter
 from handler.adapters.pacing import RetryPolicy
-from handler.errors import ExporterError
+from handler.errors import ConfigurationError, ExporterError
 from handler.models.settings import Settings
 
 __all__ = ["DEST_KEY", "STATE_KEY", "InFlight", "Outcome", "Status", "main", "read_status", "render"]
@@ -280,10 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value
     }
     try:
-        settings = Settings.model_validate({**os.environ, **overrides})
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        print(f"status: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", file=sys.stderr)
+        settings = Settings.from_env({**os.environ, **overrides})
+    except ConfigurationError as error:
+        # The function's own reading: empty variables count as unset, each error names its variable.
+        print(f"status: {error}", file=sys.stderr)
         return 2
     configure_logging("INFO" if args.verbose else "WARNING")
     deadline = time.monotonic() + args.timeout

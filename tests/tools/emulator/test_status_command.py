@@ -158,3 +158,18 @@ def test_status_names_a_bad_endpoint_option(
     emulated(fleet())
     assert status.main(["--endpoint", "not-a-url"]) == 2
     assert "VOLCENGINE_ENDPOINT" in capsys.readouterr().err
+
+
+def test_status_reads_the_environment_as_the_function_does(
+    emulated: Callable[..., EcsEmulator],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An empty variable counts as unset (the default applies), and a bad one is named with the function's
+    own wording: status never disagrees with the function about its settings."""
+    emulated(fleet())
+    monkeypatch.setenv("EXPORT_TOS_PREFIX", "")
+    assert status.main([]) == 0
+    monkeypatch.setenv("LOG_LEVEL", "chatty")
+    assert status.main([]) == 2
+    assert "status: LOG_LEVEL: expected" in capsys.readouterr().err
