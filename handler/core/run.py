@@ -1,3 +1,4 @@
+# ~430 lines: one flow (scan, just-in-time look-ups, exports, lost answers, locks, refusals) under one lock.
 """The export flow for one command: find the images, drop those already exported, export the rest.
 
 Every API call goes through ``EcsApi`` (the signed client in production, fakes in tests), so this module
