@@ -7,11 +7,19 @@ end-to-end fixtures (``tests/support/emulated.py``) for every test folder.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# CI runs the same examples every time (a failure there is reproducible, never a one-off draw); locally each
+# run draws new ones, which is how property tests keep finding what nobody thought of.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 pytest_plugins = ["tests.support.emulated"]
 

@@ -132,6 +132,10 @@ class TosClient:
         if not key:
             msg = "key: expected the object's name, got ''"
             raise TerminalApiError(msg, code="InvalidObjectName", action=HEAD_OBJECT)
+        if any(segment in (".", "..") for segment in key.split("/")):
+            # An HTTP client resolves dot segments in a path, so the request would name another object.
+            msg = f"key {key[:60]!r}: a '.' or '..' path segment cannot be sent as it is"
+            raise TerminalApiError(msg, code="InvalidObjectName", action=HEAD_OBJECT)
         url = object_url(self._endpoint, bucket, key)
         attempt = 0
         while True:

@@ -246,11 +246,15 @@ def test_a_path_style_request_is_signed_for_the_host_and_path_it_is_sent_to(cloc
     assert route.calls.last.request.headers["Host"] == "127.0.0.1:9000"
 
 
-@pytest.mark.parametrize(("bucket", "key", "named"), [("Bad_Bucket", KEY, "bucket"), (BUCKET, "", "key")])
-def test_a_bad_bucket_or_empty_key_is_refused_before_sending(
+@pytest.mark.parametrize(
+    ("bucket", "key", "named"),
+    [("Bad_Bucket", KEY, "bucket"), (BUCKET, "", "key"), (BUCKET, "a/../b", "key"), (BUCKET, ".", "key")],
+)
+def test_a_bad_bucket_or_key_is_refused_before_sending(
     clock: FakeClock, bucket: str, key: str, named: str
 ) -> None:
-    """A bucket name TOS cannot have, or an empty key, is a terminal error naming it, with nothing sent."""
+    """A bucket name TOS cannot have, an empty key, or a key with a '.' or '..' segment (an HTTP client
+    would send another path) is a terminal error naming it, with nothing sent."""
     with respx.mock(assert_all_called=False) as mock:
         route = mock.head(url__regex=r".*").mock(return_value=httpx.Response(404))
         with pytest.raises(TerminalApiError, match=named):
