@@ -19,7 +19,7 @@ import structlog
 from handler.adapters.answers import request_masker, retry_after, transport_error
 from handler.adapters.exchange import Answer, bounded_client, exchange
 from handler.adapters.log import redactor
-from handler.adapters.pacing import RateLimiter, RateLimiters, RetryPolicy, backoff_delay
+from handler.adapters.pacing import RateLimiter, RateLimiters, RetryPolicy, delay_before_retry
 from handler.adapters.signing import Credentials, VolcSigner, canonical_query
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.errors import (
@@ -28,7 +28,6 @@ from handler.errors import (
     MalformedResponse,
     ResourceLocked,
     RetryableApiError,
-    ThrottledError,
     api_error_for,
 )
 
@@ -188,15 +187,16 @@ class OpenApiClient:
             try:
                 return self._send(action, query, content, attempt, deadline)
             except ApiError as error:
-                if isinstance(error, ThrottledError):
-                    self._limiter.on_throttled(error.retry_after)
-                if not self._should_retry(error, read_only=read_only, attempt=attempt):
-                    raise
-                delay = backoff_delay(
-                    attempt - 1, base=self._policy.base, cap=self._policy.cap, jitter=self._clock.random()
+                delay = delay_before_retry(
+                    error,
+                    attempt=attempt,
+                    retry=self._should_retry(error, read_only=read_only, attempt=attempt),
+                    policy=self._policy,
+                    limiter=self._limiter,
+                    clock=self._clock,
+                    deadline=deadline,
                 )
-                delay = max(delay, error.retry_after or 0.0)
-                if self._clock.monotonic() + delay >= deadline:
+                if delay is None:
                     raise
                 _log.info(
                     "api.retry", action=action, attempt=attempt, code=error.code, delay_ms=round(delay * 1000)

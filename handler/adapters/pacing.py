@@ -12,9 +12,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from handler.clock import SYSTEM_CLOCK, Clock
-from handler.errors import BudgetExhausted
+from handler.errors import ApiError, BudgetExhausted, ThrottledError
 
-__all__ = ["RateLimiter", "RateLimiters", "RetryPolicy", "backoff_delay"]
+__all__ = ["RateLimiter", "RateLimiters", "RetryPolicy", "backoff_delay", "delay_before_retry"]
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, jitter: float) -> float:
@@ -32,6 +32,28 @@ class RetryPolicy:
     max_attempts: int = 4
     base: float = 0.3
     cap: float = 5.0
+
+
+def delay_before_retry(
+    error: ApiError,
+    *,
+    attempt: int,
+    retry: bool,
+    policy: RetryPolicy,
+    limiter: RateLimiter,
+    clock: Clock,
+    deadline: float,
+) -> float | None:
+    """After attempt ``attempt`` (from 1) failed with ``error``: a throttling answer slows the shared limiter;
+    then the wait before sending again (full-jitter backoff, at least the answer's ``Retry-After``), or
+    ``None`` when the caller must not retry (``retry`` false) or the wait would reach ``deadline``."""
+    if isinstance(error, ThrottledError):
+        limiter.on_throttled(error.retry_after)
+    if not retry:
+        return None
+    delay = backoff_delay(attempt - 1, base=policy.base, cap=policy.cap, jitter=clock.random())
+    delay = max(delay, error.retry_after or 0.0)
+    return None if clock.monotonic() + delay >= deadline else delay
 
 
 class RateLimiter:

@@ -22,7 +22,7 @@ import structlog
 
 from handler.adapters.answers import request_masker, retry_after, transport_error
 from handler.adapters.exchange import Answer, exchange
-from handler.adapters.pacing import RateLimiter, RateLimiters, RetryPolicy, backoff_delay
+from handler.adapters.pacing import RateLimiter, RateLimiters, RetryPolicy, delay_before_retry
 from handler.adapters.signing import Credentials, fixed_secrets
 from handler.adapters.tos_signing import TosSigner, encode_key_path
 from handler.clock import SYSTEM_CLOCK, Clock
@@ -31,7 +31,6 @@ from handler.errors import (
     BudgetExhausted,
     RetryableApiError,
     TerminalApiError,
-    ThrottledError,
     api_error_for,
 )
 from handler.models.objects import (
@@ -143,15 +142,16 @@ class TosClient:
             try:
                 return self._send(url, bucket, key, attempt, deadline)
             except ApiError as error:
-                if isinstance(error, ThrottledError):
-                    self._limiter.on_throttled(error.retry_after)
-                if attempt >= self._policy.max_attempts or not error.retryable:
-                    raise
-                delay = backoff_delay(
-                    attempt - 1, base=self._policy.base, cap=self._policy.cap, jitter=self._clock.random()
+                delay = delay_before_retry(
+                    error,
+                    attempt=attempt,
+                    retry=attempt < self._policy.max_attempts and error.retryable,
+                    policy=self._policy,
+                    limiter=self._limiter,
+                    clock=self._clock,
+                    deadline=deadline,
                 )
-                delay = max(delay, error.retry_after or 0.0)
-                if self._clock.monotonic() + delay >= deadline:
+                if delay is None:
                     raise
                 _log.info(
                     "tos.retry",
