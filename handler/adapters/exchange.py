@@ -48,6 +48,12 @@ class Answer:
     sent: httpx.Headers
 
 
+def _or_clients(given: float | None, clients: float | None) -> float:
+    if given is not None:
+        return given
+    return clients if clients is not None else math.inf
+
+
 def exchange(
     client: httpx.Client,
     method: str,
@@ -55,17 +61,20 @@ def exchange(
     *,
     seconds: float,
     max_bytes: int,
-    connect_timeout: float,
-    read_timeout: float,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
     content: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     auth: httpx.Auth | None = None,
 ) -> Answer:
     """Send one request and read its answer, all within ``seconds`` (``inf``: per-read timeouts only).
 
-    The connect and read timeouts are clipped to ``seconds``. Raises ``httpx.TransportError`` as httpx does,
+    The connect and read timeouts (by default the client's own; none set: no limit but ``seconds``) are
+    clipped to ``seconds``. Raises ``httpx.TransportError`` as httpx does,
     and ``httpx.ReadTimeout`` when the answer is still arriving at the deadline. Redirects are not followed.
     """
+    connect_timeout = _or_clients(connect_timeout, client.timeout.connect)
+    read_timeout = _or_clients(read_timeout, client.timeout.read)
     finite = math.isfinite(seconds)
     deadline = time.monotonic() + seconds if finite else None
     timeout = httpx.Timeout(

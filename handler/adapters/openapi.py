@@ -8,7 +8,6 @@ when nothing can have started, and an unknown outcome is raised for the caller t
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -220,7 +219,6 @@ class OpenApiClient:
             msg = f"the time budget ran out before {action} could be sent"
             raise BudgetExhausted(msg)
         url = f"{self._endpoint}/?{query}"
-        timeouts = self._http.timeout
         started = self._clock.monotonic()
         try:
             answer = exchange(
@@ -232,8 +230,6 @@ class OpenApiClient:
                 auth=self._auth,
                 seconds=left,
                 max_bytes=MAX_ANSWER_BYTES,
-                connect_timeout=timeouts.connect if timeouts.connect is not None else math.inf,
-                read_timeout=timeouts.read if timeouts.read is not None else math.inf,
             )
         except httpx.TransportError as exc:
             error = transport_error(

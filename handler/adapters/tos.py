@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -168,7 +167,6 @@ class TosClient:
         if not left >= MIN_EXCHANGE_SECONDS:
             msg = f"the time budget ran out before {HEAD_OBJECT} could be sent"
             raise BudgetExhausted(msg)
-        timeouts = self._http.timeout
         started = self._clock.monotonic()
         try:
             answer = exchange(
@@ -178,8 +176,6 @@ class TosClient:
                 auth=self._auth,
                 seconds=left,
                 max_bytes=MAX_ANSWER_BYTES,
-                connect_timeout=timeouts.connect if timeouts.connect is not None else math.inf,
-                read_timeout=timeouts.read if timeouts.read is not None else math.inf,
             )
         except httpx.TransportError as exc:
             error = transport_error(
