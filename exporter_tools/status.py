@@ -34,7 +34,7 @@ from typing import Any
 from handler.adapters.credentials import resolve_credentials
 from handler.adapters.log import configure_logging, redactor
 from handler.adapters.openapi import OpenApiClient, shared_http_client, shared_rate_limiter
-from handler.adapters.pacing import RetryPolicy
+from handler.adapters.retry import RetryPolicy
 from handler.errors import ConfigurationError, ExporterError
 from handler.models.settings import Settings
 
@@ -140,7 +140,7 @@ def _pages(
     seen: set[str] = set()
     while True:
         page = {**params, "MaxResults": str(PAGE)} | ({"NextToken": token} if token else {})
-        result, _ = api.call(action, page, deadline=deadline, read_only=True)
+        result, _ = api.call(action, page, deadline=deadline, idempotent=True)
         items = result.get(key) or []
         yield from (item for item in items if isinstance(item, Mapping))
         token = str(result.get("NextToken") or "")

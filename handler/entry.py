@@ -114,7 +114,7 @@ def _export(
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415 - after the event is valid
     from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient  # noqa: PLC0415
     from handler.adapters.openapi import OpenApiClient, shared_http_client, shared_rate_limiter  # noqa: PLC0415
-    from handler.adapters.pacing import RetryPolicy  # noqa: PLC0415
+    from handler.adapters.retry import RetryPolicy  # noqa: PLC0415
     from handler.core.budget import Budget  # noqa: PLC0415
     from handler.core.plan import ExportPlan  # noqa: PLC0415
     from handler.core.run import run_command  # noqa: PLC0415

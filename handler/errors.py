@@ -74,7 +74,6 @@ __all__ = [
     "ServerError",
     "TerminalApiError",
     "Throttled",
-    "ThrottledError",
     "UnknownOutcomeError",
     "api_error_for",
     "fix_for",
@@ -185,9 +184,6 @@ class UnknownOutcomeError(ApiError):
 
 class Throttled(RetryableApiError):
     """The API is rate limiting us (HTTP 429, ``FlowLimitExceeded``)."""
-
-
-ThrottledError = Throttled  # the name the adapters and older callers use
 
 
 class ServerError(RetryableApiError):

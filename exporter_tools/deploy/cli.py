@@ -186,7 +186,8 @@ def _client(
     """A signed veFaaS client: the same signer and retry policy as the function's ECS client."""
     from exporter_tools.deploy.vefaas import API_VERSION, SERVICE  # noqa: PLC0415
     from handler.adapters.openapi import OpenApiClient  # noqa: PLC0415
-    from handler.adapters.pacing import RateLimiter, RetryPolicy  # noqa: PLC0415
+    from handler.adapters.pacing import RateLimiter  # noqa: PLC0415
+    from handler.adapters.retry import RetryPolicy  # noqa: PLC0415
 
     api = OpenApiClient(
         http=http,

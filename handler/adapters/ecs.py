@@ -90,7 +90,7 @@ class EcsClient:
     def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
         """Start an export of ``image_id`` to ``bucket``; the file is ``<prefix>_<image_id>_system.qcow2``."""
         params = {"ImageId": image_id, "TOSBucket": bucket, "TOSPrefix": prefix}
-        result, request_id = self._api.call("ExportImage", params, deadline=deadline, read_only=False)
+        result, request_id = self._api.call("ExportImage", params, deadline=deadline, idempotent=False)
         task_id = result.get("TaskId")
         if not isinstance(task_id, str) or not task_id:
             msg = "ExportImage answered without a TaskId"
@@ -175,7 +175,7 @@ class EcsClient:
             batch = unique[start : start + TAG_BATCH_LIMIT]
             ids = {f"ResourceIds.{n}": i for n, i in enumerate(batch, start=1)}
             try:
-                self._api.call(action, params | ids, deadline=deadline, read_only=True)
+                self._api.call(action, params | ids, deadline=deadline, idempotent=True)
             except ExporterError as error:
                 failures.append(TaggingFailure(tuple(batch), error))
             else:
@@ -191,7 +191,7 @@ class EcsClient:
             page = dict(params, MaxResults=str(BATCH_LIMIT))
             if token:
                 page["NextToken"] = token
-            result, _ = self._api.call(action, page, deadline=deadline, read_only=True)
+            result, _ = self._api.call(action, page, deadline=deadline, idempotent=True)
             items = result.get(key) or []
             if not isinstance(items, list):
                 msg = f"{key} is not a list"

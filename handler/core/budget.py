@@ -4,7 +4,9 @@ Of the budget, a reserve is kept back for logging the outcomes and notifying the
 ``NOTIFY_RESERVE_SECONDS``). Every request must be done by ``send_by`` (the client clips each request's
 timeouts to what is left, so no request needs its full timeouts reserved). No new image's export begins
 after ``start_by``: an export begun keeps time for its answer (a quarter of the budget, at least
-``MIN_EXCHANGE_SECONDS`` and at most the connect and read timeouts together).
+``MIN_ANSWER_SECONDS`` and at most the connect and read timeouts together). No request is sent with less
+than ``MIN_SEND_SECONDS`` left. The result is reported by ``report_by``, ``REPORT_MARGIN_SECONDS`` before the
+platform ends the invocation; a function whose timeout is not known gets ``DEFAULT_FUNCTION_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -14,19 +16,29 @@ from dataclasses import dataclass
 from handler.models.settings import Settings
 
 __all__ = [
+    "DEFAULT_FUNCTION_TIMEOUT",
     "LOOKUP_SECONDS",
-    "MIN_EXCHANGE_SECONDS",
+    "MIN_ANSWER_SECONDS",
+    "MIN_SEND_SECONDS",
     "NOTIFY_RESERVE_SECONDS",
+    "REPORT_MARGIN_SECONDS",
     "Budget",
     "smallest_workable_budget",
 ]
 
+# veFaaS's own default function timeout: the budget when neither the context nor FUNCTION_TIMEOUT gives one.
+DEFAULT_FUNCTION_TIMEOUT = 900.0
+# The result is returned this long before the platform would end the invocation.
+REPORT_MARGIN_SECONDS = 0.5
+
 # Kept back from the time budget for logging the outcomes and notifying the webhook.
 NOTIFY_RESERVE_SECONDS = 5.0
-# The least time one request is given: a prompt API answers in a fraction of it.
-MIN_EXCHANGE_SECONDS = 2.0
+# The least time an export begun keeps for its answer: a prompt API answers in a fraction of it.
+MIN_ANSWER_SECONDS = 2.0
+# A request is sent only with at least this much time left to answer it; less would end as an unknown outcome.
+MIN_SEND_SECONDS = 0.5
 # What the look-ups before the first export may take (a scan lists the images, then their tasks).
-LOOKUP_SECONDS = 2 * MIN_EXCHANGE_SECONDS
+LOOKUP_SECONDS = 2 * MIN_ANSWER_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +61,7 @@ class Budget:
 def _answer_allowance(seconds: float, settings: Settings) -> float:
     """The time an export begun keeps for its answer."""
     ceiling = settings.connect_timeout + settings.read_timeout
-    return min(max(ceiling, MIN_EXCHANGE_SECONDS), max(MIN_EXCHANGE_SECONDS, seconds / 4))
+    return min(max(ceiling, MIN_ANSWER_SECONDS), max(MIN_ANSWER_SECONDS, seconds / 4))
 
 
 def smallest_workable_budget(settings: Settings) -> float:
@@ -60,7 +72,7 @@ def smallest_workable_budget(settings: Settings) -> float:
         budget = Budget.ending_at(seconds, now=0.0, settings=settings)
         return budget.start_by - LOOKUP_SECONDS
 
-    low, high = 0.0, 900.0
+    low, high = 0.0, DEFAULT_FUNCTION_TIMEOUT
     for _ in range(60):  # room() grows with the budget, so halving finds where it crosses zero
         middle = (low + high) / 2
         low, high = (middle, high) if room(middle) < 0 else (low, middle)

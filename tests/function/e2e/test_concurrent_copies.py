@@ -13,7 +13,8 @@ from exporter_tools.emulator.ecs import EcsEmulator
 from exporter_tools.emulator.fleet import new_images_fleet
 from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient
 from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.core.budget import Budget
 from handler.core.plan import ExportPlan
 from handler.core.run import run_command

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from handler.adapters.ecs import TAG_BATCH_LIMIT, EcsClient, TaggingReport, validate_tag_key
 from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.errors import TerminalApiError, UnknownOutcomeError
 from tests.support.fakes import FakeClock

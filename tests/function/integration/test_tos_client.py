@@ -11,7 +11,8 @@ import respx
 import structlog
 
 from handler.adapters.exchange import bounded_client
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.adapters.tos import (
     ObjectFound,
