@@ -92,13 +92,18 @@ class ExporterError(Exception):
 
 
 class InvalidEvent(ExporterError):
-    """The event cannot be understood; ``field`` says where (a dotted path, ``""`` for the whole event)."""
+    """The event cannot be understood; ``field`` says where (a dotted path, ``""`` for the whole event).
+    ``trigger`` and ``event_id`` are what the parser recognised of the event all the same, for the result."""
 
     code = "InvalidEvent"
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    def __init__(
+        self, message: str, *, field: str = "", trigger: str | None = None, event_id: str | None = None
+    ) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
+        self.trigger = trigger
+        self.event_id = event_id
 
 
 class ConfigurationError(ExporterError):

@@ -43,19 +43,34 @@ LOOKUP_SECONDS = 2 * MIN_ANSWER_SECONDS
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """Time limits as ``Clock.monotonic()`` values: every request is done by ``send_by``, and no new image's
-    export begins after ``start_by``. ``seconds`` is the whole budget, for the reasons a result gives."""
+    """Time limits as ``Clock.monotonic()`` values: every request is done by ``send_by``, no new image's
+    export begins after ``start_by``, and the webhook and the retagging after it are over by ``report_by``.
+    ``seconds`` is the whole budget, for the reasons a result gives."""
 
     send_by: float
     start_by: float
     seconds: float
+    report_by: float
 
     @classmethod
     def ending_at(cls, end: float, *, now: float, settings: Settings) -> Budget:
         """Split the time from ``now`` to ``end`` (both monotonic) for an invocation under ``settings``."""
         seconds = max(0.0, end - now)
         send_by = end - min(NOTIFY_RESERVE_SECONDS, 0.1 * seconds)
-        return cls(send_by=send_by, start_by=send_by - _answer_allowance(seconds, settings), seconds=seconds)
+        return cls(
+            send_by=send_by,
+            start_by=send_by - _answer_allowance(seconds, settings),
+            seconds=seconds,
+            report_by=end - REPORT_MARGIN_SECONDS,
+        )
+
+    @classmethod
+    def for_invocation(cls, remaining: float | None, *, now: float, settings: Settings) -> Budget:
+        """The budget of an invocation the platform gives ``remaining`` seconds from ``now``; when it does not
+        say, ``FUNCTION_TIMEOUT_SECONDS``, else veFaaS's default timeout."""
+        if remaining is None:
+            remaining = settings.function_timeout or DEFAULT_FUNCTION_TIMEOUT
+        return cls.ending_at(now + max(0.0, remaining), now=now, settings=settings)
 
 
 def _answer_allowance(seconds: float, settings: Settings) -> float:
