@@ -310,7 +310,7 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
         "AccessDenied": ErrorCode(
             AccessDenied,
             "grant the function's identity ecs:ExportImage, ecs:DescribeImages, ecs:DescribeTasks, "
-            "ecs:TagResources and ecs:UntagResources",
+            "and ecs:TagResources",
             "gateway",
         ),
         "FlowLimitExceeded": ErrorCode(Throttled, _THROTTLED, "gateway"),

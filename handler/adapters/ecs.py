@@ -1,5 +1,5 @@
-"""The ECS client: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources`` and
-``UntagResources`` (Version 2020-04-01), typed.
+"""The ECS client: ``ExportImage``, ``DescribeImages``, ``DescribeTasks`` and ``TagResources`` (Version
+2020-04-01), typed.
 
 ``ExportImage`` raises ``UnknownOutcomeError`` when its answer was lost and ``RetryableApiError`` with code
 ``OperationDenied.ResourceLocked`` when the image is busy: in both cases only the image's tasks can tell
@@ -47,7 +47,7 @@ BATCH_LIMIT = 100  # ids per DescribeImages / DescribeTasks request, and the lar
 # tasks of a batch of images: 50 tasks an image on average; a listing by ids: one page more than the ids fill.
 MAX_SCAN_PAGES = 200
 TASKS_PER_IMAGE = 50
-TAG_BATCH_LIMIT = 50  # resource ids per TagResources / UntagResources request (docs/facts.md §10)
+TAG_BATCH_LIMIT = 50  # resource ids per TagResources request (docs/facts.md §10)
 TAGS_PER_CALL = 20  # tags per TagResources request
 TAG_VALUE_LIMIT = 256
 # Tag keys: 1-128 letters, digits, spaces and _ . : / = + - @, never starting with volc: or sys: (any case).
@@ -150,20 +150,6 @@ class EcsClient:
             params[f"Tags.{n}.Key"] = key
             params[f"Tags.{n}.Value"] = value
         return self._tag_batches("TagResources", image_ids, params, deadline=deadline)
-
-    def untag_images(
-        self, image_ids: Iterable[str], keys: Iterable[str], *, deadline: float
-    ) -> TaggingReport:
-        """Remove the tags ``keys`` from every image: UntagResources, 50 images a request; reported like
-        :meth:`tag_images`."""
-        unique = list(dict.fromkeys(keys))
-        if not unique:
-            msg = "keys: expected at least one tag key"
-            raise TerminalApiError(msg, code="InvalidParameter.TagKeys", action="UntagResources")
-        params = {"ResourceType": "image"} | {
-            f"TagKeys.{n}": validate_tag_key(key) for n, key in enumerate(unique, start=1)
-        }
-        return self._tag_batches("UntagResources", image_ids, params, deadline=deadline)
 
     def _tag_batches(
         self, action: str, image_ids: Iterable[str], params: dict[str, str], *, deadline: float
