@@ -15,13 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from handler.adapters.openapi import OpenApiClient
-from handler.errors import (
-    ExporterError,
-    MalformedResponse,
-    RetryableApiError,
-    TerminalApiError,
-    UnknownOutcomeError,
-)
+from handler.errors import ExporterError, MalformedResponse, error_for
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.tagging import TaggingFailure, TaggingReport
 
@@ -64,7 +58,7 @@ def validate_tag_key(key: str) -> str:
             f"tag key {key!r}: expected 1-128 letters, digits, spaces or _ . : / = + - @, "
             "not starting with volc: or sys:"
         )
-        raise TerminalApiError(msg, code="InvalidTagKey.Malformed", action="TagResources")
+        raise error_for("InvalidTagKey.Malformed", msg, action="TagResources")
     return key
 
 
@@ -72,12 +66,12 @@ def _checked_tags(tags: Mapping[str, str]) -> list[tuple[str, str]]:
     pairs = list(tags.items())
     if not 1 <= len(pairs) <= TAGS_PER_CALL:
         msg = f"tags: expected 1-{TAGS_PER_CALL} tags a request, got {len(pairs)}"
-        raise TerminalApiError(msg, code="InvalidParameter.Tags", action="TagResources")
+        raise error_for("InvalidParameter.Tags", msg, action="TagResources")
     for key, value in pairs:
         validate_tag_key(key)
         if len(value) > TAG_VALUE_LIMIT:
             msg = f"tag {key!r}: expected a value of at most {TAG_VALUE_LIMIT} characters, got {len(value)}"
-            raise TerminalApiError(msg, code="InvalidTagValue.Malformed", action="TagResources")
+            raise error_for("InvalidTagValue.Malformed", msg, action="TagResources")
     return pairs
 
 
@@ -94,9 +88,7 @@ class EcsClient:
         task_id = result.get("TaskId")
         if not isinstance(task_id, str) or not task_id:
             msg = "ExportImage answered without a TaskId"
-            raise UnknownOutcomeError(
-                msg, code="MalformedResponse", request_id=request_id, action="ExportImage"
-            )
+            raise MalformedResponse(msg, request_id=request_id, action="ExportImage")
         return ExportStarted(task_id=task_id, request_id=request_id)
 
     def describe_images(
@@ -181,7 +173,7 @@ class EcsClient:
             items = result.get(key) or []
             if not isinstance(items, list):
                 msg = f"{key} is not a list"
-                raise RetryableApiError(msg, code="MalformedResponse", action=action)
+                raise MalformedResponse(msg, action=action)
             yield from items
             token = result.get("NextToken") or None
             if not token or token in seen:  # a repeated token would page forever
@@ -201,7 +193,7 @@ def _model(model: type[_M], item: Any, action: str) -> _M:
         return model.model_validate(item)
     except ValidationError as exc:
         msg = f"unexpected item in the answer: {exc.error_count()} field error(s)"
-        raise RetryableApiError(msg, code="MalformedResponse", action=action) from None
+        raise MalformedResponse(msg, action=action) from None
 
 
 def _batches(ids: Iterable[str], *, empty_means_none: bool = False) -> Iterator[list[str]]:

@@ -23,12 +23,11 @@ from handler.adapters.retry import RetryPolicy, may_resend, with_retries
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.core.budget import MIN_SEND_SECONDS
 from handler.errors import (
+    ERROR_CODES,
     ApiError,
     BudgetExhausted,
-    RetryableApiError,
-    TerminalApiError,
     Throttled,
-    UnknownOutcomeError,
+    error_for,
 )
 
 __all__ = ["Mask", "SignedSender", "request_masker", "transport_error"]
@@ -174,14 +173,14 @@ def transport_error(exc: httpx.TransportError, *, action: str, host: str, variab
     name = type(exc).__name__
     if certificate_rejected(exc):
         msg = f"{host} presented a TLS certificate this function does not trust: set SSL_CERT_FILE to its CA bundle"
-        return TerminalApiError(msg, code="CertificateVerifyFailed", action=action)
+        return error_for("CertificateVerifyFailed", msg, action=action)
     if isinstance(
         exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol
     ):
         msg = f"could not reach {host} ({name}): check {variable} and the function's network access"
-        return RetryableApiError(msg, code=name, action=action)
+        return error_for(name if name in ERROR_CODES else "ConnectError", msg, action=action)
     msg = f"the request reached {host} but no answer came back ({name}); whether it took effect is unknown"
-    return UnknownOutcomeError(msg, code=name, action=action)
+    return error_for(name if name in ERROR_CODES else "ReadError", msg, action=action)
 
 
 def request_masker(sent: httpx.Headers, known: tuple[str, ...], *, session_header: str) -> Mask:

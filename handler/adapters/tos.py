@@ -26,7 +26,7 @@ from handler.adapters.signed import Mask, SignedSender
 from handler.adapters.signing import Credentials, fixed_secrets
 from handler.adapters.tos_signing import TosSigner, encode_key_path
 from handler.clock import SYSTEM_CLOCK, Clock
-from handler.errors import ApiError, RetryableApiError, TerminalApiError, api_error_for
+from handler.errors import ApiError, MalformedResponse, api_error_for, error_for
 from handler.models.objects import (
     UNREADABLE_REASON,
     HeadResult,
@@ -124,14 +124,14 @@ class TosClient:
         """Look ``key`` up in ``bucket``: found, missing (404) or unreadable (403); else a typed error."""
         if not BUCKET_PATTERN.match(bucket):
             msg = f"bucket {bucket!r}: expected 3-63 lowercase letters, digits or hyphens"
-            raise TerminalApiError(msg, code="InvalidBucketName", action=HEAD_OBJECT)
+            raise error_for("InvalidBucketName", msg, action=HEAD_OBJECT)
         if not key:
             msg = "key: expected the object's name, got ''"
-            raise TerminalApiError(msg, code="InvalidObjectName", action=HEAD_OBJECT)
+            raise error_for("InvalidObjectName", msg, action=HEAD_OBJECT)
         if any(segment in (".", "..") for segment in key.split("/")):
             # An HTTP client resolves dot segments in a path, so the request would name another object.
             msg = f"key {key[:60]!r}: a '.' or '..' path segment cannot be sent as it is"
-            raise TerminalApiError(msg, code="InvalidObjectName", action=HEAD_OBJECT)
+            raise error_for("InvalidObjectName", msg, action=HEAD_OBJECT)
         return self._sender.send(
             HEAD_OBJECT,
             "HEAD",
@@ -164,9 +164,7 @@ def _head_result(answer: Answer, bucket: str, key: str, *, mask: Mask) -> HeadRe
         size = -1
     if size < 0:
         msg = "HeadObject answered without a valid Content-Length"
-        raise RetryableApiError(
-            msg, code="MalformedResponse", http_status=status, request_id=request_id, action=HEAD_OBJECT
-        )
+        raise MalformedResponse(msg, http_status=status, request_id=request_id, action=HEAD_OBJECT)
     crc64 = answer.headers.get("x-tos-hash-crc64ecma")
     etag = answer.headers.get("etag")
     return ObjectFound(

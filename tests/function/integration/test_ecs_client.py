@@ -382,8 +382,9 @@ def test_a_scan_ends_at_its_documented_page_cap(clock: FakeClock) -> None:
 def test_a_malformed_item_is_a_retryable_error(clock: FakeClock) -> None:
     """An item missing its id is reported, not silently dropped."""
     respx.get(ENDPOINT).mock(return_value=ok({"Images": [{"ImageName": "x"}], "NextToken": ""}))
-    with pytest.raises(RetryableApiError):
+    with pytest.raises(MalformedResponse) as raised:
         list(make_client(clock, attempts=1).describe_images(deadline=2000))
+    assert raised.value.retryable
 
 
 @respx.mock
