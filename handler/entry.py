@@ -18,7 +18,7 @@ from handler.models.results import TRIGGERS, ErrorInfo, ImageOutcome, Invocation
 from handler.models.settings import Settings
 
 if TYPE_CHECKING:
-    from handler.core.follow_up import TrackingApi
+    from handler.core.apis import TrackingApi
     from handler.core.tracking import TrackingState
 
 __all__ = ["handle", "http_response", "reject"]
@@ -109,8 +109,8 @@ def _export(command: Command, settings: Settings, budget: Budget) -> _Exported:
     """Resolve credentials and the target, build the clients, run the flow within the time budget."""
     from handler.adapters.clients import build_clients  # noqa: PLC0415 - after the event is valid
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415
+    from handler.core.export_flow import run_command  # noqa: PLC0415
     from handler.core.plan import ExportPlan  # noqa: PLC0415
-    from handler.core.run import run_command  # noqa: PLC0415
 
     plan = ExportPlan.of(command, settings)
     clients = build_clients(settings, resolve_credentials(os.environ), secrets=_webhook_secrets(settings))

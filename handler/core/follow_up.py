@@ -11,25 +11,28 @@ An invocation with ``EXPORT_TRACKING=tags`` runs in three steps, all against pro
 3. :func:`settle`: the finished exports' state tags change (``exported`` / ``failed``). Only now: a crash
    before this step reports them again next time rather than never.
 
-The pure decisions (tag values, the latest task, the outcome of a task and an object) are
-``handler.core.tracking``'s.
+The pure decisions (tag values and their transitions, the latest task, the outcome of a task and an object)
+are ``handler.core.tracking``'s; which images are looked at, ``handler.core.selection``'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 
 from handler.clock import SYSTEM_CLOCK, Clock
-from handler.core import run
+from handler.core import export_flow
+from handler.core.apis import EcsApi, ObjectStore, TrackingApi
 from handler.core.budget import Budget
+from handler.core.export_flow import TAG_SCAN_CAP
+from handler.core.in_flight import Tracked
 from handler.core.plan import ExportPlan
-from handler.core.run import TAG_SCAN_CAP, EcsApi, Tracked
+from handler.core.selection import pick_exporting
 from handler.core.tracking import (
     STATE_KEY,
+    TRANSITIONS,
     Destination,
     TrackingState,
     decide_follow_up,
@@ -37,34 +40,18 @@ from handler.core.tracking import (
     latest_export_task,
     needs_object,
     state_tags,
-    tracking_of,
 )
 from handler.errors import ExporterError
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import Command, ScanCommand
 from handler.models.objects import HeadResult
 from handler.models.results import ImageOutcome
-from handler.models.tagging import TaggingReport
 
-__all__ = ["FollowUpReport", "ObjectStore", "TrackedRun", "TrackingApi", "follow_up", "run_tracked", "settle"]
+__all__ = ["FollowUpReport", "TrackedRun", "follow_up", "run_tracked", "settle", "tag_started"]
 
 _log = structlog.get_logger("handler.tracking")
 
 EXPORTING_FILTER = {STATE_KEY: "exporting"}
-
-
-class TrackingApi(EcsApi, Protocol):
-    """The ECS actions tracking adds: TagResources on images (``handler.adapters.ecs.EcsClient``)."""
-
-    def tag_images(
-        self, image_ids: Iterable[str], tags: Mapping[str, str], *, deadline: float
-    ) -> TaggingReport: ...
-
-
-class ObjectStore(Protocol):
-    """TOS HeadObject (``handler.adapters.tos.TosClient``)."""
-
-    def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +101,9 @@ def run_tracked(
     else:
         report = FollowUpReport()
     tracked = Tracked(cap=cap, in_flight=report.in_flight)
-    outcomes = run.run_command(command, api=shared, plan=plan, budget=budget, clock=clock, tracked=tracked)
+    outcomes = export_flow.run_command(
+        command, api=shared, plan=plan, budget=budget, clock=clock, tracked=tracked
+    )
     tagged = tag_started(api, outcomes, Destination(plan.bucket, plan.prefix), deadline=budget.send_by)
     return TrackedRun(outcomes=report.outcomes + tagged, next_states=report.next_states)
 
@@ -159,8 +148,9 @@ def tag_started(
     started = [o.image_id for o in outcomes if o.status == "started" and o.image_id]
     if not started:
         return outcomes
+    exporting = TRANSITIONS[None, "started"]
     untracked: dict[str, str] = {}
-    for tags, ids in group_by_tags((i, state_tags("exporting", dest)) for i in started):
+    for tags, ids in group_by_tags((i, state_tags(exporting, dest)) for i in started):
         try:
             report = api.tag_images(ids, tags, deadline=deadline)
         except ExporterError as error:
@@ -216,15 +206,9 @@ def _exporting_images(
         found = list(api.describe_images(deadline=deadline, tag_filters=EXPORTING_FILTER))
         if len(found) >= TAG_SCAN_CAP:  # a tag search lists at most 1,000 images: list them all instead
             found = list(api.describe_images(deadline=deadline))
-    exporting: list[tuple[Image, Destination]] = []
-    for image in found:
-        tracking = tracking_of(image)
-        if tracking.state != "exporting":
-            continue
-        if tracking.dest is None:
-            _log.warning("follow_up.no_destination", image_id=image.image_id)
-            continue
-        exporting.append((image, tracking.dest))
+    exporting, no_destination = pick_exporting(found)
+    for image_id in no_destination:
+        _log.warning("follow_up.no_destination", image_id=image_id)
     return exporting
 
 

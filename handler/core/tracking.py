@@ -2,9 +2,9 @@
 
 The state of each export lives on its image as two tags: ``image-exporter:state`` (``exporting``,
 ``exported`` or ``failed``) and ``image-exporter:dest`` (``tos://<bucket>/<prefix>``). This module reads and
-writes those tags, picks an image's latest ExportImage task, turns (task, HeadObject answer) into the
-outcome to report and the tag to set next, and does the in-flight cap's arithmetic. No I/O: the follow-up
-flow calls the ECS and TOS clients and hands their answers here.
+writes those tags, holds the one table of how the state tag changes (:data:`TRANSITIONS`), picks an image's
+latest ExportImage task and turns (task, HeadObject answer) into the outcome to report and the tag to set
+next. No I/O: the follow-up flow calls the ECS and TOS clients and hands their answers here.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Literal, get_args
 
 from handler.errors import ExportObjectMissing, ExportTaskFailed
-from handler.models.api import Image, Task
+from handler.models.api import EXPORT_TASK_TYPE, FAILED, SUCCEEDED, Image, Task
 from handler.models.objects import HeadResult, ObjectFound, ObjectMissing, ObjectUnreadable
 from handler.models.results import ErrorInfo, ImageOutcome, object_key_for
 from handler.models.settings import BUCKET_PATTERN, PREFIX_PATTERN
@@ -26,15 +27,17 @@ __all__ = [
     "EXPORT_TASK_FAILED",
     "STATE_KEY",
     "TRACKING_KEYS",
+    "TRANSITIONS",
     "Destination",
     "FollowUp",
+    "TrackingEvent",
     "TrackingState",
     "decide_follow_up",
     "duration_s",
-    "free_slots",
     "group_by_tags",
     "latest_export_task",
     "needs_object",
+    "next_state",
     "state_tags",
     "tracking_of",
 ]
@@ -46,11 +49,28 @@ TRACKING_KEYS = (STATE_KEY, DEST_KEY)
 TrackingState = Literal["exporting", "exported", "failed"]
 _STATES: dict[str, TrackingState] = {state: state for state in get_args(TrackingState)}
 
+# What happens to a tracked image: its export started (from any state, an untracked image's included), or
+# the follow-up found how it ended. A task still in flight is no event: the tags stay as they are.
+TrackingEvent = Literal["started", "task_failed", "object_found", "object_unreadable", "object_missing"]
+
+# The state tag's every change, and the only ones: (the state now, what happened) → the state to tag. None
+# is an image without our state tag. A scan never starts an image with a state (``Tracking.blocks_scan``):
+# only an event naming it, or the tasks no longer saying it is exported, leads to ``started`` again.
+TRANSITIONS: Mapping[tuple[TrackingState | None, TrackingEvent], TrackingState] = MappingProxyType(
+    {
+        (None, "started"): "exporting",
+        ("exporting", "started"): "exporting",
+        ("exported", "started"): "exporting",
+        ("failed", "started"): "exporting",
+        ("exporting", "task_failed"): "failed",
+        ("exporting", "object_missing"): "failed",
+        ("exporting", "object_found"): "exported",
+        ("exporting", "object_unreadable"): "exported",  # TOS would not say: unverified, never a failure
+    }
+)
+
 EXPORT_TASK_FAILED = ExportTaskFailed.code
 EXPORT_OBJECT_MISSING = ExportObjectMissing.code
-EXPORT_TASK_TYPE = "ExportImage"
-# Task statuses that end an export; anything else (Pending, Running, UnknownStatus, new ones) is in flight.
-SUCCEEDED, FAILED = "Succeeded", "Failed"
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
@@ -105,6 +125,12 @@ def tracking_of(image: Image) -> Tracking:
         state=_STATES.get(state) if state is not None else None,
         dest=Destination.parse(dest) if dest is not None else None,
     )
+
+
+def next_state(state: TrackingState | None, event: TrackingEvent) -> TrackingState | None:
+    """The state an image in ``state`` is tagged with after ``event``; None: the table has no such change,
+    the tags stay as they are."""
+    return TRANSITIONS.get((state, event))
 
 
 def state_tags(state: TrackingState, dest: Destination | None = None) -> dict[str, str]:
@@ -166,10 +192,6 @@ class FollowUp:
     outcome: ImageOutcome | None
     next_state: TrackingState | None
 
-    @property
-    def in_flight(self) -> bool:
-        return self.outcome is None
-
 
 IN_FLIGHT = FollowUp(outcome=None, next_state=None)
 
@@ -187,9 +209,12 @@ def decide_follow_up(
     - No task listed any more → the object alone decides, as for Succeeded (found, missing, or unverified).
 
     ``head`` is the HeadObject answer for ``dest.object_key(image_id)``, required when ``needs_object(task)``.
+    The tag to set next is the :data:`TRANSITIONS` entry for ``exporting`` and what was found.
     """
     if task is not None and task.status == FAILED:
-        return _failed(image_id, dest, task, EXPORT_TASK_FAILED, _task_failed_message(task))
+        return _failed(
+            image_id, dest, task, EXPORT_TASK_FAILED, _task_failed_message(task), event="task_failed"
+        )
     if not needs_object(task):
         return IN_FLIGHT
     if head is None:
@@ -203,7 +228,8 @@ def decide_follow_up(
             if task is not None
             else "the export task is no longer listed"
         )
-        return _failed(image_id, dest, task, EXPORT_OBJECT_MISSING, f"{said} but no object is at {where}")
+        message = f"{said} but no object is at {where}"
+        return _failed(image_id, dest, task, EXPORT_OBJECT_MISSING, message, event="object_missing")
     exported = ImageOutcome(
         image_id=image_id,
         status="exported",
@@ -216,7 +242,8 @@ def decide_follow_up(
         verified=isinstance(head, ObjectFound),
         reason=_unverified_reason(head, task),
     )
-    return FollowUp(outcome=exported, next_state="exported")
+    event: TrackingEvent = "object_found" if isinstance(head, ObjectFound) else "object_unreadable"
+    return FollowUp(outcome=exported, next_state=next_state("exporting", event))
 
 
 def _unverified_reason(head: HeadResult, task: Task | None) -> str | None:
@@ -227,7 +254,9 @@ def _unverified_reason(head: HeadResult, task: Task | None) -> str | None:
     return head.reason
 
 
-def _failed(image_id: str, dest: Destination, task: Task | None, code: str, message: str) -> FollowUp:
+def _failed(
+    image_id: str, dest: Destination, task: Task | None, code: str, message: str, *, event: TrackingEvent
+) -> FollowUp:
     outcome = ImageOutcome(
         image_id=image_id,
         status="export_failed",
@@ -237,7 +266,7 @@ def _failed(image_id: str, dest: Destination, task: Task | None, code: str, mess
         duration_s=duration_s(task) if task is not None else None,
         error=ErrorInfo(code=code, message=message),
     )
-    return FollowUp(outcome=outcome, next_state="failed")
+    return FollowUp(outcome=outcome, next_state=next_state("exporting", event))
 
 
 def _task_failed_message(task: Task) -> str:
@@ -255,14 +284,3 @@ def _aware(moment: datetime | None) -> datetime:
     if moment is None:
         return _EARLIEST
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-# --- the in-flight cap (EXPORT_MAX_IN_FLIGHT) ---------------------------------------------------------------
-
-
-def free_slots(cap: int | None, in_flight: int) -> int | None:
-    """How many exports a run may still start: ``cap`` minus those in flight (tagged ``exporting`` after the
-    follow-up, plus any started already in this run), never below 0; None when there is no cap."""
-    if cap is None:
-        return None
-    return max(0, cap - max(0, in_flight))

@@ -8,7 +8,25 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["ExportStarted", "Image", "Task"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "EXPORT_TASK_TYPE",
+    "FAILED",
+    "FINISHED_STATUSES",
+    "PENDING",
+    "RUNNING",
+    "SUCCEEDED",
+    "ExportStarted",
+    "Image",
+    "Task",
+]
+
+# The task type of an export, and the task statuses the exporter reads (docs/facts.md §3). Only Succeeded and
+# Failed end a task: any other status (UnknownStatus, one added later) may still be running.
+EXPORT_TASK_TYPE = "ExportImage"
+PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+ACTIVE_STATUSES = frozenset({PENDING, RUNNING})
+FINISHED_STATUSES = frozenset({SUCCEEDED, FAILED})
 
 
 def _blank_is_none(value: Any) -> Any:

@@ -16,8 +16,8 @@ from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient
 from handler.adapters.pacing import RateLimiter
 from handler.adapters.retry import RetryPolicy
 from handler.core.budget import Budget
+from handler.core.export_flow import run_command
 from handler.core.plan import ExportPlan
-from handler.core.run import run_command
 from handler.models.events import ScanCommand
 from handler.models.results import ImageOutcome
 from handler.models.settings import Settings

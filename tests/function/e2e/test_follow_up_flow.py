@@ -159,7 +159,7 @@ def test_a_scan_of_150_new_images_costs_at_most_1_05_requests_an_image(
 ) -> None:
     """150 new images cost at most 1.05 API requests each, all told, over real sockets: two listing pages, two
     task look-ups made just in time, 150 exports, and one TagResources request per 50 images. (The rate is
-    raised so the test is quick; tests/function/unit/test_run_lookups.py shows the same two look-ups at the
+    raised so the test is quick; tests/function/unit/test_lookups.py shows the same two look-ups at the
     default 10 requests a second, on a fake clock.)"""
     emulator = emulated(new_images_fleet(150), task_seconds=3600, env={"VOLCENGINE_MAX_RPS": "1000"})
 

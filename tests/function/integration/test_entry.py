@@ -397,7 +397,7 @@ def test_a_defect_is_logged_then_raised(
 ) -> None:
     """An unexpected exception is logged once with its traceback, secrets masked, then raised for the platform;
     an HTTP caller gets a 503 instead."""
-    import handler.core.run as run_module
+    import handler.core.export_flow as run_module
 
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError(f"bug while holding {SECRET}")

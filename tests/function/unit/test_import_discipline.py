@@ -47,7 +47,7 @@ PROBE = textwrap.dedent(
 
     import handler
     after_package = sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "pydantic", "structlog"))
-    import handler.entry, handler.core.run, handler.adapters.ecs, handler.adapters.openapi
+    import handler.entry, handler.core.export_flow, handler.adapters.ecs, handler.adapters.openapi
 
     builtins.open = real_open
     print(json.dumps({

@@ -1,4 +1,5 @@
-"""Follow-up decisions: tracking tags, the latest export task, outcomes from (task, HeadObject), the cap."""
+"""Follow-up decisions: tracking tags and their transitions, the latest export task, outcomes from (task,
+HeadObject)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from hypothesis import strategies as st
 from handler.core.tracking import (
     DEST_KEY,
     STATE_KEY,
+    TRANSITIONS,
     Destination,
     decide_follow_up,
     duration_s,
-    free_slots,
     group_by_tags,
     latest_export_task,
     needs_object,
+    next_state,
     state_tags,
     tracking_of,
 )
@@ -217,7 +219,7 @@ def test_an_unfinished_task_is_in_flight_and_needs_no_head(status: str) -> None:
     running = task(status)
     assert not needs_object(running)
     follow = decide_follow_up(IMAGE, DEST, running, None)
-    assert (follow.in_flight, follow.outcome, follow.next_state) == (True, None, None)
+    assert (follow.outcome, follow.next_state) == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -261,7 +263,7 @@ def test_a_403_never_fails_an_export_and_only_ended_tasks_report(
     the_task = task(status) if status is not None else None
     follow = decide_follow_up(IMAGE, DEST, the_task, head)
     unfinished = status not in ("Succeeded", "Failed", None)
-    assert follow.in_flight is unfinished
+    assert (follow.outcome is None) is unfinished
     failed = follow.outcome is not None and follow.outcome.status == "export_failed"
     assert failed is (status == "Failed" or (not unfinished and isinstance(head, ObjectMissing)))
     if isinstance(head, ObjectUnreadable) and status != "Failed":
@@ -269,27 +271,53 @@ def test_a_403_never_fails_an_export_and_only_ended_tasks_report(
     assert (follow.next_state == "failed") is failed
 
 
-# --- the in-flight cap ----------------------------------------------------------------------------------
-
-
-def test_no_cap_leaves_every_slot_free_and_a_full_cap_none() -> None:
-    """Unset, there is no limit; with as many in flight as the cap (or more) no export may start."""
-    assert free_slots(None, 3) is None
-    assert free_slots(3, 0) == 3
-    assert free_slots(4, 5) == 0
-
-
-@given(st.integers(min_value=1, max_value=40), st.integers(min_value=-5, max_value=60))
-def test_the_free_slots_never_pass_the_cap(cap: int, in_flight: int) -> None:
-    """Starting the free slots' worth of exports never takes the count in flight past the cap."""
-    slots = free_slots(cap, in_flight)
-    assert slots is not None
-    assert 0 <= slots <= cap
-    assert max(0, in_flight) + slots <= max(cap, in_flight)
-
-
 def test_times_without_a_zone_are_taken_as_utc() -> None:
     """A task time the API writes without a zone counts as UTC, so durations do not shift by hours."""
     naive = task("Succeeded", CreatedAt="2026-11-27T08:00:00", EndAt="2026-11-27T08:00:30Z")
     assert duration_s(naive) == 30.0
     assert naive.created_at == datetime(2026, 11, 27, 8, 0)  # noqa: DTZ001 - the naive time is the point
+
+
+# --- the transition table -------------------------------------------------------------------------------
+
+
+def test_every_start_tags_the_image_exporting_whatever_it_said() -> None:
+    """An export that starts is tracked from then on: untracked, exported or failed images alike."""
+    for state in (None, "exporting", "exported", "failed"):
+        assert next_state(state, "started") == "exporting"
+
+
+def test_only_an_export_in_flight_ends_and_only_as_the_table_says() -> None:
+    """Ends are read for ``exporting`` images only: a finished image never moves on a follow-up's finding."""
+    assert next_state("exporting", "task_failed") == "failed"
+    assert next_state("exporting", "object_missing") == "failed"
+    assert next_state("exporting", "object_found") == "exported"
+    assert next_state("exporting", "object_unreadable") == "exported"
+    for state in ("exported", "failed", None):
+        for event in ("task_failed", "object_missing", "object_found", "object_unreadable"):
+            assert next_state(state, event) is None  # type: ignore[arg-type]
+    assert set(TRANSITIONS.values()) == {"exporting", "exported", "failed"}
+
+
+@pytest.mark.parametrize(
+    ("status", "head", "event"),
+    [
+        ("Failed", None, "task_failed"),
+        ("Succeeded", "missing", "object_missing"),
+        ("Succeeded", "found", "object_found"),
+        ("Succeeded", "unreadable", "object_unreadable"),
+    ],
+)
+def test_a_follow_up_decision_sets_the_state_the_table_gives(
+    status: str, head: str | None, event: str
+) -> None:
+    """``decide_follow_up`` takes its next tag from the table, for each way an export ends."""
+    dest = Destination("bucket-a", "exp")
+    answer = {
+        None: None,
+        "missing": ObjectMissing("bucket-a", dest.object_key("img-1"), None),
+        "found": ObjectFound("bucket-a", dest.object_key("img-1"), 10, "1", '"e"', None, None),
+        "unreadable": ObjectUnreadable("bucket-a", dest.object_key("img-1"), "403", None),
+    }[head]
+    decided = decide_follow_up("img-1", dest, task(status), answer)
+    assert decided.next_state == TRANSITIONS["exporting", event]  # type: ignore[index]

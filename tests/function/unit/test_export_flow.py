@@ -13,8 +13,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from handler.core.budget import Budget
+from handler.core.export_flow import run_command
 from handler.core.plan import ExportPlan
-from handler.core.run import run_command
 from handler.errors import (
     ApiError,
     BucketAccessDenied,

@@ -10,8 +10,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from handler.core.budget import Budget
+from handler.core.export_flow import run_command
+from handler.core.in_flight import Tracked
 from handler.core.plan import ExportPlan
-from handler.core.run import Tracked, run_command
 from handler.errors import RetryableApiError
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import ScanCommand

@@ -1,0 +1,62 @@
+"""The in-flight cap (``EXPORT_MAX_IN_FLIGHT``): how many exports a run may still start, and what the images
+beyond them are told. Pure: the follow-up counts the exports in flight, the export flow takes the slots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from handler.models.results import ImageOutcome, Status
+
+__all__ = ["Slots", "Tracked", "free_slots"]
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """How export tracking shapes a run (``EXPORT_TRACKING=tags``): a scan leaves out every image that carries
+    a state tag, and new exports start only while fewer than ``cap`` are in flight (``in_flight``: tagged
+    ``exporting`` after the follow-up; None when they could not be counted, which holds every export back)."""
+
+    cap: int | None = None
+    in_flight: int | None = 0
+
+
+def free_slots(cap: int | None, in_flight: int) -> int | None:
+    """How many exports a run may still start: ``cap`` minus those in flight (tagged ``exporting`` after the
+    follow-up, plus any started already in this run), never below 0; None when there is no cap."""
+    if cap is None:
+        return None
+    return max(0, cap - max(0, in_flight))
+
+
+class Slots:
+    """The exports one run may still start, used up in order as due images are found. The due images beyond
+    them are ``queued`` (a scan: a later run starts them) or ``deferred`` (named images: the trigger retries
+    the event). Images found exported or running never take a slot. Not thread-safe: the flow holds its lock.
+    """
+
+    def __init__(self, tracked: Tracked | None, *, scan: bool) -> None:
+        self._left: int | None = None  # None: no cap
+        self._status: Status = "queued" if scan else "deferred"
+        self._reason = ""
+        if tracked is None or tracked.cap is None:
+            return
+        cap, in_flight = tracked.cap, tracked.in_flight
+        if in_flight is None:
+            self._left, why = 0, "the exports in flight could not be counted"
+        else:
+            self._left, why = free_slots(cap, in_flight), f"{in_flight} export(s) in flight"
+        self._reason = f"EXPORT_MAX_IN_FLIGHT={cap} and {why}; a later run starts it"
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the cap allows no more exports in this run."""
+        return self._left == 0
+
+    def take(self) -> None:
+        """One export is handed out."""
+        if self._left is not None:
+            self._left -= 1
+
+    def held(self, image_id: str) -> ImageOutcome:
+        """The outcome of a due image the cap holds back."""
+        return ImageOutcome(image_id=image_id, status=self._status, reason=self._reason)
