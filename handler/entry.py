@@ -109,24 +109,14 @@ def _export(command: Command, settings: Settings, budget: Budget) -> _Exported:
     """Resolve credentials and the target, build the clients, run the flow within the time budget."""
     from handler.adapters.clients import build_clients  # noqa: PLC0415 - after the event is valid
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415
-    from handler.core.export_flow import run_command  # noqa: PLC0415
+    from handler.core.follow_up import run_tracked  # noqa: PLC0415
     from handler.core.plan import ExportPlan  # noqa: PLC0415
 
     plan = ExportPlan.of(command, settings)
     clients = build_clients(settings, resolve_credentials(os.environ), secrets=_webhook_secrets(settings))
-    if clients.store is None:
-        return _Exported(run_command(command, api=clients.ecs, plan=plan, budget=budget, clock=SYSTEM_CLOCK))
-
-    from handler.core.follow_up import run_tracked  # noqa: PLC0415
-
+    cap = settings.max_in_flight
     run = run_tracked(
-        command,
-        api=clients.ecs,
-        store=clients.store,
-        plan=plan,
-        budget=budget,
-        cap=settings.max_in_flight,
-        clock=SYSTEM_CLOCK,
+        command, api=clients.ecs, store=clients.store, plan=plan, budget=budget, cap=cap, clock=SYSTEM_CLOCK
     )
     return _Exported(run.outcomes, run.next_states, clients.ecs)
 
@@ -144,7 +134,7 @@ def _respond(result: InvocationResult, stopped_by: ExporterError | None) -> dict
     if result.trigger == "http":
         return http_response(result, stopped_by=stopped_by)
     if result.should_raise:
-        counts = result.counts()
+        counts = result.counts
         failed_retryable = sum(1 for r in result.results if r.status == "failed" and r.raises)
         raise InvocationIncomplete(result.to_json(), deferred=counts["deferred"], failed=failed_retryable)
     return result.to_json()
@@ -200,7 +190,7 @@ def _report(result: InvocationResult) -> None:
             _log.warning("image.outcome", **fields)
         else:
             _log.info("image.outcome", **fields)
-    _log.info("invocation.result", ok=result.ok, trigger=result.trigger, **result.counts())
+    _log.info("invocation.result", ok=result.ok, trigger=result.trigger, **result.counts)
 
 
 def _notify(result: InvocationResult, settings: Settings, budget: Budget) -> None:

@@ -18,7 +18,7 @@ are ``handler.core.tracking``'s; which images are looked at, ``handler.core.sele
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -36,7 +36,6 @@ from handler.core.tracking import (
     Destination,
     TrackingState,
     decide_follow_up,
-    group_by_tags,
     latest_export_task,
     needs_object,
     state_tags,
@@ -47,7 +46,15 @@ from handler.models.events import Command, ScanCommand
 from handler.models.objects import HeadResult
 from handler.models.results import ImageOutcome
 
-__all__ = ["FollowUpReport", "TrackedRun", "follow_up", "run_tracked", "settle", "tag_started"]
+__all__ = [
+    "FollowUpReport",
+    "TrackedRun",
+    "follow_up",
+    "group_by_tags",
+    "run_tracked",
+    "settle",
+    "tag_started",
+]
 
 _log = structlog.get_logger("handler.tracking")
 
@@ -62,6 +69,7 @@ class FollowUpReport:
     outcomes: tuple[ImageOutcome, ...] = ()
     next_states: tuple[tuple[str, TrackingState], ...] = ()
     in_flight: int | None = 0
+    listing: EcsApi | None = None  # the scan's listing, already read by the follow-up
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,30 +90,41 @@ def run_tracked(
     command: Command,
     *,
     api: TrackingApi,
-    store: ObjectStore,
+    store: ObjectStore | None,
     plan: ExportPlan,
     budget: Budget,
     cap: int | None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> TrackedRun:
-    """Follow up (timers), run the command under the cap, tag the exports started; see the module's steps."""
-    shared = _OneListing(api)
-    if is_timer(command):
-        # A whole scan without a cap finds the exports in flight in its own listing (every private image,
-        # whatever its status while it is exported); a cap counts them with a tag search before the scan.
-        whole_scan = isinstance(command, ScanCommand) and not command.tags and cap is None
-        listing = shared if whole_scan else None
-        report = follow_up(api, store, deadline=budget.send_by, listing=listing)
-    elif cap is not None:
-        report = FollowUpReport(in_flight=_count_exporting(api, deadline=budget.send_by))
-    else:
-        report = FollowUpReport()
-    tracked = Tracked(cap=cap, in_flight=report.in_flight)
+    """Follow up (timers), run the command under the cap, tag the exports started; see the module's steps.
+    ``store`` None (``EXPORT_TRACKING=off``): the command alone, no tags read or written, no cap."""
+    report = _before_exporting(command, api, store, cap=cap, deadline=budget.send_by)
+    shared = report.listing or api
+    tracked = Tracked(cap=cap, in_flight=report.in_flight) if store is not None else None
     outcomes = export_flow.run_command(
         command, api=shared, plan=plan, budget=budget, clock=clock, tracked=tracked
     )
-    tagged = tag_started(api, outcomes, Destination(plan.bucket, plan.prefix), deadline=budget.send_by)
-    return TrackedRun(outcomes=report.outcomes + tagged, next_states=report.next_states)
+    if store is not None:
+        outcomes = tag_started(api, outcomes, Destination(plan.bucket, plan.prefix), deadline=budget.send_by)
+    return TrackedRun(outcomes=report.outcomes + outcomes, next_states=report.next_states)
+
+
+def _before_exporting(
+    command: Command, api: TrackingApi, store: ObjectStore | None, *, cap: int | None, deadline: float
+) -> FollowUpReport:
+    """What tracking finds before the command runs: a timer follows up the exports in flight; an event under a
+    cap counts them; nothing without tracking. A whole scan without a cap finds the exports in flight in its
+    own listing (every private image, whatever its status while it is exported), which the scan then reads."""
+    if store is None:
+        return FollowUpReport()
+    if is_timer(command):
+        whole_scan = isinstance(command, ScanCommand) and not command.tags and cap is None
+        listing = _OneListing(api) if whole_scan else None
+        report = follow_up(api, store, deadline=deadline, listing=listing)
+        return replace(report, listing=listing)
+    if cap is not None:
+        return FollowUpReport(in_flight=_count_exporting(api, deadline=deadline))
+    return FollowUpReport()
 
 
 def follow_up(
@@ -177,6 +196,22 @@ def settle(api: TrackingApi, next_states: Iterable[tuple[str, TrackingState]], *
             _log.warning("tracking.retag_failed", image_ids=list(failure.image_ids), error=failure.error.code)
         if report.done:
             _log.info("tracking.retagged", image_ids=list(report.done), state=tags[STATE_KEY])
+
+
+def group_by_tags(
+    wanted: Iterable[tuple[str, Mapping[str, str]]],
+) -> list[tuple[dict[str, str], tuple[str, ...]]]:
+    """Images that get the same tags, together (one TagResources request per group and 50 images), in the
+    order each group first appears (tags compared whatever their order); an image named twice is tagged
+    once, with its first tags."""
+    groups: dict[frozenset[tuple[str, str]], tuple[dict[str, str], list[str]]] = {}
+    seen: set[str] = set()
+    for image_id, tags in wanted:
+        if image_id in seen:
+            continue
+        seen.add(image_id)
+        groups.setdefault(frozenset(tags.items()), (dict(tags), []))[1].append(image_id)
+    return [(tags, tuple(ids)) for tags, ids in groups.values()]
 
 
 def _untracked(outcome: ImageOutcome, code: str) -> ImageOutcome:

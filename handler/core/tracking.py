@@ -34,7 +34,6 @@ __all__ = [
     "TrackingState",
     "decide_follow_up",
     "duration_s",
-    "group_by_tags",
     "latest_export_task",
     "needs_object",
     "next_state",
@@ -139,22 +138,6 @@ def state_tags(state: TrackingState, dest: Destination | None = None) -> dict[st
     if dest is not None:
         tags[DEST_KEY] = dest.tag_value
     return tags
-
-
-def group_by_tags(
-    wanted: Iterable[tuple[str, Mapping[str, str]]],
-) -> list[tuple[dict[str, str], tuple[str, ...]]]:
-    """Images that get the same tags, together (one TagResources request per group and 50 images), in the
-    order each group first appears (tags compared whatever their order); an image named twice is tagged
-    once, with its first tags."""
-    groups: dict[frozenset[tuple[str, str]], tuple[dict[str, str], list[str]]] = {}
-    seen: set[str] = set()
-    for image_id, tags in wanted:
-        if image_id in seen:
-            continue
-        seen.add(image_id)
-        groups.setdefault(frozenset(tags.items()), (dict(tags), []))[1].append(image_id)
-    return [(tags, tuple(ids)) for tags, ids in groups.values()]
 
 
 def latest_export_task(image_id: str, tasks: Iterable[Task]) -> Task | None:

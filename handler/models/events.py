@@ -56,10 +56,9 @@ __all__ = [
     "ExportCommand",
     "ScanCommand",
     "decode_event_document",
-    "event_id_of",
     "is_http_event",
     "parse_event",
-    "trigger_of",
+    "recognise",
 ]
 
 TIMER_EVENT_TYPE = "faas.timer.event"
@@ -127,12 +126,11 @@ def decode_event_document(raw: bytes) -> object:
 def parse_event(raw: object) -> Command:
     """Turn a raw event into a command, or raise ``InvalidEvent`` naming the field and what was expected (and
     the trigger and event id recognised all the same)."""
+    trigger, event_id = recognise(raw)
     try:
         return _parse_http(raw) if is_http_event(raw) else _parse_unwrapped(raw)
     except RefusedValue as exc:
-        raise InvalidEvent(
-            exc.message, field=exc.where, trigger=trigger_of(raw), event_id=event_id_of(raw)
-        ) from None
+        raise InvalidEvent(exc.message, field=exc.where, trigger=trigger, event_id=event_id) from None
 
 
 def _check(rule: Callable[[object], T], value: object, field: str) -> T:
@@ -210,27 +208,21 @@ def _shape(raw: dict[Any, Any]) -> _Shape | None:
     return None
 
 
-def trigger_of(raw: object) -> Trigger:
-    """The trigger an event came by, recognised as the parser does, even when the event is invalid."""
+def recognise(raw: object) -> tuple[Trigger, str | None]:
+    """The trigger an event came by and the id it carries (an HTTP event: its ``x-request-id`` header), read
+    by the parser's rules even when the event is invalid; the id is None when it has no usable one."""
     if is_http_event(raw):
-        return "http"
-    shape = _shape(raw) if isinstance(raw, dict) else None
-    if shape == "timer":
-        return "timer"
-    return "event" if shape in ("cloudevent", "eventbridge") else "direct"
-
-
-def event_id_of(raw: object) -> str | None:
-    """The id an event carries, by the parser's rules (an HTTP event: its ``x-request-id`` header), even when
-    the event is invalid; None when it has no usable one."""
-    if is_http_event(raw):
-        return _request_id(raw.get("headers"))
+        return "http", _request_id(raw.get("headers"))
     if not isinstance(raw, dict):
-        return None
+        return "direct", None
+    shape = _shape(raw)
+    trigger: Trigger = (
+        "timer" if shape == "timer" else "event" if shape in ("cloudevent", "eventbridge") else "direct"
+    )
     try:
-        return _event_id(raw)
+        return trigger, _event_id(raw)
     except RefusedValue:
-        return None
+        return trigger, None
 
 
 def _parse_unwrapped(raw: object) -> Command:

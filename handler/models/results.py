@@ -97,6 +97,7 @@ class InvocationResult(BaseModel):
         """True when any result is deferred, or failed retryably: the platform should retry the event."""
         return any(r.raises for r in self.results)
 
+    @property
     def counts(self) -> dict[str, int]:
         """How many results have each status, in a fixed order."""
         out: dict[str, int] = dict.fromkeys(STATUSES, 0)

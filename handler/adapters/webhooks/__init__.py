@@ -28,7 +28,6 @@ from handler.adapters.webhooks._formats import (
     redact_url,
     scrub,
     secret_parts,
-    should_notify,
 )
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.models.results import InvocationResult
@@ -105,6 +104,23 @@ def notify(
             reason=report.reason,
         )
     return report
+
+
+def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
+    """Whether this result is worth a delivery under ``WEBHOOK_NOTIFY``.
+
+    ``all``: whenever there are results; ``changes``: when anything was started, failed, deferred, exported
+    or export_failed; ``failures``: when anything failed, was deferred or export_failed.
+    """
+    statuses = {r.status for r in result.results}
+    if when == "all":
+        return bool(statuses)
+    wanted = _FAILURES if when == "failures" else _CHANGES
+    return bool(statuses & wanted)
+
+
+_FAILURES = frozenset({"failed", "deferred", "export_failed"})
+_CHANGES = _FAILURES | {"started", "exported"}
 
 
 def _skip_reason(when: NotifyWhen) -> str:

@@ -25,7 +25,7 @@ from handler.adapters.webhooks._lines import FOLLOW_UP, follow_up_line
 from handler.adapters.webhooks._lines import one_line as _one_line
 from handler.errors import ConfigurationError, fix_for
 from handler.models.results import ImageOutcome, InvocationResult
-from handler.models.settings import NotifyWhen, WebhookFormat
+from handler.models.settings import WebhookFormat
 
 __all__ = [
     "EVENT_TYPE",
@@ -42,7 +42,6 @@ __all__ = [
     "redact_url",
     "scrub",
     "secret_parts",
-    "should_notify",
     "signing_key",
     "standard_signature",
 ]
@@ -66,23 +65,6 @@ def infer_format(url: str) -> WebhookFormat:
     """The format a URL's host speaks (Feishu/Lark, DingTalk, WeCom, Slack), else ``standard``."""
     host = (urlsplit(url).hostname or "").lower().rstrip(".")
     return _HOST_FORMATS.get(host, "standard")
-
-
-def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
-    """Whether this result is worth a delivery under ``WEBHOOK_NOTIFY``.
-
-    ``all``: whenever there are results; ``changes``: when anything was started, failed, deferred, exported
-    or export_failed; ``failures``: when anything failed, was deferred or export_failed.
-    """
-    statuses = {r.status for r in result.results}
-    if when == "all":
-        return bool(statuses)
-    wanted = _FAILURES if when == "failures" else _CHANGES
-    return bool(statuses & wanted)
-
-
-_FAILURES = frozenset({"failed", "deferred", "export_failed"})
-_CHANGES = _FAILURES | {"started", "exported"}
 
 
 # --- secrets in URLs ---------------------------------------------------------------------------------------
@@ -265,7 +247,7 @@ _STYLES: dict[WebhookFormat, _ChatStyle] = {
 
 def headline(result: InvocationResult) -> str:
     """``Image export: 2 started, 1 failed``, with a mark that says at once whether to act."""
-    counts = result.counts()
+    counts = result.counts
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no images"
     mark = "❌" if counts["failed"] or counts["export_failed"] else "⏳" if counts["deferred"] else "✅"
     return f"{mark} Image export: {summary}"

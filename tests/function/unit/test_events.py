@@ -16,10 +16,9 @@ from handler.models.events import (
     IMAGE_ID_PATTERN,
     ExportCommand,
     ScanCommand,
-    event_id_of,
     is_http_event,
     parse_event,
-    trigger_of,
+    recognise,
 )
 from tests.support.events import EVENT_NAMES, EVENTS_DIR, load_event
 
@@ -697,17 +696,28 @@ def test_image_id_pattern(text: str, matches: bool) -> None:
 )
 def test_the_trigger_of_an_invalid_event_is_recognised_as_the_parser_does(raw: object, trigger: str) -> None:
     """Even a refused event is reported under the trigger its shape names, the same rule the parser uses."""
-    with pytest.raises(InvalidEvent):
+    with pytest.raises(InvalidEvent) as refused:
         parse_event(raw)
-    assert trigger_of(raw) == trigger
+    assert refused.value.trigger == trigger
+    assert recognise(raw)[0] == trigger
+
+
+def _refused_id(raw: object) -> str | None:
+    with pytest.raises(InvalidEvent) as refused:
+        parse_event(raw)
+    return refused.value.event_id
 
 
 def test_the_id_of_an_invalid_event_follows_the_parsers_rules() -> None:
     """A refused event keeps its id up to the parser's 256 characters; a longer or unusable one is dropped;
     an HTTP event's id is its x-request-id header."""
     long_id = "e" * 256
-    assert event_id_of(timer("not json", id=long_id)) == long_id
-    assert event_id_of(timer("not json", id="e" * 257)) is None
-    assert event_id_of(timer("not json", id=7)) == "7"
-    assert event_id_of({"httpMethod": "POST", "body": "{", "headers": {"X-Request-Id": "gw-1"}}) == "gw-1"
-    assert event_id_of("text") is None
+    assert _refused_id(timer("not json", id=long_id)) == long_id
+    assert _refused_id(timer("not json", id="e" * 257)) is None
+    assert _refused_id(timer("not json", id=7)) == "7"
+    assert _refused_id({"httpMethod": "POST", "body": "{", "headers": {"X-Request-Id": "gw-1"}}) == "gw-1"
+    assert _refused_id("text") is None
+    assert recognise({"httpMethod": "POST", "body": "{", "headers": {"X-Request-Id": "gw-1"}}) == (
+        "http",
+        "gw-1",
+    )

@@ -49,7 +49,7 @@ def test_ok_is_false_only_for_failed_deferred_or_export_failed(
 @given(st.lists(st.sampled_from(STATUSES), max_size=12))
 def test_counts_cover_every_status_and_add_up(statuses: list[Status]) -> None:
     """counts() lists every status, the follow-up ones included, and sums to the number of results."""
-    counts = result_of(*(outcome(s) for s in statuses)).counts()
+    counts = result_of(*(outcome(s) for s in statuses)).counts
     assert list(counts) == list(STATUSES)
     assert sum(counts.values()) == len(statuses)
     assert all(counts[s] == statuses.count(s) for s in STATUSES)

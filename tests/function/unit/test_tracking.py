@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from handler.core.follow_up import group_by_tags
 from handler.core.tracking import (
     DEST_KEY,
     STATE_KEY,
@@ -17,7 +18,6 @@ from handler.core.tracking import (
     Destination,
     decide_follow_up,
     duration_s,
-    group_by_tags,
     latest_export_task,
     needs_object,
     next_state,
