@@ -1,4 +1,3 @@
-# ~480 lines: one build (wheels, bytecode by CPython 3.12, reproducible zip), each step a short function.
 """``exporter-tools package``: the function's zip, built so that the same sources give the same bytes.
 
 The zip holds ``index.py`` (the runtime's fixed entry, ``index.handler``), the runtime part of the ``handler``
