@@ -31,10 +31,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from handler.adapters.clients import build_clients
 from handler.adapters.credentials import resolve_credentials
-from handler.adapters.log import configure_logging, redactor
-from handler.adapters.openapi import OpenApiClient, shared_http_client, shared_rate_limiter
-from handler.adapters.pacing import RetryPolicy
+from handler.adapters.log import configure_logging
+from handler.adapters.openapi import OpenApiClient
 from handler.errors import ConfigurationError, ExporterError
 from handler.models.settings import Settings
 
@@ -140,7 +140,7 @@ def _pages(
     seen: set[str] = set()
     while True:
         page = {**params, "MaxResults": str(PAGE)} | ({"NextToken": token} if token else {})
-        result, _ = api.call(action, page, deadline=deadline, read_only=True)
+        result, _ = api.call(action, page, deadline=deadline, idempotent=True)
         items = result.get(key) or []
         yield from (item for item in items if isinstance(item, Mapping))
         token = str(result.get("NextToken") or "")
@@ -251,20 +251,7 @@ def _positive_int(text: str) -> int:
 
 def _ecs_client(settings: Settings) -> OpenApiClient:
     """The ECS OpenAPI client under ``settings``, with the environment's credentials (masked in logs)."""
-    credentials = resolve_credentials(os.environ)
-    redactor.set_secrets(
-        [credentials.secret_key, credentials.session_token], access_key=credentials.access_key
-    )
-    return OpenApiClient(
-        http=shared_http_client(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout),
-        endpoint=settings.endpoint,
-        region=settings.region,
-        service="ecs",
-        version=ECS_VERSION,
-        credentials=credentials,
-        policy=RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap),
-        limiter=shared_rate_limiter(settings.max_rps),
-    )
+    return build_clients(settings, resolve_credentials(os.environ)).api
 
 
 def main(argv: Sequence[str] | None = None) -> int:

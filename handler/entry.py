@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from handler.adapters.log import configure_logging, redactor
+from handler.adapters.log import configure_logging
 from handler.clock import SYSTEM_CLOCK
+from handler.core.budget import Budget
 from handler.errors import ConfigurationError, ExporterError, InvalidEvent, InvocationIncomplete
-from handler.models.events import Command, event_id_of, is_http_event, parse_event, trigger_of
-from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult, Trigger
+from handler.models.events import Command, parse_event
+from handler.models.results import TRIGGERS, ErrorInfo, ImageOutcome, InvocationResult, Trigger
 from handler.models.settings import Settings
+
+if TYPE_CHECKING:
+    from handler.core.follow_up import TrackingApi
+    from handler.core.tracking import TrackingState
 
 __all__ = ["handle", "http_response", "reject"]
 
@@ -22,64 +27,121 @@ _log = structlog.get_logger("handler")
 _cold = True
 
 
-def _remaining_seconds(context: Any, settings: Settings | None) -> float:
+@dataclass(frozen=True, slots=True)
+class _Exported:
+    """What the flow did: each image's outcome, and the tags to set once they are reported."""
+
+    outcomes: tuple[ImageOutcome, ...]
+    next_states: tuple[tuple[str, TrackingState], ...] = ()
+    ecs: TrackingApi | None = None
+
+
+def handle(event: Any, context: Any = None) -> dict[str, Any]:
+    """Run one invocation; see docs/contract.md for the result, the HTTP response and when this raises."""
+    request_id = _begin(context)
+    try:
+        command: Command | InvalidEvent = parse_event(event)
+    except InvalidEvent as refused:
+        command = refused  # reported once the settings are read: a broken configuration is said first
+    trigger, event_id = _recognised(command)
+    settings: Settings | None = None
+    budget: Budget | None = None
+    stopped_by: ExporterError | None = None
+    exported = _Exported(outcomes=())
+    try:
+        settings = Settings.from_env(os.environ)
+        configure_logging(settings.log_level)
+        budget = Budget.for_invocation(_remaining(context), now=SYSTEM_CLOCK.monotonic(), settings=settings)
+        if isinstance(command, InvalidEvent):
+            raise command
+        exported = _export(command, settings, budget)
+        result = InvocationResult.of(trigger, event_id or request_id, exported.outcomes)
+    except ExporterError as error:
+        stopped_by = error
+        failed = ImageOutcome(image_id=None, status="failed", error=ErrorInfo.from_error(error))
+        result = InvocationResult.of(trigger, event_id or request_id, (failed,))
+    except Exception:
+        # A defect, not a typed error: logged with its traceback (secrets masked), then surfaced so the
+        # platform records the failure and retries; an HTTP caller gets a 503 with the same advice.
+        _log.exception("invocation.crashed")
+        if trigger != "http":
+            raise
+        return http_response(_crashed(event_id or request_id))
+    _report(result)
+    if settings is not None and budget is not None:
+        _notify(result, settings, budget)
+        _retag(exported, budget)  # only now: a finished export is reported again rather than never
+    return _respond(result, stopped_by)
+
+
+def _begin(context: Any) -> str:
+    """Start the invocation's log context (logging at INFO until the settings are read); its request id."""
+    global _cold
+    cold, _cold = _cold, False
+    request_id = str(getattr(context, "request_id", "") or uuid.uuid4())
+    configure_logging("INFO")
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(correlation_id=request_id, request_id=request_id, cold_start=cold)
+    return request_id
+
+
+def _recognised(command: Command | InvalidEvent) -> tuple[Trigger, str | None]:
+    """The trigger and event id of the event (recognised even when it was refused); the log lines are
+    correlated by the id from now on."""
+    trigger, event_id = command.trigger, command.event_id
+    if event_id:
+        structlog.contextvars.bind_contextvars(correlation_id=event_id)
+    return (trigger if trigger in TRIGGERS else "direct"), event_id
+
+
+def _remaining(context: Any) -> float | None:
+    """The seconds the platform leaves this invocation, when its context says."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if callable(remaining):
         try:
             return max(0.0, float(remaining()) / 1000)
         except (TypeError, ValueError):
             pass
-    return settings.function_timeout if settings else 900.0
+    return None
 
 
-def handle(event: Any, context: Any = None) -> dict[str, Any]:
-    """Run one invocation; see docs/contract.md for the result, the HTTP response and when this raises."""
-    global _cold
-    cold, _cold = _cold, False
-    clock_start = SYSTEM_CLOCK.monotonic()
-    request_id = str(getattr(context, "request_id", "") or uuid.uuid4())
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(
-        correlation_id=event_id_of(event) or request_id, request_id=request_id, cold_start=cold
+def _export(command: Command, settings: Settings, budget: Budget) -> _Exported:
+    """Resolve credentials and the target, build the clients, run the flow within the time budget."""
+    from handler.adapters.clients import build_clients  # noqa: PLC0415 - after the event is valid
+    from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415
+    from handler.core.plan import ExportPlan  # noqa: PLC0415
+    from handler.core.run import run_command  # noqa: PLC0415
+
+    plan = ExportPlan.of(command, settings)
+    clients = build_clients(settings, resolve_credentials(os.environ), secrets=_webhook_secrets(settings))
+    if clients.store is None:
+        return _Exported(run_command(command, api=clients.ecs, plan=plan, budget=budget, clock=SYSTEM_CLOCK))
+
+    from handler.core.follow_up import run_tracked  # noqa: PLC0415
+
+    run = run_tracked(
+        command,
+        api=clients.ecs,
+        store=clients.store,
+        plan=plan,
+        budget=budget,
+        cap=settings.max_in_flight,
+        clock=SYSTEM_CLOCK,
     )
-    http = is_http_event(event)
-    settings: Settings | None = None
-    stopped_by: ExporterError | None = None
-    settle_tags: Callable[[], None] | None = None
-    try:
-        settings = Settings.from_env(os.environ)
-        # The budget's end, read once: the export and the webhook both work to it.
-        end = clock_start + _remaining_seconds(context, settings)
-        configure_logging(settings.log_level)
-        webhook_secrets = _webhook_secrets(settings)
-        redactor.set_secrets(webhook_secrets)
-        command = parse_event(event)
-        if command.event_id:
-            structlog.contextvars.bind_contextvars(correlation_id=command.event_id)
-        outcomes, settle_tags = _export(command, settings, end, webhook_secrets)
-        result = InvocationResult.of(command.trigger, command.event_id or request_id, outcomes)
-    except ExporterError as error:
-        if settings is None:
-            configure_logging("INFO")
-        stopped_by = error
-        failed = ImageOutcome(image_id=None, status="failed", error=ErrorInfo.from_error(error))
-        result = InvocationResult.of(trigger_of(event), event_id_of(event) or request_id, (failed,))
-    except Exception:
-        # A defect, not a typed error: logged with its traceback (secrets masked), then surfaced so the
-        # platform records the failure and retries; an HTTP caller gets a 503 with the same advice.
-        if settings is None:
-            configure_logging("INFO")
-        _log.exception("invocation.crashed")
-        if not http:
-            raise
-        return http_response(_crashed(event_id_of(event) or request_id))
+    return _Exported(run.outcomes, run.next_states, clients.ecs)
 
-    _report(result)
-    if settings is not None and settings.webhook_url:
-        _notify(result, settings, end)
-    if settle_tags is not None:
-        settle_tags()  # only now: a finished export is reported again rather than never
-    if http:
+
+def _retag(exported: _Exported, budget: Budget) -> None:
+    """Tag each followed-up image with its next state, after its outcome was reported."""
+    if exported.next_states and exported.ecs is not None:
+        from handler.core.follow_up import settle  # noqa: PLC0415
+
+        settle(exported.ecs, exported.next_states, deadline=budget.report_by)
+
+
+def _respond(result: InvocationResult, stopped_by: ExporterError | None) -> dict[str, Any]:
+    """The HTTP answer, the result, or ``InvocationIncomplete`` so the platform retries (docs/contract.md)."""
+    if result.trigger == "http":
         return http_response(result, stopped_by=stopped_by)
     if result.should_raise:
         counts = result.counts()
@@ -104,67 +166,6 @@ def reject(error: ExporterError, *, request_id: str, trigger: Trigger = "direct"
     result = InvocationResult.of(trigger, request_id, (failed,))
     _report(result)
     return result.to_json()
-
-
-def _export(
-    command: Command, settings: Settings, end: float, webhook_secrets: list[str]
-) -> tuple[tuple[ImageOutcome, ...], Callable[[], None] | None]:
-    """Resolve credentials and the target, build the clients, run the flow within the time budget. Returns
-    the outcomes and, when finished exports were followed up, what retags them once they are reported."""
-    from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415 - after the event is valid
-    from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient  # noqa: PLC0415
-    from handler.adapters.openapi import OpenApiClient, shared_http_client, shared_rate_limiter  # noqa: PLC0415
-    from handler.adapters.pacing import RetryPolicy  # noqa: PLC0415
-    from handler.core.budget import Budget  # noqa: PLC0415
-    from handler.core.plan import ExportPlan  # noqa: PLC0415
-    from handler.core.run import run_command  # noqa: PLC0415
-
-    plan = ExportPlan.of(command, settings)
-    credentials = resolve_credentials(os.environ)
-    redactor.set_secrets(
-        [credentials.secret_key, credentials.session_token, *webhook_secrets],
-        access_key=credentials.access_key,
-    )
-    http = shared_http_client(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
-    policy = RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap)
-    api = OpenApiClient(
-        http=http,
-        endpoint=settings.endpoint,
-        region=settings.region,
-        service=SERVICE,
-        version=API_VERSION,
-        credentials=credentials,
-        policy=policy,
-        limiter=shared_rate_limiter(settings.max_rps),
-    )
-    budget = Budget.ending_at(end, now=SYSTEM_CLOCK.monotonic(), settings=settings)
-    ecs = EcsClient(api)
-    if settings.tracking == "off":
-        return run_command(command, api=ecs, plan=plan, budget=budget, clock=SYSTEM_CLOCK), None
-
-    from handler.adapters.tos import TosClient, shared_tos_rate_limiter  # noqa: PLC0415
-    from handler.core.follow_up import run_tracked, settle  # noqa: PLC0415
-
-    store = TosClient(
-        http=http,
-        endpoint=settings.tos_origin,
-        region=settings.region,
-        credentials=credentials,
-        policy=policy,
-        limiter=shared_tos_rate_limiter(settings.max_rps),
-    )
-    run = run_tracked(
-        command,
-        api=ecs,
-        store=store,
-        plan=plan,
-        budget=budget,
-        cap=settings.max_in_flight,
-        clock=SYSTEM_CLOCK,
-    )
-    if not run.next_states:
-        return run.outcomes, None
-    return run.outcomes, lambda: settle(ecs, run.next_states, deadline=end - 0.5)
 
 
 def _webhook_secrets(settings: Settings) -> list[str]:
@@ -202,10 +203,12 @@ def _report(result: InvocationResult) -> None:
     _log.info("invocation.result", ok=result.ok, trigger=result.trigger, **result.counts())
 
 
-def _notify(result: InvocationResult, settings: Settings, end: float) -> None:
+def _notify(result: InvocationResult, settings: Settings, budget: Budget) -> None:
+    if not settings.webhook_url:
+        return
     from handler.adapters.webhooks import notify  # noqa: PLC0415 - only when a webhook is set
 
-    notify(result, settings, region=settings.region, deadline=end - 0.5)
+    notify(result, settings, region=settings.region, deadline=budget.report_by)
 
 
 def http_response(result: InvocationResult, *, stopped_by: ExporterError | None = None) -> dict[str, Any]:

@@ -74,9 +74,9 @@ __all__ = [
     "ServerError",
     "TerminalApiError",
     "Throttled",
-    "ThrottledError",
     "UnknownOutcomeError",
     "api_error_for",
+    "error_for",
     "fix_for",
 ]
 
@@ -93,13 +93,18 @@ class ExporterError(Exception):
 
 
 class InvalidEvent(ExporterError):
-    """The event cannot be understood; ``field`` says where (a dotted path, ``""`` for the whole event)."""
+    """The event cannot be understood; ``field`` says where (a dotted path, ``""`` for the whole event).
+    ``trigger`` and ``event_id`` are what the parser recognised of the event all the same, for the result."""
 
     code = "InvalidEvent"
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    def __init__(
+        self, message: str, *, field: str = "", trigger: str | None = None, event_id: str | None = None
+    ) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
+        self.trigger = trigger
+        self.event_id = event_id
 
 
 class ConfigurationError(ExporterError):
@@ -187,9 +192,6 @@ class Throttled(RetryableApiError):
     """The API is rate limiting us (HTTP 429, ``FlowLimitExceeded``)."""
 
 
-ThrottledError = Throttled  # the name the adapters and older callers use
-
-
 class ServerError(RetryableApiError):
     """The API failed on its side (``InternalError``, ``ServiceUnavailable``): a later attempt may work."""
 
@@ -197,6 +199,30 @@ class ServerError(RetryableApiError):
 class ResourceLocked(RetryableApiError):
     """``OperationDenied.ResourceLocked``: another operation (maybe our own export) holds the image. Reads may
     retry; a write is never sent again over it: only the image's tasks can tell what holds it."""
+
+
+class MalformedResponse(UnknownOutcomeError):
+    """An answer arrived but cannot be read (too big, nested too deep, not the API's shape): for a write,
+    whether it took effect is unknown, as when no answer came."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "MalformedResponse",
+        http_status: int | None = None,
+        request_id: str | None = None,
+        action: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            code=code,
+            http_status=http_status,
+            request_id=request_id,
+            action=action,
+            retry_after=retry_after,
+        )
 
 
 class ImageNotReady(TerminalApiError):
@@ -253,6 +279,7 @@ class ErrorCode:
 _RETRY_LATER = "nothing to do: a later run retries it"
 _THROTTLED = "the API is throttling: a later run retries it; lower VOLCENGINE_MAX_RPS if it persists"
 _UNREACHABLE = "check the function's network access to VOLCENGINE_ENDPOINT; a later run retries it"
+_ANSWER_LOST = "no answer came: a later run checks whether the export started before retrying"
 _BAD_KEYS = "check the access key (VOLCENGINE_ACCESS_KEY or the function's role)"
 
 # Every error code the exporter reacts to. A code not listed is typed by its HTTP status (see api_error_for).
@@ -309,22 +336,53 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
         "AccessDenied": ErrorCode(
             AccessDenied,
             "grant the function's identity ecs:ExportImage, ecs:DescribeImages, ecs:DescribeTasks, "
-            "ecs:TagResources and ecs:UntagResources",
+            "and ecs:TagResources",
             "gateway",
         ),
         "FlowLimitExceeded": ErrorCode(Throttled, _THROTTLED, "gateway"),
         "HTTP429": ErrorCode(Throttled, _THROTTLED, "gateway"),
         # The HTTP exchange (handler.adapters.openapi)
+        # Not sent: the server was never reached
         "ConnectError": ErrorCode(RetryableApiError, _UNREACHABLE, "transport"),
         "ConnectTimeout": ErrorCode(RetryableApiError, _UNREACHABLE, "transport"),
-        "ReadTimeout": ErrorCode(
-            UnknownOutcomeError,
-            "no answer came: a later run checks whether the export started before retrying",
+        "PoolTimeout": ErrorCode(RetryableApiError, _UNREACHABLE, "transport"),
+        "UnsupportedProtocol": ErrorCode(
+            RetryableApiError,
+            "the endpoint must be an http:// or https:// URL: check the variable",
             "transport",
         ),
+        # Sent, then the answer was lost: whether it took effect is unknown
+        "ReadTimeout": ErrorCode(UnknownOutcomeError, _ANSWER_LOST, "transport"),
+        "WriteTimeout": ErrorCode(UnknownOutcomeError, _ANSWER_LOST, "transport"),
+        "ReadError": ErrorCode(UnknownOutcomeError, _ANSWER_LOST, "transport"),
+        "WriteError": ErrorCode(UnknownOutcomeError, _ANSWER_LOST, "transport"),
+        "CloseError": ErrorCode(UnknownOutcomeError, _ANSWER_LOST, "transport"),
+        "RemoteProtocolError": ErrorCode(UnknownOutcomeError, _ANSWER_LOST, "transport"),
+        "LocalProtocolError": ErrorCode(UnknownOutcomeError, _ANSWER_LOST, "transport"),
+        "ProxyError": ErrorCode(UnknownOutcomeError, _ANSWER_LOST, "transport"),
         "CertificateVerifyFailed": ErrorCode(
             TerminalApiError, "set SSL_CERT_FILE to the CA bundle that signs the endpoint", "transport"
         ),
+        "MalformedResponse": ErrorCode(
+            MalformedResponse,
+            "the answer could not be read (too big, too deep or not the API's shape): a later run looks "
+            "again; if it persists, check VOLCENGINE_ENDPOINT and TOS_ENDPOINT name the real services",
+            "transport",
+        ),
+        # Refused before anything is sent (the API answers the tag codes in the same words)
+        "InvalidBucketName": ErrorCode(
+            InvalidParameter, "set EXPORT_TOS_BUCKET to 3-63 lowercase letters, digits or hyphens", "exporter"
+        ),
+        "InvalidObjectName": ErrorCode(
+            InvalidParameter, "the object's key must be non-empty and have no '.' or '..' segment", "exporter"
+        ),
+        "InvalidTagKey.Malformed": ErrorCode(
+            InvalidParameter, "a tag key is 1-128 characters and does not start with volc: or sys:", "gateway"
+        ),
+        "InvalidTagValue.Malformed": ErrorCode(
+            InvalidParameter, "a tag value is at most 256 characters", "gateway"
+        ),
+        "InvalidParameter.Tags": ErrorCode(InvalidParameter, "send 1-20 tags a request", "gateway"),
         # The exporter's own
         "InvalidEvent": ErrorCode(InvalidEvent, "fix the event: the message names the field", "exporter"),
         "ConfigurationError": ErrorCode(
@@ -355,6 +413,23 @@ def fix_for(code: str | None) -> str | None:
     """The one-line advice for an error code, or None when the table has none."""
     known = ERROR_CODES.get(code) if code else None
     return known.fix if known is not None else None
+
+
+def error_for(
+    code: str,
+    message: str,
+    *,
+    action: str,
+    http_status: int | None = None,
+    request_id: str | None = None,
+) -> ApiError:
+    """The typed error for one of the table's codes that the exporter makes itself (a value refused before
+    it is sent, an answer that cannot be read); ``KeyError`` for a code the table does not list."""
+    kind = ERROR_CODES[code].kind
+    if not issubclass(kind, ApiError):
+        msg = f"{code} is not an API error"
+        raise TypeError(msg)
+    return kind(message, code=code, http_status=http_status, request_id=request_id, action=action)
 
 
 def api_error_for(
@@ -400,15 +475,3 @@ class InvocationIncomplete(Exception):
         self.result = result
         self.deferred = deferred
         self.failed = failed
-
-
-class MalformedResponse(UnknownOutcomeError):
-    """An answer arrived but cannot be read (too big, nested too deep, not the API's shape): for a write,
-    whether it took effect is unknown, as when no answer came."""
-
-    def __init__(
-        self, message: str, *, http_status: int | None = None, request_id: str | None = None, action: str = ""
-    ) -> None:
-        super().__init__(
-            message, code="MalformedResponse", http_status=http_status, request_id=request_id, action=action
-        )

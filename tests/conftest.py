@@ -60,10 +60,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_structlog() -> Any:
-    """Each test starts from structlog's defaults: a stream configured by one test never leaks into the next."""
+def _fresh_process_state() -> Any:
+    """Each test starts as a new process would: no HTTP client, rate limiter or masked secret left by another
+    test, and structlog at its defaults (a stream configured by one test never leaks into the next)."""
     import structlog
 
+    from handler.adapters.clients import reset_process_state
+
+    reset_process_state()
     yield
+    reset_process_state()
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()

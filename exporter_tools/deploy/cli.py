@@ -185,17 +185,19 @@ def _client(
 ) -> VefaasClient:
     """A signed veFaaS client: the same signer and retry policy as the function's ECS client."""
     from exporter_tools.deploy.vefaas import API_VERSION, SERVICE  # noqa: PLC0415
-    from handler.adapters.openapi import OpenApiClient  # noqa: PLC0415
-    from handler.adapters.pacing import RateLimiter, RetryPolicy  # noqa: PLC0415
+    from handler.adapters.clients import openapi_client  # noqa: PLC0415
+    from handler.adapters.pacing import RateLimiter  # noqa: PLC0415
+    from handler.adapters.retry import RetryPolicy  # noqa: PLC0415
 
-    api = OpenApiClient(
-        http=http,
-        endpoint=gateway,
-        region=desired.region,
+    api = openapi_client(
+        credentials,
         service=SERVICE,
         version=API_VERSION,
-        credentials=credentials,
+        endpoint=gateway,
+        region=desired.region,
+        # veFaaS's control plane is slower to recover than ECS's: longer waits, the same four attempts.
         policy=RetryPolicy(max_attempts=4, base=0.5, cap=8.0),
         limiter=RateLimiter(max_rps),
+        http=http,
     )
     return VefaasClient(api, deadline=time.monotonic() + 1800.0)

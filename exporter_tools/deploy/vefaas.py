@@ -249,10 +249,10 @@ class VefaasClient:
         self._deadline = deadline
 
     def _read(self, action: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
-        return self._api.call(action, body=body, deadline=self._deadline, read_only=True)
+        return self._api.call(action, body=body, deadline=self._deadline, idempotent=True)
 
     def _write(self, action: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
-        return self._api.call(action, body=body, deadline=self._deadline, read_only=False)
+        return self._api.call(action, body=body, deadline=self._deadline, idempotent=False)
 
     # -- functions --------------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""The ECS client: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources`` and
-``UntagResources`` (Version 2020-04-01), typed.
+"""The ECS client: ``ExportImage``, ``DescribeImages``, ``DescribeTasks`` and ``TagResources`` (Version
+2020-04-01), typed.
 
 ``ExportImage`` raises ``UnknownOutcomeError`` when its answer was lost and ``RetryableApiError`` with code
 ``OperationDenied.ResourceLocked`` when the image is busy: in both cases only the image's tasks can tell
@@ -15,13 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from handler.adapters.openapi import OpenApiClient
-from handler.errors import (
-    ExporterError,
-    MalformedResponse,
-    RetryableApiError,
-    TerminalApiError,
-    UnknownOutcomeError,
-)
+from handler.errors import ExporterError, MalformedResponse, error_for
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.tagging import TaggingFailure, TaggingReport
 
@@ -47,7 +41,7 @@ BATCH_LIMIT = 100  # ids per DescribeImages / DescribeTasks request, and the lar
 # tasks of a batch of images: 50 tasks an image on average; a listing by ids: one page more than the ids fill.
 MAX_SCAN_PAGES = 200
 TASKS_PER_IMAGE = 50
-TAG_BATCH_LIMIT = 50  # resource ids per TagResources / UntagResources request (docs/facts.md §10)
+TAG_BATCH_LIMIT = 50  # resource ids per TagResources request (docs/facts.md §10)
 TAGS_PER_CALL = 20  # tags per TagResources request
 TAG_VALUE_LIMIT = 256
 # Tag keys: 1-128 letters, digits, spaces and _ . : / = + - @, never starting with volc: or sys: (any case).
@@ -64,7 +58,7 @@ def validate_tag_key(key: str) -> str:
             f"tag key {key!r}: expected 1-128 letters, digits, spaces or _ . : / = + - @, "
             "not starting with volc: or sys:"
         )
-        raise TerminalApiError(msg, code="InvalidTagKey.Malformed", action="TagResources")
+        raise error_for("InvalidTagKey.Malformed", msg, action="TagResources")
     return key
 
 
@@ -72,12 +66,12 @@ def _checked_tags(tags: Mapping[str, str]) -> list[tuple[str, str]]:
     pairs = list(tags.items())
     if not 1 <= len(pairs) <= TAGS_PER_CALL:
         msg = f"tags: expected 1-{TAGS_PER_CALL} tags a request, got {len(pairs)}"
-        raise TerminalApiError(msg, code="InvalidParameter.Tags", action="TagResources")
+        raise error_for("InvalidParameter.Tags", msg, action="TagResources")
     for key, value in pairs:
         validate_tag_key(key)
         if len(value) > TAG_VALUE_LIMIT:
             msg = f"tag {key!r}: expected a value of at most {TAG_VALUE_LIMIT} characters, got {len(value)}"
-            raise TerminalApiError(msg, code="InvalidTagValue.Malformed", action="TagResources")
+            raise error_for("InvalidTagValue.Malformed", msg, action="TagResources")
     return pairs
 
 
@@ -90,13 +84,11 @@ class EcsClient:
     def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
         """Start an export of ``image_id`` to ``bucket``; the file is ``<prefix>_<image_id>_system.qcow2``."""
         params = {"ImageId": image_id, "TOSBucket": bucket, "TOSPrefix": prefix}
-        result, request_id = self._api.call("ExportImage", params, deadline=deadline, read_only=False)
+        result, request_id = self._api.call("ExportImage", params, deadline=deadline, idempotent=False)
         task_id = result.get("TaskId")
         if not isinstance(task_id, str) or not task_id:
             msg = "ExportImage answered without a TaskId"
-            raise UnknownOutcomeError(
-                msg, code="MalformedResponse", request_id=request_id, action="ExportImage"
-            )
+            raise MalformedResponse(msg, request_id=request_id, action="ExportImage")
         return ExportStarted(task_id=task_id, request_id=request_id)
 
     def describe_images(
@@ -151,20 +143,6 @@ class EcsClient:
             params[f"Tags.{n}.Value"] = value
         return self._tag_batches("TagResources", image_ids, params, deadline=deadline)
 
-    def untag_images(
-        self, image_ids: Iterable[str], keys: Iterable[str], *, deadline: float
-    ) -> TaggingReport:
-        """Remove the tags ``keys`` from every image: UntagResources, 50 images a request; reported like
-        :meth:`tag_images`."""
-        unique = list(dict.fromkeys(keys))
-        if not unique:
-            msg = "keys: expected at least one tag key"
-            raise TerminalApiError(msg, code="InvalidParameter.TagKeys", action="UntagResources")
-        params = {"ResourceType": "image"} | {
-            f"TagKeys.{n}": validate_tag_key(key) for n, key in enumerate(unique, start=1)
-        }
-        return self._tag_batches("UntagResources", image_ids, params, deadline=deadline)
-
     def _tag_batches(
         self, action: str, image_ids: Iterable[str], params: dict[str, str], *, deadline: float
     ) -> TaggingReport:
@@ -175,7 +153,7 @@ class EcsClient:
             batch = unique[start : start + TAG_BATCH_LIMIT]
             ids = {f"ResourceIds.{n}": i for n, i in enumerate(batch, start=1)}
             try:
-                self._api.call(action, params | ids, deadline=deadline, read_only=True)
+                self._api.call(action, params | ids, deadline=deadline, idempotent=True)
             except ExporterError as error:
                 failures.append(TaggingFailure(tuple(batch), error))
             else:
@@ -191,11 +169,11 @@ class EcsClient:
             page = dict(params, MaxResults=str(BATCH_LIMIT))
             if token:
                 page["NextToken"] = token
-            result, _ = self._api.call(action, page, deadline=deadline, read_only=True)
+            result, _ = self._api.call(action, page, deadline=deadline, idempotent=True)
             items = result.get(key) or []
             if not isinstance(items, list):
                 msg = f"{key} is not a list"
-                raise RetryableApiError(msg, code="MalformedResponse", action=action)
+                raise MalformedResponse(msg, action=action)
             yield from items
             token = result.get("NextToken") or None
             if not token or token in seen:  # a repeated token would page forever
@@ -215,7 +193,7 @@ def _model(model: type[_M], item: Any, action: str) -> _M:
         return model.model_validate(item)
     except ValidationError as exc:
         msg = f"unexpected item in the answer: {exc.error_count()} field error(s)"
-        raise RetryableApiError(msg, code="MalformedResponse", action=action) from None
+        raise MalformedResponse(msg, action=action) from None
 
 
 def _batches(ids: Iterable[str], *, empty_means_none: bool = False) -> Iterator[list[str]]:

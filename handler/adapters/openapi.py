@@ -1,38 +1,31 @@
 """A signed Volcengine OpenAPI client: one call = sign, send, parse, classify, and retry where it is safe.
 
 Shared by the ECS client (GET with the canonical query) and the deployment client (veFaaS: POST with a JSON
-body). Read-only calls are retried on every retryable error and on unknown outcomes; writes are retried only
-when nothing can have started, and an unknown outcome is raised for the caller to look the effect up.
+body). Sending, pacing and retrying are the signed sender's (``handler.adapters.signed``); what is left here
+is the URL, the signer and how an OpenAPI answer is read.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
-import structlog
 
-from handler.adapters.answers import request_masker, retry_after, transport_error
-from handler.adapters.exchange import Answer, bounded_client, exchange
+from handler.adapters.exchange import Answer, bounded_client
 from handler.adapters.log import redactor
-from handler.adapters.pacing import RateLimiter, RateLimiters, RetryPolicy, delay_before_retry
+from handler.adapters.pacing import RateLimiter, RateLimiters
+from handler.adapters.retry import RetryPolicy, parse_retry_after
+from handler.adapters.signed import Mask, SignedSender
 from handler.adapters.signing import Credentials, VolcSigner, canonical_query
 from handler.clock import SYSTEM_CLOCK, Clock
-from handler.errors import (
-    ApiError,
-    BudgetExhausted,
-    MalformedResponse,
-    ResourceLocked,
-    RetryableApiError,
-    api_error_for,
-)
+from handler.errors import MalformedResponse, api_error_for
 
 __all__ = [
     "MAX_ANSWER_BYTES",
-    "MIN_EXCHANGE_SECONDS",
     "OpenApiClient",
     "parse_response",
     "reset_shared_state",
@@ -40,11 +33,8 @@ __all__ = [
     "shared_rate_limiter",
 ]
 
-_log = structlog.get_logger("handler.openapi")
 # The most of an answer that is read (DescribeImages pages of 100 images are the biggest, well under 1 MiB).
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
-# A request is sent only with at least this much time left to answer it; less would end as an unknown outcome.
-MIN_EXCHANGE_SECONDS = 0.5
 # An API error message is kept to this many characters (a gateway may quote a whole request in it).
 MAX_MESSAGE_CHARS = 500
 
@@ -101,7 +91,7 @@ def _decode(answer: Answer, action: str) -> Any:
 
 
 def parse_response(
-    answer: Answer, action: str, *, mask: Callable[[str], str] = redactor.mask_text
+    answer: Answer, action: str, *, mask: Mask = redactor.mask_text
 ) -> tuple[dict[str, Any], str | None]:
     """The ``Result`` and ``RequestId`` of a successful answer; else raise the typed error it describes.
 
@@ -124,7 +114,7 @@ def parse_response(
             message if len(message) <= MAX_MESSAGE_CHARS else message[: MAX_MESSAGE_CHARS - 1] + "…",
             request_id=request_id,
             action=action,
-            retry_after=retry_after(answer.headers),
+            retry_after=parse_retry_after(answer.headers.get("retry-after"), now=time.time()),
         )
     result = body.get("Result") if isinstance(body, dict) else None
     if not isinstance(result, dict):
@@ -139,7 +129,7 @@ class OpenApiClient:
     Every call takes a ``deadline`` (a reading of ``clock.monotonic()``): the moment by which the call is over,
     answered or not. Waiting for the rate limiter or a backoff never runs past it; each request's connect and
     read timeouts are clipped to what is left, and the whole exchange (headers and body, however slowly they
-    come) is abandoned at the deadline. A request is not sent with less than ``MIN_EXCHANGE_SECONDS`` left.
+    come) is abandoned at the deadline. A request is not sent with less than ``MIN_SEND_SECONDS`` left.
     At most ``MAX_ANSWER_BYTES`` of an answer are read. ``clock`` paces the retries and the rate limiter's
     caller; the exchange itself runs in real time.
     """
@@ -157,13 +147,21 @@ class OpenApiClient:
         limiter: RateLimiter,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._http = http
         self._endpoint = endpoint.rstrip("/")
         self._version = version
-        self._auth = VolcSigner(credentials, region=region, service=service)
-        self._policy = policy
-        self._limiter = limiter
-        self._clock = clock
+        auth = VolcSigner(credentials, region=region, service=service)
+        self._sender = SignedSender(
+            http=http,
+            auth=auth,
+            limiter=limiter,
+            policy=policy,
+            known_secrets=auth.known_secrets,
+            log="api",
+            request_id_field="api_request_id",
+            variable="VOLCENGINE_ENDPOINT",
+            session_header="x-security-token",
+            clock=clock,
+        )
 
     def call(
         self,
@@ -172,88 +170,29 @@ class OpenApiClient:
         *,
         body: Mapping[str, Any] | None = None,
         deadline: float,
-        read_only: bool,
+        idempotent: bool,
     ) -> tuple[dict[str, Any], str | None]:
         """Send ``action``: a GET with ``params`` in the query, or a POST of ``body`` as JSON.
 
-        Returns the answer's ``Result`` and ``RequestId``; raises a typed ``ApiError`` or ``BudgetExhausted``.
+        ``idempotent``: the action's effect is the same however often it lands (a read, setting a tag); it is
+        then sent again on an unknown outcome too (``retry.may_resend``). Returns the answer's ``Result``
+        and ``RequestId``; raises a typed ``ApiError`` or ``BudgetExhausted``.
         """
         query = canonical_query({"Action": action, "Version": self._version, **(params or {})})
         content = None if body is None else json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._send(action, query, content, attempt, deadline)
-            except ApiError as error:
-                delay = delay_before_retry(
-                    error,
-                    attempt=attempt,
-                    retry=self._should_retry(error, read_only=read_only, attempt=attempt),
-                    policy=self._policy,
-                    limiter=self._limiter,
-                    clock=self._clock,
-                    deadline=deadline,
-                )
-                if delay is None:
-                    raise
-                _log.info(
-                    "api.retry", action=action, attempt=attempt, code=error.code, delay_ms=round(delay * 1000)
-                )
-                self._clock.sleep(delay)
 
-    def _should_retry(self, error: ApiError, *, read_only: bool, attempt: int) -> bool:
-        if attempt >= self._policy.max_attempts:
-            return False
-        if read_only:
-            return error.retryable
-        # A write is sent again only when it cannot have started anything.
-        return isinstance(error, RetryableApiError) and not isinstance(error, ResourceLocked)
+        def read(answer: Answer, mask: Mask) -> tuple[tuple[dict[str, Any], str | None], str | None]:
+            result, request_id = parse_response(answer, action, mask=mask)
+            return (result, request_id), request_id
 
-    def _send(
-        self, action: str, query: str, content: bytes | None, attempt: int, deadline: float
-    ) -> tuple[dict[str, Any], str | None]:
-        self._limiter.acquire(deadline)
-        left = deadline - self._clock.monotonic()
-        if not left >= MIN_EXCHANGE_SECONDS:
-            msg = f"the time budget ran out before {action} could be sent"
-            raise BudgetExhausted(msg)
-        url = f"{self._endpoint}/?{query}"
-        started = self._clock.monotonic()
-        try:
-            answer = exchange(
-                self._http,
-                "GET" if content is None else "POST",
-                url,
-                content=content,
-                headers=None if content is None else {"Content-Type": "application/json"},
-                auth=self._auth,
-                seconds=left,
-                max_bytes=MAX_ANSWER_BYTES,
-            )
-        except httpx.TransportError as exc:
-            error = transport_error(
-                exc,
-                action=action,
-                host=httpx.URL(self._endpoint).netloc.decode(),
-                variable="VOLCENGINE_ENDPOINT",
-            )
-            elapsed = round((self._clock.monotonic() - started) * 1000)
-            _log.warning("api.call", action=action, attempt=attempt, error=error.code, duration_ms=elapsed)
-            raise error from None
-        elapsed = round((self._clock.monotonic() - started) * 1000)
-        fields = {"action": action, "attempt": attempt, "http_status": answer.status, "duration_ms": elapsed}
-        try:
-            result, request_id = parse_response(
-                answer,
-                action,
-                mask=request_masker(
-                    answer.sent, self._auth.known_secrets(), session_header="x-security-token"
-                ),
-            )
-        except ApiError as error:
-            _log.warning("api.call", **fields, error=error.code, api_request_id=error.request_id)
-            raise
-        self._limiter.on_success()
-        _log.info("api.call", **fields, api_request_id=request_id)
-        return result, request_id
+        return self._sender.send(
+            action,
+            "GET" if content is None else "POST",
+            f"{self._endpoint}/?{query}",
+            deadline=deadline,
+            idempotent=idempotent,
+            read=read,
+            max_bytes=MAX_ANSWER_BYTES,
+            content=content,
+            headers=None if content is None else {"Content-Type": "application/json"},
+        )

@@ -1,59 +1,14 @@
-"""How fast and how often we call the API: full-jitter backoff and a shared, self-adjusting rate limiter.
-
-Retries are hand-written rather than delegated to a retry library: the loop is a dozen lines, it must honour
-``Retry-After``, stop at the invocation's deadline, feed 429s back into the rate limiter and read our error
-types, and a library would add its import to every cold start for none of that.
-"""
+"""How fast we call a service: a shared, self-adjusting rate limiter per service (retries: ``retry.py``)."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
 
 from handler.clock import SYSTEM_CLOCK, Clock
-from handler.errors import ApiError, BudgetExhausted, ThrottledError
+from handler.errors import BudgetExhausted
 
-__all__ = ["RateLimiter", "RateLimiters", "RetryPolicy", "backoff_delay", "delay_before_retry"]
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float, jitter: float) -> float:
-    """Full-jitter exponential backoff: ``jitter * min(cap, base * 2**attempt)``, jitter drawn from [0, 1).
-
-    ``attempt`` counts retries from 0 (the delay before the first retry).
-    """
-    return jitter * min(cap, base * 2.0 ** min(attempt, 32))
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How many attempts a call gets (the first included) and how long to wait between them."""
-
-    max_attempts: int = 4
-    base: float = 0.3
-    cap: float = 5.0
-
-
-def delay_before_retry(
-    error: ApiError,
-    *,
-    attempt: int,
-    retry: bool,
-    policy: RetryPolicy,
-    limiter: RateLimiter,
-    clock: Clock,
-    deadline: float,
-) -> float | None:
-    """After attempt ``attempt`` (from 1) failed with ``error``: a throttling answer slows the shared limiter;
-    then the wait before sending again (full-jitter backoff, at least the answer's ``Retry-After``), or
-    ``None`` when the caller must not retry (``retry`` false) or the wait would reach ``deadline``."""
-    if isinstance(error, ThrottledError):
-        limiter.on_throttled(error.retry_after)
-    if not retry:
-        return None
-    delay = backoff_delay(attempt - 1, base=policy.base, cap=policy.cap, jitter=clock.random())
-    delay = max(delay, error.retry_after or 0.0)
-    return None if clock.monotonic() + delay >= deadline else delay
+__all__ = ["RateLimiter", "RateLimiters"]
 
 
 class RateLimiter:

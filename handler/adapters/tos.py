@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
-import structlog
 
-from handler.adapters.answers import request_masker, retry_after, transport_error
-from handler.adapters.exchange import Answer, exchange
-from handler.adapters.pacing import RateLimiter, RateLimiters, RetryPolicy, delay_before_retry
+from handler.adapters.exchange import Answer
+from handler.adapters.pacing import RateLimiter, RateLimiters
+from handler.adapters.retry import RetryPolicy, parse_retry_after
+from handler.adapters.signed import Mask, SignedSender
 from handler.adapters.signing import Credentials, fixed_secrets
 from handler.adapters.tos_signing import TosSigner, encode_key_path
 from handler.clock import SYSTEM_CLOCK, Clock
-from handler.errors import (
-    ApiError,
-    BudgetExhausted,
-    RetryableApiError,
-    TerminalApiError,
-    api_error_for,
-)
+from handler.errors import ApiError, MalformedResponse, api_error_for, error_for
 from handler.models.objects import (
     UNREADABLE_REASON,
     HeadResult,
@@ -58,11 +53,8 @@ __all__ = [
 HEAD_OBJECT = "HeadObject"
 # A HEAD answer has no body; an error answer's body is read up to this much (TOS's error documents are small).
 MAX_ANSWER_BYTES = 64 * 1024
-# A request is sent only with at least this much time left to answer it (as the OpenAPI client does).
-MIN_EXCHANGE_SECONDS = 0.5
 MAX_MESSAGE_CHARS = 500
 
-_log = structlog.get_logger("handler.tos")
 _limiters = RateLimiters()
 
 
@@ -114,103 +106,49 @@ class TosClient:
         limiter: RateLimiter,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._http = http
         self._endpoint = endpoint.rstrip("/")
-        self._auth = TosSigner(credentials, region=region, clock=clock.now)
-        self._credentials = credentials
-        self._policy = policy
-        self._limiter = limiter
-        self._clock = clock
+        self._sender = SignedSender(
+            http=http,
+            auth=TosSigner(credentials, region=region, clock=clock.now),
+            limiter=limiter,
+            policy=policy,
+            known_secrets=lambda: fixed_secrets(credentials),
+            log="tos",
+            request_id_field="tos_request_id",
+            variable="TOS_ENDPOINT",
+            session_header="x-tos-security-token",
+            clock=clock,
+        )
 
     def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult:
         """Look ``key`` up in ``bucket``: found, missing (404) or unreadable (403); else a typed error."""
         if not BUCKET_PATTERN.match(bucket):
             msg = f"bucket {bucket!r}: expected 3-63 lowercase letters, digits or hyphens"
-            raise TerminalApiError(msg, code="InvalidBucketName", action=HEAD_OBJECT)
+            raise error_for("InvalidBucketName", msg, action=HEAD_OBJECT)
         if not key:
             msg = "key: expected the object's name, got ''"
-            raise TerminalApiError(msg, code="InvalidObjectName", action=HEAD_OBJECT)
+            raise error_for("InvalidObjectName", msg, action=HEAD_OBJECT)
         if any(segment in (".", "..") for segment in key.split("/")):
             # An HTTP client resolves dot segments in a path, so the request would name another object.
             msg = f"key {key[:60]!r}: a '.' or '..' path segment cannot be sent as it is"
-            raise TerminalApiError(msg, code="InvalidObjectName", action=HEAD_OBJECT)
-        url = object_url(self._endpoint, bucket, key)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._send(url, bucket, key, attempt, deadline)
-            except ApiError as error:
-                delay = delay_before_retry(
-                    error,
-                    attempt=attempt,
-                    retry=attempt < self._policy.max_attempts and error.retryable,
-                    policy=self._policy,
-                    limiter=self._limiter,
-                    clock=self._clock,
-                    deadline=deadline,
-                )
-                if delay is None:
-                    raise
-                _log.info(
-                    "tos.retry",
-                    action=HEAD_OBJECT,
-                    attempt=attempt,
-                    code=error.code,
-                    delay_ms=round(delay * 1000),
-                )
-                self._clock.sleep(delay)
-
-    def _send(self, url: str, bucket: str, key: str, attempt: int, deadline: float) -> HeadResult:
-        self._limiter.acquire(deadline)
-        left = deadline - self._clock.monotonic()
-        if not left >= MIN_EXCHANGE_SECONDS:
-            msg = f"the time budget ran out before {HEAD_OBJECT} could be sent"
-            raise BudgetExhausted(msg)
-        started = self._clock.monotonic()
-        try:
-            answer = exchange(
-                self._http,
-                "HEAD",
-                url,
-                auth=self._auth,
-                seconds=left,
-                max_bytes=MAX_ANSWER_BYTES,
-            )
-        except httpx.TransportError as exc:
-            error = transport_error(
-                exc, action=HEAD_OBJECT, host=httpx.URL(url).host, variable="TOS_ENDPOINT"
-            )
-            elapsed = round((self._clock.monotonic() - started) * 1000)
-            _log.warning(
-                "tos.call", action=HEAD_OBJECT, attempt=attempt, error=error.code, duration_ms=elapsed
-            )
-            raise error from None
-        fields = {
-            "action": HEAD_OBJECT,
-            "attempt": attempt,
-            "http_status": answer.status,
-            "duration_ms": round((self._clock.monotonic() - started) * 1000),
-            "tos_request_id": answer.headers.get("x-tos-request-id"),
-        }
-        try:
-            result = _head_result(
-                answer,
-                bucket,
-                key,
-                mask=request_masker(
-                    answer.sent, fixed_secrets(self._credentials), session_header="x-tos-security-token"
-                ),
-            )
-        except ApiError as error:
-            _log.warning("tos.call", **fields, error=error.code)
-            raise
-        self._limiter.on_success()
-        _log.info("tos.call", **fields)
-        return result
+            raise error_for("InvalidObjectName", msg, action=HEAD_OBJECT)
+        return self._sender.send(
+            HEAD_OBJECT,
+            "HEAD",
+            object_url(self._endpoint, bucket, key),
+            deadline=deadline,
+            idempotent=True,
+            read=lambda answer, mask: (_head_result(answer, bucket, key, mask=mask), _request_id(answer)),
+            max_bytes=MAX_ANSWER_BYTES,
+        )
 
 
-def _head_result(answer: Answer, bucket: str, key: str, *, mask: Callable[[str], str]) -> HeadResult:
+def _request_id(answer: Answer) -> str | None:
+    request_id: str | None = answer.headers.get("x-tos-request-id")
+    return request_id
+
+
+def _head_result(answer: Answer, bucket: str, key: str, *, mask: Mask) -> HeadResult:
     """The record a HeadObject answer stands for, or the typed error it describes (its message masked)."""
     status = answer.status
     request_id = answer.headers.get("x-tos-request-id")
@@ -226,9 +164,7 @@ def _head_result(answer: Answer, bucket: str, key: str, *, mask: Callable[[str],
         size = -1
     if size < 0:
         msg = "HeadObject answered without a valid Content-Length"
-        raise RetryableApiError(
-            msg, code="MalformedResponse", http_status=status, request_id=request_id, action=HEAD_OBJECT
-        )
+        raise MalformedResponse(msg, http_status=status, request_id=request_id, action=HEAD_OBJECT)
     crc64 = answer.headers.get("x-tos-hash-crc64ecma")
     etag = answer.headers.get("etag")
     return ObjectFound(
@@ -242,7 +178,7 @@ def _head_result(answer: Answer, bucket: str, key: str, *, mask: Callable[[str],
     )
 
 
-def _error_for(answer: Answer, request_id: str | None, mask: Callable[[str], str]) -> ApiError:
+def _error_for(answer: Answer, request_id: str | None, mask: Mask) -> ApiError:
     """A TOS error answer as a typed error: the JSON body's ``Code`` when there is one (a HEAD has none).
     The message is masked and cut to ``MAX_MESSAGE_CHARS``: a server may quote the request in it."""
     status = answer.status
@@ -262,7 +198,7 @@ def _error_for(answer: Answer, request_id: str | None, mask: Callable[[str], str
         text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…",
         request_id=str(body.get("RequestId") or "") or request_id,
         action=HEAD_OBJECT,
-        retry_after=retry_after(answer.headers),
+        retry_after=parse_retry_after(answer.headers.get("retry-after"), now=time.time()),
     )
 
 

@@ -9,10 +9,10 @@ flow calls the ECS and TOS clients and hands their answers here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, TypeVar, get_args
+from typing import Literal, get_args
 
 from handler.errors import ExportObjectMissing, ExportTaskFailed
 from handler.models.api import Image, Task
@@ -35,7 +35,6 @@ __all__ = [
     "group_by_tags",
     "latest_export_task",
     "needs_object",
-    "split_by_cap",
     "state_tags",
     "tracking_of",
 ]
@@ -53,7 +52,6 @@ EXPORT_TASK_TYPE = "ExportImage"
 # Task statuses that end an export; anything else (Pending, Running, UnknownStatus, new ones) is in flight.
 SUCCEEDED, FAILED = "Succeeded", "Failed"
 
-_T = TypeVar("_T")
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
@@ -268,12 +266,3 @@ def free_slots(cap: int | None, in_flight: int) -> int | None:
     if cap is None:
         return None
     return max(0, cap - max(0, in_flight))
-
-
-def split_by_cap(candidates: Sequence[_T], cap: int | None, in_flight: int) -> tuple[list[_T], list[_T]]:
-    """The candidates to start now and those held back (``queued`` in a scan, ``deferred`` when named), in
-    order: the first ``free_slots`` start."""
-    slots = free_slots(cap, in_flight)
-    if slots is None:
-        return list(candidates), []
-    return list(candidates[:slots]), list(candidates[slots:])

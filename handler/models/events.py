@@ -23,7 +23,6 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, TypeGuard, TypeVar
 
 from handler.errors import InvalidEvent
@@ -54,11 +53,9 @@ __all__ = [
     "TIMER_EVENT_TYPE",
     "Command",
     "ExportCommand",
-    "HttpRequestInfo",
     "ScanCommand",
     "decode_event_document",
     "event_id_of",
-    "http_request_info",
     "is_http_event",
     "parse_event",
     "trigger_of",
@@ -96,14 +93,6 @@ def _join(prefix: str, where: str) -> str:
     return f"{prefix}.{where}"
 
 
-@dataclass(frozen=True)
-class HttpRequestInfo:
-    """The HTTP request line of an API-gateway event, for the log (the body is never logged)."""
-
-    method: str
-    path: str | None
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The parser.
 
@@ -111,17 +100,6 @@ class HttpRequestInfo:
 def is_http_event(raw: object) -> TypeGuard[dict[Any, Any]]:
     """True for a veFaaS API-gateway event: the entry then answers with statusCode/headers/body, even on error."""
     return isinstance(raw, dict) and "httpMethod" in raw and ("body" in raw or "headers" in raw)
-
-
-def http_request_info(raw: object) -> HttpRequestInfo | None:
-    """Method and path of an HTTP event (cut short), or None when ``raw`` is not one."""
-    if not is_http_event(raw):
-        return None
-    method, path = raw.get("httpMethod"), raw.get("path")
-    return HttpRequestInfo(
-        method=method[:16] if isinstance(method, str) else "",
-        path=path[:200] if isinstance(path, str) else None,
-    )
 
 
 def decode_event_document(raw: bytes) -> object:
@@ -146,11 +124,14 @@ def decode_event_document(raw: bytes) -> object:
 
 
 def parse_event(raw: object) -> Command:
-    """Turn a raw event into a command, or raise ``InvalidEvent`` naming the field and what was expected."""
+    """Turn a raw event into a command, or raise ``InvalidEvent`` naming the field and what was expected (and
+    the trigger and event id recognised all the same)."""
     try:
         return _parse_http(raw) if is_http_event(raw) else _parse_unwrapped(raw)
     except RefusedValue as exc:
-        raise InvalidEvent(exc.message, field=exc.where) from None
+        raise InvalidEvent(
+            exc.message, field=exc.where, trigger=trigger_of(raw), event_id=event_id_of(raw)
+        ) from None
 
 
 def _check(rule: Callable[[object], T], value: object, field: str) -> T:

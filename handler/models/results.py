@@ -11,6 +11,7 @@ from handler.errors import ApiError, ExporterError
 __all__ = [
     "NOT_OK",
     "STATUSES",
+    "TRIGGERS",
     "ErrorInfo",
     "ImageOutcome",
     "InvocationResult",
@@ -25,6 +26,7 @@ STATUSES: tuple[Status, ...] = get_args(Status)
 # The statuses that make ``ok`` false (and ``invoke`` exit 1): something needs a person or a later run.
 NOT_OK: frozenset[Status] = frozenset({"failed", "deferred", "export_failed"})
 Trigger = Literal["timer", "event", "http", "direct"]
+TRIGGERS: tuple[Trigger, ...] = get_args(Trigger)
 
 
 def object_key_for(prefix: str, image_id: str) -> str:

@@ -73,7 +73,7 @@ class Settings(BaseModel):
     concurrency: Annotated[int, Field(alias="EXPORT_CONCURRENCY", ge=1, le=32)] = 4
     dedupe_hours: Annotated[float | None, Field(alias="EXPORT_DEDUPE_HOURS", gt=0)] = None
     lookback_hours: Annotated[float, Field(alias="EXPORT_LOOKBACK_HOURS", gt=0)] = 25.0
-    function_timeout: Annotated[float, Field(alias="FUNCTION_TIMEOUT_SECONDS", gt=0, le=900)] = 900.0
+    function_timeout: Annotated[float | None, Field(alias="FUNCTION_TIMEOUT_SECONDS", gt=0, le=900)] = None
 
     max_rps: Annotated[float, Field(alias="VOLCENGINE_MAX_RPS", gt=0, le=1000)] = 10.0
     connect_timeout: Annotated[float, Field(alias="VOLCENGINE_CONNECT_TIMEOUT", gt=0, le=60)] = 3.0

@@ -1,4 +1,4 @@
-"""What a TagResources / UntagResources call did: plain records shared by the ECS adapter, which builds them,
+"""What a TagResources call did: plain records shared by the ECS adapter, which builds them,
 and the follow-up flow in ``handler.core.follow_up``, which reads them."""
 
 from __future__ import annotations

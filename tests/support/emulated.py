@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from exporter_tools.emulator.ecs import API_VERSION, EcsEmulator
-from handler.adapters import openapi
 from handler.adapters.signing import Credentials, VolcSigner, canonical_query
 from handler.cli import LocalContext
 from handler.errors import InvocationIncomplete
@@ -31,14 +30,6 @@ FAST_ENV = {
     "LOG_LEVEL": "INFO",
 }
 _OWN_PREFIXES = ("VOLCENGINE_", "VOLC_", "EXPORT_", "WEBHOOK_", "FUNCTION_", "LOG_LEVEL", "TOS_")
-
-
-@pytest.fixture(autouse=True)
-def fresh_client_state() -> Iterator[None]:
-    """The function's process-wide HTTP clients and rate limiters, new for this test and closed after it."""
-    openapi.reset_shared_state()
-    yield
-    openapi.reset_shared_state()
 
 
 @pytest.fixture

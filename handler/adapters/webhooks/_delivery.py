@@ -20,16 +20,15 @@ carry the secret or the URL's credential parts: what a platform echoes back is s
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import structlog
 
 from handler.adapters.exchange import Answer, exchange
+from handler.adapters.retry import RetryPolicy, parse_retry_after, with_retries
 from handler.adapters.webhooks._formats import WebhookRequest, scrub
 from handler.clock import Clock
 from handler.errors import ExporterError
@@ -39,17 +38,16 @@ __all__ = [
     "ATTEMPT_TIMEOUT",
     "CONNECT_TIMEOUT",
     "MAX_ATTEMPTS",
+    "POLICY",
     "DeliveryReport",
-    "backoff_delay",
     "deliver",
-    "retry_after_seconds",
 ]
 
 MAX_ATTEMPTS = 3
 CONNECT_TIMEOUT = 3.0
 ATTEMPT_TIMEOUT = 5.0
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 4.0
+# Full-jitter backoff of 0.5 s doubling up to 4 s between the attempts.
+POLICY = RetryPolicy(max_attempts=MAX_ATTEMPTS, base=0.5, cap=4.0)
 USER_AGENT = "vefaas-image-exporter-webhooks/1"
 
 _SUCCESS_FIELDS: dict[WebhookFormat, tuple[str, ...]] = {
@@ -93,27 +91,6 @@ class _Verdict:
     retry_after: float | None = None
 
 
-def backoff_delay(attempt: int, rand: Callable[[], float]) -> float:
-    """Full jitter: a random wait in ``[0, min(cap, base * 2**(attempt-1)))`` after failed attempt ``attempt``."""
-    return rand() * min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """``Retry-After`` in seconds from now: a number of seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
 def _answer_json(answer: Answer) -> dict[str, Any] | None:
     try:
         data = json.loads(answer.body)
@@ -141,7 +118,7 @@ def _judge(fmt: WebhookFormat, answer: Answer, now: float) -> _Verdict:
     code, message, success = _platform_answer(fmt, answer)
     facts: dict[str, Any] = {"status": status, "platform_code": code, "platform_message": message}
     if status == 429 or status >= 500:
-        retry_after = retry_after_seconds(answer.headers.get("retry-after"), now)
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), now=now)
         return _Verdict(False, True, reason=f"HTTP {status}", retry_after=retry_after, **facts)
     if not 200 <= status < 300:
         return _Verdict(False, False, reason=f"HTTP {status}", **facts)
@@ -160,6 +137,14 @@ def _failure_reason(error: Exception) -> str:
     return type(error).__name__
 
 
+class _Undelivered(Exception):
+    """One attempt that did not deliver, carrying its verdict to the retry engine."""
+
+    def __init__(self, verdict: _Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
 def deliver(
     prepare: Callable[[], WebhookRequest],
     *,
@@ -172,42 +157,55 @@ def deliver(
 ) -> DeliveryReport:
     """Send what ``prepare`` builds (again for each attempt, so signatures stay fresh) until it is delivered,
     a failure is final, three attempts are spent or the deadline (a ``clock.monotonic()`` reading) would be
-    passed."""
+    passed. The attempts run on the one retry engine (``handler.adapters.retry``)."""
     secrets = tuple(secrets)
     log = structlog.get_logger()
     attempts = 0
-    verdict = _Verdict(False, False, reason="deadline reached")  # stands when no attempt fits in time
-    while attempts < MAX_ATTEMPTS:
+
+    def attempt(number: int) -> _Verdict:
+        nonlocal attempts
         remaining = deadline - clock.monotonic()
         if remaining <= 0:
-            verdict = _with_note(verdict, "deadline reached") if attempts else verdict
-            break
+            reason = "deadline reached"
+            raise _Undelivered(_Verdict(False, False, reason=reason))
         try:
             request = prepare()
         except Exception as error:  # a message that cannot be built is a failed delivery, not a crash
-            verdict = _Verdict(False, False, reason=_failure_reason(error))
-            break
-        attempts += 1
+            raise _Undelivered(_Verdict(False, False, reason=_failure_reason(error))) from None
+        attempts = number
         verdict = _attempt(request, fmt, client, remaining, clock)
-        if verdict.delivered or not verdict.retry or attempts >= MAX_ATTEMPTS:
-            break
-        delay = backoff_delay(attempts, clock.random)
-        if verdict.retry_after is not None:
-            delay = max(delay, verdict.retry_after)
-        if clock.monotonic() + delay >= deadline:
-            verdict = _with_note(verdict, "deadline reached")
-            break
+        if not verdict.delivered:
+            raise _Undelivered(verdict)
+        return verdict
+
+    def on_retry(failure: _Undelivered, number: int, delay: float) -> None:
+        verdict = failure.verdict
         log.info(
             "webhook.retry",
             format=fmt,
             url=target,
-            attempt=attempts,
+            attempt=number,
             status=verdict.status,
             platform_code=verdict.platform_code,
             reason=scrub(verdict.reason or "", secrets),
             delay_seconds=round(delay, 3),
         )
-        clock.sleep(delay)
+
+    try:
+        verdict = with_retries(
+            attempt,
+            failure=_Undelivered,
+            may_retry=lambda failure: failure.verdict.retry,
+            policy=POLICY,
+            clock=clock,
+            deadline=deadline,
+            wait_at_least=lambda failure: failure.verdict.retry_after,
+            on_retry=on_retry,
+        )
+    except _Undelivered as failure:
+        verdict = failure.verdict
+        if verdict.retry and attempts < MAX_ATTEMPTS:  # the engine stopped at the deadline, not the count
+            verdict = _with_note(verdict, "deadline reached")
     return DeliveryReport(
         format=fmt,
         target=target,

@@ -29,7 +29,6 @@ from handler.models.settings import NotifyWhen, WebhookFormat
 __all__ = [
     "EVENT_TYPE",
     "MAX_IMAGE_LINES",
-    "SIZE_LIMITS",
     "WebhookRequest",
     "build_request",
     "compose_text",
@@ -253,13 +252,6 @@ class _ChatStyle:
     gap: str  # between the headline, the image lines and the footer (markdown needs a blank line)
     fits: Callable[[str], bool]
 
-
-SIZE_LIMITS: dict[WebhookFormat, str] = {
-    "feishu": "request body about 20 KB",
-    "dingtalk": "markdown text 20000 bytes",
-    "wecom": "markdown content 4096 bytes",
-    "slack": "text 40000 characters",
-}
 
 _MARKDOWN_BOLD: Callable[[str], str] = "**{}**".format
 _STYLES: dict[WebhookFormat, _ChatStyle] = {

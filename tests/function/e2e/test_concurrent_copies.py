@@ -11,9 +11,10 @@ import httpx
 
 from exporter_tools.emulator.ecs import EcsEmulator
 from exporter_tools.emulator.fleet import new_images_fleet
+from handler.adapters.clients import openapi_client
 from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient
-from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.core.budget import Budget
 from handler.core.plan import ExportPlan
 from handler.core.run import run_command
@@ -42,15 +43,15 @@ def scan_copy(
     emulator: EcsEmulator, http: httpx.Client, *, max_rps: float, plan: ExportPlan
 ) -> tuple[ImageOutcome, ...]:
     """One copy of the function: its own rate limiter at ``max_rps``, a timer scan with a 30 s budget."""
-    api = OpenApiClient(
-        http=http,
-        endpoint=emulator.endpoint,
-        region=emulator.region,
+    api = openapi_client(
+        CREDENTIALS,
         service=SERVICE,
         version=API_VERSION,
-        credentials=CREDENTIALS,
+        endpoint=emulator.endpoint,
+        region=emulator.region,
         policy=RetryPolicy(3, 0.05, 0.2),
         limiter=RateLimiter(max_rps, burst=1),
+        http=http,
     )
     budget = Budget.ending_at(time.monotonic() + 30, now=time.monotonic(), settings=Settings())
     return run_command(ScanCommand(trigger="timer"), api=EcsClient(api), plan=plan, budget=budget)

@@ -12,14 +12,15 @@ import respx
 
 from handler.adapters.ecs import MAX_SCAN_PAGES, EcsClient
 from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.errors import (
     BudgetExhausted,
     MalformedResponse,
     RetryableApiError,
     TerminalApiError,
-    ThrottledError,
+    Throttled,
     UnknownOutcomeError,
 )
 from tests.support.fakes import EXPORT_IMAGE_ERRORS, FakeClock, untrusted_tls_client
@@ -34,7 +35,12 @@ def clock() -> FakeClock:
 
 
 def make_client(
-    clock: FakeClock, *, attempts: int = 4, rps: float = 1000, http: httpx.Client | None = None
+    clock: FakeClock,
+    *,
+    attempts: int = 4,
+    rps: float = 1000,
+    http: httpx.Client | None = None,
+    limiter: RateLimiter | None = None,
 ) -> EcsClient:
     api = OpenApiClient(
         http=http or httpx.Client(),
@@ -44,7 +50,7 @@ def make_client(
         version="2020-04-01",
         credentials=CREDS,
         policy=RetryPolicy(max_attempts=attempts, base=0.1, cap=1.0),
-        limiter=RateLimiter(rps, clock=clock),
+        limiter=limiter or RateLimiter(rps, clock=clock),
         clock=clock,
     )
     return EcsClient(api)
@@ -118,14 +124,15 @@ def test_internal_error_is_retried_then_succeeds(clock: FakeClock) -> None:
 @respx.mock
 def test_throttling_honours_retry_after_and_slows_the_limiter(clock: FakeClock) -> None:
     """A 429 waits at least Retry-After, halves the shared rate, then the call goes through."""
-    client = make_client(clock, rps=10)
+    limiter = RateLimiter(10, clock=clock)
+    client = make_client(clock, limiter=limiter)
     route = respx.get(ENDPOINT).mock(
         side_effect=[error(429, "FlowLimitExceeded", **{"Retry-After": "2"}), ok({"TaskId": "t-1"})]
     )
     assert client.export_image("image-abc", "b-1", "p", deadline=2000).task_id == "t-1"
     assert route.call_count == 2
     assert sum(clock.slept) >= 2.0
-    assert client._api._limiter.rate == pytest.approx(5.5)  # halved to 5, then one success adds 0.5
+    assert limiter.rate == pytest.approx(5.5)  # halved to 5, then one success adds 0.5
 
 
 @respx.mock
@@ -141,7 +148,7 @@ def test_retries_stop_at_the_attempt_budget(clock: FakeClock) -> None:
 def test_retries_stop_before_the_deadline(clock: FakeClock) -> None:
     """A backoff that would end past the deadline is not waited for: the error is raised at once."""
     route = respx.get(ENDPOINT).mock(return_value=error(429, "FlowLimitExceeded", **{"Retry-After": "30"}))
-    with pytest.raises(ThrottledError):
+    with pytest.raises(Throttled):
         make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.t + 10)
     assert route.call_count == 1
 
@@ -375,8 +382,9 @@ def test_a_scan_ends_at_its_documented_page_cap(clock: FakeClock) -> None:
 def test_a_malformed_item_is_a_retryable_error(clock: FakeClock) -> None:
     """An item missing its id is reported, not silently dropped."""
     respx.get(ENDPOINT).mock(return_value=ok({"Images": [{"ImageName": "x"}], "NextToken": ""}))
-    with pytest.raises(RetryableApiError):
+    with pytest.raises(MalformedResponse) as raised:
         list(make_client(clock, attempts=1).describe_images(deadline=2000))
+    assert raised.value.retryable
 
 
 @respx.mock
@@ -385,7 +393,7 @@ def test_post_body_is_signed_as_sent(clock: FakeClock) -> None:
     route = respx.post(ENDPOINT).mock(return_value=ok({"Id": "f-1"}))
     api = make_client(clock)._api
     result, _ = api.call(
-        "CreateFunction", body={"Name": "fn", "MemoryMB": 512}, deadline=2000, read_only=False
+        "CreateFunction", body={"Name": "fn", "MemoryMB": 512}, deadline=2000, idempotent=False
     )
     assert result == {"Id": "f-1"}
     sent = route.calls.last.request

@@ -1,4 +1,4 @@
-"""Tagging images through the ECS client (respx): TagResources / UntagResources queries, batches, key rules."""
+"""Tagging images through the ECS client (respx): TagResources queries, batches, key rules."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from handler.adapters.ecs import TAG_BATCH_LIMIT, EcsClient, TaggingReport, validate_tag_key
 from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.errors import TerminalApiError, UnknownOutcomeError
 from tests.support.fakes import FakeClock
@@ -128,23 +129,6 @@ def test_tagging_failing_after_every_attempt_is_reported_not_raised(clock: FakeC
 
 
 @respx.mock
-def test_untagging_sends_tag_keys(clock: FakeClock) -> None:
-    """UntagResources goes out with ResourceType=image, ResourceIds.N and TagKeys.N."""
-    route = respx.get(ENDPOINT).mock(return_value=ok())
-    report = make_client(clock).untag_images(["image-a"], ["image-exporter:state"], deadline=2000)
-    assert report.done == ("image-a",)
-    assert queries(route) == [
-        {
-            "Action": "UntagResources",
-            "Version": "2020-04-01",
-            "ResourceType": "image",
-            "ResourceIds.1": "image-a",
-            "TagKeys.1": "image-exporter:state",
-        }
-    ]
-
-
-@respx.mock
 def test_no_images_send_nothing(clock: FakeClock) -> None:
     """Tagging no images makes no request at all."""
     route = respx.get(ENDPOINT).mock(return_value=ok())
@@ -184,17 +168,6 @@ def test_keys_with_every_allowed_character_are_accepted(clock: FakeClock) -> Non
     tags = {"Team 名_.:/=+-@9": "v", "k" * 128: "v" * 256}
     assert make_client(clock).tag_images(["image-a"], tags, deadline=2000).done == ("image-a",)
     assert route.call_count == 1
-
-
-@respx.mock
-def test_untagging_refuses_a_bad_key_or_none(clock: FakeClock) -> None:
-    """UntagResources refuses a reserved key, and an empty key list, before anything is sent."""
-    route = respx.get(ENDPOINT).mock(return_value=ok())
-    with pytest.raises(TerminalApiError, match="volc:x"):
-        make_client(clock).untag_images(["image-a"], ["volc:x"], deadline=2000)
-    with pytest.raises(TerminalApiError, match="at least one"):
-        make_client(clock).untag_images(["image-a"], [], deadline=2000)
-    assert route.call_count == 0
 
 
 ALLOWED_PUNCTUATION = " _.:/=+-@"

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handler import handler
-from handler.adapters import openapi
 from handler.adapters.signing import Credentials
 from handler.core.budget import smallest_workable_budget
 from handler.errors import InvocationIncomplete
@@ -52,7 +51,6 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOLCENGINE_BACKOFF_CAP", "0.02")
     monkeypatch.setenv("VOLCENGINE_MAX_RPS", "1000")
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
-    openapi.reset_shared_state()
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import respx
 
 from handler.adapters import openapi
 from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.adapters.webhooks import _delivery, notify
 from handler.errors import MalformedResponse, UnknownOutcomeError
@@ -79,7 +80,7 @@ def test_an_api_answer_dripped_from_its_status_line_is_abandoned_at_the_deadline
     with HostileServer("drip", answer=DRIPPED) as server:
         api = api_client(server.url, http)
         outcome, elapsed = timed(
-            lambda: api.call("DescribeTasks", deadline=time.monotonic() + 1.0, read_only=True)
+            lambda: api.call("DescribeTasks", deadline=time.monotonic() + 1.0, idempotent=True)
         )
     assert isinstance(outcome, UnknownOutcomeError)
     assert outcome.code == "ReadTimeout"
@@ -94,7 +95,7 @@ def test_an_api_body_dripped_through_any_client_is_abandoned_at_the_deadline() -
     ):
         api = api_client(server.url, http)
         outcome, elapsed = timed(
-            lambda: api.call("DescribeTasks", deadline=time.monotonic() + 1.0, read_only=True)
+            lambda: api.call("DescribeTasks", deadline=time.monotonic() + 1.0, idempotent=True)
         )
     assert isinstance(outcome, UnknownOutcomeError)
     assert elapsed < 2.5
@@ -107,7 +108,7 @@ def test_a_200_mb_api_answer_is_cut_at_8_mib_and_memory_stays_flat() -> None:
     with HostileServer("flood", at_once=http_head(length=200 * MIB)) as server:
         api = api_client(server.url, http)
         outcome, peak = peak_during(
-            lambda: api.call("DescribeImages", deadline=time.monotonic() + 20, read_only=True)
+            lambda: api.call("DescribeImages", deadline=time.monotonic() + 20, idempotent=True)
         )
         sent = server.sent
     assert isinstance(outcome, MalformedResponse)
@@ -124,7 +125,7 @@ def test_a_compressed_api_answer_is_refused_unread() -> None:
     with HostileServer("flood", at_once=head, flood_bytes=64) as server:
         api = api_client(server.url, http)
         with pytest.raises(MalformedResponse) as caught:
-            api.call("DescribeTasks", deadline=time.monotonic() + 10, read_only=True)
+            api.call("DescribeTasks", deadline=time.monotonic() + 10, idempotent=True)
     assert "Content-Encoding 'gzip' although identity was asked" in caught.value.message
 
 
@@ -139,7 +140,7 @@ def test_deeply_nested_api_json_is_a_malformed_response(action: str) -> None:
     with httpx.Client() as http:
         api = api_client("https://gw.example.com", http)
         with pytest.raises(MalformedResponse) as caught:
-            api.call(action, deadline=time.monotonic() + 10, read_only=action != "ExportImage")
+            api.call(action, deadline=time.monotonic() + 10, idempotent=action != "ExportImage")
     assert isinstance(caught.value, UnknownOutcomeError)
     assert "too deep" in caught.value.message
 

@@ -11,7 +11,8 @@ import respx
 import structlog
 
 from handler.adapters.exchange import bounded_client
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.adapters.tos import (
     ObjectFound,
@@ -27,6 +28,7 @@ from handler.adapters.tos import (
 from handler.clock import SYSTEM_CLOCK
 from handler.errors import (
     BudgetExhausted,
+    MalformedResponse,
     RetryableApiError,
     TerminalApiError,
     UnknownOutcomeError,
@@ -211,9 +213,10 @@ def test_no_retry_when_the_backoff_would_pass_the_deadline(clock: FakeClock) -> 
 def test_a_200_without_a_size_is_a_malformed_answer(clock: FakeClock) -> None:
     """A found object must say its size; an answer without Content-Length is a retryable MalformedResponse."""
     respx.head(VIRTUAL_URL).mock(return_value=httpx.Response(200, headers={"Content-Length": "x"}))
-    with pytest.raises(RetryableApiError) as caught:
+    with pytest.raises(MalformedResponse) as caught:
         make_client(clock, attempts=1).head_object(BUCKET, KEY, deadline=2000)
     assert caught.value.code == "MalformedResponse"
+    assert caught.value.retryable
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ import pytest
 import respx
 from structlog.testing import capture_logs
 
+from handler.adapters.retry import parse_retry_after
 from handler.adapters.webhooks import DeliveryReport, notify
-from handler.adapters.webhooks._delivery import retry_after_seconds
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult
 from handler.models.settings import Settings, WebhookFormat
 from tests.support.fakes import FakeClock
@@ -286,12 +286,13 @@ def test_429_with_retry_after_past_the_deadline_stops(mock: respx.MockRouter, cl
         (format_datetime(datetime.fromtimestamp(EPOCH + 7, UTC), usegmt=True), 7.0),
         ("nan", None),
         ("soon", None),
+        ("301", None),
         (None, None),
     ],
 )
 def test_retry_after_reads_seconds_and_http_dates(value: str | None, seconds: float | None) -> None:
     """Retry-After is read as seconds or as an HTTP date; anything else is ignored."""
-    assert retry_after_seconds(value, EPOCH) == seconds
+    assert parse_retry_after(value, now=EPOCH) == seconds
 
 
 @pytest.mark.parametrize(

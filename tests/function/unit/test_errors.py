@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pathlib
+import re
+
 import pytest
 
+from handler import errors
 from handler.errors import (
     ERROR_CODES,
     AccessDenied,
@@ -17,6 +21,7 @@ from handler.errors import (
     Throttled,
     UnknownOutcomeError,
     api_error_for,
+    error_for,
 )
 from tests.support.fakes import EXPORT_IMAGE_ERRORS
 
@@ -79,3 +84,57 @@ def test_each_answer_code_in_the_table_has_its_class_retryability_and_fix(code: 
     assert error.code == code
     assert row.fix
     assert "\n" not in row.fix
+
+
+def _codes_made_in_the_package() -> dict[str, str]:
+    """Every error code the function's code names: ``code="…"``, ``error_for("…"``, a class's ``code = "…"``
+    and a comparison with a code, mapped to the file that names it."""
+    root = pathlib.Path(__file__).resolve().parents[3] / "handler"
+    pattern = re.compile(r"""(?:\bcode\s*=\s*|error_for\(\s*|\.code\s*==\s*|\bcode\s*==\s*)"([^"]+)\"""")
+    found: dict[str, str] = {}
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "errors.py" and path.parent == root:
+            continue
+        for code in pattern.findall(path.read_text(encoding="utf-8")):
+            found.setdefault(code, str(path.relative_to(root.parent)))
+    return found
+
+
+def test_every_error_code_the_function_makes_is_in_the_table() -> None:
+    """A code made outside ``ERROR_CODES`` would reach users with no class and no fix line: none is."""
+    made = _codes_made_in_the_package()
+    assert "InternalError" in made  # the scan sees the entry's own code
+    # webhook platforms' success codes ("0") are the platforms' words, not errors the exporter makes
+    outside = {code: where for code, where in made.items() if code not in ERROR_CODES and code != "0"}
+    assert outside == {}
+
+
+def test_every_exporter_error_class_code_is_in_the_table() -> None:
+    """The exporter's own error classes name codes the table has, with a fix line for each."""
+
+    classes = [
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, errors.ExporterError) and "code" in vars(value)
+    ]
+    assert len(classes) >= 5
+    for cls in classes:
+        if cls is errors.ExporterError:
+            continue
+        assert cls.code in ERROR_CODES, cls.__name__
+        assert ERROR_CODES[cls.code].fix
+
+
+@pytest.mark.parametrize(
+    "code", sorted(c for c, row in ERROR_CODES.items() if row.source in ("transport", "exporter"))
+)
+def test_each_code_the_exporter_makes_itself_has_a_fix(code: str) -> None:
+    """Transport failures and values refused before sending get the table's class and fix line."""
+    row = ERROR_CODES[code]
+    assert row.fix
+    assert "\n" not in row.fix
+    if issubclass(row.kind, ApiError):
+        error = error_for(code, "message", action="ExportImage")
+        assert type(error) is row.kind
+        assert error.code == code
+        assert error.retryable is row.retryable

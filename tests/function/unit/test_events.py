@@ -15,10 +15,8 @@ from handler.errors import InvalidEvent
 from handler.models.events import (
     IMAGE_ID_PATTERN,
     ExportCommand,
-    HttpRequestInfo,
     ScanCommand,
     event_id_of,
-    http_request_info,
     is_http_event,
     parse_event,
     trigger_of,
@@ -375,19 +373,6 @@ def test_http_event_carries_any_other_shape(
 def test_is_http_event(event: object, expected: bool) -> None:
     """HTTP events are recognised even when their body is unusable, so the answer can be an HTTP 400."""
     assert is_http_event(event) is expected
-
-
-@pytest.mark.parametrize(
-    ("event", "expected"),
-    [
-        (http("{}"), HttpRequestInfo(method="POST", path="/")),
-        ({"httpMethod": 7, "body": ""}, HttpRequestInfo(method="", path=None)),
-        ({"ImageId": IMG_A}, None),
-    ],
-)
-def test_http_request_info(event: object, expected: HttpRequestInfo | None) -> None:
-    """The log gets the method and path of an HTTP event, and nothing for other events."""
-    assert http_request_info(event) == expected
 
 
 # --- direct ---------------------------------------------------------------------------------------------

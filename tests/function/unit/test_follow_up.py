@@ -26,7 +26,7 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PLAN = ExportPlan(
     bucket="b-1", prefix="nightly", region="cn-beijing", concurrency=1, dedupe_hours=None, lookback_hours=25
 )
-WIDE = Budget(send_by=1e12, start_by=1e12, seconds=900)
+WIDE = Budget(send_by=1e12, start_by=1e12, seconds=900, report_by=1e12)
 DEST = "tos://b-1/nightly"
 SCAN = ScanCommand(trigger="timer")
 GIB = 1024**3

@@ -1,4 +1,4 @@
-"""Backoff and the shared rate limiter, with a fake clock: no sleeping, no timing."""
+"""The shared rate limiter, with a fake clock: no sleeping, no timing."""
 
 from __future__ import annotations
 
@@ -8,18 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handler.adapters.pacing import RateLimiter, backoff_delay
+from handler.adapters.pacing import RateLimiter
 from handler.errors import BudgetExhausted
 from tests.support.fakes import FakeClock
-
-
-@pytest.mark.parametrize(
-    ("attempt", "jitter", "expected"),
-    [(0, 1.0, 0.3), (1, 1.0, 0.6), (2, 0.5, 0.6), (5, 1.0, 5.0), (60, 1.0, 5.0), (3, 0.0, 0.0)],
-)
-def test_backoff_is_full_jitter_exponential_with_a_cap(attempt: int, jitter: float, expected: float) -> None:
-    """The wait grows as base * 2**attempt, never above the cap, scaled by the jitter draw."""
-    assert backoff_delay(attempt, base=0.3, cap=5.0, jitter=jitter) == pytest.approx(expected)
 
 
 def test_a_small_invocation_never_waits_and_sustained_traffic_is_spaced() -> None:

@@ -35,7 +35,7 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PLAN = ExportPlan(
     bucket="b-1", prefix="nightly", region="cn-beijing", concurrency=4, dedupe_hours=None, lookback_hours=25
 )
-WIDE = Budget(send_by=1e12, start_by=1e12, seconds=900)
+WIDE = Budget(send_by=1e12, start_by=1e12, seconds=900, report_by=1e12)
 
 
 class FakeEcs:
@@ -405,7 +405,10 @@ def test_images_not_started_before_the_cutoff_are_deferred() -> None:
     """Past the start cutoff, no new export begins: the images are deferred, none cut off mid-request."""
     ecs = FakeEcs([img("image-a"), img("image-b")])
     outcomes = run(
-        export("image-a", "image-b"), ecs, budget=Budget(send_by=100, start_by=50, seconds=100), clock=60
+        export("image-a", "image-b"),
+        ecs,
+        budget=Budget(send_by=100, start_by=50, seconds=100, report_by=100),
+        clock=60,
     )
     assert [o.status for o in outcomes.values()] == ["deferred", "deferred"]
     assert "time budget" in (outcomes["image-a"].reason or "")
@@ -538,7 +541,9 @@ def test_the_budget_running_out_mid_request_says_so() -> None:
     """When the budget stops an image's request, the reason names the time budget, not the rate limit."""
     ecs = FakeEcs([img("image-a")])
     ecs.export_faults = [BudgetExhausted("the time budget ran out while waiting for the request rate limit")]
-    outcome = run(export("image-a"), ecs, budget=Budget(send_by=1e12, start_by=1e12, seconds=20))["image-a"]
+    outcome = run(
+        export("image-a"), ecs, budget=Budget(send_by=1e12, start_by=1e12, seconds=20, report_by=1e12)
+    )["image-a"]
     assert outcome.status == "deferred"
     assert "time budget (20 s)" in (outcome.reason or "")
     assert "rate limit" not in (outcome.reason or "")

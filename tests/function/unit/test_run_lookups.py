@@ -20,7 +20,7 @@ from tests.support.fakes import WALL_START, FakeClock
 PLAN = ExportPlan(
     bucket="b-1", prefix="nightly", region="cn-beijing", concurrency=4, dedupe_hours=None, lookback_hours=25
 )
-WIDE = Budget(send_by=1e12, start_by=1e12, seconds=900)
+WIDE = Budget(send_by=1e12, start_by=1e12, seconds=900, report_by=1e12)
 SCAN = ScanCommand(trigger="timer")
 
 

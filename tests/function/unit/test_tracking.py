@@ -19,7 +19,6 @@ from handler.core.tracking import (
     group_by_tags,
     latest_export_task,
     needs_object,
-    split_by_cap,
     state_tags,
     tracking_of,
 )
@@ -273,36 +272,20 @@ def test_a_403_never_fails_an_export_and_only_ended_tasks_report(
 # --- the in-flight cap ----------------------------------------------------------------------------------
 
 
-def test_the_issues_cap_walkthrough() -> None:
-    """With a cap of 3, 7 new images give 3 started and 4 queued; once those finish, 3 start and 1 stays."""
-    new = [f"image-{n}" for n in range(7)]
-    started, queued = split_by_cap(new, cap=3, in_flight=0)
-    assert (started, queued) == (new[:3], new[3:])
-    started, queued = split_by_cap(queued, cap=3, in_flight=0)
-    assert (len(started), len(queued)) == (3, 1)
-
-
-def test_no_cap_starts_everything_and_a_full_cap_nothing() -> None:
-    """Unset, every candidate starts; with as many in flight as the cap (or more) none does."""
-    assert split_by_cap(["a", "b"], cap=None, in_flight=50) == (["a", "b"], [])
-    assert split_by_cap(["a", "b"], cap=2, in_flight=5) == ([], ["a", "b"])
+def test_no_cap_leaves_every_slot_free_and_a_full_cap_none() -> None:
+    """Unset, there is no limit; with as many in flight as the cap (or more) no export may start."""
     assert free_slots(None, 3) is None
+    assert free_slots(3, 0) == 3
     assert free_slots(4, 5) == 0
 
 
-@given(
-    st.lists(st.integers(), max_size=30),
-    st.integers(min_value=1, max_value=40),
-    st.integers(min_value=0, max_value=60),
-)
-def test_the_cap_is_never_exceeded_and_nothing_is_lost(
-    candidates: list[int], cap: int, in_flight: int
-) -> None:
-    """Started + held back are the candidates in order; started fill the free slots and never pass the cap."""
-    started, held = split_by_cap(candidates, cap=cap, in_flight=in_flight)
-    assert started + held == candidates
-    assert len(started) == min(len(candidates), max(0, cap - in_flight))
-    assert in_flight + len(started) <= max(cap, in_flight)
+@given(st.integers(min_value=1, max_value=40), st.integers(min_value=-5, max_value=60))
+def test_the_free_slots_never_pass_the_cap(cap: int, in_flight: int) -> None:
+    """Starting the free slots' worth of exports never takes the count in flight past the cap."""
+    slots = free_slots(cap, in_flight)
+    assert slots is not None
+    assert 0 <= slots <= cap
+    assert max(0, in_flight) + slots <= max(cap, in_flight)
 
 
 def test_times_without_a_zone_are_taken_as_utc() -> None:

@@ -32,7 +32,8 @@ from exporter_tools.deploy.vefaas import (
 from exporter_tools.emulator.api import ApiCall
 from exporter_tools.emulator.vefaas import VefaasEmulator
 from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.errors import AccessDenied, RetryableApiError, TerminalApiError, UnknownOutcomeError
 from tests.support.fakes import FakeClock

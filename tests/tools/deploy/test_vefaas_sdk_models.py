@@ -23,7 +23,8 @@ import volcenginesdkvefaas as sdk
 from exporter_tools.deploy.vefaas import API_VERSION, SERVICE, FunctionConfig, TimerConfig, VefaasClient
 from exporter_tools.emulator.vefaas import VefaasEmulator
 from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from tests.support.sdk_models import SdkShapeMismatch, sdk_json_body, strict_sdk_model
 

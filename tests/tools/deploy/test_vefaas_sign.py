@@ -15,7 +15,8 @@ import pytest
 from exporter_tools.deploy.vefaas import API_VERSION, SERVICE, FunctionConfig, TimerConfig, VefaasClient
 from handler.adapters import openapi
 from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials, VolcSigner
 
 # What each published case is, as a call of the typed client (the vectors' bodies are exactly these calls').

@@ -22,7 +22,8 @@ from exporter_tools.emulator.ecs import EcsEmulator
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage, FleetTask, new_images_fleet
 from handler.adapters.ecs import BATCH_LIMIT, EcsClient
 from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter, RetryPolicy
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from tests.support.sdk_models import sdk_query, strict_sdk_model
 

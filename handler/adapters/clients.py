@@ -1,0 +1,129 @@
+"""The one place clients are wired: credentials, signer, rate limiter, retry policy, HTTP client.
+
+:func:`build_clients` gives the function's clients under its settings (the entry, the status tool and the
+end-to-end tests use it); :func:`openapi_client` is the signed OpenAPI client any service is called with
+(the ECS one here, veFaaS for the deployment tool). Nothing is built at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+
+from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient
+from handler.adapters.log import redactor
+from handler.adapters.openapi import (
+    OpenApiClient,
+    reset_shared_state,
+    shared_http_client,
+    shared_rate_limiter,
+)
+from handler.adapters.pacing import RateLimiter
+from handler.adapters.retry import RetryPolicy
+from handler.adapters.signing import Credentials
+from handler.clock import SYSTEM_CLOCK, Clock
+from handler.models.settings import Settings
+
+if TYPE_CHECKING:
+    from handler.adapters.tos import TosClient
+
+__all__ = ["Clients", "build_clients", "mask_credentials", "openapi_client", "reset_process_state"]
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The function's clients: the ECS actions, the OpenAPI client under them, and TOS when exports are
+    tracked (``EXPORT_TRACKING`` not ``off``: the follow-up checks each object)."""
+
+    api: OpenApiClient
+    ecs: EcsClient
+    store: TosClient | None
+
+
+def mask_credentials(credentials: Credentials, *, also: Iterable[str] = ()) -> None:
+    """Mask the credentials (and ``also``: the webhook's secrets) in every log line from now on."""
+    redactor.set_secrets(
+        [credentials.secret_key, credentials.session_token, *also], access_key=credentials.access_key
+    )
+
+
+def openapi_client(
+    credentials: Credentials,
+    *,
+    service: str,
+    version: str,
+    endpoint: str,
+    region: str,
+    policy: RetryPolicy,
+    limiter: RateLimiter,
+    http: httpx.Client,
+    clock: Clock = SYSTEM_CLOCK,
+) -> OpenApiClient:
+    """A signed OpenAPI client for ``service`` (the caller masks its credentials: ``mask_credentials``)."""
+    return OpenApiClient(
+        http=http,
+        endpoint=endpoint,
+        region=region,
+        service=service,
+        version=version,
+        credentials=credentials,
+        policy=policy,
+        limiter=limiter,
+        clock=clock,
+    )
+
+
+def build_clients(
+    settings: Settings,
+    credentials: Credentials,
+    *,
+    secrets: Iterable[str] = (),
+    http: httpx.Client | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Clients:
+    """The function's clients under ``settings``: the process's shared HTTP client and rate limiters (one
+    per service) unless ``http`` is given; TOS only when exports are tracked. From now on the credentials
+    and ``secrets`` (the webhook's) are masked in every log line."""
+    mask_credentials(credentials, also=secrets)
+    http = http or shared_http_client(
+        connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
+    )
+    policy = RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap)
+    api = openapi_client(
+        credentials,
+        service=SERVICE,
+        version=API_VERSION,
+        endpoint=settings.endpoint,
+        region=settings.region,
+        policy=policy,
+        limiter=shared_rate_limiter(settings.max_rps),
+        http=http,
+        clock=clock,
+    )
+    store = None
+    if settings.tracking != "off":
+        from handler.adapters.tos import TosClient, shared_tos_rate_limiter  # noqa: PLC0415 - only when tracked
+
+        store = TosClient(
+            http=http,
+            endpoint=settings.tos_origin,
+            region=settings.region,
+            credentials=credentials,
+            policy=policy,
+            limiter=shared_tos_rate_limiter(settings.max_rps),
+            clock=clock,
+        )
+    return Clients(api=api, ecs=EcsClient(api), store=store)
+
+
+def reset_process_state() -> None:
+    """Forget everything a warm process keeps between invocations: the HTTP clients (closed), the OpenAPI
+    and TOS rate limiters, and the secrets the log masks (tests; a long-lived host reloading)."""
+    from handler.adapters.tos import reset_tos_rate_limiter  # noqa: PLC0415
+
+    reset_shared_state()
+    reset_tos_rate_limiter()
+    redactor.set_secrets([])
