@@ -1,4 +1,3 @@
-# ~475 lines: the demo's steps, child processes and their cleanup, and its printed report, in one script.
 """``make demo``: the whole product on one machine, with no Volcengine account and no network.
 
 It starts the ECS emulator (with the demo fleet) and a webhook receiver on free loopback ports, then runs the

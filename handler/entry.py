@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from handler.adapters.log import configure_logging
+from handler.adapters.log import configure_logging, first_invocation
 from handler.clock import SYSTEM_CLOCK
 from handler.core.budget import Budget
 from handler.errors import ConfigurationError, ExporterError, InvalidEvent, InvocationIncomplete
 from handler.models.events import Command, parse_event
 from handler.models.results import TRIGGERS, ErrorInfo, ImageOutcome, InvocationResult, Trigger
 from handler.models.settings import Settings
+from handler.version import build_info
 
 if TYPE_CHECKING:
     from handler.core.apis import TrackingApi
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["handle", "http_response", "reject"]
 
 _log = structlog.get_logger("handler")
-_cold = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +38,12 @@ class _Exported:
 
 def handle(event: Any, context: Any = None) -> dict[str, Any]:
     """Run one invocation; see docs/contract.md for the result, the HTTP response and when this raises."""
-    request_id = _begin(context)
+    request_id, cold = _begin(context)
     try:
         command: Command | InvalidEvent = parse_event(event)
     except InvalidEvent as refused:
         command = refused  # reported once the settings are read: a broken configuration is said first
-    trigger, event_id = _recognised(command)
+    trigger, event_id = _recognised(command, cold=cold)
     settings: Settings | None = None
     budget: Budget | None = None
     stopped_by: ExporterError | None = None
@@ -74,23 +74,25 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     return _respond(result, stopped_by)
 
 
-def _begin(context: Any) -> str:
-    """Start the invocation's log context (logging at INFO until the settings are read); its request id."""
-    global _cold
-    cold, _cold = _cold, False
+def _begin(context: Any) -> tuple[str, bool]:
+    """Start the invocation's log context (logging at INFO until the settings are read); its request id, and
+    whether it is the process's first invocation."""
+    cold = first_invocation()
     request_id = str(getattr(context, "request_id", "") or uuid.uuid4())
     configure_logging("INFO")
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(correlation_id=request_id, request_id=request_id, cold_start=cold)
-    return request_id
+    return request_id, cold
 
 
-def _recognised(command: Command | InvalidEvent) -> tuple[Trigger, str | None]:
+def _recognised(command: Command | InvalidEvent, *, cold: bool) -> tuple[Trigger, str | None]:
     """The trigger and event id of the event (recognised even when it was refused); the log lines are
-    correlated by the id from now on."""
+    correlated by the id from now on, the first of a process saying what code it runs."""
     trigger, event_id = command.trigger, command.event_id
     if event_id:
         structlog.contextvars.bind_contextvars(correlation_id=event_id)
+    if cold:
+        _log.info("cold_start", **build_info())
     return (trigger if trigger in TRIGGERS else "direct"), event_id
 
 

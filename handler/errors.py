@@ -1,4 +1,3 @@
-# ~410 lines: the whole error tree and the one table of codes it reacts to, kept together on purpose.
 """Every error the exporter raises, as one small tree, and the one table of the error codes it reacts to.
 
 ::

@@ -1,4 +1,3 @@
-# ~410 lines: the one model of template.yaml (the schema's source), its field rules and its warnings.
 """The model of ``template.yaml``: where to deploy, the function, and its timers. Field names are the YAML keys.
 
 One pydantic model describes the file, and ``template.schema.json`` is generated from it so that editors

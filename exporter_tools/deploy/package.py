@@ -1,4 +1,3 @@
-# ~480 lines: one build (wheels, bytecode by CPython 3.12, reproducible zip), each step a short function.
 """``exporter-tools package``: the function's zip, built so that the same sources give the same bytes.
 
 The zip holds ``index.py`` (the runtime's fixed entry, ``index.handler``), the runtime part of the ``handler``
@@ -11,6 +10,10 @@ Every module ships its bytecode beside it (``__pycache__/NAME.cpython-312.pyc``)
 target's version in unchecked-hash mode (PEP 552): valid whatever the zip's timestamps, so a new instance
 imports without compiling anything (about half its cold start otherwise). The compiler is ``python3.12`` on
 ``PATH`` or pyenv's, or the one named by ``--python``; without one the build fails and says how to get one.
+
+``handler/build.json`` records the build for ``handler.version.build_info``: the version, the SHA-256 of the
+package's sources (the zip's own digest cannot be inside it) and the build time, taken from
+``SOURCE_DATE_EPOCH`` when it is set and ``unrecorded`` otherwise, so the same sources still give the same bytes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -35,21 +39,25 @@ from exporter_tools.deploy import tool_arguments
 from handler.errors import ExporterError
 
 __all__ = [
+    "BUILD_JSON",
     "FUNCTION_TARGET",
     "INDEX_PY",
     "MAX_INLINE_BASE64_BYTES",
     "MAX_ZIP_BYTES",
     "RUNTIME_REQUIREMENTS",
+    "VERSION_PY",
     "BuiltPackage",
     "PackageError",
     "Target",
     "build_package",
+    "build_record",
     "compile_bytecode",
     "find_python",
     "local_target",
     "main",
     "pinned_requirements",
     "runtime_sources",
+    "source_digest",
     "vendor_dependencies",
 ]
 
@@ -60,6 +68,9 @@ MAX_INLINE_BASE64_BYTES = 15_000_000
 DEFAULT_OUTPUT = Path("dist/function.zip")
 DEFAULT_LOCAL_OUTPUT = Path("dist/function-local.zip")
 DEFAULT_CACHE = Path("dist/.vendor")
+BUILD_JSON = "handler/build.json"  # read by handler.version.build_info
+VERSION_PY = "handler/version.py"
+_VERSION = re.compile(r'^__version__ = "([^"]+)"$', re.MULTILINE)  # as hatchling reads it (pyproject.toml)
 
 INDEX_PY = b'''"""The veFaaS Python runtime calls index.handler(event, context): it hands over to the package."""
 
@@ -370,6 +381,41 @@ def _vendored_files(directory: Path) -> Iterator[tuple[str, Path]]:
             yield name, path
 
 
+def source_digest(sources: Iterable[tuple[str, bytes]]) -> str:
+    """The SHA-256 of the lines ``<sha256 of the file>  <name>`` for each file, sorted by name: what
+    ``sha256sum`` prints for those files, piped into ``sha256sum`` again."""
+    lines = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(sources, key=lambda s: s[0])
+    )
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def _built_at() -> str:
+    """``SOURCE_DATE_EPOCH`` (seconds) as an ISO 8601 UTC time; ``unrecorded`` when it is unset or empty."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not epoch:
+        return "unrecorded"
+    if not epoch.isdigit():
+        msg = f"SOURCE_DATE_EPOCH: expected whole seconds since 1970, got {epoch[:40]!r}"
+        raise PackageError(msg)
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_record(sources: dict[str, bytes]) -> bytes:
+    """The content of ``handler/build.json`` for the package files ``sources`` (name in the zip: bytes): the
+    version written in their ``handler/version.py``, their digest and the build time."""
+    found = _VERSION.search(sources.get(VERSION_PY, b"").decode("utf-8", "replace"))
+    if found is None:
+        msg = f'no __version__ = "..." line in {VERSION_PY}: the zip records the version it finds there'
+        raise PackageError(msg)
+    record = {
+        "version": found.group(1),
+        "source_sha256": source_digest(sources.items()),
+        "built_at": _built_at(),
+    }
+    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def write_zip(entries: dict[str, bytes], output: Path) -> None:
     """Write ``entries`` as a zip whose bytes depend on nothing but the entries: names sorted, one fixed
     timestamp, ``rw-r--r--`` for every file, maximum deflate compression. Written atomically."""
@@ -419,6 +465,9 @@ def build_package(
             msg = f"{name} is both a project file and a vendored one"
             raise PackageError(msg)
         ours[name] = path.read_bytes()
+    ours[BUILD_JSON] = build_record(
+        {name: data for name, data in ours.items() if name.startswith("handler/")}
+    )
     entries.update(ours)
     with tempfile.TemporaryDirectory(prefix="package-") as scratch:
         sources, compiled = Path(scratch, "src"), Path(scratch, "pyc")

@@ -1,4 +1,3 @@
-# ~410 lines: the whole plan (desired state, diff, each step's reason) in one pure module.
 """The deploy plan: compare what the template wants with what the account holds, and list each write and why.
 
 Pure: the plan is built from reads only, through ``AccountReader`` (ListFunctions, GetFunction,

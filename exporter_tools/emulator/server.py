@@ -1,4 +1,3 @@
-# ~420 lines: one class, the gateway: its request path, life cycle and statistics share one lock.
 """A local Volcengine OpenAPI gateway: a real HTTP server on 127.0.0.1 in front of emulated services.
 
 The gateway does what the real one does before a service sees a request: it checks the signature

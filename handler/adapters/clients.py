@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient
-from handler.adapters.log import redactor
+from handler.adapters.log import redactor, reset_first_invocation
 from handler.adapters.openapi import (
     OpenApiClient,
     reset_shared_state,
@@ -121,9 +121,11 @@ def build_clients(
 
 def reset_process_state() -> None:
     """Forget everything a warm process keeps between invocations: the HTTP clients (closed), the OpenAPI
-    and TOS rate limiters, and the secrets the log masks (tests; a long-lived host reloading)."""
+    and TOS rate limiters, the secrets the log masks, and that the cold start is over (tests; a long-lived
+    host reloading)."""
     from handler.adapters.tos import reset_tos_rate_limiter  # noqa: PLC0415
 
     reset_shared_state()
     reset_tos_rate_limiter()
     redactor.set_secrets([])
+    reset_first_invocation()

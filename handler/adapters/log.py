@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["MASK", "Redactor", "configure_logging", "redactor"]
+__all__ = ["MASK", "Redactor", "configure_logging", "first_invocation", "redactor", "reset_first_invocation"]
 
 MASK = "***"
 _SECRET_KEY = re.compile(
@@ -81,6 +81,20 @@ class Redactor:
 
 
 redactor = Redactor()
+
+_invoked = threading.Event()  # set by the process's first invocation
+
+
+def first_invocation() -> bool:
+    """True on the process's first call only (its cold start), False on every later one."""
+    cold = not _invoked.is_set()
+    _invoked.set()
+    return cold
+
+
+def reset_first_invocation() -> None:
+    """Make the next call of :func:`first_invocation` count as the cold start again (``reset_process_state``)."""
+    _invoked.clear()
 
 
 def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:

@@ -1,4 +1,3 @@
-# ~440 lines: one parser for five event shapes, each refusal naming its field (commands: commands.py).
 """The events the function accepts (docs/contract.md, "Events accepted"), each turned into one typed command.
 
 ``parse_event(raw)`` returns a :class:`ScanCommand` (a timer with no ``ImageIds``: look for new images) or an

@@ -1,4 +1,3 @@
-# ~410 lines: five platforms' bodies and signatures side by side, so a change to one is seen beside the others.
 """What a webhook delivery says, for each platform: message bodies, signatures and redaction. Pure: no I/O.
 
 ``build_request`` turns one invocation's result into the exact request to send at a given time (the time is

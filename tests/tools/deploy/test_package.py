@@ -15,18 +15,22 @@ import pytest
 
 from exporter_tools.deploy import package
 from exporter_tools.deploy.package import (
+    BUILD_JSON,
     FUNCTION_TARGET,
     INDEX_PY,
     BuiltPackage,
     PackageError,
     Target,
     build_package,
+    build_record,
     find_python,
     local_target,
     main,
     pinned_requirements,
     runtime_sources,
+    source_digest,
 )
+from handler.version import __version__
 
 ROOT = Path(__file__).resolve().parents[3]
 CACHE = ROOT / "dist" / ".vendor"  # shared with `exporter-tools package`: repeated runs reuse the wheels
@@ -84,7 +88,8 @@ def test_the_zip_holds_the_runtime_and_its_cp312_dependencies(
 def test_the_zip_holds_the_entry_the_function_package_and_dependencies_only(
     function_zip: BuiltPackage,
 ) -> None:
-    """Top level: ``index.py``, ``handler/`` whole, and the vendored dependencies; no tools, no pip scripts."""
+    """Top level: ``index.py``, ``handler/`` whole (and its build record), and the vendored dependencies; no
+    tools, no pip scripts."""
     tops = {name.split("/")[0] for name in names_in(function_zip)}
     assert "index.py" in tops
     assert "handler" in tops
@@ -92,7 +97,62 @@ def test_the_zip_holds_the_entry_the_function_package_and_dependencies_only(
     ours = sorted(
         name for name in names_in(function_zip) if name.startswith("handler/") and not name.endswith(".pyc")
     )
-    assert ours == sorted(name for name, _ in runtime_sources(ROOT))
+    assert ours == sorted([BUILD_JSON, *(name for name, _ in runtime_sources(ROOT))])
+
+
+def test_the_zip_records_the_version_and_the_digest_of_its_sources(function_zip: BuiltPackage) -> None:
+    """handler/build.json holds the version of handler/version.py, the digest of the package's files as
+    shipped, and no build time unless SOURCE_DATE_EPOCH gives one (the zip stays reproducible)."""
+    with zipfile.ZipFile(function_zip.path) as archive:
+        record = json.loads(archive.read(BUILD_JSON))
+        shipped = {
+            name: archive.read(name)
+            for name in archive.namelist()
+            if name.startswith("handler/") and name.endswith((".py", ".typed"))
+        }
+    assert record == {
+        "version": __version__,
+        "source_sha256": source_digest(shipped.items()),
+        "built_at": "unrecorded",
+    }
+    assert shipped == {name: path.read_bytes() for name, path in runtime_sources(ROOT)}
+
+
+def test_the_source_digest_is_what_sha256sum_prints_hashed_again() -> None:
+    """The digest can be checked with coreutils: ``sha256sum`` over the files sorted by name, piped into
+    ``sha256sum``; the order the files come in does not matter."""
+    import hashlib
+
+    files = {"handler/b.py": b"b = 2\n", "handler/a.py": b"a = 1\n"}
+    lines = "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n" for n in sorted(files))
+    assert source_digest(files.items()) == hashlib.sha256(lines.encode()).hexdigest()
+    assert source_digest(reversed(list(files.items()))) == source_digest(files.items())
+    assert source_digest({**files, "handler/a.py": b"a = 3\n"}.items()) != source_digest(files.items())
+
+
+def test_source_date_epoch_gives_the_build_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SOURCE_DATE_EPOCH (the reproducible-builds convention) is the recorded build time, in UTC; a value that
+    is not whole seconds is refused by name."""
+    sources = {"handler/version.py": b'__version__ = "9.8.7"\n'}
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764288000")
+    record = json.loads(build_record(sources))
+    assert record == {
+        "version": "9.8.7",
+        "source_sha256": source_digest(sources.items()),
+        "built_at": "2025-11-28T00:00:00Z",
+    }
+    assert build_record(sources) == build_record(sources)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(
+        PackageError, match=r"SOURCE_DATE_EPOCH: expected whole seconds since 1970, got 'yesterday'"
+    ):
+        build_record(sources)
+
+
+def test_sources_without_a_version_are_refused() -> None:
+    """The version comes from the sources being packaged; without its line there is no zip."""
+    with pytest.raises(PackageError, match=r'no __version__ = "\.\.\." line in handler/version\.py'):
+        build_record({"handler/version.py": b"VERSION = 1\n"})
 
 
 def test_every_module_ships_with_its_unchecked_hash_bytecode_for_3_12(function_zip: BuiltPackage) -> None:
@@ -291,11 +351,13 @@ sys.path.insert(0, root)
 import index
 result = index.handler({{"ImageId": {IMAGE_ID!r}}}, None)
 import httpx, pydantic_core
-origins = [m.__file__ for m in (index, httpx, pydantic_core, sys.modules["handler"])]
+import handler.version
+build = handler.version.build_info()
+origins = [m.__file__ for m in (index, httpx, pydantic_core, sys.modules["handler"], handler.version)]
 ours = [m for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").startswith(root)]
 uncached = [m.__name__ for m in ours if m.__file__.endswith(".py") and not os.path.isfile(m.__cached__)]
 print(json.dumps({{"result": result, "origins": origins, "compiled": compiled, "uncached": uncached,
-                  "modules": len(ours)}}))
+                  "modules": len(ours), "build": build}}))
 """
     env = {
         "VOLCENGINE_ENDPOINT": endpoint,
@@ -342,6 +404,7 @@ def exported_in_clean_python(built: BuiltPackage, python: str, tmp_path: Path) -
             path.chmod(0o755 if path.is_dir() else 0o644)
     assert output["compiled"] == []
     assert output["uncached"] == []
+    assert output["build"] == json.loads((directory / BUILD_JSON).read_text(encoding="utf-8"))
     assert output["modules"] > 100  # handler, httpx, pydantic, structlog and the rest, all from the zip
     (outcome,) = output["result"]["results"]
     assert output["result"]["ok"] is True
