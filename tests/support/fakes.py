@@ -27,31 +27,60 @@ WALL_START = datetime(2026, 1, 15, 3, 0, tzinfo=UTC)
 
 
 class FakeClock:
-    """A :class:`handler.clock.Clock` whose ``sleep`` only moves time forward and records the wait.
+    """The one fake :class:`handler.clock.Clock` of the suites; ``sleep`` never really waits.
 
-    ``t`` is the monotonic reading; ``now()`` is ``wall`` moved on by the same amount; ``random()`` always
-    draws ``jitter``, so backoff waits are exact.
+    ``t`` is the monotonic reading; ``now()`` is ``wall`` moved on by as much as ``t`` moved from ``start``
+    (``wall=None``: the real time moved on so, for an emulator whose signatures must stay fresh while its
+    tasks progress). ``sleep`` records the wait in ``slept`` and the moment it ends in ``woke``, and moves
+    ``t`` on, unless the clock is ``still`` (callers that never wait in line: time moves only when told).
+    ``advance`` moves time on, ``set_now`` puts the wall clock at a moment; ``random()`` always draws
+    ``jitter``, so backoff waits are exact. Called, it answers ``now()``: the emulator's ``clock``.
     """
 
-    def __init__(self, start: float = 100.0, *, jitter: float = 1.0, wall: datetime = WALL_START) -> None:
+    def __init__(
+        self,
+        start: float = 100.0,
+        *,
+        jitter: float = 1.0,
+        wall: datetime | None = WALL_START,
+        still: bool = False,
+    ) -> None:
         self.t = start
         self.start = start
         self.jitter = jitter
         self.wall = wall
+        self.still = still
         self.slept: list[float] = []
+        self.woke: list[float] = []
 
     def monotonic(self) -> float:
         return self.t
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.t += max(0.0, seconds)
+        self.woke.append(self.t + seconds)
+        if not self.still:
+            self.t += max(0.0, seconds)
+
+    def advance(self, seconds: float) -> None:
+        """Move time on by ``seconds`` (back, if negative), the wall clock with it."""
+        self.t += seconds
+
+    def set_now(self, moment: datetime) -> None:
+        """Put the wall clock at ``moment`` (the monotonic reading moves by as much)."""
+        self.t = self.start + (moment - self._wall()).total_seconds()
 
     def now(self) -> datetime:
-        return self.wall + timedelta(seconds=self.t - self.start)
+        return self._wall() + timedelta(seconds=self.t - self.start)
+
+    def __call__(self) -> datetime:
+        return self.now()
 
     def random(self) -> float:
         return self.jitter
+
+    def _wall(self) -> datetime:
+        return self.wall if self.wall is not None else datetime.now(UTC)
 
 
 def _certificate_failure() -> httpx.ConnectError:

@@ -30,6 +30,7 @@ from handler.errors import (
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import ExportCommand, ScanCommand
 from handler.models.settings import Settings
+from tests.support.fakes import FakeClock
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PLAN = ExportPlan(
@@ -139,29 +140,15 @@ def export(*ids: str) -> ExportCommand:
     return ExportCommand(trigger="direct", image_ids=ids)
 
 
-class StillClock:
-    """A clock stopped at ``NOW`` and at monotonic ``at``; sleeping moves it on."""
-
-    def __init__(self, at: float = 0.0) -> None:
-        self.at = at
-
-    def monotonic(self) -> float:
-        return self.at
-
-    def sleep(self, seconds: float) -> None:
-        self.at += seconds
-
-    def now(self) -> datetime:
-        return NOW
-
-    def random(self) -> float:
-        return 0.5
+def still(at: float = 0.0) -> FakeClock:
+    """A clock at ``NOW`` and at monotonic ``at``; sleeping moves it on."""
+    return FakeClock(at, wall=NOW, jitter=0.5)
 
 
 def run(
     command: Any, ecs: FakeEcs, *, plan: ExportPlan = PLAN, budget: Budget = WIDE, clock: float = 0.0
 ) -> dict[str, Any]:
-    outcomes = run_command(command, api=ecs, plan=plan, budget=budget, clock=StillClock(clock))
+    outcomes = run_command(command, api=ecs, plan=plan, budget=budget, clock=still(clock))
     return {o.image_id: o for o in outcomes}
 
 
@@ -285,7 +272,7 @@ def test_lost_answer_and_failed_lookup_is_a_retryable_failure() -> None:
     """If the tasks cannot be looked up after a lost answer, nothing is resent blind."""
     ecs = FakeEcs([img("image-a")])
     ecs.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
-    outcomes = run_command(export("image-a"), api=ecs, plan=PLAN, budget=WIDE, clock=StillClock())
+    outcomes = run_command(export("image-a"), api=ecs, plan=PLAN, budget=WIDE, clock=still())
     assert outcomes[0].status == "started"  # the pre-export look-up worked, then the fake resent
     ecs2 = FakeEcs([img("image-b")])
     ecs2.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
@@ -424,21 +411,16 @@ def test_concurrent_exports_keep_the_order_of_the_event() -> None:
     assert all(ecs.exports_of(i) == 1 for i in ids)
 
 
-class MovingClock(StillClock):
-    """A clock that each ExportImage moves ``step`` seconds on (a slow, rate-limited copy)."""
-
-    def __init__(self, step: float) -> None:
-        super().__init__()
-        self.step = step
-
-
 class TimedEcs(FakeEcs):
-    """Records when each image was last looked up and when its ExportImage was sent; another copy of the
+    """Each ExportImage moves the clock ``step`` seconds on (a slow, rate-limited copy). Records when each image was last looked up and when its ExportImage was sent; another copy of the
     function exports ``rival_image`` right after our first export."""
 
-    def __init__(self, images: Iterable[dict[str, Any]], clock: MovingClock, rival_image: str) -> None:
+    def __init__(
+        self, images: Iterable[dict[str, Any]], clock: FakeClock, rival_image: str, *, step: float
+    ) -> None:
         super().__init__(images)
         self.clock = clock
+        self.step = step
         self.rival_image = rival_image
         self.looked_at: dict[str, float] = {}
         self.ages: dict[str, float] = {}
@@ -451,7 +433,7 @@ class TimedEcs(FakeEcs):
         return super().describe_tasks(deadline=deadline, resource_ids=ids)
 
     def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
-        self.clock.at += self.clock.step
+        self.clock.advance(self.step)
         self.ages[image_id] = self.clock.monotonic() - self.looked_at[image_id]
         started = super().export_image(image_id, bucket, prefix, deadline=deadline)
         if self.rival_image not in {t.resource_id for t in self.tasks}:
@@ -463,8 +445,8 @@ def test_each_export_is_cleared_by_a_look_up_at_most_ten_seconds_old() -> None:
     """A slow scan looks its remaining images up again as it goes (batched), so an image another copy
     exported meanwhile is skipped, and no ExportImage goes out on a look-up older than 10 seconds."""
     ids = [f"image-{c}" for c in "abcdefgh"]
-    clock = MovingClock(step=3.0)
-    ecs = TimedEcs([img(i) for i in ids], clock, rival_image="image-e")
+    clock = still()
+    ecs = TimedEcs([img(i) for i in ids], clock, rival_image="image-e", step=3.0)
     plan = dataclasses.replace(PLAN, concurrency=1)
     outcomes = {
         o.image_id: o for o in run_command(export(*ids), api=ecs, plan=plan, budget=WIDE, clock=clock)
@@ -594,15 +576,15 @@ def test_a_tag_scan_under_the_cap_trusts_the_server() -> None:
 def test_an_export_is_never_sent_on_a_look_up_that_answered_too_slowly() -> None:
     """When the look-up that should clear an image takes the whole clearance window to answer, the image is
     deferred rather than exported on a stale view."""
-    clock = MovingClock(step=3.0)
-    ecs = TimedEcs([img(f"image-{c}") for c in "abcd"], clock, rival_image="image-z")
+    clock = still()
+    ecs = TimedEcs([img(f"image-{c}") for c in "abcd"], clock, rival_image="image-z", step=3.0)
     original = ecs.describe_tasks
     lookups = {"n": 0}
 
     def slow_after_the_first(**kwargs: Any) -> Iterator[Task]:
         lookups["n"] += 1
         if lookups["n"] > 1:
-            clock.at += 11.0
+            clock.advance(11.0)
         return original(**kwargs)
 
     ecs.describe_tasks = slow_after_the_first  # type: ignore[method-assign]
