@@ -7,11 +7,13 @@ end-to-end tests use it); :func:`openapi_client` is the signed OpenAPI client an
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
+import structlog
 
 from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient
 from handler.adapters.log import redactor
@@ -25,7 +27,7 @@ from handler.adapters.pacing import RateLimiter
 from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.clock import SYSTEM_CLOCK, Clock
-from handler.models.settings import Settings
+from handler.models.settings import Settings, _ca_file_loads
 
 if TYPE_CHECKING:
     from handler.adapters.tos import TosClient
@@ -120,10 +122,18 @@ def build_clients(
 
 
 def reset_process_state() -> None:
-    """Forget everything a warm process keeps between invocations: the HTTP clients (closed), the OpenAPI
-    and TOS rate limiters, and the secrets the log masks (tests; a long-lived host reloading)."""
+    """Forget everything a warm process keeps between invocations, as a new process would start: the HTTP
+    clients (closed), the OpenAPI and TOS rate limiters, the secrets the log masks, the CA-file check's cache,
+    structlog's configuration and bound context, and the entry's cold-start mark (tests; a long-lived host
+    reloading)."""
     from handler.adapters.tos import reset_tos_rate_limiter  # noqa: PLC0415
 
     reset_shared_state()
     reset_tos_rate_limiter()
     redactor.set_secrets([])
+    _ca_file_loads.cache_clear()
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    entry = sys.modules.get("handler.entry")  # only if loaded: resetting never imports the entry
+    if entry is not None:
+        entry._cold = True  # type: ignore[attr-defined]

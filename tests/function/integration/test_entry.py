@@ -297,10 +297,8 @@ def test_secrets_never_reach_logs_results_or_errors(
 
 
 def test_cold_start_is_true_only_once(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
-    """The first invocation in a process is marked cold; the next is warm."""
-    from handler import entry
-
-    entry._cold = True
+    """The first invocation in a process is marked cold; the next is warm (each test starts as a new process:
+    the autouse reset marks the entry cold again)."""
     invoke({"ImageId": SAMPLE_IDS[0]})
     invoke({"ImageId": SAMPLE_IDS[1]})
     lines = [line for line in log_lines(capsys) if line["event"] == "invocation.result"]
