@@ -1,14 +1,21 @@
-"""Test doubles shared across the suites: a clock that never really sleeps, an HTTP client facing an untrusted
-certificate, and the ExportImage API's error table."""
+"""Test doubles shared across the suites: a clock that never really sleeps, the one scripted ECS (around the
+function's real client over the emulator), an HTTP client facing an untrusted certificate, and the ExportImage
+API's error table."""
 
 from __future__ import annotations
 
 import ssl
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpcore
 import httpx
 
+from handler.core.apis import ObjectStore, TrackingApi
 from handler.errors import (
     ApiError,
     BucketAccessDenied,
@@ -20,8 +27,19 @@ from handler.errors import (
     ResourceLocked,
     ServerError,
 )
+from handler.models.api import ExportStarted, Image, Task
+from handler.models.objects import HeadResult
+from handler.models.tagging import TaggingReport
 
-__all__ = ["EXPORT_IMAGE_ERRORS", "FakeClock", "untrusted_tls_client"]
+__all__ = [
+    "EXPORT_IMAGE_ERRORS",
+    "Call",
+    "FakeClock",
+    "Hook",
+    "ScriptedEcs",
+    "failing",
+    "untrusted_tls_client",
+]
 
 WALL_START = datetime(2026, 1, 15, 3, 0, tzinfo=UTC)
 
@@ -127,3 +145,134 @@ EXPORT_IMAGE_ERRORS: list[tuple[int, str, type[ApiError]]] = [
     (412, "OperationDenied.ResourceLocked", ResourceLocked),
     (500, "InternalError", ServerError),
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call a :class:`ScriptedEcs` got: the action, its number among that action's calls (from 1), and
+    what it asked for (as recorded in ``calls``)."""
+
+    action: str
+    n: int
+    asked: Any
+
+
+Hook = Callable[[Call, Callable[[], Any]], Any]
+"""Scripts one action: called with the call and ``send`` (which makes the call for real and returns its
+answer); whatever it returns is the answer, whatever it raises the caller gets."""
+
+
+class ScriptedEcs:
+    """The one scripted ECS (and TOS) of the suites: it passes every call to ``inner`` (the function's own
+    ``EcsClient`` over the emulator, ``tests.support.account``) and ``store`` (its ``TosClient``), records
+    each in ``calls`` as (action, what it asked for), and lets a test script, with :meth:`on`, what the
+    emulator cannot do by itself: a failure at one exact point, a request that takes time, something the
+    account's state cannot hold.
+
+    What is recorded: ExportImage the image id, DescribeImages the tag filters (``{}`` for none),
+    DescribeTasks the image ids, TagResources (the image ids, the tags), HeadObject the key.
+    """
+
+    def __init__(self, inner: TrackingApi, store: ObjectStore | None = None) -> None:
+        self.inner = inner
+        self.store = store
+        self.calls: list[tuple[str, Any]] = []
+        self._hooks: dict[str, Hook] = {}
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def on(self, action: str, hook: Hook) -> None:
+        """Script ``action`` with ``hook`` from its next call on (replacing the action's earlier script)."""
+        self._hooks[action] = hook
+
+    def count(self, action: str) -> int:
+        """How many calls of ``action`` were made."""
+        return sum(1 for name, _ in self.calls if name == action)
+
+    def _call(self, action: str, asked: Any, send: Callable[[], Any]) -> Any:
+        with self._lock:
+            self.calls.append((action, asked))
+            self._counts[action] += 1
+            n = self._counts[action]
+        hook = self._hooks.get(action)
+        return send() if hook is None else hook(Call(action, n, asked), send)
+
+    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
+        started: ExportStarted = self._call(
+            "ExportImage",
+            image_id,
+            lambda: self.inner.export_image(image_id, bucket, prefix, deadline=deadline),
+        )
+        return started
+
+    def describe_images(
+        self,
+        *,
+        deadline: float,
+        image_ids: Iterable[str] = (),
+        visibility: str | None = None,
+        status: str | None = None,
+        tag_filters: Mapping[str, str] | None = None,
+    ) -> Iterator[Image]:
+        ids = list(image_ids)
+        yield from self._call(
+            "DescribeImages",
+            dict(tag_filters or {}),
+            lambda: list(
+                self.inner.describe_images(
+                    deadline=deadline,
+                    image_ids=ids,
+                    visibility=visibility,
+                    status=status,
+                    tag_filters=tag_filters,
+                )
+            ),
+        )
+
+    def describe_tasks(
+        self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()
+    ) -> Iterator[Task]:
+        tasks, ids = list(task_ids), list(resource_ids)
+        yield from self._call(
+            "DescribeTasks",
+            ids,
+            lambda: list(self.inner.describe_tasks(deadline=deadline, task_ids=tasks, resource_ids=ids)),
+        )
+
+    def tag_images(
+        self, image_ids: Iterable[str], tags: Mapping[str, str], *, deadline: float
+    ) -> TaggingReport:
+        ids = tuple(image_ids)
+        report: TaggingReport = self._call(
+            "TagResources", (ids, dict(tags)), lambda: self.inner.tag_images(ids, tags, deadline=deadline)
+        )
+        return report
+
+    def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult:
+        store = self.store
+        if store is None:
+            msg = "this ScriptedEcs has no store"
+            raise RuntimeError(msg)
+        result: HeadResult = self._call(
+            "HeadObject", key, lambda: store.head_object(bucket, key, deadline=deadline)
+        )
+        return result
+
+
+def failing(*errors: BaseException | None, commit: bool = False) -> Hook:
+    """A script whose successive calls raise ``errors`` in order (``None``: answer as the emulator does),
+    then answer as the emulator does. ``commit``: each failing call is sent first, so its effect happens
+    and only the answer is lost (or taken over by the error)."""
+    queued = list(errors)
+    lock = threading.Lock()
+
+    def hook(_call: Call, send: Callable[[], Any]) -> Any:
+        with lock:
+            error = queued.pop(0) if queued else None
+        if error is None:
+            return send()
+        if commit:
+            send()
+        raise error
+
+    return hook
