@@ -6,8 +6,9 @@ the real ``EcsClient`` and ``TosClient`` (signing, paging, batching, the error t
 thread. ``api`` is the :class:`~tests.support.fakes.ScriptedEcs` around them, which records every call and
 scripts what the emulator cannot do by itself.
 
-The account's state runs on the test's :class:`~tests.support.fakes.FakeClock`; the gateway checks the
-signatures against real time, which is what the clients sign with.
+The account's state runs on the test's :class:`~tests.support.fakes.FakeClock`. Each side checks signatures
+against the time its client signs with: the OpenAPI gateway against real time (``VolcSigner``), TOS against
+the test's clock (``TosClient`` signs with its clock).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Account:
         self.ecs = EcsService(fleet, task_seconds=task_seconds, seed=7, clock=self.clock)
         self.emulator = OpenApiEmulator([self.ecs], credentials=CREDENTIALS, seed=7, port=None)
         self.emulator.side_service = self.ecs.object_storage(
-            self.emulator.accepted_key, region=self.emulator.region, clock=self.emulator.clock
+            self.emulator.accepted_key, region=self.emulator.region, clock=self.clock
         )
         http = httpx.Client(transport=self.emulator.transport())
         limiter = RateLimiter(1e9, clock=self.clock)  # never waits: time is the test's to move
