@@ -21,13 +21,11 @@ import httpx
 from exporter_tools.emulator.ecs import EcsService
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage, FleetTask
 from exporter_tools.emulator.server import OpenApiEmulator
-from handler.adapters.clients import openapi_client
-from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient
 from handler.adapters.pacing import RateLimiter
 from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.adapters.tos import TosClient
-from tests.support.builders import NOW
+from tests.support.builders import NOW, ecs_client
 from tests.support.fakes import FakeClock, ScriptedEcs
 
 __all__ = ["CREDENTIALS", "Account"]
@@ -65,18 +63,8 @@ class Account:
         )
         http = httpx.Client(transport=self.emulator.transport())
         limiter = RateLimiter(1e9, clock=self.clock)  # never waits: time is the test's to move
-        self.client = EcsClient(
-            openapi_client(
-                CREDENTIALS,
-                service=SERVICE,
-                version=API_VERSION,
-                endpoint=self.emulator.endpoint,
-                region=self.emulator.region,
-                policy=ONE_ATTEMPT,
-                limiter=limiter,
-                http=http,
-                clock=self.clock,
-            )
+        self.client = ecs_client(
+            self.clock, CREDENTIALS, endpoint=self.emulator.endpoint, attempts=1, http=http, limiter=limiter
         )
         self.store_client = TosClient(
             http=http,

@@ -18,8 +18,9 @@ from handler.adapters.signing import Credentials
 from handler.core.budget import smallest_workable_budget
 from handler.entry import _report, http_response
 from handler.errors import InvocationIncomplete
-from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult
+from handler.models.results import InvocationResult
 from handler.models.settings import Settings
+from tests.support.builders import EXPORT_FAILED, EXPORTED, GIB, QUEUED
 from tests.support.events import load_event
 from tests.support.gateway import ENDPOINT, Gateway
 
@@ -418,15 +419,6 @@ def test_a_defect_is_logged_then_raised(
 
 # -- how the entry answers for follow-up outcomes: HTTP status, retrying, and the log level ----------------
 
-EXPORT_FAILED = ImageOutcome(
-    image_id="image-bad",
-    status="export_failed",
-    task_id="t-bad",
-    error=ErrorInfo(code="ExportTaskFailed", message="export task t-bad Failed"),
-)
-EXPORTED = ImageOutcome(image_id="image-ok", status="exported", task_id="t-ok", size_bytes=1, verified=True)
-QUEUED = ImageOutcome(image_id="image-later", status="queued", reason="EXPORT_MAX_IN_FLIGHT=3")
-
 
 def test_an_export_that_ended_badly_is_a_502_that_is_not_retried() -> None:
     """An export_failed result makes ok false and the HTTP status 502 without Retry-After: re-running the
@@ -458,4 +450,4 @@ def test_export_failed_is_logged_as_an_error_with_its_code() -> None:
     assert lines["image-bad"]["log_level"] == "error"
     assert lines["image-bad"]["error"]["code"] == "ExportTaskFailed"
     assert lines["image-ok"]["log_level"] == "info"
-    assert lines["image-ok"]["size_bytes"] == 1
+    assert lines["image-ok"]["size_bytes"] == 40 * GIB
