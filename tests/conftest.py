@@ -61,14 +61,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state() -> Any:
-    """Each test starts as a new process would: no HTTP client, rate limiter or masked secret left by another
-    test, and structlog at its defaults (a stream configured by one test never leaks into the next)."""
-    import structlog
-
+    """Each test starts as a new process would, and leaves nothing behind: ``reset_process_state`` forgets
+    the HTTP clients, rate limiters, masked secrets, cached checks, structlog's configuration and context,
+    and the entry's cold-start mark (``tests/function/unit/test_clients.py`` checks each)."""
     from handler.adapters.clients import reset_process_state
 
     reset_process_state()
     yield
     reset_process_state()
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()

@@ -337,7 +337,7 @@ class EcsEmulator(OpenApiEmulator):
         faults: Faults | None = None,
         seed: int | None = None,
         task_seconds: float = 30.0,
-        port: int = 0,
+        port: int | None = 0,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,

@@ -99,7 +99,8 @@ class OpenApiEmulator:
     ``clock`` gives the time (aware) for signature freshness and every timestamp the services report;
     ``monotonic`` and ``sleep`` drive the rate limit, the one-second peak and the added latency (tests pass
     fakes). Besides the random ``faults``, ``fail_next`` and ``drop_next`` script the next answers to one
-    action, for tests that need one exact failure.
+    action, for tests that need one exact failure. ``port=None`` opens no socket: the gateway answers only
+    in-process, through ``transport()`` (unit tests).
     """
 
     def __init__(
@@ -110,7 +111,7 @@ class OpenApiEmulator:
         region: str = "cn-beijing",
         faults: Faults | None = None,
         seed: int | None = None,
-        port: int = 0,
+        port: int | None = 0,
         verbose: bool = False,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -132,7 +133,8 @@ class OpenApiEmulator:
         self._stats = _Stats()
         self._arrivals: deque[float] = deque()  # monotonic times of every signed request (peak_rps)
         self._injector = FaultInjector(faults or Faults(), self._rng, self._lock)
-        self._server = GatewayServer(("127.0.0.1", port), self)
+        # port None: in-process only (``transport()``), no listening socket at all
+        self._server = GatewayServer(("127.0.0.1", port), self) if port is not None else None
         self._thread: threading.Thread | None = None
         self._scheme = "http"
         self.side_service: SideService | None = None  # TOS on the same port, when set
@@ -181,11 +183,14 @@ class OpenApiEmulator:
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._listening().server_address[1])
 
     @property
     def endpoint(self) -> str:
-        """What ``VOLCENGINE_ENDPOINT`` should be: ``http://127.0.0.1:PORT`` (``https`` after ``use_tls``)."""
+        """What ``VOLCENGINE_ENDPOINT`` should be: ``http://127.0.0.1:PORT`` (``https`` after ``use_tls``);
+        in-process only, ``http://127.0.0.1`` (any endpoint reaches the transport)."""
+        if self._server is None:
+            return "http://127.0.0.1"
         return f"{self._scheme}://127.0.0.1:{self.port}"
 
     def use_tls(self, context: ssl.SSLContext) -> str:
@@ -195,7 +200,8 @@ class OpenApiEmulator:
         if self._thread is not None:
             msg = "use_tls must be called before the emulator starts"
             raise RuntimeError(msg)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        server = self._listening()
+        server.socket = context.wrap_socket(server.socket, server_side=True)
         self._scheme = "https"
         return self.endpoint
 
@@ -203,7 +209,7 @@ class OpenApiEmulator:
         """Serve in a background (daemon) thread; returns self."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._server.serve_forever,
+                target=self._listening().serve_forever,
                 kwargs={"poll_interval": 0.05},
                 name=f"emulator-{self.port}",
                 daemon=True,
@@ -213,15 +219,17 @@ class OpenApiEmulator:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until ``close()`` is called from another thread or a signal handler."""
-        self._server.serve_forever(poll_interval=0.2)
+        self._listening().serve_forever(poll_interval=0.2)
 
     def stop_serving(self) -> None:
         """Make ``serve_forever`` return soon; safe to call from a signal handler."""
         # shutdown() waits for serve_forever to return, so it must not run on the serving thread itself.
-        threading.Thread(target=self._server.shutdown, daemon=True).start()
+        threading.Thread(target=self._listening().shutdown, daemon=True).start()
 
     def close(self) -> None:
         """Stop serving, close every open connection and release the port."""
+        if self._server is None:
+            return
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
@@ -234,6 +242,12 @@ class OpenApiEmulator:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    def _listening(self) -> GatewayServer:
+        if self._server is None:
+            msg = "this emulator answers in-process only (port=None): use transport()"
+            raise RuntimeError(msg)
+        return self._server
 
     def transport(self) -> httpx.MockTransport:
         """The same gateway in-process, as an ``httpx.MockTransport``: no socket, no thread, the same

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
+import structlog
 
 from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient
 from handler.adapters.log import redactor, reset_first_invocation
@@ -25,7 +26,7 @@ from handler.adapters.pacing import RateLimiter
 from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.clock import SYSTEM_CLOCK, Clock
-from handler.models.settings import Settings
+from handler.models.settings import Settings, _ca_file_loads
 
 if TYPE_CHECKING:
     from handler.adapters.tos import TosClient
@@ -120,12 +121,16 @@ def build_clients(
 
 
 def reset_process_state() -> None:
-    """Forget everything a warm process keeps between invocations: the HTTP clients (closed), the OpenAPI
-    and TOS rate limiters, the secrets the log masks, and that the cold start is over (tests; a long-lived
-    host reloading)."""
+    """Forget everything a warm process keeps between invocations, as a new process would start: the HTTP
+    clients (closed), the OpenAPI and TOS rate limiters, the secrets the log masks, the CA-file check's cache,
+    structlog's configuration and bound context, and that the cold start is over (tests; a long-lived host
+    reloading)."""
     from handler.adapters.tos import reset_tos_rate_limiter  # noqa: PLC0415
 
     reset_shared_state()
     reset_tos_rate_limiter()
     redactor.set_secrets([])
     reset_first_invocation()
+    _ca_file_loads.cache_clear()
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()

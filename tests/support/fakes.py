@@ -1,14 +1,21 @@
-"""Test doubles shared across the suites: a clock that never really sleeps, an HTTP client facing an untrusted
-certificate, and the ExportImage API's error table."""
+"""Test doubles shared across the suites: a clock that never really sleeps, the one scripted ECS (around the
+function's real client over the emulator), an HTTP client facing an untrusted certificate, and the ExportImage
+API's error table."""
 
 from __future__ import annotations
 
 import ssl
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpcore
 import httpx
 
+from handler.core.apis import ObjectStore, TrackingApi
 from handler.errors import (
     ApiError,
     BucketAccessDenied,
@@ -20,38 +27,78 @@ from handler.errors import (
     ResourceLocked,
     ServerError,
 )
+from handler.models.api import ExportStarted, Image, Task
+from handler.models.objects import HeadResult
+from handler.models.tagging import TaggingReport
 
-__all__ = ["EXPORT_IMAGE_ERRORS", "FakeClock", "untrusted_tls_client"]
+__all__ = [
+    "EXPORT_IMAGE_ERRORS",
+    "Call",
+    "FakeClock",
+    "Hook",
+    "ScriptedEcs",
+    "failing",
+    "untrusted_tls_client",
+]
 
 WALL_START = datetime(2026, 1, 15, 3, 0, tzinfo=UTC)
 
 
 class FakeClock:
-    """A :class:`handler.clock.Clock` whose ``sleep`` only moves time forward and records the wait.
+    """The one fake :class:`handler.clock.Clock` of the suites; ``sleep`` never really waits.
 
-    ``t`` is the monotonic reading; ``now()`` is ``wall`` moved on by the same amount; ``random()`` always
-    draws ``jitter``, so backoff waits are exact.
+    ``t`` is the monotonic reading; ``now()`` is ``wall`` moved on by as much as ``t`` moved from ``start``
+    (``wall=None``: the real time moved on so, for an emulator whose signatures must stay fresh while its
+    tasks progress). ``sleep`` records the wait in ``slept`` and the moment it ends in ``woke``, and moves
+    ``t`` on, unless the clock is ``still`` (callers that never wait in line: time moves only when told).
+    ``advance`` moves time on, ``set_now`` puts the wall clock at a moment; ``random()`` always draws
+    ``jitter``, so backoff waits are exact. Called, it answers ``now()``: the emulator's ``clock``.
     """
 
-    def __init__(self, start: float = 100.0, *, jitter: float = 1.0, wall: datetime = WALL_START) -> None:
+    def __init__(
+        self,
+        start: float = 100.0,
+        *,
+        jitter: float = 1.0,
+        wall: datetime | None = WALL_START,
+        still: bool = False,
+    ) -> None:
         self.t = start
         self.start = start
         self.jitter = jitter
         self.wall = wall
+        self.still = still
         self.slept: list[float] = []
+        self.woke: list[float] = []
 
     def monotonic(self) -> float:
         return self.t
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.t += max(0.0, seconds)
+        self.woke.append(self.t + seconds)
+        if not self.still:
+            self.t += max(0.0, seconds)
+
+    def advance(self, seconds: float) -> None:
+        """Move time on by ``seconds`` (back, if negative), the wall clock with it."""
+        self.t += seconds
+
+    def set_now(self, moment: datetime) -> None:
+        """Put the wall clock at ``moment`` (the monotonic reading moves by as much)."""
+        self.t = self.start + (moment - self._wall()).total_seconds()
 
     def now(self) -> datetime:
-        return self.wall + timedelta(seconds=self.t - self.start)
+        return self._wall() + timedelta(seconds=self.t - self.start)
+
+    def __call__(self) -> datetime:
+        return self.now()
 
     def random(self) -> float:
         return self.jitter
+
+    def _wall(self) -> datetime:
+        return self.wall if self.wall is not None else datetime.now(UTC)
 
 
 def _certificate_failure() -> httpx.ConnectError:
@@ -98,3 +145,134 @@ EXPORT_IMAGE_ERRORS: list[tuple[int, str, type[ApiError]]] = [
     (412, "OperationDenied.ResourceLocked", ResourceLocked),
     (500, "InternalError", ServerError),
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call a :class:`ScriptedEcs` got: the action, its number among that action's calls (from 1), and
+    what it asked for (as recorded in ``calls``)."""
+
+    action: str
+    n: int
+    asked: Any
+
+
+Hook = Callable[[Call, Callable[[], Any]], Any]
+"""Scripts one action: called with the call and ``send`` (which makes the call for real and returns its
+answer); whatever it returns is the answer, whatever it raises the caller gets."""
+
+
+class ScriptedEcs:
+    """The one scripted ECS (and TOS) of the suites: it passes every call to ``inner`` (the function's own
+    ``EcsClient`` over the emulator, ``tests.support.account``) and ``store`` (its ``TosClient``), records
+    each in ``calls`` as (action, what it asked for), and lets a test script, with :meth:`on`, what the
+    emulator cannot do by itself: a failure at one exact point, a request that takes time, something the
+    account's state cannot hold.
+
+    What is recorded: ExportImage the image id, DescribeImages the tag filters (``{}`` for none),
+    DescribeTasks the image ids, TagResources (the image ids, the tags), HeadObject the key.
+    """
+
+    def __init__(self, inner: TrackingApi, store: ObjectStore | None = None) -> None:
+        self.inner = inner
+        self.store = store
+        self.calls: list[tuple[str, Any]] = []
+        self._hooks: dict[str, Hook] = {}
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def on(self, action: str, hook: Hook) -> None:
+        """Script ``action`` with ``hook`` from its next call on (replacing the action's earlier script)."""
+        self._hooks[action] = hook
+
+    def count(self, action: str) -> int:
+        """How many calls of ``action`` were made."""
+        return sum(1 for name, _ in self.calls if name == action)
+
+    def _call(self, action: str, asked: Any, send: Callable[[], Any]) -> Any:
+        with self._lock:
+            self.calls.append((action, asked))
+            self._counts[action] += 1
+            n = self._counts[action]
+        hook = self._hooks.get(action)
+        return send() if hook is None else hook(Call(action, n, asked), send)
+
+    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
+        started: ExportStarted = self._call(
+            "ExportImage",
+            image_id,
+            lambda: self.inner.export_image(image_id, bucket, prefix, deadline=deadline),
+        )
+        return started
+
+    def describe_images(
+        self,
+        *,
+        deadline: float,
+        image_ids: Iterable[str] = (),
+        visibility: str | None = None,
+        status: str | None = None,
+        tag_filters: Mapping[str, str] | None = None,
+    ) -> Iterator[Image]:
+        ids = list(image_ids)
+        yield from self._call(
+            "DescribeImages",
+            dict(tag_filters or {}),
+            lambda: list(
+                self.inner.describe_images(
+                    deadline=deadline,
+                    image_ids=ids,
+                    visibility=visibility,
+                    status=status,
+                    tag_filters=tag_filters,
+                )
+            ),
+        )
+
+    def describe_tasks(
+        self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()
+    ) -> Iterator[Task]:
+        tasks, ids = list(task_ids), list(resource_ids)
+        yield from self._call(
+            "DescribeTasks",
+            ids,
+            lambda: list(self.inner.describe_tasks(deadline=deadline, task_ids=tasks, resource_ids=ids)),
+        )
+
+    def tag_images(
+        self, image_ids: Iterable[str], tags: Mapping[str, str], *, deadline: float
+    ) -> TaggingReport:
+        ids = tuple(image_ids)
+        report: TaggingReport = self._call(
+            "TagResources", (ids, dict(tags)), lambda: self.inner.tag_images(ids, tags, deadline=deadline)
+        )
+        return report
+
+    def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult:
+        store = self.store
+        if store is None:
+            msg = "this ScriptedEcs has no store"
+            raise RuntimeError(msg)
+        result: HeadResult = self._call(
+            "HeadObject", key, lambda: store.head_object(bucket, key, deadline=deadline)
+        )
+        return result
+
+
+def failing(*errors: BaseException | None, commit: bool = False) -> Hook:
+    """A script whose successive calls raise ``errors`` in order (``None``: answer as the emulator does),
+    then answer as the emulator does. ``commit``: each failing call is sent first, so its effect happens
+    and only the answer is lost (or taken over by the error)."""
+    queued = list(errors)
+    lock = threading.Lock()
+
+    def hook(_call: Call, send: Callable[[], Any]) -> Any:
+        with lock:
+            error = queued.pop(0) if queued else None
+        if error is None:
+            return send()
+        if commit:
+            send()
+        raise error
+
+    return hook

@@ -13,8 +13,9 @@ from urllib.parse import parse_qsl
 import httpx
 
 from exporter_tools.emulator.ecs import EcsEmulator
-from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage
+from exporter_tools.emulator.fleet import Fleet, FleetBucket
 from handler.adapters.signing import Credentials
+from tests.support.builders import fleet_image
 
 __all__ = ["ENDPOINT", "HOST", "Gateway"]
 
@@ -56,15 +57,7 @@ class Gateway:
     ) -> None:
         """Put a private image in the account; a ``creating`` one stays creating."""
         self.emulator.ecs.add_image(
-            FleetImage.model_validate(
-                {
-                    "id": image_id,
-                    "name": name,
-                    "status": status,
-                    "created_hours_ago": hours_ago,
-                    "tags": tags or {},
-                }
-            )
+            fleet_image(image_id, status=status, hours_ago=hours_ago, name=name, tags=tags or {})
         )
 
     def exports(self, image_id: str) -> int:

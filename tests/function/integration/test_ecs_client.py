@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 import respx
 
-from handler.adapters.ecs import MAX_SCAN_PAGES, EcsClient
-from handler.adapters.openapi import OpenApiClient
+from handler.adapters.ecs import MAX_SCAN_PAGES
 from handler.adapters.pacing import RateLimiter
-from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.errors import (
     BudgetExhausted,
@@ -23,6 +21,7 @@ from handler.errors import (
     Throttled,
     UnknownOutcomeError,
 )
+from tests.support.builders import api_error, api_ok, ecs_client
 from tests.support.fakes import EXPORT_IMAGE_ERRORS, FakeClock, untrusted_tls_client
 
 ENDPOINT = "https://open.volcengineapi.com"
@@ -34,35 +33,8 @@ def clock() -> FakeClock:
     return FakeClock(start=1000.0)
 
 
-def make_client(
-    clock: FakeClock,
-    *,
-    attempts: int = 4,
-    rps: float = 1000,
-    http: httpx.Client | None = None,
-    limiter: RateLimiter | None = None,
-) -> EcsClient:
-    api = OpenApiClient(
-        http=http or httpx.Client(),
-        endpoint=ENDPOINT,
-        region="cn-beijing",
-        service="ecs",
-        version="2020-04-01",
-        credentials=CREDS,
-        policy=RetryPolicy(max_attempts=attempts, base=0.1, cap=1.0),
-        limiter=limiter or RateLimiter(rps, clock=clock),
-        clock=clock,
-    )
-    return EcsClient(api)
-
-
-def ok(result: dict[str, Any], request_id: str = "req-ok") -> httpx.Response:
-    return httpx.Response(200, json={"ResponseMetadata": {"RequestId": request_id}, "Result": result})
-
-
-def error(status: int, code: str, message: str = "msg", **headers: str) -> httpx.Response:
-    body = {"ResponseMetadata": {"RequestId": f"req-{code}", "Error": {"Code": code, "Message": message}}}
-    return httpx.Response(status, json=body, headers=headers)
+# The ECS client these tests drive, at ENDPOINT with CREDS.
+make_client = functools.partial(ecs_client, credentials=CREDS)
 
 
 def query_of(request: httpx.Request) -> dict[str, str]:
@@ -78,7 +50,7 @@ GATEWAY_ERRORS = [
 @respx.mock
 def test_export_sends_a_signed_get_and_returns_the_task(clock: FakeClock) -> None:
     """ExportImage goes out as a signed GET with the documented parameters and yields the TaskId."""
-    route = respx.get(ENDPOINT).mock(return_value=ok({"TaskId": "t-123"}, "req-42"))
+    route = respx.get(ENDPOINT).mock(return_value=api_ok({"TaskId": "t-123"}, "req-42"))
     started = make_client(clock).export_image("image-abc", "my-bucket", "daily", deadline=2000)
     assert (started.task_id, started.request_id) == ("t-123", "req-42")
     sent = route.calls.last.request
@@ -103,7 +75,7 @@ def test_every_export_image_error_becomes_its_typed_error_without_retry(
     clock: FakeClock, status: int, code: str, kind: type[Exception]
 ) -> None:
     """Each documented error answer raises its typed error, with request id, and ExportImage is not resent."""
-    route = respx.get(ENDPOINT).mock(return_value=error(status, code, "The specified thing is wrong."))
+    route = respx.get(ENDPOINT).mock(return_value=api_error(status, code, "The specified thing is wrong."))
     with pytest.raises(kind) as caught:
         make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000)
     assert caught.value.code == code  # type: ignore[attr-defined]
@@ -115,7 +87,7 @@ def test_every_export_image_error_becomes_its_typed_error_without_retry(
 @respx.mock
 def test_internal_error_is_retried_then_succeeds(clock: FakeClock) -> None:
     """A 500 InternalError started nothing, so ExportImage is sent again after a backoff."""
-    route = respx.get(ENDPOINT).mock(side_effect=[error(500, "InternalError"), ok({"TaskId": "t-9"})])
+    route = respx.get(ENDPOINT).mock(side_effect=[api_error(500, "InternalError"), api_ok({"TaskId": "t-9"})])
     assert make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000).task_id == "t-9"
     assert route.call_count == 2
     assert clock.slept == [pytest.approx(0.1)]
@@ -127,7 +99,7 @@ def test_throttling_honours_retry_after_and_slows_the_limiter(clock: FakeClock) 
     limiter = RateLimiter(10, clock=clock)
     client = make_client(clock, limiter=limiter)
     route = respx.get(ENDPOINT).mock(
-        side_effect=[error(429, "FlowLimitExceeded", **{"Retry-After": "2"}), ok({"TaskId": "t-1"})]
+        side_effect=[api_error(429, "FlowLimitExceeded", **{"Retry-After": "2"}), api_ok({"TaskId": "t-1"})]
     )
     assert client.export_image("image-abc", "b-1", "p", deadline=2000).task_id == "t-1"
     assert route.call_count == 2
@@ -138,7 +110,7 @@ def test_throttling_honours_retry_after_and_slows_the_limiter(clock: FakeClock) 
 @respx.mock
 def test_retries_stop_at_the_attempt_budget(clock: FakeClock) -> None:
     """After the configured attempts the last error is raised, still typed as retryable."""
-    route = respx.get(ENDPOINT).mock(return_value=error(503, "ServiceUnavailable"))
+    route = respx.get(ENDPOINT).mock(return_value=api_error(503, "ServiceUnavailable"))
     with pytest.raises(RetryableApiError):
         make_client(clock, attempts=3).export_image("image-abc", "b-1", "p", deadline=2000)
     assert route.call_count == 3
@@ -147,7 +119,9 @@ def test_retries_stop_at_the_attempt_budget(clock: FakeClock) -> None:
 @respx.mock
 def test_retries_stop_before_the_deadline(clock: FakeClock) -> None:
     """A backoff that would end past the deadline is not waited for: the error is raised at once."""
-    route = respx.get(ENDPOINT).mock(return_value=error(429, "FlowLimitExceeded", **{"Retry-After": "30"}))
+    route = respx.get(ENDPOINT).mock(
+        return_value=api_error(429, "FlowLimitExceeded", **{"Retry-After": "30"})
+    )
     with pytest.raises(Throttled):
         make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.t + 10)
     assert route.call_count == 1
@@ -156,7 +130,7 @@ def test_retries_stop_before_the_deadline(clock: FakeClock) -> None:
 def test_no_request_once_the_deadline_has_passed(clock: FakeClock) -> None:
     """Past the deadline nothing is sent: the call reports the budget, not a network error."""
     with respx.mock(assert_all_called=False) as mock:
-        route = mock.get(ENDPOINT).mock(return_value=ok({"TaskId": "t-1"}))
+        route = mock.get(ENDPOINT).mock(return_value=api_ok({"TaskId": "t-1"}))
         with pytest.raises(BudgetExhausted):
             make_client(clock).export_image("image-abc", "b-1", "p", deadline=clock.t - 1)
         assert route.call_count == 0
@@ -166,7 +140,7 @@ def test_no_request_once_the_deadline_has_passed(clock: FakeClock) -> None:
 def test_each_request_timeout_is_clipped_to_the_time_left(clock: FakeClock) -> None:
     """A request never waits longer than its deadline leaves, however long the client's own timeouts are;
     with less than half a second left it is not sent at all."""
-    route = respx.get(ENDPOINT).mock(return_value=ok({"TaskId": "t-1"}))
+    route = respx.get(ENDPOINT).mock(return_value=api_ok({"TaskId": "t-1"}))
     client = make_client(clock)
     client.export_image("image-abc", "b-1", "p", deadline=clock.t + 60)
     client.export_image("image-abc", "b-1", "p", deadline=clock.t + 2)
@@ -193,7 +167,7 @@ def test_lost_answers_are_unknown_outcomes_for_export(
     clock: FakeClock, exc: Exception, kind: type[Exception]
 ) -> None:
     """A request sent without an answer is never blindly resent for ExportImage; one never sent is."""
-    route = respx.get(ENDPOINT).mock(side_effect=[exc, ok({"TaskId": "t-2"})])
+    route = respx.get(ENDPOINT).mock(side_effect=[exc, api_ok({"TaskId": "t-2"})])
     client = make_client(clock)
     if kind is UnknownOutcomeError:
         with pytest.raises(UnknownOutcomeError):
@@ -218,7 +192,7 @@ def test_an_untrusted_certificate_fails_for_good_naming_ssl_cert_file(clock: Fak
 def test_a_refused_connection_quoting_a_certificate_error_is_retried(clock: FakeClock) -> None:
     """A connect failure is sorted by its cause, not its wording: a proxy's text about certificates is retried."""
     quoted = httpx.ConnectError("proxy says: CERTIFICATE_VERIFY_FAILED upstream")
-    route = respx.get(ENDPOINT).mock(side_effect=[quoted, ok({"Tasks": [], "NextToken": ""})])
+    route = respx.get(ENDPOINT).mock(side_effect=[quoted, api_ok({"Tasks": [], "NextToken": ""})])
     assert list(make_client(clock).describe_tasks(deadline=2000, resource_ids=["image-a"])) == []
     assert route.call_count == 2
 
@@ -226,14 +200,14 @@ def test_a_refused_connection_quoting_a_certificate_error_is_retried(clock: Fake
 @respx.mock
 def test_describe_calls_retry_unknown_outcomes(clock: FakeClock) -> None:
     """Read-only calls are safe to resend after a lost answer."""
-    respx.get(ENDPOINT).mock(side_effect=[httpx.ReadTimeout("slow"), ok({"Tasks": [], "NextToken": ""})])
+    respx.get(ENDPOINT).mock(side_effect=[httpx.ReadTimeout("slow"), api_ok({"Tasks": [], "NextToken": ""})])
     assert list(make_client(clock).describe_tasks(deadline=2000, resource_ids=["image-a"])) == []
 
 
 @respx.mock
 def test_error_inside_a_200_is_an_error(clock: FakeClock) -> None:
     """An Error object in an HTTP 200 answer is treated as the error it names."""
-    respx.get(ENDPOINT).mock(return_value=error(200, "InvalidImage.NotFound"))
+    respx.get(ENDPOINT).mock(return_value=api_error(200, "InvalidImage.NotFound"))
     with pytest.raises(TerminalApiError) as caught:
         make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000)
     assert caught.value.code == "InvalidImage.NotFound"
@@ -256,7 +230,7 @@ def test_an_error_message_is_masked_and_cut_short(clock: FakeClock) -> None:
     """An API error message quoting the request's secrets has them masked, and a huge one is cut to 500
     characters: the message goes into the result, the webhook and exception texts."""
     message = f"bad request signed with {CREDS.secret_key} token {CREDS.session_token} " + "x" * 5000
-    respx.get(ENDPOINT).mock(return_value=error(400, "InvalidParameter", message))
+    respx.get(ENDPOINT).mock(return_value=api_error(400, "InvalidParameter", message))
     with pytest.raises(TerminalApiError) as caught:
         make_client(clock).export_image("image-abc", "b-1", "p", deadline=2000)
     text = str(caught.value)
@@ -279,8 +253,8 @@ def test_a_5xx_without_json_is_retryable_with_its_status(clock: FakeClock) -> No
 def test_describe_images_follows_next_token_over_all_pages(clock: FakeClock) -> None:
     """Every page is read until NextToken is empty, with the filters on each page."""
     pages = [
-        ok({"Images": [{"ImageId": "image-1", "Status": "available"}], "NextToken": "tok-2"}),
-        ok(
+        api_ok({"Images": [{"ImageId": "image-1", "Status": "available"}], "NextToken": "tok-2"}),
+        api_ok(
             {
                 "Images": [
                     {"ImageId": "image-2", "Status": "available", "Tags": [{"Key": "env", "Value": "prod"}]}
@@ -309,7 +283,7 @@ def test_describe_images_follows_next_token_over_all_pages(clock: FakeClock) -> 
 @respx.mock
 def test_describe_tasks_batches_ids_by_one_hundred(clock: FakeClock) -> None:
     """250 images are looked up in three requests, never one request per image."""
-    route = respx.get(ENDPOINT).mock(return_value=ok({"Tasks": [], "NextToken": ""}))
+    route = respx.get(ENDPOINT).mock(return_value=api_ok({"Tasks": [], "NextToken": ""}))
     ids = [f"image-{n:03d}" for n in range(250)] + ["image-000"]
     assert list(make_client(clock).describe_tasks(deadline=2000, resource_ids=ids)) == []
     sizes = [sum(1 for k in query_of(c.request) if k.startswith("ResourceIds.")) for c in route.calls]
@@ -329,7 +303,7 @@ def test_describe_tasks_parses_tasks(clock: FakeClock) -> None:
         "UpdatedAt": "2026-11-26T10:01:00+08:00",
         "EndAt": "",
     }
-    respx.get(ENDPOINT).mock(return_value=ok({"Tasks": [task], "NextToken": ""}))
+    respx.get(ENDPOINT).mock(return_value=api_ok({"Tasks": [task], "NextToken": ""}))
     (parsed,) = make_client(clock).describe_tasks(deadline=2000, task_ids=["t-1"])
     assert (parsed.task_id, parsed.type, parsed.status, parsed.resource_id) == (
         "t-1",
@@ -344,7 +318,7 @@ def test_describe_tasks_parses_tasks(clock: FakeClock) -> None:
 @respx.mock
 def test_a_repeated_next_token_stops_paging(clock: FakeClock) -> None:
     """A gateway that hands back the same token twice cannot make us page forever."""
-    route = respx.get(ENDPOINT).mock(return_value=ok({"Images": [], "NextToken": "same"}))
+    route = respx.get(ENDPOINT).mock(return_value=api_ok({"Images": [], "NextToken": "same"}))
     assert list(make_client(clock).describe_images(deadline=2000)) == []
     assert route.call_count == 2
 
@@ -352,7 +326,7 @@ def test_a_repeated_next_token_stops_paging(clock: FakeClock) -> None:
 def new_token_every_page(request: httpx.Request) -> httpx.Response:
     """A gateway whose NextToken changes on every page (and whose pages are never empty of tokens)."""
     page = int(query_of(request).get("NextToken", "t0")[1:])
-    return ok({"Tasks": [], "Images": [], "NextToken": f"t{page + 1}"})
+    return api_ok({"Tasks": [], "Images": [], "NextToken": f"t{page + 1}"})
 
 
 @respx.mock
@@ -381,7 +355,7 @@ def test_a_scan_ends_at_its_documented_page_cap(clock: FakeClock) -> None:
 @respx.mock
 def test_a_malformed_item_is_a_retryable_error(clock: FakeClock) -> None:
     """An item missing its id is reported, not silently dropped."""
-    respx.get(ENDPOINT).mock(return_value=ok({"Images": [{"ImageName": "x"}], "NextToken": ""}))
+    respx.get(ENDPOINT).mock(return_value=api_ok({"Images": [{"ImageName": "x"}], "NextToken": ""}))
     with pytest.raises(MalformedResponse) as raised:
         list(make_client(clock, attempts=1).describe_images(deadline=2000))
     assert raised.value.retryable
@@ -390,7 +364,7 @@ def test_a_malformed_item_is_a_retryable_error(clock: FakeClock) -> None:
 @respx.mock
 def test_post_body_is_signed_as_sent(clock: FakeClock) -> None:
     """A JSON call goes as a POST whose body hash and content type are part of the signature."""
-    route = respx.post(ENDPOINT).mock(return_value=ok({"Id": "f-1"}))
+    route = respx.post(ENDPOINT).mock(return_value=api_ok({"Id": "f-1"}))
     api = make_client(clock)._api
     result, _ = api.call(
         "CreateFunction", body={"Name": "fn", "MemoryMB": 512}, deadline=2000, idempotent=False

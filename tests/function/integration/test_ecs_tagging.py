@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -11,12 +12,10 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handler.adapters.ecs import TAG_BATCH_LIMIT, EcsClient, TaggingReport, validate_tag_key
-from handler.adapters.openapi import OpenApiClient
-from handler.adapters.pacing import RateLimiter
-from handler.adapters.retry import RetryPolicy
+from handler.adapters.ecs import TAG_BATCH_LIMIT, TaggingReport, validate_tag_key
 from handler.adapters.signing import Credentials
 from handler.errors import TerminalApiError, UnknownOutcomeError
+from tests.support.builders import api_error, api_ok, ecs_client
 from tests.support.fakes import FakeClock
 
 ENDPOINT = "https://open.volcengineapi.com"
@@ -29,28 +28,8 @@ def clock() -> FakeClock:
     return FakeClock(start=1000.0)
 
 
-def make_client(clock: FakeClock, *, attempts: int = 3) -> EcsClient:
-    api = OpenApiClient(
-        http=httpx.Client(),
-        endpoint=ENDPOINT,
-        region="cn-beijing",
-        service="ecs",
-        version="2020-04-01",
-        credentials=CREDS,
-        policy=RetryPolicy(max_attempts=attempts, base=0.1, cap=1.0),
-        limiter=RateLimiter(1000, clock=clock),
-        clock=clock,
-    )
-    return EcsClient(api)
-
-
-def ok(request_id: str = "req-ok") -> httpx.Response:
-    return httpx.Response(200, json={"ResponseMetadata": {"RequestId": request_id}, "Result": {}})
-
-
-def error(status: int, code: str) -> httpx.Response:
-    body = {"ResponseMetadata": {"RequestId": f"req-{code}", "Error": {"Code": code, "Message": "no"}}}
-    return httpx.Response(status, json=body)
+# The ECS client these tests drive, at ENDPOINT with CREDS.
+make_client = functools.partial(ecs_client, credentials=CREDS, attempts=3)
 
 
 def queries(route: Any) -> list[dict[str, str]]:
@@ -60,7 +39,7 @@ def queries(route: Any) -> list[dict[str, str]]:
 @respx.mock
 def test_tagging_sends_the_exact_flattened_query(clock: FakeClock) -> None:
     """TagResources goes out with ResourceType=image, ResourceIds.N and Tags.N.Key/Value in the given order."""
-    route = respx.get(ENDPOINT).mock(return_value=ok())
+    route = respx.get(ENDPOINT).mock(return_value=api_ok())
     report = make_client(clock).tag_images(["image-a", "image-b"], TRACKING, deadline=2000)
     assert report == TaggingReport(done=("image-a", "image-b"))
     assert queries(route) == [
@@ -83,7 +62,7 @@ def test_tagging_sends_the_exact_flattened_query(clock: FakeClock) -> None:
 @respx.mock
 def test_images_are_tagged_fifty_a_request_without_repeats(clock: FakeClock) -> None:
     """120 images (one named twice) take three requests of 50, 50 and 20 ids, in order."""
-    route = respx.get(ENDPOINT).mock(return_value=ok())
+    route = respx.get(ENDPOINT).mock(return_value=api_ok())
     ids = [f"image-{n:03d}" for n in range(120)]
     report = make_client(clock).tag_images([*ids, ids[0]], TRACKING, deadline=2000)
     sent = queries(route)
@@ -99,7 +78,7 @@ def test_images_are_tagged_fifty_a_request_without_repeats(clock: FakeClock) -> 
 @respx.mock
 def test_a_refused_batch_is_reported_beside_its_images_and_the_rest_go_on(clock: FakeClock) -> None:
     """A 403 on one request leaves its images untracked with the error; the other batches are still tagged."""
-    route = respx.get(ENDPOINT).mock(side_effect=[error(403, "AccessDenied"), ok()])
+    route = respx.get(ENDPOINT).mock(side_effect=[api_error(403, "AccessDenied"), api_ok()])
     ids = [f"image-{n:03d}" for n in range(60)]
     report = make_client(clock).tag_images(ids, TRACKING, deadline=2000)
     assert route.call_count == 2
@@ -112,7 +91,7 @@ def test_a_refused_batch_is_reported_beside_its_images_and_the_rest_go_on(clock:
 @respx.mock
 def test_a_lost_answer_is_sent_again_because_tagging_is_idempotent(clock: FakeClock) -> None:
     """A read timeout on TagResources is retried (setting a tag twice changes nothing)."""
-    route = respx.get(ENDPOINT).mock(side_effect=[httpx.ReadTimeout("slow"), ok()])
+    route = respx.get(ENDPOINT).mock(side_effect=[httpx.ReadTimeout("slow"), api_ok()])
     report = make_client(clock).tag_images(["image-a"], TRACKING, deadline=2000)
     assert report.done == ("image-a",)
     assert route.call_count == 2
@@ -131,7 +110,7 @@ def test_tagging_failing_after_every_attempt_is_reported_not_raised(clock: FakeC
 @respx.mock
 def test_no_images_send_nothing(clock: FakeClock) -> None:
     """Tagging no images makes no request at all."""
-    route = respx.get(ENDPOINT).mock(return_value=ok())
+    route = respx.get(ENDPOINT).mock(return_value=api_ok())
     assert make_client(clock).tag_images([], TRACKING, deadline=2000) == TaggingReport()
     assert route.call_count == 0
 
@@ -154,7 +133,7 @@ def test_bad_tags_are_refused_naming_the_key_before_sending(
     clock: FakeClock, tags: dict[str, str], named: str
 ) -> None:
     """A reserved, malformed or too long key, a too long value, or more than 20 tags: an error naming it."""
-    route = respx.get(ENDPOINT).mock(return_value=ok())
+    route = respx.get(ENDPOINT).mock(return_value=api_ok())
     with pytest.raises(TerminalApiError) as caught:
         make_client(clock).tag_images(["image-a"], tags, deadline=2000)
     assert named in caught.value.message
@@ -164,7 +143,7 @@ def test_bad_tags_are_refused_naming_the_key_before_sending(
 @respx.mock
 def test_keys_with_every_allowed_character_are_accepted(clock: FakeClock) -> None:
     """Letters (any script), digits, spaces and _ . : / = + - @ make a valid key of up to 128 characters."""
-    route = respx.get(ENDPOINT).mock(return_value=ok())
+    route = respx.get(ENDPOINT).mock(return_value=api_ok())
     tags = {"Team 名_.:/=+-@9": "v", "k" * 128: "v" * 256}
     assert make_client(clock).tag_images(["image-a"], tags, deadline=2000).done == ("image-a",)
     assert route.call_count == 1

@@ -11,12 +11,16 @@ import pytest
 import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from handler import handler
 from handler.adapters.signing import Credentials
 from handler.core.budget import smallest_workable_budget
+from handler.entry import _report, http_response
 from handler.errors import InvocationIncomplete
+from handler.models.results import InvocationResult
 from handler.models.settings import Settings
+from tests.support.builders import EXPORT_FAILED, EXPORTED, GIB, QUEUED
 from tests.support.events import load_event
 from tests.support.gateway import ENDPOINT, Gateway
 
@@ -295,7 +299,7 @@ def test_secrets_never_reach_logs_results_or_errors(
 
 def test_cold_start_is_true_only_once(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
     """The first invocation in a process is marked cold; the next is warm (each test starts as a new process:
-    reset_process_state)."""
+    the autouse reset_process_state makes it cold again)."""
     invoke({"ImageId": SAMPLE_IDS[0]})
     invoke({"ImageId": SAMPLE_IDS[1]})
     lines = [line for line in log_lines(capsys) if line["event"] == "invocation.result"]
@@ -411,3 +415,39 @@ def test_a_defect_is_logged_then_raised(
     response = handler(_http({"ImageId": SAMPLE_IDS[0]}), Context())
     assert response["statusCode"] == 503
     assert json.loads(response["body"])["results"][0]["error"]["retryable"] is True
+
+
+# -- how the entry answers for follow-up outcomes: HTTP status, retrying, and the log level ----------------
+
+
+def test_an_export_that_ended_badly_is_a_502_that_is_not_retried() -> None:
+    """An export_failed result makes ok false and the HTTP status 502 without Retry-After: re-running the
+    request cannot change how an earlier export ended, and the invocation does not raise."""
+    result = InvocationResult.of("http", "evt-1", (EXPORTED, EXPORT_FAILED))
+
+    response = http_response(result)
+
+    assert response["statusCode"] == 502
+    assert "Retry-After" not in response["headers"]
+    assert json.loads(response["body"])["ok"] is False
+    assert not result.should_raise
+
+
+def test_exported_and_queued_results_are_ok() -> None:
+    """exported and queued leave ok true: a 200, nothing to retry."""
+    result = InvocationResult.of("http", "evt-1", (EXPORTED, QUEUED))
+
+    assert http_response(result)["statusCode"] == 200
+
+
+def test_export_failed_is_logged_as_an_error_with_its_code() -> None:
+    """The log line of an export_failed outcome is at error level and carries its code; exported is info
+    with its size."""
+    with capture_logs() as logs:
+        _report(InvocationResult.of("timer", "evt-1", (EXPORTED, EXPORT_FAILED)))
+
+    lines = {line["image_id"]: line for line in logs if line["event"] == "image.outcome"}
+    assert lines["image-bad"]["log_level"] == "error"
+    assert lines["image-bad"]["error"]["code"] == "ExportTaskFailed"
+    assert lines["image-ok"]["log_level"] == "info"
+    assert lines["image-ok"]["size_bytes"] == 40 * GIB

@@ -1,12 +1,10 @@
-"""The export flow against an in-memory ECS: dedupe, deferral, lost answers, locks, batching, the deadline."""
+"""The export flow against the emulated ECS account, through the function's own client: dedupe, deferral,
+lost answers, locks, batching, the deadline."""
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,171 +13,57 @@ from structlog.testing import capture_logs
 from handler.core.budget import Budget
 from handler.core.export_flow import run_command
 from handler.core.plan import ExportPlan
-from handler.errors import (
-    ApiError,
-    BucketAccessDenied,
-    BudgetExhausted,
-    ImageNotFound,
-    ImageNotReady,
-    ResourceLocked,
-    RetryableApiError,
-    ServerError,
-    Throttled,
-    UnknownOutcomeError,
-)
-from handler.models.api import ExportStarted, Image, Task
+from handler.errors import ApiError, BudgetExhausted, UnknownOutcomeError
+from handler.models.api import Image, Task
 from handler.models.events import ExportCommand, ScanCommand
 from handler.models.settings import Settings
+from tests.support.account import Account
+from tests.support.builders import fleet_image, fleet_task, task
+from tests.support.fakes import Call, failing
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PLAN = ExportPlan(
     bucket="b-1", prefix="nightly", region="cn-beijing", concurrency=4, dedupe_hours=None, lookback_hours=25
 )
 WIDE = Budget(send_by=1e12, start_by=1e12, seconds=900, report_by=1e12)
-
-
-class FakeEcs:
-    """An ECS account in memory; ``export_faults`` are raised, in order, by successive ExportImage calls."""
-
-    def __init__(self, images: Iterable[dict[str, Any]] = (), tasks: Iterable[Task] = ()) -> None:
-        self.images = [Image.model_validate(i) for i in images]
-        self.tasks = list(tasks)
-        self.export_faults: list[ApiError | None] = []
-        self.commit_before_fault = False
-        self.describe_fault: ApiError | None = None
-        self.task_lookup_fault: ApiError | None = None
-        self.calls: list[tuple[str, Any]] = []
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-
-    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
-        with self._lock:
-            self.calls.append(("ExportImage", image_id))
-            image = next((i for i in self.images if i.image_id == image_id), None)
-            if image is None:
-                raise ImageNotFound("not found", code="InvalidImage.NotFound", action="ExportImage")
-            if image.status != "available":
-                raise ImageNotReady(
-                    "wrong status", code="InvalidImageStatus", action="ExportImage", request_id="req-refused"
-                )
-            fault = self.export_faults.pop(0) if self.export_faults else None
-            if fault is None or self.commit_before_fault:
-                task = Task.model_validate(
-                    {
-                        "Id": f"t-{next(self._ids)}",
-                        "Type": "ExportImage",
-                        "Status": "Pending",
-                        "ResourceId": image_id,
-                        "CreatedAt": NOW.isoformat(),
-                    }
-                )
-                self.tasks.append(task)
-            if fault is not None:
-                raise fault
-            return ExportStarted(task_id=task.task_id, request_id="req-1")
-
-    def describe_images(
-        self,
-        *,
-        deadline: float,
-        image_ids: Iterable[str] = (),
-        visibility: str | None = None,
-        status: str | None = None,
-        tag_filters: Mapping[str, str] | None = None,
-    ) -> Iterator[Image]:
-        ids = list(image_ids)
-        self.calls.append(("DescribeImages", ids))
-        if self.describe_fault:
-            raise self.describe_fault
-        for image in self.images:
-            if ids and image.image_id not in ids:
-                continue
-            if status and image.status != status:
-                continue
-            yield image
-
-    def describe_tasks(
-        self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()
-    ) -> Iterator[Task]:
-        ids = list(resource_ids)
-        self.calls.append(("DescribeTasks", ids))
-        if self.task_lookup_fault:
-            raise self.task_lookup_fault
-        yield from [t for t in self.tasks if t.resource_id in ids]
-
-    def exports_of(self, image_id: str) -> int:
-        return sum(1 for t in self.tasks if t.resource_id == image_id and t.type == "ExportImage")
-
-
-def img(image_id: str, status: str = "available", hours_ago: float = 1, **extra: Any) -> dict[str, Any]:
-    return {
-        "ImageId": image_id,
-        "ImageName": extra.get("name", image_id),
-        "Status": status,
-        "Visibility": extra.get("visibility", "private"),
-        "CreatedAt": (NOW - timedelta(hours=hours_ago)).isoformat(),
-    }
-
-
-def task(image_id: str, status: str, *, kind: str = "ExportImage", hours_ago: float = 1) -> Task:
-    moment = (NOW - timedelta(hours=hours_ago)).isoformat()
-    return Task.model_validate(
-        {
-            "Id": f"t-old-{image_id}-{status}",
-            "Type": kind,
-            "Status": status,
-            "ResourceId": image_id,
-            "CreatedAt": moment,
-            "EndAt": moment,
-        }
-    )
+LOST = UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")
+FOREVER = 100  # an emulator fault armed for this many calls: every call of the test
 
 
 def export(*ids: str) -> ExportCommand:
     return ExportCommand(trigger="direct", image_ids=ids)
 
 
-class StillClock:
-    """A clock stopped at ``NOW`` and at monotonic ``at``; sleeping moves it on."""
-
-    def __init__(self, at: float = 0.0) -> None:
-        self.at = at
-
-    def monotonic(self) -> float:
-        return self.at
-
-    def sleep(self, seconds: float) -> None:
-        self.at += seconds
-
-    def now(self) -> datetime:
-        return NOW
-
-    def random(self) -> float:
-        return 0.5
-
-
 def run(
-    command: Any, ecs: FakeEcs, *, plan: ExportPlan = PLAN, budget: Budget = WIDE, clock: float = 0.0
+    command: Any, ecs: Account, *, plan: ExportPlan = PLAN, budget: Budget = WIDE, clock: float | None = None
 ) -> dict[str, Any]:
-    outcomes = run_command(command, api=ecs, plan=plan, budget=budget, clock=StillClock(clock))
+    """The outcomes by image; ``clock`` puts the monotonic clock at that reading first."""
+    if clock is not None:
+        ecs.clock.advance(clock - ecs.clock.t)
+    outcomes = run_command(command, api=ecs.api, plan=plan, budget=budget, clock=ecs.clock)
     return {o.image_id: o for o in outcomes}
+
+
+def task_id_of(ecs: Account, image_id: str) -> str:
+    """The id of the image's newest task in the account."""
+    return str(ecs.tasks_of(image_id)[0]["Id"])
 
 
 def test_named_image_is_exported_once_and_reported() -> None:
     """A direct event starts one export and reports its task, bucket and object key."""
-    ecs = FakeEcs([img("image-a")])
+    ecs = Account([fleet_image("image-a")])
     (outcome,) = run(export("image-a"), ecs).values()
     assert outcome.status == "started"
     assert (outcome.task_id, outcome.tos_bucket, outcome.object_key) == (
-        "t-1",
+        task_id_of(ecs, "image-a"),
         "b-1",
         "nightly_image-a_system.qcow2",
     )
+    assert ecs.exports_of("image-a") == 1
 
 
 def test_same_event_twice_exports_once() -> None:
     """Delivering the same event again skips the image with the first export's task: never a duplicate."""
-    ecs = FakeEcs([img("image-a")])
+    ecs = Account([fleet_image("image-a")])
     first = run(export("image-a"), ecs)["image-a"]
     second = run(export("image-a"), ecs)["image-a"]
     assert (second.status, second.task_id) == ("skipped", first.task_id)
@@ -197,7 +81,7 @@ def test_same_event_twice_exports_once() -> None:
 )
 def test_existing_tasks_decide(existing: str, window: float | None, status: str) -> None:
     """Active or succeeded exports skip the image; a failed one does not count."""
-    ecs = FakeEcs([img("image-a")], [task("image-a", existing)])
+    ecs = Account([fleet_image("image-a")], [fleet_task("image-a", existing)])
     plan = dataclasses.replace(PLAN, dedupe_hours=window)
     outcome = run(export("image-a"), ecs, plan=plan)["image-a"]
     assert outcome.status == status
@@ -205,14 +89,20 @@ def test_existing_tasks_decide(existing: str, window: float | None, status: str)
 
 def test_dedupe_window_allows_periodic_reexport() -> None:
     """With EXPORT_DEDUPE_HOURS set, an export older than the window is repeated."""
-    ecs = FakeEcs([img("image-a")], [task("image-a", "Succeeded", hours_ago=100)])
+    ecs = Account([fleet_image("image-a")], [fleet_task("image-a", "Succeeded", hours_ago=100)])
     plan = dataclasses.replace(PLAN, dedupe_hours=48.0)
     assert run(export("image-a"), ecs, plan=plan)["image-a"].status == "started"
 
 
 def test_images_not_ready_are_deferred_and_missing_ones_fail() -> None:
     """Creating images wait for a later run; unknown ids and broken images fail with a clear code."""
-    ecs = FakeEcs([img("image-new", status="creating"), img("image-bad", status="error"), img("image-ok")])
+    ecs = Account(
+        [
+            fleet_image("image-new", status="creating"),
+            fleet_image("image-bad", status="error"),
+            fleet_image("image-ok"),
+        ]
+    )
     outcomes = run(export("image-new", "image-gone", "image-bad", "image-ok"), ecs)
     assert list(outcomes) == ["image-new", "image-gone", "image-bad", "image-ok"]
     assert outcomes["image-new"].status == "deferred"
@@ -230,20 +120,26 @@ def test_images_not_ready_are_deferred_and_missing_ones_fail() -> None:
 def test_scan_picks_recent_private_images_and_batches_lookups() -> None:
     """A scan of 250 images costs one DescribeImages pass and three DescribeTasks calls, not one per image:
     each looks up the next 86 images (what 10 requests a second export within the clearance window)."""
-    images = [img(f"image-{n:03d}") for n in range(250)] + [img("image-old", hours_ago=40)]
-    ecs = FakeEcs(images)
+    images = [fleet_image(f"image-{n:03d}") for n in range(250)] + [fleet_image("image-old", hours_ago=40)]
+    ecs = Account(images)
     outcomes = run(ScanCommand(trigger="timer"), ecs)
     assert len(outcomes) == 250
     assert {o.status for o in outcomes.values()} == {"started"}
     lookups = [ids for action, ids in ecs.calls if action == "DescribeTasks"]
     assert [len(ids) for ids in lookups] == [86, 86, 78]
     assert [i for ids in lookups for i in ids] == [f"image-{n:03d}" for n in range(250)]
+    assert ecs.count("DescribeImages") == 1
     assert ecs.exports_of("image-old") == 0
 
 
 def test_scan_honours_lookback_and_name_prefix_from_the_event() -> None:
     """The timer payload's LookbackHours and ImageNamePrefix override the defaults."""
-    ecs = FakeEcs([img("image-a", hours_ago=30, name="prod-a"), img("image-b", hours_ago=30, name="dev-b")])
+    ecs = Account(
+        [
+            fleet_image("image-a", hours_ago=30, name="prod-a"),
+            fleet_image("image-b", hours_ago=30, name="dev-b"),
+        ]
+    )
     command = ScanCommand(trigger="timer", lookback_hours=48, image_name_prefix="prod")
     plan = ExportPlan.of(command, Settings.model_validate({"EXPORT_TOS_BUCKET": "b-1"}))
     outcomes = run(command, ecs, plan=plan)
@@ -252,29 +148,30 @@ def test_scan_honours_lookback_and_name_prefix_from_the_event() -> None:
 
 def test_unknown_outcome_with_a_task_found_is_started_without_resending() -> None:
     """When the answer is lost but the export task exists, it is reported as started, and not sent again."""
-    ecs = FakeEcs([img("image-a")])
-    ecs.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
-    ecs.commit_before_fault = True
+    ecs = Account([fleet_image("image-a")])
+    ecs.emulator.drop_next("ExportImage")  # the export is committed, the connection closes unanswered
     outcome = run(export("image-a"), ecs)["image-a"]
-    assert (outcome.status, outcome.task_id) == ("started", "t-1")
+    assert (outcome.status, outcome.task_id) == ("started", task_id_of(ecs, "image-a"))
     assert ecs.exports_of("image-a") == 1
     assert [c for c in ecs.calls if c[0] == "ExportImage"] == [("ExportImage", "image-a")]
 
 
 def test_unknown_outcome_without_a_task_is_sent_again() -> None:
     """When the answer is lost and no task appeared, the export is sent again: still exactly one export."""
-    ecs = FakeEcs([img("image-a")])
-    ecs.export_faults = [UnknownOutcomeError("lost", code="ConnectionReset", action="ExportImage")]
+    ecs = Account([fleet_image("image-a")])
+    ecs.api.on(
+        "ExportImage", failing(UnknownOutcomeError("lost", code="ConnectionReset", action="ExportImage"))
+    )
     outcome = run(export("image-a"), ecs)["image-a"]
     assert outcome.status == "started"
     assert ecs.exports_of("image-a") == 1
-    assert sum(1 for c in ecs.calls if c[0] == "ExportImage") == 2
+    assert ecs.count("ExportImage") == 2
 
 
 def test_repeated_lost_answers_end_as_a_retryable_failure() -> None:
     """Three lost answers with no task to show for them fail retryably, so the platform runs the event again."""
-    ecs = FakeEcs([img("image-a")])
-    ecs.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")] * 3
+    ecs = Account([fleet_image("image-a")])
+    ecs.api.on("ExportImage", failing(LOST, LOST, LOST))
     outcome = run(export("image-a"), ecs)["image-a"]
     assert outcome.status == "failed"
     assert outcome.error is not None
@@ -283,70 +180,81 @@ def test_repeated_lost_answers_end_as_a_retryable_failure() -> None:
 
 def test_lost_answer_and_failed_lookup_is_a_retryable_failure() -> None:
     """If the tasks cannot be looked up after a lost answer, nothing is resent blind."""
-    ecs = FakeEcs([img("image-a")])
-    ecs.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
-    outcomes = run_command(export("image-a"), api=ecs, plan=PLAN, budget=WIDE, clock=StillClock())
-    assert outcomes[0].status == "started"  # the pre-export look-up worked, then the fake resent
-    ecs2 = FakeEcs([img("image-b")])
-    ecs2.export_faults = [UnknownOutcomeError("lost", code="ReadTimeout", action="ExportImage")]
+    ecs = Account([fleet_image("image-a")])
+    ecs.api.on("ExportImage", failing(LOST))
+    outcomes = run_command(export("image-a"), api=ecs.api, plan=PLAN, budget=WIDE, clock=ecs.clock)
+    assert outcomes[0].status == "started"  # the pre-export look-up worked, then the export was resent
+    ecs2 = Account([fleet_image("image-b")])
+    ecs2.api.on("ExportImage", failing(LOST))
 
-    original = ecs2.describe_tasks
-    looked = {"n": 0}
+    def down_after_the_first(call: Call, send: Callable[[], Any]) -> Any:
+        if call.n > 1:
+            ecs2.emulator.fail_next("DescribeTasks", 500, "InternalError", "down")
+        return send()
 
-    def flaky(**kwargs: Any) -> Iterator[Task]:
-        looked["n"] += 1
-        if looked["n"] > 1:
-            raise RetryableApiError("down", code="InternalError", action="DescribeTasks")
-        return original(**kwargs)
-
-    ecs2.describe_tasks = flaky  # type: ignore[method-assign]
+    ecs2.api.on("DescribeTasks", down_after_the_first)
     outcome = run(export("image-b"), ecs2)["image-b"]
     assert outcome.status == "failed"
     assert outcome.error is not None
     assert outcome.error.retryable
-    assert sum(1 for c in ecs2.calls if c[0] == "ExportImage") == 1
+    assert ecs2.count("ExportImage") == 1
+
+
+def _a_rival_exports_first(ecs: Account) -> dict[str, str]:
+    """Another copy of the function exports each image just before our ExportImage for it; the rival's task
+    ids by image."""
+    rivals: dict[str, str] = {}
+
+    def hook(call: Call, send: Callable[[], Any]) -> Any:
+        rivals.setdefault(call.asked, ecs.export_now(call.asked))
+        return send()
+
+    ecs.api.on("ExportImage", hook)
+    return rivals
 
 
 def test_resource_locked_by_an_export_is_skipped_with_its_task() -> None:
     """OperationDenied.ResourceLocked with an export running reports that export as skipped."""
-    ecs = FakeEcs([img("image-a")])
-    ecs.export_faults = [
-        ResourceLocked("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
-    ]
-    ecs.commit_before_fault = True  # the "other" export is visible when we look
+    ecs = Account([fleet_image("image-a")])
+    rivals = _a_rival_exports_first(ecs)  # the "other" export is visible when we look
     outcome = run(export("image-a"), ecs)["image-a"]
-    assert (outcome.status, outcome.task_id) == ("skipped", "t-1")
+    assert (outcome.status, outcome.task_id) == ("skipped", rivals["image-a"])
+    assert ecs.exports_of("image-a") == 1  # the rival's only
 
 
 def test_resource_locked_by_something_else_is_deferred() -> None:
     """A lock held by another operation (not an export) defers the image to a later run."""
-    ecs = FakeEcs([img("image-a")], [task("image-a", "Running", kind="CreateImage")])
-    ecs.export_faults = [
-        ResourceLocked("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
-    ]
+    ecs = Account([fleet_image("image-a")], [fleet_task("image-a", "Running", kind="CreateImage")])
     outcome = run(export("image-a"), ecs)["image-a"]
     assert outcome.status == "deferred"
     assert outcome.error is not None
     assert outcome.error.code == "OperationDenied.ResourceLocked"
 
 
+def _refuse(status: int, code: str) -> Callable[[Account], None]:
+    return lambda ecs: ecs.emulator.fail_next("ExportImage", status, code, "refused")
+
+
 @pytest.mark.parametrize(
     ("fault", "status", "retryable"),
     [
-        (
-            BucketAccessDenied("denied", code="InvalidTosPutObject.AccessDenied", action="ExportImage"),
-            "failed",
-            False,
+        pytest.param(_refuse(400, "InvalidTosPutObject.AccessDenied"), "failed", False, id="access-denied"),
+        pytest.param(_refuse(500, "InternalError"), "failed", True, id="server-error"),
+        pytest.param(_refuse(429, "FlowLimitExceeded"), "deferred", True, id="throttled"),
+        pytest.param(
+            lambda ecs: ecs.api.on("ExportImage", failing(BudgetExhausted("out of time"))),
+            "deferred",
+            True,
+            id="budget",
         ),
-        (ServerError("boom", code="InternalError", action="ExportImage"), "failed", True),
-        (Throttled("slow down", code="FlowLimitExceeded", action="ExportImage"), "deferred", True),
-        (BudgetExhausted("out of time"), "deferred", True),
     ],
 )
-def test_export_errors_become_outcomes(fault: ApiError, status: str, retryable: bool) -> None:
+def test_export_errors_become_outcomes(
+    fault: Callable[[Account], None], status: str, retryable: bool
+) -> None:
     """Terminal errors fail for good; exhausted retries fail retryably; throttling and the budget defer."""
-    ecs = FakeEcs([img("image-a"), img("image-b")])
-    ecs.export_faults = [fault]
+    ecs = Account([fleet_image("image-a"), fleet_image("image-b")])
+    fault(ecs)
     outcomes = run(
         export("image-a", "image-b"), ecs, plan=dataclasses.replace(PLAN, prefix="p", concurrency=1)
     )
@@ -358,8 +266,8 @@ def test_export_errors_become_outcomes(fault: ApiError, status: str, retryable: 
 
 def test_failed_task_lookup_exports_nothing() -> None:
     """Without the dedupe look-up nothing is exported blind: every candidate fails retryably."""
-    ecs = FakeEcs([img("image-a"), img("image-b")])
-    ecs.task_lookup_fault = RetryableApiError("down", code="InternalError", action="DescribeTasks")
+    ecs = Account([fleet_image("image-a"), fleet_image("image-b")])
+    ecs.emulator.fail_next("DescribeTasks", 500, "InternalError", "down", times=FOREVER)
     outcomes = run(export("image-a", "image-b"), ecs)
     assert {o.status for o in outcomes.values()} == {"failed"}
     assert all(o.error is not None and o.error.retryable for o in outcomes.values())
@@ -368,8 +276,8 @@ def test_failed_task_lookup_exports_nothing() -> None:
 
 def test_failed_scan_is_one_retryable_failure() -> None:
     """A scan whose DescribeImages fails reports one failure the platform retries."""
-    ecs = FakeEcs()
-    ecs.describe_fault = RetryableApiError("down", code="InternalError", action="DescribeImages")
+    ecs = Account()
+    ecs.emulator.fail_next("DescribeImages", 500, "InternalError", "down", times=FOREVER)
     (outcome,) = run(ScanCommand(trigger="timer"), ecs).values()
     assert outcome.image_id is None
     assert outcome.status == "failed"
@@ -379,8 +287,8 @@ def test_failed_scan_is_one_retryable_failure() -> None:
 
 def test_throttled_dedupe_lookup_defers_every_image() -> None:
     """Throttling on the dedupe look-up defers every named image rather than failing it."""
-    ecs = FakeEcs([img("image-a")])
-    ecs.task_lookup_fault = Throttled("slow", code="FlowLimitExceeded", action="DescribeTasks")
+    ecs = Account([fleet_image("image-a")])
+    ecs.emulator.fail_next("DescribeTasks", 429, "FlowLimitExceeded", "slow", times=FOREVER)
     outcomes = run(export("image-a", "image-b"), ecs)
     assert [o.status for o in outcomes.values()] == ["deferred", "deferred"]
 
@@ -388,22 +296,23 @@ def test_throttled_dedupe_lookup_defers_every_image() -> None:
 def test_a_direct_event_costs_two_requests() -> None:
     """The usual event asks for the image's tasks, then exports: the image itself is looked up only when
     ExportImage refuses it."""
-    ecs = FakeEcs([img("image-a")])
+    ecs = Account([fleet_image("image-a")])
     run(export("image-a"), ecs)
     assert [c[0] for c in ecs.calls] == ["DescribeTasks", "ExportImage"]
+    assert ecs.emulator.stats()["requests_total"] == 2
 
 
 def test_refused_image_that_cannot_be_looked_up_is_deferred_not_lost() -> None:
     """If ExportImage refuses an image's status and the look-up fails, a later run asks again."""
-    ecs = FakeEcs([img("image-a", status="creating")])
-    ecs.describe_fault = RetryableApiError("down", code="InternalError", action="DescribeImages")
+    ecs = Account([fleet_image("image-a", status="creating")])
+    ecs.emulator.fail_next("DescribeImages", 500, "InternalError", "down", times=FOREVER)
     outcome = run(export("image-a"), ecs)["image-a"]
     assert outcome.status == "deferred"
 
 
 def test_images_not_started_before_the_cutoff_are_deferred() -> None:
     """Past the start cutoff, no new export begins: the images are deferred, none cut off mid-request."""
-    ecs = FakeEcs([img("image-a"), img("image-b")])
+    ecs = Account([fleet_image("image-a"), fleet_image("image-b")])
     outcomes = run(
         export("image-a", "image-b"),
         ecs,
@@ -418,44 +327,40 @@ def test_images_not_started_before_the_cutoff_are_deferred() -> None:
 def test_concurrent_exports_keep_the_order_of_the_event() -> None:
     """Exports run in parallel but results come back in the order the images were named."""
     ids = [f"image-{n:02d}" for n in range(12)]
-    ecs = FakeEcs([img(i) for i in ids])
+    ecs = Account([fleet_image(i) for i in ids])
     outcomes = run(export(*ids), ecs)
     assert list(outcomes) == ids
     assert all(ecs.exports_of(i) == 1 for i in ids)
 
 
-class MovingClock(StillClock):
-    """A clock that each ExportImage moves ``step`` seconds on (a slow, rate-limited copy)."""
+class Timing:
+    """Each ExportImage moves the clock ``step`` seconds on (a slow, rate-limited copy), and each look-up
+    after the first takes ``slow_lookups`` seconds to answer; records when each image was last looked up
+    and how old that look-up was when its ExportImage went out. Another copy of the function exports
+    ``rival_image`` right after our first export (its task in ``rival_task``)."""
 
-    def __init__(self, step: float) -> None:
-        super().__init__()
-        self.step = step
-
-
-class TimedEcs(FakeEcs):
-    """Records when each image was last looked up and when its ExportImage was sent; another copy of the
-    function exports ``rival_image`` right after our first export."""
-
-    def __init__(self, images: Iterable[dict[str, Any]], clock: MovingClock, rival_image: str) -> None:
-        super().__init__(images)
-        self.clock = clock
-        self.rival_image = rival_image
+    def __init__(
+        self, ecs: Account, *, step: float, rival_image: str | None = None, slow_lookups: float = 0.0
+    ) -> None:
+        self.ecs, self.step, self.rival_image, self.slow_lookups = ecs, step, rival_image, slow_lookups
         self.looked_at: dict[str, float] = {}
         self.ages: dict[str, float] = {}
+        self.rival_task: str | None = None
+        ecs.api.on("DescribeTasks", self.look_up)
+        ecs.api.on("ExportImage", self.export)
 
-    def describe_tasks(
-        self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()
-    ) -> Iterator[Task]:
-        ids = list(resource_ids)
-        self.looked_at.update(dict.fromkeys(ids, self.clock.monotonic()))
-        return super().describe_tasks(deadline=deadline, resource_ids=ids)
+    def look_up(self, call: Call, send: Callable[[], Any]) -> Any:
+        if call.n > 1:
+            self.ecs.clock.advance(self.slow_lookups)
+        self.looked_at.update(dict.fromkeys(call.asked, self.ecs.clock.monotonic()))
+        return send()
 
-    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
-        self.clock.at += self.clock.step
-        self.ages[image_id] = self.clock.monotonic() - self.looked_at[image_id]
-        started = super().export_image(image_id, bucket, prefix, deadline=deadline)
-        if self.rival_image not in {t.resource_id for t in self.tasks}:
-            self.tasks.append(task(self.rival_image, "Succeeded", hours_ago=0))
+    def export(self, call: Call, send: Callable[[], Any]) -> Any:
+        self.ecs.clock.advance(self.step)
+        self.ages[call.asked] = self.ecs.clock.monotonic() - self.looked_at[call.asked]
+        started = send()
+        if self.rival_image is not None and self.rival_task is None:
+            self.rival_task = self.ecs.export_now(self.rival_image)
         return started
 
 
@@ -463,16 +368,16 @@ def test_each_export_is_cleared_by_a_look_up_at_most_ten_seconds_old() -> None:
     """A slow scan looks its remaining images up again as it goes (batched), so an image another copy
     exported meanwhile is skipped, and no ExportImage goes out on a look-up older than 10 seconds."""
     ids = [f"image-{c}" for c in "abcdefgh"]
-    clock = MovingClock(step=3.0)
-    ecs = TimedEcs([img(i) for i in ids], clock, rival_image="image-e")
+    ecs = Account([fleet_image(i) for i in ids])
+    timing = Timing(ecs, step=3.0, rival_image="image-e")
     plan = dataclasses.replace(PLAN, concurrency=1)
     outcomes = {
-        o.image_id: o for o in run_command(export(*ids), api=ecs, plan=plan, budget=WIDE, clock=clock)
+        o.image_id: o for o in run_command(export(*ids), api=ecs.api, plan=plan, budget=WIDE, clock=ecs.clock)
     }
     assert outcomes["image-e"].status == "skipped"
-    assert outcomes["image-e"].task_id == "t-old-image-e-Succeeded"
+    assert outcomes["image-e"].task_id == timing.rival_task
     assert {i for i, o in outcomes.items() if o.status == "started"} == set(ids) - {"image-e"}
-    assert max(ecs.ages.values()) <= 10
+    assert max(timing.ages.values()) <= 10
     lookups = [batch for action, batch in ecs.calls if action == "DescribeTasks"]
     assert len(lookups) < len(ids)  # batched: one look-up covers the next images due
     assert all(len(batch) > 1 for batch in lookups[:-1])
@@ -481,26 +386,42 @@ def test_each_export_is_cleared_by_a_look_up_at_most_ten_seconds_old() -> None:
 def test_a_refused_image_the_api_calls_available_is_deferred_with_the_apis_error() -> None:
     """ExportImage says InvalidImageStatus, DescribeImages says available: deferred, keeping the API's code,
     message and request id."""
-    ecs = FakeEcs([img("image-a", status="creating")])
-    original = ecs.describe_images
+    ecs = Account([fleet_image("image-a", status="creating", ready_after_seconds=5)])
+    refused: list[ApiError] = []
 
-    def now_available(**kwargs: Any) -> Iterator[Image]:
-        ecs.images = [Image.model_validate(img("image-a"))]
-        return original(**kwargs)
+    def keep_the_refusal(_call: Call, send: Callable[[], Any]) -> Any:
+        try:
+            return send()
+        except ApiError as error:
+            refused.append(error)
+            raise
 
-    ecs.describe_images = now_available  # type: ignore[method-assign]
+    def ready_by_now(_call: Call, send: Callable[[], Any]) -> Any:
+        ecs.clock.advance(5)  # the image became available between the refusal and the look-up
+        return send()
+
+    ecs.api.on("ExportImage", keep_the_refusal)
+    ecs.api.on("DescribeImages", ready_by_now)
     outcome = run(export("image-a"), ecs)["image-a"]
     assert outcome.status == "deferred"
     assert outcome.error is not None
-    assert (outcome.error.code, outcome.error.request_id) == ("InvalidImageStatus", "req-refused")
-    assert outcome.error.message == "wrong status"
+    (error,) = refused
+    assert error.request_id
+    assert (outcome.error.code, outcome.error.request_id) == ("InvalidImageStatus", error.request_id)
+    assert outcome.error.message == str(error.message)
 
 
 @pytest.mark.parametrize("image_status", ["creating", "frozen"])
 def test_a_refused_image_whose_status_may_change_is_deferred_naming_it(image_status: str) -> None:
     """An image still creating, or in a status the function does not know, is deferred (the status in the
     reason), never failed for good."""
-    ecs = FakeEcs([img("image-a", status=image_status)])
+    ecs = Account([fleet_image("image-a", status="creating")])
+    if image_status != "creating":  # a status the emulated account cannot hold: DescribeImages says it
+
+        def in_that_status(_call: Call, send: Callable[[], Any]) -> list[Image]:
+            return [i.model_copy(update={"status": image_status}) for i in send()]
+
+        ecs.api.on("DescribeImages", in_that_status)
     outcome = run(export("image-a"), ecs)["image-a"]
     assert outcome.status == "deferred"
     assert image_status in (outcome.reason or "")
@@ -508,39 +429,45 @@ def test_a_refused_image_whose_status_may_change_is_deferred_naming_it(image_sta
     assert outcome.error.code == "InvalidImageStatus"
 
 
+def _also_listing(ecs: Account, extra: Task, *, from_call: int = 1) -> None:
+    """DescribeTasks answers ``extra`` too from call ``from_call`` on: a task in a status the emulated
+    account cannot hold."""
+
+    def hook(call: Call, send: Callable[[], Any]) -> list[Task]:
+        return [*send(), extra] if call.n >= from_call else list(send())
+
+    ecs.api.on("DescribeTasks", hook)
+
+
 def test_an_unknown_task_status_is_never_exported_over() -> None:
     """An export task in UnknownStatus may be running: the image is skipped with that task, not exported."""
-    ecs = FakeEcs([img("image-a")], [task("image-a", "UnknownStatus")])
+    ecs = Account([fleet_image("image-a")])
+    unknown = task("UnknownStatus", image_id="image-a")
+    _also_listing(ecs, unknown)
     outcome = run(export("image-a"), ecs)["image-a"]
-    assert (outcome.status, outcome.task_id) == ("skipped", "t-old-image-a-UnknownStatus")
+    assert (outcome.status, outcome.task_id) == ("skipped", unknown.task_id)
     assert "UnknownStatus" in (outcome.reason or "")
-    assert ecs.exports_of("image-a") == 1  # only the task that was already there
+    assert ecs.exports_of("image-a") == 0  # only the task that was already there
+    assert ecs.count("ExportImage") == 0
 
 
 def test_a_lock_held_by_an_export_in_an_unknown_status_is_skipped() -> None:
     """ResourceLocked while an export task's status is not known: skipped with that task, not deferred."""
-    ecs = FakeEcs([img("image-a")])
-    ecs.export_faults = [
-        ResourceLocked("locked", code="OperationDenied.ResourceLocked", action="ExportImage")
-    ]
-    original = ecs.describe_tasks
-    calls = {"n": 0}
-
-    def second_look_sees_it(**kwargs: Any) -> Iterator[Task]:
-        calls["n"] += 1
-        if calls["n"] > 1:
-            ecs.tasks.append(task("image-a", "UnknownStatus"))
-        return original(**kwargs)
-
-    ecs.describe_tasks = second_look_sees_it  # type: ignore[method-assign]
+    ecs = Account([fleet_image("image-a")])
+    ecs.emulator.fail_next("ExportImage", 412, "OperationDenied.ResourceLocked", "locked")
+    unknown = task("UnknownStatus", image_id="image-a")
+    _also_listing(ecs, unknown, from_call=2)  # the second look sees it
     outcome = run(export("image-a"), ecs)["image-a"]
-    assert (outcome.status, outcome.task_id) == ("skipped", "t-old-image-a-UnknownStatus")
+    assert (outcome.status, outcome.task_id) == ("skipped", unknown.task_id)
 
 
 def test_the_budget_running_out_mid_request_says_so() -> None:
     """When the budget stops an image's request, the reason names the time budget, not the rate limit."""
-    ecs = FakeEcs([img("image-a")])
-    ecs.export_faults = [BudgetExhausted("the time budget ran out while waiting for the request rate limit")]
+    ecs = Account([fleet_image("image-a")])
+    ecs.api.on(
+        "ExportImage",
+        failing(BudgetExhausted("the time budget ran out while waiting for the request rate limit")),
+    )
     outcome = run(
         export("image-a"), ecs, budget=Budget(send_by=1e12, start_by=1e12, seconds=20, report_by=1e12)
     )["image-a"]
@@ -549,32 +476,11 @@ def test_the_budget_running_out_mid_request_says_so() -> None:
     assert "rate limit" not in (outcome.reason or "")
 
 
-class TaggedEcs(FakeEcs):
-    """An account whose tag search is capped at 1,000 images, like the API's."""
-
-    def describe_images(
-        self,
-        *,
-        deadline: float,
-        image_ids: Iterable[str] = (),
-        visibility: str | None = None,
-        status: str | None = None,
-        tag_filters: Mapping[str, str] | None = None,
-    ) -> Iterator[Image]:
-        self.calls.append(("DescribeImages", dict(tag_filters or {})))
-        matching = [i for i in self.images if not tag_filters or set(tag_filters.items()) <= set(i.tags)]
-        yield from (matching[:1000] if tag_filters else matching)
-
-
-def tagged(image_id: str, **tags: str) -> dict[str, Any]:
-    return {**img(image_id), "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
-
-
 def test_a_tag_scan_reaching_the_apis_cap_filters_on_our_side() -> None:
     """When a tag search lists 1,000 images (the API's cap), the scan lists without the filter and keeps
     the tagged images itself, so none past the cap is missed; the log says so."""
-    images = [tagged(f"image-t{n:04d}", env="prod") for n in range(1001)] + [tagged("image-dev", env="dev")]
-    ecs = TaggedEcs(images)
+    images = [fleet_image(f"image-t{n:04d}", tags={"env": "prod"}) for n in range(1001)]
+    ecs = Account([*images, fleet_image("image-dev", tags={"env": "dev"})])
     with capture_logs() as logs:
         outcomes = run(ScanCommand(trigger="timer", tags={"env": "prod"}), ecs)
     assert len(outcomes) == 1001
@@ -585,7 +491,7 @@ def test_a_tag_scan_reaching_the_apis_cap_filters_on_our_side() -> None:
 
 def test_a_tag_scan_under_the_cap_trusts_the_server() -> None:
     """Below the cap, the server's filtered list is the scan: one DescribeImages pass."""
-    ecs = TaggedEcs([tagged("image-a", env="prod"), tagged("image-b", env="dev")])
+    ecs = Account([fleet_image("image-a", tags={"env": "prod"}), fleet_image("image-b", tags={"env": "dev"})])
     outcomes = run(ScanCommand(trigger="timer", tags={"env": "prod"}), ecs)
     assert list(outcomes) == ["image-a"]
     assert sum(1 for c in ecs.calls if c[0] == "DescribeImages") == 1
@@ -594,23 +500,17 @@ def test_a_tag_scan_under_the_cap_trusts_the_server() -> None:
 def test_an_export_is_never_sent_on_a_look_up_that_answered_too_slowly() -> None:
     """When the look-up that should clear an image takes the whole clearance window to answer, the image is
     deferred rather than exported on a stale view."""
-    clock = MovingClock(step=3.0)
-    ecs = TimedEcs([img(f"image-{c}") for c in "abcd"], clock, rival_image="image-z")
-    original = ecs.describe_tasks
-    lookups = {"n": 0}
-
-    def slow_after_the_first(**kwargs: Any) -> Iterator[Task]:
-        lookups["n"] += 1
-        if lookups["n"] > 1:
-            clock.at += 11.0
-        return original(**kwargs)
-
-    ecs.describe_tasks = slow_after_the_first  # type: ignore[method-assign]
+    ecs = Account([fleet_image(f"image-{c}") for c in "abcd"])
+    timing = Timing(ecs, step=3.0, slow_lookups=11.0)
     plan = dataclasses.replace(PLAN, concurrency=1)
     outcomes = run_command(
-        export("image-a", "image-b", "image-c", "image-d"), api=ecs, plan=plan, budget=WIDE, clock=clock
+        export("image-a", "image-b", "image-c", "image-d"),
+        api=ecs.api,
+        plan=plan,
+        budget=WIDE,
+        clock=ecs.clock,
     )
     # 3 s an export: image-c goes out 9 s after the first look-up; image-d needs a new one, which is slow.
     assert [o.status for o in outcomes] == ["started", "started", "started", "deferred"]
     assert "too slowly" in (outcomes[3].reason or "")
-    assert max(ecs.ages.values()) <= 10
+    assert max(timing.ages.values()) <= 10

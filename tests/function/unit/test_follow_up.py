@@ -1,11 +1,10 @@
-"""The tracking flow against an in-memory ECS and TOS: the follow-up, the tags on started exports, the scan
-that respects them, the in-flight cap, and the retag after the outcomes are reported."""
+"""The tracking flow against the emulated ECS account and its TOS, through the function's own clients: the
+follow-up, the tags on started exports, the scan that respects them, the in-flight cap, and the retag after the
+outcomes are reported."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -14,15 +13,14 @@ from handler.core.budget import Budget
 from handler.core.follow_up import follow_up, run_tracked, settle, tag_started
 from handler.core.plan import ExportPlan
 from handler.core.tracking import DEST_KEY, STATE_KEY, Destination
-from handler.errors import AccessDenied, ApiError, ServerError, TerminalApiError, Throttled
-from handler.models.api import ExportStarted, Image, Task
+from handler.errors import ServerError, TerminalApiError
+from handler.models.api import Image
 from handler.models.events import Command, ExportCommand, ScanCommand
-from handler.models.objects import HeadResult, ObjectFound, ObjectMissing
 from handler.models.results import ImageOutcome
-from handler.models.tagging import TaggingFailure, TaggingReport
-from tests.support.fakes import FakeClock
+from tests.support.account import Account
+from tests.support.builders import fleet_image, fleet_task
+from tests.support.fakes import Call, failing
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PLAN = ExportPlan(
     bucket="b-1", prefix="nightly", region="cn-beijing", concurrency=1, dedupe_hours=None, lookback_hours=25
 )
@@ -30,123 +28,55 @@ WIDE = Budget(send_by=1e12, start_by=1e12, seconds=900, report_by=1e12)
 DEST = "tos://b-1/nightly"
 SCAN = ScanCommand(trigger="timer")
 GIB = 1024**3
+EXPORT_SECONDS = 18 * 60  # how long the account's exports take
+FOREVER = 100  # an emulator fault armed for this many calls: every call of the test
 
 
-class FakeAccount:
-    """ECS and TOS in memory: images with tags, tasks, objects; every call recorded."""
-
-    def __init__(self) -> None:
-        self.images: dict[str, dict[str, str]] = {}
-        self.status: dict[str, str] = {}  # an image's status when not "available"
-        self.tasks: list[Task] = []
-        self.objects: dict[tuple[str, str], int] = {}
-        self.calls: list[tuple[str, Any]] = []
-        self.tag_fault: ApiError | None = None
-        self.tag_raises: ApiError | None = None
-        self.tag_search_fault: ApiError | None = None
-        self.head_fault: ApiError | None = None
-        self._ids = itertools.count(1)
-
-    def add(self, image_id: str, **tags: str) -> None:
-        self.images[image_id] = {k.replace("_", ":"): v for k, v in tags.items()}
-
-    def tracked(self, image_id: str, state: str, dest: str = DEST) -> None:
-        self.images[image_id] = {STATE_KEY: state, DEST_KEY: dest}
-
-    def ended(self, image_id: str, status: str, minutes: float = 18) -> None:
-        created = NOW - timedelta(hours=1)
-        self.tasks.append(
-            Task.model_validate(
-                {
-                    "Id": f"t-{image_id}",
-                    "Type": "ExportImage",
-                    "Status": status,
-                    "ResourceId": image_id,
-                    "CreatedAt": created.isoformat(),
-                    "EndAt": (created + timedelta(minutes=minutes)).isoformat()
-                    if status != "Running"
-                    else "",
-                }
-            )
-        )
-
-    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
-        self.calls.append(("ExportImage", image_id))
-        task_id = f"t-new-{next(self._ids)}"
-        self.tasks.append(
-            Task.model_validate(
-                {"Id": task_id, "Type": "ExportImage", "Status": "Pending", "ResourceId": image_id}
-            )
-        )
-        return ExportStarted(task_id=task_id, request_id="r-1")
-
-    def describe_images(
-        self,
-        *,
-        deadline: float,
-        image_ids: Iterable[str] = (),
-        visibility: str | None = None,
-        status: str | None = None,
-        tag_filters: Mapping[str, str] | None = None,
-    ) -> Iterator[Image]:
-        self.calls.append(("DescribeImages", dict(tag_filters or {})))
-        if tag_filters and self.tag_search_fault is not None:
-            raise self.tag_search_fault
-        for image_id, tags in self.images.items():
-            if any(tags.get(k) != v for k, v in (tag_filters or {}).items()):
-                continue
-            if status is not None and self.status.get(image_id, "available") != status:
-                continue
-            yield Image.model_validate(
-                {
-                    "ImageId": image_id,
-                    "Status": self.status.get(image_id, "available"),
-                    "Visibility": "private",
-                    "CreatedAt": (NOW - timedelta(hours=1)).isoformat(),
-                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-                }
-            )
-
-    def describe_tasks(
-        self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()
-    ) -> Iterator[Task]:
-        ids = list(resource_ids)
-        self.calls.append(("DescribeTasks", ids))
-        yield from [t for t in self.tasks if t.resource_id in ids]
-
-    def tag_images(
-        self, image_ids: Iterable[str], tags: Mapping[str, str], *, deadline: float
-    ) -> TaggingReport:
-        ids = tuple(image_ids)
-        self.calls.append(("TagResources", (ids, dict(tags))))
-        if self.tag_raises is not None:
-            raise self.tag_raises
-        if self.tag_fault is not None:
-            return TaggingReport(failures=(TaggingFailure(ids, self.tag_fault),))
-        for image_id in ids:
-            self.images[image_id].update(tags)
-        return TaggingReport(done=ids)
-
-    def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult:
-        self.calls.append(("HeadObject", key))
-        if self.head_fault is not None:
-            raise self.head_fault
-        size = self.objects.get((bucket, key))
-        if size is None:
-            return ObjectMissing(bucket, key, "r-404")
-        return ObjectFound(bucket, key, size, "123", None, None, "r-200")
-
-    def count(self, action: str) -> int:
-        return sum(1 for name, _ in self.calls if name == action)
+def account(
+    *images: str,
+    tracked: dict[str, str] | None = None,
+    ended: dict[str, str] | None = None,
+    dest: str = DEST,
+    **image_fields: Any,
+) -> Account:
+    """An account holding untagged ``images`` and the images of ``tracked`` tagged with their state and
+    ``dest`` (``image_fields`` for every image), listed in that order; exports take ``EXPORT_SECONDS``. Each image of ``ended`` has
+    an export that ended so: Succeeded with its object written (made through the API, then the clock moved
+    on by the export's length), Failed, or still Running."""
+    tags = {i: {} for i in images} | {
+        i: {STATE_KEY: state, DEST_KEY: dest} for i, state in (tracked or {}).items()
+    }
+    # DescribeImages lists the newest first: each image a minute older than the one before, listed in order
+    fleet = [
+        fleet_image(i, tags=t, hours_ago=1 + n / 60, **image_fields) for n, (i, t) in enumerate(tags.items())
+    ]
+    tasks = [fleet_task(i, status) for i, status in (ended or {}).items() if status != "Succeeded"]
+    ecs = Account(fleet, tasks, task_seconds=EXPORT_SECONDS)
+    succeeded = [i for i, status in (ended or {}).items() if status == "Succeeded"]
+    for image_id in succeeded:
+        ecs.export_now(image_id)
+    if succeeded:
+        ecs.clock.advance(EXPORT_SECONDS)
+    return ecs
 
 
 def key(image_id: str) -> str:
     return f"nightly_{image_id}_system.qcow2"
 
 
-def run(account: FakeAccount, command: Command = SCAN, cap: int | None = None) -> Any:
-    clock = FakeClock(wall=NOW)
-    return run_tracked(command, api=account, store=account, plan=PLAN, budget=WIDE, cap=cap, clock=clock)
+def run(ecs: Account, command: Command = SCAN, cap: int | None = None) -> Any:
+    return run_tracked(command, api=ecs.api, store=ecs.api, plan=PLAN, budget=WIDE, cap=cap, clock=ecs.clock)
+
+
+def _fail_tag_searches(ecs: Account, status: int, code: str) -> None:
+    """Every DescribeImages with tag filters is answered ``status`` ``code``; the others as ever."""
+
+    def hook(call: Call, send: Callable[[], Any]) -> Any:
+        if call.asked:
+            ecs.emulator.fail_next("DescribeImages", status, code, "refused")
+        return send()
+
+    ecs.api.on("DescribeImages", hook)
 
 
 def statuses(outcomes: Iterable[ImageOutcome]) -> dict[str | None, str]:
@@ -156,13 +86,10 @@ def statuses(outcomes: Iterable[ImageOutcome]) -> dict[str | None, str]:
 def test_the_follow_up_reports_each_finished_export_and_counts_the_rest_in_flight() -> None:
     """Succeeded with its object → exported (size, duration); Failed → export_failed; Running → nothing,
     counted in flight; each finished one gets its next state, to be set after it is reported."""
-    account = FakeAccount()
-    for image_id, status in (("image-ok", "Succeeded"), ("image-bad", "Failed"), ("image-busy", "Running")):
-        account.tracked(image_id, "exporting")
-        account.ended(image_id, status)
-    account.objects[("b-1", key("image-ok"))] = 40 * GIB
+    finished = {"image-ok": "Succeeded", "image-bad": "Failed", "image-busy": "Running"}
+    ecs = account(tracked=dict.fromkeys(finished, "exporting"), ended=finished, size_gb=40)
 
-    report = follow_up(account, account, deadline=1e12)
+    report = follow_up(ecs.api, ecs.api, deadline=1e12)
 
     exported, failed = report.outcomes
     assert (exported.image_id, exported.status, exported.size_bytes) == ("image-ok", "exported", 40 * GIB)
@@ -172,19 +99,18 @@ def test_the_follow_up_reports_each_finished_export_and_counts_the_rest_in_fligh
     assert failed.error.code == "ExportTaskFailed"
     assert report.next_states == (("image-ok", "exported"), ("image-bad", "failed"))
     assert report.in_flight == 1
-    assert account.count("HeadObject") == 1  # only the Succeeded task's object is looked at
+    assert ecs.count("HeadObject") == 1  # only the Succeeded task's object is looked at
+    assert ecs.calls[-1] == ("HeadObject", key("image-ok"))
 
 
 def test_tos_not_answering_leaves_the_export_for_the_next_run() -> None:
     """A HeadObject that fails after retries reports nothing for the image and counts it in flight, so the
     next run looks again; it is never reported missing on a guess."""
-    account = FakeAccount()
-    account.tracked("image-ok", "exporting")
-    account.ended("image-ok", "Succeeded")
-    account.head_fault = ServerError("down", code="InternalError", action="HeadObject")
+    ecs = account(tracked={"image-ok": "exporting"}, ended={"image-ok": "Succeeded"})
+    ecs.api.on("HeadObject", failing(ServerError("down", code="InternalError", action="HeadObject")))
 
     with capture_logs() as logs:
-        report = follow_up(account, account, deadline=1e12)
+        report = follow_up(ecs.api, ecs.api, deadline=1e12)
 
     assert report.outcomes == ()
     assert report.in_flight == 1
@@ -194,100 +120,96 @@ def test_tos_not_answering_leaves_the_export_for_the_next_run() -> None:
 def test_exports_in_flight_that_cannot_be_counted_hold_every_new_export_under_a_cap() -> None:
     """When the images in flight cannot be listed, the follow-up reports nothing and, under a cap, nothing
     is exported blind: a timer's named image is deferred with the reason."""
-    account = FakeAccount()
-    account.add("image-new")
-    account.tag_search_fault = Throttled("slow down", code="FlowLimitExceeded", action="DescribeImages")
+    ecs = account("image-new")
+    _fail_tag_searches(ecs, 429, "FlowLimitExceeded")
 
     with capture_logs() as logs:
-        outcome = run(account, ExportCommand(trigger="timer", image_ids=("image-new",)), cap=5)
+        outcome = run(ecs, ExportCommand(trigger="timer", image_ids=("image-new",)), cap=5)
 
     (held,) = outcome.outcomes
     assert held.status == "deferred"
     assert "could not be counted" in str(held.reason)
-    assert account.count("ExportImage") == 0
+    assert ecs.count("ExportImage") == 0
     assert any(line["event"] == "follow_up.failed" for line in logs)
 
 
 def test_a_scan_never_starts_an_image_that_carries_a_state_tag() -> None:
     """Images tagged exporting, exported (whatever DescribeTasks says) or failed are left out of a scan:
     no export, no result; an untagged image is exported and tagged."""
-    account = FakeAccount()
-    for state in ("exporting", "exported", "failed"):
-        account.tracked(f"image-{state}", state)
-    account.ended("image-exporting", "Running")
-    account.add("image-new")
+    states = ("exporting", "exported", "failed")
+    ecs = account(
+        "image-new",
+        tracked={f"image-{state}": state for state in states},
+        ended={"image-exporting": "Running"},
+    )
 
-    outcome = run(account)
+    outcome = run(ecs)
 
     assert statuses(outcome.outcomes) == {"image-new": "started"}
-    assert account.images["image-new"] == {STATE_KEY: "exporting", DEST_KEY: DEST}
-    assert [c for c in account.calls if c[0] == "ExportImage"] == [("ExportImage", "image-new")]
+    assert ecs.tags_of("image-new") == {STATE_KEY: "exporting", DEST_KEY: DEST}
+    assert [c for c in ecs.calls if c[0] == "ExportImage"] == [("ExportImage", "image-new")]
 
 
 def test_a_named_image_tagged_failed_is_exported_again() -> None:
     """An event naming an image whose last export failed exports it again (the tag does not block it)."""
-    account = FakeAccount()
-    account.tracked("image-retry", "failed")
-    account.ended("image-retry", "Failed")
+    ecs = account(tracked={"image-retry": "failed"}, ended={"image-retry": "Failed"})
 
-    outcome = run(account, ExportCommand(trigger="event", image_ids=("image-retry",)))
+    outcome = run(ecs, ExportCommand(trigger="event", image_ids=("image-retry",)))
 
     assert statuses(outcome.outcomes) == {"image-retry": "started"}
-    assert account.images["image-retry"][STATE_KEY] == "exporting"
+    assert ecs.tags_of("image-retry")[STATE_KEY] == "exporting"
 
 
 def test_the_scan_and_the_follow_up_share_one_listing() -> None:
     """A timer scan lists the images once: the follow-up finds the exports in flight in the scan's own
     listing, so tracking adds no DescribeImages request."""
-    account = FakeAccount()
-    account.tracked("image-busy", "exporting")
-    account.ended("image-busy", "Running")
-    account.add("image-new")
+    ecs = account("image-new", tracked={"image-busy": "exporting"}, ended={"image-busy": "Running"})
 
-    run(account)
+    run(ecs)
 
-    assert account.count("DescribeImages") == 1
+    assert ecs.count("DescribeImages") == 1
+    assert ecs.emulator.stats()["requests"]["DescribeImages"] == {"200": 1}
 
 
 def test_an_export_is_followed_up_whatever_status_its_image_shows_meanwhile() -> None:
     """The shared listing asks for every private image, not only available ones: an image whose status
     changes while it is exported (unconfirmed for the real API) is still followed up, and never exported
     again by the scan."""
-    account = FakeAccount()
-    account.tracked("image-ok", "exporting")
-    account.status["image-ok"] = "exporting"
-    account.ended("image-ok", "Succeeded")
-    account.objects[("b-1", key("image-ok"))] = 40 * GIB
+    ecs = account(tracked={"image-ok": "exporting"}, ended={"image-ok": "Succeeded"})
 
-    tracked = run(account)
+    def shown_exporting(_call: Call, send: Callable[[], Any]) -> list[Image]:
+        # a status the emulated account cannot hold: DescribeImages says it
+        return [i.model_copy(update={"status": "exporting"}) for i in send()]
+
+    ecs.api.on("DescribeImages", shown_exporting)
+
+    tracked = run(ecs)
 
     assert statuses(tracked.outcomes) == {"image-ok": "exported"}
-    assert account.count("ExportImage") == 0
-    assert account.count("DescribeImages") == 1
+    assert ecs.count("ExportImage") == 0
+    assert ecs.count("DescribeImages") == 1
 
 
 def test_under_a_cap_the_exports_in_flight_are_counted_by_a_tag_search() -> None:
     """With a cap, a scan counts the exports in flight with a tag search of their own (whatever status their
     images have while they are exported), then lists the images to scan."""
-    account = FakeAccount()
-    account.tracked("image-busy", "exporting")
-    account.ended("image-busy", "Running")
+    ecs = account(tracked={"image-busy": "exporting"}, ended={"image-busy": "Running"})
 
-    run(account, cap=3)
+    run(ecs, cap=3)
 
-    assert [c[1] for c in account.calls if c[0] == "DescribeImages"] == [{STATE_KEY: "exporting"}, {}]
+    assert [c[1] for c in ecs.calls if c[0] == "DescribeImages"] == [{STATE_KEY: "exporting"}, {}]
 
 
 def test_a_scan_over_the_cap_queues_the_rest_counting_exports_still_in_flight() -> None:
     """With a cap of 3 and one export still running, a scan of 4 new images starts 2 and queues 2; queued
     is not an error."""
-    account = FakeAccount()
-    account.tracked("image-busy", "exporting")
-    account.ended("image-busy", "Running")
-    for n in range(4):
-        account.add(f"image-new{n}")
+    ecs = account(
+        *(f"image-new{n}" for n in range(4)),
+        tracked={"image-busy": "exporting"},
+        ended={"image-busy": "Running"},
+    )
 
-    outcome = run(account, cap=3)
+    outcome = run(ecs, cap=3)
 
     assert [o.status for o in outcome.outcomes] == ["started", "started", "queued", "queued"]
     assert all("EXPORT_MAX_IN_FLIGHT=3" in (o.reason or "") for o in outcome.outcomes[2:])
@@ -296,23 +218,18 @@ def test_a_scan_over_the_cap_queues_the_rest_counting_exports_still_in_flight() 
 def test_an_event_under_a_cap_counts_the_exports_in_flight_by_their_tag() -> None:
     """An event does not follow up; with a cap it counts the images tagged exporting (one tag search) and
     defers the images over the cap."""
-    account = FakeAccount()
-    account.tracked("image-busy", "exporting")
-    account.add("image-a")
-    account.add("image-b")
+    ecs = account("image-a", "image-b", tracked={"image-busy": "exporting"})
 
-    outcome = run(account, ExportCommand(trigger="event", image_ids=("image-a", "image-b")), cap=2)
+    outcome = run(ecs, ExportCommand(trigger="event", image_ids=("image-a", "image-b")), cap=2)
 
     assert statuses(outcome.outcomes) == {"image-a": "started", "image-b": "deferred"}
-    assert ("DescribeImages", {STATE_KEY: "exporting"}) in account.calls
+    assert ("DescribeImages", {STATE_KEY: "exporting"}) in ecs.calls
 
 
 def test_only_started_exports_are_tagged_all_in_one_call() -> None:
     """Every started export gets the same two tags in one tagging call (the client sends 50 images a
     request); skipped and failed images are not tagged."""
-    account = FakeAccount()
-    for image_id in ("image-a", "image-b", "image-c", "image-d"):
-        account.add(image_id)
+    ecs = account("image-a", "image-b", "image-c", "image-d")
     outcomes = (
         ImageOutcome(image_id="image-a", status="started", task_id="t-1"),
         ImageOutcome(image_id="image-b", status="skipped", task_id="t-0"),
@@ -320,23 +237,23 @@ def test_only_started_exports_are_tagged_all_in_one_call() -> None:
         ImageOutcome(image_id="image-d", status="started", task_id="t-2"),
     )
 
-    assert tag_started(account, outcomes, Destination("b-1", "nightly"), deadline=1e12) == outcomes
+    assert tag_started(ecs.api, outcomes, Destination("b-1", "nightly"), deadline=1e12) == outcomes
 
-    assert account.calls == [
-        ("TagResources", (("image-a", "image-d"), {STATE_KEY: "exporting", DEST_KEY: DEST}))
-    ]
+    assert ecs.calls == [("TagResources", (("image-a", "image-d"), {STATE_KEY: "exporting", DEST_KEY: DEST}))]
+    assert ecs.emulator.stats()["requests"]["TagResources"] == {"200": 1}
+    assert ecs.tags_of("image-d") == {STATE_KEY: "exporting", DEST_KEY: DEST}
+    assert ecs.tags_of("image-b") == {}
 
 
 def test_an_export_that_could_not_be_tagged_still_counts_as_started_and_says_so() -> None:
     """Tagging refused: the result stays started, its reason says it is not tracked, and a log line names
     the images."""
-    account = FakeAccount()
-    account.add("image-a")
-    account.tag_fault = AccessDenied("no", code="AccessDenied", action="TagResources")
+    ecs = account("image-a")
+    ecs.ecs.tagging_allowed = False  # the role may not call ecs:TagResources: 403 AccessDenied
     outcomes = (ImageOutcome(image_id="image-a", status="started", task_id="t-1"),)
 
     with capture_logs() as logs:
-        (tagged,) = tag_started(account, outcomes, Destination("b-1", "nightly"), deadline=1e12)
+        (tagged,) = tag_started(ecs.api, outcomes, Destination("b-1", "nightly"), deadline=1e12)
 
     assert tagged.status == "started"
     assert "not tracked" in str(tagged.reason)
@@ -347,52 +264,52 @@ def test_an_export_that_could_not_be_tagged_still_counts_as_started_and_says_so(
 def test_settle_sets_each_state_once_and_a_refusal_only_logs() -> None:
     """Finished exports are retagged one request per state; a refused retag is logged (the next run reports
     them again) and never raises."""
-    account = FakeAccount()
-    for image_id in ("image-a", "image-b", "image-c"):
-        account.tracked(image_id, "exporting")
+    ecs = account(tracked=dict.fromkeys(("image-a", "image-b", "image-c"), "exporting"))
     states = (("image-a", "exported"), ("image-b", "failed"), ("image-c", "exported"))
 
-    settle(account, states, deadline=1e12)  # type: ignore[arg-type]
+    settle(ecs.api, states, deadline=1e12)  # type: ignore[arg-type]
 
-    assert [c[1] for c in account.calls] == [
+    assert [c[1] for c in ecs.calls] == [
         (("image-a", "image-c"), {STATE_KEY: "exported"}),
         (("image-b",), {STATE_KEY: "failed"}),
     ]
-    assert account.images["image-a"][DEST_KEY] == DEST  # the destination stays
-    account.tag_fault = ServerError("down", code="InternalError", action="TagResources")
+    assert ecs.tags_of("image-a") == {STATE_KEY: "exported", DEST_KEY: DEST}  # the destination stays
+    assert ecs.tags_of("image-b")[STATE_KEY] == "failed"
+    ecs.emulator.fail_next("TagResources", 500, "InternalError", "down", times=FOREVER)
     with capture_logs() as logs:
-        settle(account, states, deadline=1e12)  # type: ignore[arg-type]
+        settle(ecs.api, states, deadline=1e12)  # type: ignore[arg-type]
     assert sum(line["event"] == "tracking.retag_failed" for line in logs) == 2
 
 
 def test_a_tagging_call_refused_before_sending_leaves_the_exports_untracked_and_settle_quiet() -> None:
     """A tagging call that raises (a tag the client refuses to send) marks the started exports not tracked,
     and a retag that raises is only logged."""
-    account = FakeAccount()
-    account.add("image-a")
-    account.tag_raises = TerminalApiError("bad key", code="InvalidTagKey.Malformed", action="TagResources")
+    ecs = account("image-a")
+    bad_key = TerminalApiError("bad key", code="InvalidTagKey.Malformed", action="TagResources")
+    ecs.api.on("TagResources", failing(bad_key, bad_key))
     outcomes = (ImageOutcome(image_id="image-a", status="started", task_id="t-1"),)
 
     with capture_logs() as logs:
-        (tagged,) = tag_started(account, outcomes, Destination("b-1", "nightly"), deadline=1e12)
-        settle(account, [("image-a", "exported")], deadline=1e12)
+        (tagged,) = tag_started(ecs.api, outcomes, Destination("b-1", "nightly"), deadline=1e12)
+        settle(ecs.api, [("image-a", "exported")], deadline=1e12)
 
     assert "InvalidTagKey.Malformed" in str(tagged.reason)
     assert [line["event"] for line in logs if line["log_level"] == "warning"] == [
         "tracking.untracked",
         "tracking.retag_failed",
     ]
+    assert "TagResources" not in ecs.emulator.stats()["requests"]  # nothing was sent
 
 
 def test_an_exporting_tag_without_a_readable_destination_is_left_alone() -> None:
     """An image tagged exporting whose destination tag is missing or edited by hand is neither reported
     nor counted in flight; a log line names it."""
-    account = FakeAccount()
-    account.images["image-odd"] = {STATE_KEY: "exporting", DEST_KEY: "s3://elsewhere/x"}
-    account.ended("image-odd", "Succeeded")
+    ecs = account(
+        tracked={"image-odd": "exporting"}, ended={"image-odd": "Succeeded"}, dest="s3://elsewhere/x"
+    )
 
     with capture_logs() as logs:
-        report = follow_up(account, account, deadline=1e12)
+        report = follow_up(ecs.api, ecs.api, deadline=1e12)
 
     assert (report.outcomes, report.in_flight) == ((), 0)
     assert [line["image_id"] for line in logs if line["event"] == "follow_up.no_destination"] == ["image-odd"]
@@ -401,25 +318,22 @@ def test_an_exporting_tag_without_a_readable_destination_is_left_alone() -> None
 def test_a_tag_search_at_the_apis_cap_lists_every_image_instead() -> None:
     """The API's tag search lists at most 1,000 images: when it returns that many, the follow-up lists all
     images and keeps those tagged exporting itself, so none is missed."""
-    account = FakeAccount()
-    for n in range(1000):
-        account.tracked(f"image-{n:04d}", "exporting")
-        account.ended(f"image-{n:04d}", "Running")
+    ids = [f"image-{n:04d}" for n in range(1000)]
+    ecs = account(tracked=dict.fromkeys(ids, "exporting"), ended=dict.fromkeys(ids, "Running"))
 
-    report = follow_up(account, account, deadline=1e12)
+    report = follow_up(ecs.api, ecs.api, deadline=1e12)
 
     assert report.in_flight == 1000
-    assert [c[1] for c in account.calls if c[0] == "DescribeImages"] == [{STATE_KEY: "exporting"}, {}]
+    assert [c[1] for c in ecs.calls if c[0] == "DescribeImages"] == [{STATE_KEY: "exporting"}, {}]
 
 
 def test_an_event_whose_exports_in_flight_cannot_be_counted_defers_under_a_cap() -> None:
     """An event under a cap whose tag search fails starts nothing: its images are deferred."""
-    account = FakeAccount()
-    account.add("image-a")
-    account.tag_search_fault = Throttled("slow down", code="FlowLimitExceeded", action="DescribeImages")
+    ecs = account("image-a")
+    _fail_tag_searches(ecs, 429, "FlowLimitExceeded")
 
     with capture_logs() as logs:
-        outcome = run(account, ExportCommand(trigger="event", image_ids=("image-a",)), cap=2)
+        outcome = run(ecs, ExportCommand(trigger="event", image_ids=("image-a",)), cap=2)
 
     assert statuses(outcome.outcomes) == {"image-a": "deferred"}
     assert any(line["event"] == "tracking.count_failed" for line in logs)

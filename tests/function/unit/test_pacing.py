@@ -27,17 +27,6 @@ def test_a_small_invocation_never_waits_and_sustained_traffic_is_spaced() -> Non
     assert gaps == pytest.approx([0.1] * 5)
 
 
-class _SlotRecorder(FakeClock):
-    """Callers that never wait in line: each wait is recorded as the slot it ends at, and time does not move."""
-
-    def __init__(self) -> None:
-        super().__init__(0.0)
-        self.slots: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.slots.append(self.t + seconds)
-
-
 @settings(max_examples=150, deadline=None)
 @given(
     rate=st.sampled_from([1.0, 2.5, 10.0, 20.0, 40.0]),
@@ -46,15 +35,15 @@ class _SlotRecorder(FakeClock):
 def test_no_second_ever_sees_more_than_the_rate(rate: float, gaps: list[float]) -> None:
     """Whatever the arrival pattern (bursts, pauses, many threads at once), no one-second window holds
     more than the rate's worth of requests."""
-    clock = _SlotRecorder()
+    clock = FakeClock(0.0, still=True)  # callers never wait in line: each wait ends at a slot
     limiter = RateLimiter(rate, clock=clock)
     for gap in gaps:
         clock.t += gap
-        before = len(clock.slots)
+        before = len(clock.woke)
         limiter.acquire(deadline=1e9)
-        if len(clock.slots) == before:  # no wait: the slot is now
-            clock.slots.append(clock.t)
-    slots = clock.slots
+        if len(clock.woke) == before:  # no wait: the slot is now
+            clock.woke.append(clock.t)
+    slots = clock.woke
     slots.sort()
     limit = max(1, int(rate))
     for i, start in enumerate(slots):

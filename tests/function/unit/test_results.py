@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import handler
 from handler import cli
-from handler.models.results import STATUSES, ErrorInfo, ImageOutcome, InvocationResult, Status
+from handler.models.results import STATUSES, ErrorInfo, ImageOutcome, Status
+from tests.support.builders import result_of
 
 FAILED_FOR_GOOD = ErrorInfo(code="InvalidImage.NotFound", message="no such image")
 RETRYABLE = ErrorInfo(code="InternalError", message="try again", retryable=True)
@@ -21,10 +22,6 @@ TASK_FAILED = ErrorInfo(code="ExportTaskFailed", message="task t-1 failed")
 
 def outcome(status: Status, error: ErrorInfo | None = None) -> ImageOutcome:
     return ImageOutcome(image_id=f"image-{status}", status=status, error=error)
-
-
-def result_of(*outcomes: ImageOutcome) -> InvocationResult:
-    return InvocationResult.of("timer", "evt-1", outcomes)
 
 
 @pytest.mark.parametrize(

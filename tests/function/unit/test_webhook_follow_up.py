@@ -7,34 +7,9 @@ import pytest
 from handler.adapters.webhooks import should_notify
 from handler.adapters.webhooks._formats import compose_text, headline, message_id
 from handler.adapters.webhooks._lines import human_duration, human_size
-from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult
+from handler.models.results import ImageOutcome
 from handler.models.settings import NotifyWhen, WebhookFormat
-
-GIB = 1024**3
-EXPORTED = ImageOutcome(
-    image_id="image-ok",
-    status="exported",
-    task_id="t-ok",
-    tos_bucket="bkt",
-    object_key="p_image-ok_system.qcow2",
-    size_bytes=40 * GIB,
-    duration_s=18 * 60 + 10,
-    verified=True,
-)
-EXPORT_FAILED = ImageOutcome(
-    image_id="image-bad",
-    status="export_failed",
-    task_id="t-bad",
-    tos_bucket="bkt",
-    object_key="p_image-bad_system.qcow2",
-    error=ErrorInfo(code="ExportTaskFailed", message="export task t-bad Failed"),
-)
-STARTED = ImageOutcome(image_id="image-new", status="started", task_id="t-new")
-QUEUED = ImageOutcome(image_id="image-later", status="queued", reason="EXPORT_MAX_IN_FLIGHT=3")
-
-
-def result_of(*outcomes: ImageOutcome, event_id: str = "evt-1") -> InvocationResult:
-    return InvocationResult.of("timer", event_id, outcomes)
+from tests.support.builders import EXPORT_FAILED, EXPORTED, GIB, QUEUED, STARTED, result_of
 
 
 @pytest.mark.parametrize("fmt", ["feishu", "slack"])

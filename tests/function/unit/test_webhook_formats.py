@@ -32,8 +32,9 @@ from handler.adapters.webhooks._formats import (
     standard_signature,
 )
 from handler.errors import ERROR_CODES, ConfigurationError
-from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult, Status
+from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult
 from handler.models.settings import NotifyWhen, WebhookFormat
+from tests.support.builders import outcome, result_of
 
 CHAT_FORMATS: tuple[WebhookFormat, ...] = ("feishu", "dingtalk", "wecom", "slack")
 NOW = 1_700_000_000.25
@@ -44,26 +45,6 @@ _VECTORS = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "webhoo
 STANDARD_VECTOR: dict[str, str] = _VECTORS["standard_webhooks"]
 FEISHU_VECTOR: dict[str, str] = _VECTORS["feishu"]
 DINGTALK_VECTOR: dict[str, str] = _VECTORS["dingtalk"]
-
-
-def outcome(
-    image_id: str | None = "image-1",
-    status: Status = "started",
-    *,
-    task_id: str | None = None,
-    code: str | None = None,
-    message: str = "it went wrong",
-    reason: str | None = None,
-    bucket: str | None = "my-exports",
-) -> ImageOutcome:
-    error = ErrorInfo(code=code, message=message) if code else None
-    return ImageOutcome(
-        image_id=image_id, status=status, task_id=task_id, tos_bucket=bucket, reason=reason, error=error
-    )
-
-
-def result_of(*outcomes: ImageOutcome, event_id: str = "evt-1") -> InvocationResult:
-    return InvocationResult.of("timer", event_id, outcomes)
 
 
 def body_of(fmt: WebhookFormat, result: InvocationResult, secret: str | None = None) -> dict[str, Any]:

@@ -561,16 +561,6 @@ def test_api_errors_while_planning_exit_1_with_the_explanation(
     assert "the deployer's credentials may not call ListFunctions (AccessDenied: not allowed" in err
 
 
-class _Clock:
-    """Time that moves only when slept."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_a_release_that_never_finishes_gives_up_with_its_last_status(
     account: Account, client: VefaasClient
 ) -> None:
@@ -578,7 +568,7 @@ def test_a_release_that_never_finishes_gives_up_with_its_last_status(
     function_id = account.function()
     account.service.release_polls = 100
     started = client.release(function_id, description="test")
-    clock, out = _Clock(), io.StringIO()
+    clock, out = FakeClock(0.0), io.StringIO()
     with pytest.raises(DeployError, match=r"did not finish within 10 s \(last status: inprogress\)"):
         wait_for_release(
             client,
@@ -588,7 +578,7 @@ def test_a_release_that_never_finishes_gives_up_with_its_last_status(
             timeout=10.0,
             out=out,
             sleep=clock.sleep,
-            monotonic=lambda: clock.now,
+            monotonic=clock.monotonic,
         )
     assert out.getvalue() == "     release status: inprogress\n"
     assert account.requests()["GetReleaseStatus"] == {"200": 6}
@@ -600,7 +590,7 @@ def test_an_earlier_releases_done_is_not_taken_for_ours(account: Account, client
     function_id = account.function()
     earlier = account.release(function_id)
     ours = ReleaseStarted(earlier["NewRevisionNumber"] + 1, "a-later-record")
-    clock, out = _Clock(), io.StringIO()
+    clock, out = FakeClock(0.0), io.StringIO()
     with pytest.raises(DeployError, match="did not finish within 4 s"):
         wait_for_release(
             client,
@@ -610,7 +600,7 @@ def test_an_earlier_releases_done_is_not_taken_for_ours(account: Account, client
             timeout=4.0,
             out=out,
             sleep=clock.sleep,
-            monotonic=lambda: clock.now,
+            monotonic=clock.monotonic,
         )
     assert out.getvalue() == "     release status: done (an earlier release; waiting for ours)\n"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -541,6 +542,30 @@ def test_admin_paths_refuse_clients_other_than_loopback(emulator: EcsEmulator) -
     reply = emulator.answer(method="GET", target=ADMIN_STATS_PATH, headers={}, body=b"", loopback=False)
 
     assert reply.status == 403
+
+
+def test_an_emulator_without_a_port_opens_no_socket_and_answers_in_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``port=None`` builds no server: nothing listens, ``start`` refuses, ``close`` is harmless, and the
+    transport answers as ever (the unit tests' accounts)."""
+    opened: list[object] = []
+    real = socket.socket
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            opened.append(args)
+            super().__init__(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(socket, "socket", Counting)
+        emulator = EcsEmulator(credentials=CREDENTIALS, port=None)
+    assert opened == []
+    with pytest.raises(RuntimeError, match="in-process only"):
+        emulator.start()
+    with httpx.Client(transport=emulator.transport()) as client:
+        assert signed_get(emulator, "DescribeImages", client=client).status_code == 200
+    emulator.close()
 
 
 def test_the_same_gateway_answers_in_process_through_its_transport() -> None:

@@ -23,26 +23,14 @@ from exporter_tools.emulator.fleet import (
 )
 from handler.models.events import ExportCommand, parse_event
 from tests.support.events import EVENT_NAMES, load_event
+from tests.support.fakes import FakeClock
 
 START = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
 IMAGE = "image-a1"
 
 
-class Clock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-def service(fleet: Fleet | None = None, *, task_seconds: float = 100.0) -> tuple[EcsService, Clock]:
-    clock = Clock()
+def service(fleet: Fleet | None = None, *, task_seconds: float = 100.0) -> tuple[EcsService, FakeClock]:
+    clock = FakeClock(wall=START)
     fleet = fleet or Fleet(images=(FleetImage(id=IMAGE),), buckets=(FleetBucket(name="bucket-1"),))
     return EcsService(fleet, task_seconds=task_seconds, seed=1, clock=clock), clock
 

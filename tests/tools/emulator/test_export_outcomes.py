@@ -20,26 +20,19 @@ from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage, follow
 from exporter_tools.emulator.tos import export_object_key
 from handler.adapters.signing import Credentials
 from tests.support.emulated import signed_get
+from tests.support.fakes import FakeClock
 from tests.tools.emulator.tos_requests import signed_tos_request
 
 START = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def account(task_seconds: float = 100.0) -> tuple[EcsService, Clock]:
+def account(task_seconds: float = 100.0) -> tuple[EcsService, FakeClock]:
     images = (
         FleetImage(id="image-ok", size_gb=40),
         FleetImage(id="image-bad", export_outcome="failed"),
         FleetImage(id="image-gone", export_outcome="no_object"),
     )
-    clock = Clock()
+    clock = FakeClock(wall=START)
     fleet = Fleet(images=images, buckets=(FleetBucket(name="bucket-1"),))
     return EcsService(fleet, task_seconds=task_seconds, seed=1, clock=clock), clock
 
@@ -63,7 +56,7 @@ def test_a_failing_export_fails_halfway(seconds: float, status: str, process: in
     """An image whose exports fail runs like any other, then Fails halfway with its Process and EndAt."""
     ecs, clock = account()
     export(ecs, "image-bad")
-    clock.now = START + timedelta(seconds=seconds)
+    clock.set_now(START + timedelta(seconds=seconds))
     task = task_of(ecs, "image-bad")
     assert (task["Status"], task["Process"]) == (status, process)
     if status == "Failed":
@@ -77,9 +70,9 @@ def test_objects_exist_only_for_exports_that_succeeded_with_one() -> None:
     ecs, clock = account()
     for image in ("image-ok", "image-bad", "image-gone"):
         export(ecs, image)
-    clock.now = START + timedelta(seconds=99)
+    clock.set_now(START + timedelta(seconds=99))
     assert ecs.exported_objects() == {}
-    clock.now = START + timedelta(seconds=100)
+    clock.set_now(START + timedelta(seconds=100))
     objects = ecs.exported_objects()
     key = export_object_key("p1", "image-ok")
     assert list(objects) == [("bucket-1", key)]
@@ -93,10 +86,10 @@ def test_the_outcome_can_be_changed_for_the_next_export() -> None:
     ecs, clock = account()
     export(ecs, "image-ok")
     ecs.set_export_outcome("image-ok", "failed")
-    clock.now = START + timedelta(seconds=100)
+    clock.set_now(START + timedelta(seconds=100))
     assert task_of(ecs, "image-ok")["Status"] == "Succeeded"
     export(ecs, "image-ok")
-    clock.now = START + timedelta(seconds=160)
+    clock.set_now(START + timedelta(seconds=160))
     assert task_of(ecs, "image-ok")["Status"] == "Failed"
     with pytest.raises(ValueError, match="succeeded, failed or no_object"):
         ecs.set_export_outcome("image-ok", "lost")  # type: ignore[arg-type]
@@ -145,13 +138,13 @@ def test_the_command_line_task_seconds_and_fleet_outcomes_reach_the_api(tmp_path
 
 def test_the_follow_up_fleet_ends_its_four_exports_four_ways() -> None:
     """follow_up_fleet: two exports leave objects of 40 and 20 GiB, one task Fails, one Succeeds with no object."""
-    clock = Clock()
+    clock = FakeClock(wall=START)
     ecs = EcsService(follow_up_fleet(), task_seconds=10.0, seed=1, clock=clock)
     ids = [image.id for image in follow_up_fleet().images]
     for image_id in ids:
         query = {"ImageId": image_id, "TOSBucket": "demo-exports", "TOSPrefix": "imgexport"}
         assert ecs.handle(ApiCall("GET", "ExportImage", "2020-04-01", query)).status == 200
-    clock.now = START + timedelta(seconds=10)
+    clock.set_now(START + timedelta(seconds=10))
     statuses = [task_of(ecs, image_id)["Status"] for image_id in ids]
     assert statuses == ["Succeeded", "Succeeded", "Failed", "Succeeded"]
     sizes = {key: found.size_bytes // 2**30 for (_, key), found in ecs.exported_objects().items()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -14,18 +13,9 @@ from exporter_tools import status
 from exporter_tools.cli import main as tools_main
 from exporter_tools.emulator.ecs import EcsEmulator
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage
+from tests.support.fakes import FakeClock
 
 STATE, DEST = "image-exporter:state", "image-exporter:dest"
-
-
-class Clock:
-    """Real time plus an offset: tasks created "earlier" while signatures stay fresh."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
 
 
 def fleet() -> Fleet:
@@ -52,14 +42,14 @@ def tracked(
 ) -> tuple[EcsEmulator, dict[str, str]]:
     """Two exports 40 s into their 100 s, one exported, one failed, one tagged exporting with no task listed,
     and one image never tracked; the function's variables point at the emulator."""
-    clock = Clock()
+    clock = FakeClock(wall=None)  # real time, moved: tasks created "earlier", signatures fresh
     emulator = emulated(fleet(), task_seconds=100.0, clock=clock)
-    clock.offset = timedelta(seconds=-40)
+    clock.advance(-40)
     tasks = {}
     for image in ("image-run1", "image-run2", "image-untracked"):
         params = {"ImageId": image, "TOSBucket": "demo-exports", "TOSPrefix": "imgexport"}
         tasks[image] = call(emulator, "ExportImage", params).json()["Result"]["TaskId"]
-    clock.offset = timedelta()
+    clock.advance(40)
     for image, state in (
         ("image-run1", "exporting"),
         ("image-run2", "exporting"),

@@ -20,6 +20,7 @@ from exporter_tools.emulator.tos import crc64_ecma, export_object_key
 from exporter_tools.emulator.tos_auth import tos_canonical_request, tos_signature, verify_tos_signature
 from handler.adapters.signing import Credentials
 from tests.support.emulated import CREDENTIALS
+from tests.support.fakes import FakeClock
 from tests.tools.emulator.tos_requests import signed_tos_request
 
 VECTORS = json.loads((Path(__file__).parents[2] / "vectors" / "tos_sign.json").read_text(encoding="utf-8"))
@@ -168,19 +169,6 @@ def test_crc64_ecma_check_value() -> None:
 # -- over a socket ------------------------------------------------------------------------------------------
 
 
-class Clock:
-    """Real time plus an offset the test moves, so signatures stay fresh while tasks progress."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += timedelta(seconds=seconds)
-
-
 def head(emulator: EcsEmulator, bucket: str, key: str, **options: Any) -> httpx.Response:
     return signed_tos_request(emulator, bucket, key, **options)
 
@@ -204,17 +192,17 @@ def four_images(**bucket: Any) -> Fleet:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(wall=None)  # real time, moved: signatures fresh, tasks progress
 
 
 @pytest.fixture
-def tos_emulator(start_emulator: Callable[..., EcsEmulator], clock: Clock) -> EcsEmulator:
+def tos_emulator(start_emulator: Callable[..., EcsEmulator], clock: FakeClock) -> EcsEmulator:
     return start_emulator(four_images(), task_seconds=TASK_SECONDS, clock=clock)
 
 
 def test_objects_appear_when_export_tasks_succeed(
-    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+    tos_emulator: EcsEmulator, clock: FakeClock, call: Callable[..., httpx.Response]
 ) -> None:
     """Two succeed with objects of their image's size, one fails, one succeeds without an object."""
     for image in ("image-ok1", "image-ok2", "image-bad", "image-gone"):
@@ -243,7 +231,7 @@ def test_objects_appear_when_export_tasks_succeed(
 
 
 def test_an_object_vanishes_on_request_and_returns_with_a_new_export(
-    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+    tos_emulator: EcsEmulator, clock: FakeClock, call: Callable[..., httpx.Response]
 ) -> None:
     """remove_object (or DELETE /__admin/tos/<bucket>/<key>) makes HeadObject answer 404; a new export writes it again."""
     key = export_object_key("px", "image-ok1")
@@ -266,7 +254,7 @@ def test_an_object_vanishes_on_request_and_returns_with_a_new_export(
 
 
 def test_a_bucket_the_role_cannot_read_answers_403_with_the_json_error(
-    start_emulator: Callable[..., EcsEmulator], clock: Clock, call: Callable[..., httpx.Response]
+    start_emulator: Callable[..., EcsEmulator], clock: FakeClock, call: Callable[..., httpx.Response]
 ) -> None:
     """read_allowed false: HEAD answers 403 (no body, as HTTP wants) and GET the JSON error body of TOS."""
     emulator = start_emulator(four_images(read_allowed=False), task_seconds=TASK_SECONDS, clock=clock)
@@ -301,7 +289,7 @@ def test_errors_for_unknown_buckets_bad_signatures_and_stale_dates(tos_emulator:
 
 
 def test_tos_accepts_the_key_pairs_the_gateway_accepts_now(
-    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+    tos_emulator: EcsEmulator, clock: FakeClock, call: Callable[..., httpx.Response]
 ) -> None:
     """After the emulator's accepted keys are replaced, HeadObject takes the new pair and refuses the old one."""
     export(tos_emulator, "image-ok1", call)
@@ -315,7 +303,7 @@ def test_tos_accepts_the_key_pairs_the_gateway_accepts_now(
 
 
 def test_tos_and_openapi_share_the_port(
-    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+    tos_emulator: EcsEmulator, clock: FakeClock, call: Callable[..., httpx.Response]
 ) -> None:
     """OpenAPI requests still reach ECS on the same port, and the TOS requests are counted apart."""
     export(tos_emulator, "image-ok1", call)
@@ -327,7 +315,7 @@ def test_tos_and_openapi_share_the_port(
 
 
 def test_object_keys_are_case_sensitive(
-    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+    tos_emulator: EcsEmulator, clock: FakeClock, call: Callable[..., httpx.Response]
 ) -> None:
     """The object is found under its exact key only: another case of the prefix is another key."""
     export(tos_emulator, "image-ok2", call, prefix="Px9")
@@ -337,7 +325,7 @@ def test_object_keys_are_case_sensitive(
 
 
 def test_the_in_process_transport_answers_tos_requests_too(
-    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+    tos_emulator: EcsEmulator, clock: FakeClock, call: Callable[..., httpx.Response]
 ) -> None:
     """``EcsEmulator.transport()`` serves HeadObject as the socket does: the size header, and no body."""
     export(tos_emulator, "image-ok2", call)
@@ -353,7 +341,7 @@ def test_the_in_process_transport_answers_tos_requests_too(
 
 
 def test_injected_tos_errors_are_retryable_answers_with_the_json_body(
-    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+    tos_emulator: EcsEmulator, clock: FakeClock, call: Callable[..., httpx.Response]
 ) -> None:
     """error_rate 1 answers every signed request 500 InternalError; throttle_rate 1 answers 429; off again, 200."""
     export(tos_emulator, "image-ok1", call)
@@ -370,7 +358,7 @@ def test_injected_tos_errors_are_retryable_answers_with_the_json_body(
 
 
 def test_the_admin_reset_clears_the_tos_side(
-    tos_emulator: EcsEmulator, clock: Clock, call: Callable[..., httpx.Response]
+    tos_emulator: EcsEmulator, clock: FakeClock, call: Callable[..., httpx.Response]
 ) -> None:
     """POST /__admin/reset forgets removals and TOS statistics along with the rest; /__admin/stats shows them."""
     export(tos_emulator, "image-ok1", call)
