@@ -37,7 +37,7 @@ TOOLS_INTEGRATION_TESTS := $(filter-out $(TOOLS_UNIT_TESTS) $(TOOLS_E2E_TESTS),\
     $(wildcard tests/tools/test_*.py tests/tools/*/test_*.py))
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not soak" tests/function/unit $(addprefix --ignore=,$(FRESH_PROCESS_TESTS)) $(TOOLS_UNIT_TESTS)
+	HYPOTHESIS_PROFILE=quick $(BIN)/pytest -m "not soak" tests/function/unit $(addprefix --ignore=,$(FRESH_PROCESS_TESTS)) $(TOOLS_UNIT_TESTS)
 
 integration: $(STAMP)
 	$(BIN)/pytest -m "not soak" tests/function/integration $(FRESH_PROCESS_TESTS) $(TOOLS_INTEGRATION_TESTS)

@@ -18,8 +18,15 @@ from hypothesis import settings
 # CI runs the same examples every time (a failure there is reproducible, never a one-off draw); locally each
 # run draws new ones, which is how property tests keep finding what nobody thought of.
 settings.register_profile("ci", derandomize=True)
+# `make unit` is the quick loop: a quarter of the examples (every property still runs); `make test` and CI
+# run them all. Tests that ask for more than the default scale with it (tests.support.builders.examples).
+settings.register_profile("quick", max_examples=25)
+settings.register_profile("ci-quick", max_examples=25, derandomize=True)
+_quick = os.environ.get("HYPOTHESIS_PROFILE") == "quick"
 if os.environ.get("CI"):
-    settings.load_profile("ci")
+    settings.load_profile("ci-quick" if _quick else "ci")
+elif _quick:
+    settings.load_profile("quick")
 
 pytest_plugins = ["tests.support.emulated"]
 

@@ -29,6 +29,7 @@ __all__ = [
     "api_error",
     "api_ok",
     "ecs_client",
+    "examples",
     "fleet_image",
     "fleet_task",
     "image",
@@ -173,3 +174,13 @@ EXPORT_FAILED = ImageOutcome(
 )
 STARTED = ImageOutcome(image_id="image-new", status="started", task_id="t-new")
 QUEUED = ImageOutcome(image_id="image-later", status="queued", reason="EXPORT_MAX_IN_FLIGHT=3")
+
+
+# -- property tests -------------------------------------------------------------------------------------------
+
+
+def examples(full: int) -> int:
+    """``full`` examples under the default profile, scaled with the loaded one (``make unit`` runs a quarter)."""
+    from hypothesis import settings
+
+    return max(1, full * settings.default.max_examples // 100)

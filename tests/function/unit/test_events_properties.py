@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from handler.errors import InvalidEvent
 from handler.models.events import IMAGE_ID_PATTERN, ExportCommand, ScanCommand, parse_event
+from tests.support.builders import examples
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 json_values = st.recursive(
@@ -80,14 +81,14 @@ def parses_or_refuses(event: object) -> None:
         assert isinstance(outcome, ScanCommand | ExportCommand)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(json_values)
 def test_any_json_value_is_a_command_or_an_invalid_event(event: object) -> None:
     """No JSON value makes the parser crash: it answers with a command or a clear refusal."""
     parses_or_refuses(event)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(event_like())
 def test_any_event_like_dict_is_a_command_or_an_invalid_event(event: dict[str, Any]) -> None:
     """Near-miss CloudEvents, timers, HTTP and direct events never crash the parser."""
@@ -106,7 +107,7 @@ batches = st.lists(image_ids, min_size=1, max_size=30).flatmap(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(batches, st.sampled_from(["direct", "timer", "http"]))
 def test_valid_batches_name_exactly_their_images(ids: list[str], shape: str) -> None:
     """Direct, timer and HTTP events export every id they name, once each, in the order named."""
@@ -122,7 +123,7 @@ def test_valid_batches_name_exactly_their_images(ids: list[str], shape: str) -> 
     assert command.image_ids == deduplicated(ids)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(image_ids, st.sampled_from(["ImageId", "imageId", "image_id", "ResourceId"]), st.booleans())
 def test_valid_single_image_events_name_their_image(image_id: str, key: str, as_text: bool) -> None:
     """A CloudEvent naming one image, under any accepted spelling, exports exactly that image."""
@@ -137,7 +138,7 @@ def test_valid_single_image_events_name_their_image(image_id: str, key: str, as_
     assert parse_event(event) == ExportCommand(trigger="event", event_id="e", image_ids=(image_id,))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     st.fixed_dictionaries(
         {},

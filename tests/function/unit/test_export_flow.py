@@ -479,11 +479,14 @@ def test_the_budget_running_out_mid_request_says_so() -> None:
 def test_a_tag_scan_reaching_the_apis_cap_filters_on_our_side() -> None:
     """When a tag search lists 1,000 images (the API's cap), the scan lists without the filter and keeps
     the tagged images itself, so none past the cap is missed; the log says so."""
-    images = [fleet_image(f"image-t{n:04d}", tags={"env": "prod"}) for n in range(1001)]
-    ecs = Account([*images, fleet_image("image-dev", tags={"env": "dev"})])
+    ids = [f"image-t{n:04d}" for n in range(1001)]
+    images = [fleet_image(i, tags={"env": "prod"}) for i in ids]
+    done = [fleet_task(i, "Running") for i in ids]  # each one found (and skipped): no export to send
+    ecs = Account([*images, fleet_image("image-dev", tags={"env": "dev"})], done)
     with capture_logs() as logs:
         outcomes = run(ScanCommand(trigger="timer", tags={"env": "prod"}), ecs)
-    assert len(outcomes) == 1001
+    assert sorted(outcomes) == ids
+    assert {o.status for o in outcomes.values()} == {"skipped"}
     assert "image-dev" not in outcomes
     assert [c[1] for c in ecs.calls if c[0] == "DescribeImages"] == [{"env": "prod"}, {}]
     assert any(entry["event"] == "scan.tags_filtered_locally" for entry in logs)

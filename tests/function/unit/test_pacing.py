@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from handler.adapters.pacing import RateLimiter
 from handler.errors import BudgetExhausted
+from tests.support.builders import examples
 from tests.support.fakes import FakeClock
 
 
@@ -27,7 +28,7 @@ def test_a_small_invocation_never_waits_and_sustained_traffic_is_spaced() -> Non
     assert gaps == pytest.approx([0.1] * 5)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     rate=st.sampled_from([1.0, 2.5, 10.0, 20.0, 40.0]),
     gaps=st.lists(st.floats(min_value=0.0, max_value=0.3), min_size=1, max_size=150),

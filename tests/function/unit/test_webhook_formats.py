@@ -34,7 +34,7 @@ from handler.adapters.webhooks._formats import (
 from handler.errors import ERROR_CODES, ConfigurationError
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult
 from handler.models.settings import NotifyWhen, WebhookFormat
-from tests.support.builders import outcome, result_of
+from tests.support.builders import examples, outcome, result_of
 
 CHAT_FORMATS: tuple[WebhookFormat, ...] = ("feishu", "dingtalk", "wecom", "slack")
 NOW = 1_700_000_000.25
@@ -378,7 +378,7 @@ def test_large_messages_fit_the_platform_limit(fmt: WebhookFormat, filler: str) 
     assert "more" in chat_text(fmt, result)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     fmt=st.sampled_from(CHAT_FORMATS),
     names=st.lists(st.text(min_size=0, max_size=400), min_size=1, max_size=30),
