@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from handler.adapters.openapi import OpenApiClient
-from handler.errors import ExporterError, MalformedResponse, error_for
+from handler.errors import AccessDenied, AuthenticationFailed, ExporterError, MalformedResponse, error_for
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.tagging import TaggingFailure, TaggingReport
 
@@ -151,14 +151,36 @@ class EcsClient:
         unique = list(dict.fromkeys(image_ids))
         for start in range(0, len(unique), TAG_BATCH_LIMIT):
             batch = unique[start : start + TAG_BATCH_LIMIT]
-            ids = {f"ResourceIds.{n}": i for n, i in enumerate(batch, start=1)}
-            try:
-                self._api.call(action, params | ids, deadline=deadline, idempotent=True)
-            except ExporterError as error:
-                failures.append(TaggingFailure(tuple(batch), error))
-            else:
-                done.extend(batch)
+            self._tag_group(action, batch, params, deadline=deadline, done=done, failures=failures)
         return TaggingReport(tuple(done), tuple(failures))
+
+    def _tag_group(
+        self,
+        action: str,
+        batch: list[str],
+        params: dict[str, str],
+        *,
+        deadline: float,
+        done: list[str],
+        failures: list[TaggingFailure],
+    ) -> None:
+        """One request for ``batch``. The API refuses a request as a whole when one of its images cannot take
+        the tags (gone, or at the tag limit): such a refusal splits the batch in halves, and again, until the
+        images it refuses stand alone and every other image is tagged. A failure that is no image's own
+        (throttled or unanswered past the retries, out of time, a key without the permission) is the whole
+        batch's: splitting it would only send more requests into the same wall."""
+        ids = {f"ResourceIds.{n}": i for n, i in enumerate(batch, start=1)}
+        try:
+            self._api.call(action, params | ids, deadline=deadline, idempotent=True)
+        except ExporterError as error:
+            if len(batch) == 1 or not _refused_for_an_image(error):
+                failures.append(TaggingFailure(tuple(batch), error))
+                return
+            half = len(batch) // 2
+            for part in (batch[:half], batch[half:]):
+                self._tag_group(action, part, params, deadline=deadline, done=done, failures=failures)
+        else:
+            done.extend(batch)
 
     def _pages(
         self, action: str, params: dict[str, str], key: str, *, deadline: float, max_pages: int
@@ -181,6 +203,12 @@ class EcsClient:
             seen.add(token)
         msg = f"the paging did not end: a new NextToken after {max_pages} pages, more than this listing can need"
         raise MalformedResponse(msg, action=action)
+
+
+def _refused_for_an_image(error: ExporterError) -> bool:
+    """Whether a refused tagging request may be one image's fault: a final answer that is not about the
+    caller's identity or permission (those refuse every image alike)."""
+    return not error.retryable and not isinstance(error, AccessDenied | AuthenticationFailed)
 
 
 def _pages_for(items: int) -> int:

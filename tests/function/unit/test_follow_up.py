@@ -261,6 +261,42 @@ def test_an_export_that_could_not_be_tagged_still_counts_as_started_and_says_so(
     assert [line["image_ids"] for line in logs if line["event"] == "tracking.untracked"] == [["image-a"]]
 
 
+def test_one_image_at_the_tag_limit_leaves_only_itself_untracked() -> None:
+    """The API refuses a whole TagResources request when one image would pass 50 tags: the batch is split
+    until that image stands alone, so the 13 others are tracked and only it says why it is not."""
+    full = {f"team-{n}": "x" for n in range(49)}  # 49 tags: our two would make 51
+    ids = [f"image-{c}" for c in "abcdefghijklmn"]
+    ecs = Account([fleet_image(i, tags=full if i == "image-f" else {}) for i in ids])
+    outcomes = tuple(ImageOutcome(image_id=i, status="started", task_id=f"t-{i}") for i in ids)
+
+    with capture_logs() as logs:
+        tagged = tag_started(ecs.api, outcomes, Destination("b-1", "nightly"), deadline=1e12)
+
+    untracked = [o.image_id for o in tagged if "not tracked" in (o.reason or "")]
+    assert untracked == ["image-f"]
+    assert "QuotaExceeded.TagsPerResource" in str(tagged[5].reason)
+    for image_id in ids:
+        if image_id != "image-f":
+            assert ecs.tags_of(image_id) == {STATE_KEY: "exporting", DEST_KEY: DEST}
+    assert STATE_KEY not in ecs.tags_of("image-f")
+    assert [line["image_ids"] for line in logs if line["event"] == "tracking.untracked"] == [["image-f"]]
+    # halves, then quarters...: a handful of requests, not one per image
+    assert 2 <= ecs.emulator.stats()["requests"]["TagResources"].get("200", 0) <= 6
+
+
+def test_a_refusal_that_is_no_images_fault_is_not_split() -> None:
+    """Without the permission every image is refused alike: one request, every image untracked, no split."""
+    ids = [f"image-{c}" for c in "abcdefgh"]
+    ecs = Account([fleet_image(i) for i in ids])
+    ecs.ecs.tagging_allowed = False
+    outcomes = tuple(ImageOutcome(image_id=i, status="started", task_id=f"t-{i}") for i in ids)
+
+    tagged = tag_started(ecs.api, outcomes, Destination("b-1", "nightly"), deadline=1e12)
+
+    assert all("AccessDenied" in (o.reason or "") for o in tagged)
+    assert sum(ecs.emulator.stats()["requests"]["TagResources"].values()) == 1
+
+
 def test_settle_sets_each_state_once_and_a_refusal_only_logs() -> None:
     """Finished exports are retagged one request per state; a refused retag is logged (the next run reports
     them again) and never raises."""
