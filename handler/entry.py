@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -19,21 +18,11 @@ from handler.models.settings import Settings
 from handler.version import build_info
 
 if TYPE_CHECKING:
-    from handler.core.apis import TrackingApi
-    from handler.core.tracking import TrackingState
+    from handler.core.follow_up import TrackedRun
 
 __all__ = ["handle", "http_response", "reject"]
 
 _log = structlog.get_logger("handler")
-
-
-@dataclass(frozen=True, slots=True)
-class _Exported:
-    """What the flow did: each image's outcome, and the tags to set once they are reported."""
-
-    outcomes: tuple[ImageOutcome, ...]
-    next_states: tuple[tuple[str, TrackingState], ...] = ()
-    ecs: TrackingApi | None = None
 
 
 def handle(event: Any, context: Any = None) -> dict[str, Any]:
@@ -47,14 +36,14 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     settings: Settings | None = None
     budget: Budget | None = None
     stopped_by: ExporterError | None = None
-    exported = _Exported(outcomes=())
+    exported: TrackedRun | None = None
     try:
         settings = Settings.from_env(os.environ)
         configure_logging(settings.log_level)
         budget = Budget.for_invocation(_remaining(context), now=SYSTEM_CLOCK.monotonic(), settings=settings)
         if isinstance(command, InvalidEvent):
             raise command
-        exported = _export(command, settings, budget)
+        exported = _export(command, settings, budget, holder=event_id or request_id)
         result = InvocationResult.of(trigger, event_id or request_id, exported.outcomes)
     except ExporterError as error:
         stopped_by = error
@@ -70,7 +59,8 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     _report(result)
     if settings is not None and budget is not None:
         _notify(result, settings, budget)
-        _retag(exported, budget)  # only now: a finished export is reported again rather than never
+        if exported is not None:
+            exported.settle(deadline=budget.report_by)  # only now: reported again rather than never
     return _respond(result, stopped_by)
 
 
@@ -107,8 +97,9 @@ def _remaining(context: Any) -> float | None:
     return None
 
 
-def _export(command: Command, settings: Settings, budget: Budget) -> _Exported:
-    """Resolve credentials and the target, build the clients, run the flow within the time budget."""
+def _export(command: Command, settings: Settings, budget: Budget, *, holder: str) -> TrackedRun:
+    """Resolve credentials and the target, build the clients, run the flow within the time budget; ``holder``
+    names this invocation in the claims it writes."""
     from handler.adapters.clients import build_clients  # noqa: PLC0415 - after the event is valid
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415
     from handler.core.follow_up import run_tracked  # noqa: PLC0415
@@ -116,19 +107,17 @@ def _export(command: Command, settings: Settings, budget: Budget) -> _Exported:
 
     plan = ExportPlan.of(command, settings)
     clients = build_clients(settings, resolve_credentials(os.environ), secrets=_webhook_secrets(settings))
-    cap = settings.max_in_flight
-    run = run_tracked(
-        command, api=clients.ecs, store=clients.store, plan=plan, budget=budget, cap=cap, clock=SYSTEM_CLOCK
+    return run_tracked(
+        command,
+        api=clients.ecs,
+        store=clients.store,
+        plan=plan,
+        budget=budget,
+        cap=settings.max_in_flight,
+        holder=holder,
+        settle=settings.claim_settle,
+        clock=SYSTEM_CLOCK,
     )
-    return _Exported(run.outcomes, run.next_states, clients.ecs)
-
-
-def _retag(exported: _Exported, budget: Budget) -> None:
-    """Tag each followed-up image with its next state, after its outcome was reported."""
-    if exported.next_states and exported.ecs is not None:
-        from handler.core.follow_up import settle  # noqa: PLC0415
-
-        settle(exported.ecs, exported.next_states, deadline=budget.report_by)
 
 
 def _respond(result: InvocationResult, stopped_by: ExporterError | None) -> dict[str, Any]:

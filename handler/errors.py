@@ -382,6 +382,7 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
             InvalidParameter, "a tag value is at most 256 characters", "gateway"
         ),
         "InvalidParameter.Tags": ErrorCode(InvalidParameter, "send 1-20 tags a request", "gateway"),
+        "InvalidParameter.TagKeys": ErrorCode(InvalidParameter, "remove 1-20 tag keys a request", "gateway"),
         # The exporter's own
         "InvalidEvent": ErrorCode(InvalidEvent, "fix the event: the message names the field", "exporter"),
         "ConfigurationError": ErrorCode(

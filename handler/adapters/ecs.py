@@ -1,5 +1,5 @@
-"""The ECS client: ``ExportImage``, ``DescribeImages``, ``DescribeTasks`` and ``TagResources`` (Version
-2020-04-01), typed.
+"""The ECS client: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources`` and
+``UntagResources`` (Version 2020-04-01), typed.
 
 ``ExportImage`` raises ``UnknownOutcomeError`` when its answer was lost and ``RetryableApiError`` with code
 ``OperationDenied.ResourceLocked`` when the image is busy: in both cases only the image's tasks can tell
@@ -142,6 +142,20 @@ class EcsClient:
             params[f"Tags.{n}.Key"] = key
             params[f"Tags.{n}.Value"] = value
         return self._tag_batches("TagResources", image_ids, params, deadline=deadline)
+
+    def untag_images(
+        self, image_ids: Iterable[str], keys: Iterable[str], *, deadline: float
+    ) -> TaggingReport:
+        """Remove the tags ``keys`` (1-20) from every image: UntagResources with ``ResourceType=image``, 50
+        images a request, reported like :meth:`tag_images`. A key an image does not carry is no error."""
+        wanted = list(dict.fromkeys(keys))
+        if not 1 <= len(wanted) <= TAGS_PER_CALL:
+            msg = f"tag keys: expected 1-{TAGS_PER_CALL} keys a request, got {len(wanted)}"
+            raise error_for("InvalidParameter.TagKeys", msg, action="UntagResources")
+        params: dict[str, str] = {"ResourceType": "image"}
+        for n, key in enumerate(wanted, start=1):
+            params[f"TagKeys.{n}"] = validate_tag_key(key)
+        return self._tag_batches("UntagResources", image_ids, params, deadline=deadline)
 
     def _tag_batches(
         self, action: str, image_ids: Iterable[str], params: dict[str, str], *, deadline: float

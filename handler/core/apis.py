@@ -37,10 +37,14 @@ class EcsApi(Protocol):
 
 
 class TrackingApi(EcsApi, Protocol):
-    """The ECS action tracking adds: TagResources on images."""
+    """The ECS actions tracking adds: TagResources and UntagResources on images."""
 
     def tag_images(
         self, image_ids: Iterable[str], tags: Mapping[str, str], *, deadline: float
+    ) -> TaggingReport: ...
+
+    def untag_images(
+        self, image_ids: Iterable[str], keys: Iterable[str], *, deadline: float
     ) -> TaggingReport: ...
 
 

@@ -45,6 +45,7 @@ _log = structlog.get_logger("handler.run")
 UNKNOWN_OUTCOME_TRIES = 3
 # DescribeImages with TagFilters lists at most this many images (docs/facts.md §3).
 TAG_SCAN_CAP = 1000
+_ADOPTED = "it was not tracked: it is now tagged exporting, and a later timer run reports how it ends"
 
 
 def run_command(
@@ -100,6 +101,9 @@ class _ExportFlow:
         self._lookups = Lookups(self._tasks_by_image, plan, clock, now=self.now, workers=1)
         self._slots = Slots(None, scan=False)
         self._refused: dict[str, ImageNotReady] = {}
+        self._claiming = tracked is not None and tracked.tracker is not None and tracked.cap is not None
+        self._granted: list[str] = []  # claimed and granted, not yet handed out
+        self._adopted: list[str] = []  # found exporting untracked: tagged and followed up from now on
 
     def execute(self, command: Command) -> tuple[ImageOutcome, ...]:
         scan = isinstance(command, ScanCommand)
@@ -119,6 +123,7 @@ class _ExportFlow:
         )
         self._slots = Slots(self.tracked, scan=scan)
         self._export_all()
+        self._tag_adopted()
         self._explain_refusals(self._settled)
         return tuple(self._settled[i] for i in order)
 
@@ -186,16 +191,51 @@ class _ExportFlow:
 
     def _next_export(self) -> str | None:
         """The next image cleared for export, every image before it in the command's order settled or handed
-        out; None when none is left. Workers share it under the lock, so none hands out an image twice."""
+        out; None when none is left. Workers share it under the lock, so none hands out an image twice. Under
+        a cap with tracking, the images are cleared a round at a time and claimed across copies first
+        (``Tracker.reserve``): only those granted are handed out."""
         with self._lock:
+            if self._granted:
+                return self._granted.pop(0)
             while self._next < len(self._order):
-                image_id = self._order[self._next]
-                outcome = self._clear(image_id)
-                self._next += 1
-                if outcome is None:
-                    return image_id
-                self._settled[image_id] = outcome
+                cleared = self._clear_round()
+                if not cleared:
+                    continue
+                if not self._claiming:
+                    return cleared[0]
+                self._granted = self._reserve(cleared)
+                if self._granted:
+                    return self._granted.pop(0)
         return None
+
+    def _clear_round(self) -> list[str]:
+        """Clear the next images in order: one (no claims), or as many as the cap and the workers allow."""
+        size = 1
+        if self._claiming:
+            size = max(1, min(self._workers, self._slots.left or 1))
+        cleared: list[str] = []
+        while self._next < len(self._order) and len(cleared) < size:
+            image_id = self._order[self._next]
+            outcome = self._clear(image_id)
+            self._next += 1
+            if outcome is None:
+                cleared.append(image_id)
+            else:
+                self._settled[image_id] = outcome
+        return cleared
+
+    def _reserve(self, cleared: list[str]) -> list[str]:
+        """Claim the cleared images under the cap across copies; the ones not granted wait for a later run."""
+        tracked = self.tracked
+        if tracked is None or tracked.tracker is None or tracked.cap is None:  # pragma: no cover - _claiming
+            return cleared
+        granted = tracked.tracker.reserve(cleared, cap=tracked.cap, finished=tracked.finished)
+        if len(granted) < len(cleared):
+            self._slots.close()
+        for image_id in cleared:
+            if image_id not in granted:
+                self._settled[image_id] = self._slots.yielded(image_id, tracked.cap)
+        return [i for i in cleared if i in granted]
 
     def _clear(self, image_id: str) -> ImageOutcome | None:
         """``None``: cleared, send the export now. Else the image's outcome: skipped (a task found), held by
@@ -213,7 +253,7 @@ class _ExportFlow:
             return _not_done(image_id, failure, self.budget)
         found = lookups.found(image_id)
         if found.task is not None:
-            return _skipped(image_id, found.task, found.reason)
+            return self._found_exporting(image_id, found.task, found.reason)
         if self._slots.exhausted:
             return self._slots.held(image_id)
         if budget_low:
@@ -225,6 +265,14 @@ class _ExportFlow:
         self._slots.take()
         lookups.handed_out()
         return None
+
+    def _found_exporting(self, image_id: str, task: Task, reason: str) -> ImageOutcome:
+        """Skipped: an export of the image is under way or done. A scan with tracking adopts it when it is not
+        tracked (every image a tracked scan considers is untracked): it is tagged and followed up."""
+        if self.tracked is not None and self.tracked.adopt and self.tracked.tracker is not None:
+            self._adopted.append(image_id)
+            return _skipped(image_id, task, f"{reason}; {_ADOPTED}")
+        return _skipped(image_id, task, reason)
 
     # -- exporting ---------------------------------------------------------------------------------------
 
@@ -247,6 +295,25 @@ class _ExportFlow:
             outcome = self._export_one(image_id)
             with self._lock:
                 self._settled[image_id] = outcome
+            self._track(image_id, outcome)
+
+    def _track(self, image_id: str, outcome: ImageOutcome) -> None:
+        """Tag a started export as it goes; under claims, release an image claimed but not exported (or adopt
+        the export found holding it)."""
+        tracker = self.tracked.tracker if self.tracked is not None else None
+        if tracker is None:
+            return
+        if outcome.status == "started" or (self._claiming and outcome.status == "skipped"):
+            tracker.started(image_id)
+        elif self._claiming:
+            tracker.release_start(image_id)
+
+    def _tag_adopted(self) -> None:
+        tracker = self.tracked.tracker if self.tracked is not None else None
+        if tracker is None:
+            return
+        for image_id in self._adopted:
+            tracker.started(image_id)
 
     def _started(self, image_id: str, task_id: str, reason: str | None = None) -> ImageOutcome:
         return ImageOutcome(

@@ -3,13 +3,15 @@
 An invocation with ``EXPORT_TRACKING=tags`` runs in three steps, all against protocols (no I/O here):
 
 1. :func:`run_tracked`: a timer first follows up the images tagged ``exporting`` (their latest ExportImage
-   task, then a HeadObject where the task Succeeded or is no longer listed) and turns each finished export
-   into an ``exported`` or ``export_failed`` outcome; then the command runs under the in-flight cap; then
-   every export started is tagged ``exporting`` with its destination (one TagResources request per 50
-   images with the same tags).
+   task, then a HeadObject where the task Succeeded or is no longer listed), claims the finished ones for
+   reporting (``handler.core.claims``: two copies at once report each once) and turns each it holds into an
+   ``exported`` or ``export_failed`` outcome; then the command runs under the in-flight cap, and every
+   export is tagged ``exporting`` with its destination as it starts (``handler.core.tracker``: batches of
+   up to 50, sent within seconds); a scan also adopts an untracked image it finds exporting or exported.
 2. The caller logs and notifies the outcomes.
-3. :func:`settle`: the finished exports' state tags change (``exported`` / ``failed``). Only now: a crash
-   before this step reports them again next time rather than never.
+3. :meth:`TrackedRun.settle`: the reported exports' state tags change (``exported`` / ``failed``), where
+   the image still carries this invocation's claim. Only now: a crash before this step reports them again
+   next time rather than never.
 
 The pure decisions (tag values and their transitions, the latest task, the outcome of a task and an object)
 are ``handler.core.tracking``'s; which images are looked at, ``handler.core.selection``'s.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC
 
 import structlog
 
@@ -26,59 +29,63 @@ from handler.clock import SYSTEM_CLOCK, Clock
 from handler.core import export_flow
 from handler.core.apis import EcsApi, ObjectStore, TrackingApi
 from handler.core.budget import Budget
+from handler.core.claims import (
+    CLAIM_MARGIN_SECONDS,
+    DEFAULT_SETTLE_SECONDS,
+    REPORT_LIMIT,
+    Claim,
+    claim_of,
+    millis,
+)
 from handler.core.export_flow import TAG_SCAN_CAP
 from handler.core.in_flight import Tracked
 from handler.core.plan import ExportPlan
 from handler.core.selection import pick_exporting
+from handler.core.tracker import EXPORTING_FILTER, ReportClaim, Retag, Tracker
 from handler.core.tracking import (
-    STATE_KEY,
-    TRANSITIONS,
     Destination,
-    TrackingState,
+    FollowUp,
     decide_follow_up,
     latest_export_task,
     needs_object,
-    state_tags,
 )
-from handler.errors import ExporterError
+from handler.errors import AccessDenied, AuthenticationFailed, ExporterError
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import Command, ScanCommand
 from handler.models.objects import HeadResult
 from handler.models.results import ImageOutcome
 
-__all__ = [
-    "FollowUpReport",
-    "TrackedRun",
-    "follow_up",
-    "group_by_tags",
-    "run_tracked",
-    "settle",
-    "tag_started",
-]
+__all__ = ["FollowUpReport", "TrackedRun", "follow_up", "run_tracked"]
 
 _log = structlog.get_logger("handler.tracking")
-
-EXPORTING_FILTER = {STATE_KEY: "exporting"}
 
 
 @dataclass(frozen=True, slots=True)
 class FollowUpReport:
-    """What the follow-up found: the finished exports to report, the state each image is tagged with once
-    they are reported, and how many exports are still in flight (None: not counted, the follow-up failed)."""
+    """What the follow-up found: the finished exports to report, the retag of each once they are reported,
+    how many exports are still in flight (None: not counted, the follow-up failed), and the images it found
+    finished (still tagged ``exporting`` until their retag)."""
 
     outcomes: tuple[ImageOutcome, ...] = ()
-    next_states: tuple[tuple[str, TrackingState], ...] = ()
+    retags: tuple[Retag, ...] = ()
     in_flight: int | None = 0
     listing: EcsApi | None = None  # the scan's listing, already read by the follow-up
+    finished: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class TrackedRun:
-    """One invocation's outcomes (the follow-up's first) and the tag changes :func:`settle` makes after they
-    are logged and notified."""
+    """One invocation's outcomes (the follow-up's first) and the retags :meth:`Tracker.retag` makes after they
+    are logged and notified (``tracker`` None: tracking is off)."""
 
     outcomes: tuple[ImageOutcome, ...]
-    next_states: tuple[tuple[str, TrackingState], ...] = ()
+    retags: tuple[Retag, ...] = ()
+    tracker: Tracker | None = None
+
+    def settle(self, *, deadline: float) -> None:
+        """Retag the reported exports (only now: a finished export is reported again rather than never)."""
+        if self.tracker is not None:
+            self.tracker.retag(self.retags, deadline=deadline)
 
 
 def is_timer(command: Command) -> bool:
@@ -94,33 +101,61 @@ def run_tracked(
     plan: ExportPlan,
     budget: Budget,
     cap: int | None,
+    holder: str,
+    settle: float = DEFAULT_SETTLE_SECONDS,
     clock: Clock = SYSTEM_CLOCK,
 ) -> TrackedRun:
-    """Follow up (timers), run the command under the cap, tag the exports started; see the module's steps.
-    ``store`` None (``EXPORT_TRACKING=off``): the command alone, no tags read or written, no cap."""
-    report = _before_exporting(command, api, store, cap=cap, deadline=budget.send_by)
-    shared = report.listing or api
-    tracked = Tracked(cap=cap, in_flight=report.in_flight) if store is not None else None
-    outcomes = export_flow.run_command(
-        command, api=shared, plan=plan, budget=budget, clock=clock, tracked=tracked
+    """Follow up (timers), run the command under the cap, tag the exports as they start; see the module's
+    steps. ``holder`` names this invocation in its claims; ``settle`` is the wait before a claim is read
+    back. ``store`` None (``EXPORT_TRACKING=off``): the command alone, no tags read or written, no cap."""
+    if store is None:
+        outcomes = export_flow.run_command(command, api=api, plan=plan, budget=budget, clock=clock)
+        return TrackedRun(outcomes=outcomes)
+    tracker = Tracker(
+        api,
+        Destination(plan.bucket, plan.prefix),
+        holder=holder,
+        clock=clock,
+        settle=settle,
+        ends_at=budget.report_by,
+        deadline=budget.send_by,
     )
-    if store is not None:
-        outcomes = tag_started(api, outcomes, Destination(plan.bucket, plan.prefix), deadline=budget.send_by)
-    return TrackedRun(outcomes=report.outcomes + outcomes, next_states=report.next_states)
+    report = _before_exporting(command, api, store, tracker, cap=cap, deadline=budget.send_by)
+    tracked = Tracked(
+        cap=cap,
+        in_flight=report.in_flight,
+        tracker=tracker,
+        finished=report.finished,
+        adopt=isinstance(command, ScanCommand),
+    )
+    outcomes = export_flow.run_command(
+        command, api=report.listing or api, plan=plan, budget=budget, clock=clock, tracked=tracked
+    )
+    tracker.flush()
+    if tracker.untracked:
+        outcomes = tuple(
+            _untracked(o, tracker.untracked[o.image_id]) if o.image_id in tracker.untracked else o
+            for o in outcomes
+        )
+    return TrackedRun(outcomes=report.outcomes + outcomes, retags=report.retags, tracker=tracker)
 
 
 def _before_exporting(
-    command: Command, api: TrackingApi, store: ObjectStore | None, *, cap: int | None, deadline: float
+    command: Command,
+    api: TrackingApi,
+    store: ObjectStore,
+    tracker: Tracker,
+    *,
+    cap: int | None,
+    deadline: float,
 ) -> FollowUpReport:
     """What tracking finds before the command runs: a timer follows up the exports in flight; an event under a
-    cap counts them; nothing without tracking. A whole scan without a cap finds the exports in flight in its
-    own listing (every private image, whatever its status while it is exported), which the scan then reads."""
-    if store is None:
-        return FollowUpReport()
+    cap counts them. A whole scan without a cap finds the exports in flight in its own listing (every private
+    image, whatever its status while it is exported), which the scan then reads."""
     if is_timer(command):
         whole_scan = isinstance(command, ScanCommand) and not command.tags and cap is None
         listing = _OneListing(api) if whole_scan else None
-        report = follow_up(api, store, deadline=deadline, listing=listing)
+        report = follow_up(api, store, tracker, deadline=deadline, listing=listing)
         return replace(report, listing=listing)
     if cap is not None:
         return FollowUpReport(in_flight=_count_exporting(api, deadline=deadline))
@@ -128,11 +163,16 @@ def _before_exporting(
 
 
 def follow_up(
-    api: EcsApi, store: ObjectStore, *, deadline: float, listing: EcsApi | None = None
+    api: EcsApi,
+    store: ObjectStore,
+    tracker: Tracker,
+    *,
+    deadline: float,
+    listing: EcsApi | None = None,
 ) -> FollowUpReport:
-    """The outcome of every export tagged ``exporting``. ``listing``: find those images in the scan's own
-    listing of private available images (no request of their own) instead of a tag search. A failed look-up
-    is logged and leaves everything for the next run."""
+    """The outcome of every export tagged ``exporting`` that this invocation holds the claim to report.
+    ``listing``: find those images in the scan's own listing of private images (no request of their own)
+    instead of a tag search. A failed look-up is logged and leaves everything for the next run."""
     try:
         exporting = _exporting_images(api, deadline=deadline, listing=listing)
         ids = [image.image_id for image, _ in exporting]
@@ -140,11 +180,19 @@ def follow_up(
     except ExporterError as error:
         _log.warning("follow_up.failed", error=error.code, message=error.message)
         return FollowUpReport(in_flight=None)
-    outcomes: list[ImageOutcome] = []
-    next_states: list[tuple[str, TrackingState]] = []
+    now = tracker.clock.now()
     in_flight = 0
+    abandoned: list[str] = []
+    finished: list[tuple[ReportClaim, FollowUp]] = []
     for image, dest in exporting:
         task = latest_export_task(image.image_id, tasks)
+        claim = claim_of(image)
+        if claim is not None and claim.fresh(now) and claim.holder != tracker.holder:
+            in_flight += 1  # another copy is starting it, or reporting its end
+            continue
+        if claim is not None and claim.kind == "start" and not _exported_since(task, claim):
+            abandoned.append(image.image_id)  # claimed to start by a copy that ended before its export
+            continue
         head = _head(store, image.image_id, dest, deadline=deadline) if needs_object(task) else None
         if needs_object(task) and head is None:
             in_flight += 1  # TOS did not answer: the next run looks again
@@ -153,72 +201,75 @@ def follow_up(
         if decided.outcome is None or decided.next_state is None:
             in_flight += 1
             continue
-        outcomes.append(decided.outcome)
-        next_states.append((image.image_id, decided.next_state))
-    return FollowUpReport(tuple(outcomes), tuple(next_states), in_flight)
-
-
-def tag_started(
-    api: TrackingApi, outcomes: tuple[ImageOutcome, ...], dest: Destination, *, deadline: float
-) -> tuple[ImageOutcome, ...]:
-    """Tag every image whose export started ``exporting`` with ``dest``, in as few requests as the tags
-    allow; an image left untagged keeps its ``started`` result, whose reason (and a log line) says that a
-    later run will not report the export's end."""
-    started = [o.image_id for o in outcomes if o.status == "started" and o.image_id]
-    if not started:
-        return outcomes
-    exporting = TRANSITIONS[None, "started"]
-    untracked: dict[str, str] = {}
-    for tags, ids in group_by_tags((i, state_tags(exporting, dest)) for i in started):
-        try:
-            report = api.tag_images(ids, tags, deadline=deadline)
-        except ExporterError as error:
-            untracked.update(dict.fromkeys(ids, error.code))
+        finished.append((ReportClaim(image.image_id, dest, task), decided))
+    tracker.release(abandoned)
+    held = tracker.claim_reports([want for want, _ in finished])
+    outcomes: list[ImageOutcome] = []
+    retags: list[Retag] = []
+    for want, decided in finished:
+        if want.image_id not in held or decided.outcome is None or decided.next_state is None:
             continue
-        for failure in report.failures:
-            untracked.update(dict.fromkeys(failure.image_ids, failure.error.code))
-    if not untracked:
-        return outcomes
-    _log.warning("tracking.untracked", image_ids=sorted(untracked), errors=sorted(set(untracked.values())))
-    return tuple(_untracked(o, untracked[o.image_id]) if o.image_id in untracked else o for o in outcomes)
+        claim = held[want.image_id]
+        outcome = _counted(decided.outcome, claim) if claim is not None else decided.outcome
+        if outcome is not None:
+            outcomes.append(outcome)
+        retags.append(Retag(want.image_id, decided.next_state, claim))
+    done = frozenset(want.image_id for want, _ in finished)
+    return FollowUpReport(tuple(outcomes), tuple(retags), in_flight, finished=done)
 
 
-def settle(api: TrackingApi, next_states: Iterable[tuple[str, TrackingState]], *, deadline: float) -> None:
-    """Tag each finished export with its new state, after its outcome was logged and notified. An image
-    left as it was is reported again by the next run (logged here as ``tracking.retag_failed``)."""
-    for tags, ids in group_by_tags((i, state_tags(state)) for i, state in next_states):
-        try:
-            report = api.tag_images(ids, tags, deadline=deadline)
-        except ExporterError as error:
-            _log.warning("tracking.retag_failed", image_ids=list(ids), error=error.code)
-            continue
-        for failure in report.failures:
-            _log.warning("tracking.retag_failed", image_ids=list(failure.image_ids), error=failure.error.code)
-        if report.done:
-            _log.info("tracking.retagged", image_ids=list(report.done), state=tags[STATE_KEY])
+def _exported_since(task: Task | None, claim: Claim) -> bool:
+    """Whether the export task found can be the one a start claim led to (made at most the claim margin
+    before the claim's time, which is the claimer's clock)."""
+    if task is None:
+        return False
+    if task.created_at is None:
+        return True
+    created = task.created_at if task.created_at.tzinfo else task.created_at.replace(tzinfo=UTC)
+    return millis(created) >= claim.since - int(CLAIM_MARGIN_SECONDS * 1000)
 
 
-def group_by_tags(
-    wanted: Iterable[tuple[str, Mapping[str, str]]],
-) -> list[tuple[dict[str, str], tuple[str, ...]]]:
-    """Images that get the same tags, together (one TagResources request per group and 50 images), in the
-    order each group first appears (tags compared whatever their order); an image named twice is tagged
-    once, with its first tags."""
-    groups: dict[frozenset[tuple[str, str]], tuple[dict[str, str], list[str]]] = {}
-    seen: set[str] = set()
-    for image_id, tags in wanted:
-        if image_id in seen:
-            continue
-        seen.add(image_id)
-        groups.setdefault(frozenset(tags.items()), (dict(tags), []))[1].append(image_id)
-    return [(tags, tuple(ids)) for tags, ids in groups.values()]
+def _counted(outcome: ImageOutcome, claim: Claim) -> ImageOutcome | None:
+    """The outcome as reported for the ``claim.reports``-th time: as is the first time; noted as a re-report
+    up to ``REPORT_LIMIT``; once more as needing attention; then not at all (logged)."""
+    if claim.reports <= 1:
+        return outcome
+    if claim.reports <= REPORT_LIMIT:
+        note = (
+            f"reported again ({claim.reports} of {REPORT_LIMIT}): an earlier run could not change its "
+            "state tag (the log has tracking.retag_failed)"
+        )
+    elif claim.reports == REPORT_LIMIT + 1:
+        note = (
+            f"needs attention: reported {REPORT_LIMIT} times, but its state tag could not be changed "
+            "(the log has tracking.retag_failed); it is not reported again until the tag changes"
+        )
+    else:
+        _log.warning("follow_up.not_reported_again", image_id=outcome.image_id, reports=claim.reports)
+        return None
+    reason = f"{outcome.reason}; {note}" if outcome.reason else note
+    return outcome.model_copy(update={"reason": reason})
 
 
-def _untracked(outcome: ImageOutcome, code: str) -> ImageOutcome:
-    note = (
-        f"not tracked: tagging the image failed ({code}); grant ecs:TagResources, "
-        "or no later run reports how this export ends"
-    )
+def _untracked(outcome: ImageOutcome, error: ExporterError) -> ImageOutcome:
+    """The outcome of an export whose image could not be tagged, with what to do about it."""
+    code = error.code
+    if isinstance(error, AccessDenied | AuthenticationFailed):
+        note = (
+            f"not tracked: tagging the image was refused ({code}); grant ecs:TagResources, "
+            "or no later run reports how this export ends"
+        )
+    elif "TagsPerResource" in code or code.startswith(("QuotaExceeded", "LimitExceeded")):
+        note = (
+            f"not tracked: the image carries too many tags to take the tracking tags ({code}; at most 50 a "
+            "resource); remove some, and a later scan tracks the export"
+        )
+    elif error.retryable:
+        note = (
+            f"not tracked yet: tagging the image failed ({code}); a later scan finds the export and tracks it"
+        )
+    else:
+        note = f"not tracked: tagging the image failed ({code}: {error.message[:200]})"
     reason = f"{outcome.reason}; {note}" if outcome.reason else note
     return outcome.model_copy(update={"reason": reason})
 

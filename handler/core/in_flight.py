@@ -3,9 +3,13 @@ beyond them are told. Pure: the follow-up counts the exports in flight, the expo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from handler.models.results import ImageOutcome, Status
+
+if TYPE_CHECKING:
+    from handler.core.tracker import Tracker
 
 __all__ = ["Slots", "Tracked", "free_slots"]
 
@@ -14,10 +18,17 @@ __all__ = ["Slots", "Tracked", "free_slots"]
 class Tracked:
     """How export tracking shapes a run (``EXPORT_TRACKING=tags``): a scan leaves out every image that carries
     a state tag, and new exports start only while fewer than ``cap`` are in flight (``in_flight``: tagged
-    ``exporting`` after the follow-up; None when they could not be counted, which holds every export back)."""
+    ``exporting`` after the follow-up; None when they could not be counted, which holds every export back).
+
+    ``tracker`` tags the exports as they start, and under a cap claims them first across copies of the
+    function (``finished``: the images the follow-up found finished, still tagged ``exporting``); ``adopt``:
+    an untracked image found exporting, or exported, is tagged and followed up (scans)."""
 
     cap: int | None = None
     in_flight: int | None = 0
+    tracker: Tracker | None = None
+    finished: frozenset[str] = field(default_factory=frozenset)
+    adopt: bool = False
 
 
 def free_slots(cap: int | None, in_flight: int) -> int | None:
@@ -52,6 +63,16 @@ class Slots:
         """True when the cap allows no more exports in this run."""
         return self._left == 0
 
+    @property
+    def left(self) -> int | None:
+        """How many exports this run may still start; None: no cap."""
+        return self._left
+
+    def close(self) -> None:
+        """Other copies of the function hold the rest of the cap: no more exports in this run."""
+        if self._left is not None:
+            self._left = 0
+
     def take(self) -> None:
         """One export is handed out."""
         if self._left is not None:
@@ -60,3 +81,11 @@ class Slots:
     def held(self, image_id: str) -> ImageOutcome:
         """The outcome of a due image the cap holds back."""
         return ImageOutcome(image_id=image_id, status=self._status, reason=self._reason)
+
+    def yielded(self, image_id: str, cap: int) -> ImageOutcome:
+        """The outcome of a due image whose slot another copy of the function, running at the same time, took."""
+        reason = (
+            f"EXPORT_MAX_IN_FLIGHT={cap} and another copy of the function running at the same time took the "
+            "last slot; a later run starts it"
+        )
+        return ImageOutcome(image_id=image_id, status=self._status, reason=reason)

@@ -91,6 +91,9 @@ class Settings(BaseModel):
 
     tracking: Annotated[TrackingMode, Field(alias="EXPORT_TRACKING")] = "tags"
     max_in_flight: Annotated[int | None, Field(alias="EXPORT_MAX_IN_FLIGHT")] = None
+    # How long a claim is left before it is read back (handler.core.claims): above twice the time a tag takes
+    # to read back, and the clock difference between two copies, each.
+    claim_settle: Annotated[float, Field(alias="EXPORT_CLAIM_SETTLE_SECONDS", ge=0.05, le=30)] = 2.0
     tos_endpoint: Annotated[str | None, Field(alias="TOS_ENDPOINT")] = None
 
     @field_validator("endpoint")

@@ -170,7 +170,8 @@ class ScriptedEcs:
     account's state cannot hold.
 
     What is recorded: ExportImage the image id, DescribeImages the tag filters (``{}`` for none),
-    DescribeTasks the image ids, TagResources (the image ids, the tags), HeadObject the key.
+    DescribeTasks the image ids, TagResources (the image ids, the tags), UntagResources (the image ids, the
+    keys), HeadObject the key.
     """
 
     def __init__(self, inner: TrackingApi, store: ObjectStore | None = None) -> None:
@@ -245,6 +246,13 @@ class ScriptedEcs:
         ids = tuple(image_ids)
         report: TaggingReport = self._call(
             "TagResources", (ids, dict(tags)), lambda: self.inner.tag_images(ids, tags, deadline=deadline)
+        )
+        return report
+
+    def untag_images(self, image_ids: Iterable[str], keys: Iterable[str], *, deadline: float) -> TaggingReport:
+        ids, names = tuple(image_ids), tuple(keys)
+        report: TaggingReport = self._call(
+            "UntagResources", (ids, names), lambda: self.inner.untag_images(ids, names, deadline=deadline)
         )
         return report
 

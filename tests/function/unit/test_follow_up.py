@@ -10,8 +10,10 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from handler.core.budget import Budget
-from handler.core.follow_up import follow_up, run_tracked, settle, tag_started
+from handler.core.claims import CLAIM_KEY, NO_CLAIM, Claim
+from handler.core.follow_up import FollowUpReport, follow_up, run_tracked
 from handler.core.plan import ExportPlan
+from handler.core.tracker import Retag, Tracker
 from handler.core.tracking import DEST_KEY, STATE_KEY, Destination
 from handler.errors import ServerError, TerminalApiError
 from handler.models.api import Image
@@ -64,8 +66,37 @@ def key(image_id: str) -> str:
     return f"nightly_{image_id}_system.qcow2"
 
 
-def run(ecs: Account, command: Command = SCAN, cap: int | None = None) -> Any:
-    return run_tracked(command, api=ecs.api, store=ecs.api, plan=PLAN, budget=WIDE, cap=cap, clock=ecs.clock)
+EXPORTING = {STATE_KEY: "exporting", DEST_KEY: DEST, CLAIM_KEY: NO_CLAIM}
+
+
+def run(ecs: Account, command: Command = SCAN, cap: int | None = None, holder: str = "run-1") -> Any:
+    return run_tracked(
+        command,
+        api=ecs.api,
+        store=ecs.api,
+        plan=PLAN,
+        budget=WIDE,
+        cap=cap,
+        holder=holder,
+        clock=ecs.clock,
+    )
+
+
+def tracker(ecs: Account, holder: str = "run-1") -> Tracker:
+    """The tracking writes of one invocation named ``holder``, on the account's clock."""
+    return Tracker(
+        ecs.api,
+        Destination("b-1", "nightly"),
+        holder=holder,
+        clock=ecs.clock,
+        settle=2.0,
+        ends_at=ecs.clock.monotonic() + 900,
+        deadline=1e12,
+    )
+
+
+def next_states(report: FollowUpReport) -> list[tuple[str, str]]:
+    return [(r.image_id, r.state) for r in report.retags]
 
 
 def _fail_tag_searches(ecs: Account, status: int, code: str) -> None:
@@ -89,7 +120,7 @@ def test_the_follow_up_reports_each_finished_export_and_counts_the_rest_in_fligh
     finished = {"image-ok": "Succeeded", "image-bad": "Failed", "image-busy": "Running"}
     ecs = account(tracked=dict.fromkeys(finished, "exporting"), ended=finished, size_gb=40)
 
-    report = follow_up(ecs.api, ecs.api, deadline=1e12)
+    report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
 
     exported, failed = report.outcomes
     assert (exported.image_id, exported.status, exported.size_bytes) == ("image-ok", "exported", 40 * GIB)
@@ -97,10 +128,10 @@ def test_the_follow_up_reports_each_finished_export_and_counts_the_rest_in_fligh
     assert (failed.image_id, failed.status) == ("image-bad", "export_failed")
     assert failed.error is not None
     assert failed.error.code == "ExportTaskFailed"
-    assert report.next_states == (("image-ok", "exported"), ("image-bad", "failed"))
+    assert next_states(report) == [("image-ok", "exported"), ("image-bad", "failed")]
     assert report.in_flight == 1
     assert ecs.count("HeadObject") == 1  # only the Succeeded task's object is looked at
-    assert ecs.calls[-1] == ("HeadObject", key("image-ok"))
+    assert ("HeadObject", key("image-ok")) in ecs.calls
 
 
 def test_tos_not_answering_leaves_the_export_for_the_next_run() -> None:
@@ -110,7 +141,7 @@ def test_tos_not_answering_leaves_the_export_for_the_next_run() -> None:
     ecs.api.on("HeadObject", failing(ServerError("down", code="InternalError", action="HeadObject")))
 
     with capture_logs() as logs:
-        report = follow_up(ecs.api, ecs.api, deadline=1e12)
+        report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
 
     assert report.outcomes == ()
     assert report.in_flight == 1
@@ -146,7 +177,7 @@ def test_a_scan_never_starts_an_image_that_carries_a_state_tag() -> None:
     outcome = run(ecs)
 
     assert statuses(outcome.outcomes) == {"image-new": "started"}
-    assert ecs.tags_of("image-new") == {STATE_KEY: "exporting", DEST_KEY: DEST}
+    assert ecs.tags_of("image-new") == EXPORTING
     assert [c for c in ecs.calls if c[0] == "ExportImage"] == [("ExportImage", "image-new")]
 
 
@@ -187,7 +218,7 @@ def test_an_export_is_followed_up_whatever_status_its_image_shows_meanwhile() ->
 
     assert statuses(tracked.outcomes) == {"image-ok": "exported"}
     assert ecs.count("ExportImage") == 0
-    assert ecs.count("DescribeImages") == 1
+    assert ecs.count("DescribeImages") == 3  # the one listing, and the claim's two reads by id
 
 
 def test_under_a_cap_the_exports_in_flight_are_counted_by_a_tag_search() -> None:
@@ -226,58 +257,84 @@ def test_an_event_under_a_cap_counts_the_exports_in_flight_by_their_tag() -> Non
     assert ("DescribeImages", {STATE_KEY: "exporting"}) in ecs.calls
 
 
-def test_only_started_exports_are_tagged_all_in_one_call() -> None:
-    """Every started export gets the same two tags in one tagging call (the client sends 50 images a
-    request); skipped and failed images are not tagged."""
-    ecs = account("image-a", "image-b", "image-c", "image-d")
-    outcomes = (
-        ImageOutcome(image_id="image-a", status="started", task_id="t-1"),
-        ImageOutcome(image_id="image-b", status="skipped", task_id="t-0"),
-        ImageOutcome(image_id="image-c", status="failed"),
-        ImageOutcome(image_id="image-d", status="started", task_id="t-2"),
-    )
+def test_started_exports_are_tagged_together_with_their_destination_and_no_claim() -> None:
+    """Every started export gets the same three tags in one tagging call (the client sends 50 images a
+    request) once the batch is flushed; an image not started is not tagged."""
+    ecs = account("image-a", "image-b", "image-d")
+    writes = tracker(ecs)
 
-    assert tag_started(ecs.api, outcomes, Destination("b-1", "nightly"), deadline=1e12) == outcomes
+    writes.started("image-a")
+    writes.started("image-d")
+    assert ecs.count("TagResources") == 0  # a batch waits for more, a couple of seconds at most
+    writes.flush()
 
-    assert ecs.calls == [("TagResources", (("image-a", "image-d"), {STATE_KEY: "exporting", DEST_KEY: DEST}))]
+    assert ecs.calls == [("TagResources", (("image-a", "image-d"), EXPORTING))]
     assert ecs.emulator.stats()["requests"]["TagResources"] == {"200": 1}
-    assert ecs.tags_of("image-d") == {STATE_KEY: "exporting", DEST_KEY: DEST}
+    assert ecs.tags_of("image-d") == EXPORTING
     assert ecs.tags_of("image-b") == {}
+    assert writes.untracked == {}
+
+
+def test_a_batch_is_tagged_once_its_oldest_export_has_waited_two_seconds() -> None:
+    """Exports are tagged as they go: a slow run tags each batch within seconds of its first export, so a
+    crash leaves few exports untagged (and a later scan adopts those)."""
+    ecs = account("image-a", "image-b", "image-c")
+    writes = tracker(ecs)
+
+    writes.started("image-a")
+    ecs.clock.advance(2.5)
+    writes.started("image-b")
+    writes.started("image-c")
+
+    assert [c[1][0] for c in ecs.calls] == [("image-a", "image-b")]
 
 
 def test_an_export_that_could_not_be_tagged_still_counts_as_started_and_says_so() -> None:
-    """Tagging refused: the result stays started, its reason says it is not tracked, and a log line names
-    the images."""
+    """Tagging refused: the result stays started, its reason says it is not tracked and which permission
+    to grant, and a log line names the images."""
     ecs = account("image-a")
     ecs.ecs.tagging_allowed = False  # the role may not call ecs:TagResources: 403 AccessDenied
-    outcomes = (ImageOutcome(image_id="image-a", status="started", task_id="t-1"),)
 
     with capture_logs() as logs:
-        (tagged,) = tag_started(ecs.api, outcomes, Destination("b-1", "nightly"), deadline=1e12)
+        (tagged,) = run(ecs).outcomes
 
     assert tagged.status == "started"
     assert "not tracked" in str(tagged.reason)
     assert "AccessDenied" in str(tagged.reason)
+    assert "grant ecs:TagResources" in str(tagged.reason)
     assert [line["image_ids"] for line in logs if line["event"] == "tracking.untracked"] == [["image-a"]]
+
+
+def test_a_throttled_tagging_says_a_later_scan_tracks_it_and_never_advises_a_grant() -> None:
+    """Tagging that fails on throttling past the retries is transient: the reason says a later scan finds
+    the export and tracks it, and names no permission."""
+    ecs = account("image-a")
+    ecs.emulator.fail_next("TagResources", 429, "FlowLimitExceeded", "slow down", times=FOREVER)
+
+    (tagged,) = run(ecs).outcomes
+
+    assert tagged.status == "started"
+    assert "a later scan finds the export and tracks it" in str(tagged.reason)
+    assert "grant" not in str(tagged.reason)
 
 
 def test_one_image_at_the_tag_limit_leaves_only_itself_untracked() -> None:
     """The API refuses a whole TagResources request when one image would pass 50 tags: the batch is split
     until that image stands alone, so the 13 others are tracked and only it says why it is not."""
-    full = {f"team-{n}": "x" for n in range(49)}  # 49 tags: our two would make 51
+    full = {f"team-{n}": "x" for n in range(49)}  # 49 tags: our three would make 52
     ids = [f"image-{c}" for c in "abcdefghijklmn"]
-    ecs = Account([fleet_image(i, tags=full if i == "image-f" else {}) for i in ids])
-    outcomes = tuple(ImageOutcome(image_id=i, status="started", task_id=f"t-{i}") for i in ids)
+    ecs = Account([fleet_image(i, tags=full if i == "image-f" else {}, hours_ago=1) for i in ids])
 
     with capture_logs() as logs:
-        tagged = tag_started(ecs.api, outcomes, Destination("b-1", "nightly"), deadline=1e12)
+        outcomes = {o.image_id: o for o in run(ecs).outcomes}
 
-    untracked = [o.image_id for o in tagged if "not tracked" in (o.reason or "")]
+    untracked = [i for i, o in outcomes.items() if "not tracked" in (o.reason or "")]
     assert untracked == ["image-f"]
-    assert "QuotaExceeded.TagsPerResource" in str(tagged[5].reason)
+    assert "QuotaExceeded.TagsPerResource" in str(outcomes["image-f"].reason)
+    assert "too many tags" in str(outcomes["image-f"].reason)
     for image_id in ids:
         if image_id != "image-f":
-            assert ecs.tags_of(image_id) == {STATE_KEY: "exporting", DEST_KEY: DEST}
+            assert ecs.tags_of(image_id) == EXPORTING
     assert STATE_KEY not in ecs.tags_of("image-f")
     assert [line["image_ids"] for line in logs if line["event"] == "tracking.untracked"] == [["image-f"]]
     # halves, then quarters...: a handful of requests, not one per image
@@ -289,52 +346,99 @@ def test_a_refusal_that_is_no_images_fault_is_not_split() -> None:
     ids = [f"image-{c}" for c in "abcdefgh"]
     ecs = Account([fleet_image(i) for i in ids])
     ecs.ecs.tagging_allowed = False
-    outcomes = tuple(ImageOutcome(image_id=i, status="started", task_id=f"t-{i}") for i in ids)
+    writes = tracker(ecs)
 
-    tagged = tag_started(ecs.api, outcomes, Destination("b-1", "nightly"), deadline=1e12)
+    for image_id in ids:
+        writes.started(image_id)
+    writes.flush()
 
-    assert all("AccessDenied" in (o.reason or "") for o in tagged)
+    assert {e.code for e in writes.untracked.values()} == {"AccessDenied"}
+    assert sorted(writes.untracked) == ids
     assert sum(ecs.emulator.stats()["requests"]["TagResources"].values()) == 1
 
 
-def test_settle_sets_each_state_once_and_a_refusal_only_logs() -> None:
-    """Finished exports are retagged one request per state; a refused retag is logged (the next run reports
-    them again) and never raises."""
+def _claimed(ecs: Account, holder: str, *image_ids: str) -> dict[str, Claim]:
+    """Write ``holder``'s report claim on the images, as its follow-up would have."""
+    claims = {}
+    for image_id in image_ids:
+        claim = Claim.new("report", holder, now=ecs.clock.now(), lasts=900, task_id="t-1", reports=1)
+        ecs.client.tag_images([image_id], {CLAIM_KEY: claim.value}, deadline=1e12)
+        claims[image_id] = claim
+    return claims
+
+
+def test_a_retag_sets_each_state_once_clears_the_claim_and_a_refusal_only_logs() -> None:
+    """Reported exports are retagged one request per state, their claim cleared; a refused retag is logged
+    (the next run reports them again) and never raises."""
     ecs = account(tracked=dict.fromkeys(("image-a", "image-b", "image-c"), "exporting"))
-    states = (("image-a", "exported"), ("image-b", "failed"), ("image-c", "exported"))
-
-    settle(ecs.api, states, deadline=1e12)  # type: ignore[arg-type]
-
-    assert [c[1] for c in ecs.calls] == [
-        (("image-a", "image-c"), {STATE_KEY: "exported"}),
-        (("image-b",), {STATE_KEY: "failed"}),
+    claims = _claimed(ecs, "run-1", "image-a", "image-b", "image-c")
+    retags = [
+        Retag("image-a", "exported", claims["image-a"]),
+        Retag("image-b", "failed", claims["image-b"]),
+        Retag("image-c", "exported", claims["image-c"]),
     ]
-    assert ecs.tags_of("image-a") == {STATE_KEY: "exported", DEST_KEY: DEST}  # the destination stays
+
+    tracker(ecs).retag(retags, deadline=1e12)
+
+    assert [c[1] for c in ecs.calls if c[0] == "TagResources"] == [
+        (("image-a", "image-c"), {STATE_KEY: "exported", CLAIM_KEY: NO_CLAIM}),
+        (("image-b",), {STATE_KEY: "failed", CLAIM_KEY: NO_CLAIM}),
+    ]
+    assert ecs.tags_of("image-a") == {STATE_KEY: "exported", DEST_KEY: DEST, CLAIM_KEY: NO_CLAIM}
     assert ecs.tags_of("image-b")[STATE_KEY] == "failed"
+
+
+def test_a_refused_retag_only_logs() -> None:
+    ecs = account(tracked=dict.fromkeys(("image-a", "image-b"), "exporting"))
+    claims = _claimed(ecs, "run-1", "image-a", "image-b")
+    retags = [Retag("image-a", "exported", claims["image-a"]), Retag("image-b", "failed", claims["image-b"])]
     ecs.emulator.fail_next("TagResources", 500, "InternalError", "down", times=FOREVER)
+
     with capture_logs() as logs:
-        settle(ecs.api, states, deadline=1e12)  # type: ignore[arg-type]
+        tracker(ecs).retag(retags, deadline=1e12)
+
     assert sum(line["event"] == "tracking.retag_failed" for line in logs) == 2
+    assert ecs.tags_of("image-a")[STATE_KEY] == "exporting"
 
 
-def test_a_tagging_call_refused_before_sending_leaves_the_exports_untracked_and_settle_quiet() -> None:
+def test_a_retag_leaves_an_image_re_exported_meanwhile_as_it_is() -> None:
+    """The settle race: while this run reported image-x's failed export, an event exported it again and
+    tagged it exporting (its claim cleared). The retag finds the claim gone and leaves the new export
+    exporting, to be followed up; the other image is retagged."""
+    ecs = account(tracked=dict.fromkeys(("image-x", "image-y"), "exporting"))
+    claims = _claimed(ecs, "run-1", "image-x", "image-y")
+    ecs.client.tag_images(["image-x"], EXPORTING, deadline=1e12)  # the event's tags, written meanwhile
+
+    with capture_logs() as logs:
+        tracker(ecs).retag(
+            [Retag("image-x", "failed", claims["image-x"]), Retag("image-y", "failed", claims["image-y"])],
+            deadline=1e12,
+        )
+
+    assert ecs.tags_of("image-x") == EXPORTING
+    assert ecs.tags_of("image-y")[STATE_KEY] == "failed"
+    assert [line["image_id"] for line in logs if line["event"] == "tracking.moved_on"] == ["image-x"]
+
+
+def test_a_tagging_call_refused_before_sending_leaves_the_exports_untracked_and_the_retag_quiet() -> None:
     """A tagging call that raises (a tag the client refuses to send) marks the started exports not tracked,
     and a retag that raises is only logged."""
-    ecs = account("image-a")
+    ecs = account(tracked={"image-a": "exporting"})
+    claims = _claimed(ecs, "run-1", "image-a")
     bad_key = TerminalApiError("bad key", code="InvalidTagKey.Malformed", action="TagResources")
     ecs.api.on("TagResources", failing(bad_key, bad_key))
-    outcomes = (ImageOutcome(image_id="image-a", status="started", task_id="t-1"),)
+    writes = tracker(ecs)
 
     with capture_logs() as logs:
-        (tagged,) = tag_started(ecs.api, outcomes, Destination("b-1", "nightly"), deadline=1e12)
-        settle(ecs.api, [("image-a", "exported")], deadline=1e12)
+        writes.started("image-a")
+        writes.flush()
+        writes.retag([Retag("image-a", "exported", claims["image-a"])], deadline=1e12)
 
-    assert "InvalidTagKey.Malformed" in str(tagged.reason)
+    assert writes.untracked["image-a"].code == "InvalidTagKey.Malformed"
     assert [line["event"] for line in logs if line["log_level"] == "warning"] == [
         "tracking.untracked",
         "tracking.retag_failed",
     ]
-    assert "TagResources" not in ecs.emulator.stats()["requests"]  # nothing was sent
 
 
 def test_an_exporting_tag_without_a_readable_destination_is_left_alone() -> None:
@@ -345,7 +449,7 @@ def test_an_exporting_tag_without_a_readable_destination_is_left_alone() -> None
     )
 
     with capture_logs() as logs:
-        report = follow_up(ecs.api, ecs.api, deadline=1e12)
+        report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
 
     assert (report.outcomes, report.in_flight) == ((), 0)
     assert [line["image_id"] for line in logs if line["event"] == "follow_up.no_destination"] == ["image-odd"]
@@ -357,7 +461,7 @@ def test_a_tag_search_at_the_apis_cap_lists_every_image_instead() -> None:
     ids = [f"image-{n:04d}" for n in range(1000)]
     ecs = account(tracked=dict.fromkeys(ids, "exporting"), ended=dict.fromkeys(ids, "Running"))
 
-    report = follow_up(ecs.api, ecs.api, deadline=1e12)
+    report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
 
     assert report.in_flight == 1000
     assert [c[1] for c in ecs.calls if c[0] == "DescribeImages"] == [{STATE_KEY: "exporting"}, {}]

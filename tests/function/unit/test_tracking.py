@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handler.core.follow_up import group_by_tags
+from handler.core.tracker import group_by_tags
 from handler.core.tracking import (
     DEST_KEY,
     STATE_KEY,
