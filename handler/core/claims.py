@@ -3,11 +3,12 @@
 A claim is one more tag on the image, ``image-exporter:claim``, naming the invocation that holds it and
 until when (docs/how-it-works.md, "Two copies at once"). There are two kinds:
 
-- ``report``: this invocation is about to report how the export of ``task_id`` ended. Before reporting,
+- ``report``: this invocation is about to report how the export ended. Before reporting,
   the follow-up reads the images' tags again, writes its claim on those nobody else holds, waits the settle
   time and reads them once more: only the images still carrying its own claim are reported (and retagged).
-  ``reports`` counts how often that task's end was claimed for reporting, so a retag that keeps failing is
-  not re-notified forever.
+  ``reports`` counts how often the export's end was claimed for reporting without the retag clearing the
+  claim since (every retag, and every new export, writes ``none``), so a retag that keeps failing is not
+  re-notified forever. Claims of a batch share one value, so they cost one TagResources request per 50.
 - ``start``: under ``EXPORT_MAX_IN_FLIGHT``, an invocation tags the images it is about to export
   ``exporting`` with a start claim, waits the settle time and lists every image tagged ``exporting``: the
   exports in flight and every copy's start claims, in one order all copies compute alike. Only the claims
@@ -25,7 +26,7 @@ This module is pure: values, parsing and the order of start claims. ``handler.co
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -74,33 +75,29 @@ def millis(moment: datetime) -> int:
 @dataclass(frozen=True, slots=True)
 class Claim:
     """One claim tag's value. ``since`` and ``until`` are the holder's clock, in milliseconds since the epoch.
-    ``task_id`` and ``reports`` belong to report claims: the task whose end is reported and how often it was
-    claimed for that (this claim included)."""
+    ``reports`` belongs to report claims: how often the export's end was claimed for reporting (this claim
+    included)."""
 
     kind: ClaimKind
     holder: str
     since: int
     until: int
-    task_id: str = ""
     reports: int = 0
 
     @classmethod
-    def new(
-        cls, kind: ClaimKind, holder: str, *, now: datetime, lasts: float, task_id: str = "", reports: int = 0
-    ) -> Claim:
+    def new(cls, kind: ClaimKind, holder: str, *, now: datetime, lasts: float, reports: int = 0) -> Claim:
         """A claim written now by ``holder`` that holds for ``lasts`` seconds."""
         since = millis(now)
         until = millis(now + timedelta(seconds=max(0.0, lasts)))
         name = "".join(c for c in holder if not c.isspace())[:_HOLDER_CHARS] or "-"
-        return cls(kind, name, since, until, task_id, reports)
+        return cls(kind, name, since, until, reports)
 
     @property
     def value(self) -> str:
-        """The tag value: ``start <since> <until> <holder>`` or ``report <since> <until> <reports> <task>
-        <holder>``."""
+        """The tag value: ``start <since> <until> <holder>`` or ``report <since> <until> <reports> <holder>``."""
         if self.kind == "start":
             return f"start {self.since} {self.until} {self.holder}"
-        return f"report {self.since} {self.until} {self.reports} {self.task_id} {self.holder}"
+        return f"report {self.since} {self.until} {self.reports} {self.holder}"
 
     @classmethod
     def parse(cls, value: str) -> Claim | None:
@@ -110,8 +107,8 @@ class Claim:
         try:
             if parts[0] == "start" and len(parts) == 4:
                 return cls("start", parts[3], int(parts[1]), int(parts[2]))
-            if parts[0] == "report" and len(parts) == 6:
-                return cls("report", parts[5], int(parts[1]), int(parts[2]), parts[4], int(parts[3]))
+            if parts[0] == "report" and len(parts) == 5:
+                return cls("report", parts[4], int(parts[1]), int(parts[2]), int(parts[3]))
         except ValueError:
             return None
         return None
@@ -120,12 +117,11 @@ class Claim:
         """Whether the claim still holds at ``now``: its holder may still be running."""
         return self.until > millis(now)
 
-    def renewed(self, *, now: datetime, lasts: float, holder: str, task_id: str) -> Claim:
-        """The report claim ``holder`` writes over this one for ``task_id``: its count goes on when this claim
-        reported the same task, and starts at 1 otherwise."""
-        reports = self.reports + 1 if self.kind == "report" and self.task_id == task_id else 1
-        mine = Claim.new("report", holder, now=now, lasts=lasts, task_id=task_id)
-        return replace(mine, reports=reports)
+    def renewed(self, *, now: datetime, lasts: float, holder: str) -> Claim:
+        """The report claim ``holder`` writes over this one: its count goes on from a report claim (the end was
+        reported and the retag did not follow), and starts at 1 otherwise."""
+        reports = self.reports + 1 if self.kind == "report" else 1
+        return Claim.new("report", holder, now=now, lasts=lasts, reports=reports)
 
 
 def claim_of(image: Image) -> Claim | None:
@@ -134,9 +130,9 @@ def claim_of(image: Image) -> Claim | None:
     return Claim.parse(value) if value is not None else None
 
 
-def first_report(*, now: datetime, lasts: float, holder: str, task_id: str) -> Claim:
+def first_report(*, now: datetime, lasts: float, holder: str) -> Claim:
     """The report claim for an image whose tags carry no claim."""
-    return Claim.new("report", holder, now=now, lasts=lasts, task_id=task_id, reports=1)
+    return Claim.new("report", holder, now=now, lasts=lasts, reports=1)
 
 
 def granted_starts(

@@ -302,15 +302,14 @@ class Tracker:
         if tracking.state != "exporting" or tracking.dest != item.dest:
             _log.info("tracking.moved_on", image_id=item.image_id, state=tracking.state)
             return None
-        task_id = item.task.task_id if item.task is not None else ""
         held = claim_of(image)
         if held is not None and held.fresh(now) and held.holder != self.holder:
             _log.info("tracking.claimed_elsewhere", image_id=item.image_id, kind=held.kind)
             return None
         lasts = self._lasts()
         if held is None:
-            return first_report(now=now, lasts=lasts, holder=self.holder, task_id=task_id)
-        return held.renewed(now=now, lasts=lasts, holder=self.holder, task_id=task_id)
+            return first_report(now=now, lasts=lasts, holder=self.holder)
+        return held.renewed(now=now, lasts=lasts, holder=self.holder)
 
     # -- retags after reporting -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from handler.core.budget import Budget
@@ -361,7 +362,7 @@ def _claimed(ecs: Account, holder: str, *image_ids: str) -> dict[str, Claim]:
     """Write ``holder``'s report claim on the images, as its follow-up would have."""
     claims = {}
     for image_id in image_ids:
-        claim = Claim.new("report", holder, now=ecs.clock.now(), lasts=900, task_id="t-1", reports=1)
+        claim = Claim.new("report", holder, now=ecs.clock.now(), lasts=900, reports=1)
         ecs.client.tag_images([image_id], {CLAIM_KEY: claim.value}, deadline=1e12)
         claims[image_id] = claim
     return claims
@@ -477,3 +478,215 @@ def test_an_event_whose_exports_in_flight_cannot_be_counted_defers_under_a_cap()
 
     assert statuses(outcome.outcomes) == {"image-a": "deferred"}
     assert any(line["event"] == "tracking.count_failed" for line in logs)
+
+
+# -- two copies at once, crashes, adoption ------------------------------------------------------------------
+
+
+def _during_first(ecs: Account, action: str, other: Callable[[], Any], *, before_send: bool) -> None:
+    """Run ``other`` (another copy of the function) inside this copy's first ``action`` call, before or
+    after it is sent: the interleaving two invocations at once can have."""
+
+    def hook(call: Call, send: Callable[[], Any]) -> Any:
+        if call.n != 1:
+            return send()
+        if before_send:
+            other()
+            return send()
+        answer = send()
+        other()
+        return answer
+
+    ecs.api.on(action, hook)
+
+
+def _finished_dozen() -> tuple[Account, list[str]]:
+    ids = [f"image-{n:02d}" for n in range(12)]
+    ecs = account(tracked=dict.fromkeys(ids, "exporting"), ended=dict.fromkeys(ids, "Succeeded"))
+    return ecs, ids
+
+
+def test_two_follow_ups_at_once_report_each_end_once_when_the_second_claims_first() -> None:
+    """Copy B runs its whole follow-up between copy A's read of the tags and A's claim: B reports all 12;
+    A's claim came too long after its read to be trusted, so A reports none."""
+    ecs, ids = _finished_dozen()
+    seen: dict[str, list[str]] = {}
+
+    def copy_b() -> None:
+        report = follow_up(ecs.client, ecs.store_client, tracker_of(ecs.client, ecs, "run-b"), deadline=1e12)
+        seen["run-b"] = [o.image_id or "" for o in report.outcomes]
+
+    _during_first(ecs, "TagResources", copy_b, before_send=True)
+    with capture_logs() as logs:
+        report = follow_up(ecs.api, ecs.api, tracker(ecs, "run-a"), deadline=1e12)
+
+    assert sorted(seen["run-b"]) == ids
+    assert report.outcomes == ()
+    assert any(line["event"] == "tracking.claims_too_slow" for line in logs)
+
+
+def test_two_follow_ups_at_once_report_each_end_once_when_the_first_claims_first() -> None:
+    """Copy B follows up while copy A's claims are settling: B sees A's claims and leaves the images; A
+    reports all 12."""
+    ecs, ids = _finished_dozen()
+    seen: dict[str, list[str]] = {}
+
+    def copy_b() -> None:
+        report = follow_up(ecs.client, ecs.store_client, tracker_of(ecs.client, ecs, "run-b"), deadline=1e12)
+        seen["run-b"] = [o.image_id or "" for o in report.outcomes]
+
+    _during_first(ecs, "TagResources", copy_b, before_send=False)
+    report = follow_up(ecs.api, ecs.api, tracker(ecs, "run-a"), deadline=1e12)
+
+    assert seen["run-b"] == []
+    assert sorted(o.image_id or "" for o in report.outcomes) == ids
+
+
+def tracker_of(api: Any, ecs: Account, holder: str) -> Tracker:
+    """The tracking writes of another copy, calling the account through ``api`` (not recorded)."""
+    return Tracker(
+        api,
+        Destination("b-1", "nightly"),
+        holder=holder,
+        clock=ecs.clock,
+        settle=2.0,
+        ends_at=ecs.clock.monotonic() + 900,
+        deadline=1e12,
+    )
+
+
+def test_two_scans_at_once_under_a_cap_of_3_start_3_in_all() -> None:
+    """Copy B scans while copy A's start claims settle: B finds A's claims in the count and yields; A starts
+    its 3. Neither starts more than the cap allows."""
+    ecs = account(*(f"image-new{n}" for n in range(8)))
+    plan = ExportPlan(
+        bucket="b-1",
+        prefix="nightly",
+        region="cn-beijing",
+        concurrency=3,
+        dedupe_hours=None,
+        lookback_hours=25,
+    )
+    other: dict[str, Any] = {}
+
+    def copy_b() -> None:
+        other["run"] = run_tracked(
+            SCAN,
+            api=ecs.client,
+            store=ecs.store_client,
+            plan=plan,
+            budget=WIDE,
+            cap=3,
+            holder="run-b",
+            clock=ecs.clock,
+        )
+
+    _during_first(ecs, "TagResources", copy_b, before_send=False)
+    mine = run_tracked(
+        SCAN, api=ecs.api, store=ecs.api, plan=plan, budget=WIDE, cap=3, holder="run-a", clock=ecs.clock
+    )
+
+    started = [o.image_id for o in (*mine.outcomes, *other["run"].outcomes) if o.status == "started"]
+    assert len(started) == 3
+    assert len(set(started)) == 3
+    assert all(o.status == "queued" for o in other["run"].outcomes)
+    assert sum(ecs.ecs.export_tasks_by_image().values()) == 3
+    exporting = [i for i in (f"image-new{n}" for n in range(8)) if STATE_KEY in ecs.tags_of(i)]
+    assert sorted(exporting) == sorted(started)  # the claims that yielded were removed again
+
+
+def test_a_start_claim_whose_copy_died_before_its_export_is_released() -> None:
+    """An image claimed to start by a copy that ended before its ExportImage (no task since the claim) is
+    untagged by the next follow-up, and a scan exports it."""
+    ecs = account(tracked={"image-a": "exporting"})
+    dead = Claim.new("start", "run-dead", now=ecs.clock.now(), lasts=5)
+    ecs.client.tag_images(["image-a"], {CLAIM_KEY: dead.value}, deadline=1e12)
+    ecs.clock.advance(60)
+
+    with capture_logs() as logs:
+        report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
+
+    assert (report.outcomes, report.in_flight) == ((), 0)
+    assert ecs.tags_of("image-a") == {}
+    assert any(line["event"] == "tracking.released" for line in logs)
+    assert statuses(run(ecs).outcomes) == {"image-a": "started"}
+
+
+def test_a_start_claim_whose_export_went_out_is_followed_up_as_any_other() -> None:
+    """The copy died after its ExportImage but before tagging it: the export task since the claim means the
+    image is followed up and its end reported."""
+    ecs = account(tracked={"image-a": "exporting"})
+    dead = Claim.new("start", "run-dead", now=ecs.clock.now(), lasts=5)
+    ecs.client.tag_images(["image-a"], {CLAIM_KEY: dead.value}, deadline=1e12)
+    ecs.export_now("image-a")
+    ecs.clock.advance(EXPORT_SECONDS)
+
+    report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
+
+    assert statuses(report.outcomes) == {"image-a": "exported"}
+
+
+def test_a_scan_adopts_an_export_it_finds_under_way_untracked_and_a_later_run_reports_it() -> None:
+    """A crash after ExportImage and before tagging left an export untracked: the next scan finds its task,
+    says so, tags the image exporting, and the run after reports how it ended."""
+    ecs = account("image-a")
+    ecs.export_now("image-a")  # the crashed run's export
+
+    (adopted,) = run(ecs).outcomes
+    assert adopted.status == "skipped"
+    assert "now tagged exporting" in str(adopted.reason)
+    assert ecs.tags_of("image-a") == EXPORTING
+
+    ecs.clock.advance(EXPORT_SECONDS)
+    assert statuses(run(ecs).outcomes) == {"image-a": "exported"}
+
+
+def test_an_event_naming_an_exported_image_adopts_nothing() -> None:
+    """Only a scan adopts (it knows the image is untracked): an event naming an image whose export is done
+    is skipped and its tags left as they are."""
+    ecs = account("image-a")
+    ecs.export_now("image-a")
+
+    outcome = run(ecs, ExportCommand(trigger="event", image_ids=("image-a",)))
+
+    assert statuses(outcome.outcomes) == {"image-a": "skipped"}
+    assert ecs.tags_of("image-a") == {}
+
+
+@pytest.mark.parametrize(
+    ("earlier_reports", "reported", "words"),
+    [
+        (0, True, None),
+        (2, True, "reported again (3 of 3)"),
+        (3, True, "needs attention"),
+        (4, False, None),
+    ],
+)
+def test_an_end_whose_retag_keeps_failing_is_reported_three_times_then_once_as_needing_attention(
+    earlier_reports: int, reported: bool, words: str | None
+) -> None:
+    """The claim counts how often this task's end was claimed for reporting: after 3 reports and a notice
+    that the image needs attention, the run leaves it out of its results (the log still says it)."""
+    ecs = account(tracked={"image-a": "exporting"}, ended={"image-a": "Failed"})
+    if earlier_reports:
+        earlier = Claim.new("report", "run-0", now=ecs.clock.now(), lasts=1, reports=earlier_reports)
+        ecs.client.tag_images(["image-a"], {CLAIM_KEY: earlier.value}, deadline=1e12)
+        ecs.clock.advance(120)
+
+    report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
+
+    assert [o.image_id for o in report.outcomes] == (["image-a"] if reported else [])
+    if words:
+        assert words in str(report.outcomes[0].reason)
+    assert next_states(report) == [("image-a", "failed")]  # the retag is tried every time
+
+
+def test_an_image_another_copy_is_reporting_is_left_to_it() -> None:
+    ecs = account(tracked={"image-a": "exporting"}, ended={"image-a": "Succeeded"})
+    theirs = Claim.new("report", "run-b", now=ecs.clock.now(), lasts=900, reports=1)
+    ecs.client.tag_images(["image-a"], {CLAIM_KEY: theirs.value}, deadline=1e12)
+
+    report = follow_up(ecs.api, ecs.api, tracker(ecs, "run-a"), deadline=1e12)
+
+    assert report.outcomes == ()
+    assert ecs.count("TagResources") == 0
