@@ -335,7 +335,7 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
         "AccessDenied": ErrorCode(
             AccessDenied,
             "grant the function's identity ecs:ExportImage, ecs:DescribeImages, ecs:DescribeTasks, "
-            "and ecs:TagResources",
+            "and ecs:TagResources, ecs:UntagResources",
             "gateway",
         ),
         "FlowLimitExceeded": ErrorCode(Throttled, _THROTTLED, "gateway"),

@@ -195,7 +195,7 @@ def explain(error: ApiError, action: str, desired: Desired) -> str:
         return (
             f"veFaaS may not use the role {config.role} ({said}). Create the IAM role {role_name} with veFaaS "
             'as its trusted service, attach the policy from README "Deployment" (ECS ExportImage, '
-            "DescribeImages, DescribeTasks, TagResources; reading the bucket's objects), and "
+            "DescribeImages, DescribeTasks, TagResources, UntagResources; reading the bucket's objects), and "
             "allow the deployer to pass it to veFaaS"
         )
     if action == "CreateFunction" and is_name_clash(error):

@@ -249,7 +249,9 @@ class ScriptedEcs:
         )
         return report
 
-    def untag_images(self, image_ids: Iterable[str], keys: Iterable[str], *, deadline: float) -> TaggingReport:
+    def untag_images(
+        self, image_ids: Iterable[str], keys: Iterable[str], *, deadline: float
+    ) -> TaggingReport:
         ids, names = tuple(image_ids), tuple(keys)
         report: TaggingReport = self._call(
             "UntagResources", (ids, names), lambda: self.inner.untag_images(ids, names, deadline=deadline)
