@@ -43,7 +43,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
         budget = Budget.for_invocation(_remaining(context), now=SYSTEM_CLOCK.monotonic(), settings=settings)
         if isinstance(command, InvalidEvent):
             raise command
-        exported = _export(command, settings, budget, holder=event_id or request_id)
+        exported = _export(command, settings, budget, holder=request_id)
         result = InvocationResult.of(trigger, event_id or request_id, exported.outcomes)
     except ExporterError as error:
         stopped_by = error
@@ -98,8 +98,9 @@ def _remaining(context: Any) -> float | None:
 
 
 def _export(command: Command, settings: Settings, budget: Budget, *, holder: str) -> TrackedRun:
-    """Resolve credentials and the target, build the clients, run the flow within the time budget; ``holder``
-    names this invocation in the claims it writes."""
+    """Resolve credentials and the target, build the clients, run the flow within the time budget.
+    ``holder`` names this invocation in the claims it writes: its request id, so that a retry of the same
+    event running at the same time is another holder."""
     from handler.adapters.clients import build_clients  # noqa: PLC0415 - after the event is valid
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415
     from handler.core.follow_up import run_tracked  # noqa: PLC0415
