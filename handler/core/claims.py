@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_SETTLE_SECONDS",
     "NO_CLAIM",
     "REPORT_LIMIT",
+    "TASK_CLOCK_SKEW_SECONDS",
     "Claim",
     "ClaimKind",
     "claim_lasts",
@@ -54,8 +55,12 @@ CLAIM_KEY = "image-exporter:claim"
 NO_CLAIM = "none"
 # EXPORT_CLAIM_SETTLE_SECONDS's default: how long a copy waits between writing its claims and reading them back.
 DEFAULT_SETTLE_SECONDS = 2.0
-# A claim outlives its holder's time budget by this much before another copy takes it over.
-CLAIM_MARGIN_SECONDS = 60.0
+# A claim outlives its holder's time budget by this much before another copy takes it over (the clocks of
+# two copies agree far better than this).
+CLAIM_MARGIN_SECONDS = 10.0
+# A task created up to this long before a start claim's time may still be the export it led to (task times
+# are the API's clock, the claim's the writer's).
+TASK_CLOCK_SKEW_SECONDS = 60.0
 # How often one export's end is reported while its state tag cannot be changed; once more it is reported as
 # needing attention, then no more (each run logs it).
 REPORT_LIMIT = 3

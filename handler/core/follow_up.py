@@ -30,9 +30,9 @@ from handler.core import export_flow
 from handler.core.apis import EcsApi, ObjectStore, TrackingApi
 from handler.core.budget import Budget
 from handler.core.claims import (
-    CLAIM_MARGIN_SECONDS,
     DEFAULT_SETTLE_SECONDS,
     REPORT_LIMIT,
+    TASK_CLOCK_SKEW_SECONDS,
     Claim,
     claim_of,
     millis,
@@ -219,14 +219,14 @@ def follow_up(
 
 
 def _exported_since(task: Task | None, claim: Claim) -> bool:
-    """Whether the export task found can be the one a start claim led to (made at most the claim margin
-    before the claim's time, which is the claimer's clock)."""
+    """Whether the export task found can be the one a start claim led to (made at most
+    ``TASK_CLOCK_SKEW_SECONDS`` before the claim's time, which is the claimer's clock)."""
     if task is None:
         return False
     if task.created_at is None:
         return True
     created = task.created_at if task.created_at.tzinfo else task.created_at.replace(tzinfo=UTC)
-    return millis(created) >= claim.since - int(CLAIM_MARGIN_SECONDS * 1000)
+    return millis(created) >= claim.since - int(TASK_CLOCK_SKEW_SECONDS * 1000)
 
 
 def _counted(outcome: ImageOutcome, claim: Claim) -> ImageOutcome | None:
