@@ -122,6 +122,10 @@ class Claim:
         """Whether the claim still holds at ``now``: its holder may still be running."""
         return self.until > millis(now)
 
+    def ended(self, now: datetime) -> Claim:
+        """The same claim, given up at ``now``: it holds no more, and a report claim keeps its count."""
+        return Claim(self.kind, self.holder, self.since, min(self.until, millis(now)), self.reports)
+
     def renewed(self, *, now: datetime, lasts: float, holder: str) -> Claim:
         """The report claim ``holder`` writes over this one: its count goes on from a report claim (the end was
         reported and the retag did not follow), and starts at 1 otherwise."""

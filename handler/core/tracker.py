@@ -334,6 +334,7 @@ class Tracker:
                 continue
             tags = state_tags(retag.state)
             ready.append((retag.image_id, tags | {CLAIM_KEY: NO_CLAIM} if retag.claim else tags))
+        claims = {r.image_id: r.claim for r in retags}
         for tags, group in group_by_tags(ready):
             failed = _tag(self.api, group, tags, deadline=deadline)
             if failed:
@@ -342,9 +343,19 @@ class Tracker:
                     image_ids=sorted(failed),
                     error=sorted({e.code for e in failed.values()}),
                 )
+                self._give_up({i: claims[i] for i in failed}, deadline=deadline)
             done = [i for i in group if i not in failed]
             if done:
                 _log.info("tracking.retagged", image_ids=done, state=tags[STATE_KEY])
+
+    def _give_up(self, claims: Mapping[str, Claim | None], *, deadline: float) -> None:
+        """Give up the report claims of images whose retag failed, so that the next run reports them again
+        at once rather than after this invocation's claims run out (each claim keeps its count)."""
+        now = self.clock.now()
+        ended = [(i, {CLAIM_KEY: c.ended(now).value}) for i, c in claims.items() if c is not None]
+        for tags, group in group_by_tags(ended):
+            if failed := _tag(self.api, group, tags, deadline=deadline):
+                _log.info("tracking.claim_kept", image_ids=sorted(failed))
 
     def _still_mine(self, image: Image, claim: Claim | None, now: datetime) -> bool:
         """Whether the image is still ``exporting`` under this invocation's claim (or, reported without one,

@@ -690,3 +690,31 @@ def test_an_image_another_copy_is_reporting_is_left_to_it() -> None:
 
     assert report.outcomes == ()
     assert ecs.count("TagResources") == 0
+
+
+def test_a_failed_retag_gives_up_its_claim_so_the_next_run_reports_again_at_once() -> None:
+    """The state tag is refused but the claim tag is not: the claim is given up (it holds no more, its count
+    stays), so the next run reports the end again, counting a second report, instead of waiting for this
+    run's claim to run out."""
+    ecs = account(tracked={"image-a": "exporting"}, ended={"image-a": "Failed"})
+    refused = TerminalApiError("tag policy", code="OperationDenied.TagPolicy", action="TagResources")
+
+    def refuse_state(call: Call, send: Callable[[], Any]) -> Any:
+        _ids, tags = call.asked
+        if STATE_KEY in tags:
+            raise refused
+        return send()
+
+    ecs.api.on("TagResources", refuse_state)
+    first = run(ecs, holder="run-1")
+    first.settle(deadline=1e12)
+    left = Claim.parse(ecs.tags_of("image-a")[CLAIM_KEY])
+    assert left is not None
+    assert not left.fresh(ecs.clock.now())
+    assert left.reports == 1
+
+    second = run(ecs, holder="run-2")
+
+    (again,) = second.outcomes
+    assert again.status == "export_failed"
+    assert "reported again (2 of 3)" in str(again.reason)
