@@ -137,5 +137,5 @@ def test_the_cap_is_spent_in_order_on_images_found_due() -> None:
     expected = ["started", "skipped", "started", "skipped", "started"] + ["queued"] * 145
     expected[120] = "skipped"
     assert statuses == expected
-    assert ecs.exports == ["image-000", "image-002", "image-004"]
+    assert sorted(ecs.exports) == ["image-000", "image-002", "image-004"]  # four workers: in any order
     assert [len(batch) for batch in ecs.lookups] == [86, 64]
