@@ -3,7 +3,9 @@
 
 ``ExportImage`` raises ``UnknownOutcomeError`` when its answer was lost and ``RetryableApiError`` with code
 ``OperationDenied.ResourceLocked`` when the image is busy: in both cases only the image's tasks can tell
-whether an export is under way, and the caller looks before it tries again.
+whether an export is under way, and the caller looks before it tries again. It raises ``ClearanceExpired``,
+having sent nothing more, when an attempt would go out after the clearance its caller set
+(``handler.core.budget.export_clearance``): the caller looks the image's tasks up again before it sends.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from handler.adapters.openapi import OpenApiClient
+from handler.core.budget import export_cleared_until
 from handler.errors import AccessDenied, AuthenticationFailed, ExporterError, MalformedResponse, error_for
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.tagging import TaggingFailure, TaggingReport
@@ -82,9 +85,12 @@ class EcsClient:
         self._api = api
 
     def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
-        """Start an export of ``image_id`` to ``bucket``; the file is ``<prefix>_<image_id>_system.qcow2``."""
+        """Start an export of ``image_id`` to ``bucket``; the file is ``<prefix>_<image_id>_system.qcow2``.
+        No attempt goes out after the clearance in force (``export_cleared_until``): ``ClearanceExpired``."""
         params = {"ImageId": image_id, "TOSBucket": bucket, "TOSPrefix": prefix}
-        result, request_id = self._api.call("ExportImage", params, deadline=deadline, idempotent=False)
+        result, request_id = self._api.call(
+            "ExportImage", params, deadline=deadline, idempotent=False, cleared_until=export_cleared_until()
+        )
         task_id = result.get("TaskId")
         if not isinstance(task_id, str) or not task_id:
             msg = "ExportImage answered without a TaskId"

@@ -7,10 +7,18 @@ after ``start_by``: an export begun keeps time for its answer (a quarter of the 
 ``MIN_ANSWER_SECONDS`` and at most the connect and read timeouts together). No request is sent with less
 than ``MIN_SEND_SECONDS`` left. The result is reported by ``report_by``, ``REPORT_MARGIN_SECONDS`` before the
 platform ends the invocation; a function whose timeout is not known gets ``DEFAULT_FUNCTION_TIMEOUT``.
+
+One limit is not the invocation's but one send's: an ExportImage goes out only while its image's task look-up
+is at most the clearance window old. The export flow states it around the send (``export_clearance``) and the
+ECS client reads it (``export_cleared_until``), so that every wrapper of the ECS API between them passes it on
+unchanged; it is the one piece of state here (a context variable: each export worker has its own).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from handler.models.settings import Settings
@@ -23,6 +31,8 @@ __all__ = [
     "NOTIFY_RESERVE_SECONDS",
     "REPORT_MARGIN_SECONDS",
     "Budget",
+    "export_clearance",
+    "export_cleared_until",
     "smallest_workable_budget",
 ]
 
@@ -39,6 +49,9 @@ MIN_ANSWER_SECONDS = 2.0
 MIN_SEND_SECONDS = 0.5
 # What the look-ups before the first export may take (a scan lists the images, then their tasks).
 LOOKUP_SECONDS = 2 * MIN_ANSWER_SECONDS
+
+# Until when (a ``Clock.monotonic()`` reading) the ExportImage sent in this context is cleared; None: no bound.
+_export_cleared_until: ContextVar[float | None] = ContextVar("export_cleared_until", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +105,20 @@ def smallest_workable_budget(settings: Settings) -> float:
         middle = (low + high) / 2
         low, high = (middle, high) if room(middle) < 0 else (low, middle)
     return round(-(-high // 0.1) * 0.1, 1)
+
+
+@contextmanager
+def export_clearance(until: float) -> Iterator[None]:
+    """Within it, an ExportImage attempt (the first or a retry) goes out only until ``until`` (a
+    ``Clock.monotonic()`` reading: when its image's task look-up grows older than the clearance window); one
+    that would go out later raises ``ClearanceExpired`` instead of being sent."""
+    token = _export_cleared_until.set(until)
+    try:
+        yield
+    finally:
+        _export_cleared_until.reset(token)
+
+
+def export_cleared_until() -> float | None:
+    """Until when the ExportImage sent in this context may go out (``export_clearance``); None: no bound."""
+    return _export_cleared_until.get()

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handler.core.budget import LOOKUP_SECONDS, NOTIFY_RESERVE_SECONDS, Budget, smallest_workable_budget
+from handler.core.budget import (
+    LOOKUP_SECONDS,
+    NOTIFY_RESERVE_SECONDS,
+    Budget,
+    export_clearance,
+    export_cleared_until,
+    smallest_workable_budget,
+)
 from handler.models.settings import Settings
 
 DEFAULTS = Settings()  # 3 s to connect, 10 s to read
@@ -62,3 +69,22 @@ def test_requests_always_end_inside_the_budget(seconds: float, connect: float, r
     budget = Budget.ending_at(1000.0 + seconds, now=1000.0, settings=settings)
     assert budget.start_by < budget.send_by <= 1000.0 + seconds
     assert 1000.0 + seconds - budget.send_by <= NOTIFY_RESERVE_SECONDS
+
+
+def test_an_export_clearance_holds_within_its_block_only() -> None:
+    """``export_clearance`` states until when the ExportImage sent in its block may go out; outside it (and
+    after it, even when the block raised) there is no bound, and an inner block's bound wins inside it."""
+    seen: list[float | None] = []
+
+    def send_and_fail() -> None:
+        with export_clearance(120.0):
+            seen.append(export_cleared_until())
+            raise RuntimeError
+
+    assert export_cleared_until() is None
+    with export_clearance(110.0):
+        assert export_cleared_until() == 110.0
+        with pytest.raises(RuntimeError):
+            send_and_fail()
+        assert (seen, export_cleared_until()) == ([120.0], 110.0)
+    assert export_cleared_until() is None
