@@ -20,10 +20,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # The tests in three subsets, each without the coverage floor (only the whole suite can meet it).
-# unit: no socket, no subprocess, nothing slow; seconds. The four files below start a fresh interpreter (the
+# unit: no socket, no subprocess, nothing slow; seconds. The three files below start a fresh interpreter (the
 # command line, the cold path, what importing reads), so they run with the integration tests.
 FRESH_PROCESS_TESTS := tests/function/unit/test_cli.py tests/function/unit/test_cold_path.py \
-    tests/function/unit/test_import_discipline.py tests/function/unit/test_tracking_imports.py
+    tests/function/unit/test_import_discipline.py
 TOOLS_UNIT_TESTS := tests/tools/test_habits.py tests/tools/deploy/test_sdk_models_helpers.py \
     tests/tools/deploy/test_template.py tests/tools/deploy/test_vefaas_sdk_models.py \
     tests/tools/deploy/test_vefaas_sign.py tests/tools/deploy/test_zipcheck.py \

@@ -7,6 +7,9 @@
     ├── ConfigurationError        the environment or a credential file is wrong; names the variable or file
     │   └── NoCredentials         no credential source is set at all
     ├── BudgetExhausted           the time budget ran out before a call could start: nothing sent, retry later
+    ├── ClearanceExpired          an ExportImage attempt would go out on a task look-up older than the
+    │                             clearance window (a Retry-After, a backoff, the rate limit): not sent; the
+    │                             image's tasks are looked up again before another attempt
     ├── ExportEndedBadly          the follow-up found an export started earlier ended badly (export_failed)
     │   ├── ExportTaskFailed          its ExportImage task Failed
     │   └── ExportObjectMissing       its task Succeeded but no object is at its key
@@ -54,6 +57,7 @@ __all__ = [
     "BucketAccessDenied",
     "BucketNotFound",
     "BudgetExhausted",
+    "ClearanceExpired",
     "ConfigurationError",
     "ErrorCode",
     "ExportEndedBadly",
@@ -125,6 +129,21 @@ class BudgetExhausted(ExporterError):
 
     code = "TimeBudgetExhausted"
     retryable = True
+
+
+class ClearanceExpired(ExporterError):
+    """A write cleared by a look-up (ExportImage, by its image's DescribeTasks) would have gone out after that
+    look-up grew older than the clearance window: a Retry-After, a backoff or the rate limit held it that
+    long. It was not sent; look again before sending. ``late_by``: how many seconds past the window it would
+    have gone out; ``cause``: the failure whose wait ran past it (None: the rate limit held it)."""
+
+    code = "ClearanceExpired"
+    retryable = True
+
+    def __init__(self, message: str, *, late_by: float, cause: ApiError | None = None) -> None:
+        super().__init__(message)
+        self.late_by = late_by
+        self.cause = cause
 
 
 class ExportEndedBadly(ExporterError):
@@ -398,6 +417,12 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
             ExportObjectMissing,
             "the object is not in the bucket: check its lifecycle rules and who deletes objects; "
             "name the image in an event to export it again",
+            "exporter",
+        ),
+        "ClearanceExpired": ErrorCode(
+            ClearanceExpired,
+            "nothing to do: throttling held the export past the 10 s clearance window of its task look-up, "
+            "so it was not sent on that look-up; a later run exports it; lower VOLCENGINE_MAX_RPS if it persists",
             "exporter",
         ),
         "TimeBudgetExhausted": ErrorCode(

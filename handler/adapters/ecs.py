@@ -3,7 +3,9 @@
 
 ``ExportImage`` raises ``UnknownOutcomeError`` when its answer was lost and ``RetryableApiError`` with code
 ``OperationDenied.ResourceLocked`` when the image is busy: in both cases only the image's tasks can tell
-whether an export is under way, and the caller looks before it tries again.
+whether an export is under way, and the caller looks before it tries again. It raises ``ClearanceExpired``,
+having sent nothing more, when an attempt would go out after the clearance its caller set
+(``cleared_until``): the caller looks the image's tasks up again before it sends.
 """
 
 from __future__ import annotations
@@ -81,10 +83,15 @@ class EcsClient:
     def __init__(self, api: OpenApiClient) -> None:
         self._api = api
 
-    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
-        """Start an export of ``image_id`` to ``bucket``; the file is ``<prefix>_<image_id>_system.qcow2``."""
+    def export_image(
+        self, image_id: str, bucket: str, prefix: str, *, deadline: float, cleared_until: float | None = None
+    ) -> ExportStarted:
+        """Start an export of ``image_id`` to ``bucket``; the file is ``<prefix>_<image_id>_system.qcow2``.
+        No attempt goes out after ``cleared_until`` (a monotonic time): ``ClearanceExpired`` instead."""
         params = {"ImageId": image_id, "TOSBucket": bucket, "TOSPrefix": prefix}
-        result, request_id = self._api.call("ExportImage", params, deadline=deadline, idempotent=False)
+        result, request_id = self._api.call(
+            "ExportImage", params, deadline=deadline, idempotent=False, cleared_until=cleared_until
+        )
         task_id = result.get("TaskId")
         if not isinstance(task_id, str) or not task_id:
             msg = "ExportImage answered without a TaskId"

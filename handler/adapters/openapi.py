@@ -171,12 +171,14 @@ class OpenApiClient:
         body: Mapping[str, Any] | None = None,
         deadline: float,
         idempotent: bool,
+        cleared_until: float | None = None,
     ) -> tuple[dict[str, Any], str | None]:
         """Send ``action``: a GET with ``params`` in the query, or a POST of ``body`` as JSON.
 
         ``idempotent``: the action's effect is the same however often it lands (a read, setting a tag); it is
-        then sent again on an unknown outcome too (``retry.may_resend``). Returns the answer's ``Result``
-        and ``RequestId``; raises a typed ``ApiError`` or ``BudgetExhausted``.
+        then sent again on an unknown outcome too (``retry.may_resend``). ``cleared_until``: no attempt goes
+        out after this ``clock.monotonic()`` reading (``SignedSender.send``). Returns the answer's ``Result``
+        and ``RequestId``; raises a typed ``ApiError``, ``BudgetExhausted`` or ``ClearanceExpired``.
         """
         query = canonical_query({"Action": action, "Version": self._version, **(params or {})})
         content = None if body is None else json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
@@ -195,4 +197,5 @@ class OpenApiClient:
             max_bytes=MAX_ANSWER_BYTES,
             content=content,
             headers=None if content is None else {"Content-Type": "application/json"},
+            cleared_until=cleared_until,
         )

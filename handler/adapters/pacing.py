@@ -6,7 +6,7 @@ import threading
 from collections import deque
 
 from handler.clock import SYSTEM_CLOCK, Clock
-from handler.errors import BudgetExhausted
+from handler.errors import BudgetExhausted, ClearanceExpired
 
 __all__ = ["RateLimiter", "RateLimiters"]
 
@@ -46,9 +46,10 @@ class RateLimiter:
         """The rate in force now, in requests per second."""
         return self._rate
 
-    def acquire(self, deadline: float) -> None:
+    def acquire(self, deadline: float, *, cleared_until: float | None = None) -> None:
         """Wait for this caller's slot; raise ``BudgetExhausted`` (having waited for nothing) if it lies past
-        ``deadline``, a reading of the limiter's clock (``monotonic``)."""
+        ``deadline``, ``ClearanceExpired`` if it lies past ``cleared_until`` (the request may go out only
+        until then; None: any time), both readings of the limiter's clock (``monotonic``)."""
         with self._lock:
             now = self._clock.monotonic()
             interval = 1.0 / self._rate
@@ -61,6 +62,10 @@ class RateLimiter:
             if slot > deadline:
                 msg = "the time budget ran out while waiting for the request rate limit"
                 raise BudgetExhausted(msg)
+            if cleared_until is not None and slot > cleared_until:
+                late = slot - cleared_until
+                msg = f"the request rate limit would hold it until {late:.1f} s after its clearance ran out"
+                raise ClearanceExpired(msg, late_by=late)
             self._theoretical = max(self._theoretical, slot) + interval
             self._recent.append(slot)
         wait = slot - now

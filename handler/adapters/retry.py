@@ -94,6 +94,7 @@ def with_retries(
     deadline: float,
     wait_at_least: Callable[[E], float | None] = lambda _: None,
     on_failure: Callable[[E], None] = lambda _: None,
+    before_wait: Callable[[E, float], None] = lambda _error, _delay: None,
     on_retry: Callable[[E, int, float], None] = lambda _error, _attempt, _delay: None,
 ) -> T:
     """``send(attempt)`` (attempts count from 1) until it returns, then its value.
@@ -101,8 +102,9 @@ def with_retries(
     A ``failure`` it raises is sent again while ``may_retry`` allows it, attempts are left and the wait
     (full-jitter backoff, at least ``wait_at_least``: the answer's ``Retry-After``) ends before ``deadline``
     (a ``clock.monotonic()`` reading); otherwise it is raised as it is. ``on_failure`` sees every failure
-    (a throttling answer slows the caller's rate limiter); ``on_retry`` gets the failure, the attempt and
-    the wait before the next one (the caller's log line)."""
+    (a throttling answer slows the caller's rate limiter); ``before_wait`` gets the failure and the wait once
+    it is known, and may raise instead of waiting (a write whose clearance would run out meanwhile);
+    ``on_retry`` gets the failure, the attempt and the wait before the next one (the caller's log line)."""
     attempt = 0
     while True:
         attempt += 1
@@ -116,5 +118,6 @@ def with_retries(
             delay = max(delay, wait_at_least(error) or 0.0)
             if clock.monotonic() + delay >= deadline:
                 raise
+            before_wait(error, delay)
             on_retry(error, attempt, delay)
             clock.sleep(delay)

@@ -26,6 +26,7 @@ from handler.errors import (
     ERROR_CODES,
     ApiError,
     BudgetExhausted,
+    ClearanceExpired,
     Throttled,
     error_for,
 )
@@ -39,6 +40,8 @@ T = TypeVar("T")
 _MIN_MASKED = 6
 _SIGNATURE = re.compile(r"Signature=([0-9A-Za-z+/=]+)")
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)")
+# What a ClearanceExpired message ends with: why the request was held back, and what the caller does next.
+_LOOK_AGAIN = "(the look-up that cleared it is older than the clearance window by then): look again first"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +73,35 @@ class SignedSender:
         max_bytes: int,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        cleared_until: float | None = None,
     ) -> T:
         """Send the request until it is answered or may not be sent again (``retry.may_resend``), never past
         ``deadline`` (a ``clock.monotonic()`` reading); ``read`` turns an answer into the value and its
         request id, or raises the typed ``ApiError`` it describes. A request is not sent with less than
-        ``MIN_SEND_SECONDS`` left (``BudgetExhausted``)."""
+        ``MIN_SEND_SECONDS`` left (``BudgetExhausted``).
+
+        ``cleared_until`` (a ``clock.monotonic()`` reading; None: no bound): no attempt goes out after it.
+        One that would, after its backoff or ``Retry-After`` or in the rate limiter's queue, is not sent:
+        ``ClearanceExpired`` is raised instead (a write the caller cleared with a look-up, ExportImage by its
+        image's tasks, must not go out on a look-up grown too old)."""
         log = structlog.get_logger(f"handler.{self.log}")
 
         request = _Request(action, method, url, read, max_bytes, content, headers)
 
         def once(attempt: int) -> T:
-            return self._once(request, attempt=attempt, deadline=deadline)
+            return self._once(request, attempt=attempt, deadline=deadline, cleared_until=cleared_until)
+
+        def before_wait(error: ApiError, delay: float) -> None:
+            late = 0.0 if cleared_until is None else self.clock.monotonic() + delay - cleared_until
+            if late > 0:
+                asked = (
+                    " (Retry-After)" if error.retry_after is not None and delay <= error.retry_after else ""
+                )
+                msg = (
+                    f"{action} was not sent again after {error.code}: waiting {delay:.1f} s{asked} would send "
+                    f"it {late:.1f} s after its clearance ran out {_LOOK_AGAIN}"
+                )
+                raise ClearanceExpired(msg, late_by=late, cause=error) from error
 
         retry_event = f"{self.log}.retry"
 
@@ -102,6 +123,7 @@ class SignedSender:
             deadline=deadline,
             wait_at_least=lambda error: error.retry_after,
             on_failure=self._slow_down_if_throttled,
+            before_wait=before_wait,
             on_retry=on_retry,
         )
 
@@ -109,11 +131,15 @@ class SignedSender:
         if isinstance(error, Throttled):
             self.limiter.on_throttled(error.retry_after)
 
-    def _once(self, request: _Request[T], *, attempt: int, deadline: float) -> T:
+    def _once(self, request: _Request[T], *, attempt: int, deadline: float, cleared_until: float | None) -> T:
         action = request.action
         call = f"{self.log}.call"
         log = structlog.get_logger(f"handler.{self.log}")
-        self.limiter.acquire(deadline)
+        try:
+            self.limiter.acquire(deadline, cleared_until=cleared_until)
+        except ClearanceExpired as held:
+            msg = f"{action} was not sent: {held.message} {_LOOK_AGAIN}"
+            raise ClearanceExpired(msg, late_by=held.late_by) from None
         left = deadline - self.clock.monotonic()
         if not left >= MIN_SEND_SECONDS:
             msg = f"the time budget ran out before {action} could be sent"

@@ -17,9 +17,13 @@ __all__ = ["EcsApi", "ObjectStore", "TrackingApi"]
 
 
 class EcsApi(Protocol):
-    """The three ECS actions every export needs (``handler.adapters.ecs.EcsClient``)."""
+    """The three ECS actions every export needs (``handler.adapters.ecs.EcsClient``). ``cleared_until`` (a
+    ``Clock.monotonic()`` reading): no ExportImage attempt, the first or a retry, goes out after it
+    (``ClearanceExpired``); None: no bound."""
 
-    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted: ...
+    def export_image(
+        self, image_id: str, bucket: str, prefix: str, *, deadline: float, cleared_until: float | None = None
+    ) -> ExportStarted: ...
 
     def describe_images(
         self,

@@ -13,19 +13,21 @@ import contextvars
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 import structlog
 
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.core.apis import EcsApi
 from handler.core.budget import Budget
-from handler.core.dedupe import dedupe, maybe_running
+from handler.core.dedupe import Dedupe, dedupe, maybe_running
 from handler.core.in_flight import Slots, Tracked
 from handler.core.lookups import LOOKUP_BATCH, Lookups
 from handler.core.plan import ExportPlan
 from handler.core.selection import availability, pick_scan_images
 from handler.errors import (
     BudgetExhausted,
+    ClearanceExpired,
     ExporterError,
     ImageNotFound,
     ImageNotReady,
@@ -43,6 +45,10 @@ _log = structlog.get_logger("handler.run")
 
 # How often an ExportImage whose answer was lost is sent in all (each resend only after a look at the tasks).
 UNKNOWN_OUTCOME_TRIES = 3
+# How often an image's clearance may run out before its ExportImage goes out (a Retry-After or a backoff longer
+# than the window), each time followed by a fresh look-up; then the image is left to a later run.
+CLEARANCE_TRIES = 3
+_LOST_BUT_FOUND = "the answer was lost; the export task was found"
 # DescribeImages with TagFilters lists at most this many images (docs/facts.md §3).
 TAG_SCAN_CAP = 1000
 _ADOPTED = "it was not tracked: it is now tagged exporting, and a later timer run reports how it ends"
@@ -326,52 +332,116 @@ class _ExportFlow:
         )
 
     def _export_one(self, image_id: str) -> ImageOutcome:
-        for attempt in range(1, UNKNOWN_OUTCOME_TRIES + 1):
-            outcome = self._try_export(image_id, last_try=attempt == UNKNOWN_OUTCOME_TRIES)
-            if outcome is not None:
-                return outcome
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Send the image's ExportImage until it has an outcome. Every send goes out on a look-up at most the
+        clearance window old (the one that cleared the image, or a fresh one after a lost answer or a
+        clearance that ran out), and never two sends without a look-up between them."""
+        # No lock: a handed-out image's look-up is never redone (the next look-ups cover the images after it).
+        sends = _Sends(cleared_until=self._lookups.cleared_until(image_id))
+        outcome = None
+        while outcome is None:  # each pass but the last lost an answer or a clearance: both are bounded
+            outcome = self._try_export(image_id, sends)
+        return outcome
 
-    def _try_export(self, image_id: str, *, last_try: bool) -> ImageOutcome | None:
-        """Send ExportImage once; ``None`` means its answer was lost, no task appeared: send it again."""
+    def _try_export(self, image_id: str, sends: _Sends) -> ImageOutcome | None:
+        """Send ExportImage once (its attempts go out only while ``sends`` clears them); ``None`` means
+        nothing was started that a fresh look-up can find: send it again."""
         try:
             started = self.api.export_image(
-                image_id, self.plan.bucket, self.plan.prefix, deadline=self.budget.send_by
+                image_id,
+                self.plan.bucket,
+                self.plan.prefix,
+                deadline=self.budget.send_by,
+                cleared_until=sends.cleared_until,
             )
+        except ClearanceExpired as expired:
+            return self._after_clearance_expired(image_id, expired, sends)
         except UnknownOutcomeError as lost:
-            return self._after_lost_answer(image_id, lost, last_try=last_try)
+            return self._after_lost_answer(image_id, lost, sends)
         except ResourceLocked as locked:
             return self._after_locked(image_id, locked)
-        except ImageNotReady as refused:
-            with self._lock:
-                self._refused[image_id] = refused
-            return ImageOutcome(image_id=image_id, status="failed", error=ErrorInfo.from_error(refused))
-        except ImageNotFound as missing:
-            where = f"no image {image_id} in region {self.plan.region}: check the id and VOLCENGINE_REGION"
-            info = ErrorInfo.from_error(missing).model_copy(update={"message": where})
-            return ImageOutcome(image_id=image_id, status="failed", error=info)
+        except (ImageNotReady, ImageNotFound) as refused:
+            return self._after_refused(image_id, refused)
         except ExporterError as error:
             return _not_done(image_id, error, self.budget)
         return self._started(image_id, started.task_id)
+
+    def _after_refused(self, image_id: str, refused: ImageNotReady | ImageNotFound) -> ImageOutcome:
+        """ExportImage refused the image: for its status (explained once every export is done) or its id."""
+        info = ErrorInfo.from_error(refused)
+        if isinstance(refused, ImageNotFound):
+            where = f"no image {image_id} in region {self.plan.region}: check the id and VOLCENGINE_REGION"
+            info = info.model_copy(update={"message": where})
+        else:
+            with self._lock:
+                self._refused[image_id] = refused
+        return ImageOutcome(image_id=image_id, status="failed", error=info)
 
     def _export_tasks(self, image_id: str) -> list[Task]:
         tasks = self.api.describe_tasks(deadline=self.budget.send_by, resource_ids=[image_id])
         return [t for t in tasks if t.type == EXPORT_TASK_TYPE]
 
+    def _look_again(self, image_id: str, sends: _Sends) -> Dedupe:
+        """Look the image's tasks up again: what counts as an export under way, and the look-up clears the
+        next send for the window from when it was asked for. Raises the look-up's ``ExporterError``."""
+        asked = self.clock.monotonic()
+        found = dedupe(self._export_tasks(image_id), now=self.now, window_hours=self.plan.dedupe_hours)
+        sends.cleared_until = asked + self.plan.clearance_seconds
+        return found
+
     def _after_lost_answer(
-        self, image_id: str, lost: UnknownOutcomeError, *, last_try: bool
+        self, image_id: str, lost: UnknownOutcomeError, sends: _Sends
     ) -> ImageOutcome | None:
         """ExportImage's answer was lost. Report the task it made, if any; ``None`` means send it again."""
+        sends.lost, sends.lost_count = lost, sends.lost_count + 1
         try:
-            tasks = self._export_tasks(image_id)
+            found = self._look_again(image_id, sends)
         except ExporterError:
             return _not_done(image_id, lost, self.budget)
-        found = dedupe(tasks, now=self.now, window_hours=self.plan.dedupe_hours)
         if found.task is not None:
-            return self._started(
-                image_id, found.task.task_id, "the answer was lost; the export task was found"
+            return self._started(image_id, found.task.task_id, _LOST_BUT_FOUND)
+        return _not_done(image_id, lost, self.budget) if sends.lost_count >= UNKNOWN_OUTCOME_TRIES else None
+
+    def _after_clearance_expired(
+        self, image_id: str, expired: ClearanceExpired, sends: _Sends
+    ) -> ImageOutcome | None:
+        """An ExportImage attempt was held past its clearance and not sent (what went out before it started
+        nothing). When its turn comes, look the image's tasks up again: a task found is another copy's export
+        (skipped), or, when an earlier send's answer was lost, maybe that send's (started, as after a lost
+        answer); none found clears one more send, while the budget and ``CLEARANCE_TRIES`` allow it.
+        ``None``: send it again."""
+        sends.expired_count += 1
+        _log.info(
+            "export.clearance_expired",
+            image_id=image_id,
+            late_s=round(expired.late_by, 1),
+            after=expired.cause.code if expired.cause is not None else None,
+        )
+        # The held attempt's turn (the API's Retry-After, the backoff, the rate limiter's pause): the look-up
+        # waits for it, so that it goes out when the API takes requests again and clears the send from then.
+        turn = sends.cleared_until + expired.late_by
+        wait = turn - self.clock.monotonic()
+        if wait > 0 and turn <= self.budget.start_by:
+            self.clock.sleep(wait)
+        try:
+            found = self._look_again(image_id, sends)
+        except ExporterError as error:
+            return _not_done(image_id, sends.lost or error, self.budget)
+        if found.task is not None and sends.lost is not None:
+            return self._started(image_id, found.task.task_id, _LOST_BUT_FOUND)
+        if found.task is not None:
+            return _skipped(image_id, found.task, found.reason)
+        if self.clock.monotonic() > self.budget.start_by:
+            reason = "the time budget ran low before this export could be sent again; a later run exports it"
+        elif sends.expired_count >= CLEARANCE_TRIES:
+            reason = (
+                f"throttling held this export past the clearance of its task look-up {CLEARANCE_TRIES} times; "
+                "a later run exports it"
             )
-        return _not_done(image_id, lost, self.budget) if last_try else None
+        else:
+            return None
+        if sends.lost is not None:  # an earlier send may have started it: say so, as after a lost answer
+            return _not_done(image_id, sends.lost, self.budget)
+        return _deferred(image_id, reason, expired)
 
     def _after_locked(self, image_id: str, locked: ResourceLocked) -> ImageOutcome:
         """The image is locked: by an export (skipped, with its task) or by something else (deferred)."""
@@ -385,6 +455,18 @@ class _ExportFlow:
             return _skipped(image_id, found.task or running[0], found.reason)
         reason = "the image is locked by another operation; a later run exports it"
         return _deferred(image_id, reason, locked)
+
+
+@dataclass(slots=True)
+class _Sends:
+    """One image's ExportImage sends so far: until when the latest look-up clears the next one (a
+    ``Clock.monotonic()`` reading), the latest lost answer (an earlier send may have started the export), and
+    how many answers were lost and clearances ran out."""
+
+    cleared_until: float
+    lost: UnknownOutcomeError | None = None
+    lost_count: int = 0
+    expired_count: int = 0
 
 
 def _skipped(image_id: str, task: Task, reason: str) -> ImageOutcome:

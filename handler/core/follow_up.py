@@ -53,7 +53,7 @@ from handler.errors import AccessDenied, AuthenticationFailed, ExporterError
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import Command, ScanCommand
 from handler.models.objects import HeadResult
-from handler.models.results import ImageOutcome
+from handler.models.results import NEEDS_ATTENTION, ImageOutcome
 
 __all__ = ["FollowUpReport", "TrackedRun", "follow_up", "run_tracked"]
 
@@ -241,13 +241,13 @@ def _counted(outcome: ImageOutcome, claim: Claim) -> ImageOutcome | None:
         )
     elif claim.reports == REPORT_LIMIT + 1:
         note = (
-            f"needs attention: reported {REPORT_LIMIT} times, but its state tag could not be changed "
+            f"{NEEDS_ATTENTION}: reported {REPORT_LIMIT} times, but its state tag could not be changed "
             "(the log has tracking.retag_failed); it is not reported again until the tag changes"
         )
     else:
         _log.warning("follow_up.not_reported_again", image_id=outcome.image_id, reports=claim.reports)
         return None
-    reason = f"{outcome.reason}; {note}" if outcome.reason else note
+    reason = f"{note}; {outcome.reason}" if outcome.reason else note
     return outcome.model_copy(update={"reason": reason})
 
 
@@ -314,8 +314,12 @@ class _OneListing:
         self._api = api
         self._listing: list[Image] | None = None
 
-    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
-        return self._api.export_image(image_id, bucket, prefix, deadline=deadline)
+    def export_image(
+        self, image_id: str, bucket: str, prefix: str, *, deadline: float, cleared_until: float | None = None
+    ) -> ExportStarted:
+        return self._api.export_image(
+            image_id, bucket, prefix, deadline=deadline, cleared_until=cleared_until
+        )
 
     def describe_images(
         self,

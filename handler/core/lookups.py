@@ -100,6 +100,12 @@ class Lookups:
         wait = self._workers * self._step
         return self.age(image_id) + wait > self._plan.clearance_seconds * (1 - _MARGIN / 2)
 
+    def cleared_until(self, image_id: str) -> float:
+        """Until when (a ``clock.monotonic()`` reading) the image's latest look-up clears its export: the
+        moment it grows older than the clearance window (minus infinity: no look-up yet). For an image handed
+        out it may be read without the flow's lock: no later look-up covers that image again."""
+        return self._looked_at.get(image_id, float("-inf")) + self._plan.clearance_seconds
+
     def too_old(self, image_id: str) -> bool:
         """Whether the image's look-up is older than the clearance window: it cannot clear an export now."""
         return self.age(image_id) > self._plan.clearance_seconds

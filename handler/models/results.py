@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from handler.errors import ApiError, ExporterError
 
 __all__ = [
+    "NEEDS_ATTENTION",
     "NOT_OK",
     "STATUSES",
     "TRIGGERS",
@@ -25,6 +26,9 @@ Status = Literal["started", "skipped", "failed", "deferred", "queued", "exported
 STATUSES: tuple[Status, ...] = get_args(Status)
 # The statuses that make ``ok`` false (and ``invoke`` exit 1): something needs a person or a later run.
 NOT_OK: frozenset[Status] = frozenset({"failed", "deferred", "export_failed"})
+# How the reason of a finished export's last notice begins, once re-reporting it stops (its state tag could not
+# be changed): the notice gets a webhook-id of its own, so that a receiver that dedupes still sees it.
+NEEDS_ATTENTION = "needs attention"
 Trigger = Literal["timer", "event", "http", "direct"]
 TRIGGERS: tuple[Trigger, ...] = get_args(Trigger)
 

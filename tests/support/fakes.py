@@ -179,6 +179,7 @@ class ScriptedEcs:
         self.store = store
         self.calls: list[tuple[str, Any]] = []
         self._hooks: dict[str, Hook] = {}
+        self.cleared: list[float | None] = []  # each ExportImage's cleared_until, in order
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -198,11 +199,16 @@ class ScriptedEcs:
         hook = self._hooks.get(action)
         return send() if hook is None else hook(Call(action, n, asked), send)
 
-    def export_image(self, image_id: str, bucket: str, prefix: str, *, deadline: float) -> ExportStarted:
+    def export_image(
+        self, image_id: str, bucket: str, prefix: str, *, deadline: float, cleared_until: float | None = None
+    ) -> ExportStarted:
+        self.cleared.append(cleared_until)
         started: ExportStarted = self._call(
             "ExportImage",
             image_id,
-            lambda: self.inner.export_image(image_id, bucket, prefix, deadline=deadline),
+            lambda: self.inner.export_image(
+                image_id, bucket, prefix, deadline=deadline, cleared_until=cleared_until
+            ),
         )
         return started
 

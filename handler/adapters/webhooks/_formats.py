@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 from handler.adapters.webhooks._lines import FOLLOW_UP, follow_up_line
 from handler.adapters.webhooks._lines import one_line as _one_line
 from handler.errors import ConfigurationError, fix_for
-from handler.models.results import ImageOutcome, InvocationResult
+from handler.models.results import NEEDS_ATTENTION, ImageOutcome, InvocationResult
 from handler.models.settings import WebhookFormat
 
 __all__ = [
@@ -177,16 +177,25 @@ def dingtalk_sign(secret: str, timestamp_ms: int | str) -> str:
 
 
 def message_id(result: InvocationResult) -> str:
-    """``webhook-id``: the same event with the same outcomes always gets the same id, so receivers dedupe.
+    """``webhook-id``: the same notice always gets the same id, so receivers dedupe.
 
-    A notice of follow-up outcomes only (``exported`` / ``export_failed``) gets an id from the outcomes
-    alone: when a later timer run reports the same finished exports again (its tags could not be changed
-    after the first notice), the receiver sees the same id."""
-    outcomes = sorted((r.image_id or "", r.status, r.task_id or "") for r in result.results)
-    follow_up_only = bool(outcomes) and all(r.status in FOLLOW_UP for r in result.results)
-    event = "" if follow_up_only else result.event_id
+    A notice that carries follow-up outcomes (``exported`` / ``export_failed``) gets an id from those alone
+    (image, task, status): when a later run reports the same finished exports again (after a crash, or when
+    their tags could not be changed), the receiver sees the same id, whatever else that run did. Any other
+    notice gets an id from its event and all its outcomes. The last notice of an end that could not be
+    retagged (its reason begins "needs attention") is a new notice, with an id of its own."""
+    follow_ups = [r for r in result.results if r.status in FOLLOW_UP]
+    counted = follow_ups or result.results
+    outcomes = sorted((r.image_id or "", _kind(r), r.task_id or "") for r in counted)
+    event = "" if follow_ups else result.event_id
     material = json.dumps([event, outcomes], separators=(",", ":"), ensure_ascii=False)
     return "msg_" + hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def _kind(outcome: ImageOutcome) -> str:
+    """The outcome's status, or ``<status>/attention`` for the last notice of an end not retagged."""
+    attention = (outcome.reason or "").startswith(NEEDS_ATTENTION)
+    return f"{outcome.status}/attention" if attention else outcome.status
 
 
 # --- the chat message --------------------------------------------------------------------------------------

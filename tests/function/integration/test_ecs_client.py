@@ -15,6 +15,7 @@ from handler.adapters.pacing import RateLimiter
 from handler.adapters.signing import Credentials
 from handler.errors import (
     BudgetExhausted,
+    ClearanceExpired,
     MalformedResponse,
     RetryableApiError,
     TerminalApiError,
@@ -105,6 +106,60 @@ def test_throttling_honours_retry_after_and_slows_the_limiter(clock: FakeClock) 
     assert route.call_count == 2
     assert sum(clock.slept) >= 2.0
     assert limiter.rate == pytest.approx(5.5)  # halved to 5, then one success adds 0.5
+
+
+@respx.mock
+def test_a_retry_after_past_the_clearance_is_not_waited_for_nor_sent(clock: FakeClock) -> None:
+    """Under a clearance ending in 10 s, a 429 asking for 15 s ends the call at once with ClearanceExpired:
+    no second ExportImage, no 15 s wait, the throttling kept as its cause and the limiter still told."""
+    limiter = RateLimiter(10, clock=clock)
+    route = respx.get(ENDPOINT).mock(
+        side_effect=[api_error(429, "FlowLimitExceeded", **{"Retry-After": "15"}), api_ok({"TaskId": "t-1"})]
+    )
+    with pytest.raises(ClearanceExpired) as caught:
+        make_client(clock, limiter=limiter).export_image(
+            "image-abc", "b-1", "p", deadline=2000, cleared_until=clock.t + 10
+        )
+    assert route.call_count == 1
+    assert clock.slept == []
+    assert isinstance(caught.value.cause, Throttled)
+    assert caught.value.late_by == pytest.approx(5.0)
+    assert caught.value.message == (
+        "ExportImage was not sent again after FlowLimitExceeded: waiting 15.0 s (Retry-After) would send it "
+        "5.0 s after its clearance ran out (the look-up that cleared it is older than the clearance window "
+        "by then): look again first"
+    )
+    assert limiter.rate == 5  # halved by the 429, as without a clearance
+
+
+@respx.mock
+def test_a_retry_after_within_the_clearance_is_waited_for_and_resent(clock: FakeClock) -> None:
+    """A 429 asking for 3 s under a clearance ending in 10 s is waited for and sent again, as ever."""
+    route = respx.get(ENDPOINT).mock(
+        side_effect=[api_error(429, "FlowLimitExceeded", **{"Retry-After": "3"}), api_ok({"TaskId": "t-1"})]
+    )
+    started = make_client(clock).export_image(
+        "image-abc", "b-1", "p", deadline=2000, cleared_until=clock.t + 10
+    )
+    assert started.task_id == "t-1"
+    assert route.call_count == 2
+    assert clock.slept == [pytest.approx(3.0)]
+
+
+def test_no_export_is_sent_once_its_clearance_has_run_out(clock: FakeClock) -> None:
+    """A first attempt whose turn at the rate limiter comes after the clearance (throttling paused it) is
+    not sent: ClearanceExpired, nothing waited for. Reads are never bound by an export's clearance."""
+    limiter = RateLimiter(10, clock=clock)
+    limiter.on_throttled(30.0)
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(ENDPOINT).mock(return_value=api_ok({"TaskId": "t-1", "Tasks": []}))
+        client = make_client(clock, limiter=limiter)
+        with pytest.raises(ClearanceExpired, match=r"^ExportImage was not sent: the request rate limit"):
+            client.export_image("image-abc", "b-1", "p", deadline=2000, cleared_until=clock.t + 10)
+        assert route.call_count == 0
+        assert list(client.describe_tasks(deadline=2000, resource_ids=["image-abc"])) == []
+        assert route.call_count == 1
+    assert clock.slept == [pytest.approx(30.0)]
 
 
 @respx.mock

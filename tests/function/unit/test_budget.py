@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handler.core.budget import LOOKUP_SECONDS, NOTIFY_RESERVE_SECONDS, Budget, smallest_workable_budget
+from handler.core.budget import (
+    LOOKUP_SECONDS,
+    NOTIFY_RESERVE_SECONDS,
+    Budget,
+    smallest_workable_budget,
+)
 from handler.models.settings import Settings
 
 DEFAULTS = Settings()  # 3 s to connect, 10 s to read

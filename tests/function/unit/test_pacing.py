@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handler.adapters.pacing import RateLimiter
-from handler.errors import BudgetExhausted
+from handler.errors import BudgetExhausted, ClearanceExpired
 from tests.support.builders import examples
 from tests.support.fakes import FakeClock
 
@@ -86,3 +86,17 @@ def test_a_slot_past_the_deadline_is_refused_without_waiting() -> None:
     assert clock.slept == []
     limiter.acquire(deadline=clock.t + 10)
     assert clock.slept == [pytest.approx(1.0)]
+
+
+def test_a_slot_past_the_clearance_is_refused_without_waiting() -> None:
+    """A request that may go out only until ``cleared_until`` is refused with ``ClearanceExpired`` when its
+    slot lies later (throttling paused the limiter): nothing waited for, nothing reserved."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    limiter.on_throttled(15.0)
+    with pytest.raises(ClearanceExpired, match=r"rate limit would hold it until 5\.0 s after") as caught:
+        limiter.acquire(deadline=clock.t + 60, cleared_until=clock.t + 10)
+    assert caught.value.late_by == pytest.approx(5.0)
+    assert clock.slept == []
+    limiter.acquire(deadline=clock.t + 60, cleared_until=clock.t + 20)
+    assert clock.slept == [pytest.approx(15.0)]

@@ -177,3 +177,30 @@ def test_a_write_is_resent_only_when_it_cannot_have_started_anything(
     """A write whose answer was lost, or that a lock refused, is never resent; an idempotent call is, on any
     retryable failure."""
     assert may_resend(error, idempotent=idempotent) is expected
+
+
+def test_before_wait_may_stop_the_retries_instead_of_waiting() -> None:
+    """``before_wait`` sees the failure and the wait once it is known; what it raises ends the loop at once,
+    before the wait (the clearance of a write that would run out meanwhile)."""
+    clock = FakeClock()
+    seen, send = failing(3, Throttled("slow down", code="HTTP429", retry_after=15.0))
+    waits: list[tuple[str, float]] = []
+
+    def before_wait(error: ApiError, delay: float) -> None:
+        waits.append((error.code, delay))
+        if delay > 10:
+            msg = "too late"
+            raise RuntimeError(msg)
+
+    with pytest.raises(RuntimeError, match="too late"):
+        with_retries(
+            send,  # type: ignore[arg-type]
+            failure=ApiError,
+            may_retry=lambda _: True,
+            policy=POLICY,
+            clock=clock,
+            deadline=clock.t + 60,
+            wait_at_least=lambda error: error.retry_after,
+            before_wait=before_wait,
+        )
+    assert (seen, waits, clock.slept) == ([1], [("HTTP429", 15.0)], [])

@@ -9,7 +9,10 @@ from handler.adapters.webhooks._formats import compose_text, headline, message_i
 from handler.adapters.webhooks._lines import human_duration, human_size
 from handler.models.results import ImageOutcome
 from handler.models.settings import NotifyWhen, WebhookFormat
-from tests.support.builders import EXPORT_FAILED, EXPORTED, GIB, QUEUED, STARTED, result_of
+from tests.support.builders import EXPORT_FAILED, EXPORTED, GIB, QUEUED, STARTED, outcome, result_of
+
+SKIPPED = outcome("image-seen", "skipped", task_id="t-seen", reason="an export is already running")
+DEFERRED = outcome("image-late", "deferred", reason="the time budget ran low")
 
 
 @pytest.mark.parametrize("fmt", ["feishu", "slack"])
@@ -60,13 +63,54 @@ def test_follow_up_outcomes_are_changes_and_export_failed_is_a_failure(
 
 
 def test_the_same_follow_up_outcomes_keep_their_webhook_id_across_runs() -> None:
-    """A notice of follow-up outcomes only has the same webhook-id whichever run reports them (a run that
-    could not retag reports them again); a notice that also starts exports is the event's own."""
+    """A notice of follow-up outcomes only has the same webhook-id whichever run reports them, in any order
+    (a run that could not retag reports them again)."""
     assert message_id(result_of(EXPORTED, EXPORT_FAILED, event_id="run-1")) == message_id(
         result_of(EXPORT_FAILED, EXPORTED, event_id="run-2")
     )
-    assert message_id(result_of(EXPORTED, STARTED, event_id="run-1")) != message_id(
-        result_of(EXPORTED, STARTED, event_id="run-2")
+
+
+@pytest.mark.parametrize(
+    "others",
+    [(STARTED,), (QUEUED,), (SKIPPED, DEFERRED), (STARTED, SKIPPED, QUEUED, DEFERRED)],
+    ids=["started", "queued", "skipped-deferred", "all"],
+)
+def test_a_re_report_keeps_its_webhook_id_whatever_else_the_run_did(others: tuple[ImageOutcome, ...]) -> None:
+    """The id of a notice that carries follow-up outcomes depends on those alone: a later run (after a crash
+    or a failed retag) that reports the same finished exports beside other results sends the same id, so
+    the receiver drops the re-report."""
+    first = message_id(result_of(EXPORTED, EXPORT_FAILED, event_id="run-1"))
+    again = message_id(result_of(*others, EXPORT_FAILED, EXPORTED, event_id="run-2"))
+    assert again == first
+    assert message_id(result_of(EXPORTED, *others, event_id="run-1")) == message_id(
+        result_of(EXPORTED, event_id="run-2")
+    )
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        (EXPORTED.model_copy(update={"image_id": "image-other"}), EXPORT_FAILED),
+        (EXPORTED.model_copy(update={"task_id": "t-other"}), EXPORT_FAILED),
+        (EXPORTED.model_copy(update={"status": "export_failed"}), EXPORT_FAILED),
+        (EXPORTED,),
+        (EXPORTED, EXPORT_FAILED, EXPORTED.model_copy(update={"image_id": "image-3", "task_id": "t-3"})),
+    ],
+    ids=["image", "task", "status", "one-fewer", "one-more"],
+)
+def test_different_follow_up_outcomes_get_different_webhook_ids(changed: tuple[ImageOutcome, ...]) -> None:
+    """Another image, task or outcome, or one outcome more or fewer, is another notice: another id, even
+    from the same run with the same other results."""
+    reported = message_id(result_of(EXPORTED, EXPORT_FAILED, STARTED, event_id="run-1"))
+    assert message_id(result_of(*changed, STARTED, event_id="run-1")) != reported
+
+
+def test_a_notice_without_follow_up_outcomes_keeps_the_event_in_its_id() -> None:
+    """Without follow-up outcomes the id is the event's and its outcomes', as before: another run's notice
+    of the same starts is another notice (the value is pinned: receivers already hold such ids)."""
+    assert message_id(result_of(STARTED, QUEUED, event_id="evt-7")) == "msg_ee0c6877b42518ee116e8b0d510ae218"
+    assert message_id(result_of(STARTED, event_id="run-1")) != message_id(
+        result_of(STARTED, event_id="run-2")
     )
 
 
