@@ -115,11 +115,13 @@ KILL_DELAY = 0.03
 
 
 def tracking_ledger(emulator: EcsEmulator, runs: list[Invocation]) -> dict[str, list[str]]:
-    """What went wrong with the exports the emulator saw: exported but not tagged as ended (untracked), ended
-    but never reported as ``exported`` / ``export_failed`` by any run (unreported), exported twice."""
+    """The images the emulator saw exported, and what went wrong with them: exported but not tagged as ended
+    (untracked), ended but never reported as ``exported`` / ``export_failed`` by any run (unreported), exported
+    twice."""
     exports = emulator.export_tasks_by_image()
     reported = {line["image_id"] for run in runs for line in run.follow_ups}
     return {
+        "exported": sorted(exports),
         "untracked": sorted(i for i in exports if state_of(emulator, i) not in ENDED_STATES),
         "unreported": sorted(i for i in exports if i not in reported),
         "duplicates": sorted(i for i, count in exports.items() if count > 1),
@@ -170,8 +172,12 @@ def check_crashes_lose_nothing(
     kills, ledger = crash_then_clean_runs(start_emulator, launcher, workdir, seed)
 
     assert kills >= KILLS
+    exported = len(ledger.pop("exported"))
     counts = {what: len(ids) for what, ids in ledger.items()}
-    assert counts == {"untracked": 0, "unreported": 0, "duplicates": 0}, ledger
+    assert counts == {"untracked": 0, "unreported": 0, "duplicates": 0}, (
+        f"{kills} kills, {exported} exported",
+        ledger,
+    )
 
 
 @pytest.mark.parametrize("seed", seeds([7], [11, 23, 31, 37, 41, 43, 47, 53, 59, 61]))
