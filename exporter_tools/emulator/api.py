@@ -37,13 +37,16 @@ DEFAULT_SECRET_KEY = "emulator-secret-key"  # noqa: S105 - a documented fake
 @dataclass(frozen=True, slots=True)
 class Faults:
     """Misbehaviour on purpose. Rates are shares of requests in [0, 1]; ``drop_rate`` applies to writes
-    that succeeded (the service says which: ExportImage), ``max_rps`` to every signed request."""
+    that succeeded (the service says which: ExportImage), ``max_rps`` to every signed request.
+    ``retry_after`` (seconds) puts a ``Retry-After`` header on every 429 the gateway answers (random or over
+    ``max_rps``); None sends none."""
 
     error_rate: float = 0.0
     throttle_rate: float = 0.0
     drop_rate: float = 0.0
     max_rps: float | None = None
     latency_ms: float = 0.0
+    retry_after: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "throttle_rate", "drop_rate"):
@@ -55,6 +58,9 @@ class Faults:
             raise ValueError(msg)
         if self.latency_ms < 0:
             msg = "latency_ms must not be negative"
+            raise ValueError(msg)
+        if self.retry_after is not None and self.retry_after < 0:
+            msg = "retry_after must not be negative"
             raise ValueError(msg)
 
 

@@ -12,7 +12,8 @@ ends as the image's ``export_outcome`` says (fleet file, or ``set_export_outcome
 object ``<prefix>_<ImageId>_system.qcow2`` to the task's bucket when the task Succeeds; ``failed`` makes the
 task Fail halfway through (``Process`` stays where it was, ``EndAt`` set); ``no_object`` Succeeds without the
 object. Tags live on the images (``exporter_tools.emulator.tags`` checks the requests); a fleet with
-``tagging_allowed: false`` (or ``tagging_allowed = False`` on the service) answers 403 ``AccessDenied``.
+``tagging_allowed: false`` (or ``tagging_allowed = False`` on the service) answers 403 ``AccessDenied``, and
+``refuse_tag`` makes one image refuse one tag value (a retag that keeps failing).
 
 ``EcsEmulator`` is the ECS service behind the local gateway (``exporter_tools.emulator.server``)::
 
@@ -39,7 +40,13 @@ from exporter_tools.emulator.fleet import ExportOutcome, Fleet, FleetImage, demo
 from exporter_tools.emulator.query import InvalidRequest, listed, page, page_size, tag_filters, tag_matches
 from exporter_tools.emulator.records import ImageRecord, TaskRecord, format_time, written_objects
 from exporter_tools.emulator.server import OpenApiEmulator
-from exporter_tools.emulator.tags import apply_tag_update, parse_tag_resources, parse_untag_resources
+from exporter_tools.emulator.tags import (
+    TAG_POLICY_CODE,
+    TagRefusal,
+    apply_tag_update,
+    parse_tag_resources,
+    parse_untag_resources,
+)
 from exporter_tools.emulator.tos import StoredObject, TosService
 from handler.adapters.signing import Credentials
 
@@ -78,6 +85,7 @@ class EcsService:
         self.tagging_allowed = fleet.tagging_allowed
         self._tasks: list[TaskRecord] = []
         self._exports: Counter[str] = Counter()
+        self._tag_refusals: list[TagRefusal] = []
         self._rng = random.Random(seed)  # noqa: S311 - ids, not secrets
         self.reset()
 
@@ -98,10 +106,13 @@ class EcsService:
                     created_at=now - timedelta(hours=task.created_hours_ago),
                     duration=self.task_seconds,
                     fixed_status=task.status,
+                    bucket=task.bucket,
+                    prefix=task.prefix,
                 )
                 for task in self.fleet.tasks
             ]
             self._exports = Counter()
+            self._tag_refusals = []
 
     def add_image(self, spec: FleetImage) -> None:
         """Put one more image in the account (or replace the one with its id), created ``created_hours_ago``
@@ -258,8 +269,9 @@ class EcsService:
 
     def change_tags(self, action: str, query: Mapping[str, str]) -> ApiAnswer:
         """TagResources (a key already there gets the new value) or UntagResources (an absent key is no
-        error) on images, all or nothing: every image must exist, and no image may end up with more than 50
-        tags. A role without the permission gets 403 ``AccessDenied`` before anything else is checked."""
+        error) on images, all or nothing: every image must exist, no image may end up with more than 50
+        tags, and no ``refuse_tag`` rule may refuse it. A role without the permission gets 403
+        ``AccessDenied`` before anything else is checked."""
         if not self.tagging_allowed:
             return ApiAnswer.error(
                 403,
@@ -271,8 +283,18 @@ class EcsService:
             msg = f"the emulator holds images only; ResourceType {update.resource_type} has no resources here"
             raise InvalidRequest(404, "InvalidResourceId.NotFound", msg)
         with self._lock:
-            apply_tag_update(update, {image_id: image.tags for image_id, image in self._images.items()})
+            tags_of = {image_id: image.tags for image_id, image in self._images.items()}
+            apply_tag_update(update, tags_of, self._tag_refusals)
         return ApiAnswer.ok({}, committed=True)
+
+    def refuse_tag(
+        self, image_id: str, key: str, value: str, *, status: int = 400, code: str = TAG_POLICY_CODE
+    ) -> None:
+        """From now on, refuse (whole, with ``status`` and ``code``) every TagResources that sets ``key`` to
+        ``value`` on ``image_id``, as a tag policy would; any other tag still lands. ``reset`` forgets it."""
+        refusal = TagRefusal(image_id, key, value, status=status, code=code)
+        with self._lock:
+            self._tag_refusals.append(refusal)
 
     def image_tags(self, image_id: str) -> dict[str, str]:
         """The tags the image carries now (a copy)."""

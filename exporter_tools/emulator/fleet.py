@@ -14,13 +14,17 @@ scan's lookback window sees the same images today as on the day the file was wri
       ],
       "buckets": [{"name": "demo-exports"}, {"name": "locked-bucket", "put_allowed": false},
                   {"name": "private-bucket", "read_allowed": false}],
-      "tasks": [{"image_id": "image-ybqi99s7yq8rx7mnk44b", "status": "Succeeded", "created_hours_ago": 30}],
+      "tasks": [{"image_id": "image-ybqi99s7yq8rx7mnk44b", "status": "Succeeded", "created_hours_ago": 30},
+                {"image_id": "image-ybqi99s7yq8rx7mnk44b", "status": "Succeeded", "bucket": "demo-exports",
+                 "prefix": "imgexport"}],
       "tagging_allowed": true
     }
 
 ``export_outcome`` says how an export of the image ends: ``succeeded`` (the task Succeeds and the object
 appears in TOS), ``failed`` (the task Fails) or ``no_object`` (the task Succeeds, no object appears).
-``tagging_allowed: false`` is a role without ``ecs:TagResources`` / ``ecs:UntagResources`` (403).
+A task with a ``bucket`` (and ``prefix``) is an earlier export to that destination: one that Succeeded wrote
+its object ``<prefix>_<ImageId>_system.qcow2`` there, so the fleet can hold exports that already ended, ready
+to be followed up. ``tagging_allowed: false`` is a role without ``ecs:TagResources`` / ``ecs:UntagResources`` (403).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "DEMO_FLEET_PATH",
@@ -84,12 +88,22 @@ class FleetBucket(_Strict):
 
 
 class FleetTask(_Strict):
-    """A task that existed before the emulator started; its status stays as given."""
+    """A task that existed before the emulator started; its status stays as given. An ExportImage task may
+    name its destination (``bucket`` and ``prefix``): if it Succeeded, its object is in that bucket."""
 
     image_id: str
     type: TaskType = "ExportImage"
     status: TaskStatus = "Succeeded"
     created_hours_ago: Annotated[float, Field(ge=0)] = 1.0
+    bucket: str = ""
+    prefix: Annotated[str, Field(pattern=r"^([A-Za-z0-9]{1,30})?$")] = ""
+
+    @model_validator(mode="after")
+    def _destination_of_an_export(self) -> FleetTask:
+        if (self.bucket or self.prefix) and (self.type != "ExportImage" or not (self.bucket and self.prefix)):
+            msg = "only an ExportImage task has a destination, and it needs both bucket and prefix"
+            raise ValueError(msg)
+        return self
 
 
 class Fleet(_Strict):

@@ -4,8 +4,9 @@ The gateway does what the real one does before a service sees a request: it chec
 (``SignatureDoesNotMatch``, ``InvalidAccessKey``… with their ``CodeN``), routes on the credential scope's
 service, checks Action and Version, and wraps every answer in ``ResponseMetadata``. It can also misbehave on
 purpose, reproducibly (``Faults`` with a seed): 500 ``InternalError``, 429 ``FlowLimitExceeded`` (at random,
-or above a requests-per-second limit), added latency, and "commit then drop" (a write takes effect, then the
-connection closes with no answer at all). Signatures are checked before any fault, as the gateway does.
+or above a requests-per-second limit; with a ``Retry-After`` when ``Faults.retry_after`` says), added
+latency, and "commit then drop" (a write takes effect, then the connection closes with no answer at all).
+Signatures are checked before any fault, as the gateway does.
 
 A service is anything with the small ``ApiService`` interface: ECS lives in ``exporter_tools.emulator.ecs``; another
 API (veFaaS: POST with JSON bodies) plugs in the same way, each keyed by its signature scope's service name.
@@ -331,7 +332,11 @@ class OpenApiEmulator:
         )
         if refusal is not None:
             status, code, message, code_n = refusal
-            return self._finish(action, _error(meta, status, code, message, code_n))
+            reply = _error(meta, status, code, message, code_n)
+            wait = self.faults.retry_after
+            if status == 429 and wait is not None:
+                reply = Reply(reply.status, reply.body, (*reply.headers, ("Retry-After", f"{wait:g}")))
+            return self._finish(action, reply)
         call = ApiCall(method, action, version, query, body, headers.get("content-type", ""))
         answer = service.handle(call)
         if answer.committed and self._injector.drops(action):

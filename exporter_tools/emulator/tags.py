@@ -7,12 +7,17 @@ resource, keys of 1-128 letters, digits, spaces and ``_ . : / = + - @`` that nev
 documentation names the rules, not the codes a refusal carries. ``MissingParameter.<Name>`` and
 ``InvalidParameter.<Name>`` follow the shape of ExportImage's documented codes; ``InvalidTagKey.Malformed``,
 ``InvalidTagValue.Malformed`` and ``QuotaExceeded.TagsPerResource`` are guesses in the same style.
+
+A ``TagRefusal`` is a rule the account holds beyond the documented limits, as a tag policy would: a
+TagResources that sets one key to one value on one image is refused whole (400, by default the guessed code
+``OperationDenied.TagPolicy``), while the same image takes any other tag. Tests use it for a retag that keeps
+failing (``EcsService.refuse_tag``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter_tools.emulator.query import InvalidRequest
@@ -22,6 +27,8 @@ __all__ = [
     "MAX_TAGS_PER_CALL",
     "MAX_TAGS_PER_RESOURCE",
     "RESOURCE_TYPES",
+    "TAG_POLICY_CODE",
+    "TagRefusal",
     "TagRequestError",
     "TagUpdate",
     "apply_tag_update",
@@ -36,6 +43,7 @@ MAX_TAGS_PER_RESOURCE = 50
 MAX_KEY_LENGTH = 128
 MAX_VALUE_LENGTH = 256
 RESOURCE_TYPES = frozenset({"instance", "image", "reservedinstance", "scheduledinstance", "keypair"})
+TAG_POLICY_CODE = "OperationDenied.TagPolicy"  # a guess, as the codes above
 _KEY_SYMBOLS = frozenset(" _.:/=+-@")
 _RESERVED_PREFIXES = ("volc:", "sys:")
 
@@ -58,6 +66,30 @@ class TagUpdate:
     resource_ids: tuple[str, ...]
     tags: tuple[tuple[str, str], ...] = ()
     keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TagRefusal:
+    """A TagResources that sets ``key`` to ``value`` on ``image_id`` is refused, whole, with this error."""
+
+    image_id: str
+    key: str
+    value: str
+    status: int = 400
+    code: str = TAG_POLICY_CODE
+
+    def __post_init__(self) -> None:
+        if not 400 <= self.status <= 599:
+            msg = "a tag refusal answers an HTTP error status (400-599)"
+            raise ValueError(msg)
+
+    def refuses(self, update: TagUpdate) -> bool:
+        """Whether this rule refuses ``update``: it sets the rule's key to its value on the rule's image."""
+        return self.image_id in update.resource_ids and (self.key, self.value) in update.tags
+
+    def error(self) -> TagRequestError:
+        msg = f"the image {self.image_id} may not be tagged {self.key}={self.value} (emulator: refuse_tag)"
+        return TagRequestError(self.status, self.code, msg)
 
 
 def parse_tag_resources(query: Mapping[str, str]) -> TagUpdate:
@@ -103,12 +135,18 @@ def parse_untag_resources(query: Mapping[str, str]) -> TagUpdate:
     return TagUpdate(resource_type, ids, keys=tuple(dict.fromkeys(keys)))
 
 
-def apply_tag_update(update: TagUpdate, tags_of: Mapping[str, dict[str, str]]) -> None:
+def apply_tag_update(
+    update: TagUpdate, tags_of: Mapping[str, dict[str, str]], refusals: Iterable[TagRefusal] = ()
+) -> None:
     """Apply a checked request to the tags of each resource (``tags_of``: resource id -> its tags, changed in
-    place), all or nothing: every resource must exist, and none may end up with more than 50 tags. A key
-    already there gets the new value; removing an absent key is no error."""
+    place), all or nothing: every resource must exist, none may end up with more than 50 tags, and no
+    ``refusals`` rule may refuse it. A key already there gets the new value; removing an absent key is no
+    error."""
     if missing := [i for i in update.resource_ids if i not in tags_of]:
         raise TagRequestError(404, "InvalidImage.NotFound", f"the image {missing[0]} does not exist")
+    for refusal in refusals:
+        if refusal.refuses(update):
+            raise refusal.error()
     for resource_id in update.resource_ids:
         after = {**tags_of[resource_id], **dict(update.tags)}
         if len(after) > MAX_TAGS_PER_RESOURCE:

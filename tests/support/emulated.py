@@ -39,7 +39,8 @@ def start_emulator() -> Iterator[Callable[..., EcsEmulator]]:
 
     def start(fleet: Any = None, **options: Any) -> EcsEmulator:
         options.setdefault("credentials", CREDENTIALS)
-        emulator = EcsEmulator(fleet, **options).start()
+        emulator = EcsEmulator(fleet, **options)
+        emulator.start()
         started.append(emulator)
         return emulator
 
@@ -54,6 +55,34 @@ def emulator(start_emulator: Callable[..., EcsEmulator]) -> EcsEmulator:
     return start_emulator()
 
 
+def handler_env(
+    emulator: EcsEmulator, *, credentials: Credentials = CREDENTIALS, **extra: str
+) -> dict[str, str]:
+    """The function's own variables for an emulator: endpoint, keys, bucket, fast retries, then ``extra``."""
+    env = {
+        "VOLCENGINE_ENDPOINT": emulator.endpoint,
+        "VOLCENGINE_REGION": emulator.region,
+        "VOLCENGINE_ACCESS_KEY": credentials.access_key,
+        "VOLCENGINE_SECRET_KEY": credentials.secret_key,
+        "EXPORT_TOS_BUCKET": "demo-exports",
+        "TOS_ENDPOINT": emulator.endpoint,  # HeadObject on the emulator's port
+        **FAST_ENV,
+        **extra,
+    }
+    if credentials.session_token:
+        env["VOLCENGINE_SESSION_TOKEN"] = credentials.session_token
+    return env
+
+
+def process_env(
+    emulator: EcsEmulator, *, credentials: Credentials = CREDENTIALS, **extra: str
+) -> dict[str, str]:
+    """The whole environment of a function process pointed at an emulator: this one's, without any of the
+    function's own variables, plus ``handler_env``."""
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith(_OWN_PREFIXES)}
+    return inherited | handler_env(emulator, credentials=credentials, **extra)
+
+
 @pytest.fixture
 def point_handler_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Set the function's environment for an emulator: endpoint, keys, bucket, fast retries, extras."""
@@ -62,19 +91,7 @@ def point_handler_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         for name in list(os.environ):
             if name.startswith(_OWN_PREFIXES):
                 monkeypatch.delenv(name)
-        env = {
-            "VOLCENGINE_ENDPOINT": emulator.endpoint,
-            "VOLCENGINE_REGION": emulator.region,
-            "VOLCENGINE_ACCESS_KEY": credentials.access_key,
-            "VOLCENGINE_SECRET_KEY": credentials.secret_key,
-            "EXPORT_TOS_BUCKET": "demo-exports",
-            "TOS_ENDPOINT": emulator.endpoint,  # HeadObject on the emulator's port
-            **FAST_ENV,
-            **extra,
-        }
-        if credentials.session_token:
-            env["VOLCENGINE_SESSION_TOKEN"] = credentials.session_token
-        for name, value in env.items():
+        for name, value in handler_env(emulator, credentials=credentials, **extra).items():
             monkeypatch.setenv(name, value)
 
     return point

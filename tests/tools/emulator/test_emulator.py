@@ -433,6 +433,24 @@ def test_injected_throttling_answers_flow_limit_exceeded(start_emulator: Start, 
     assert emulator.stats()["throttled"] == 1
 
 
+def test_throttling_says_when_to_come_back_when_told(start_emulator: Start, call: Call) -> None:
+    """retry_after: every 429 the gateway answers, random or over the rate limit, carries that Retry-After;
+    its other answers carry none, and without retry_after no 429 does."""
+    clock = [100.0]
+    told = start_emulator(faults=Faults(max_rps=1, retry_after=2.5), monotonic=lambda: clock[0])
+    untold = start_emulator(faults=Faults(throttle_rate=1.0))
+
+    passed, limited = call(told, "DescribeImages"), call(told, "DescribeImages")
+    told.faults = Faults(throttle_rate=1.0, retry_after=4)
+    clock[0] += 1.0
+    thrown = call(told, "DescribeImages")
+
+    assert (passed.status_code, limited.status_code, thrown.status_code) == (200, 429, 429)
+    assert "retry-after" not in passed.headers
+    assert (limited.headers["retry-after"], thrown.headers["retry-after"]) == ("2.5", "4")
+    assert "retry-after" not in call(untold, "DescribeImages").headers
+
+
 def test_the_rate_limit_counts_a_sliding_second(start_emulator: Start, call: Call) -> None:
     """max_rps 2: a third request within the same second is 429; a second later requests pass again."""
     clock = [100.0]
@@ -502,10 +520,11 @@ def test_faults_are_reproducible_with_a_seed(start_emulator: Start, call: Call) 
         pytest.param({"error_rate": 1.5}, id="rate"),
         pytest.param({"max_rps": 0}, id="rps"),
         pytest.param({"latency_ms": -1}, id="latency"),
+        pytest.param({"retry_after": -1}, id="retry-after"),
     ],
 )
 def test_impossible_faults_are_refused(faults: dict[str, float]) -> None:
-    """A share outside 0-1, a non-positive rate limit or a negative latency is a ValueError."""
+    """A share outside 0-1, a non-positive rate limit, a negative latency or Retry-After is a ValueError."""
     with pytest.raises(ValueError, match=next(iter(faults))):
         Faults(**faults)
 

@@ -13,10 +13,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from exporter_tools.emulator.api import ApiCall
 from exporter_tools.emulator.ecs import EcsService, format_time
-from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage, follow_up_fleet
+from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage, FleetTask, follow_up_fleet
 from exporter_tools.emulator.tos import export_object_key
 from handler.adapters.signing import Credentials
 from tests.support.emulated import signed_get
@@ -93,6 +94,48 @@ def test_the_outcome_can_be_changed_for_the_next_export() -> None:
     assert task_of(ecs, "image-ok")["Status"] == "Failed"
     with pytest.raises(ValueError, match="succeeded, failed or no_object"):
         ecs.set_export_outcome("image-ok", "lost")  # type: ignore[arg-type]
+
+
+def test_an_export_that_ended_before_the_start_is_in_the_fleet_with_its_object() -> None:
+    """A fleet ExportImage task with a destination is an export that already ended: Succeeded, it wrote its
+    object (of the image's size, when the task ended); Failed, or without a destination, it wrote none."""
+    images = (FleetImage(id="image-done", size_gb=20), FleetImage(id="image-bad"), FleetImage(id="image-old"))
+    tasks = (
+        FleetTask(image_id="image-done", bucket="bucket-1", prefix="p1", created_hours_ago=2),
+        FleetTask(image_id="image-bad", status="Failed", bucket="bucket-1", prefix="p1"),
+        FleetTask(image_id="image-old"),
+    )
+    clock = FakeClock(wall=START)
+    fleet = Fleet(images=images, buckets=(FleetBucket(name="bucket-1"),), tasks=tasks)
+    ecs = EcsService(fleet, task_seconds=100, seed=1, clock=clock)
+
+    objects = ecs.exported_objects()
+
+    key = export_object_key("p1", "image-done")
+    assert list(objects) == [("bucket-1", key)]
+    assert objects[("bucket-1", key)].size_bytes == 20 * 2**30
+    assert objects[("bucket-1", key)].written_at == START - timedelta(hours=2) + timedelta(seconds=100)
+    assert task_of(ecs, "image-done")["Status"] == "Succeeded"
+    assert task_of(ecs, "image-bad")["Status"] == "Failed"
+    assert ecs.export_tasks_by_image() == {}  # the fleet's tasks are not exports made here
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        pytest.param({"image_id": "image-a1", "bucket": "bucket-1"}, id="no-prefix"),
+        pytest.param({"image_id": "image-a1", "prefix": "p1"}, id="no-bucket"),
+        pytest.param({"image_id": "image-a1", "bucket": "bucket-1", "prefix": "p-1"}, id="bad-prefix"),
+        pytest.param(
+            {"image_id": "image-a1", "type": "CopyImage", "bucket": "bucket-1", "prefix": "p1"},
+            id="not-export",
+        ),
+    ],
+)
+def test_a_fleet_task_destination_needs_an_export_a_bucket_and_a_prefix(task: dict[str, str]) -> None:
+    """Only an ExportImage task names a destination, and then both its bucket and a valid prefix."""
+    with pytest.raises(ValidationError):
+        FleetTask.model_validate(task)
 
 
 def test_the_command_line_task_seconds_and_fleet_outcomes_reach_the_api(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from exporter_tools.emulator.api import ApiAnswer, ApiCall
 from exporter_tools.emulator.ecs import EcsEmulator, EcsService
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage
-from exporter_tools.emulator.tags import TagRequestError, check_tag_key
+from exporter_tools.emulator.tags import TAG_POLICY_CODE, TagRequestError, check_tag_key
 
 IMAGES = ("image-a1", "image-b2", "image-c3")
 
@@ -215,6 +215,47 @@ def test_a_role_without_the_permission_gets_access_denied() -> None:
     assert ecs.image_tags("image-a1") == {"env": "prod"}
     ecs.tagging_allowed = True
     assert tag(ecs, ("image-a1",), {"k": "v"}).status == 200
+
+
+def test_a_refused_tag_value_refuses_the_whole_request_and_nothing_else() -> None:
+    """refuse_tag makes TagResources setting that key to that value on that image fail whole (400, the tag
+    policy code, nothing changed on any image named); the image still takes other values and keys, the other
+    images take the value, and reset forgets the rule."""
+    ecs = EcsService(fleet(), seed=1)
+    ecs.refuse_tag("image-a1", "image-exporter:state", "exported")
+
+    refused = tag(ecs, ("image-b2", "image-a1"), {"image-exporter:state": "exported"})
+    other_value = tag(ecs, ("image-a1",), {"image-exporter:state": "failed", "image-exporter:claim": "x"})
+    other_image = tag(ecs, ("image-b2",), {"image-exporter:state": "exported"})
+
+    assert (refused.status, refused.code) == (400, TAG_POLICY_CODE)
+    assert "image-a1" in refused.message
+    assert other_value.status == other_image.status == 200
+    assert ecs.image_tags("image-a1") == {
+        "env": "prod",
+        "image-exporter:state": "failed",
+        "image-exporter:claim": "x",
+    }
+    assert ecs.image_tags("image-b2")["image-exporter:state"] == "exported"
+    ecs.reset()
+    assert tag(ecs, ("image-a1",), {"image-exporter:state": "exported"}).status == 200
+
+
+def test_a_tag_refusal_may_answer_another_error_but_only_an_error() -> None:
+    """The refusal's status and code are the caller's to choose (a 500 the client retries, say), among the
+    HTTP error statuses; untagging is never refused."""
+    ecs = EcsService(fleet(), seed=1)
+    ecs.refuse_tag("image-a1", "k", "v", status=500, code="InternalError")
+
+    answer = tag(ecs, ("image-a1",), {"k": "v"})
+    untag = call(
+        ecs, "UntagResources", ResourceType="image", **{"ResourceIds.1": "image-a1", "TagKeys.1": "k"}
+    )
+
+    assert (answer.status, answer.code) == (500, "InternalError")
+    assert untag.status == 200
+    with pytest.raises(ValueError, match="HTTP error status"):
+        ecs.refuse_tag("image-a1", "k", "v", status=200)
 
 
 def test_untag_needs_keys() -> None:
