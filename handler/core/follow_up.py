@@ -49,11 +49,11 @@ from handler.core.tracking import (
     latest_export_task,
     needs_object,
 )
-from handler.errors import AccessDenied, AuthenticationFailed, ExporterError
+from handler.errors import ERROR_CODES, AccessDenied, AuthenticationFailed, ExporterError, fix_for
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import Command, ScanCommand
 from handler.models.objects import HeadResult
-from handler.models.results import NEEDS_ATTENTION, ImageOutcome
+from handler.models.results import NEEDS_ATTENTION, ErrorInfo, ImageOutcome
 
 __all__ = ["FollowUpReport", "TrackedRun", "follow_up", "run_tracked"]
 
@@ -172,18 +172,17 @@ def follow_up(
 ) -> FollowUpReport:
     """The outcome of every export tagged ``exporting`` that this invocation holds the claim to report.
     ``listing``: find those images in the scan's own listing of private images (no request of their own)
-    instead of a tag search. A failed look-up is logged and leaves everything for the next run."""
-    try:
-        exporting = _exporting_images(api, deadline=deadline, listing=listing)
-        ids = [image.image_id for image, _ in exporting]
-        tasks: list[Task] = list(api.describe_tasks(deadline=deadline, resource_ids=ids)) if ids else []
-    except ExporterError as error:
-        _log.warning("follow_up.failed", error=error.code, message=error.message)
-        return FollowUpReport(in_flight=None)
+    instead of a tag search. An export whose follow-up a failure stopped (the listing, DescribeTasks, TOS, its
+    claim) is ``deferred`` with the error: unchecked, never silently left for the next run."""
+    found = _in_flight(api, deadline=deadline, listing=listing)
+    if isinstance(found, FollowUpReport):
+        return found
+    exporting, tasks = found
     now = tracker.clock.now()
     in_flight = 0
     abandoned: list[str] = []
     finished: list[tuple[ReportClaim, FollowUp]] = []
+    outcomes: list[ImageOutcome] = []
     for image, dest in exporting:
         task = latest_export_task(image.image_id, tasks)
         claim = claim_of(image)
@@ -193,9 +192,13 @@ def follow_up(
         if claim is not None and claim.kind == "start" and not _exported_since(task, claim):
             abandoned.append(image.image_id)  # claimed to start by a copy that ended before its export
             continue
-        head = _head(store, image.image_id, dest, deadline=deadline) if needs_object(task) else None
-        if needs_object(task) and head is None:
-            in_flight += 1  # TOS did not answer: the next run looks again
+        head: HeadResult | ExporterError | None = None
+        if needs_object(task):
+            head = _head(store, image.image_id, dest, deadline=deadline)
+        if isinstance(head, ExporterError):
+            in_flight += 1  # TOS did not answer: unchecked, the next run looks again
+            where = f"reading tos://{dest.bucket}/{dest.object_key(image.image_id)}"
+            outcomes.append(_unchecked(image.image_id, task, head, where))
             continue
         decided = decide_follow_up(image.image_id, dest, task, head)
         if decided.outcome is None or decided.next_state is None:
@@ -203,10 +206,45 @@ def follow_up(
             continue
         finished.append((ReportClaim(image.image_id, dest, task), decided))
     tracker.release(abandoned)
-    held = tracker.claim_reports([want for want, _ in finished])
-    outcomes: list[ImageOutcome] = []
+    return _report(tracker, finished, outcomes, in_flight)
+
+
+def _in_flight(
+    api: EcsApi, *, deadline: float, listing: EcsApi | None
+) -> tuple[list[tuple[Image, Destination]], list[Task]] | FollowUpReport:
+    """The images tagged ``exporting`` and their tasks; or, when either look-up failed, the report that
+    says every export in flight is unchecked."""
+    try:
+        exporting = _exporting_images(api, deadline=deadline, listing=listing)
+    except ExporterError as error:
+        _log.warning("follow_up.failed", error=error.code, message=error.message)
+        unchecked = _unchecked(None, None, error, "listing the exports in flight")
+        return FollowUpReport(outcomes=(unchecked,), in_flight=None)
+    ids = [image.image_id for image, _ in exporting]
+    try:
+        tasks = list(api.describe_tasks(deadline=deadline, resource_ids=ids)) if ids else []
+    except ExporterError as error:
+        _log.warning("follow_up.failed", error=error.code, message=error.message)
+        each = tuple(_unchecked(i, None, error, "looking up its export task") for i in ids)
+        return FollowUpReport(outcomes=each, in_flight=None)
+    return exporting, tasks
+
+
+def _report(
+    tracker: Tracker,
+    finished: list[tuple[ReportClaim, FollowUp]],
+    outcomes: list[ImageOutcome],
+    in_flight: int,
+) -> FollowUpReport:
+    """Claim the finished exports, then the outcomes of those held, each with its retag; an export whose
+    claim a transient failure stopped is ``deferred``."""
+    held, unclaimed = tracker.claim_reports([want for want, _ in finished])
     retags: list[Retag] = []
     for want, decided in finished:
+        if want.image_id in unclaimed:
+            stopped = unclaimed[want.image_id]
+            outcomes.append(_unchecked(want.image_id, want.task, stopped, "claiming its end for reporting"))
+            continue
         if want.image_id not in held or decided.outcome is None or decided.next_state is None:
             continue
         claim = held[want.image_id]
@@ -216,6 +254,36 @@ def follow_up(
         retags.append(Retag(want.image_id, decided.next_state, claim))
     done = frozenset(want.image_id for want, _ in finished)
     return FollowUpReport(tuple(outcomes), tuple(retags), in_flight, finished=done)
+
+
+def _unchecked(image_id: str | None, task: Task | None, error: ExporterError, step: str) -> ImageOutcome:
+    """``deferred``: the follow-up of an export (``image_id`` None: of every export in flight) stopped at
+    ``step`` on ``error``; the export itself may well be fine."""
+    what = "the exports in flight" if image_id is None else "this export"
+    fix = _fix_for(error)
+    reason = (
+        f"{what} could not be checked ({step} failed: {error.code}); the export itself may well be fine; "
+        f"{fix}, and a later timer run checks again"
+    )
+    return ImageOutcome(
+        image_id=image_id,
+        status="deferred",
+        task_id=task.task_id if task is not None else None,
+        reason=reason,
+        error=ErrorInfo.from_error(error),
+    )
+
+
+def _fix_for(error: ExporterError) -> str:
+    """What to do about an error that stopped a follow-up, from its class and the error table."""
+    known = ERROR_CODES.get(error.code)
+    if known is not None and known.source == "transport":
+        return "check TOS_ENDPOINT (or VOLCENGINE_ENDPOINT) and that the function can reach it"
+    if isinstance(error, AccessDenied | AuthenticationFailed):
+        return "grant the function's identity read access to the bucket and ecs:TagResources"
+    if error.retryable:
+        return "nothing to fix if it passes (throttling, a server error or a timeout)"
+    return fix_for(error.code) or f"look up {error.code} in the README's error table"
 
 
 def _exported_since(task: Task | None, claim: Claim) -> bool:
@@ -274,12 +342,14 @@ def _untracked(outcome: ImageOutcome, error: ExporterError) -> ImageOutcome:
     return outcome.model_copy(update={"reason": reason})
 
 
-def _head(store: ObjectStore, image_id: str, dest: Destination, *, deadline: float) -> HeadResult | None:
+def _head(
+    store: ObjectStore, image_id: str, dest: Destination, *, deadline: float
+) -> HeadResult | ExporterError:
     try:
         return store.head_object(dest.bucket, dest.object_key(image_id), deadline=deadline)
     except ExporterError as error:
         _log.warning("follow_up.head_failed", image_id=image_id, error=error.code, message=error.message)
-        return None
+        return error
 
 
 def _exporting_images(

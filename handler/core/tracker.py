@@ -97,6 +97,7 @@ class Tracker:
         self._waiting_since: float | None = None
         self.untracked: dict[str, ExporterError] = {}
         self._starts: dict[str, Claim] = {}  # the start claims granted to this invocation
+        self._failed: dict[str, ExporterError] = {}  # report claims a transient failure stopped
 
     def _lasts(self) -> float:
         return claim_lasts(self.ends_at - self.clock.monotonic())
@@ -224,25 +225,29 @@ class Tracker:
 
     # -- report claims: each finished export reported once ---------------------------------------------
 
-    def claim_reports(self, wanted: Sequence[ReportClaim]) -> dict[str, Claim | None]:
+    def claim_reports(
+        self, wanted: Sequence[ReportClaim]
+    ) -> tuple[dict[str, Claim | None], dict[str, ExporterError]]:
         """Claim the finished exports for reporting; the images this invocation may report, with their
         claims. An image that moved on meanwhile (another state, another destination, a newer export task),
         or that another copy holds, is left out and logged. An image whose claim the API refuses for good
         (no permission to tag, too many tags) is reported without one (``None``): no copy can claim it, and a
-        report twice beats none. A transient failure holds nothing: a later run reports those."""
+        report twice beats none. A transient failure holds nothing: returned apart, with the error (the
+        follow-up defers those images), and a later run reports them."""
         if not wanted:
-            return {}
+            return {}, {}
         started = self.clock.monotonic()
+        self._failed = {}
         claims, unclaimable = self._write_report_claims(wanted)
         if not claims:
-            return unclaimable
+            return unclaimable, self._failed
         took = self.clock.monotonic() - started
         if took > self.settle / 2:
             # Read and written too far apart: another copy's claim may have landed in between unseen.
             _log.warning("tracking.claims_too_slow", image_ids=sorted(claims), seconds=round(took, 3))
-            return unclaimable
+            return unclaimable, self._failed
         decided = {w.image_id: w.task for w in wanted}
-        return unclaimable | self._confirm(claims, decided)
+        return unclaimable | self._confirm(claims, decided), self._failed
 
     def _write_report_claims(
         self, wanted: Sequence[ReportClaim]
@@ -254,6 +259,7 @@ class Tracker:
             before = _by_id(self.api.describe_images(deadline=self.deadline, image_ids=ids))
         except ExporterError as error:
             _log.warning("tracking.claim_failed", image_ids=ids, kind="report", error=error.code)
+            self._failed.update(dict.fromkeys(ids, error))
             return {}, {}
         now = self.clock.now()
         claims: dict[str, Claim] = {}
@@ -268,6 +274,8 @@ class Tracker:
                 _log.warning("tracking.claim_failed", image_id=image_id, kind="report", error=refusal.code)
                 if not refusal.retryable:
                     unclaimable[image_id] = None
+                else:
+                    self._failed[image_id] = refusal
         return claims, unclaimable
 
     def _confirm(
@@ -281,6 +289,7 @@ class Tracker:
             tasks = list(self.api.describe_tasks(deadline=self.deadline, resource_ids=list(claims)))
         except ExporterError as error:
             _log.warning("tracking.claim_failed", image_ids=sorted(claims), kind="report", error=error.code)
+            self._failed.update(dict.fromkeys(claims, error))
             return {}
         held: dict[str, Claim | None] = {}
         for image_id, claim in claims.items():

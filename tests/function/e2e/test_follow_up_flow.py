@@ -4,6 +4,7 @@ and what tracking costs in requests."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -262,3 +263,34 @@ def test_chaos_with_tagging_failing_still_exports_each_image_once(
     assert result["ok"], statuses_of(result)
     assert emulator.export_tasks_by_image() == {f"image-new{n:04d}": 1 for n in range(20)}
     assert "200" not in emulator.stats()["requests"]["TagResources"]
+
+
+def test_a_follow_up_that_cannot_reach_tos_is_not_ok_until_tos_answers(
+    emulated: Emulated, run_handler: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TOS_ENDPOINT names a port nothing listens on: the timer run after the exports finished defers each
+    export with its task and the connection error, is not ok and raises for the platform's retry; with the
+    endpoint fixed, the next run reports them exported."""
+    emulator = emulated(follow_up_fleet(), task_seconds=TASK_SECONDS)
+    first, _ = run_handler(timer(1))
+    started = {i for i, r in by_image(first).items() if r["status"] == "started"}
+    wait_for_tasks_to_end()
+    right = os.environ["TOS_ENDPOINT"]
+    monkeypatch.setenv("TOS_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing answers
+
+    blind, raised = run_handler(timer(2))
+
+    assert raised
+    assert blind["ok"] is False
+    unchecked = {i: r for i, r in by_image(blind).items() if r["status"] == "deferred"}
+    succeeded = {OK40, OK20, NO_OBJECT} & started  # the tasks that Succeeded need their objects read
+    assert set(unchecked) == succeeded
+    for result in unchecked.values():
+        assert result["task_id"]
+        assert result["error"]["code"] in ("ConnectError", "ConnectTimeout")
+        assert "check TOS_ENDPOINT" in result["reason"]
+    assert emulator.ecs.image_tags(OK40)[STATE_KEY] == "exporting"
+
+    monkeypatch.setenv("TOS_ENDPOINT", right)
+    seeing, _ = run_handler(timer(3))
+    assert by_image(seeing)[OK40]["status"] == "exported"

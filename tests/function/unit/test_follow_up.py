@@ -16,7 +16,7 @@ from handler.core.follow_up import FollowUpReport, follow_up, run_tracked
 from handler.core.plan import ExportPlan
 from handler.core.tracker import Retag, Tracker
 from handler.core.tracking import DEST_KEY, STATE_KEY, Destination
-from handler.errors import ServerError, TerminalApiError
+from handler.errors import RetryableApiError, ServerError, TerminalApiError, Throttled
 from handler.models.api import Image
 from handler.models.events import Command, ExportCommand, ScanCommand
 from handler.models.results import ImageOutcome
@@ -135,30 +135,71 @@ def test_the_follow_up_reports_each_finished_export_and_counts_the_rest_in_fligh
     assert ("HeadObject", key("image-ok")) in ecs.calls
 
 
-def test_tos_not_answering_leaves_the_export_for_the_next_run() -> None:
-    """A HeadObject that fails after retries reports nothing for the image and counts it in flight, so the
-    next run looks again; it is never reported missing on a guess."""
+def test_tos_not_answering_defers_the_export_with_its_task_and_error_and_never_calls_it_missing() -> None:
+    """A HeadObject that fails after retries leaves the export unchecked: deferred, with its task, the error
+    and a reason that says the export may well be fine and what to check; it is counted in flight, never
+    reported missing on a guess, and its tags stay for the next run."""
     ecs = account(tracked={"image-ok": "exporting"}, ended={"image-ok": "Succeeded"})
+    (task,) = ecs.client.describe_tasks(deadline=1e12, resource_ids=["image-ok"])
     ecs.api.on("HeadObject", failing(ServerError("down", code="InternalError", action="HeadObject")))
 
     with capture_logs() as logs:
         report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
 
-    assert report.outcomes == ()
-    assert report.in_flight == 1
+    (unchecked,) = report.outcomes
+    assert (unchecked.status, unchecked.task_id) == ("deferred", task.task_id)
+    assert unchecked.error is not None
+    assert unchecked.error.code == "InternalError"
+    assert "the export itself may well be fine" in str(unchecked.reason)
+    assert f"tos://b-1/{key('image-ok')}" in str(unchecked.reason)
+    assert (report.in_flight, report.retags) == (1, ())
+    assert ecs.tags_of("image-ok")[STATE_KEY] == "exporting"
     assert any(line["event"] == "follow_up.head_failed" for line in logs)
 
 
+def test_tos_unreachable_says_to_check_the_endpoint_and_then_the_export_is_reported() -> None:
+    """TOS cannot be reached (a wrong TOS_ENDPOINT, a network policy): the reason says what to check, the
+    run is not ok; once TOS answers, the next run reports the export exported."""
+    ecs = account(tracked={"image-ok": "exporting"}, ended={"image-ok": "Succeeded"})
+    unreachable = RetryableApiError("no route", code="ConnectError", action="HeadObject")
+    ecs.api.on("HeadObject", failing(unreachable))
+
+    first = run(ecs)
+
+    (unchecked,) = first.outcomes
+    assert unchecked.status == "deferred"
+    assert "check TOS_ENDPOINT" in str(unchecked.reason)
+    assert "grant" not in str(unchecked.reason)
+    assert statuses(run(ecs, holder="run-2").outcomes) == {"image-ok": "exported"}
+
+
+def test_a_failed_task_look_up_defers_every_export_in_flight() -> None:
+    """DescribeTasks failing leaves every export in flight unchecked: each is deferred with the error."""
+    ecs = account(tracked=dict.fromkeys(("image-a", "image-b"), "exporting"), ended={"image-a": "Running"})
+    ecs.api.on(
+        "DescribeTasks", failing(Throttled("slow down", code="FlowLimitExceeded", action="DescribeTasks"))
+    )
+
+    report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
+
+    assert statuses(report.outcomes) == {"image-a": "deferred", "image-b": "deferred"}
+    assert all("nothing to fix if it passes" in str(o.reason) for o in report.outcomes)
+    assert report.in_flight is None
+
+
 def test_exports_in_flight_that_cannot_be_counted_hold_every_new_export_under_a_cap() -> None:
-    """When the images in flight cannot be listed, the follow-up reports nothing and, under a cap, nothing
-    is exported blind: a timer's named image is deferred with the reason."""
+    """When the images in flight cannot be listed, the follow-up says so in a deferred result of its own
+    (no image: every export in flight is unchecked) and, under a cap, nothing is exported blind: a timer's
+    named image is deferred with the reason."""
     ecs = account("image-new")
     _fail_tag_searches(ecs, 429, "FlowLimitExceeded")
 
     with capture_logs() as logs:
         outcome = run(ecs, ExportCommand(trigger="timer", image_ids=("image-new",)), cap=5)
 
-    (held,) = outcome.outcomes
+    unchecked, held = outcome.outcomes
+    assert (unchecked.image_id, unchecked.status) == (None, "deferred")
+    assert "the exports in flight could not be checked" in str(unchecked.reason)
     assert held.status == "deferred"
     assert "could not be counted" in str(held.reason)
     assert ecs.count("ExportImage") == 0
