@@ -25,6 +25,7 @@ from handler.core.in_flight import Slots, Tracked
 from handler.core.lookups import LOOKUP_BATCH, Lookups
 from handler.core.plan import ExportPlan
 from handler.core.selection import availability, pick_scan_images
+from handler.core.tracking import tracking_of
 from handler.errors import (
     BudgetExhausted,
     ClearanceExpired,
@@ -35,7 +36,7 @@ from handler.errors import (
     Throttled,
     UnknownOutcomeError,
 )
-from handler.models.api import EXPORT_TASK_TYPE, Image, Task
+from handler.models.api import EXPORT_TASK_TYPE, SUCCEEDED, Image, Task
 from handler.models.events import Command, ScanCommand
 from handler.models.results import ErrorInfo, ImageOutcome, object_key_for
 
@@ -62,10 +63,15 @@ def run_command(
     budget: Budget,
     clock: Clock = SYSTEM_CLOCK,
     tracked: Tracked | None = None,
+    redo: frozenset[str] = frozenset(),
 ) -> tuple[ImageOutcome, ...]:
     """Carry the command out and say what happened to each image, in a stable order. ``tracked`` None: the
-    image's tags and the number of exports in flight play no part."""
-    return _ExportFlow(api, plan, budget, clock, tracked).execute(command)
+    image's tags and the number of exports in flight play no part. ``redo``: named images exported again
+    even after a succeeded export (``Force``, or an export that ended ``export_failed``); never while one may
+    be running."""
+    flow = _ExportFlow(api, plan, budget, clock, tracked)
+    flow.redo = redo
+    return flow.execute(command)
 
 
 def _budget_reason(budget: Budget) -> str:
@@ -110,9 +116,11 @@ class _ExportFlow:
         self._claiming = tracked is not None and tracked.tracker is not None and tracked.cap is not None
         self._granted: list[str] = []  # claimed and granted, not yet handed out
         self._adopted: list[str] = []  # found exporting untracked: tagged and followed up from now on
+        self.redo: frozenset[str] = frozenset()  # exported again after a succeeded export
+        self._scanning = False
 
     def execute(self, command: Command) -> tuple[ImageOutcome, ...]:
-        scan = isinstance(command, ScanCommand)
+        scan = self._scanning = isinstance(command, ScanCommand)
         if isinstance(command, ScanCommand):
             try:
                 order = self._scan(command)
@@ -258,7 +266,7 @@ class _ExportFlow:
         if failure is not None:
             return _not_done(image_id, failure, self.budget)
         found = lookups.found(image_id)
-        if found.task is not None:
+        if found.task is not None and not self._export_again(image_id, found.task):
             return self._found_exporting(image_id, found.task, found.reason)
         if self._slots.exhausted:
             return self._slots.held(image_id)
@@ -271,6 +279,23 @@ class _ExportFlow:
         self._slots.take()
         lookups.handed_out()
         return None
+
+    def _export_again(self, image_id: str, task: Task) -> bool:
+        """Whether a named image whose export Succeeded is exported again: ``Force``, or its tags say that
+        export ended badly (``failed``: its object was missing), which does not count as done. Never while an
+        export may be running (the dedupe found that first). The tags are read only here, so the usual event
+        costs no request for them."""
+        if task.status != SUCCEEDED or self._scanning:
+            return False
+        if image_id in self.redo:
+            return True
+        if self.tracked is None:
+            return False
+        try:
+            images = list(self.api.describe_images(deadline=self.budget.send_by, image_ids=[image_id]))
+        except ExporterError:
+            return False  # the tags could not be read: the dedupe stands
+        return any(i.image_id == image_id and tracking_of(i).state == "failed" for i in images)
 
     def _found_exporting(self, image_id: str, task: Task, reason: str) -> ImageOutcome:
         """Skipped: an export of the image is under way or done. A scan with tracking adopts it when it is not

@@ -51,7 +51,7 @@ from handler.core.tracking import (
 )
 from handler.errors import ERROR_CODES, AccessDenied, AuthenticationFailed, ExporterError, fix_for
 from handler.models.api import ExportStarted, Image, Task
-from handler.models.events import Command, ScanCommand
+from handler.models.events import Command, ExportCommand, ScanCommand
 from handler.models.objects import HeadResult
 from handler.models.results import NEEDS_ATTENTION, ErrorInfo, ImageOutcome
 
@@ -108,8 +108,13 @@ def run_tracked(
     """Follow up (timers), run the command under the cap, tag the exports as they start; see the module's
     steps. ``holder`` names this invocation in its claims; ``settle`` is the wait before a claim is read
     back. ``store`` None (``EXPORT_TRACKING=off``): the command alone, no tags read or written, no cap."""
+    forced = (
+        frozenset(command.image_ids) if isinstance(command, ExportCommand) and command.force else frozenset()
+    )
     if store is None:
-        outcomes = export_flow.run_command(command, api=api, plan=plan, budget=budget, clock=clock)
+        outcomes = export_flow.run_command(
+            command, api=api, plan=plan, budget=budget, clock=clock, redo=forced
+        )
         return TrackedRun(outcomes=outcomes)
     tracker = Tracker(
         api,
@@ -129,7 +134,13 @@ def run_tracked(
         adopt=isinstance(command, ScanCommand),
     )
     outcomes = export_flow.run_command(
-        command, api=report.listing or api, plan=plan, budget=budget, clock=clock, tracked=tracked
+        command,
+        api=report.listing or api,
+        plan=plan,
+        budget=budget,
+        clock=clock,
+        tracked=tracked,
+        redo=forced,
     )
     tracker.flush()
     if tracker.untracked:

@@ -27,6 +27,7 @@ __all__ = [
     "RefusedValue",
     "ScanCommand",
     "check_bucket",
+    "check_force",
     "check_image_id",
     "check_image_ids",
     "check_image_name_prefix",
@@ -85,6 +86,13 @@ def check_image_id(value: object) -> str:
     if isinstance(value, str) and IMAGE_ID_PATTERN.match(value):
         return value
     raise RefusedValue(f"expected an image id like {_EXAMPLE_IMAGE_ID}, got {shown(value)}")
+
+
+def check_force(value: object) -> bool:
+    """``Force``: a JSON boolean (a string or a number is refused, so that "false" never means yes)."""
+    if not isinstance(value, bool):
+        raise RefusedValue(f"expected true or false, got {shown(value)}")
+    return value
 
 
 def check_image_ids(value: object) -> tuple[str, ...]:
@@ -188,6 +196,8 @@ class ExportCommand(BaseModel):
     image_ids: Annotated[tuple[str, ...], PlainValidator(check_image_ids)]
     tos_bucket: Annotated[str | None, PlainValidator(_or_none(check_bucket))] = None
     tos_prefix: Annotated[str | None, PlainValidator(_or_none(check_prefix))] = None
+    # Export again even when an earlier export succeeded (never while one is pending or running).
+    force: bool = False
 
 
 Command: TypeAlias = ScanCommand | ExportCommand

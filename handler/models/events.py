@@ -35,6 +35,7 @@ from handler.models.commands import (
     RefusedValue,
     ScanCommand,
     check_bucket,
+    check_force,
     check_image_id,
     check_image_ids,
     check_image_name_prefix,
@@ -64,9 +65,9 @@ TIMER_EVENT_TYPE = "faas.timer.event"
 MAX_EVENT_ID = 256
 
 _IMAGE_KEYS = ("ImageId", "imageId", "image_id")  # then ResourceId, when it is an image id
-_TIMER_KEYS = ("ImageIds", "TOSBucket", "TOSPrefix", "LookbackHours", "ImageNamePrefix", "Tags")
+_TIMER_KEYS = ("ImageIds", "TOSBucket", "TOSPrefix", "LookbackHours", "ImageNamePrefix", "Tags", "Force")
 _SCAN_ONLY_KEYS = ("LookbackHours", "ImageNamePrefix", "Tags")
-_DIRECT_KEYS = ("ImageId", "ImageIds", "TOSBucket", "TOSPrefix")
+_DIRECT_KEYS = ("ImageId", "ImageIds", "TOSBucket", "TOSPrefix", "Force")
 _SHAPES = (
     "expected a timer event (a CloudEvent of type faas.timer.event), a CloudEvent whose data names the "
     "image (data.ImageId), an EventBridge-style event (detail.ImageId), an HTTP event whose body is one of "
@@ -290,6 +291,11 @@ def _parse_timer(raw: dict[Any, Any]) -> Command:
             image_ids=image_ids,
             tos_bucket=tos_bucket,
             tos_prefix=tos_prefix,
+            force=_optional(check_force, payload, "Force", "data") or False,
+        )
+    if payload.get("Force") is not None:
+        raise RefusedValue(
+            "applies to named images only: add ImageIds, or remove Force to scan", "data.Force"
         )
     return ScanCommand(
         trigger="timer",
@@ -372,6 +378,7 @@ def _parse_direct(raw: dict[Any, Any]) -> Command:
         image_ids=image_ids,
         tos_bucket=_optional(check_bucket, raw, "TOSBucket", ""),
         tos_prefix=_optional(check_prefix, raw, "TOSPrefix", ""),
+        force=_optional(check_force, raw, "Force", "") or False,
     )
 
 

@@ -400,6 +400,47 @@ def test_direct_event_nulls_mean_defaults() -> None:
     assert command == ExportCommand(trigger="direct", image_ids=(IMG_A,))
 
 
+def test_force_exports_named_images_again_from_a_direct_event_or_a_timer_payload() -> None:
+    """``"Force": true`` on a direct event or a timer payload with ImageIds; false and null mean no."""
+    assert parse_event({"ImageId": IMG_A, "Force": True}) == ExportCommand(
+        trigger="direct", image_ids=(IMG_A,), force=True
+    )
+    assert parse_event({"ImageId": IMG_A, "Force": False}) == ExportCommand(
+        trigger="direct", image_ids=(IMG_A,)
+    )
+    assert parse_event({"ImageId": IMG_A, "Force": None}) == ExportCommand(
+        trigger="direct", image_ids=(IMG_A,)
+    )
+    timer = {**load_event("timer_image_ids"), "data": json.dumps({"ImageIds": [IMG_A], "Force": True})}
+    command = parse_event(timer)
+    assert isinstance(command, ExportCommand)
+    assert command.force
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"ImageId": IMG_A, "Force": "true"}, "Force"),
+        ({"ImageId": IMG_A, "Force": 1}, "Force"),
+        (
+            {
+                "type": "faas.timer.event",
+                "specversion": "1.0",
+                "id": "t-1",
+                "source": "timer",
+                "data": json.dumps({"Force": True}),
+            },
+            "data.Force",
+        ),
+    ],
+    ids=["a-string", "a-number", "on-a-scan"],
+)
+def test_force_must_be_a_boolean_on_named_images(event: dict[str, Any], field: str) -> None:
+    """A string or number is refused (so "false" never means yes), and a scan cannot be forced: the error
+    names the field."""
+    assert refusal(event).field == field
+
+
 # --- rejections -----------------------------------------------------------------------------------------
 
 LONG = "x" * 5000

@@ -759,3 +759,47 @@ def test_a_failed_retag_gives_up_its_claim_so_the_next_run_reports_again_at_once
     (again,) = second.outcomes
     assert again.status == "export_failed"
     assert "reported again (2 of 3)" in str(again.reason)
+
+
+# -- exporting again ----------------------------------------------------------------------------------------
+
+
+def test_an_event_naming_an_image_whose_object_went_missing_exports_it_again() -> None:
+    """The remedy the ExportObjectMissing fix line gives works: the image is tagged failed, its task
+    Succeeded, and an event naming it starts a new export (its tags read only for this)."""
+    ecs = account(tracked={"image-gone": "failed"}, ended={"image-gone": "Succeeded"})
+
+    outcome = run(ecs, ExportCommand(trigger="event", image_ids=("image-gone",)))
+
+    assert statuses(outcome.outcomes) == {"image-gone": "started"}
+    assert ecs.tags_of("image-gone")[STATE_KEY] == "exporting"
+
+
+def test_an_event_naming_an_exported_image_skips_it_unless_forced() -> None:
+    ecs = account(tracked={"image-ok": "exported"}, ended={"image-ok": "Succeeded"})
+
+    plain = run(ecs, ExportCommand(trigger="direct", image_ids=("image-ok",)))
+    forced = run(ecs, ExportCommand(trigger="direct", image_ids=("image-ok",), force=True))
+
+    assert statuses(plain.outcomes) == {"image-ok": "skipped"}
+    assert statuses(forced.outcomes) == {"image-ok": "started"}
+
+
+def test_force_never_starts_a_second_export_while_one_is_running() -> None:
+    ecs = account(tracked={"image-busy": "exporting"}, ended={"image-busy": "Running"})
+
+    outcome = run(ecs, ExportCommand(trigger="direct", image_ids=("image-busy",), force=True))
+
+    (busy,) = outcome.outcomes
+    assert busy.status == "skipped"
+    assert "already running" in str(busy.reason)
+    assert ecs.count("ExportImage") == 0
+
+
+def test_the_usual_event_reads_no_tags() -> None:
+    """A new image named by an event costs its task look-up and its export: no tag read."""
+    ecs = account("image-new")
+
+    run(ecs, ExportCommand(trigger="event", image_ids=("image-new",)))
+
+    assert [c[0] for c in ecs.calls] == ["DescribeTasks", "ExportImage", "TagResources"]
