@@ -152,6 +152,12 @@ class _ExportFlow:
                 _log.warning("scan.tags_filtered_locally", listed=len(listed), cap=TAG_SCAN_CAP)
                 listed = list(self._list_images(None))
             images = listed
+        if self.tracked is not None:
+            images = list(images)
+            for image in images:
+                if (odd := tracking_of(image).odd) is not None:
+                    # Edited by hand: neither exported blindly nor trusted. The tag says what to do.
+                    _log.warning("scan.odd_state_tag", image_id=image.image_id, value=odd[:64])
         picked = pick_scan_images(
             images,
             now=self.now,

@@ -104,26 +104,42 @@ class Destination:
 @dataclass(frozen=True, slots=True)
 class Tracking:
     """What an image's tags say about our export of it. ``state`` is None when the image is not tracked
-    (no state tag, or a value we never write); ``dest`` None when the destination tag is absent or odd."""
+    (no state tag, or a value that is none of ours: then ``odd`` holds it); ``dest`` None when the
+    destination tag is absent or does not parse."""
 
     state: TrackingState | None
     dest: Destination | None
+    odd: str | None = None
 
     @property
     def blocks_scan(self) -> bool:
-        """True when a scan must not start this image: it is exporting, exported or failed."""
-        return self.state is not None
+        """True when a scan must not start this image: it is exporting, exported or failed, or its state tag
+        holds a value that is none of ours (edited by hand: never exported blindly)."""
+        return self.state is not None or self.odd is not None
 
 
 def tracking_of(image: Image) -> Tracking:
-    """Read the tracking tags of one image (as DescribeImages reports its ``Tags``)."""
+    """Read the tracking tags of one image (as DescribeImages reports its ``Tags``). One rule for tags edited
+    by hand: keys and values are compared without case and surrounding spaces (``EXPORTED``, ``exported ``
+    and a key in capitals all read as ours; our own spelling wins when both are there); any other state
+    value is ``odd``."""
     tags = dict(image.tags)
-    state = tags.get(STATE_KEY)
-    dest = tags.get(DEST_KEY)
+    state = _tag(tags, STATE_KEY)
+    dest = _tag(tags, DEST_KEY)
+    folded = state.strip().lower() if state is not None else None
+    known = _STATES.get(folded) if folded is not None else None
     return Tracking(
-        state=_STATES.get(state) if state is not None else None,
-        dest=Destination.parse(dest) if dest is not None else None,
+        state=known,
+        dest=Destination.parse(dest.strip()) if dest is not None else None,
+        odd=state if state is not None and known is None else None,
     )
+
+
+def _tag(tags: Mapping[str, str], key: str) -> str | None:
+    """The value of ``key``, or of a key that differs from it only in case and surrounding spaces."""
+    if key in tags:
+        return tags[key]
+    return next((v for k, v in tags.items() if k.strip().lower() == key), None)
 
 
 def next_state(state: TrackingState | None, event: TrackingEvent) -> TrackingState | None:

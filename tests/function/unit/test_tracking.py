@@ -71,16 +71,6 @@ def test_an_images_tags_read_back_as_its_tracking_state(state: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "tags",
-    [{}, {STATE_KEY: "Exporting"}, {STATE_KEY: "done"}, {"image-exporter:State": "exporting"}],
-)
-def test_an_untracked_or_hand_edited_state_is_not_a_state(tags: dict[str, str]) -> None:
-    """No state tag, or a value we never write, leaves the image untracked: a scan may start it."""
-    tracking = tracking_of(image(tags))
-    assert (tracking.state, tracking.blocks_scan) == (None, False)
-
-
-@pytest.mark.parametrize(
     "value",
     [
         "my-image-exports/imgexport",
@@ -321,3 +311,27 @@ def test_a_follow_up_decision_sets_the_state_the_table_gives(
     }[head]
     decided = decide_follow_up("img-1", dest, task(status), answer)
     assert decided.next_state == TRANSITIONS["exporting", event]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("tags", "state", "odd"),
+    [
+        ({STATE_KEY: "EXPORTED"}, "exported", None),
+        ({STATE_KEY: " exported "}, "exported", None),
+        ({"Image-Exporter:State": "failed"}, "failed", None),
+        ({STATE_KEY: "exporting", "IMAGE-EXPORTER:STATE": "failed"}, "exporting", None),  # ours wins
+        ({STATE_KEY: "done"}, None, "done"),
+        ({}, None, None),
+    ],
+)
+def test_hand_edited_state_tags_follow_one_rule(
+    tags: dict[str, str], state: str | None, odd: str | None
+) -> None:
+    """Case and surrounding spaces are folded, in keys and values; any other value is odd: it blocks a
+    scan (never exported blindly) and is not taken for a state."""
+    image = Image.model_validate(
+        {"ImageId": "image-a", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+    )
+    tracking = tracking_of(image)
+    assert (tracking.state, tracking.odd) == (state, odd)
+    assert tracking.blocks_scan == bool(tags)
