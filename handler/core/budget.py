@@ -17,6 +17,7 @@ from handler.models.settings import Settings
 
 __all__ = [
     "DEFAULT_FUNCTION_TIMEOUT",
+    "FOLLOW_UP_SHARE",
     "LOOKUP_SECONDS",
     "MIN_ANSWER_SECONDS",
     "MIN_SEND_SECONDS",
@@ -39,6 +40,9 @@ MIN_ANSWER_SECONDS = 2.0
 MIN_SEND_SECONDS = 0.5
 # What the look-ups before the first export may take (a scan lists the images, then their tasks).
 LOOKUP_SECONDS = 2 * MIN_ANSWER_SECONDS
+# The share of what is left of the budget the follow-up's object checks may take before the new exports
+# get their turn: a slow or silent TOS defers the checks, never the exports.
+FOLLOW_UP_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,10 @@ class Budget:
     start_by: float
     seconds: float
     report_by: float
+
+    def follow_up_by(self, now: float) -> float:
+        """When the follow-up's object checks must be done (``FOLLOW_UP_SHARE`` of what is left at ``now``)."""
+        return now + FOLLOW_UP_SHARE * max(0.0, self.send_by - now)
 
     @classmethod
     def ending_at(cls, end: float, *, now: float, settings: Settings) -> Budget:

@@ -19,6 +19,7 @@ are ``handler.core.tracking``'s; which images are looked at, ``handler.core.sele
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC
@@ -49,7 +50,14 @@ from handler.core.tracking import (
     latest_export_task,
     needs_object,
 )
-from handler.errors import ERROR_CODES, AccessDenied, AuthenticationFailed, ExporterError, fix_for
+from handler.errors import (
+    ERROR_CODES,
+    AccessDenied,
+    AuthenticationFailed,
+    BudgetExhausted,
+    ExporterError,
+    fix_for,
+)
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import Command, ExportCommand, ScanCommand
 from handler.models.objects import HeadResult
@@ -125,7 +133,17 @@ def run_tracked(
         ends_at=budget.report_by,
         deadline=budget.send_by,
     )
-    report = _before_exporting(command, api, store, tracker, cap=cap, deadline=budget.send_by)
+    checks_by = budget.follow_up_by(clock.monotonic())
+    report = _before_exporting(
+        command,
+        api,
+        store,
+        tracker,
+        cap=cap,
+        deadline=budget.send_by,
+        checks_by=checks_by,
+        workers=plan.concurrency,
+    )
     tracked = Tracked(
         cap=cap,
         in_flight=report.in_flight,
@@ -159,6 +177,8 @@ def _before_exporting(
     *,
     cap: int | None,
     deadline: float,
+    checks_by: float,
+    workers: int,
 ) -> FollowUpReport:
     """What tracking finds before the command runs: a timer follows up the exports in flight; an event under a
     cap counts them. A whole scan without a cap finds the exports in flight in its own listing (every private
@@ -166,7 +186,9 @@ def _before_exporting(
     if is_timer(command):
         whole_scan = isinstance(command, ScanCommand) and not command.tags and cap is None
         listing = _OneListing(api) if whole_scan else None
-        report = follow_up(api, store, tracker, deadline=deadline, listing=listing)
+        report = follow_up(
+            api, store, tracker, deadline=deadline, listing=listing, checks_by=checks_by, workers=workers
+        )
         return replace(report, listing=listing)
     if cap is not None:
         return FollowUpReport(in_flight=_count_exporting(api, deadline=deadline))
@@ -180,11 +202,15 @@ def follow_up(
     *,
     deadline: float,
     listing: EcsApi | None = None,
+    checks_by: float | None = None,
+    workers: int = 1,
 ) -> FollowUpReport:
     """The outcome of every export tagged ``exporting`` that this invocation holds the claim to report.
     ``listing``: find those images in the scan's own listing of private images (no request of their own)
-    instead of a tag search. An export whose follow-up a failure stopped (the listing, DescribeTasks, TOS, its
-    claim) is ``deferred`` with the error: unchecked, never silently left for the next run."""
+    instead of a tag search. The object checks (HeadObject, ``workers`` at a time) are done by ``checks_by``
+    (default ``deadline``): the rest of the budget is the new exports'. An export whose follow-up a failure
+    stopped (the listing, DescribeTasks, TOS, its claim, the checks' share of the budget) is ``deferred``
+    with the error: unchecked, never silently left for the next run."""
     found = _in_flight(api, deadline=deadline, listing=listing)
     if isinstance(found, FollowUpReport):
         return found
@@ -194,6 +220,7 @@ def follow_up(
     abandoned: list[str] = []
     finished: list[tuple[ReportClaim, FollowUp]] = []
     outcomes: list[ImageOutcome] = []
+    due: list[tuple[Image, Destination, Task | None]] = []
     for image, dest in exporting:
         task = latest_export_task(image.image_id, tasks)
         claim = claim_of(image)
@@ -203,11 +230,15 @@ def follow_up(
         if claim is not None and claim.kind == "start" and not _exported_since(task, claim):
             abandoned.append(image.image_id)  # claimed to start by a copy that ended before its export
             continue
-        head: HeadResult | ExporterError | None = None
-        if needs_object(task):
-            head = _head(store, image.image_id, dest, deadline=deadline)
+        due.append((image, dest, task))
+    checks = [(image.image_id, dest) for image, dest, task in due if needs_object(task)]
+    heads = _heads(
+        store, checks, deadline=min(deadline, checks_by or deadline), workers=workers, clock=tracker.clock
+    )
+    for image, dest, task in due:
+        head = heads.get(image.image_id)
         if isinstance(head, ExporterError):
-            in_flight += 1  # TOS did not answer: unchecked, the next run looks again
+            in_flight += 1  # TOS did not answer in time: unchecked, the next run looks again
             where = f"reading tos://{dest.bucket}/{dest.object_key(image.image_id)}"
             outcomes.append(_unchecked(image.image_id, task, head, where))
             continue
@@ -287,6 +318,11 @@ def _unchecked(image_id: str | None, task: Task | None, error: ExporterError, st
 
 def _fix_for(error: ExporterError) -> str:
     """What to do about an error that stopped a follow-up, from its class and the error table."""
+    if isinstance(error, BudgetExhausted):
+        return (
+            "the follow-up's share of the time budget ran out first (TOS answered slowly: check "
+            "TOS_ENDPOINT; new exports kept their time)"
+        )
     known = ERROR_CODES.get(error.code)
     if known is not None and known.source == "transport":
         return "check TOS_ENDPOINT (or VOLCENGINE_ENDPOINT) and that the function can reach it"
@@ -351,6 +387,33 @@ def _untracked(outcome: ImageOutcome, error: ExporterError) -> ImageOutcome:
         note = f"not tracked: tagging the image failed ({code}: {error.message[:200]})"
     reason = f"{outcome.reason}; {note}" if outcome.reason else note
     return outcome.model_copy(update={"reason": reason})
+
+
+def _heads(
+    store: ObjectStore,
+    checks: list[tuple[str, Destination]],
+    *,
+    deadline: float,
+    workers: int,
+    clock: Clock,
+) -> dict[str, HeadResult | ExporterError]:
+    """HeadObject for each image's object, ``workers`` at a time (the TOS client's limiter paces them), all
+    done by ``deadline``: a check that has no time left is ``BudgetExhausted``, never a wait past it."""
+    if not checks:
+        return {}
+
+    def check(image_id: str, dest: Destination) -> HeadResult | ExporterError:
+        if clock.monotonic() >= deadline:
+            return BudgetExhausted("the follow-up's share of the time budget ran out before this check")
+        return _head(store, image_id, dest, deadline=deadline)
+
+    if workers <= 1 or len(checks) == 1:
+        return {i: check(i, dest) for i, dest in checks}
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only many checks need threads
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(checks)), thread_name_prefix="check") as pool:
+        futures = {i: pool.submit(contextvars.copy_context().run, check, i, dest) for i, dest in checks}
+        return {i: future.result() for i, future in futures.items()}
 
 
 def _head(

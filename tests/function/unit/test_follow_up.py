@@ -16,7 +16,7 @@ from handler.core.follow_up import FollowUpReport, follow_up, run_tracked
 from handler.core.plan import ExportPlan
 from handler.core.tracker import Retag, Tracker
 from handler.core.tracking import DEST_KEY, STATE_KEY, Destination
-from handler.errors import RetryableApiError, ServerError, TerminalApiError, Throttled
+from handler.errors import RetryableApiError, ServerError, TerminalApiError, Throttled, UnknownOutcomeError
 from handler.models.api import Image
 from handler.models.events import Command, ExportCommand, ScanCommand
 from handler.models.results import ImageOutcome
@@ -803,3 +803,33 @@ def test_the_usual_event_reads_no_tags() -> None:
     run(ecs, ExportCommand(trigger="event", image_ids=("image-new",)))
 
     assert [c[0] for c in ecs.calls] == ["DescribeTasks", "ExportImage", "TagResources"]
+
+
+def test_a_slow_tos_defers_the_checks_it_cannot_finish_and_the_new_exports_still_start() -> None:
+    """Six finished exports to check and four new images, a 30 s budget, and a TOS that takes 20 s to fail
+    each check: the checks get half the budget, those left are deferred (the export may well be fine), and
+    all four new images start in the time kept for them."""
+    finished = [f"image-done{n}" for n in range(6)]
+    new = [f"image-new{n}" for n in range(4)]
+    ecs = account(
+        *new, tracked=dict.fromkeys(finished, "exporting"), ended=dict.fromkeys(finished, "Succeeded")
+    )
+
+    def silent(call: Call, send: Callable[[], Any]) -> Any:
+        ecs.clock.advance(20)
+        raise UnknownOutcomeError("no answer", code="ReadTimeout", action="HeadObject")
+
+    ecs.api.on("HeadObject", silent)
+    now = ecs.clock.monotonic()
+    budget = Budget(send_by=now + 30, start_by=now + 27, seconds=30, report_by=now + 31)
+
+    outcome = run_tracked(
+        SCAN, api=ecs.api, store=ecs.api, plan=PLAN, budget=budget, cap=None, holder="run-1", clock=ecs.clock
+    )
+
+    results = statuses(outcome.outcomes)
+    assert [results[i] for i in new] == ["started"] * 4
+    assert [results[i] for i in finished] == ["deferred"] * 6
+    assert ecs.count("HeadObject") == 1  # the first check took the checks' whole share
+    late = next(o for o in outcome.outcomes if o.image_id == "image-done5")
+    assert "share of the time budget ran out" in str(late.reason)
