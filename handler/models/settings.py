@@ -86,6 +86,8 @@ class Settings(BaseModel):
     webhook_format: Annotated[WebhookFormat | None, Field(alias="WEBHOOK_FORMAT")] = None
     webhook_secret: Annotated[str | None, Field(alias="WEBHOOK_SECRET", repr=False)] = None
     webhook_notify: Annotated[NotifyWhen, Field(alias="WEBHOOK_NOTIFY")] = "changes"
+    # At most this many results in a standard notice's body (the rest are counted; the log has them all).
+    webhook_max_results: Annotated[int, Field(alias="WEBHOOK_MAX_RESULTS", ge=1, le=10_000)] = 500
 
     log_level: Annotated[LogLevel, Field(alias="LOG_LEVEL")] = "INFO"
 

@@ -158,6 +158,7 @@ def _send(
             bucket=settings.tos_bucket,
             now=clock.now().timestamp(),
             mask=mask,
+            max_results=settings.webhook_max_results,
         )
 
     def send(http: httpx.Client) -> DeliveryReport:

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 from handler.adapters.webhooks._lines import FOLLOW_UP, follow_up_line
 from handler.adapters.webhooks._lines import one_line as _one_line
 from handler.errors import ConfigurationError, fix_for
-from handler.models.results import NEEDS_ATTENTION, ImageOutcome, InvocationResult
+from handler.models.results import NEEDS_ATTENTION, NOT_OK, ImageOutcome, InvocationResult
 from handler.models.settings import WebhookFormat
 
 __all__ = [
@@ -341,12 +341,33 @@ def _masked(value: Any, mask: Callable[[str], str]) -> Any:
     return value
 
 
+def bounded(result: InvocationResult, max_results: int) -> dict[str, Any]:
+    """The notice's ``data``: the result, its ``counts`` by status, and at most ``max_results`` results (those
+    that are not ok first, then the others, each group in order); ``omitted`` says how many were left out
+    (every one is in the log)."""
+    data = result.to_json()
+    data["counts"] = result.counts
+    if len(result.results) > max_results:
+        ranked = sorted(range(len(result.results)), key=lambda n: (result.results[n].status not in NOT_OK, n))
+        kept = sorted(ranked[:max_results])
+        data["results"] = [data["results"][n] for n in kept]
+        data["omitted"] = len(result.results) - max_results
+    return data
+
+
 def _standard(
-    result: InvocationResult, url: str, secret: str | None, now: float, mask: Callable[[str], str]
+    result: InvocationResult,
+    url: str,
+    secret: str | None,
+    now: float,
+    *,
+    mask: Callable[[str], str],
+    max_results: int,
 ) -> WebhookRequest:
     seconds = int(now)
     stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    body = _json({"type": EVENT_TYPE, "timestamp": stamp, "data": _masked(result.to_json(), mask)})
+    data = _masked(bounded(result, max_results), mask)
+    body = _json({"type": EVENT_TYPE, "timestamp": stamp, "data": data})
     msg_id = message_id(result)
     headers = {**_JSON_HEADERS, "webhook-id": msg_id, "webhook-timestamp": str(seconds)}
     if secret:
@@ -370,12 +391,14 @@ def build_request(
     bucket: str | None,
     now: float,
     mask: Callable[[str], str] = str,
+    max_results: int = 500,
 ) -> WebhookRequest:
     """The request that delivers ``result`` in ``fmt`` at unix time ``now`` (signed when ``secret`` is set).
 
-    ``mask`` is applied to every text the result contributes (the caller's secrets never leave in a body)."""
+    ``mask`` is applied to every text the result contributes (the caller's secrets never leave in a body);
+    a ``standard`` body carries at most ``max_results`` results (``bounded``)."""
     if fmt == "standard":
-        return _standard(result, url, secret, now, mask)
+        return _standard(result, url, secret, now, mask=mask, max_results=max_results)
     text = mask(compose_text(fmt, result, region=region, bucket=bucket))
     if fmt == "feishu":
         payload: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}

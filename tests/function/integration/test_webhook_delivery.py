@@ -145,7 +145,10 @@ def test_standard_delivery_is_signed_with_stable_id(mock: respx.MockRouter, cloc
     assert headers["webhook-id"].startswith("msg_")
     assert headers["webhook-timestamp"] == str(int(clock.now().timestamp()))
     assert headers["webhook-signature"].startswith("v1,")
-    assert json.loads(calls.calls.last.request.content)["data"] == RESULT.to_json()
+    assert json.loads(calls.calls.last.request.content)["data"] == {
+        **RESULT.to_json(),
+        "counts": RESULT.counts,
+    }
 
 
 def test_format_setting_overrides_the_host(mock: respx.MockRouter, clock: FakeClock) -> None:

@@ -127,8 +127,28 @@ def test_standard_body_carries_the_result_under_data() -> None:
     result = result_of(outcome(task_id="t-1"), outcome("image-2", "failed", code="InvalidImage.NotFound"))
     body = body_of("standard", result)
     assert body["type"] == "image_export.result"
-    assert body["data"] == result.to_json()
+    assert body["data"] == {**result.to_json(), "counts": result.counts}
     assert datetime.fromisoformat(body["timestamp"]).timestamp() == NOW
+
+
+def test_a_standard_body_is_bounded_and_keeps_what_went_wrong() -> None:
+    """20,000 results with long reasons: the body carries at most 500 (every failure first), the counts of
+    all, and how many were left out, and stays under 1 MiB, below a receiver's usual body limit."""
+    many = [outcome(f"image-{n:05d}", "started", task_id=f"t-{n}", reason="x" * 200) for n in range(19_990)]
+    bad = [outcome(f"image-bad{n}", "failed", code="InvalidImage.NotFound") for n in range(10)]
+    result = result_of(*many[:5000], *bad, *many[5000:])
+    request = build_request(
+        "standard", result, url="https://example.com/in", secret=None, region="r", bucket=None, now=NOW
+    )
+
+    data = json.loads(request.content)["data"]
+    assert len(request.content) < 1024 * 1024
+    assert len(data["results"]) == 500
+    assert data["omitted"] == 19_500
+    assert data["counts"]["started"] == 19_990
+    assert data["counts"]["failed"] == 10
+    assert sum(r["status"] == "failed" for r in data["results"]) == 10
+    assert data["ok"] is False
 
 
 def test_standard_delivery_verifies_with_the_standardwebhooks_package() -> None:
@@ -139,7 +159,10 @@ def test_standard_delivery_verifies_with_the_standardwebhooks_package() -> None:
     request = build_request(
         "standard", result, url="https://example.com/in", secret=secret, region="r", bucket=None, now=now
     )
-    assert Webhook(secret).verify(request.content, request.headers)["data"] == result.to_json()
+    assert Webhook(secret).verify(request.content, request.headers)["data"] == {
+        **result.to_json(),
+        "counts": result.counts,
+    }
 
 
 def test_standard_headers_without_a_secret_have_no_signature() -> None:
