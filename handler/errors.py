@@ -6,6 +6,7 @@
     ├── InvalidEvent              the event is malformed; the message names the field (never retried)
     ├── ConfigurationError        the environment or a credential file is wrong; names the variable or file
     │   └── NoCredentials         no credential source is set at all
+    ├── ListingTruncated          a scan's listing reached the most pages a scan reads: narrow the scan
     ├── BudgetExhausted           the time budget ran out before a call could start: nothing sent, retry later
     ├── ClearanceExpired          an ExportImage attempt would go out on a task look-up older than the
     │                             clearance window (a Retry-After, a backoff, the rate limit): not sent; the
@@ -70,6 +71,7 @@ __all__ = [
     "InvalidEvent",
     "InvalidParameter",
     "InvocationIncomplete",
+    "ListingTruncated",
     "MalformedResponse",
     "NoCredentials",
     "ResourceLocked",
@@ -122,6 +124,13 @@ class ConfigurationError(ExporterError):
 
 class NoCredentials(ConfigurationError):
     """No credential source is set at all (neither variable pair nor a credential file)."""
+
+
+class ListingTruncated(ExporterError):
+    """A scan's listing reached the most pages a scan reads (``MAX_SCAN_PAGES``) with more to come: the
+    scan goes on with the images it read; running it again reads the same pages."""
+
+    code = "ListingTruncated"
 
 
 class BudgetExhausted(ExporterError):
@@ -417,6 +426,12 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
             ExportObjectMissing,
             "the object is not in the bucket: check its lifecycle rules and who deletes objects; "
             "name the image in an event to export it again",
+            "exporter",
+        ),
+        "ListingTruncated": ErrorCode(
+            ListingTruncated,
+            "the scan read the most pages it reads and more images were listed: narrow it with "
+            "ImageNamePrefix or Tags in the timer payload (the newest images are exported first)",
             "exporter",
         ),
         "ClearanceExpired": ErrorCode(

@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from handler.adapters.openapi import OpenApiClient
-from handler.errors import AccessDenied, AuthenticationFailed, ExporterError, MalformedResponse, error_for
+from handler.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    ExporterError,
+    ListingTruncated,
+    MalformedResponse,
+    error_for,
+)
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.tagging import TaggingFailure, TaggingReport
 
@@ -119,7 +126,10 @@ class EcsClient:
         for batch in _batches(image_ids):
             params = base | {f"ImageIds.{n}": i for n, i in enumerate(batch, start=1)}
             pages = _pages_for(len(batch)) if batch else MAX_SCAN_PAGES
-            for item in self._pages("DescribeImages", params, "Images", deadline=deadline, max_pages=pages):
+            listing = self._pages(
+                "DescribeImages", params, "Images", deadline=deadline, max_pages=pages, scan=not batch
+            )
+            for item in listing:
                 yield _model(Image, item, "DescribeImages")
 
     def describe_tasks(
@@ -204,7 +214,14 @@ class EcsClient:
             done.extend(batch)
 
     def _pages(
-        self, action: str, params: dict[str, str], key: str, *, deadline: float, max_pages: int
+        self,
+        action: str,
+        params: dict[str, str],
+        key: str,
+        *,
+        deadline: float,
+        max_pages: int,
+        scan: bool = False,
     ) -> Iterator[Any]:
         token: str | None = None
         seen: set[str] = set()
@@ -222,6 +239,12 @@ class EcsClient:
             if not token or token in seen:  # a repeated token would page forever
                 return
             seen.add(token)
+        if scan:
+            msg = (
+                f"{action} listed more than {max_pages} pages ({max_pages * BATCH_LIMIT:,} images) and the scan "
+                "reads no more: narrow it with ImageNamePrefix or Tags"
+            )
+            raise ListingTruncated(msg)
         msg = f"the paging did not end: a new NextToken after {max_pages} pages, more than this listing can need"
         raise MalformedResponse(msg, action=action)
 

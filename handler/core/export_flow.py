@@ -32,6 +32,7 @@ from handler.errors import (
     ExporterError,
     ImageNotFound,
     ImageNotReady,
+    ListingTruncated,
     ResourceLocked,
     Throttled,
     UnknownOutcomeError,
@@ -118,6 +119,7 @@ class _ExportFlow:
         self._adopted: list[str] = []  # found exporting untracked: tagged and followed up from now on
         self.redo: frozenset[str] = frozenset()  # exported again after a succeeded export
         self._scanning = False
+        self._truncated: ListingTruncated | None = None  # the scan's listing reached its page cap
 
     def execute(self, command: Command) -> tuple[ImageOutcome, ...]:
         scan = self._scanning = isinstance(command, ScanCommand)
@@ -139,7 +141,14 @@ class _ExportFlow:
         self._export_all()
         self._tag_adopted()
         self._explain_refusals(self._settled)
-        return tuple(self._settled[i] for i in order)
+        outcomes = tuple(self._settled[i] for i in order)
+        if self._truncated is not None:
+            reason = "the scan exported what it found in the pages it read; the images listed after them were not looked at"
+            cut = ImageOutcome(
+                image_id=None, status="failed", reason=reason, error=ErrorInfo.from_error(self._truncated)
+            )
+            outcomes = (*outcomes, cut)
+        return outcomes
 
     # -- finding the images ------------------------------------------------------------------------------
 
@@ -169,9 +178,17 @@ class _ExportFlow:
         return [image.image_id for image in picked]
 
     def _list_images(self, tags: Mapping[str, str] | None) -> Iterator[Image]:
-        # Every private image, whatever its status (the scan keeps the available ones itself): the follow-up
-        # reads the same pages, and must find an image tagged ``exporting`` in any status it has meanwhile.
-        return self.api.describe_images(deadline=self.budget.send_by, visibility="private", tag_filters=tags)
+        """Every private image, whatever its status (the scan keeps the available ones itself): the follow-up
+        reads the same pages, and must find an image tagged ``exporting`` in any status it has meanwhile. A
+        listing cut at the scan's page cap ends here: the scan goes on with what it read, and says so."""
+        listing = self.api.describe_images(
+            deadline=self.budget.send_by, visibility="private", tag_filters=tags
+        )
+        try:
+            yield from listing
+        except ListingTruncated as cut:
+            _log.warning("scan.listing_truncated", message=cut.message)
+            self._truncated = cut
 
     def _tasks_by_image(self, image_ids: list[str]) -> dict[str, list[Task]]:
         grouped: dict[str, list[Task]] = defaultdict(list)

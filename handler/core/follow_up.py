@@ -56,6 +56,7 @@ from handler.errors import (
     AuthenticationFailed,
     BudgetExhausted,
     ExporterError,
+    ListingTruncated,
     fix_for,
 )
 from handler.models.api import ExportStarted, Image, Task
@@ -430,9 +431,13 @@ def _exporting_images(
     api: EcsApi, *, deadline: float, listing: EcsApi | None
 ) -> list[tuple[Image, Destination]]:
     """The images tagged ``exporting`` with a readable destination (one without is logged and left)."""
+    found: list[Image] | None = None
     if listing is not None:
-        found = list(listing.describe_images(deadline=deadline, visibility="private"))
-    else:
+        try:
+            found = list(listing.describe_images(deadline=deadline, visibility="private"))
+        except ListingTruncated:
+            found = None  # too many images to list them all: the tag search finds those exporting
+    if found is None:
         found = list(api.describe_images(deadline=deadline, tag_filters=EXPORTING_FILTER))
         if len(found) >= TAG_SCAN_CAP:  # a tag search lists at most 1,000 images: list them all instead
             found = list(api.describe_images(deadline=deadline))
@@ -457,6 +462,7 @@ class _OneListing:
     def __init__(self, api: EcsApi) -> None:
         self._api = api
         self._listing: list[Image] | None = None
+        self._cut: ListingTruncated | None = None
 
     def export_image(
         self, image_id: str, bucket: str, prefix: str, *, deadline: float, cleared_until: float | None = None
@@ -485,10 +491,20 @@ class _OneListing:
                 tag_filters=tag_filters,
             )
         if self._listing is None:
-            self._listing = list(
-                self._api.describe_images(deadline=deadline, visibility=visibility, status=status)
-            )
-        return iter(self._listing)
+            self._listing = []
+            try:
+                for image in self._api.describe_images(
+                    deadline=deadline, visibility=visibility, status=status
+                ):
+                    self._listing.append(image)
+            except ListingTruncated as cut:
+                self._cut = cut  # the pages read are kept; each reader is told the listing was cut
+        return self._replay(self._listing)
+
+    def _replay(self, images: list[Image]) -> Iterator[Image]:
+        yield from images
+        if self._cut is not None:
+            raise self._cut
 
     def describe_tasks(
         self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()

@@ -24,6 +24,7 @@ from handler.errors import (
     ImageNotFound,
     ImageNotReady,
     InvalidParameter,
+    ListingTruncated,
     ResourceLocked,
     ServerError,
 )
@@ -222,19 +223,27 @@ class ScriptedEcs:
         tag_filters: Mapping[str, str] | None = None,
     ) -> Iterator[Image]:
         ids = list(image_ids)
-        yield from self._call(
-            "DescribeImages",
-            dict(tag_filters or {}),
-            lambda: list(
-                self.inner.describe_images(
-                    deadline=deadline,
-                    image_ids=ids,
-                    visibility=visibility,
-                    status=status,
-                    tag_filters=tag_filters,
-                )
-            ),
-        )
+        cut: list[ListingTruncated] = []
+
+        def send() -> list[Image]:
+            # The pages before a cut listing's end are kept, as the real client yields them before it raises.
+            images: list[Image] = []
+            listing = self.inner.describe_images(
+                deadline=deadline,
+                image_ids=ids,
+                visibility=visibility,
+                status=status,
+                tag_filters=tag_filters,
+            )
+            try:
+                images.extend(listing)
+            except ListingTruncated as truncated:
+                cut.append(truncated)
+            return images
+
+        yield from self._call("DescribeImages", dict(tag_filters or {}), send)
+        if cut:
+            raise cut[0]
 
     def describe_tasks(
         self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()

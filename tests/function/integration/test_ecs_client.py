@@ -16,6 +16,7 @@ from handler.adapters.signing import Credentials
 from handler.errors import (
     BudgetExhausted,
     ClearanceExpired,
+    ListingTruncated,
     MalformedResponse,
     RetryableApiError,
     TerminalApiError,
@@ -400,11 +401,16 @@ def test_paging_by_ids_ends_after_the_pages_the_ids_can_need(clock: FakeClock) -
 
 @respx.mock
 def test_a_scan_ends_at_its_documented_page_cap(clock: FakeClock) -> None:
-    """A scan without ids pages at most MAX_SCAN_PAGES times before the endless paging is an error."""
+    """A scan without ids pages at most MAX_SCAN_PAGES times: the pages read are yielded, then the listing
+    ends with ListingTruncated (not retryable: reading again reads the same pages), naming how to narrow it."""
     route = respx.get(ENDPOINT).mock(side_effect=new_token_every_page)
-    with pytest.raises(MalformedResponse):
-        list(make_client(clock).describe_images(deadline=1e9, visibility="private"))
+    listing = make_client(clock).describe_images(deadline=1e9, visibility="private")
+    read = []
+    with pytest.raises(ListingTruncated, match="narrow it with ImageNamePrefix or Tags") as cut:
+        read.extend(listing)
+    assert not cut.value.retryable
     assert route.call_count == MAX_SCAN_PAGES
+    assert read == []  # this gateway's pages hold no image
 
 
 @respx.mock

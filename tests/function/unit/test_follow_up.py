@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from handler.adapters import ecs as ecs_adapter
 from handler.core.budget import Budget
 from handler.core.claims import CLAIM_KEY, NO_CLAIM, Claim
 from handler.core.follow_up import FollowUpReport, follow_up, run_tracked
@@ -833,3 +834,25 @@ def test_a_slow_tos_defers_the_checks_it_cannot_finish_and_the_new_exports_still
     assert ecs.count("HeadObject") == 1  # the first check took the checks' whole share
     late = next(o for o in outcome.outcomes if o.image_id == "image-done5")
     assert "share of the time budget ran out" in str(late.reason)
+
+
+def test_a_scan_past_the_page_cap_exports_what_it_read_and_says_how_to_narrow_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More private images than the scan's pages hold, one of them new: the listing stops at its page cap,
+    the new image (listed first: the newest are) is exported, and one result that is not retried names the
+    cap and how to narrow the scan. The follow-up finds the exports in flight by their tag instead. (The cap
+    is 200 pages; 3 here keep the test quick: 20,051 images behave the same, in 10 s.)"""
+    monkeypatch.setattr(ecs_adapter, "MAX_SCAN_PAGES", 3)
+    old = [fleet_image(f"image-old{n:05d}", hours_ago=100 + n / 1000) for n in range(350)]
+    ecs = Account([fleet_image("image-new", hours_ago=1), *old])
+
+    outcome = run(ecs)
+
+    new, cut = outcome.outcomes
+    assert (new.image_id, new.status) == ("image-new", "started")
+    assert (cut.image_id, cut.status) == (None, "failed")
+    assert cut.error is not None
+    assert (cut.error.code, cut.error.retryable) == ("ListingTruncated", False)
+    assert "ImageNamePrefix or Tags" in cut.error.message
+    assert ("DescribeImages", {STATE_KEY: "exporting"}) in ecs.calls
