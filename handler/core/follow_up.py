@@ -44,11 +44,13 @@ from handler.core.plan import ExportPlan
 from handler.core.selection import pick_exporting
 from handler.core.tracker import EXPORTING_FILTER, ReportClaim, Retag, Tracker
 from handler.core.tracking import (
+    DEST_KEY,
     Destination,
     FollowUp,
     decide_follow_up,
     latest_export_task,
     needs_object,
+    tracking_of,
 )
 from handler.errors import (
     ERROR_CODES,
@@ -212,7 +214,7 @@ def follow_up(
     (default ``deadline``): the rest of the budget is the new exports'. An export whose follow-up a failure
     stopped (the listing, DescribeTasks, TOS, its claim, the checks' share of the budget) is ``deferred``
     with the error: unchecked, never silently left for the next run."""
-    found = _in_flight(api, deadline=deadline, listing=listing)
+    found = _in_flight(api, deadline=deadline, listing=listing, fallback=tracker.dest)
     if isinstance(found, FollowUpReport):
         return found
     exporting, tasks = found
@@ -247,18 +249,20 @@ def follow_up(
         if decided.outcome is None or decided.next_state is None:
             in_flight += 1
             continue
+        if tracking_of(image).dest is None:
+            decided = replace(decided, outcome=_noted(decided.outcome, _ODD_DEST.format(_dest_value(image))))
         finished.append((ReportClaim(image.image_id, dest, task), decided))
     tracker.release(abandoned)
     return _report(tracker, finished, outcomes, in_flight)
 
 
 def _in_flight(
-    api: EcsApi, *, deadline: float, listing: EcsApi | None
+    api: EcsApi, *, deadline: float, listing: EcsApi | None, fallback: Destination
 ) -> tuple[list[tuple[Image, Destination]], list[Task]] | FollowUpReport:
     """The images tagged ``exporting`` and their tasks; or, when either look-up failed, the report that
     says every export in flight is unchecked."""
     try:
-        exporting = _exporting_images(api, deadline=deadline, listing=listing)
+        exporting = _exporting_images(api, deadline=deadline, listing=listing, fallback=fallback)
     except ExporterError as error:
         _log.warning("follow_up.failed", error=error.code, message=error.message)
         unchecked = _unchecked(None, None, error, "listing the exports in flight")
@@ -345,6 +349,21 @@ def _exported_since(task: Task | None, claim: Claim) -> bool:
     return millis(created) >= claim.since - int(TASK_CLOCK_SKEW_SECONDS * 1000)
 
 
+_ODD_DEST = (
+    "its image-exporter:dest tag was missing or unreadable ({}): it was checked at this function's own "
+    "destination"
+)
+
+
+def _dest_value(image: Image) -> str:
+    return repr(dict(image.tags).get(DEST_KEY, "")[:64])
+
+
+def _noted(outcome: ImageOutcome, note: str) -> ImageOutcome:
+    reason = f"{note}; {outcome.reason}" if outcome.reason else note
+    return outcome.model_copy(update={"reason": reason})
+
+
 def _counted(outcome: ImageOutcome, claim: Claim) -> ImageOutcome | None:
     """The outcome as reported for the ``claim.reports``-th time: as is the first time; noted as a re-report
     up to ``REPORT_LIMIT``; once more as needing attention; then not at all (logged)."""
@@ -428,9 +447,11 @@ def _head(
 
 
 def _exporting_images(
-    api: EcsApi, *, deadline: float, listing: EcsApi | None
+    api: EcsApi, *, deadline: float, listing: EcsApi | None, fallback: Destination | None = None
 ) -> list[tuple[Image, Destination]]:
-    """The images tagged ``exporting`` with a readable destination (one without is logged and left)."""
+    """The images tagged ``exporting``, each with the destination its tag names. One whose destination tag
+    is missing or unreadable (edited by hand) is logged and followed up at ``fallback``, the function's own
+    destination, so it is neither left in flight forever nor left out of the count; its outcome says so."""
     found: list[Image] | None = None
     if listing is not None:
         try:
@@ -442,14 +463,20 @@ def _exporting_images(
         if len(found) >= TAG_SCAN_CAP:  # a tag search lists at most 1,000 images: list them all instead
             found = list(api.describe_images(deadline=deadline))
     exporting, no_destination = pick_exporting(found)
-    for image_id in no_destination:
-        _log.warning("follow_up.no_destination", image_id=image_id)
+    odd = set(no_destination)
+    for image in found:
+        if image.image_id in odd:
+            value = dict(image.tags).get(DEST_KEY, "")
+            _log.warning("follow_up.no_destination", image_id=image.image_id, value=value[:64])
+            if fallback is not None:
+                exporting.append((image, fallback))
     return exporting
 
 
 def _count_exporting(api: EcsApi, *, deadline: float) -> int | None:
     try:
-        return len(_exporting_images(api, deadline=deadline, listing=None))
+        everywhere = Destination("-", "-")  # every image tagged exporting counts, whatever its dest tag
+        return len(_exporting_images(api, deadline=deadline, listing=None, fallback=everywhere))
     except ExporterError as error:
         _log.warning("tracking.count_failed", error=error.code, message=error.message)
         return None

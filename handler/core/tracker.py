@@ -308,7 +308,7 @@ class Tracker:
             _log.info("tracking.moved_on", image_id=item.image_id, why="the image is no longer listed")
             return None
         tracking = tracking_of(image)
-        if tracking.state != "exporting" or tracking.dest != item.dest:
+        if tracking.state != "exporting" or tracking.dest not in (None, item.dest):
             _log.info("tracking.moved_on", image_id=item.image_id, state=tracking.state)
             return None
         held = claim_of(image)

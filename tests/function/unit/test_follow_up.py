@@ -484,9 +484,10 @@ def test_a_tagging_call_refused_before_sending_leaves_the_exports_untracked_and_
     ]
 
 
-def test_an_exporting_tag_without_a_readable_destination_is_left_alone() -> None:
-    """An image tagged exporting whose destination tag is missing or edited by hand is neither reported
-    nor counted in flight; a log line names it."""
+def test_an_exporting_tag_without_a_readable_destination_is_checked_at_the_functions_own() -> None:
+    """An image tagged exporting whose destination tag is missing or edited by hand is neither left in
+    flight forever nor trusted: it is checked at the function's own destination, and its outcome names the
+    odd value; a log line names it too."""
     ecs = account(
         tracked={"image-odd": "exporting"}, ended={"image-odd": "Succeeded"}, dest="s3://elsewhere/x"
     )
@@ -494,7 +495,9 @@ def test_an_exporting_tag_without_a_readable_destination_is_left_alone() -> None
     with capture_logs() as logs:
         report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
 
-    assert (report.outcomes, report.in_flight) == ((), 0)
+    (checked,) = report.outcomes
+    assert (checked.status, checked.tos_bucket) == ("exported", "b-1")
+    assert "'s3://elsewhere/x'" in str(checked.reason)
     assert [line["image_id"] for line in logs if line["event"] == "follow_up.no_destination"] == ["image-odd"]
 
 
