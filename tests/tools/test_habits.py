@@ -73,3 +73,18 @@ def test_the_makefile_reader_sees_the_recipes() -> None:
     assert variables == {"BIN": ".venv/bin", "X": "y"}
     assert recipes["lint"] == ["$(BIN)/ruff check a"]
     assert [expand(line, variables) for line in recipes["typecheck"]] == [".venv/bin/mypy"]
+
+
+def test_no_link_or_virtualenv_is_committed() -> None:
+    """The repository holds files only: a committed link (a virtualenv pointing at a checkout, say) breaks
+    every fresh clone's setup."""
+    import subprocess  # noqa: PLC0415
+
+    if not (ROOT / ".git").exists():
+        return  # an unpacked source tree: nothing is committed to check
+    listed = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True  # noqa: S607
+    ).stdout.splitlines()
+    links = [line.split("\t", 1)[1] for line in listed if line.startswith("120000 ")]
+    venvs = [line.split("\t", 1)[1] for line in listed if line.split("\t", 1)[1].startswith(".venv")]
+    assert (links, venvs) == ([], [])
