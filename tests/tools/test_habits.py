@@ -78,12 +78,12 @@ def test_the_makefile_reader_sees_the_recipes() -> None:
 def test_no_link_or_virtualenv_is_committed() -> None:
     """The repository holds files only: a committed link (a virtualenv pointing at a checkout, say) breaks
     every fresh clone's setup."""
-    import subprocess  # noqa: PLC0415
+    import subprocess
 
     if not (ROOT / ".git").exists():
         return  # an unpacked source tree: nothing is committed to check
     listed = subprocess.run(
-        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True  # noqa: S607
+        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     links = [line.split("\t", 1)[1] for line in listed if line.startswith("120000 ")]
     venvs = [line.split("\t", 1)[1] for line in listed if line.split("\t", 1)[1].startswith(".venv")]
