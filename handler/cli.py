@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import sys
 import time
 import uuid
@@ -95,11 +97,40 @@ def parse_invoke(words: Sequence[str]) -> tuple[str, float]:
     return event, timeout
 
 
+# The largest event read: 6 MB, the request size veFaaS accepts for an invocation (its documented limit for
+# a synchronous request; the function never gets a larger event from the platform).
+MAX_EVENT_BYTES = 6 * 1000 * 1000
+
+
+class _Unreadable(Exception):
+    """The event file is not one the function reads: the message says why."""
+
+
 def _read(path: str) -> bytes:
+    """The event's bytes: at most ``MAX_EVENT_BYTES``, from a regular file (checked before it is opened, so a
+    FIFO or a device never blocks or floods) or from stdin (read with the same cap)."""
     if path == "-":
-        return sys.stdin.buffer.read()
-    with open(path, "rb") as file:
-        return file.read()
+        data = sys.stdin.buffer.read(MAX_EVENT_BYTES + 1)
+    else:
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
+            msg = (
+                f"{path} is not a regular file (a directory, a FIFO or a device): name the event's JSON file"
+            )
+            raise _Unreadable(msg)
+        if status.st_size > MAX_EVENT_BYTES:
+            raise _Unreadable(_too_big(path, status.st_size))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as file:
+            data = file.read(MAX_EVENT_BYTES + 1)
+    if len(data) > MAX_EVENT_BYTES:
+        raise _Unreadable(_too_big("stdin" if path == "-" else path, len(data)))
+    return data
+
+
+def _too_big(where: str, size: int) -> str:
+    shown = f"{size:,} bytes" if size <= MAX_EVENT_BYTES + 1 else "more"
+    return f"{where}: the event is {shown}, over the {MAX_EVENT_BYTES:,} bytes an invocation takes (veFaaS's limit)"
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -116,11 +147,14 @@ def invoke(path: str, timeout: float) -> int:
 
     try:
         raw = _read(path)
-    except OSError as exc:
-        print(f"handler invoke: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return 2
-    try:
         event = decode_event_document(raw)
+    except (OSError, _Unreadable) as exc:
+        # Unreadable or refused before parsing: an event error all the same, reported as the entry reports one.
+        from handler.entry import reject  # noqa: PLC0415
+
+        why = f"cannot read {path}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+        _print(reject(InvalidEvent(why), request_id=str(uuid.uuid4())))
+        return 2
     except InvalidEvent as error:
         # Not a JSON document: still an event error, logged and reported as the entry reports one.
         from handler.entry import reject  # noqa: PLC0415

@@ -13,6 +13,7 @@ import ipaddress
 import os
 import re
 import ssl
+import stat
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -316,6 +317,10 @@ def _field_name(variable: str) -> str:
     return next(name for name, f in Settings.model_fields.items() if f.alias == variable)
 
 
+# The largest SSL_CERT_FILE read: a system's whole CA bundle is about 200 KB.
+MAX_CA_FILE_BYTES = 4 * 1024 * 1024
+
+
 @functools.lru_cache(maxsize=8)
 def _ca_file_loads(path: str, _mtime_ns: int, _size: int) -> str | None:
     """Why the CA file cannot be used (``None`` when it can); cached for an unchanged file."""
@@ -341,6 +346,18 @@ def _check_ca_file(path: str) -> None:
         )
         msg = f"expected a file of PEM CA certificates, got {_shown('SSL_CERT_FILE', path)} ({reason})"
         raise ConfigurationError(msg, source="SSL_CERT_FILE") from None
+    if not stat.S_ISREG(status.st_mode):
+        msg = (
+            f"expected a file of PEM CA certificates, got {_shown('SSL_CERT_FILE', path)}: not a regular file "
+            "(a directory, a FIFO or a device)"
+        )
+        raise ConfigurationError(msg, source="SSL_CERT_FILE")
+    if status.st_size > MAX_CA_FILE_BYTES:
+        msg = (
+            f"expected a file of PEM CA certificates, got {_shown('SSL_CERT_FILE', path)}: "
+            f"{status.st_size:,} bytes, more than the {MAX_CA_FILE_BYTES:,} a CA bundle needs"
+        )
+        raise ConfigurationError(msg, source="SSL_CERT_FILE")
     problem = _ca_file_loads(path, status.st_mtime_ns, status.st_size)
     if problem is not None:
         msg = f"expected a file of PEM CA certificates, got {_shown('SSL_CERT_FILE', path)}: {problem}"

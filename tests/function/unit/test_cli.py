@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,14 +24,17 @@ ENV = {
 }
 
 
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str | bytes | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    data = stdin.decode() if isinstance(stdin, bytes) else stdin
     return subprocess.run(
         [sys.executable, "-m", "handler", *args],
-        input=stdin,
+        input=data,
         capture_output=True,
         text=True,
         env=ENV,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 
@@ -71,12 +75,45 @@ def test_unreachable_api_fails_retryably_with_exit_1() -> None:
     assert "127.0.0.1:9" in error["message"]
 
 
-@pytest.mark.parametrize("args", [("invoke", "/nonexistent/event.json"), ("invoke",), ("frobnicate",)])
+@pytest.mark.parametrize("args", [("invoke",), ("frobnicate",)])
 def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
-    """A missing file or a wrong command line is a usage error: exit 2, nothing on stdout."""
+    """A wrong command line is a usage error: exit 2, nothing on stdout (nothing ran)."""
     done = run_cli(*args)
     assert done.returncode == 2
     assert done.stdout == ""
+
+
+def _refused_file(done: Any) -> str:
+    """The message of the InvalidEvent result an unreadable event file gets (exit 2, no traceback)."""
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    (result,) = json.loads(done.stdout)["results"]
+    assert (result["status"], result["error"]["code"]) == ("failed", "InvalidEvent")
+    return str(result["error"]["message"])
+
+
+def test_a_missing_event_file_exits_2_with_a_result() -> None:
+    assert "cannot read /nonexistent/event.json" in _refused_file(
+        run_cli("invoke", "/nonexistent/event.json")
+    )
+
+
+def test_an_event_file_that_is_a_fifo_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    """A FIFO (or a device, or a directory) as the event file would block or flood: refused at once."""
+    fifo = tmp_path / "event.json"
+    os.mkfifo(fifo)
+    assert "is not a regular file" in _refused_file(run_cli("invoke", str(fifo), timeout=10))
+    assert "is not a regular file" in _refused_file(run_cli("invoke", "/dev/zero", timeout=10))
+
+
+def test_an_event_over_6_mb_is_refused_from_a_file_or_from_stdin(tmp_path: Path) -> None:
+    """The event is read with a cap of 6 MB (veFaaS's request limit): a bigger file is refused by its size,
+    endless stdin after 6 MB, and the memory stays small."""
+    big = tmp_path / "big.json"
+    big.write_bytes(b"[" + b"1," * 3_500_000 + b"1]")
+    assert "over the 6,000,000 bytes" in _refused_file(run_cli("invoke", str(big), timeout=10))
+    endless = run_cli("invoke", "-", stdin=b"x" * 7_000_000, timeout=10)
+    assert "over the 6,000,000 bytes" in _refused_file(endless)
 
 
 def test_help_explains_events_and_environment() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import certifi
@@ -124,6 +125,24 @@ def test_a_broken_ssl_cert_file_is_a_configuration_error(
     assert caught.value.source == "SSL_CERT_FILE"
     assert str(caught.value).startswith("SSL_CERT_FILE: expected a file of PEM CA certificates, got ")
     assert reason in str(caught.value)
+
+
+def test_an_ssl_cert_file_that_is_a_fifo_or_huge_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """A FIFO would block the first read past the budget, /dev/zero would never end: SSL_CERT_FILE must be
+    a regular file of at most 4 MiB, checked before it is opened."""
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.pem"
+    with big.open("wb") as file:
+        file.truncate(5 * 1024 * 1024)
+    for path, reason in (
+        (fifo, "not a regular file"),
+        (Path("/dev/zero"), "not a regular file"),
+        (big, "more than"),
+    ):
+        with pytest.raises(ConfigurationError, match=reason) as caught:
+            Settings.from_env({"SSL_CERT_FILE": str(path)})
+        assert caught.value.source == "SSL_CERT_FILE"
 
 
 def test_a_pem_ssl_cert_file_is_accepted() -> None:
