@@ -114,7 +114,8 @@ class _ExportFlow:
         self._lookups = Lookups(self._tasks_by_image, plan, clock, now=self.now, workers=1)
         self._slots = Slots(None, scan=False)
         self._refused: dict[str, ImageNotReady] = {}
-        self._claiming = tracked is not None and tracked.tracker is not None and tracked.cap is not None
+        self._tracker = tracked.tracker if tracked is not None else None  # tags the exports as they start
+        self._claiming = self._tracker is not None and tracked is not None and tracked.cap is not None
         self._granted: list[str] = []  # claimed and granted, not yet handed out
         self._adopted: list[str] = []  # found exporting untracked: tagged and followed up from now on
         self.redo: frozenset[str] = frozenset()  # exported again after a succeeded export
@@ -323,7 +324,7 @@ class _ExportFlow:
     def _found_exporting(self, image_id: str, task: Task, reason: str) -> ImageOutcome:
         """Skipped: an export of the image is under way or done. A scan with tracking adopts it when it is not
         tracked (every image a tracked scan considers is untracked): it is tagged and followed up."""
-        if self.tracked is not None and self.tracked.adopt and self.tracked.tracker is not None:
+        if self._tracker is not None and self.tracked is not None and self.tracked.adopt:
             self._adopted.append(image_id)
             return _skipped(image_id, task, f"{reason}; {_ADOPTED}")
         return _skipped(image_id, task, reason)
@@ -354,20 +355,17 @@ class _ExportFlow:
     def _track(self, image_id: str, outcome: ImageOutcome) -> None:
         """Tag a started export as it goes; under claims, release an image claimed but not exported (or adopt
         the export found holding it)."""
-        tracker = self.tracked.tracker if self.tracked is not None else None
-        if tracker is None:
+        if self._tracker is None:
             return
         if outcome.status == "started" or (self._claiming and outcome.status == "skipped"):
-            tracker.started(image_id)
+            self._tracker.started(image_id)
         elif self._claiming:
-            tracker.release_start(image_id)
+            self._tracker.release_start(image_id)
 
     def _tag_adopted(self) -> None:
-        tracker = self.tracked.tracker if self.tracked is not None else None
-        if tracker is None:
-            return
-        for image_id in self._adopted:
-            tracker.started(image_id)
+        if self._tracker is not None:
+            for image_id in self._adopted:
+                self._tracker.started(image_id)
 
     def _started(self, image_id: str, task_id: str, reason: str | None = None) -> ImageOutcome:
         return ImageOutcome(

@@ -38,11 +38,10 @@ from handler.core.claims import (
     claim_of,
     millis,
 )
-from handler.core.export_flow import TAG_SCAN_CAP
 from handler.core.in_flight import Tracked
 from handler.core.plan import ExportPlan
 from handler.core.selection import pick_exporting
-from handler.core.tracker import EXPORTING_FILTER, ReportClaim, Retag, Tracker
+from handler.core.tracker import ReportClaim, Retag, Tracker, list_exporting
 from handler.core.tracking import (
     DEST_KEY,
     Destination,
@@ -382,8 +381,7 @@ def _counted(outcome: ImageOutcome, claim: Claim) -> ImageOutcome | None:
     else:
         _log.warning("follow_up.not_reported_again", image_id=outcome.image_id, reports=claim.reports)
         return None
-    reason = f"{note}; {outcome.reason}" if outcome.reason else note
-    return outcome.model_copy(update={"reason": reason})
+    return _noted(outcome, note)
 
 
 def _untracked(outcome: ImageOutcome, error: ExporterError) -> ImageOutcome:
@@ -459,9 +457,7 @@ def _exporting_images(
         except ListingTruncated:
             found = None  # too many images to list them all: the tag search finds those exporting
     if found is None:
-        found = list(api.describe_images(deadline=deadline, tag_filters=EXPORTING_FILTER))
-        if len(found) >= TAG_SCAN_CAP:  # a tag search lists at most 1,000 images: list them all instead
-            found = list(api.describe_images(deadline=deadline))
+        found = list_exporting(api, deadline=deadline)
     exporting, no_destination = pick_exporting(found)
     odd = set(no_destination)
     for image in found:

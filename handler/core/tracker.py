@@ -17,7 +17,7 @@ from datetime import datetime
 import structlog
 
 from handler.clock import Clock
-from handler.core.apis import TrackingApi
+from handler.core.apis import EcsApi, TrackingApi
 from handler.core.claims import (
     CLAIM_KEY,
     NO_CLAIM,
@@ -28,6 +28,7 @@ from handler.core.claims import (
     granted_starts,
     holds,
 )
+from handler.core.export_flow import TAG_SCAN_CAP
 from handler.core.tracking import (
     DEST_KEY,
     STATE_KEY,
@@ -41,7 +42,7 @@ from handler.core.tracking import (
 from handler.errors import BudgetExhausted, ExporterError
 from handler.models.api import Image, Task
 
-__all__ = ["EXPORTING_FILTER", "Retag", "Tracker", "group_by_tags"]
+__all__ = ["EXPORTING_FILTER", "Retag", "Tracker", "group_by_tags", "list_exporting"]
 
 _log = structlog.get_logger("handler.tracking")
 
@@ -158,7 +159,7 @@ class Tracker:
             return frozenset()
         try:
             self._wait_settle()
-            listed = self._list_exporting()
+            listed = list_exporting(self.api, deadline=self.deadline)
         except ExporterError as error:
             _log.warning("tracking.claim_failed", image_ids=written, kind="start", error=error.code)
             self.release(written, claim)
@@ -213,9 +214,6 @@ class Tracker:
             _log.warning("tracking.release_failed", image_ids=list(report.failed_ids))
         if report.done:
             _log.info("tracking.released", image_ids=list(report.done))
-
-    def _list_exporting(self) -> list[Image]:
-        return list(self.api.describe_images(deadline=self.deadline, tag_filters=EXPORTING_FILTER))
 
     def _wait_settle(self) -> None:
         if self.clock.monotonic() + self.settle > self.deadline:
@@ -375,6 +373,15 @@ class Tracker:
             return holds(image, claim)
         other = claim_of(image)
         return other is None or not other.fresh(now) or other.holder == self.holder
+
+
+def list_exporting(api: EcsApi, *, deadline: float) -> list[Image]:
+    """Every image tagged ``exporting``: a tag search, or, when it lists the 1,000 images a tag search lists at
+    most, every image with those tagged ``exporting`` kept here, so that none is missed."""
+    found = list(api.describe_images(deadline=deadline, tag_filters=EXPORTING_FILTER))
+    if len(found) >= TAG_SCAN_CAP:
+        found = [i for i in api.describe_images(deadline=deadline) if tracking_of(i).state == "exporting"]
+    return found
 
 
 def group_by_tags(

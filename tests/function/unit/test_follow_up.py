@@ -84,10 +84,11 @@ def run(ecs: Account, command: Command = SCAN, cap: int | None = None, holder: s
     )
 
 
-def tracker(ecs: Account, holder: str = "run-1") -> Tracker:
-    """The tracking writes of one invocation named ``holder``, on the account's clock."""
+def tracker(ecs: Account, holder: str = "run-1", api: Any = None) -> Tracker:
+    """The tracking writes of one invocation named ``holder``, on the account's clock, through ``api``
+    (default the recorded ``ecs.api``; ``ecs.client`` for another copy, not recorded)."""
     return Tracker(
-        ecs.api,
+        api or ecs.api,
         Destination("b-1", "nightly"),
         holder=holder,
         clock=ecs.clock,
@@ -551,21 +552,28 @@ def _finished_dozen() -> tuple[Account, list[str]]:
     return ecs, ids
 
 
+def _copy_b_during_the_first_claim(ecs: Account, *, before_send: bool) -> list[str]:
+    """Have copy B (``run-b``, not recorded) follow up inside copy A's first claim write, before or after it is
+    sent; the images B reports, filled in when it has run."""
+    seen: list[str] = []
+
+    def copy_b() -> None:
+        report = follow_up(ecs.client, ecs.store_client, tracker(ecs, "run-b", ecs.client), deadline=1e12)
+        seen.extend(o.image_id or "" for o in report.outcomes)
+
+    _during_first(ecs, "TagResources", copy_b, before_send=before_send)
+    return seen
+
+
 def test_two_follow_ups_at_once_report_each_end_once_when_the_second_claims_first() -> None:
     """Copy B runs its whole follow-up between copy A's read of the tags and A's claim: B reports all 12;
     A's claim came too long after its read to be trusted, so A reports none."""
     ecs, ids = _finished_dozen()
-    seen: dict[str, list[str]] = {}
-
-    def copy_b() -> None:
-        report = follow_up(ecs.client, ecs.store_client, tracker_of(ecs.client, ecs, "run-b"), deadline=1e12)
-        seen["run-b"] = [o.image_id or "" for o in report.outcomes]
-
-    _during_first(ecs, "TagResources", copy_b, before_send=True)
+    seen = _copy_b_during_the_first_claim(ecs, before_send=True)
     with capture_logs() as logs:
         report = follow_up(ecs.api, ecs.api, tracker(ecs, "run-a"), deadline=1e12)
 
-    assert sorted(seen["run-b"]) == ids
+    assert sorted(seen) == ids
     assert report.outcomes == ()
     assert any(line["event"] == "tracking.claims_too_slow" for line in logs)
 
@@ -574,30 +582,11 @@ def test_two_follow_ups_at_once_report_each_end_once_when_the_first_claims_first
     """Copy B follows up while copy A's claims are settling: B sees A's claims and leaves the images; A
     reports all 12."""
     ecs, ids = _finished_dozen()
-    seen: dict[str, list[str]] = {}
-
-    def copy_b() -> None:
-        report = follow_up(ecs.client, ecs.store_client, tracker_of(ecs.client, ecs, "run-b"), deadline=1e12)
-        seen["run-b"] = [o.image_id or "" for o in report.outcomes]
-
-    _during_first(ecs, "TagResources", copy_b, before_send=False)
+    seen = _copy_b_during_the_first_claim(ecs, before_send=False)
     report = follow_up(ecs.api, ecs.api, tracker(ecs, "run-a"), deadline=1e12)
 
-    assert seen["run-b"] == []
+    assert seen == []
     assert sorted(o.image_id or "" for o in report.outcomes) == ids
-
-
-def tracker_of(api: Any, ecs: Account, holder: str) -> Tracker:
-    """The tracking writes of another copy, calling the account through ``api`` (not recorded)."""
-    return Tracker(
-        api,
-        Destination("b-1", "nightly"),
-        holder=holder,
-        clock=ecs.clock,
-        settle=2.0,
-        ends_at=ecs.clock.monotonic() + 900,
-        deadline=1e12,
-    )
 
 
 def test_two_scans_at_once_under_a_cap_of_3_start_3_in_all() -> None:
