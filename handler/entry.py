@@ -117,6 +117,7 @@ def _export(command: Command, settings: Settings, budget: Budget, *, holder: str
         cap=settings.max_in_flight,
         holder=holder,
         settle=settings.claim_settle,
+        missing_confirm=settings.missing_confirm,
         clock=SYSTEM_CLOCK,
     )
 

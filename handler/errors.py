@@ -13,7 +13,8 @@
     │                             image's tasks are looked up again before another attempt
     ├── ExportEndedBadly          the follow-up found an export started earlier ended badly (export_failed)
     │   ├── ExportTaskFailed          its ExportImage task Failed
-    │   └── ExportObjectMissing       its task Succeeded but no object is at its key
+    │   ├── ExportObjectMissing       its task Succeeded but no object is at its key
+    │   └── ExportObjectCorrupt       its object is there but cannot be a usable export
     └── ApiError                  the OpenAPI answered with an error, or did not answer at all
         ├── TerminalApiError      the same request can never succeed: fix the input, the keys or the access
         │   ├── ImageNotReady         InvalidImageStatus: the image's status does not allow an export (yet)
@@ -62,6 +63,7 @@ __all__ = [
     "ConfigurationError",
     "ErrorCode",
     "ExportEndedBadly",
+    "ExportObjectCorrupt",
     "ExportObjectMissing",
     "ExportTaskFailed",
     "ExporterError",
@@ -170,6 +172,12 @@ class ExportObjectMissing(ExportEndedBadly):
     """The export's task Succeeded (or is no longer listed) but TOS has no object at its key."""
 
     code = "ExportObjectMissing"
+
+
+class ExportObjectCorrupt(ExportEndedBadly):
+    """The export's object is in TOS but cannot be a usable export (too small for a system disk)."""
+
+    code = "ExportObjectCorrupt"
 
 
 class ApiError(ExporterError):
@@ -425,6 +433,12 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
         "ExportObjectMissing": ErrorCode(
             ExportObjectMissing,
             "the object is not in the bucket: check its lifecycle rules and who deletes objects; "
+            "name the image in an event to export it again",
+            "exporter",
+        ),
+        "ExportObjectCorrupt": ErrorCode(
+            ExportObjectCorrupt,
+            "the object in the bucket is not a usable export (the message names the object and the check): "
             "name the image in an event to export it again",
             "exporter",
         ),

@@ -44,11 +44,13 @@ from handler.core.selection import pick_exporting
 from handler.core.tracker import ReportClaim, Retag, Tracker, list_exporting
 from handler.core.tracking import (
     DEST_KEY,
+    MISSING_CONFIRM_SECONDS,
     Destination,
     FollowUp,
     decide_follow_up,
     latest_export_task,
     needs_object,
+    sighting_of,
     tracking_of,
 )
 from handler.errors import (
@@ -113,11 +115,12 @@ def run_tracked(
     cap: int | None,
     holder: str,
     settle: float = DEFAULT_SETTLE_SECONDS,
+    missing_confirm: float = MISSING_CONFIRM_SECONDS,
     clock: Clock = SYSTEM_CLOCK,
 ) -> TrackedRun:
     """Follow up (timers), run the command under the cap, tag the exports as they start; see the module's
     steps. ``holder`` names this invocation in its claims; ``settle`` is the wait before a claim is read
-    back. ``store`` None (``EXPORT_TRACKING=off``): the command alone, no tags read or written, no cap."""
+    back; ``missing_confirm`` how long after a first "no object" the object may be called missing. ``store`` None (``EXPORT_TRACKING=off``): the command alone, no tags read or written, no cap."""
     forced = (
         frozenset(command.image_ids) if isinstance(command, ExportCommand) and command.force else frozenset()
     )
@@ -145,6 +148,7 @@ def run_tracked(
         deadline=budget.send_by,
         checks_by=checks_by,
         workers=plan.concurrency,
+        missing_confirm=missing_confirm,
     )
     tracked = Tracked(
         cap=cap,
@@ -181,6 +185,7 @@ def _before_exporting(
     deadline: float,
     checks_by: float,
     workers: int,
+    missing_confirm: float,
 ) -> FollowUpReport:
     """What tracking finds before the command runs: a timer follows up the exports in flight; an event under a
     cap counts them. A whole scan without a cap finds the exports in flight in its own listing (every private
@@ -189,7 +194,14 @@ def _before_exporting(
         whole_scan = isinstance(command, ScanCommand) and not command.tags and cap is None
         listing = _OneListing(api) if whole_scan else None
         report = follow_up(
-            api, store, tracker, deadline=deadline, listing=listing, checks_by=checks_by, workers=workers
+            api,
+            store,
+            tracker,
+            deadline=deadline,
+            listing=listing,
+            checks_by=checks_by,
+            workers=workers,
+            missing_confirm=missing_confirm,
         )
         return replace(report, listing=listing)
     if cap is not None:
@@ -206,6 +218,7 @@ def follow_up(
     listing: EcsApi | None = None,
     checks_by: float | None = None,
     workers: int = 1,
+    missing_confirm: float = MISSING_CONFIRM_SECONDS,
 ) -> FollowUpReport:
     """The outcome of every export tagged ``exporting`` that this invocation holds the claim to report.
     ``listing``: find those images in the scan's own listing of private images (no request of their own)
@@ -223,6 +236,7 @@ def follow_up(
     finished: list[tuple[ReportClaim, FollowUp]] = []
     outcomes: list[ImageOutcome] = []
     due: list[tuple[Image, Destination, Task | None]] = []
+    unseen: list[str] = []
     for image, dest in exporting:
         task = latest_export_task(image.image_id, tasks)
         claim = claim_of(image)
@@ -244,13 +258,26 @@ def follow_up(
             where = f"reading tos://{dest.bucket}/{dest.object_key(image.image_id)}"
             outcomes.append(_unchecked(image.image_id, task, head, where))
             continue
-        decided = decide_follow_up(image.image_id, dest, task, head)
+        decided = decide_follow_up(
+            image.image_id,
+            dest,
+            task,
+            head,
+            now=now,
+            sighted=sighting_of(image, task),
+            confirm=missing_confirm,
+        )
+        if decided.sighted:
+            unseen.append(image.image_id)
         if decided.outcome is None or decided.next_state is None:
-            in_flight += 1
+            in_flight += 1  # still running, or not checked yet (a 403, a first 404): deferred
+            if decided.outcome is not None:
+                outcomes.append(decided.outcome)
             continue
         if tracking_of(image).dest is None:
             decided = replace(decided, outcome=_noted(decided.outcome, _ODD_DEST.format(_dest_value(image))))
         finished.append((ReportClaim(image.image_id, dest, task), decided))
+    tracker.note_unseen(unseen)
     tracker.release(abandoned)
     return _report(tracker, finished, outcomes, in_flight)
 

@@ -27,12 +27,14 @@ from handler.core.claims import (
     first_report,
     granted_starts,
     holds,
+    millis,
 )
 from handler.core.export_flow import TAG_SCAN_CAP
 from handler.core.tracking import (
     DEST_KEY,
     STATE_KEY,
     TRANSITIONS,
+    UNSEEN_KEY,
     Destination,
     TrackingState,
     latest_export_task,
@@ -173,6 +175,17 @@ class Tracker:
         with self._lock:
             self._starts.update(dict.fromkeys(granted, claim))
         return frozenset(granted)
+
+    def note_unseen(self, image_ids: Sequence[str]) -> None:
+        """Record on each image that its export's object was not found now (``image-exporter:unseen``): a
+        later run confirms it. A record that fails is logged; the export stays deferred and is noted again."""
+        if not image_ids:
+            return
+        tags = {UNSEEN_KEY: str(millis(self.clock.now()))}
+        for image_id, error in _tag(self.api, image_ids, tags, deadline=self.deadline).items():
+            _log.warning(
+                "tracking.unseen_not_noted", image_id=image_id, error=error.code, message=error.message
+            )
 
     def release_start(self, image_id: str) -> None:
         """The image was claimed to start and granted, but not exported (refused, deferred): release it."""

@@ -9,25 +9,30 @@ next. No I/O: the follow-up flow calls the ECS and TOS clients and hands their a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Literal, get_args
 
-from handler.errors import ExportObjectMissing, ExportTaskFailed
+from handler.errors import ExportObjectCorrupt, ExportObjectMissing, ExportTaskFailed
 from handler.models.api import EXPORT_TASK_TYPE, FAILED, SUCCEEDED, Image, Task
-from handler.models.objects import HeadResult, ObjectFound, ObjectMissing, ObjectUnreadable
+from handler.models.objects import HeadResult, ObjectMissing, ObjectUnreadable
 from handler.models.results import ErrorInfo, ImageOutcome, object_key_for
 from handler.models.settings import BUCKET_PATTERN, PREFIX_PATTERN
 
 __all__ = [
     "DEST_KEY",
+    "EXPORT_OBJECT_CORRUPT",
     "EXPORT_OBJECT_MISSING",
     "EXPORT_TASK_FAILED",
+    "MIN_SYSTEM_OBJECT_BYTES",
+    "MISSING_CONFIRM_SECONDS",
     "STATE_KEY",
     "TRACKING_KEYS",
     "TRANSITIONS",
+    "UNSEEN_KEY",
     "Destination",
     "FollowUp",
     "TrackingEvent",
@@ -37,6 +42,7 @@ __all__ = [
     "latest_export_task",
     "needs_object",
     "next_state",
+    "sighting_of",
     "state_tags",
     "tracking_of",
 ]
@@ -44,13 +50,23 @@ __all__ = [
 STATE_KEY = "image-exporter:state"
 DEST_KEY = "image-exporter:dest"
 TRACKING_KEYS = (STATE_KEY, DEST_KEY)
+# When a follow-up first found no object where a Succeeded (or vanished) export task should have written it:
+# the time in milliseconds since the epoch. A missing object is final only when a run at least
+# MISSING_CONFIRM_SECONDS later still finds none: one 404 may be a transient answer.
+UNSEEN_KEY = "image-exporter:unseen"
+MISSING_CONFIRM_SECONDS = 300
+# The smallest system object taken for an export: a system disk with an operating system holds far more
+# than this in its qcow2 file; a 0-byte or smaller object is a broken upload, never "verified".
+MIN_SYSTEM_OBJECT_BYTES = 1024 * 1024
 
 TrackingState = Literal["exporting", "exported", "failed"]
 _STATES: dict[str, TrackingState] = {state: state for state in get_args(TrackingState)}
 
 # What happens to a tracked image: its export started (from any state, an untracked image's included), or
 # the follow-up found how it ended. A task still in flight is no event: the tags stay as they are.
-TrackingEvent = Literal["started", "task_failed", "object_found", "object_unreadable", "object_missing"]
+TrackingEvent = Literal[
+    "started", "task_failed", "object_found", "object_corrupt", "object_unreadable", "object_missing"
+]
 
 # The state tag's every change, and the only ones: (the state now, what happened) → the state to tag. None
 # is an image without our state tag. A scan never starts an image with a state (``Tracking.blocks_scan``):
@@ -64,12 +80,14 @@ TRANSITIONS: Mapping[tuple[TrackingState | None, TrackingEvent], TrackingState] 
         ("exporting", "task_failed"): "failed",
         ("exporting", "object_missing"): "failed",
         ("exporting", "object_found"): "exported",
-        ("exporting", "object_unreadable"): "exported",  # TOS would not say: unverified, never a failure
+        ("exporting", "object_corrupt"): "failed",
+        # A 403 (object_unreadable) and a first 404 change nothing: the export stays in flight, deferred.
     }
 )
 
 EXPORT_TASK_FAILED = ExportTaskFailed.code
 EXPORT_OBJECT_MISSING = ExportObjectMissing.code
+EXPORT_OBJECT_CORRUPT = ExportObjectCorrupt.code
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
@@ -185,27 +203,56 @@ def needs_object(task: Task | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class FollowUp:
-    """What to do about one tracked export: report ``outcome`` (None while it is in flight), then set the
-    state tag to ``next_state`` (None: leave the tags as they are)."""
+    """What to do about one tracked export: report ``outcome`` (None while it is in flight; ``deferred``
+    while it is in flight but could not be checked), then set the state tag to ``next_state`` (None: leave
+    the tags as they are). ``sighted``: record on the image that its object was not found (the first 404)."""
 
     outcome: ImageOutcome | None
     next_state: TrackingState | None
+    sighted: bool = False
 
 
 IN_FLIGHT = FollowUp(outcome=None, next_state=None)
 
 
+def sighting_of(image: Image, task: Task | None) -> int | None:
+    """When an earlier run first found no object for this export (milliseconds since the epoch), from the
+    ``image-exporter:unseen`` tag; None when there is none, or it is older than ``task`` (an earlier export's)."""
+    value = _tag(dict(image.tags), UNSEEN_KEY)
+    try:
+        seen = int(value.strip()) if value is not None else None
+    except ValueError:
+        return None
+    if seen is None or seen <= 0:
+        return None
+    if task is not None and task.created_at is not None and seen < _aware(task.created_at).timestamp() * 1000:
+        return None
+    return seen
+
+
 def decide_follow_up(
-    image_id: str, dest: Destination, task: Task | None, head: HeadResult | None
+    image_id: str,
+    dest: Destination,
+    task: Task | None,
+    head: HeadResult | None,
+    *,
+    now: datetime | None = None,
+    sighted: int | None = None,
+    confirm: float = MISSING_CONFIRM_SECONDS,
 ) -> FollowUp:
-    """The follow-up outcome of one image tagged ``exporting`` (issue 15, item 2).
+    """The follow-up outcome of one image tagged ``exporting``.
 
     - Succeeded + object found → ``exported`` (size, CRC-64, duration); tag ``exported``.
-    - Succeeded + no object → ``export_failed`` ``ExportObjectMissing``; tag ``failed``.
-    - Succeeded + TOS answered 403 → ``exported`` with ``verified: false`` and the reason; never a failure.
+    - Succeeded + an object under ``MIN_SYSTEM_OBJECT_BYTES`` → ``export_failed`` ``ExportObjectCorrupt``;
+      tag ``failed``.
+    - Succeeded + no object → ``deferred`` the first time (``sighted``: the caller records when); once a run
+      at least ``confirm`` seconds (``MISSING_CONFIRM_SECONDS``) after that first sighting (``sighted``, ms) still finds none:
+      ``export_failed`` ``ExportObjectMissing``; tag ``failed``.
+    - Succeeded + TOS answered 403 → ``deferred``: the export could not be checked, and stays in flight
+      until TOS lets the function read it; never ``exported`` unchecked, never a failure.
     - Failed → ``export_failed`` ``ExportTaskFailed`` with the task's times; tag ``failed``.
     - Pending, Running or any other status → in flight: nothing reported, tags unchanged.
-    - No task listed any more → the object alone decides, as for Succeeded (found, missing, or unverified).
+    - No task listed any more → the object alone decides, as for Succeeded.
 
     ``head`` is the HeadObject answer for ``dest.object_key(image_id)``, required when ``needs_object(task)``.
     The tag to set next is the :data:`TRANSITIONS` entry for ``exporting`` and what was found.
@@ -221,14 +268,20 @@ def decide_follow_up(
         raise ValueError(msg)
     key = dest.object_key(image_id)
     where = f"tos://{dest.bucket}/{key}"
+    said = (
+        f"export task {task.task_id} Succeeded" if task is not None else "the export task is no longer listed"
+    )
     if isinstance(head, ObjectMissing):
-        said = (
-            f"export task {task.task_id} Succeeded"
-            if task is not None
-            else "the export task is no longer listed"
-        )
         message = f"{said} but no object is at {where}"
-        return _failed(image_id, dest, task, EXPORT_OBJECT_MISSING, message, event="object_missing")
+        return _missing(image_id, dest, task, message, now=now, sighted=sighted, confirm=confirm)
+    if isinstance(head, ObjectUnreadable):
+        return FollowUp(outcome=_unreadable(image_id, dest, task, head, said), next_state=None)
+    if head.size_bytes < MIN_SYSTEM_OBJECT_BYTES:
+        message = (
+            f"{said} but the object at {where} is {head.size_bytes} bytes: too small to be a system disk's "
+            f"qcow2 file (at least {MIN_SYSTEM_OBJECT_BYTES} bytes), so the upload is broken"
+        )
+        return _failed(image_id, dest, task, EXPORT_OBJECT_CORRUPT, message, event="object_corrupt")
     exported = ImageOutcome(
         image_id=image_id,
         status="exported",
@@ -236,21 +289,66 @@ def decide_follow_up(
         tos_bucket=dest.bucket,
         object_key=key,
         duration_s=duration_s(task) if task is not None else None,
-        size_bytes=head.size_bytes if isinstance(head, ObjectFound) else None,
-        crc64=head.crc64 if isinstance(head, ObjectFound) else None,
-        verified=isinstance(head, ObjectFound),
-        reason=_unverified_reason(head, task),
+        size_bytes=head.size_bytes,
+        crc64=head.crc64,
+        verified=True,
+        reason=None if task is not None else "the export task is no longer listed; its object was found",
     )
-    event: TrackingEvent = "object_found" if isinstance(head, ObjectFound) else "object_unreadable"
-    return FollowUp(outcome=exported, next_state=next_state("exporting", event))
+    return FollowUp(outcome=exported, next_state=next_state("exporting", "object_found"))
 
 
-def _unverified_reason(head: HeadResult, task: Task | None) -> str | None:
-    if not isinstance(head, ObjectUnreadable):
-        return None
-    if task is None:
-        return f"the export task is no longer listed; {head.reason}"
-    return head.reason
+def _missing(
+    image_id: str,
+    dest: Destination,
+    task: Task | None,
+    message: str,
+    *,
+    now: datetime | None,
+    sighted: int | None,
+    confirm: float,
+) -> FollowUp:
+    """No object: final once confirmed ``confirm`` seconds after the first sighting, else deferred."""
+    moment = _aware(now) if now is not None else datetime.now(UTC)
+    waited = (moment.timestamp() * 1000 - sighted) / 1000 if sighted is not None else None
+    if waited is not None and waited >= confirm:
+        confirmed = f"{message} (also {int(waited)} s earlier)"
+        return _failed(image_id, dest, task, EXPORT_OBJECT_MISSING, confirmed, event="object_missing")
+    if waited is None and confirm == 0:
+        return _failed(image_id, dest, task, EXPORT_OBJECT_MISSING, message, event="object_missing")
+    wait = math.ceil(confirm - (waited or 0))
+    reason = (
+        "TOS has no object for this export yet; one answer is not taken as final (it may be transient, or the "
+        f"task vanished while it ran): a timer run at least {wait} s from now looks again and only then calls "
+        "it failed (EXPORT_MISSING_CONFIRM_SECONDS); nothing to fix yet"
+    )
+    outcome = ImageOutcome(
+        image_id=image_id,
+        status="deferred",
+        task_id=task.task_id if task is not None else None,
+        tos_bucket=dest.bucket,
+        object_key=dest.object_key(image_id),
+        reason=reason,
+        error=ErrorInfo(code=EXPORT_OBJECT_MISSING, message=message, retryable=True),
+    )
+    return FollowUp(outcome=outcome, next_state=None, sighted=sighted is None)
+
+
+def _unreadable(
+    image_id: str, dest: Destination, task: Task | None, head: ObjectUnreadable, said: str
+) -> ImageOutcome:
+    where = f"tos://{dest.bucket}/{dest.object_key(image_id)}"
+    return ImageOutcome(
+        image_id=image_id,
+        status="deferred",
+        task_id=task.task_id if task is not None else None,
+        tos_bucket=dest.bucket,
+        object_key=dest.object_key(image_id),
+        reason=(
+            f"{head.reason}; the export itself may well be fine: grant the function's identity tos:HeadObject "
+            "and tos:GetObject on the bucket (or check the credentials), and a later timer run checks again"
+        ),
+        error=ErrorInfo(code="AccessDenied", message=f"{said}; TOS answered 403 for {where}", retryable=True),
+    )
 
 
 def _failed(

@@ -97,6 +97,8 @@ class Settings(BaseModel):
     # How long a claim is left before it is read back (handler.core.claims): above twice the time a tag takes
     # to read back, and the clock difference between two copies, each.
     claim_settle: Annotated[float, Field(alias="EXPORT_CLAIM_SETTLE_SECONDS", ge=0.05, le=30)] = 2.0
+    # How long after a first "no object" answer a follow-up may call an export's object missing for good.
+    missing_confirm: Annotated[float, Field(alias="EXPORT_MISSING_CONFIRM_SECONDS", ge=0, le=86400)] = 300.0
     tos_endpoint: Annotated[str | None, Field(alias="TOS_ENDPOINT")] = None
 
     @field_validator("endpoint")

@@ -57,8 +57,10 @@ def test_a_scan_its_follow_up_and_the_run_after(
 ) -> None:
     """A scan starts and tags 4 exports; once their tasks end, the next timer run reports 2 exported (with
     their sizes) and 2 export_failed, retags them and posts one notice with all four; the run after reports
-    none of them again and posts nothing."""
-    emulator = emulated(follow_up_fleet(), task_seconds=TASK_SECONDS, env={"WEBHOOK_URL": receiver.url})
+    none of them again and posts nothing. (A missing object is final at once here:
+    ``EXPORT_MISSING_CONFIRM_SECONDS=0``; the default's second look is tested below.)"""
+    env = {"WEBHOOK_URL": receiver.url, "EXPORT_MISSING_CONFIRM_SECONDS": "0"}
+    emulator = emulated(follow_up_fleet(), task_seconds=TASK_SECONDS, env=env)
     four = {OK40, OK20, FAILS, NO_OBJECT}
 
     first, raised = run_handler(timer(1))
@@ -174,20 +176,40 @@ def test_a_scan_of_150_new_images_costs_at_most_1_05_requests_an_image(
     assert stats["requests_total"] / 150 <= 1.05
 
 
-def test_an_object_that_vanished_is_reported_missing(emulated: Emulated, run_handler: Run) -> None:
-    """A task that Succeeded but whose object is gone from the bucket by the follow-up is an export_failed
-    ExportObjectMissing, never exported."""
+def test_an_object_that_vanished_is_deferred_then_reported_missing_on_a_later_look(
+    emulated: Emulated, run_handler: Run
+) -> None:
+    """A task that Succeeded but whose object is gone from the bucket: the first follow-up defers it (one 404
+    is no verdict: ok false, the image still exporting, the sighting tagged); a run sooner than
+    EXPORT_MISSING_CONFIRM_SECONDS later still defers; one after it reports export_failed
+    ExportObjectMissing and tags it failed, never exported."""
     fleet = Fleet(images=new_images_fleet(1).images, buckets=(FleetBucket(name="demo-exports"),))
-    emulator = emulated(fleet, task_seconds=TASK_SECONDS)
+    emulator = emulated(fleet, task_seconds=TASK_SECONDS, env={"EXPORT_MISSING_CONFIRM_SECONDS": "2"})
     run_handler(timer(1))
     wait_for_tasks_to_end()
     assert emulator.tos.remove_object("demo-exports", "imgexport_image-new0000_system.qcow2")
 
-    result, _ = run_handler(timer(2))
+    first, _ = run_handler(timer(2))
+    tags = emulator.ecs.image_tags("image-new0000")
+    soon, _ = run_handler(timer(3))
+    time.sleep(2.1)
+    final, _ = run_handler(timer(4))
 
-    (outcome,) = result["results"]
+    (deferred,) = first["results"]
+    assert (first["ok"], deferred["status"], deferred["error"]["code"]) == (
+        False,
+        "deferred",
+        "ExportObjectMissing",
+    )
+    assert deferred["task_id"]
+    assert "looks again" in deferred["reason"]
+    assert tags[STATE_KEY] == "exporting"
+    assert tags["image-exporter:unseen"].isdigit()
+    assert [r["status"] for r in soon["results"]] == ["deferred"]
+    (outcome,) = final["results"]
     assert outcome["status"] == "export_failed"
     assert outcome["error"]["code"] == "ExportObjectMissing"
+    assert emulator.ecs.image_tags("image-new0000")[STATE_KEY] == "failed"
 
 
 def test_outcomes_whose_retag_failed_are_reported_again_under_the_same_webhook_id(
@@ -214,25 +236,26 @@ def test_outcomes_whose_retag_failed_are_reported_again_under_the_same_webhook_i
     assert emulator.ecs.image_tags("image-new0000")[STATE_KEY] == "exported"
 
 
-def test_an_object_the_role_may_not_read_is_exported_unverified(emulated: Emulated, run_handler: Run) -> None:
-    """When TOS refuses the HeadObject (403: no read access to the bucket), a Succeeded export is reported
-    exported with verified false and the reason, never as a failure."""
+def test_an_object_the_role_may_not_read_is_deferred_never_ok(emulated: Emulated, run_handler: Run) -> None:
+    """When TOS refuses the HeadObject (403: no read access to the bucket), a Succeeded export is deferred
+    with AccessDenied and the permission to grant: not ``ok`` (nobody checked it), never a failure, and it
+    stays in flight until TOS lets the function read it."""
     fleet = Fleet(
         images=new_images_fleet(1).images, buckets=(FleetBucket(name="demo-exports", read_allowed=False),)
     )
-    emulated(fleet, task_seconds=TASK_SECONDS)
+    emulator = emulated(fleet, task_seconds=TASK_SECONDS)
     run_handler(timer(1))
     wait_for_tasks_to_end()
 
-    result, raised = run_handler(timer(2))
+    result, _ = run_handler(timer(2))
 
-    assert not raised
-    assert result["ok"]
+    assert not result["ok"]
     (outcome,) = result["results"]
-    assert outcome["status"] == "exported"
-    assert outcome["verified"] is False
+    assert (outcome["status"], outcome["error"]["code"]) == ("deferred", "AccessDenied")
     assert "403" in outcome["reason"]
+    assert "tos:HeadObject" in outcome["reason"]
     assert "size_bytes" not in outcome
+    assert emulator.ecs.image_tags("image-new0000")[STATE_KEY] == "exporting"
 
 
 def statuses_of(result: dict[str, Any]) -> dict[str, str]:

@@ -3,7 +3,7 @@ HeadObject)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,14 +13,18 @@ from hypothesis import strategies as st
 from handler.core.tracker import group_by_tags
 from handler.core.tracking import (
     DEST_KEY,
+    MIN_SYSTEM_OBJECT_BYTES,
+    MISSING_CONFIRM_SECONDS,
     STATE_KEY,
     TRANSITIONS,
+    UNSEEN_KEY,
     Destination,
     decide_follow_up,
     duration_s,
     latest_export_task,
     needs_object,
     next_state,
+    sighting_of,
     state_tags,
     tracking_of,
 )
@@ -33,6 +37,16 @@ KEY = f"imgexport_{IMAGE}_system.qcow2"
 FOUND = ObjectFound(DEST.bucket, KEY, 42_949_672_960, "12345678901234567890", "etag", None, "r-1")
 MISSING = ObjectMissing(DEST.bucket, KEY, "r-2")
 UNREADABLE = ObjectUnreadable(DEST.bucket, KEY, UNREADABLE_REASON, "r-3")
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def confirmed() -> dict[str, Any]:
+    """A run long enough after the first sighting of a missing object to call it final."""
+    return {"now": NOW, "sighted": ms(NOW - timedelta(seconds=MISSING_CONFIRM_SECONDS))}
 
 
 def task(status: str, **fields: Any) -> Task:
@@ -166,9 +180,32 @@ def test_succeeded_and_found_is_exported_with_size_crc_and_duration() -> None:
     }
 
 
+def test_a_first_404_is_deferred_and_recorded_never_final() -> None:
+    """One 404 for a Succeeded task's object is no verdict: deferred with the task and ExportObjectMissing,
+    the tags kept, and the sighting recorded for a later run."""
+    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), MISSING, now=NOW)
+    assert (follow.next_state, follow.sighted) == (None, True)
+    assert follow.outcome is not None
+    assert (follow.outcome.status, follow.outcome.task_id) == ("deferred", "t-1")
+    assert follow.outcome.error is not None
+    assert follow.outcome.error.code == "ExportObjectMissing"
+    assert f"{MISSING_CONFIRM_SECONDS} s from now" in (follow.outcome.reason or "")
+
+
+def test_a_404_again_within_the_confirm_time_stays_deferred() -> None:
+    """A second 404 sooner than MISSING_CONFIRM_SECONDS after the first is still deferred (not recorded
+    again: the first sighting's time counts)."""
+    sighted = ms(NOW - timedelta(seconds=MISSING_CONFIRM_SECONDS - 60))
+    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), MISSING, now=NOW, sighted=sighted)
+    assert follow.outcome is not None
+    assert (follow.outcome.status, follow.next_state, follow.sighted) == ("deferred", None, False)
+    assert "60 s from now" in (follow.outcome.reason or "")
+
+
 def test_succeeded_without_the_object_is_export_object_missing() -> None:
-    """A Succeeded task with no object at the key is export_failed ExportObjectMissing, retagged failed."""
-    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), MISSING)
+    """A Succeeded task with no object at the key, confirmed a few minutes after the first sighting, is
+    export_failed ExportObjectMissing, retagged failed."""
+    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), MISSING, **confirmed())
     assert follow.next_state == "failed"
     assert follow.outcome is not None
     assert follow.outcome.status == "export_failed"
@@ -177,17 +214,42 @@ def test_succeeded_without_the_object_is_export_object_missing() -> None:
     assert f"tos://{DEST.bucket}/{KEY}" in follow.outcome.error.message
 
 
-def test_succeeded_but_unreadable_is_exported_unverified_never_failed() -> None:
-    """TOS's 403 makes the export exported with verified false and the reason, never a failure."""
-    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), UNREADABLE)
+def test_succeeded_but_unreadable_is_deferred_never_exported_unchecked_nor_failed() -> None:
+    """TOS's 403 (a missing permission, a bad signature) checks nothing: deferred with the reason and the
+    permission to grant, the tags kept; never ``exported`` unverified, never a failure."""
+    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), UNREADABLE, **confirmed())
     assert follow.outcome is not None
-    assert (follow.outcome.status, follow.outcome.verified, follow.next_state) == (
-        "exported",
-        False,
-        "exported",
-    )
-    assert follow.outcome.reason == UNREADABLE_REASON
-    assert follow.outcome.size_bytes is None
+    assert (follow.outcome.status, follow.next_state, follow.sighted) == ("deferred", None, False)
+    assert follow.outcome.error is not None
+    assert (follow.outcome.error.code, follow.outcome.task_id) == ("AccessDenied", "t-1")
+    assert UNREADABLE_REASON in (follow.outcome.reason or "")
+    assert "tos:HeadObject" in (follow.outcome.reason or "")
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, MIN_SYSTEM_OBJECT_BYTES - 1])
+def test_an_implausibly_small_object_is_corrupt_never_verified(size: int) -> None:
+    """A 0-byte or tiny system object cannot be a disk's qcow2 file: export_failed ExportObjectCorrupt
+    naming the object and its size, retagged failed."""
+    tiny = ObjectFound(DEST.bucket, KEY, size, "0", "etag", None, "r-4")
+    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), tiny)
+    assert follow.outcome is not None
+    assert (follow.outcome.status, follow.next_state) == ("export_failed", "failed")
+    assert follow.outcome.error is not None
+    assert follow.outcome.error.code == "ExportObjectCorrupt"
+    assert f"tos://{DEST.bucket}/{KEY} is {size} bytes" in follow.outcome.error.message
+
+
+def test_a_sighting_counts_only_for_the_export_after_it() -> None:
+    """The unseen tag is read as the first sighting only when it is younger than the task: an earlier
+    export's sighting, or a value edited by hand, counts for nothing."""
+    created = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+    after, before = ms(created + timedelta(minutes=20)), ms(created - timedelta(minutes=1))
+    assert sighting_of(image({UNSEEN_KEY: str(after)}), task("Succeeded")) == after
+    assert sighting_of(image({UNSEEN_KEY: str(before)}), task("Succeeded")) is None
+    assert sighting_of(image({UNSEEN_KEY: str(before)}), None) == before
+    for odd in ("soon", "", "-5", "0"):
+        assert sighting_of(image({UNSEEN_KEY: odd}), task("Succeeded")) is None
+    assert sighting_of(image({}), task("Succeeded")) is None
 
 
 def test_a_failed_task_is_export_task_failed_with_its_times() -> None:
@@ -217,15 +279,16 @@ def test_an_unfinished_task_is_in_flight_and_needs_no_head(status: str) -> None:
     [
         (FOUND, "exported", True, None),
         (MISSING, "export_failed", None, "ExportObjectMissing"),
-        (UNREADABLE, "exported", False, None),
+        (UNREADABLE, "deferred", None, "AccessDenied"),
     ],
 )
 def test_without_a_task_the_object_alone_decides(
     head: HeadResult, status: str, verified: bool | None, code: str | None
 ) -> None:
-    """When DescribeTasks no longer lists the task, the object decides: found, missing or unverified."""
+    """When DescribeTasks no longer lists the task, the object decides: found, missing (once confirmed) or
+    unchecked."""
     assert needs_object(None)
-    follow = decide_follow_up(IMAGE, DEST, None, head)
+    follow = decide_follow_up(IMAGE, DEST, None, head, **confirmed())
     assert follow.outcome is not None
     assert (follow.outcome.status, follow.outcome.verified, follow.outcome.task_id) == (
         status,
@@ -251,7 +314,7 @@ def test_a_403_never_fails_an_export_and_only_ended_tasks_report(
     """Whatever the task and object: in flight iff the task is unfinished; export_failed only for a Failed
     task or a missing object; an unreadable object never makes a failure."""
     the_task = task(status) if status is not None else None
-    follow = decide_follow_up(IMAGE, DEST, the_task, head)
+    follow = decide_follow_up(IMAGE, DEST, the_task, head, **confirmed())
     unfinished = status not in ("Succeeded", "Failed", None)
     assert (follow.outcome is None) is unfinished
     failed = follow.outcome is not None and follow.outcome.status == "export_failed"
@@ -282,9 +345,10 @@ def test_only_an_export_in_flight_ends_and_only_as_the_table_says() -> None:
     assert next_state("exporting", "task_failed") == "failed"
     assert next_state("exporting", "object_missing") == "failed"
     assert next_state("exporting", "object_found") == "exported"
-    assert next_state("exporting", "object_unreadable") == "exported"
+    assert next_state("exporting", "object_corrupt") == "failed"
+    assert next_state("exporting", "object_unreadable") is None  # a 403 checks nothing: still in flight
     for state in ("exported", "failed", None):
-        for event in ("task_failed", "object_missing", "object_found", "object_unreadable"):
+        for event in ("task_failed", "object_missing", "object_found", "object_corrupt", "object_unreadable"):
             assert next_state(state, event) is None  # type: ignore[arg-type]
     assert set(TRANSITIONS.values()) == {"exporting", "exported", "failed"}
 
@@ -295,7 +359,7 @@ def test_only_an_export_in_flight_ends_and_only_as_the_table_says() -> None:
         ("Failed", None, "task_failed"),
         ("Succeeded", "missing", "object_missing"),
         ("Succeeded", "found", "object_found"),
-        ("Succeeded", "unreadable", "object_unreadable"),
+        ("Succeeded", "small", "object_corrupt"),
     ],
 )
 def test_a_follow_up_decision_sets_the_state_the_table_gives(
@@ -306,10 +370,12 @@ def test_a_follow_up_decision_sets_the_state_the_table_gives(
     answer = {
         None: None,
         "missing": ObjectMissing("bucket-a", dest.object_key("img-1"), None),
-        "found": ObjectFound("bucket-a", dest.object_key("img-1"), 10, "1", '"e"', None, None),
-        "unreadable": ObjectUnreadable("bucket-a", dest.object_key("img-1"), "403", None),
+        "found": ObjectFound(
+            "bucket-a", dest.object_key("img-1"), 10 * MIN_SYSTEM_OBJECT_BYTES, "1", None, None, None
+        ),
+        "small": ObjectFound("bucket-a", dest.object_key("img-1"), 10, "1", '"e"', None, None),
     }[head]
-    decided = decide_follow_up("img-1", dest, task(status), answer)
+    decided = decide_follow_up("img-1", dest, task(status), answer, **confirmed())
     assert decided.next_state == TRANSITIONS["exporting", event]  # type: ignore[index]
 
 
