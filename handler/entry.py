@@ -14,7 +14,7 @@ from handler.core.budget import Budget
 from handler.errors import ConfigurationError, ExporterError, InvalidEvent, InvocationIncomplete
 from handler.models.events import Command, parse_event
 from handler.models.results import TRIGGERS, ErrorInfo, ImageOutcome, InvocationResult, Trigger
-from handler.models.settings import Settings
+from handler.models.settings import KNOWN_REGIONS, Settings
 from handler.version import build_info
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     try:
         settings = Settings.from_env(os.environ)
         configure_logging(settings.log_level)
+        if not settings.region_known:
+            _log.warning("settings.unknown_region", region=settings.region, known=list(KNOWN_REGIONS))
         budget = Budget.for_invocation(_remaining(context), now=SYSTEM_CLOCK.monotonic(), settings=settings)
         if isinstance(command, InvalidEvent):
             raise command

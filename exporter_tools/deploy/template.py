@@ -30,6 +30,8 @@ from exporter_tools.deploy.model import (
 from exporter_tools.deploy.references import env_references, resolve_text
 
 __all__ = [
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_INT_DIGITS",
     "load_template",
     "main",
     "parse_template",
@@ -37,6 +39,11 @@ __all__ = [
     "resolved_role",
     "schema_text",
 ]
+
+# Bounds on what the YAML may hold, so that no file can crash the loader: a template nests four levels, and
+# its largest integer (memory_mb, a timeout) has four digits.
+MAX_YAML_DEPTH = 64
+MAX_YAML_INT_DIGITS = 20
 
 _RESOLVED_ROLE = re.compile(r"^trn:iam::\d+:role/[A-Za-z0-9+=,.@_-]{1,64}$")
 
@@ -77,12 +84,35 @@ def _load_yaml(text: str, source: str) -> object:
         )
         raise TemplateError([Problem("", msg)], source=source) from None
 
+    def refuse(mark: Any, message: str) -> TemplateError:
+        return TemplateError(
+            [Problem("", f"line {mark.line + 1}, column {mark.column + 1}: {message}")], source=source
+        )
+
     class _UniqueKeyLoader(yaml.SafeLoader):
-        """A SafeLoader that refuses a key written twice in one mapping (YAML itself keeps the last)."""
+        """A SafeLoader that refuses a key written twice in one mapping (YAML itself keeps the last), a key
+        that is a list or a mapping, nesting deeper than ``MAX_YAML_DEPTH`` (counted as the document is
+        composed, so a deep one stops there, before any recursion limit) and an integer longer than
+        ``MAX_YAML_INT_DIGITS`` digits."""
+
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.depth += 1
+            try:
+                if self.depth > MAX_YAML_DEPTH:
+                    mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                    raise refuse(mark, f"nested more than {MAX_YAML_DEPTH} levels deep")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
     def construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
         seen: set[object] = set()
         for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                kind = "a list" if isinstance(key_node, yaml.SequenceNode) else "a mapping"
+                raise refuse(key_node.start_mark, f"a key must be plain text or a number, not {kind}")
             key = loader.construct_object(key_node, deep=True)
             if key in seen:
                 mark = key_node.start_mark
@@ -91,7 +121,14 @@ def _load_yaml(text: str, source: str) -> object:
             seen.add(key)
         return dict(loader.construct_pairs(node, deep=True))
 
+    def construct_int(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> int:
+        digits = str(node.value).lstrip("+-").replace("_", "")
+        if len(digits) > MAX_YAML_INT_DIGITS:
+            raise refuse(node.start_mark, f"an integer of more than {MAX_YAML_INT_DIGITS} digits")
+        return int(yaml.SafeLoader.construct_yaml_int(loader, node))
+
     _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", construct_int)
     try:
         document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -102,6 +139,10 @@ def _load_yaml(text: str, source: str) -> object:
         raise TemplateError([Problem("", msg)], source=source) from None
     except yaml.YAMLError as exc:
         raise TemplateError([Problem("", f"not valid YAML: {exc}")], source=source) from None
+    except RecursionError:
+        # Aliases can nest what the depth count above saw once: the recursion limit is the last guard.
+        msg = f"nested too deep to be read (at most {MAX_YAML_DEPTH} levels)"
+        raise TemplateError([Problem("", msg)], source=source) from None
     return document
 
 

@@ -70,6 +70,9 @@ def _from_variables(
     access_key, secret_key = env.get(key_name), env.get(secret_name)
     session_token = env.get(token_name) if token_name else None
     if access_key and secret_key:
+        for name, text in ((key_name, access_key), (secret_name, secret_key), (token_name, session_token)):
+            if name and text is not None:
+                _header_safe(text, "the variable", source=name)
         return Credentials(access_key, secret_key, session_token)
     if access_key:
         raise ConfigurationError(f"{key_name} is set but {secret_name} is not: set both", source=secret_name)
@@ -81,20 +84,46 @@ def _from_variables(
     return None
 
 
+def _header_safe(text: str, what: str, *, source: str) -> str:
+    """``text`` when it is printable ASCII (0x20-0x7E), as every value sent in or signed into a header must
+    be; else a ConfigurationError naming ``what`` and ``source`` and the kind of character, never the value."""
+    bad = next((char for char in text if not " " <= char <= "~"), None)
+    if bad is None:
+        return text
+    if bad in "\r\n":
+        kind = "a line break"
+    else:
+        kind = "a control character" if ord(bad) < 0x80 else "a non-ASCII character"
+    msg = f"{what} holds {kind}: expected printable ASCII only (0x20-0x7E), as a header value must be"
+    raise ConfigurationError(msg, source=source)
+
+
 def _read_small_file(path: Path) -> bytes:
-    """The file's bytes: a regular file (never a FIFO or a device, which could block or never end) of at
-    most ``MAX_CREDENTIAL_FILE_BYTES``. Raises OSError, or ConfigurationError naming the file."""
-    # O_NONBLOCK: opening a FIFO with no writer must not wait; it is refused just below.
+    """The file's bytes: a regular file (never a FIFO, a directory or a device, which could block or never
+    end) of at most ``MAX_CREDENTIAL_FILE_BYTES``, both checked before it is opened. Raises OSError, or
+    ConfigurationError naming the file."""
+    _check_regular_and_small(os.stat(path), path)
+    # O_NONBLOCK: should the path turn into a FIFO between the stat and the open, the open must not wait;
+    # the fstat below refuses it.
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            msg = "the credential file is not a regular file"
-            raise ConfigurationError(msg, source=str(path))
+        _check_regular_and_small(os.fstat(fd), path)
         raw = file.read(MAX_CREDENTIAL_FILE_BYTES + 1)
     if len(raw) > MAX_CREDENTIAL_FILE_BYTES:
-        msg = f"the credential file is larger than {MAX_CREDENTIAL_FILE_BYTES // 1024} KiB"
-        raise ConfigurationError(msg, source=str(path))
+        raise ConfigurationError(_too_large(), source=str(path))
     return raw
+
+
+def _check_regular_and_small(status: os.stat_result, path: Path) -> None:
+    if not stat.S_ISREG(status.st_mode):
+        msg = "the credential file is not a regular file (a directory, a FIFO or a device)"
+        raise ConfigurationError(msg, source=str(path))
+    if status.st_size > MAX_CREDENTIAL_FILE_BYTES:
+        raise ConfigurationError(_too_large(), source=str(path))
+
+
+def _too_large() -> str:
+    return f"the credential file is larger than {MAX_CREDENTIAL_FILE_BYTES // 1024} KiB"
 
 
 def _from_file(path: Path, *, must_exist: bool) -> Credentials | None:
@@ -140,12 +169,16 @@ def _required_field(document: dict[str, object], name: str, source: str) -> str:
 
 
 def _optional_field(document: dict[str, object], name: str, source: str) -> str | None:
-    """One string field of the credential file; absent, null or blank is ``None``, any other type an error."""
+    """One string field of the credential file; absent, null or blank is ``None``, any other type an error,
+    and so is a value that is not printable ASCII (it goes into a header)."""
     field_value = document.get(name)
     if field_value is not None and not isinstance(field_value, str):
         msg = f"field {name} of the credential file is a JSON {_json_type(field_value)}, expected a string"
         raise ConfigurationError(msg, source=source)
-    return (field_value or "").strip() or None
+    text = (field_value or "").strip() or None
+    if text is not None:
+        _header_safe(text, f"field {name} of the credential file", source=source)
+    return text
 
 
 def _json_type(value: object) -> str:

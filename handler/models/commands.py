@@ -16,7 +16,7 @@ from typing import Annotated, Literal, TypeAlias, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
 from handler.models.results import Trigger
-from handler.models.settings import BUCKET_PATTERN, PREFIX_PATTERN
+from handler.models.settings import BUCKET_PATTERN, MAX_HOURS, PREFIX_PATTERN
 
 __all__ = [
     "IMAGE_ID_PATTERN",
@@ -41,7 +41,7 @@ __all__ = [
 # A custom image id, e.g. image-ybqi99s7yq8rx7mnk44b. \A and \Z so that ``match`` never lets a newline through.
 IMAGE_ID_PATTERN = re.compile(r"\Aimage-[a-z0-9]{1,64}\Z")
 MAX_IMAGE_IDS = 100  # DescribeImages / DescribeTasks take at most 100 ids per call (docs/facts.md §3)
-MAX_LOOKBACK_HOURS = 8760.0  # one year
+MAX_LOOKBACK_HOURS = MAX_HOURS  # one year, as for the settings' hours
 
 MAX_TAGS = 50
 MAX_TAG_KEY = 128

@@ -16,7 +16,7 @@ import ssl
 import stat
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,12 +26,16 @@ from handler.errors import ConfigurationError
 
 __all__ = [
     "BUCKET_PATTERN",
+    "KNOWN_REGIONS",
+    "MAX_HOURS",
     "PREFIX_PATTERN",
+    "REGION_PATTERN",
     "Settings",
     "TrackingMode",
     "WebhookFormat",
     "default_tos_endpoint",
     "is_loopback_host",
+    "standard_webhook_key",
 ]
 
 # TOS bucket names: 3-63 lowercase letters, digits and hyphens, not starting or ending with a hyphen.
@@ -44,11 +48,71 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 NotifyWhen = Literal["all", "changes", "failures"]
 TrackingMode = Literal["tags", "off"]
 MAX_IN_FLIGHT_LIMIT = 100_000
+# The longest window in hours any setting or event takes: one year.
+MAX_HOURS = 8760.0
+# A region id as Volcengine writes them: cn-beijing, ap-southeast-1, cn-beijing-autodriving. It becomes part
+# of the TOS host name and of the signature scope, so nothing else (a dot, a slash) may pass.
+REGION_PATTERN = re.compile(r"\A[a-z]{2}(-[a-z]+)+-?\d*\Z")
+# The regions ECS is known to run in (the console's region list; not confirmed by docs/facts.md): another
+# region that matches REGION_PATTERN is used as written, with a warning (settings.unknown_region).
+KNOWN_REGIONS = (
+    "cn-beijing",
+    "cn-shanghai",
+    "cn-guangzhou",
+    "cn-hongkong",
+    "ap-southeast-1",
+    "ap-southeast-3",
+    "cn-beijing-autodriving",
+    "cn-shanghai-autodriving",
+)
+_WHSEC_PREFIX = "whsec_"
 
 
 def default_tos_endpoint(region: str) -> str:
     """TOS's public endpoint for a region: ``https://tos-<region>.volces.com`` (docs/facts.md §11)."""
     return f"https://tos-{region}.volces.com"
+
+
+def standard_webhook_key(secret: str) -> bytes:
+    """The Standard Webhooks signing key: base64 after ``whsec_`` (padded, as the reference library does,
+    since unpadded base64 is common); a secret without the prefix is its UTF-8 bytes.
+
+    Raises ValueError, whose message never holds the secret, when the base64 is broken or the key empty.
+    """
+    if not secret.startswith(_WHSEC_PREFIX):
+        return secret.encode()
+    encoded = secret.removeprefix(_WHSEC_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        msg = "expected whsec_ followed by base64"
+        raise ValueError(msg) from None
+    if not key:
+        msg = "expected a non-empty key after whsec_"
+        raise ValueError(msg)
+    return key
+
+
+def _port_in_range(parts: SplitResult) -> bool:
+    """Whether the URL's port, if it has one, is 1-65535 (``urlsplit`` lets 0 through, and raises beyond)."""
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    return port is None or 1 <= port <= 65535
+
+
+def _split(value: str, expected: str) -> SplitResult:
+    """``urlsplit`` whose ValueError (``https://[::1``) says what was expected."""
+    try:
+        return urlsplit(value)
+    except ValueError:
+        raise ValueError(expected) from None
+
+
+def _printable_ascii(value: str) -> bool:
+    """Printable ASCII (0x20-0x7E) only, as a header value must be."""
+    return all(" " <= char <= "~" for char in value)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -64,7 +128,8 @@ def is_loopback_host(host: str) -> bool:
 class Settings(BaseModel):
     """Everything the environment decides. Field aliases are the variable names (README, configuration)."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    # allow_inf_nan=False: inf and nan are refused by every number setting, as out of range.
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", allow_inf_nan=False)
 
     region: Annotated[str, Field(alias="VOLCENGINE_REGION", min_length=1)] = "cn-beijing"
     endpoint: Annotated[str, Field(alias="VOLCENGINE_ENDPOINT")] = "https://open.volcengineapi.com"
@@ -72,11 +137,11 @@ class Settings(BaseModel):
     tos_prefix: Annotated[str, Field(alias="EXPORT_TOS_PREFIX")] = "imgexport"
 
     concurrency: Annotated[int, Field(alias="EXPORT_CONCURRENCY", ge=1, le=32)] = 4
-    dedupe_hours: Annotated[float | None, Field(alias="EXPORT_DEDUPE_HOURS", gt=0)] = None
-    lookback_hours: Annotated[float, Field(alias="EXPORT_LOOKBACK_HOURS", gt=0)] = 25.0
+    dedupe_hours: Annotated[float | None, Field(alias="EXPORT_DEDUPE_HOURS", gt=0, le=MAX_HOURS)] = None
+    lookback_hours: Annotated[float, Field(alias="EXPORT_LOOKBACK_HOURS", gt=0, le=MAX_HOURS)] = 25.0
     function_timeout: Annotated[float | None, Field(alias="FUNCTION_TIMEOUT_SECONDS", gt=0, le=900)] = None
 
-    max_rps: Annotated[float, Field(alias="VOLCENGINE_MAX_RPS", gt=0, le=1000)] = 10.0
+    max_rps: Annotated[float, Field(alias="VOLCENGINE_MAX_RPS", ge=0.1, le=1000)] = 10.0
     connect_timeout: Annotated[float, Field(alias="VOLCENGINE_CONNECT_TIMEOUT", gt=0, le=60)] = 3.0
     read_timeout: Annotated[float, Field(alias="VOLCENGINE_READ_TIMEOUT", gt=0, le=300)] = 10.0
     max_attempts: Annotated[int, Field(alias="VOLCENGINE_MAX_ATTEMPTS", ge=1, le=10)] = 4
@@ -101,12 +166,26 @@ class Settings(BaseModel):
     missing_confirm: Annotated[float, Field(alias="EXPORT_MISSING_CONFIRM_SECONDS", ge=0, le=86400)] = 300.0
     tos_endpoint: Annotated[str | None, Field(alias="TOS_ENDPOINT")] = None
 
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not REGION_PATTERN.match(value):
+            msg = (
+                "expected a region id (lowercase letters joined by '-', maybe a number last), like cn-beijing"
+            )
+            raise ValueError(msg)
+        return value
+
     @field_validator("endpoint")
     @classmethod
     def _endpoint_is_an_origin(cls, value: str) -> str:
-        parts = urlsplit(value)
+        expected = "expected scheme and host[:port], like https://open.volcengineapi.com"
+        parts = _split(value, expected)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             msg = "expected scheme and host, like https://open.volcengineapi.com"
+            raise ValueError(msg)
+        if not _port_in_range(parts):
+            msg = "expected a port from 1 to 65535"
             raise ValueError(msg)
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             msg = "expected only scheme and host[:port], without a path or query"
@@ -134,9 +213,12 @@ class Settings(BaseModel):
     def _webhook_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
+        parts = _split(value, "expected an https URL, like https://hooks.example.com/path")
         if not parts.hostname:
             msg = "expected an https URL"
+            raise ValueError(msg)
+        if not _port_in_range(parts):
+            msg = "expected an https URL whose port is from 1 to 65535"
             raise ValueError(msg)
         if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_host(parts.hostname)):
             msg = "expected an https URL (plain http only for a loopback receiver)"
@@ -146,12 +228,12 @@ class Settings(BaseModel):
     @field_validator("webhook_secret")
     @classmethod
     def _standard_secret(cls, value: str | None) -> str | None:
-        if value is not None and value.startswith("whsec_"):
-            try:
-                base64.b64decode(value.removeprefix("whsec_"), validate=True)
-            except binascii.Error:
-                msg = "expected whsec_ followed by base64"
-                raise ValueError(msg) from None
+        if value is None:
+            return None
+        if not _printable_ascii(value):
+            msg = "expected printable ASCII only (0x20-0x7E): it signs what is sent in a header"
+            raise ValueError(msg)
+        standard_webhook_key(value)
         return value
 
     @field_validator("log_level", mode="before")
@@ -192,6 +274,11 @@ class Settings(BaseModel):
         return settings
 
     @property
+    def region_known(self) -> bool:
+        """Whether the region is one of ``KNOWN_REGIONS`` (another is used as written; the entry warns)."""
+        return self.region in KNOWN_REGIONS
+
+    @property
     def host(self) -> str:
         """The gateway's host[:port], as signed and sent."""
         return urlsplit(self.endpoint).netloc
@@ -226,15 +313,11 @@ class Settings(BaseModel):
     def _tos_endpoint(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
+        parts = _split(value, "expected scheme and host[:port], like https://tos-cn-beijing.volces.com")
         if parts.username is not None or parts.password is not None:
             msg = "expected scheme and host[:port] without credentials"
             raise ValueError(msg)
-        try:
-            port_ok = parts.port is None or parts.port > 0
-        except ValueError:
-            port_ok = False
-        origin = parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
+        origin = parts.scheme in ("http", "https") and bool(parts.hostname) and _port_in_range(parts)
         if not origin or parts.path not in ("", "/") or parts.query or parts.fragment:
             msg = "expected scheme and host[:port], like https://tos-cn-beijing.volces.com"
             raise ValueError(msg)
@@ -253,12 +336,14 @@ def _shown(variable: str, value: str) -> str:
     webhook URL only as far as its host (its path and query may be the credential)."""
     if variable in _SECRET_VARIABLES:
         return "a value not shown here (it is a secret)"
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # https://[::1 and the like: shown as far as the scheme, like any unreadable URL
+        parts = urlsplit("")
     if variable in _URL_VARIABLES and "@" in value:
         # user:password@ in an endpoint is a credential: only the scheme and host are shown.
-        parts = urlsplit(value)
-        value = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        value = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else value[:8] + "…"
     if variable == "WEBHOOK_URL":
-        parts = urlsplit(value)
         if parts.scheme and parts.netloc:
             host = parts.netloc.rpartition("@")[2]
             value = f"{parts.scheme}://{host}/…" if parts.path or parts.query else f"{parts.scheme}://{host}"
@@ -272,6 +357,7 @@ def _shown(variable: str, value: str) -> str:
 _NUMBER_KINDS = frozenset(
     {
         "int_parsing",
+        "int_parsing_size",
         "int_type",
         "int_from_float",
         "float_parsing",
@@ -291,14 +377,19 @@ def _range_of(variable: str) -> str:
     words: list[str] = []
     for bound in field.metadata if field is not None else ():
         if isinstance(bound, annotated_types.Gt):
-            words.append(f"above {bound.gt}")
+            words.append(f"above {_plain(bound.gt)}")
         elif isinstance(bound, annotated_types.Ge):
-            words.append(f"at least {bound.ge}")
+            words.append(f"at least {_plain(bound.ge)}")
         elif isinstance(bound, annotated_types.Lt):
-            words.append(f"below {bound.lt}")
+            words.append(f"below {_plain(bound.lt)}")
         elif isinstance(bound, annotated_types.Le):
-            words.append(f"at most {bound.le}")
+            words.append(f"at most {_plain(bound.le)}")
     return " " + ", ".join(words) if words else ""
+
+
+def _plain(bound: object) -> str:
+    """A bound as written in the docs: ``8760``, not ``8760.0``."""
+    return str(int(bound)) if isinstance(bound, float) and bound.is_integer() else str(bound)
 
 
 def _expected(error: ErrorDetails, variable: str) -> str:

@@ -9,7 +9,6 @@ DingTalk, WeCom, Slack) write a message a person reads at a glance and fit it in
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -24,7 +23,7 @@ from handler.adapters.webhooks._lines import FOLLOW_UP, follow_up_line
 from handler.adapters.webhooks._lines import one_line as _one_line
 from handler.errors import ConfigurationError, fix_for
 from handler.models.results import NEEDS_ATTENTION, NOT_OK, ImageOutcome, InvocationResult
-from handler.models.settings import WebhookFormat
+from handler.models.settings import WebhookFormat, standard_webhook_key
 
 __all__ = [
     "EVENT_TYPE",
@@ -134,27 +133,17 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 # --- signatures --------------------------------------------------------------------------------------------
 
-_WHSEC_PREFIX = "whsec_"
-
 
 def signing_key(secret: str) -> bytes:
-    """The Standard Webhooks key: base64 after the ``whsec_`` prefix; a secret without it is used as UTF-8.
+    """The Standard Webhooks key (``handler.models.settings.standard_webhook_key``, the one rule for it).
 
-    Raises ConfigurationError naming ``WEBHOOK_SECRET`` (never its value) when the base64 is broken.
+    Raises ConfigurationError naming ``WEBHOOK_SECRET`` (never its value) when the base64 is broken or the
+    key empty; the settings refuse such a secret first, so this is for secrets passed in directly.
     """
-    if not secret.startswith(_WHSEC_PREFIX):
-        return secret.encode()
-    encoded = secret.removeprefix(_WHSEC_PREFIX)
     try:
-        # Unpadded base64 is common; padding it the way the reference library does keeps them compatible.
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        msg = "expected whsec_ followed by base64"
-        raise ConfigurationError(msg, source="WEBHOOK_SECRET") from None
-    if not key:
-        msg = "expected a non-empty key after whsec_"
-        raise ConfigurationError(msg, source="WEBHOOK_SECRET")
-    return key
+        return standard_webhook_key(secret)
+    except ValueError as error:
+        raise ConfigurationError(str(error), source="WEBHOOK_SECRET") from None
 
 
 def standard_signature(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:

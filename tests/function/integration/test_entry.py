@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +26,7 @@ from handler.models.settings import Settings
 from tests.support.builders import EXPORT_FAILED, EXPORTED, GIB, QUEUED
 from tests.support.events import load_event
 from tests.support.gateway import ENDPOINT, Gateway
+from tests.support.refused_settings import CREDENTIAL_ROWS, SECRET_CANARY, SETTINGS_ROWS, Refused, params
 
 ACCESS_KEY = "AKLTcanaryAccessKey0001"
 SECRET = "canary-SECRET-do-not-log-7d1e"
@@ -238,6 +242,67 @@ def test_bad_setting_is_reported_not_raised(gateway: Gateway, monkeypatch: pytes
     result = invoke({"ImageId": SAMPLE_IDS[0]})
     assert result["results"][0]["error"]["message"].startswith("EXPORT_TOS_PREFIX: ")
     assert gateway.requests == []
+
+
+@pytest.mark.parametrize("row", params(SETTINGS_ROWS + CREDENTIAL_ROWS))
+def test_a_refused_input_is_a_result_naming_the_variable_never_a_traceback(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], row: Refused
+) -> None:
+    """Each refused setting or credential (tests.support.refused_settings) ends the invocation with one failed
+    ConfigurationError result that names the variable: no API call, no traceback, no secret in the log."""
+    monkeypatch.setenv(row.variable, row.value)
+    result = invoke({"ImageId": SAMPLE_IDS[0]})
+    (outcome,) = result["results"]
+    assert (outcome["status"], outcome["error"]["code"]) == ("failed", "ConfigurationError")
+    assert outcome["error"]["message"].startswith(f"{row.variable}: ")
+    assert row.says in outcome["error"]["message"]
+    assert gateway.requests == []
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert '"exception"' not in err
+    assert SECRET_CANARY not in err + json.dumps(result)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_credential_file_that_is_not_a_regular_file_is_a_result_at_once(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str
+) -> None:
+    """VOLCENGINE_CREDENTIAL_FILE naming a FIFO (which would block) or a directory: a ConfigurationError
+    result naming the file, at once."""
+    path = tmp_path / "credential"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    for name in ("VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY", "VOLCENGINE_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("VOLCENGINE_CREDENTIAL_FILE", str(path))
+    started = time.monotonic()
+    result = invoke({"ImageId": SAMPLE_IDS[0]})
+    assert time.monotonic() - started < 5
+    (outcome,) = result["results"]
+    assert outcome["error"]["code"] == "ConfigurationError"
+    assert outcome["error"]["message"].startswith(f"{path}: the credential file is not a regular file")
+    assert gateway.requests == []
+
+
+def test_an_unknown_region_is_used_with_a_warning(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A region id outside KNOWN_REGIONS is no ConfigurationError: the invocation goes on, and the log says
+    once that the region is not a known one (settings.unknown_region), naming it."""
+    monkeypatch.setenv("VOLCENGINE_REGION", "eu-west-1")
+    result = invoke({"ImageId": SAMPLE_IDS[0]})
+    assert all(r.get("error", {}).get("code") != "ConfigurationError" for r in result["results"])
+    warnings = [line for line in log_lines(capsys) if line["event"] == "settings.unknown_region"]
+    assert [(w["level"], w["region"]) for w in warnings] == [("warning", "eu-west-1")]
+    assert "cn-beijing" in warnings[0]["known"]
+
+
+def test_a_known_region_gives_no_warning(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default region is known: no settings.unknown_region line."""
+    invoke({"ImageId": SAMPLE_IDS[0]})
+    assert all(line["event"] != "settings.unknown_region" for line in log_lines(capsys))
 
 
 def test_invalid_event_costs_no_api_call(gateway: Gateway) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.events import EVENTS_DIR
+from tests.support.refused_settings import CREDENTIAL_ROWS, SECRET_CANARY, SETTINGS_ROWS, Refused, params
 
 ENV = {
     "PATH": os.environ.get("PATH", ""),
@@ -114,6 +115,59 @@ def test_an_event_over_6_mb_is_refused_from_a_file_or_from_stdin(tmp_path: Path)
     assert "over the 6,000,000 bytes" in _refused_file(run_cli("invoke", str(big), timeout=10))
     endless = run_cli("invoke", "-", stdin=b"x" * 7_000_000, timeout=10)
     assert "over the 6,000,000 bytes" in _refused_file(endless)
+
+
+def _first_of_each_variable(rows: tuple[Refused, ...]) -> tuple[Refused, ...]:
+    firsts: dict[str, Refused] = {}
+    for row in rows:
+        firsts.setdefault(row.variable, row)
+    return tuple(firsts.values())
+
+
+@pytest.mark.parametrize("row", params(_first_of_each_variable(SETTINGS_ROWS + CREDENTIAL_ROWS)))
+def test_a_refused_setting_prints_a_result_and_no_traceback(row: Refused) -> None:
+    """Through ``python -m handler invoke`` (one refused value per variable; tests/function/integration
+    test_entry.py runs every row in process): stdout is the result naming the variable, exit 1, and stderr
+    carries no traceback and no secret."""
+    env = {**ENV, row.variable: row.value}
+    done = subprocess.run(
+        [sys.executable, "-m", "handler", "invoke", "-"],
+        input='{"ImageId": "image-ybqi99s7yq8rx7mnk44b"}',
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    (result,) = json.loads(done.stdout)["results"]
+    assert result["error"]["code"] == "ConfigurationError"
+    assert result["error"]["message"].startswith(f"{row.variable}: ")
+    assert row.says in result["error"]["message"]
+    assert "Traceback" not in done.stderr
+    assert SECRET_CANARY not in done.stdout + done.stderr
+
+
+def test_a_credential_file_that_is_a_fifo_prints_a_result_at_once(tmp_path: Path) -> None:
+    """VOLCENGINE_CREDENTIAL_FILE naming a FIFO with no writer: a result naming the file, not a hang."""
+    fifo = tmp_path / "credential"
+    os.mkfifo(fifo)
+    env = {
+        **{k: v for k, v in ENV.items() if not k.startswith("VOLCENGINE_")},
+        "VOLCENGINE_CREDENTIAL_FILE": str(fifo),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "handler", "invoke", "-"],
+        input='{"ImageId": "image-ybqi99s7yq8rx7mnk44b"}',
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=10,
+        check=False,
+    )
+    (result,) = json.loads(done.stdout)["results"]
+    assert result["error"]["message"].startswith(f"{fifo}: the credential file is not a regular file")
+    assert "Traceback" not in done.stderr
 
 
 def test_help_explains_events_and_environment() -> None:

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from handler.adapters.credentials import DEFAULT_CREDENTIAL_FILE, resolve_credentials
+from handler.adapters.credentials import (
+    DEFAULT_CREDENTIAL_FILE,
+    MAX_CREDENTIAL_FILE_BYTES,
+    resolve_credentials,
+)
 from handler.adapters.signing import Credentials
 from handler.errors import ConfigurationError
 
@@ -223,20 +227,22 @@ def test_a_broken_role_file_names_the_file_and_field(
     assert words in str(error)
 
 
-def test_an_unreadable_role_file_is_an_error(tmp_path: Path) -> None:
-    """A credential path that cannot be read (here a directory) is reported with its path."""
+def test_a_default_role_path_that_is_a_directory_is_an_error(tmp_path: Path) -> None:
+    """A directory where the role file is looked for is reported with its path, not taken for no role."""
     error = _error({}, tmp_path)
     assert error.source == str(tmp_path)
-    assert "cannot be read" in str(error)
+    assert "not a regular file" in str(error)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
 def test_a_role_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
-    """A FIFO with no writer (which would block) or /dev/zero (which never ends) is refused at once as not
-    a regular file, naming the path."""
+    """A FIFO with no writer (which would block), /dev/zero (which never ends) or a directory is refused at
+    once as not a regular file, naming the path: it is looked at (stat) before it is opened."""
     path = tmp_path / "credential"
     if kind == "fifo":
         os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
     else:
         path = Path("/dev/zero")
     started = time.monotonic()
@@ -244,3 +250,64 @@ def test_a_role_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Pat
     assert time.monotonic() - started < 2.0
     assert error.source == str(path)
     assert "not a regular file" in str(error)
+
+
+def test_an_oversized_role_file_is_refused_by_its_size_before_it_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A credential file over 64 KiB is refused by what stat says: it is never opened."""
+    role_file = tmp_path / "credential"
+    with role_file.open("wb") as file:
+        file.truncate(MAX_CREDENTIAL_FILE_BYTES + 1)
+    opened: list[object] = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda *args, **kwargs: opened.append(args) or real_open(*args, **kwargs))
+    error = _error({}, role_file)
+    assert "larger than 64 KiB" in str(error)
+    assert opened == []
+
+
+# Values that cannot go into a header: a line break inside (the ends are trimmed), a control character,
+# a character outside ASCII. Each is refused naming the variable or the file and field, never the value.
+_NOT_HEADER_SAFE = [
+    pytest.param(f"{SK[:5]}\n{SK[5:]}", "a line break", id="newline"),
+    pytest.param(f"{SK[:5]}\r{SK[5:]}", "a line break", id="carriage return"),
+    pytest.param(f"{SK}\x00", "a control character", id="NUL"),
+    pytest.param(f"{SK}\x7f", "a control character", id="DEL"),
+    pytest.param(f"{SK}é", "a non-ASCII character", id="non-ASCII"),
+]
+
+
+@pytest.mark.parametrize(
+    ("variable", "environ"),
+    [
+        pytest.param("VOLCENGINE_ACCESS_KEY", {"VOLCENGINE_SECRET_KEY": SK}, id="VOLCENGINE_ACCESS_KEY"),
+        pytest.param("VOLCENGINE_SECRET_KEY", {"VOLCENGINE_ACCESS_KEY": AK}, id="VOLCENGINE_SECRET_KEY"),
+        pytest.param("VOLCENGINE_SESSION_TOKEN", NEW_PAIR, id="VOLCENGINE_SESSION_TOKEN"),
+        pytest.param("VOLC_ACCESSKEY", {"VOLC_SECRETKEY": OLD_SK}, id="VOLC_ACCESSKEY"),
+        pytest.param("VOLC_SECRETKEY", {"VOLC_ACCESSKEY": OLD_AK}, id="VOLC_SECRETKEY"),
+    ],
+)
+@pytest.mark.parametrize(("value", "kind"), _NOT_HEADER_SAFE)
+def test_a_credential_variable_that_is_not_printable_ascii_is_named_not_shown(
+    variable: str, environ: dict[str, str], value: str, kind: str, absent_default: Path
+) -> None:
+    """Keys and tokens go into (or are signed into) headers: printable ASCII only, or a ConfigurationError
+    naming the variable and the kind of character, without the value."""
+    error = _error({**environ, variable: value}, absent_default)
+    assert error.source == variable
+    assert str(error).startswith(f"{variable}: the variable holds {kind}: expected printable ASCII only")
+    assert SK[5:] not in str(error)
+
+
+@pytest.mark.parametrize("field", ["access_key_id", "secret_access_key", "session_token"])
+@pytest.mark.parametrize(("value", "kind"), _NOT_HEADER_SAFE)
+def test_a_role_file_field_that_is_not_printable_ascii_names_the_file_and_field(
+    field: str, value: str, kind: str, tmp_path: Path
+) -> None:
+    """The same rule for the credential file: the error names the file and the field, never the value."""
+    role_file = _write(tmp_path / "credential", {**ROLE_FILE, field: value})
+    error = _error({}, role_file)
+    assert error.source == str(role_file)
+    assert f"field {field} of the credential file holds {kind}" in str(error)
+    assert SK[5:] not in str(error)

@@ -9,7 +9,8 @@ import certifi
 import pytest
 
 from handler.errors import ConfigurationError
-from handler.models.settings import Settings, is_loopback_host
+from handler.models.settings import KNOWN_REGIONS, Settings, is_loopback_host
+from tests.support.refused_settings import SECRET_CANARY, SETTINGS_ROWS, Refused, params
 
 
 def test_defaults_need_nothing_set() -> None:
@@ -57,7 +58,7 @@ def test_values_are_read_and_empty_ones_ignored() -> None:
         ("EXPORT_TOS_PREFIX", "x" * 31, "1-30"),
         ("EXPORT_CONCURRENCY", "0", "expected a whole number at least 1, at most 32, got '0'"),
         ("EXPORT_CONCURRENCY", "many", "expected a whole number at least 1, at most 32, got 'many'"),
-        ("VOLCENGINE_MAX_RPS", "-1", "expected a number above 0, at most 1000, got '-1'"),
+        ("VOLCENGINE_MAX_RPS", "-1", "expected a number at least 0.1, at most 1000, got '-1'"),
         ("VOLCENGINE_ENDPOINT", "open.volcengineapi.com", "scheme and host"),
         ("VOLCENGINE_ENDPOINT", "https://open.volcengineapi.com/v1", "without a path"),
         ("WEBHOOK_URL", "http://hooks.example.com/x", "https"),
@@ -256,3 +257,58 @@ def test_settings_built_in_code_take_none_as_unset() -> None:
     """Settings built directly (tests, tools) with None for the cap and the endpoint mean no cap, default TOS."""
     settings = Settings.model_validate({"EXPORT_MAX_IN_FLIGHT": None, "TOS_ENDPOINT": None})
     assert (settings.max_in_flight, settings.tos_origin) == (None, "https://tos-cn-beijing.volces.com")
+
+
+# -- bounded inputs (issue 20, item 5): every number finite and in range, ports, the region, the secret ----
+
+
+@pytest.mark.parametrize("row", params(SETTINGS_ROWS))
+def test_each_refused_value_is_a_configuration_error_naming_its_variable(row: Refused) -> None:
+    """inf, nan and 1e308 hours, a rate outside 0.1-1000, port 0 or 99999, an unparseable URL, a region that
+    is not a region id, an empty whsec_ key, a secret that cannot sign a header: each is a ConfigurationError
+    whose source is the variable, never a traceback, and a secret's value is never shown."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({row.variable: row.value})
+    assert caught.value.source == row.variable
+    assert str(caught.value).startswith(f"{row.variable}: expected ")
+    assert row.says in str(caught.value)
+    assert SECRET_CANARY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EXPORT_LOOKBACK_HOURS", "8760"),
+        ("EXPORT_LOOKBACK_HOURS", "0.5"),
+        ("EXPORT_DEDUPE_HOURS", "8760"),
+        ("VOLCENGINE_MAX_RPS", "0.1"),
+        ("VOLCENGINE_MAX_RPS", "1000"),
+        ("VOLCENGINE_ENDPOINT", "https://open.volcengineapi.com:1"),
+        ("VOLCENGINE_ENDPOINT", "http://127.0.0.1:65535"),
+        ("TOS_ENDPOINT", "http://[::1]:65535"),
+        ("WEBHOOK_URL", "https://hooks.example.com:443/in"),
+        ("WEBHOOK_SECRET", "whsec_AAECAw"),
+        ("WEBHOOK_SECRET", "feishu-secret ~!@#$%^&*()"),
+    ],
+)
+def test_the_bounds_themselves_are_accepted(variable: str, value: str) -> None:
+    """The ends of each range are in it: 8760 hours, 0.1 and 1000 a second, ports 1 and 65535; an unpadded
+    whsec_ key (as the webhook signer reads it) and any printable ASCII secret pass."""
+    Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize(
+    "region", ["cn-beijing", "cn-shanghai", "ap-southeast-1", "cn-beijing-autodriving", *KNOWN_REGIONS]
+)
+def test_known_regions_are_accepted_as_known(region: str) -> None:
+    """The regions ECS is known to run in are taken, and known."""
+    settings = Settings.from_env({"VOLCENGINE_REGION": region})
+    assert (settings.region, settings.region_known) == (region, True)
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "cn-chengdu", "ap-southeast-12", "cn-beijing-x-2"])
+def test_a_region_that_looks_like_one_but_is_not_known_is_used_as_written(region: str) -> None:
+    """A region id outside the list (a new region, or a typo) is not refused: it is used, marked unknown,
+    and the entry warns (settings.unknown_region)."""
+    settings = Settings.from_env({"VOLCENGINE_REGION": region})
+    assert (settings.region, settings.region_known) == (region, False)

@@ -15,6 +15,8 @@ from exporter_tools.deploy.crontab import check_crontab
 from exporter_tools.deploy.model import Problem, Template, TemplateError
 from exporter_tools.deploy.references import looks_secret
 from exporter_tools.deploy.template import (
+    MAX_YAML_DEPTH,
+    MAX_YAML_INT_DIGITS,
     load_template,
     main,
     parse_template,
@@ -243,6 +245,55 @@ def test_a_file_that_is_not_a_template_mapping_says_where(tmp_path: Path, text: 
         load_template(path)
     assert expected in str(caught.value)
     assert caught.value.source == str(path)
+
+
+_HOSTILE_YAML = [
+    pytest.param(
+        "? [a, b]\n: 1\n", "line 1, column 3: a key must be plain text or a number, not a list", id="list key"
+    ),
+    pytest.param("? {a: 1}\n: 1\n", "not a mapping", id="mapping key"),
+    pytest.param("region: {? [a]: 1}\n", "not a list", id="flow list key"),
+    pytest.param("[" * 50_000, "line 1, column 65: nested more than 64 levels deep", id="50,000 [ deep"),
+    pytest.param("{a: " * 50_000, "nested more than 64 levels deep", id="50,000 { deep"),
+    pytest.param(
+        "a:\n" + "".join(" " * i + "a:\n" for i in range(1, 100)), "nested more than 64 levels", id="block"
+    ),
+    pytest.param("[" * 64 + "]" * 64, "expected a mapping", id="64 deep is read"),
+    pytest.param(
+        "region: " + "9" * 5000 + "\n",
+        "line 1, column 9: an integer of more than 20 digits",
+        id="5,000 digits",
+    ),
+    pytest.param("x: -" + "1_" * 20 + "1\n", "an integer of more than 20 digits", id="21 digits, signed"),
+    pytest.param("x: 0x" + "f" * 30 + "\n", "an integer of more than 20 digits", id="hex"),
+    pytest.param("a: &x [*x]\n", "not valid YAML", id="recursive alias"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), _HOSTILE_YAML)
+def test_yaml_that_could_crash_the_loader_is_a_template_error(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """An unhashable key, nesting past 64 levels (50,000 would hit the recursion limit) and an integer past
+    20 digits (5,000 would hit Python's int conversion limit) are TemplateErrors with the line, not crashes."""
+    path = tmp_path / "template.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        load_template(path)
+    assert expected in str(caught.value)
+    assert caught.value.source == str(path)
+
+
+def test_validate_template_reports_hostile_yaml_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """validate-template on a 50,000-deep file exits 1 with one line naming the file and the bound."""
+    path = tmp_path / "t.yaml"
+    path.write_text("[" * 50_000, encoding="utf-8")
+    assert main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"{path}: line 1, column 65: nested more than {MAX_YAML_DEPTH} levels deep\n"
+    assert MAX_YAML_INT_DIGITS == 20
 
 
 def test_a_missing_file_is_a_template_error(tmp_path: Path) -> None:
