@@ -48,15 +48,24 @@ class Slots:
     def __init__(self, tracked: Tracked | None, *, scan: bool) -> None:
         self._left: int | None = None  # None: no cap
         self._status: Status = "queued" if scan else "deferred"
-        self._reason = ""
+        self._cap: int | None = None
+        self._in_flight: int | None = None  # counted before this run, None: could not be counted
+        self._taken = 0  # handed out by this run
         if tracked is None or tracked.cap is None:
             return
-        cap, in_flight = tracked.cap, tracked.in_flight
-        if in_flight is None:
-            self._left, why = 0, "the exports in flight could not be counted"
+        self._cap, self._in_flight = tracked.cap, tracked.in_flight
+        self._left = 0 if tracked.in_flight is None else free_slots(tracked.cap, tracked.in_flight)
+
+    @property
+    def _reason(self) -> str:
+        """Why a due image is held back, with the count as it stands now (this run's starts included)."""
+        if self._in_flight is None:
+            why = "the exports in flight could not be counted"
         else:
-            self._left, why = free_slots(cap, in_flight), f"{in_flight} export(s) in flight"
-        self._reason = f"EXPORT_MAX_IN_FLIGHT={cap} and {why}; a later run starts it"
+            why = f"{self._in_flight + self._taken} export(s) in flight"
+            if self._taken:
+                why += f" ({self._taken} started by this run)"
+        return f"EXPORT_MAX_IN_FLIGHT={self._cap} and {why}; a later run starts it"
 
     @property
     def exhausted(self) -> bool:
@@ -77,6 +86,7 @@ class Slots:
         """One export is handed out."""
         if self._left is not None:
             self._left -= 1
+            self._taken += 1
 
     def held(self, image_id: str) -> ImageOutcome:
         """The outcome of a due image the cap holds back."""

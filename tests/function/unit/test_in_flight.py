@@ -36,6 +36,15 @@ def test_a_scan_queues_what_the_cap_holds_and_named_images_are_deferred() -> Non
         assert held.status == status
         assert held.reason is not None
         assert "EXPORT_MAX_IN_FLIGHT=3" in held.reason
+        # the count as it stands when the image is held: the one counted before, and this run's two
+        assert "3 export(s) in flight (2 started by this run)" in held.reason
+
+
+def test_a_held_image_before_any_start_gives_the_count_found() -> None:
+    """A full cap found by the follow-up: the reason gives that count, with no starts of this run."""
+    slots = Slots(Tracked(cap=2, in_flight=2), scan=True)
+    assert slots.exhausted
+    assert "2 export(s) in flight; a later run" in (slots.held("img-1").reason or "")
 
 
 def test_exports_that_could_not_be_counted_hold_every_export_back() -> None:
