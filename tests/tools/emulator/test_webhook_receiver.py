@@ -368,3 +368,31 @@ def test_formats_without_signatures_are_never_checked(fmt: WebhookFormat) -> Non
         assert receiver.verify("/", {}, b"{}") is None
     finally:
         receiver.stop()
+
+
+def test_a_large_valid_standard_delivery_is_read_whole_and_verified(
+    receiver_factory: type[WebhookReceiver],
+) -> None:
+    """A 3 MB signed delivery (a notice with thousands of results) is read whole and verifies: the receiver
+    answered 401 to such a body when it read only its first MiB."""
+    receiver = receiver_factory(fmt="standard", secret=WHSEC).start()
+    body = json.dumps({"data": {"results": ["x" * 100] * 30_000}}).encode()
+    assert len(body) > 3_000_000
+    headers = standard_headers(WHSEC, time.time(), body) | {"content-type": "application/json"}
+    with httpx.Client() as client:
+        response = client.post(receiver.url, content=body, headers=headers)
+    assert response.status_code == 204
+    assert (receiver.deliveries[0].verified, len(receiver.deliveries[0].body)) == (True, len(body))
+
+
+def test_a_delivery_past_the_receivers_limit_is_answered_413_unread(
+    receiver_factory: type[WebhookReceiver],
+) -> None:
+    """A body over 8 MiB gets 413 with a message, and nothing is recorded as delivered."""
+    receiver = receiver_factory(fmt="standard", secret=WHSEC).start()
+    body = b"{" + b" " * (9 << 20) + b"}"
+    with httpx.Client() as client:
+        response = client.post(receiver.url, content=body, headers=standard_headers(WHSEC, time.time(), body))
+    assert response.status_code == 413
+    assert "8 MiB" in response.json()["error"]
+    assert receiver.deliveries == []
