@@ -206,8 +206,7 @@ def _check(budget: _Budget, progress: _Progress, expected_virtual_size: int | No
             f"{expected_virtual_size} bytes"
         )
     _check_refcount_table(budget, header)
-    l2_offsets = _l2_table_offsets(budget, header)
-    progress.l2_tables_total = len(l2_offsets)
+    l2_offsets = _l2_table_offsets(budget, header, progress)
     chosen = _sample(len(l2_offsets), budget.remaining // header.cluster_size)
     progress.sampled = len(chosen) < len(l2_offsets)
     for index in chosen:
@@ -298,6 +297,8 @@ def _check_refcount_table(budget: _Budget, header: _Header) -> None:
     table = budget.read(header.refcount_table_offset, length, "refcount table")
     for index, entry in enumerate(struct.unpack(f">{length // 8}Q", table)):
         offset = entry & _REFTABLE_OFFSET_MASK
+        if offset % header.cluster_size:
+            raise _Failed(f"refcount block {index} at offset {offset:#x} is not aligned to a cluster")
         if offset and offset + header.cluster_size > budget.size:
             raise _Failed(
                 f"refcount block {index} at offset {offset:#x} lies past the end of the object "
@@ -305,7 +306,7 @@ def _check_refcount_table(budget: _Budget, header: _Header) -> None:
             )
 
 
-def _l2_table_offsets(budget: _Budget, header: _Header) -> list[tuple[int, int]]:
+def _l2_table_offsets(budget: _Budget, header: _Header, progress: _Progress) -> list[tuple[int, int]]:
     """Read the L1 table (its entries the virtual size needs) and check where each allocated L2 table lies:
     (L1 index, offset) of each."""
     guest_per_l2 = header.cluster_size * header.l2_entries
@@ -324,11 +325,10 @@ def _l2_table_offsets(budget: _Budget, header: _Header) -> list[tuple[int, int]]
         )
     # Entries past what the virtual size needs map nothing a guest reads: only the needed ones are read.
     table = budget.read(header.l1_table_offset, needed * 8, "L1 table") if needed else b""
-    offsets: list[tuple[int, int]] = []
-    for index, entry in enumerate(struct.unpack(f">{needed}Q", table)):
-        offset = entry & _OFFSET_MASK
-        if not offset:
-            continue
+    entries = struct.unpack(f">{needed}Q", table)
+    offsets = [(index, entry & _OFFSET_MASK) for index, entry in enumerate(entries) if entry & _OFFSET_MASK]
+    progress.l2_tables_total = len(offsets)
+    for index, offset in offsets:
         if offset % header.cluster_size:
             raise _Failed(f"L2 table {index} at offset {offset:#x} is not aligned to a cluster")
         if offset + header.cluster_size > budget.size:
@@ -336,7 +336,6 @@ def _l2_table_offsets(budget: _Budget, header: _Header) -> list[tuple[int, int]]
                 f"L2 table {index} at offset {offset:#x} lies past the end of the object "
                 f"(size {budget.size}): the object is truncated"
             )
-        offsets.append((index, offset))
     return offsets
 
 

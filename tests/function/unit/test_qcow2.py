@@ -68,6 +68,7 @@ def test_extended_l2_and_compressed_entries_pass() -> None:
         (lambda im: set_u32(im.data, 36, 2**31), "l1_size 2147483648 is larger than QEMU allows"),
         (lambda im: set_u32(im.data, 36, 1), "l1_size 1 is too small"),
         (lambda im: set_u64(im.data, 4096, 1 << 40), "refcount block 0 at offset 0x10000000000 lies past"),
+        (lambda im: set_u64(im.data, 4096, 4096 + 512), "refcount block 0 at offset 0x1200 is not aligned"),
         (lambda im: set_u64(im.data, 3 * 4096 + 8, 1 << 30), "L2 table 1 at offset 0x40000000 lies past the end"),
         (lambda im: set_u64(im.data, 3 * 4096 + 8, 4096 * 5 + 512), "L2 table 1 at offset 0x5200 is not aligned"),
     ],
@@ -267,6 +268,7 @@ def test_a_converted_image_passes_and_its_truncation_fails_as_qemu_says(tmp_path
     assert not report.ok
     assert report.failure is not None
     assert "truncated" in report.failure
+    assert report.l2_tables_total >= 1
 
 
 @needs_qemu
