@@ -321,15 +321,8 @@ def _missing(
         f"task vanished while it ran): a timer run at least {wait} s from now looks again and only then calls "
         "it failed (EXPORT_MISSING_CONFIRM_SECONDS); nothing to fix yet"
     )
-    outcome = ImageOutcome(
-        image_id=image_id,
-        status="deferred",
-        task_id=task.task_id if task is not None else None,
-        tos_bucket=dest.bucket,
-        object_key=dest.object_key(image_id),
-        reason=reason,
-        error=ErrorInfo(code=EXPORT_OBJECT_MISSING, message=message, retryable=True),
-    )
+    error = ErrorInfo(code=EXPORT_OBJECT_MISSING, message=message, retryable=True)
+    outcome = _deferred(image_id, dest, task, reason, error)
     return FollowUp(outcome=outcome, next_state=None, sighted=sighted is None)
 
 
@@ -337,17 +330,26 @@ def _unreadable(
     image_id: str, dest: Destination, task: Task | None, head: ObjectUnreadable, said: str
 ) -> ImageOutcome:
     where = f"tos://{dest.bucket}/{dest.object_key(image_id)}"
+    reason = (
+        f"{head.reason}; the export itself may well be fine: grant the function's identity tos:HeadObject "
+        "and tos:GetObject on the bucket (or check the credentials), and a later timer run checks again"
+    )
+    error = ErrorInfo(code="AccessDenied", message=f"{said}; TOS answered 403 for {where}", retryable=True)
+    return _deferred(image_id, dest, task, reason, error)
+
+
+def _deferred(
+    image_id: str, dest: Destination, task: Task | None, reason: str, error: ErrorInfo
+) -> ImageOutcome:
+    """An export in flight that could not be checked this time: its task, object and why."""
     return ImageOutcome(
         image_id=image_id,
         status="deferred",
         task_id=task.task_id if task is not None else None,
         tos_bucket=dest.bucket,
         object_key=dest.object_key(image_id),
-        reason=(
-            f"{head.reason}; the export itself may well be fine: grant the function's identity tos:HeadObject "
-            "and tos:GetObject on the bucket (or check the credentials), and a later timer run checks again"
-        ),
-        error=ErrorInfo(code="AccessDenied", message=f"{said}; TOS answered 403 for {where}", retryable=True),
+        reason=reason,
+        error=error,
     )
 
 

@@ -124,21 +124,25 @@ def _first_of_each_variable(rows: tuple[Refused, ...]) -> tuple[Refused, ...]:
     return tuple(firsts.values())
 
 
-@pytest.mark.parametrize("row", params(_first_of_each_variable(SETTINGS_ROWS + CREDENTIAL_ROWS)))
-def test_a_refused_setting_prints_a_result_and_no_traceback(row: Refused) -> None:
-    """Through ``python -m handler invoke`` (one refused value per variable; tests/function/integration
-    test_entry.py runs every row in process): stdout is the result naming the variable, exit 1, and stderr
-    carries no traceback and no secret."""
-    env = {**ENV, row.variable: row.value}
-    done = subprocess.run(
+def _invoke_direct(env: dict[str, str], *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m handler invoke -`` with one direct event on stdin, in ``env``."""
+    return subprocess.run(
         [sys.executable, "-m", "handler", "invoke", "-"],
         input='{"ImageId": "image-ybqi99s7yq8rx7mnk44b"}',
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
+
+
+@pytest.mark.parametrize("row", params(_first_of_each_variable(SETTINGS_ROWS + CREDENTIAL_ROWS)))
+def test_a_refused_setting_prints_a_result_and_no_traceback(row: Refused) -> None:
+    """Through ``python -m handler invoke`` (one refused value per variable; tests/function/integration
+    test_entry.py runs every row in process): stdout is the result naming the variable, exit 1, and stderr
+    carries no traceback and no secret."""
+    done = _invoke_direct({**ENV, row.variable: row.value}, timeout=60)
     assert done.returncode == 1
     (result,) = json.loads(done.stdout)["results"]
     assert result["error"]["code"] == "ConfigurationError"
@@ -156,15 +160,7 @@ def test_a_credential_file_that_is_a_fifo_prints_a_result_at_once(tmp_path: Path
         **{k: v for k, v in ENV.items() if not k.startswith("VOLCENGINE_")},
         "VOLCENGINE_CREDENTIAL_FILE": str(fifo),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "handler", "invoke", "-"],
-        input='{"ImageId": "image-ybqi99s7yq8rx7mnk44b"}',
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=10,
-        check=False,
-    )
+    done = _invoke_direct(env, timeout=10)
     (result,) = json.loads(done.stdout)["results"]
     assert result["error"]["message"].startswith(f"{fifo}: the credential file is not a regular file")
     assert "Traceback" not in done.stderr
