@@ -48,7 +48,7 @@ from handler.core.tracking import (
     Destination,
     FollowUp,
     decide_follow_up,
-    latest_export_task,
+    latest_export_tasks,
     needs_object,
     sighting_of,
     tracking_of,
@@ -237,8 +237,9 @@ def follow_up(
     outcomes: list[ImageOutcome] = []
     due: list[tuple[Image, Destination, Task | None]] = []
     unseen: list[str] = []
+    latest = latest_export_tasks(tasks)
     for image, dest in exporting:
-        task = latest_export_task(image.image_id, tasks)
+        task = latest.get(image.image_id)
         claim = claim_of(image)
         if claim is not None and claim.fresh(now) and claim.holder != tracker.holder:
             in_flight += 1  # another copy is starting it, or reporting its end

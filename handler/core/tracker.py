@@ -37,7 +37,7 @@ from handler.core.tracking import (
     UNSEEN_KEY,
     Destination,
     TrackingState,
-    latest_export_task,
+    latest_export_tasks,
     state_tags,
     tracking_of,
 )
@@ -303,10 +303,11 @@ class Tracker:
             self._failed.update(dict.fromkeys(claims, error))
             return {}
         held: dict[str, Claim | None] = {}
+        newest = latest_export_tasks(tasks)
         for image_id, claim in claims.items():
             image = after.get(image_id)
             task = decided[image_id]
-            latest = latest_export_task(image_id, tasks)
+            latest = newest.get(image_id)
             same_task = (latest.task_id if latest else None) == (task.task_id if task else None)
             if image is not None and holds(image, claim) and same_task:
                 held[image_id] = claim

@@ -39,7 +39,7 @@ __all__ = [
     "TrackingState",
     "decide_follow_up",
     "duration_s",
-    "latest_export_task",
+    "latest_export_tasks",
     "needs_object",
     "next_state",
     "sighting_of",
@@ -174,17 +174,18 @@ def state_tags(state: TrackingState, dest: Destination | None = None) -> dict[st
     return tags
 
 
-def latest_export_task(image_id: str, tasks: Iterable[Task]) -> Task | None:
-    """The image's most recently created ExportImage task (other types and images are ignored); among tasks
-    created at the same moment, or without a time, the one listed last."""
-    best: tuple[datetime, int] | None = None
-    chosen: Task | None = None
+def latest_export_tasks(tasks: Iterable[Task]) -> dict[str, Task]:
+    """Each image's most recently created ExportImage task, by image id, in one pass (other types are
+    ignored); among an image's tasks created at the same moment, or without a time, the one listed last."""
+    best: dict[str, tuple[datetime, int]] = {}
+    chosen: dict[str, Task] = {}
     for index, task in enumerate(tasks):
-        if task.type != EXPORT_TASK_TYPE or task.resource_id != image_id:
+        if task.type != EXPORT_TASK_TYPE or not task.resource_id:
             continue
         rank = (_aware(task.created_at), index)
-        if best is None or rank >= best:
-            best, chosen = rank, task
+        held = best.get(task.resource_id)
+        if held is None or rank >= held:
+            best[task.resource_id], chosen[task.resource_id] = rank, task
     return chosen
 
 

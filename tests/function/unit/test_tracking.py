@@ -21,7 +21,7 @@ from handler.core.tracking import (
     Destination,
     decide_follow_up,
     duration_s,
-    latest_export_task,
+    latest_export_tasks,
     needs_object,
     next_state,
     sighting_of,
@@ -129,7 +129,7 @@ def test_images_with_the_same_tags_share_a_group_in_first_seen_order() -> None:
 
 
 def test_the_latest_export_task_of_the_image_is_chosen() -> None:
-    """Among the image's tasks, the newest ExportImage one wins; other types and other images are ignored."""
+    """Among each image's tasks, the newest ExportImage one wins; other types are ignored."""
     tasks = [
         task("Failed", Id="t-old", CreatedAt="2026-11-20T08:00:00Z"),
         task("Running", Id="t-new", CreatedAt="2026-11-27T09:00:00Z"),
@@ -137,19 +137,20 @@ def test_the_latest_export_task_of_the_image_is_chosen() -> None:
         task("Succeeded", Id="t-elsewhere", ResourceId="image-other", CreatedAt="2026-11-28T00:00:00Z"),
         task("Succeeded", Id="t-mid", CreatedAt="2026-11-25T08:00:00Z"),
     ]
-    chosen = latest_export_task(IMAGE, tasks)
+    chosen = latest_export_tasks(tasks).get(IMAGE)
     assert chosen is not None
     assert chosen.task_id == "t-new"
-    assert latest_export_task("image-none", tasks) is None
+    assert latest_export_tasks(tasks).get("image-none") is None
+    assert latest_export_tasks(tasks)["image-other"].task_id == "t-elsewhere"  # every image in one pass
 
 
 def test_a_task_without_a_creation_time_loses_to_a_dated_one() -> None:
     """A task with no CreatedAt ranks oldest; between equals the one listed last wins."""
     undated = task("Running", Id="t-undated", CreatedAt="")
     dated = task("Failed", Id="t-dated")
-    assert latest_export_task(IMAGE, [dated, undated]) == dated
+    assert latest_export_tasks([dated, undated])[IMAGE] == dated
     twin = task("Running", Id="t-twin")
-    assert latest_export_task(IMAGE, [dated, twin]) == twin
+    assert latest_export_tasks([dated, twin])[IMAGE] == twin
 
 
 def test_duration_runs_from_created_to_end() -> None:
