@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -175,9 +176,12 @@ def _report(result: InvocationResult) -> None:
             "crc64": outcome.crc64,
             "duration_s": outcome.duration_s,
             "verified": outcome.verified,
+            "verification": outcome.verification,
+            "manifest_key": outcome.manifest_key,
+            "objects": len(outcome.objects) if outcome.objects is not None else None,
         }
         if outcome.error is not None:
-            fields["error"] = outcome.error.model_dump(exclude_none=True)
+            fields["error"] = {k: v for k, v in dataclasses.asdict(outcome.error).items() if v is not None}
         fields = {k: v for k, v in fields.items() if v is not None}
         if outcome.status in ("failed", "export_failed"):
             _log.error("image.outcome", **fields)

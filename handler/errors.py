@@ -11,6 +11,8 @@
     ├── ClearanceExpired          an ExportImage attempt would go out on a task look-up older than the
     │                             clearance window (a Retry-After, a backoff, the rate limit): not sent; the
     │                             image's tasks are looked up again before another attempt
+    ├── ClaimTooSlow              a claim's tags were read and written too far apart to be safe: not held,
+    │                             the export is reported by a later run
     ├── ExportEndedBadly          the follow-up found an export started earlier ended badly (export_failed)
     │   ├── ExportTaskFailed          its ExportImage task Failed
     │   ├── ExportObjectMissing       its task Succeeded but no object is at its key
@@ -21,11 +23,15 @@
         │   ├── ImageNotFound         InvalidImage.NotFound
         │   ├── ImageNotExportable    InvalidImageForExportImage.UnSupported
         │   ├── InvalidParameter      InvalidTOSPrefix.Malformed, MissingParameter.*
-        │   ├── BucketNotFound        InvalidTOSBucket.NotFound
+        │   ├── BucketNotFound        InvalidTOSBucket.NotFound, TOS's NoSuchBucket
+        │   ├── ObjectNotFound        TOS's NoSuchKey: a read found no object under the key
+        │   ├── RangeNotSatisfiable   TOS's InvalidRange (HTTP 416): the object ends before the range
         │   ├── BucketAccessDenied    InvalidTosPutObject.AccessDenied
         │   ├── AuthenticationFailed  InvalidTimestamp, InvalidAccessKey, SignatureDoesNotMatch,
-        │   │                         InvalidSecretToken
+        │   │                         InvalidSecretToken, and TOS's RequestTimeTooSkewed, InvalidAccessKeyId,
+        │   │                         InvalidSecurityToken
         │   └── AccessDenied          AccessDenied
+        │       └── TosAccessDenied       TosAccessDenied.<Action>: TOS refused the function's role
         ├── RetryableApiError     nothing was started, sending again is safe: 5xx, transport before send
         │   ├── ServerError           InternalError, ServiceUnavailable
         │   ├── ResourceLocked        OperationDenied.ResourceLocked: busy (maybe with our own export); a write
@@ -35,10 +41,12 @@
                                   for a write, look the effect up before sending it again
 
 ``ERROR_CODES`` is the one table: each code the exporter reacts to (the ExportImage API's error table and the
-gateway's codes, docs/facts.md §1 and §2, then the transport's and the exporter's own) with its class and the
-one line that tells a person what to do. ``api_error_for`` reads it to type an answer; ``fix_for`` reads it
-for the advice a result or a webhook shows. ``ErrorInfo.code`` stays the API's string: the class decides,
-the string is what the user looks up.
+gateway's codes, docs/facts.md §1 and §2; TOS's, §11 and §15; then the transport's and the exporter's own)
+with its class and the one line that tells a person what to do. ``api_error_for`` reads it to type an
+answer; ``fix_for`` reads it for the advice a result or a webhook shows. ``ErrorInfo.code`` stays the
+API's string: the class decides, the string is what the user looks up. One exception: TOS answers a 403
+``AccessDenied`` whatever it refused, so the TOS client codes it ``TosAccessDenied.<Action>``, whose fix
+names the permission to grant.
 
 Inner code raises these; the entry point catches them once and turns them into results. Messages never
 carry a credential: they name the variable, the file or the field instead.
@@ -59,6 +67,7 @@ __all__ = [
     "BucketAccessDenied",
     "BucketNotFound",
     "BudgetExhausted",
+    "ClaimTooSlow",
     "ClearanceExpired",
     "ConfigurationError",
     "ErrorCode",
@@ -76,11 +85,14 @@ __all__ = [
     "ListingTruncated",
     "MalformedResponse",
     "NoCredentials",
+    "ObjectNotFound",
+    "RangeNotSatisfiable",
     "ResourceLocked",
     "RetryableApiError",
     "ServerError",
     "TerminalApiError",
     "Throttled",
+    "TosAccessDenied",
     "UnknownOutcomeError",
     "api_error_for",
     "error_for",
@@ -139,6 +151,14 @@ class BudgetExhausted(ExporterError):
     """The invocation's time budget ran out before the call could be made: nothing was sent, do it later."""
 
     code = "TimeBudgetExhausted"
+    retryable = True
+
+
+class ClaimTooSlow(ExporterError):
+    """Claims were written too long after their images' tags were read (the API answered slowly): another
+    copy's claim could have landed unseen in between, so they are not held; a later run reports the exports."""
+
+    code = "ClaimTooSlow"
     retryable = True
 
 
@@ -278,7 +298,15 @@ class InvalidParameter(TerminalApiError):
 
 
 class BucketNotFound(TerminalApiError):
-    """``InvalidTOSBucket.NotFound``: no such TOS bucket."""
+    """``InvalidTOSBucket.NotFound`` (ECS) or ``NoSuchBucket`` (TOS): no such TOS bucket."""
+
+
+class ObjectNotFound(TerminalApiError):
+    """``NoSuchKey``: TOS has no object under the key a read named."""
+
+
+class RangeNotSatisfiable(TerminalApiError):
+    """``InvalidRange`` (HTTP 416): the object ends before the range a read asked for."""
 
 
 class BucketAccessDenied(TerminalApiError):
@@ -293,17 +321,23 @@ class AccessDenied(TerminalApiError):
     """The gateway knows the caller, who lacks a permission for the action."""
 
 
+class TosAccessDenied(AccessDenied):
+    """TOS refused the function's role an action (HTTP 403, ``AccessDenied``); the code names the action
+    (``TosAccessDenied.PutObject``), so that its fix names the permission to grant."""
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorCode:
     """One row of the table: the class a code becomes, what to do about it, and who says it.
 
-    ``source``: ``api`` (the ExportImage API's error table), ``gateway`` (any OpenAPI action), ``transport``
-    (the HTTP exchange itself) or ``exporter`` (the exporter's own errors). Only ``api`` and ``gateway``
-    codes type an answer; the others are listed for their advice."""
+    ``source``: ``api`` (the ExportImage API's error table), ``gateway`` (any OpenAPI action), ``tos`` (TOS's
+    answers; a 403 is coded by the action it refused), ``transport`` (the HTTP exchange itself) or
+    ``exporter`` (the exporter's own errors). Only ``api``, ``gateway`` and ``tos`` codes type an answer;
+    the others are listed for their advice."""
 
     kind: type[ExporterError]
     fix: str
-    source: Literal["api", "gateway", "transport", "exporter"]
+    source: Literal["api", "gateway", "tos", "transport", "exporter"]
 
     @property
     def retryable(self) -> bool:
@@ -316,6 +350,8 @@ _THROTTLED = "the API is throttling: a later run retries it; lower VOLCENGINE_MA
 _UNREACHABLE = "check the function's network access to VOLCENGINE_ENDPOINT; a later run retries it"
 _ANSWER_LOST = "no answer came: a later run checks whether the export started before retrying"
 _BAD_KEYS = "check the access key (VOLCENGINE_ACCESS_KEY or the function's role)"
+_REFRESH_STS = "refresh the STS token (VOLCENGINE_SESSION_TOKEN or the role's credential file)"
+_TOS_GRANT = "grant the function's role {} on the bucket (IAM policy)"
 
 # Every error code the exporter reacts to. A code not listed is typed by its HTTP status (see api_error_for).
 ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
@@ -363,11 +399,7 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
             "check the secret key paired with the access key (VOLCENGINE_SECRET_KEY)",
             "gateway",
         ),
-        "InvalidSecretToken": ErrorCode(
-            AuthenticationFailed,
-            "refresh the STS token (VOLCENGINE_SESSION_TOKEN or the role's credential file)",
-            "gateway",
-        ),
+        "InvalidSecretToken": ErrorCode(AuthenticationFailed, _REFRESH_STS, "gateway"),
         "AccessDenied": ErrorCode(
             AccessDenied,
             "grant the function's identity ecs:ExportImage, ecs:DescribeImages, ecs:DescribeTasks, "
@@ -376,6 +408,32 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
         ),
         "FlowLimitExceeded": ErrorCode(Throttled, _THROTTLED, "gateway"),
         "HTTP429": ErrorCode(Throttled, _THROTTLED, "gateway"),
+        # TOS's answers (docs/facts.md §11 and §15); a 403 AccessDenied is coded by the action it refused
+        "NoSuchBucket": ErrorCode(
+            BucketNotFound, "create the bucket or fix EXPORT_TOS_BUCKET (same region as TOS_ENDPOINT)", "tos"
+        ),
+        "NoSuchKey": ErrorCode(
+            ObjectNotFound,
+            "the object is not in the bucket: check its lifecycle rules and who deletes objects",
+            "tos",
+        ),
+        "InvalidRange": ErrorCode(
+            RangeNotSatisfiable,
+            "the object ends before the range read: it was cut or replaced while it was read; "
+            "name the image in an event to export it again",
+            "tos",
+        ),
+        "RequestTimeTooSkewed": ErrorCode(
+            AuthenticationFailed, "sync the clock: TOS refuses a request signed far from its own time", "tos"
+        ),
+        "InvalidAccessKeyId": ErrorCode(AuthenticationFailed, _BAD_KEYS, "tos"),
+        "InvalidSecurityToken": ErrorCode(AuthenticationFailed, _REFRESH_STS, "tos"),
+        "TosAccessDenied.GetObject": ErrorCode(TosAccessDenied, _TOS_GRANT.format("tos:GetObject"), "tos"),
+        "TosAccessDenied.PutObject": ErrorCode(TosAccessDenied, _TOS_GRANT.format("tos:PutObject"), "tos"),
+        "TosAccessDenied.DeleteObject": ErrorCode(
+            TosAccessDenied, _TOS_GRANT.format("tos:DeleteObject"), "tos"
+        ),
+        "TosAccessDenied.HeadBucket": ErrorCode(TosAccessDenied, _TOS_GRANT.format("tos:HeadBucket"), "tos"),
         # The HTTP exchange (handler.adapters.openapi)
         # Not sent: the server was never reached
         "ConnectError": ErrorCode(RetryableApiError, _UNREACHABLE, "transport"),
@@ -410,6 +468,11 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
         ),
         "InvalidObjectName": ErrorCode(
             InvalidParameter, "the object's key must be non-empty and have no '.' or '..' segment", "exporter"
+        ),
+        "ObjectTooLarge": ErrorCode(
+            InvalidParameter,
+            "the function writes small objects only (5 MiB at most in one PutObject): this one is larger",
+            "exporter",
         ),
         "InvalidTagKey.Malformed": ErrorCode(
             InvalidParameter, "a tag key is 1-128 characters and does not start with volc: or sys:", "gateway"
@@ -446,6 +509,12 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
             ListingTruncated,
             "the scan read the most pages it reads and more images were listed: narrow it with "
             "ImageNamePrefix or Tags in the timer payload (the newest images are exported first)",
+            "exporter",
+        ),
+        "ClaimTooSlow": ErrorCode(
+            ClaimTooSlow,
+            "nothing to do if it passes: the API answered too slowly to claim the export's report safely, so a "
+            "later run reports it; if it persists, raise VOLCENGINE_MAX_RPS or EXPORT_CLAIM_SETTLE_SECONDS",
             "exporter",
         ),
         "ClearanceExpired": ErrorCode(
@@ -498,7 +567,7 @@ def api_error_for(
     """Build the typed error for an API error answer: the table decides, else the HTTP status does."""
     known = ERROR_CODES.get(code)
     kind: type[ApiError]
-    if known is not None and known.source in ("api", "gateway") and issubclass(known.kind, ApiError):
+    if known is not None and known.source in ("api", "gateway", "tos") and issubclass(known.kind, ApiError):
         kind = known.kind
     elif http_status == 429:
         kind = Throttled

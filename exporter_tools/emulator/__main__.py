@@ -1,5 +1,5 @@
 """``exporter-tools emulator`` (or ``python -m exporter_tools.emulator``): the local ECS and veFaaS OpenAPI,
-and TOS HeadObject on the same port, on 127.0.0.1 until interrupted (Ctrl-C or SIGTERM).
+and a small TOS (HeadObject, GetObject, PutObject, ListObjectsV2…) on the same port, on 127.0.0.1 until interrupted (Ctrl-C or SIGTERM).
 
 Its first line on stdout is ``emulator listening on ENDPOINT``; then ready-to-paste ``export`` lines that
 point ``python -m handler invoke`` at it (endpoint, key pair, region, bucket).
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="exporter-tools emulator",
         description=(
             "A local ECS OpenAPI (ExportImage, DescribeImages, DescribeTasks, TagResources, UntagResources) "
-            "and TOS HeadObject (path-style) on 127.0.0.1, with signature checks and optional faults. Point the "
+            "and TOS object requests (path-style) on 127.0.0.1, with signature checks and optional faults. Point the "
             "function at it with VOLCENGINE_ENDPOINT (and TOS_ENDPOINT)."
         ),
     )

@@ -138,8 +138,10 @@ class SideService(Protocol):
         """True for a request this service answers rather than the gateway."""
         ...
 
-    def answer(self, *, method: str, target: str, headers: Mapping[str, str], loopback: bool) -> SideReply:
-        """The reply to one request ``claims`` accepted."""
+    def answer(
+        self, *, method: str, target: str, headers: Mapping[str, str], loopback: bool, body: bytes = b""
+    ) -> SideReply:
+        """The reply to one request ``claims`` accepted (``body``: the request's)."""
         ...
 
     def stats(self) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The emulated ECS API: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources`` and
-``UntagResources`` (Version 2020-04-01), with the exported objects served as TOS ``HeadObject`` on the same port.
+``UntagResources`` (Version 2020-04-01), with a small TOS object store (the exported files) on the same port.
 
 Every answer comes from state, never from a script: an error of the ExportImage API's error table
 (docs/facts.md §1) arises when the account holds what causes it (no such image or bucket, an image that is
@@ -9,11 +9,23 @@ Export tasks go ``Pending`` → ``Running`` → ``Succeeded`` over ``task_second
 time whenever they are looked at (no timers; ``exporter_tools.emulator.records``); a creating image becomes
 available the same way. An export
 ends as the image's ``export_outcome`` says (fleet file, or ``set_export_outcome``): ``succeeded`` writes the
-object ``<prefix>_<ImageId>_system.qcow2`` to the task's bucket when the task Succeeds; ``failed`` makes the
+object ``<prefix>_<ImageId>_system.qcow2`` to the task's bucket when the task Succeeds, and for an image
+with data disks ``<prefix>_<ImageId>_data<N>.qcow2`` beside it for each (N from 1, in the order of the
+image's ``Snapshots``; the real naming is not published, docs/facts.md §16), each a qcow2 file of its disk's
+virtual size (``exporter_tools.emulator.qcow2_image``); ``failed`` makes the
 task Fail halfway through (``Process`` stays where it was, ``EndAt`` set); ``no_object`` Succeeds without the
 object. Tags live on the images (``exporter_tools.emulator.tags`` checks the requests); a fleet with
 ``tagging_allowed: false`` (or ``tagging_allowed = False`` on the service) answers 403 ``AccessDenied``, and
 ``refuse_tag`` makes one image refuse one tag value (a retag that keeps failing).
+
+Knobs for the files and the buckets (on ``EcsService``, and ``EcsEmulator`` passes them on):
+``set_export_damage(image, damage, disk="system")`` spoils one disk's file (``system``, ``data1``…) of the
+image's next exports until set to None, one kind per check the function makes
+(``exporter_tools.emulator.qcow2_image``): ``truncated`` (the file ends before its last clusters),
+``garbage`` (bad magic), ``wrong_virtual_size``, ``l2_past_end``, ``data_past_end``, ``dirty`` (v3 dirty bit),
+``encrypted``, ``tiny`` (a sound file under 1 MiB: the system-object size rule), or ``missing_data_disk`` (that
+data disk's file is not written). ``set_bucket_access(bucket, access)``: ``read-write``, ``read-only``
+(PutObject and DeleteObject answer 403 ``AccessDenied``) or ``none`` (every TOS request does).
 
 ``EcsEmulator`` is the ECS service behind the local gateway (``exporter_tools.emulator.server``)::
 
@@ -21,6 +33,8 @@ object. Tags live on the images (``exporter_tools.emulator.tags`` checks the req
         emu.endpoint                   # "http://127.0.0.1:PORT": VOLCENGINE_ENDPOINT
         emu.export_tasks_by_image()    # {"image-…": 1, …}
         emu.tos.remove_object("demo-exports", "imgexport_image-…_system.qcow2")  # it vanishes
+        emu.set_export_damage("image-…", "truncated")  # its next export's system file is cut short
+        emu.set_bucket_access("demo-exports", "read-only")  # PutObject answers 403
         emu.stats()                    # requests by action and status, throttled, peak_rps, …
 """
 
@@ -36,9 +50,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from exporter_tools.emulator.api import ApiAnswer, ApiCall, Faults
-from exporter_tools.emulator.fleet import ExportOutcome, Fleet, FleetImage, demo_fleet
+from exporter_tools.emulator.fleet import (
+    EXPORT_DAMAGES,
+    BucketAccess,
+    ExportDamage,
+    ExportOutcome,
+    Fleet,
+    FleetImage,
+    demo_fleet,
+)
+from exporter_tools.emulator.object_store import ObjectStore, StoredObject
 from exporter_tools.emulator.query import InvalidRequest, listed, page, page_size, tag_filters, tag_matches
-from exporter_tools.emulator.records import ImageRecord, TaskRecord, format_time, written_objects
+from exporter_tools.emulator.records import ImageRecord, TaskRecord, disk_labels, export_writes, format_time
 from exporter_tools.emulator.server import OpenApiEmulator
 from exporter_tools.emulator.tags import (
     TAG_POLICY_CODE,
@@ -47,7 +70,7 @@ from exporter_tools.emulator.tags import (
     parse_tag_resources,
     parse_untag_resources,
 )
-from exporter_tools.emulator.tos import StoredObject, TosService
+from exporter_tools.emulator.tos import BUCKET_ACCESS, TosService
 from handler.adapters.signing import Credentials
 
 __all__ = ["API_VERSION", "EcsEmulator", "EcsService", "Faults", "format_time"]
@@ -81,12 +104,14 @@ class EcsService:
         self._lock = threading.Lock()
         self._images: dict[str, ImageRecord] = {}
         self._buckets: dict[str, bool] = {}
-        self._readable: dict[str, bool] = {}
+        self._access: dict[str, BucketAccess] = {}
         self.tagging_allowed = fleet.tagging_allowed
         self._tasks: list[TaskRecord] = []
+        self._tasks_of: dict[str, list[TaskRecord]] = {}  # by resource (image) id, for the lock check
         self._exports: Counter[str] = Counter()
         self._tag_refusals: list[TagRefusal] = []
         self._rng = random.Random(seed)  # noqa: S311 - ids, not secrets
+        self.objects = ObjectStore()  # the TOS buckets' objects, written as export tasks are created
         self.reset()
 
     def reset(self) -> None:
@@ -96,7 +121,7 @@ class EcsService:
             self._rng = random.Random(self._seed)  # noqa: S311 - ids, not secrets
             self._images = {spec.id: ImageRecord.from_spec(spec, now) for spec in self.fleet.images}
             self._buckets = {bucket.name: bucket.put_allowed for bucket in self.fleet.buckets}
-            self._readable = {bucket.name: bucket.read_allowed for bucket in self.fleet.buckets}
+            self._access = {bucket.name: bucket.access for bucket in self.fleet.buckets}
             self.tagging_allowed = self.fleet.tagging_allowed
             self._tasks = [
                 TaskRecord(
@@ -111,6 +136,10 @@ class EcsService:
                 )
                 for task in self.fleet.tasks
             ]
+            self._tasks_of = {}
+            self.objects.clear()
+            for task in self._tasks:
+                self._record(task)
             self._exports = Counter()
             self._tag_refusals = []
 
@@ -177,8 +206,10 @@ class EcsService:
                 bucket=bucket,
                 prefix=prefix,
                 outcome=image.export_outcome,
+                damage=dict(image.export_damage),
             )
             self._tasks.append(task)
+            self._record(task)
             self._exports[image_id] += 1
         return ApiAnswer.ok({"TaskId": task.task_id}, committed=True)
 
@@ -209,7 +240,7 @@ class EcsService:
                 "InvalidTosPutObject.AccessDenied",
                 f"ECS is not allowed tos:PutObject on the bucket {bucket}",
             )
-        if any(t.resource_id == image_id and t.progress(now)[0] in _ACTIVE for t in self._tasks):
+        if any(t.progress(now)[0] in _ACTIVE for t in self._tasks_of.get(image_id, ())):
             raise InvalidRequest(
                 412,
                 "OperationDenied.ResourceLocked",
@@ -313,12 +344,36 @@ class EcsService:
                 raise KeyError(msg)
             self._images[image_id].export_outcome = outcome
 
+    def set_export_damage(self, image_id: str, damage: ExportDamage | None, *, disk: str = "system") -> None:
+        """How the file of ``disk`` (``system``, or ``data1``, ``data2``… in snapshot order) of the image's next
+        exports is spoilt, until set again (None: sound); tasks already created keep theirs. Each kind trips one
+        check the function makes (``exporter_tools.emulator.qcow2_image``): ``truncated``, ``garbage``,
+        ``wrong_virtual_size``, ``l2_past_end``, ``data_past_end``, ``dirty``, ``encrypted``, ``tiny`` (under
+        1 MiB), or ``missing_data_disk`` (a data disk's file is not written)."""
+        if damage is not None and damage not in EXPORT_DAMAGES:
+            msg = f"damage must be one of {', '.join(EXPORT_DAMAGES)} or None, not {damage!r}"
+            raise ValueError(msg)
+        with self._lock:
+            if image_id not in self._images:
+                msg = f"no image {image_id} in the fleet"
+                raise KeyError(msg)
+            image = self._images[image_id]
+            labels = [label for label, _ in disk_labels(image.spec)]
+            if disk not in labels:
+                msg = f"the image {image_id} has the disks {', '.join(labels)}, not {disk!r}"
+                raise ValueError(msg)
+            if damage == "missing_data_disk" and disk == "system":
+                msg = "missing_data_disk spoils a data disk: name one (disk='data1')"
+                raise ValueError(msg)
+            if damage is None:
+                image.export_damage.pop(disk, None)
+            else:
+                image.export_damage[disk] = damage
+
     def exported_objects(self) -> dict[tuple[str, str], StoredObject]:
         """The objects export tasks have written so far, by (bucket, key): a task that Succeeded with the
         outcome ``succeeded`` wrote ``<prefix>_<ImageId>_system.qcow2`` when it ended, of the image's size."""
-        now = self._clock()
-        with self._lock:
-            return written_objects(self._tasks, self._images, now)
+        return self.objects.exported(self._clock())
 
     def object_storage(
         self,
@@ -327,11 +382,11 @@ class EcsService:
         region: str,
         clock: Callable[[], datetime],
     ) -> TosService:
-        """The TOS side of this account: HeadObject on the objects its export tasks wrote, signed with the
-        key pairs ``credentials_for`` accepts (the gateway's ``accepted_key``)."""
+        """The TOS side of this account: the objects its export tasks wrote and those put through it, signed
+        with the key pairs ``credentials_for`` accepts (the gateway's ``accepted_key``)."""
         return TosService(
-            objects=self.exported_objects,
-            bucket_access=self.bucket_access,
+            store=self.objects,
+            bucket_access=self.bucket_mode,
             credentials_for=credentials_for,
             region=region,
             clock=clock,
@@ -340,8 +395,36 @@ class EcsService:
 
     def bucket_access(self, bucket: str) -> bool | None:
         """Whether the caller's role may read the bucket's objects; None when there is no such bucket."""
+        mode = self.bucket_mode(bucket)
+        return None if mode is None else mode != "none"
+
+    def bucket_mode(self, bucket: str) -> BucketAccess | None:
+        """What the caller's role may do in the bucket (``read-write``, ``read-only``, ``none``); None when
+        there is no such bucket."""
         with self._lock:
-            return self._readable.get(bucket)
+            return self._access.get(bucket)
+
+    def set_bucket_access(self, bucket: str, access: BucketAccess) -> None:
+        """From now on the caller's role may do ``access`` in the bucket: ``read-write``, ``read-only``
+        (PutObject and DeleteObject answer 403 ``AccessDenied``) or ``none`` (every TOS request does). ECS's
+        own right to export there (``put_allowed``) is apart. ``reset`` forgets it."""
+        if access not in BUCKET_ACCESS:
+            msg = f"access must be one of {', '.join(BUCKET_ACCESS)}, not {access!r}"
+            raise ValueError(msg)
+        with self._lock:
+            if bucket not in self._access:
+                msg = f"no bucket {bucket} in the fleet"
+                raise KeyError(msg)
+            self._access[bucket] = access
+
+    def _record(self, task: TaskRecord) -> None:
+        """Index ``task`` by its image and put the objects it writes in the store, due when it ends: the lock
+        is held."""
+        self._tasks_of.setdefault(task.resource_id, []).append(task)
+        image = self._images.get(task.resource_id)
+        if image is not None:
+            for found in export_writes(task, image):
+                self.objects.write(found, exported=True)
 
     def _new_task_id(self) -> str:
         return "t-" + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(20))
@@ -389,3 +472,15 @@ class EcsEmulator(OpenApiEmulator):
     def export_tasks_by_image(self) -> dict[str, int]:
         """How many export tasks ExportImage created for each image (tasks from the fleet file not counted)."""
         return self.ecs.export_tasks_by_image()
+
+    def set_export_outcome(self, image_id: str, outcome: ExportOutcome) -> None:
+        """``EcsService.set_export_outcome``: how the image's next exports end."""
+        self.ecs.set_export_outcome(image_id, outcome)
+
+    def set_export_damage(self, image_id: str, damage: ExportDamage | None, *, disk: str = "system") -> None:
+        """``EcsService.set_export_damage``: how a disk's file of the image's next exports is spoilt."""
+        self.ecs.set_export_damage(image_id, damage, disk=disk)
+
+    def set_bucket_access(self, bucket: str, access: BucketAccess) -> None:
+        """``EcsService.set_bucket_access``: ``read-write``, ``read-only`` or ``none`` for the caller's role."""
+        self.ecs.set_bucket_access(bucket, access)

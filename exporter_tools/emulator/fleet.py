@@ -20,6 +20,9 @@ scan's lookback window sees the same images today as on the day the file was wri
       "tagging_allowed": true
     }
 
+An image may have data disks (``"data_disks": [100, 200]``, sizes in GiB, in snapshot order), and say its
+``architecture`` (amd64, arm64), ``boot_mode`` (BIOS, UEFI), ``platform_version``, ``os_name`` and
+``description``; DescribeImages reports the disks as ``Snapshots`` (docs/facts.md §16).
 ``export_outcome`` says how an export of the image ends: ``succeeded`` (the task Succeeds and the object
 appears in TOS), ``failed`` (the task Fails) or ``no_object`` (the task Succeeds, no object appears).
 A task with a ``bucket`` (and ``prefix``) is an earlier export to that destination: one that Succeeded wrote
@@ -34,6 +37,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from exporter_tools.emulator.qcow2_image import DAMAGES, Damage
 
 __all__ = [
     "DEMO_FLEET_PATH",
@@ -54,6 +59,10 @@ Visibility = Literal["private", "public", "shared"]
 TaskType = Literal["ExportImage", "CopyImage", "ImportImage", "CreateImage", "PreheatImage"]
 TaskStatus = Literal["Pending", "Running", "Succeeded", "Failed"]
 ExportOutcome = Literal["succeeded", "failed", "no_object"]
+# How an export's file of one disk is spoilt (exporter_tools.emulator.qcow2_image), or left unwritten.
+ExportDamage = Damage | Literal["missing_data_disk"]
+EXPORT_DAMAGES: tuple[str, ...] = (*DAMAGES, "missing_data_disk")
+BucketAccess = Literal["read-write", "read-only", "none"]  # what the caller's role may do in a bucket
 
 
 class _Strict(BaseModel):
@@ -75,16 +84,33 @@ class FleetImage(_Strict):
     os_type: Literal["Linux", "Windows"] = "Linux"
     platform: str = "Ubuntu"
     size_gb: Annotated[int, Field(ge=1)] = 40
+    # The data disks of a whole-machine image, sizes in GiB, in snapshot order: an export writes a file for each.
+    data_disks: tuple[Annotated[int, Field(ge=1)], ...] = ()
+    architecture: Literal["amd64", "arm64"] = "amd64"
+    boot_mode: Literal["BIOS", "UEFI"] = "BIOS"
+    platform_version: str = "22.04"
+    os_name: str = ""  # "" → "<platform> <platform_version> 64 bit"
+    description: str = ""
     export_outcome: ExportOutcome = "succeeded"
 
 
 class FleetBucket(_Strict):
     """A TOS bucket; ``put_allowed: false`` is a bucket ECS may not write to (no tos:PutObject);
-    ``read_allowed: false`` one whose objects the caller's role may not read (HeadObject answers 403)."""
+    ``read_allowed: false`` one whose objects the caller's role may not read (every TOS request answers 403);
+    ``write_allowed: false`` one where the caller's role may read but not write (PutObject and DeleteObject
+    answer 403)."""
 
     name: Annotated[str, Field(min_length=3, max_length=63)]
     put_allowed: bool = True
     read_allowed: bool = True
+    write_allowed: bool = True
+
+    @property
+    def access(self) -> BucketAccess:
+        """What the caller's role may do in the bucket."""
+        if not self.read_allowed:
+            return "none"
+        return "read-write" if self.write_allowed else "read-only"
 
 
 class FleetTask(_Strict):

@@ -111,7 +111,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self.send_response(reply.status)
+        # send_response would add its own Date (the real clock): an answer that carries one keeps only it.
+        self.send_response_only(reply.status)
+        self.send_header("Server", self.version_string())
+        if not any(name.lower() == "date" for name, _ in reply.headers):
+            self.send_header("Date", self.date_time_string())
         for name, value in reply.headers:
             self.send_header(name, value)
         if not any(name.lower() == "content-length" for name, _ in reply.headers):

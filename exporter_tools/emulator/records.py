@@ -3,19 +3,23 @@ looked at (no timers), and the objects the export tasks wrote. ``ecs`` holds the
 
 An export task goes ``Pending`` (the first fifth of its time) → ``Running`` → ``Succeeded``; with the
 outcome ``failed`` it Fails halfway through (``Process`` stays where it was, ``EndAt`` set). A task that
-Succeeds with the outcome ``succeeded`` writes ``<prefix>_<ImageId>_system.qcow2`` to its bucket as it ends.
+Succeeds with the outcome ``succeeded`` writes ``<prefix>_<ImageId>_system.qcow2`` to its bucket as it ends,
+and ``<prefix>_<ImageId>_data<N>.qcow2`` for each data disk (N from 1, in snapshot order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from exporter_tools.emulator.api import CHINA_STANDARD_TIME
-from exporter_tools.emulator.fleet import ExportOutcome, FleetImage
-from exporter_tools.emulator.tos import StoredObject, export_object_key
+from exporter_tools.emulator.fleet import ExportDamage, ExportOutcome, FleetImage
+from exporter_tools.emulator.object_store import StoredObject
+from exporter_tools.emulator.qcow2_image import qcow2_layout
+from exporter_tools.emulator.tos import data_disk_object_key, export_object_key
 
 __all__ = [
     "FAILED_AT",
@@ -23,13 +27,32 @@ __all__ = [
     "PENDING_SHARE",
     "ImageRecord",
     "TaskRecord",
+    "disk_labels",
+    "disks_of",
+    "export_writes",
     "format_time",
-    "written_objects",
+    "snapshot_id",
 ]
 
 PENDING_SHARE = 0.2  # the first fifth of an export task's time is Pending, the rest Running
 FAILED_AT = 0.5  # a failing export task fails halfway through its time
 GIB = 1 << 30
+
+
+def disks_of(spec: FleetImage) -> list[tuple[str, int]]:
+    """The image's disks in snapshot order, as (VolumeKind, size in GiB): the system disk, then each data disk."""
+    return [("system", spec.size_gb), *(("data", size) for size in spec.data_disks)]
+
+
+def disk_labels(spec: FleetImage) -> list[tuple[str, int]]:
+    """The image's disks in snapshot order, as (label, size in GiB): ``system``, then ``data1``, ``data2``…"""
+    return [("system", spec.size_gb), *((f"data{n}", size) for n, size in enumerate(spec.data_disks, 1))]
+
+
+def snapshot_id(image_id: str, number: int) -> str:
+    """A stable id for the image's snapshot ``number`` (0 is the system disk's), shaped as ECS writes one."""
+    digest = hashlib.sha256(f"{image_id}/{number}".encode()).hexdigest()
+    return "snap-" + digest[:20]
 
 
 def format_time(moment: datetime) -> str:
@@ -46,6 +69,7 @@ class ImageRecord:
     ready_at: datetime | None  # when a creating image becomes available; None: never
     tags: dict[str, str] = field(default_factory=dict)
     export_outcome: ExportOutcome = "succeeded"
+    export_damage: dict[str, ExportDamage] = field(default_factory=dict)  # by disk: "system", "data1"…
 
     @classmethod
     def from_spec(cls, spec: FleetImage, now: datetime) -> ImageRecord:
@@ -72,16 +96,22 @@ class ImageRecord:
         return {
             "ImageId": spec.id,
             "ImageName": spec.name or spec.id,
-            "Description": "",
+            "Description": spec.description,
             "Status": self.status(now),
             "Visibility": spec.visibility,
             "CreatedAt": format_time(self.created_at),
             "UpdatedAt": format_time(updated),
             "Size": spec.size_gb,
             "OsType": spec.os_type,
-            "OsName": spec.platform,
+            "OsName": spec.os_name or f"{spec.platform} {spec.platform_version} 64 bit",
             "Platform": spec.platform,
-            "Architecture": "amd64",
+            "PlatformVersion": spec.platform_version,
+            "Architecture": spec.architecture,
+            "BootMode": spec.boot_mode,
+            "Snapshots": [
+                {"SnapshotId": snapshot_id(spec.id, number), "Size": size, "VolumeKind": kind}
+                for number, (kind, size) in enumerate(disks_of(spec))
+            ],
             "ProjectName": "default",
             "Tags": [{"Key": key, "Value": value} for key, value in self.tags.items()],
         }
@@ -100,6 +130,7 @@ class TaskRecord:
     bucket: str = ""  # an ExportImage task's destination
     prefix: str = ""
     outcome: ExportOutcome = "succeeded"
+    damage: Mapping[str, ExportDamage] = field(default_factory=dict)  # how its files are spoilt, by disk
 
     def progress(self, now: datetime) -> tuple[str, int, datetime | None]:
         """Status, percent done and end time (None while it runs), as of ``now``."""
@@ -131,21 +162,25 @@ class TaskRecord:
         }
 
 
-def written_objects(
-    tasks: Iterable[TaskRecord], images: Mapping[str, ImageRecord], now: datetime
-) -> dict[tuple[str, str], StoredObject]:
-    """The objects the export tasks have written by ``now``, by (bucket, key), each of its image's size; the
-    latest write of a key wins."""
-    objects: dict[tuple[str, str], StoredObject] = {}
-    for task in tasks:
-        if not task.bucket or task.outcome != "succeeded":
+def export_writes(task: TaskRecord, image: ImageRecord) -> list[StoredObject]:
+    """The objects an export task writes, stamped with the moment it ends (known when it is created): none
+    unless it has a destination and Succeeds with the outcome ``succeeded``; each a qcow2 file of its image's
+    virtual size (``exporter_tools.emulator.qcow2_image``)."""
+    if not task.bucket or task.outcome != "succeeded":
+        return []
+    status, _, end = task.progress(task.created_at + timedelta(seconds=max(task.duration, 0)))
+    if status != "Succeeded" or end is None:
+        return []
+    image_id = task.resource_id
+    written: list[StoredObject] = []
+    for number, (label, size) in enumerate(disk_labels(image.spec)):
+        damage = task.damage.get(label)
+        if damage == "missing_data_disk":
             continue
-        status, _, end = task.progress(now)
-        if status != "Succeeded" or end is None:
-            continue
-        key = export_object_key(task.prefix, task.resource_id)
-        size = images[task.resource_id].spec.size_gb * GIB
-        earlier = objects.get((task.bucket, key))
-        if earlier is None or earlier.written_at <= end:
-            objects[(task.bucket, key)] = StoredObject(task.bucket, key, size, end)
-    return objects
+        key = (
+            data_disk_object_key(task.prefix, image_id, number)
+            if number
+            else export_object_key(task.prefix, image_id)
+        )
+        written.append(StoredObject(task.bucket, key, qcow2_layout(size * GIB, damage), end))
+    return written

@@ -309,7 +309,7 @@ class OpenApiEmulator:
         path, _, raw_query = target.partition("?")
         side = self.side_service
         if side is not None and side.claims(path=path, headers=headers):
-            reply = side.answer(method=method, target=target, headers=headers, loopback=loopback)
+            reply = side.answer(method=method, target=target, headers=headers, loopback=loopback, body=body)
             return Reply(reply.status, reply.body, reply.headers)
         if path.startswith("/__admin/"):
             return self._admin(method, path, loopback)

@@ -1,55 +1,84 @@
-"""The TOS side of the emulator: signed ``HeadObject`` on the objects export tasks wrote, on the gateway's port.
+"""The TOS side of the emulator: a small object store on the gateway's port, signed as TOS signs.
 
-Requests are path-style (``HEAD /<bucket>/<key>``), as a client sends them to an IP or ``localhost``
-endpoint (docs/facts.md §11). The gateway hands a request to this service when its ``Authorization`` uses
-``TOS4-HMAC-SHA256`` or its path is anything but ``/`` (OpenAPI requests always go to ``/``).
+Requests are path-style (``/<bucket>/<key>``, ``/<bucket>`` or ``/<bucket>/`` for the bucket), as a client
+sends them to an IP or ``localhost`` endpoint, or virtual-hosted (``Host: <bucket>.tos-<region>.volces.com``,
+as the official SDK always sends them; docs/facts.md §11). The gateway hands a request to this service when its
+``Authorization`` uses ``TOS4-HMAC-SHA256`` or its path is anything but ``/`` (OpenAPI requests always go to
+``/``). The signature is checked as TOS does (``exporter_tools.emulator.tos_auth``).
 
-The signature is checked as TOS does (``exporter_tools.emulator.tos_auth``).
+The requests (docs/facts.md §11, §15; the answers' shapes are ``exporter_tools.emulator.tos_answers``'):
 
-Answers follow docs/facts.md §11: ``HeadObject`` gives ``Content-Length``, ``ETag``, ``Last-Modified``,
-``x-tos-hash-crc64ecma`` (a decimal string), ``x-tos-storage-class`` and ``x-tos-request-id``; a key that does
-not exist is 404 with no body; other errors carry the JSON body ``{"Code", "Message", "RequestId", "HostId",
-"EC"}`` (a HEAD answer's body is never sent, as HTTP wants). The error codes are the S3-style ones TOS
-documents in general (``SignatureDoesNotMatch``, ``AccessDenied``, ``NoSuchBucket``, ``NoSuchKey``,
-``RequestTimeTooSkewed``, ``InvalidAccessKeyId``, ``InvalidSecurityToken``); which one TOS picks for each case,
-and the ``EC`` values, are not confirmed. The objects hold no data: ``GET`` of an existing object answers 501.
+- ``HEAD /<bucket>/<key>`` HeadObject: ``Content-Length``, ``ETag``, ``Last-Modified``,
+  ``x-tos-hash-crc64ecma`` (decimal), ``x-tos-storage-class``; 404 with no body when there is no such key.
+- ``GET /<bucket>/<key>`` GetObject: the whole object (200), or with ``Range: bytes=A-B`` the part (206,
+  ``Content-Range: bytes A-B/TOTAL``); a range past the end is 416 ``InvalidRange``.
+- ``PUT /<bucket>/<key>`` PutObject: stores the body (at most ``MAX_PUT_BYTES``, else 400
+  ``EntityTooLarge``); answers ``ETag`` (the body's MD5, quoted) and ``x-tos-hash-crc64ecma``.
+- ``DELETE /<bucket>/<key>`` DeleteObject: 204, also when there is no such key.
+- ``GET /<bucket>/?list-type=2&prefix=…&max-keys=…&continuation-token=…&start-after=…`` ListObjectsV2: keys
+  in order, ``max-keys`` default and cap 1000, an opaque ``NextContinuationToken``; ``delimiter`` is refused
+  (501: the emulator does not group keys).
+- ``HEAD /<bucket>`` HeadBucket: ``x-tos-bucket-region``, ``x-tos-storage-class``, ``x-tos-az-redundancy``;
+  404 when there is no such bucket.
 
-The CRC-64 of an object is the CRC-64/ECMA (as TOS computes it: reflected, initial value and final XOR all
-ones) of its key, a deterministic stand-in for the content the emulator does not have.
+Every answer carries ``Date`` (the emulator's clock) and ``x-tos-request-id``. Errors carry the JSON body
+``{"Code", "Message", "RequestId", "HostId", "Resource", "EC"}`` and the ``x-tos-ec`` header; an answer to a
+HEAD has no body and declares none. The codes are the S3-style ones TOS documents in general
+(``SignatureDoesNotMatch``, ``AccessDenied``, ``NoSuchBucket``, ``NoSuchKey``, ``InvalidRange``,
+``EntityTooLarge``, ``RequestTimeTooSkewed``, ``InvalidAccessKeyId``, ``InvalidSecurityToken``); which one TOS
+picks for each case, and the ``EC`` values, are not confirmed.
+
+What a caller may do in a bucket is its access (``bucket_access(name)``): ``read-write``, ``read-only`` (PUT
+and DELETE are 403 ``AccessDenied``) or ``none`` (everything is 403); no bucket: 404 ``NoSuchBucket``.
+Export tasks write qcow2 files generated range by range (``exporter_tools.emulator.qcow2_image``); objects
+put are kept as bytes. The CRC-64 is the CRC-64/ECMA of the content, as TOS computes it (reflected, initial
+value and final XOR all ones).
 
 ``DELETE /__admin/tos/<bucket>/<key>`` (unsigned, loopback only) or ``remove_object`` makes an object vanish
-(a later export of the same image writes it again); ``GET /__admin/tos`` lists the objects. ``error_rate`` and
+(a later write brings it back); ``GET /__admin/tos`` lists the objects. ``error_rate`` and
 ``throttle_rate`` (attributes, 0 by default) answer a share of the signed requests 500 or 429 at random.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime
-from typing import Any
-from urllib.parse import unquote
+from datetime import datetime
+from typing import Any, Final, get_args
+from urllib.parse import parse_qsl, unquote
 
+from exporter_tools.emulator.fleet import BucketAccess
+from exporter_tools.emulator.object_store import BytesContent, ObjectStore, StoredObject, crc64_ecma
+from exporter_tools.emulator.tos_answers import (
+    MAX_KEYS,
+    TosReply,
+    decode_token,
+    error_reply,
+    http_date,
+    json_reply,
+    listing,
+    object_headers,
+    parse_range,
+)
 from exporter_tools.emulator.tos_auth import TOS_ALGORITHM, verify_tos_signature
 from handler.adapters.signing import Credentials
 
 __all__ = [
     "ADMIN_TOS_PATH",
+    "BUCKET_ACCESS",
+    "MAX_PUT_BYTES",
+    "BucketAccess",
     "StoredObject",
     "TosReply",
     "TosService",
     "crc64_ecma",
+    "data_disk_object_key",
     "export_object_key",
 ]
 
 ADMIN_TOS_PATH = "/__admin/tos"
-_CRC64_ECMA_REFLECTED = 0xC96C5795D7870F42
-_CRC64_TABLE: list[int] = []
 
 
 def export_object_key(prefix: str, image_id: str) -> str:
@@ -57,54 +86,57 @@ def export_object_key(prefix: str, image_id: str) -> str:
     return f"{prefix}_{image_id}_system.qcow2"
 
 
-def crc64_ecma(data: bytes) -> int:
-    """CRC-64/ECMA as TOS reports it (``x-tos-hash-crc64ecma``): reflected, init and xorout all ones."""
-    if not _CRC64_TABLE:
-        for byte in range(256):
-            crc = byte
-            for _ in range(8):
-                crc = (crc >> 1) ^ _CRC64_ECMA_REFLECTED if crc & 1 else crc >> 1
-            _CRC64_TABLE.append(crc)
-    crc = 0xFFFFFFFFFFFFFFFF
-    for byte in data:
-        crc = _CRC64_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFFFFFFFFFF
+def data_disk_object_key(prefix: str, image_id: str, number: int) -> str:
+    """The object the emulator's ExportImage writes for data disk ``number`` (from 1, in snapshot order):
+    ``<prefix>_<ImageId>_data<N>.qcow2``. The real name is not published (docs/facts.md §16): this one
+    follows the system file's and matches ``<prefix>_<ImageId>_*.qcow2``."""
+    return f"{prefix}_{image_id}_data{number}.qcow2"
+
+
+BUCKET_ACCESS: Final[tuple[str, ...]] = get_args(BucketAccess)
+MAX_PUT_BYTES = 8 * 1024 * 1024  # the largest body PutObject keeps: the emulator holds manifests, not disks
+_STORAGE_CLASSES = frozenset(
+    {"STANDARD", "IA", "ARCHIVE_FR", "INTELLIGENT_TIERING", "ARCHIVE", "COLD_ARCHIVE", "DEEP_COLD_ARCHIVE"}
+)
+_WRITES = frozenset({"PUT", "DELETE"})
 
 
 @dataclass(frozen=True, slots=True)
-class StoredObject:
-    """An object an export task wrote: where, how big, when."""
+class _Call:
+    """One signed request, parsed."""
 
+    method: str
+    path: str
+    raw_query: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
     bucket: str
     key: str
-    size_bytes: int
-    written_at: datetime
+    request_id: str
+    now: datetime
 
-    @property
-    def crc64(self) -> int:
-        return crc64_ecma(self.key.encode("utf-8"))
-
-    @property
-    def etag(self) -> str:
-        return '"' + hashlib.md5(self.key.encode("utf-8"), usedforsecurity=False).hexdigest() + '"'
+    def error(self, status: int, code: str, message: str, resource: str | None = None) -> TosReply:
+        resource = resource if resource is not None else f"{self.bucket}/{self.key}".rstrip("/")
+        return error_reply(
+            status, code, message, request_id=self.request_id, resource=resource, method=self.method
+        )
 
 
-@dataclass(frozen=True, slots=True)
-class TosReply:
-    """The HTTP answer to one TOS request; the gateway sends it (without the body for HEAD)."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes = b""
-
-
-# -- the service --------------------------------------------------------------------------------------------
+def _address(path: str, host: str, virtual_host_suffix: str) -> tuple[str, str]:
+    """(bucket, key) of a virtual-hosted request (``Host: <bucket>.tos-<region>.volces.com``) or a path-style
+    one (``/<bucket>/<key>``)."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name.endswith(virtual_host_suffix):
+        return name[: -len(virtual_host_suffix)], unquote(path.lstrip("/"))
+    bucket, _, raw_key = path.lstrip("/").partition("/")
+    return bucket, unquote(raw_key)
 
 
 class TosService:
-    """HeadObject over the objects ``objects()`` reports, minus those removed since they were written.
+    """The requests above over the objects in ``store`` (``exporter_tools.emulator.object_store``).
 
-    ``bucket_access(name)`` says whether the caller may read a bucket (None: no such bucket);
+    ``bucket_access(name)`` is what the caller may do in a bucket (None: no such bucket);
     ``credentials_for(access_key)`` gives the accepted key pair with that access key (the gateway's
     ``accepted_key``, so TOS accepts the keys the OpenAPI side does). Thread-safe."""
 
@@ -113,21 +145,21 @@ class TosService:
     def __init__(
         self,
         *,
-        objects: Callable[[], Mapping[tuple[str, str], StoredObject]],
-        bucket_access: Callable[[str], bool | None],
+        store: ObjectStore,
+        bucket_access: Callable[[str], BucketAccess | None],
         credentials_for: Callable[[str], Credentials | None],
         region: str,
         clock: Callable[[], datetime],
         seed: int | None = None,
     ) -> None:
         self._credentials_for = credentials_for
-        self._objects = objects
+        self.store = store
         self._bucket_access = bucket_access
         self.region = region
+        self._virtual_host_suffix = f".tos-{region}.volces.com"
         self._clock = clock
         self._seed = seed
         self._lock = threading.Lock()
-        self._removed: dict[tuple[str, str], datetime] = {}
         self._requests: dict[str, int] = {}
         self._rng = random.Random(seed)  # noqa: S311 - request ids, not secrets
         # Shares of signed requests answered 500 InternalError / 429 TooManyRequests (off unless set; the
@@ -146,124 +178,226 @@ class TosService:
 
     def objects(self) -> list[StoredObject]:
         """The objects present now, by bucket and key."""
-        with self._lock:
-            removed = dict(self._removed)
-        present = [
-            found
-            for where, found in self._objects().items()
-            if where not in removed or found.written_at > removed[where]
-        ]
-        return sorted(present, key=lambda o: (o.bucket, o.key))
+        return self.store.present(self._clock())
 
     def head(self, bucket: str, key: str) -> StoredObject | None:
         """The object if it is present now."""
-        return next((o for o in self.objects() if (o.bucket, o.key) == (bucket, key)), None)
+        return self.store.get(bucket, key, self._clock())
+
+    def put_object(
+        self, bucket: str, key: str, data: bytes, *, storage_class: str = "STANDARD"
+    ) -> StoredObject:
+        """Store ``data`` under ``key`` now (as PutObject does, without its checks)."""
+        found = StoredObject(bucket, key, BytesContent(data), self._clock(), storage_class)
+        self.store.write(found)
+        return found
 
     def remove_object(self, bucket: str, key: str) -> bool:
-        """Make the object vanish (as if someone deleted it); True when it was there."""
-        present = self.head(bucket, key) is not None
-        with self._lock:
-            self._removed[(bucket, key)] = self._clock()
+        """Make the object vanish (as if someone deleted it) until a later write; True when it was there."""
+        now = self._clock()
+        present = self.store.get(bucket, key, now) is not None
+        self.store.delete(bucket, key, now)
         return present
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"requests": dict(sorted(self._requests.items())), "removed": len(self._removed)}
+            requests = dict(sorted(self._requests.items()))
+        return {"requests": requests, "removed": self.store.deletions()}
 
     def reset(self) -> None:
+        """Forget the requests counted and every change made through TOS (the export tasks' objects stay)."""
+        self.store.forget_changes()
         with self._lock:
-            self._removed.clear()
             self._requests.clear()
             self._rng = random.Random(self._seed)  # noqa: S311 - request ids, not secrets
 
-    def answer(self, *, method: str, target: str, headers: Mapping[str, str], loopback: bool) -> TosReply:
+    def answer(
+        self, *, method: str, target: str, headers: Mapping[str, str], loopback: bool, body: bytes = b""
+    ) -> TosReply:
         """The reply to one request ``claims`` accepted."""
         path, _, raw_query = target.partition("?")
         if path == ADMIN_TOS_PATH or path.startswith(ADMIN_TOS_PATH + "/"):
             return self._admin(method, path, loopback)
-        request_id = self._request_id()
-        reply = self._object_request(method, path, raw_query, headers, request_id)
+        bucket, key = _address(path, headers.get("host", ""), self._virtual_host_suffix)
+        call = _Call(
+            method=method,
+            path=path,
+            raw_query=raw_query,
+            query=dict(parse_qsl(raw_query, keep_blank_values=True)),
+            headers=headers,
+            body=body,
+            bucket=bucket,
+            key=key,
+            request_id=self._request_id(),
+            now=self._clock(),
+        )
+        reply = self._signed_request(call)
+        stamped = (("Date", http_date(call.now)), ("x-tos-request-id", call.request_id))
+        reply = TosReply(reply.status, (*reply.headers, *stamped), reply.body)
         with self._lock:
             label = f"{method} {reply.status}"
             self._requests[label] = self._requests.get(label, 0) + 1
         return reply
 
-    def _object_request(
-        self, method: str, path: str, raw_query: str, headers: Mapping[str, str], request_id: str
-    ) -> TosReply:
+    # -- one signed request -----------------------------------------------------------------------------
+
+    def _signed_request(self, call: _Call) -> TosReply:
+        refused = self._refusal(call) or self._bucket_refusal(call)
+        if refused is not None:
+            return refused
+        if not call.key:
+            return self._bucket_request(call)
+        if call.query:
+            return call.error(501, "NotImplemented", f"the emulator answers {call.method} without a query")
+        action = _OBJECT_ACTIONS.get(call.method)
+        if action is None:
+            return call.error(
+                405, "MethodNotAllowed", f"the emulator does not answer {call.method} on an object"
+            )
+        return action(self, call)
+
+    def _refusal(self, call: _Call) -> TosReply | None:
+        """The error a request gets before anything is looked at: its signature, or an injected fault."""
         problem = verify_tos_signature(
-            method=method,
-            path=path,
-            raw_query=raw_query,
-            headers=headers,
+            method=call.method,
+            path=call.path,
+            raw_query=call.raw_query,
+            headers=call.headers,
             credentials_for=self._credentials_for,
             region=self.region,
-            now=self._clock(),
+            now=call.now,
         )
         if problem is not None:
-            return _error(*problem, request_id=request_id)
+            return call.error(*problem)
         if self._roll(self.throttle_rate):
-            return _error(429, "TooManyRequests", "the request rate is too high (injected)", request_id)
+            return call.error(429, "TooManyRequests", "the request rate is too high (injected)")
         if self._roll(self.error_rate):
-            return _error(
-                500, "InternalError", "an internal error occurred (injected); try again", request_id
-            )
-        bucket, _, raw_key = path.lstrip("/").partition("/")
-        key = unquote(raw_key)
-        if method not in ("HEAD", "GET"):
-            return _error(
-                405, "MethodNotAllowed", f"the emulator answers HEAD and GET, not {method}", request_id
-            )
-        if not bucket or not key:
-            return _error(
-                400, "InvalidArgument", "the emulator serves objects, path-style: /<bucket>/<key>", request_id
-            )
-        return self._object(method, bucket, key, request_id)
+            return call.error(500, "InternalError", "an internal error occurred (injected); try again")
+        return None
 
-    def _object(self, method: str, bucket: str, key: str, request_id: str) -> TosReply:
-        """HEAD or GET of an object, once the request is known to be signed and well formed."""
-        access = self._bucket_access(bucket)
+    def _bucket_refusal(self, call: _Call) -> TosReply | None:
+        """The error a request gets from its bucket: none named, no such bucket, or no access."""
+        if not call.bucket:
+            return call.error(400, "InvalidArgument", "the emulator serves buckets: /<bucket>/<key>")
+        access = self._bucket_access(call.bucket)
         if access is None:
-            return _error(404, "NoSuchBucket", f"the bucket {bucket} does not exist", request_id)
-        if not access:
-            return _error(
-                403, "AccessDenied", f"the caller may not read objects in the bucket {bucket}", request_id
-            )
-        found = self.head(bucket, key)
-        if found is None:
-            if method == "HEAD":
-                return TosReply(404, (("x-tos-request-id", request_id), ("Content-Length", "0")))
-            return _error(404, "NoSuchKey", f"the object {key} does not exist", request_id)
-        if method == "GET":
-            return _error(
-                501, "NotImplemented", "the emulator's objects have no content: use HEAD", request_id
-            )
+            return call.error(404, "NoSuchBucket", f"the bucket {call.bucket} does not exist", call.bucket)
+        writes = call.method in _WRITES
+        if access == "none" or (access == "read-only" and writes):
+            verb = "write" if writes else "read"
+            message = f"the caller may not {verb} objects in the bucket {call.bucket}"
+            return call.error(403, "AccessDenied", message, call.bucket)
+        return None
+
+    def _bucket_request(self, call: _Call) -> TosReply:
+        if call.method == "HEAD" and not call.query:
+            return self._head_bucket()
+        if call.method == "GET" and call.query.get("list-type") == "2":
+            return self._list_objects(call)
+        return call.error(501, "NotImplemented", f"the emulator does not answer {call.method} on a bucket so")
+
+    def _head_bucket(self) -> TosReply:
         return TosReply(
             200,
             (
-                ("Content-Length", str(found.size_bytes)),
-                ("Content-Type", "application/octet-stream"),
-                ("ETag", found.etag),
-                ("Last-Modified", format_datetime(found.written_at.astimezone(UTC), usegmt=True)),
-                ("x-tos-hash-crc64ecma", str(found.crc64)),
+                ("Content-Length", "0"),
+                ("x-tos-bucket-region", self.region),
                 ("x-tos-storage-class", "STANDARD"),
-                ("x-tos-request-id", request_id),
+                ("x-tos-az-redundancy", "single-az"),
+                ("x-tos-bucket-type", "fns"),
             ),
         )
 
+    def _list_objects(self, call: _Call) -> TosReply:
+        query = call.query
+        if query.get("delimiter"):
+            return call.error(
+                501, "NotImplemented", "the emulator does not group keys: list without delimiter"
+            )
+        raw_max = query.get("max-keys", "")
+        if raw_max and not raw_max.isdigit():
+            return call.error(400, "InvalidArgument", f"max-keys must be a whole number, not {raw_max!r}")
+        max_keys = min(int(raw_max), MAX_KEYS) if raw_max else MAX_KEYS
+        prefix, token = query.get("prefix", ""), query.get("continuation-token", "")
+        start_after = query.get("start-after", "")
+        after = start_after
+        if token:
+            last = decode_token(token)
+            if last is None:
+                return call.error(
+                    400, "InvalidArgument", "the continuation-token is not one this bucket gave"
+                )
+            after = max(after, last)
+        found, truncated = self.store.listing(
+            call.bucket, prefix=prefix, after=after, limit=max_keys, now=call.now
+        )
+        page = listing(
+            call.bucket,
+            prefix=prefix,
+            max_keys=max_keys,
+            found=found,
+            truncated=truncated,
+            continuation_token=token,
+            start_after=start_after,
+        )
+        return json_reply(200, page)
+
+    def _read_object(self, call: _Call) -> TosReply:
+        found = self.store.get(call.bucket, call.key, call.now)
+        if found is None:
+            return call.error(404, "NoSuchKey", f"the object {call.key} does not exist")
+        described = object_headers(found)
+        total = found.size_bytes
+        if call.method == "HEAD":
+            return TosReply(200, (("Content-Length", str(total)), *described))
+        asked = call.headers.get("range", "")
+        wanted = parse_range(asked, total)
+        if wanted is None:
+            return TosReply(200, (("Content-Length", str(total)), *described), found.content.read(0, total))
+        if not wanted:
+            reply = call.error(
+                416, "InvalidRange", f"the range {asked!r} lies past the object's {total} bytes"
+            )
+            return TosReply(416, (*reply.headers, ("Content-Range", f"bytes */{total}")), reply.body)
+        part = found.content.read(wanted.start, len(wanted))
+        headers = (
+            ("Content-Length", str(len(part))),
+            ("Content-Range", f"bytes {wanted.start}-{wanted.stop - 1}/{total}"),
+            *described,
+        )
+        return TosReply(206, headers, part)
+
+    def _delete_object(self, call: _Call) -> TosReply:
+        self.store.delete(call.bucket, call.key, call.now)
+        return TosReply(204, ())
+
+    def _put_object(self, call: _Call) -> TosReply:
+        if len(call.body) > MAX_PUT_BYTES:
+            message = f"the emulator keeps bodies up to {MAX_PUT_BYTES} bytes, not {len(call.body)}"
+            return call.error(400, "EntityTooLarge", message)
+        storage_class = call.headers.get("x-tos-storage-class", "STANDARD")
+        if storage_class not in _STORAGE_CLASSES:
+            return call.error(400, "InvalidStorageClass", f"the storage class {storage_class!r} is not TOS's")
+        found = StoredObject(call.bucket, call.key, BytesContent(call.body), call.now, storage_class)
+        self.store.write(found)
+        headers = (("Content-Length", "0"), ("ETag", found.etag), ("x-tos-hash-crc64ecma", str(found.crc64)))
+        return TosReply(200, headers)
+
+    # -- the rest ---------------------------------------------------------------------------------------
+
     def _admin(self, method: str, path: str, loopback: bool) -> TosReply:
         if not loopback:
-            return _json(403, {"error": "the admin paths answer loopback clients only"})
+            return json_reply(403, {"error": "the admin paths answer loopback clients only"})
         if method == "GET" and path == ADMIN_TOS_PATH:
             listed = [
                 {"bucket": o.bucket, "key": o.key, "size_bytes": o.size_bytes, "crc64": str(o.crc64)}
                 for o in self.objects()
             ]
-            return _json(200, {"objects": listed})
+            return json_reply(200, {"objects": listed})
         bucket, _, key = path[len(ADMIN_TOS_PATH) + 1 :].partition("/")
         if method == "DELETE" and bucket and key:
-            return _json(200, {"removed": self.remove_object(bucket, unquote(key))})
-        return _json(404, {"error": f"no admin path {method} {path}"})
+            return json_reply(200, {"removed": self.remove_object(bucket, unquote(key))})
+        return json_reply(404, {"error": f"no admin path {method} {path}"})
 
     def _roll(self, rate: float) -> bool:
         if rate <= 0:
@@ -276,13 +410,9 @@ class TosService:
             return "".join(self._rng.choice("0123456789abcdef") for _ in range(24))
 
 
-def _json(status: int, payload: Mapping[str, Any]) -> TosReply:
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    return TosReply(status, (("Content-Type", "application/json"), ("Content-Length", str(len(body)))), body)
-
-
-def _error(status: int, code: str, message: str, request_id: str) -> TosReply:
-    ec = f"0000-{status:08d}"  # the EC of each case is not known; the shape is TOS's
-    payload = {"Code": code, "Message": message, "RequestId": request_id, "HostId": "tos-emulator", "EC": ec}
-    reply = _json(status, payload)
-    return TosReply(status, (*reply.headers, ("x-tos-request-id", request_id), ("x-tos-ec", ec)), reply.body)
+_OBJECT_ACTIONS: Final[dict[str, Callable[[TosService, _Call], TosReply]]] = {
+    "HEAD": TosService._read_object,
+    "GET": TosService._read_object,
+    "PUT": TosService._put_object,
+    "DELETE": TosService._delete_object,
+}

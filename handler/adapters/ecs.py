@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from handler.adapters.openapi import OpenApiClient
 from handler.errors import (
@@ -57,7 +57,7 @@ TAG_VALUE_LIMIT = 256
 _TAG_KEY = re.compile(r"\A[\w .:/=+\-@]{1,128}\Z")
 _RESERVED_PREFIXES = ("volc:", "sys:")
 
-_M = TypeVar("_M", bound=BaseModel)
+_M = TypeVar("_M", Image, Task)
 
 
 def validate_tag_key(key: str) -> str:
@@ -262,7 +262,7 @@ def _pages_for(items: int) -> int:
 
 def _model(model: type[_M], item: Any, action: str) -> _M:
     try:
-        return model.model_validate(item)
+        return model.from_api(item)
     except ValidationError as exc:
         msg = f"unexpected item in the answer: {exc.error_count()} field error(s)"
         raise MalformedResponse(msg, action=action) from None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +60,7 @@ def exchange(
     url: str,
     *,
     seconds: float,
-    max_bytes: int,
+    max_bytes: int | Callable[[int], int],
     connect_timeout: float | None = None,
     read_timeout: float | None = None,
     content: bytes | None = None,
@@ -70,7 +70,8 @@ def exchange(
     """Send one request and read its answer, all within ``seconds`` (``inf``: per-read timeouts only).
 
     The connect and read timeouts (by default the client's own; none set: no limit but ``seconds``) are
-    clipped to ``seconds``. Raises ``httpx.TransportError`` as httpx does,
+    clipped to ``seconds``. ``max_bytes`` may be a function of the answer's status, for a request whose
+    success and error bodies differ in size (a ranged read takes its range, an error its document). Raises ``httpx.TransportError`` as httpx does,
     and ``httpx.ReadTimeout`` when the answer is still arriving at the deadline. Redirects are not followed.
     """
     connect_timeout = _or_clients(connect_timeout, client.timeout.connect)
@@ -97,7 +98,8 @@ def exchange(
             encoding = response.headers.get("content-encoding", "identity").strip().lower() or "identity"
             body, complete = b"", False
             if encoding == "identity":
-                body, complete = _read_body(response, max_bytes, deadline)
+                limit = max_bytes(response.status_code) if callable(max_bytes) else max_bytes
+                body, complete = _read_body(response, limit, deadline)
             return Answer(
                 status=response.status_code,
                 reason=response.reason_phrase,

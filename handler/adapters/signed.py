@@ -70,14 +70,15 @@ class SignedSender:
         deadline: float,
         idempotent: bool,
         read: Callable[[Answer, Mask], tuple[T, str | None]],
-        max_bytes: int,
+        max_bytes: int | Callable[[int], int],
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         cleared_until: float | None = None,
     ) -> T:
         """Send the request until it is answered or may not be sent again (``retry.may_resend``), never past
         ``deadline`` (a ``clock.monotonic()`` reading); ``read`` turns an answer into the value and its
-        request id, or raises the typed ``ApiError`` it describes. A request is not sent with less than
+        request id, or raises the typed ``ApiError`` it describes; at most ``max_bytes`` of the body are read
+        (a function of the answer's status: ``exchange.exchange``). A request is not sent with less than
         ``MIN_SEND_SECONDS`` left (``BudgetExhausted``).
 
         ``cleared_until`` (a ``clock.monotonic()`` reading; None: no bound): no attempt goes out after it.
@@ -188,7 +189,7 @@ class _Request(Generic[T]):
     method: str
     url: str
     read: Callable[[Answer, Mask], tuple[T, str | None]]
-    max_bytes: int
+    max_bytes: int | Callable[[int], int]
     content: bytes | None
     headers: Mapping[str, str] | None
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
 from handler.models.api import ExportStarted, Image, Task
-from handler.models.objects import HeadResult
+from handler.models.objects import BucketInfo, HeadResult, ListResult, PutResult
 from handler.models.tagging import TaggingReport
 
 __all__ = ["EcsApi", "ObjectStore", "TrackingApi"]
@@ -53,6 +53,26 @@ class TrackingApi(EcsApi, Protocol):
 
 
 class ObjectStore(Protocol):
-    """TOS HeadObject (``handler.adapters.tos.TosClient``)."""
+    """The TOS requests (``handler.adapters.tos.TosClient``, which documents each answer and error).
+
+    ``head_object``: found, missing (404) or unreadable (403). ``list_objects``: every object under
+    ``prefix``, every page, or unreadable (403). ``get_range``: ``length`` bytes from ``start``, fewer only
+    at the object's end (``RangeNotSatisfiable`` past it, ``TosAccessDenied`` on a 403). ``put_object``: a
+    small body, safe to send again. ``delete_object``: done whether or not the key existed.
+    ``head_bucket``: the bucket's region (``BucketNotFound`` when there is none)."""
 
     def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult: ...
+
+    def list_objects(
+        self, bucket: str, prefix: str, *, deadline: float, max_keys: int = 1000
+    ) -> ListResult: ...
+
+    def get_range(self, bucket: str, key: str, start: int, length: int, *, deadline: float) -> bytes: ...
+
+    def put_object(
+        self, bucket: str, key: str, body: bytes, *, content_type: str, deadline: float
+    ) -> PutResult: ...
+
+    def delete_object(self, bucket: str, key: str, *, deadline: float) -> None: ...
+
+    def head_bucket(self, bucket: str, *, deadline: float) -> BucketInfo: ...

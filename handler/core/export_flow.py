@@ -10,6 +10,7 @@ looked up (``lookups``) and how many exports may start (``in_flight``).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -218,8 +219,8 @@ class _ExportFlow:
             readiness = availability(found.get(image_id), image_id, self.plan.region)
             if readiness.verdict == "never":
                 info = ErrorInfo.from_error(refusal)
-                error = info.model_copy(update={"message": f"{info.message} ({readiness.reason})"})
-                settled[image_id] = settled[image_id].model_copy(update={"error": error})
+                error = dataclasses.replace(info, message=f"{info.message} ({readiness.reason})")
+                settled[image_id] = dataclasses.replace(settled[image_id], error=error)
             else:  # "wait", or "ready" (available since the refusal): a later run exports it
                 settled[image_id] = _deferred(
                     image_id, readiness.reason or "the image is not ready yet", refusal
@@ -416,7 +417,7 @@ class _ExportFlow:
         info = ErrorInfo.from_error(refused)
         if isinstance(refused, ImageNotFound):
             where = f"no image {image_id} in region {self.plan.region}: check the id and VOLCENGINE_REGION"
-            info = info.model_copy(update={"message": where})
+            info = dataclasses.replace(info, message=where)
         else:
             with self._lock:
                 self._refused[image_id] = refused

@@ -20,6 +20,7 @@ are ``handler.core.tracking``'s; which images are looked at, ``handler.core.sele
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC
@@ -53,6 +54,7 @@ from handler.core.tracking import (
     sighting_of,
     tracking_of,
 )
+from handler.core.verification import STRUCTURE, ExportCheck, Stopped, Verify, check_export
 from handler.errors import (
     ERROR_CODES,
     AccessDenied,
@@ -60,11 +62,11 @@ from handler.errors import (
     BudgetExhausted,
     ExporterError,
     ListingTruncated,
+    TosAccessDenied,
     fix_for,
 )
 from handler.models.api import ExportStarted, Image, Task
 from handler.models.events import Command, ExportCommand, ScanCommand
-from handler.models.objects import HeadResult
 from handler.models.results import NEEDS_ATTENTION, ErrorInfo, ImageOutcome
 
 __all__ = ["FollowUpReport", "TrackedRun", "follow_up", "run_tracked"]
@@ -149,6 +151,7 @@ def run_tracked(
         checks_by=checks_by,
         workers=plan.concurrency,
         missing_confirm=missing_confirm,
+        verify=Verify(plan.verify, plan.region),
     )
     tracked = Tracked(
         cap=cap,
@@ -186,6 +189,7 @@ def _before_exporting(
     checks_by: float,
     workers: int,
     missing_confirm: float,
+    verify: Verify,
 ) -> FollowUpReport:
     """What tracking finds before the command runs: a timer follows up the exports in flight; an event under a
     cap counts them. A whole scan without a cap finds the exports in flight in its own listing (every private
@@ -202,6 +206,7 @@ def _before_exporting(
             checks_by=checks_by,
             workers=workers,
             missing_confirm=missing_confirm,
+            verify=verify,
         )
         return replace(report, listing=listing)
     if cap is not None:
@@ -219,6 +224,7 @@ def follow_up(
     checks_by: float | None = None,
     workers: int = 1,
     missing_confirm: float = MISSING_CONFIRM_SECONDS,
+    verify: Verify = STRUCTURE,
 ) -> FollowUpReport:
     """The outcome of every export tagged ``exporting`` that this invocation holds the claim to report.
     ``listing``: find those images in the scan's own listing of private images (no request of their own)
@@ -229,7 +235,7 @@ def follow_up(
     found = _in_flight(api, deadline=deadline, listing=listing, fallback=tracker.dest)
     if isinstance(found, FollowUpReport):
         return found
-    exporting, tasks = found
+    exporting, latest = found
     now = tracker.clock.now()
     in_flight = 0
     abandoned: list[str] = []
@@ -237,7 +243,6 @@ def follow_up(
     outcomes: list[ImageOutcome] = []
     due: list[tuple[Image, Destination, Task | None]] = []
     unseen: list[str] = []
-    latest = latest_export_tasks(tasks)
     for image, dest in exporting:
         task = latest.get(image.image_id)
         claim = claim_of(image)
@@ -248,22 +253,25 @@ def follow_up(
             abandoned.append(image.image_id)  # claimed to start by a copy that ended before its export
             continue
         due.append((image, dest, task))
-    checks = [(image.image_id, dest) for image, dest, task in due if needs_object(task)]
-    heads = _heads(
-        store, checks, deadline=min(deadline, checks_by or deadline), workers=workers, clock=tracker.clock
+    checks = _checks(
+        store,
+        [(image, dest, task) for image, dest, task in due if needs_object(task)],
+        verify,
+        deadline=min(deadline, checks_by or deadline),
+        workers=workers,
+        clock=tracker.clock,
     )
     for image, dest, task in due:
-        head = heads.get(image.image_id)
-        if isinstance(head, ExporterError):
-            in_flight += 1  # TOS did not answer in time: unchecked, the next run looks again
-            where = f"reading tos://{dest.bucket}/{dest.object_key(image.image_id)}"
-            outcomes.append(_unchecked(image.image_id, task, head, where))
+        checked = checks.get(image.image_id)
+        if isinstance(checked, Stopped):
+            in_flight += 1  # TOS did not answer in time, or refused: unchecked, the next run looks again
+            outcomes.append(_unchecked(image.image_id, task, checked.error, checked.step))
             continue
         decided = decide_follow_up(
             image.image_id,
             dest,
             task,
-            head,
+            checked,
             now=now,
             sighted=sighting_of(image, task),
             confirm=missing_confirm,
@@ -285,8 +293,8 @@ def follow_up(
 
 def _in_flight(
     api: EcsApi, *, deadline: float, listing: EcsApi | None, fallback: Destination
-) -> tuple[list[tuple[Image, Destination]], list[Task]] | FollowUpReport:
-    """The images tagged ``exporting`` and their tasks; or, when either look-up failed, the report that
+) -> tuple[list[tuple[Image, Destination]], dict[str, Task]] | FollowUpReport:
+    """The images tagged ``exporting`` and each one's latest export task; or, when either look-up failed, the report that
     says every export in flight is unchecked."""
     try:
         exporting = _exporting_images(api, deadline=deadline, listing=listing, fallback=fallback)
@@ -296,12 +304,12 @@ def _in_flight(
         return FollowUpReport(outcomes=(unchecked,), in_flight=None)
     ids = [image.image_id for image, _ in exporting]
     try:
-        tasks = list(api.describe_tasks(deadline=deadline, resource_ids=ids)) if ids else []
+        tasks = latest_export_tasks(api.describe_tasks(deadline=deadline, resource_ids=ids)) if ids else {}
     except ExporterError as error:
         _log.warning("follow_up.failed", error=error.code, message=error.message)
         each = tuple(_unchecked(i, None, error, "looking up its export task") for i in ids)
         return FollowUpReport(outcomes=each, in_flight=None)
-    return exporting, tasks
+    return exporting, tasks  # only each image's latest task is kept, not every page
 
 
 def _report(
@@ -358,6 +366,8 @@ def _fix_for(error: ExporterError) -> str:
     known = ERROR_CODES.get(error.code)
     if known is not None and known.source == "transport":
         return "check TOS_ENDPOINT (or VOLCENGINE_ENDPOINT) and that the function can reach it"
+    if isinstance(error, TosAccessDenied):
+        return fix_for(error.code) or "grant the function's identity access to the bucket"
     if isinstance(error, AccessDenied | AuthenticationFailed):
         return "grant the function's identity read access to the bucket and ecs:TagResources"
     if error.retryable:
@@ -388,7 +398,7 @@ def _dest_value(image: Image) -> str:
 
 def _noted(outcome: ImageOutcome, note: str) -> ImageOutcome:
     reason = f"{note}; {outcome.reason}" if outcome.reason else note
-    return outcome.model_copy(update={"reason": reason})
+    return dataclasses.replace(outcome, reason=reason)
 
 
 def _counted(outcome: ImageOutcome, claim: Claim) -> ImageOutcome | None:
@@ -432,44 +442,56 @@ def _untracked(outcome: ImageOutcome, error: ExporterError) -> ImageOutcome:
     else:
         note = f"not tracked: tagging the image failed ({code}: {error.message[:200]})"
     reason = f"{outcome.reason}; {note}" if outcome.reason else note
-    return outcome.model_copy(update={"reason": reason})
+    return dataclasses.replace(outcome, reason=reason)
 
 
-def _heads(
+def _checks(
     store: ObjectStore,
-    checks: list[tuple[str, Destination]],
+    due: list[tuple[Image, Destination, Task | None]],
+    verify: Verify,
     *,
     deadline: float,
     workers: int,
     clock: Clock,
-) -> dict[str, HeadResult | ExporterError]:
-    """HeadObject for each image's object, ``workers`` at a time (the TOS client's limiter paces them), all
-    done by ``deadline``: a check that has no time left is ``BudgetExhausted``, never a wait past it."""
-    if not checks:
+) -> dict[str, ExportCheck]:
+    """Each finished export checked (``handler.core.verification``), ``workers`` exports at a time (the TOS
+    client's limiter paces their requests), all done by ``deadline``: a check that has no time left is
+    stopped by ``BudgetExhausted``, never a wait past it."""
+    if not due:
         return {}
 
-    def check(image_id: str, dest: Destination) -> HeadResult | ExporterError:
+    def check(image: Image, dest: Destination, task: Task | None) -> ExportCheck:
         if clock.monotonic() >= deadline:
-            return BudgetExhausted("the follow-up's share of the time budget ran out before this check")
-        return _head(store, image_id, dest, deadline=deadline)
+            ran_out = BudgetExhausted("the follow-up's share of the time budget ran out before this check")
+            return Stopped(f"checking tos://{dest.bucket}/{dest.object_key(image.image_id)}", ran_out)
+        checked = check_export(
+            store,
+            image,
+            task,
+            bucket=dest.bucket,
+            prefix=dest.prefix,
+            region=verify.region,
+            level=verify.level,
+            deadline=deadline,
+            now=clock.now,
+        )
+        if isinstance(checked, Stopped):
+            error = checked.error
+            _log.warning(
+                "follow_up.check_failed", image_id=image.image_id, error=error.code, step=checked.step
+            )
+        return checked
 
-    if workers <= 1 or len(checks) == 1:
-        return {i: check(i, dest) for i, dest in checks}
+    if workers <= 1 or len(due) == 1:
+        return {image.image_id: check(image, dest, task) for image, dest, task in due}
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only many checks need threads
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(checks)), thread_name_prefix="check") as pool:
-        futures = {i: pool.submit(contextvars.copy_context().run, check, i, dest) for i, dest in checks}
-        return {i: future.result() for i, future in futures.items()}
-
-
-def _head(
-    store: ObjectStore, image_id: str, dest: Destination, *, deadline: float
-) -> HeadResult | ExporterError:
-    try:
-        return store.head_object(dest.bucket, dest.object_key(image_id), deadline=deadline)
-    except ExporterError as error:
-        _log.warning("follow_up.head_failed", image_id=image_id, error=error.code, message=error.message)
-        return error
+    with ThreadPoolExecutor(max_workers=min(workers, len(due)), thread_name_prefix="check") as pool:
+        futures = {
+            image.image_id: pool.submit(contextvars.copy_context().run, check, image, dest, task)
+            for image, dest, task in due
+        }
+        return {image_id: future.result() for image_id, future in futures.items()}
 
 
 def _exporting_images(

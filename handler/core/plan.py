@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from handler.errors import ConfigurationError, InvalidEvent
 from handler.models.events import Command, ScanCommand
+from handler.models.manifest import VerifyLevel
 from handler.models.settings import Settings
 
 __all__ = ["CLEARANCE_SECONDS", "DEFAULT_MAX_RPS", "ExportPlan"]
@@ -30,6 +31,7 @@ class ExportPlan:
     lookback_hours: float
     clearance_seconds: float = CLEARANCE_SECONDS
     max_rps: float = DEFAULT_MAX_RPS  # the rate the API client's limiter allows (VOLCENGINE_MAX_RPS)
+    verify: VerifyLevel = "structure"  # how finished exports are checked (EXPORT_VERIFY)
 
     @classmethod
     def of(cls, command: Command, settings: Settings) -> ExportPlan:
@@ -54,4 +56,5 @@ class ExportPlan:
             dedupe_hours=settings.dedupe_hours,
             lookback_hours=lookback or settings.lookback_hours,
             max_rps=settings.max_rps,
+            verify=settings.verify,
         )

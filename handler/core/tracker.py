@@ -41,7 +41,7 @@ from handler.core.tracking import (
     state_tags,
     tracking_of,
 )
-from handler.errors import BudgetExhausted, ExporterError
+from handler.errors import BudgetExhausted, ClaimTooSlow, ExporterError
 from handler.models.api import Image, Task
 
 __all__ = ["EXPORTING_FILTER", "Retag", "Tracker", "group_by_tags", "list_exporting"]
@@ -52,6 +52,10 @@ EXPORTING_FILTER = {STATE_KEY: "exporting"}
 # Started exports are tagged in batches: as soon as this many wait, or the oldest has waited this long.
 TAG_BATCH = 50
 TAG_WAIT_SECONDS = 2.0
+# Report claims are read and written this many images at a time (one DescribeImages by ids, two
+# TagResources): each chunk's read and write stay well within half the settle time at the default request
+# rate, however many exports finished; all of them are read back after one settle time.
+CLAIM_CHUNK = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,15 +251,25 @@ class Tracker:
         follow-up defers those images), and a later run reports them."""
         if not wanted:
             return {}, {}
-        started = self.clock.monotonic()
         self._failed = {}
-        claims, unclaimable = self._write_report_claims(wanted)
+        claims: dict[str, Claim] = {}
+        unclaimable: dict[str, Claim | None] = {}
+        for start in range(0, len(wanted), CLAIM_CHUNK):
+            began = self.clock.monotonic()
+            written, refused = self._write_report_claims(wanted[start : start + CLAIM_CHUNK])
+            unclaimable |= refused
+            took = self.clock.monotonic() - began
+            if written and took > self.settle / 2:
+                # Read and written too far apart: another copy's claim may have landed in between unseen.
+                _log.warning("tracking.claims_too_slow", image_ids=sorted(written), seconds=round(took, 3))
+                slow = ClaimTooSlow(
+                    f"the claims were written {took:.1f} s after the tags were read (more than half the "
+                    f"{self.settle:g} s settle time)"
+                )
+                self._failed.update(dict.fromkeys(written, slow))
+                continue
+            claims |= written
         if not claims:
-            return unclaimable, self._failed
-        took = self.clock.monotonic() - started
-        if took > self.settle / 2:
-            # Read and written too far apart: another copy's claim may have landed in between unseen.
-            _log.warning("tracking.claims_too_slow", image_ids=sorted(claims), seconds=round(took, 3))
             return unclaimable, self._failed
         decided = {w.image_id: w.task for w in wanted}
         return unclaimable | self._confirm(claims, decided), self._failed
@@ -293,26 +307,34 @@ class Tracker:
         self, claims: dict[str, Claim], decided: Mapping[str, Task | None]
     ) -> dict[str, Claim | None]:
         """After the settle time, the claims still on their images whose latest export task is still the one
-        decided on."""
+        decided on; read back ``CLAIM_CHUNK`` images at a time, so that only a chunk is held at once."""
         try:
             self._wait_settle()
-            after = _by_id(self.api.describe_images(deadline=self.deadline, image_ids=list(claims)))
-            tasks = list(self.api.describe_tasks(deadline=self.deadline, resource_ids=list(claims)))
         except ExporterError as error:
             _log.warning("tracking.claim_failed", image_ids=sorted(claims), kind="report", error=error.code)
             self._failed.update(dict.fromkeys(claims, error))
             return {}
         held: dict[str, Claim | None] = {}
-        newest = latest_export_tasks(tasks)
-        for image_id, claim in claims.items():
-            image = after.get(image_id)
-            task = decided[image_id]
-            latest = newest.get(image_id)
-            same_task = (latest.task_id if latest else None) == (task.task_id if task else None)
-            if image is not None and holds(image, claim) and same_task:
-                held[image_id] = claim
-            else:
-                _log.info("tracking.claim_lost", image_id=image_id, kind="report")
+        ids = list(claims)
+        for start in range(0, len(ids), CLAIM_CHUNK):
+            chunk = ids[start : start + CLAIM_CHUNK]
+            try:
+                after = _by_id(self.api.describe_images(deadline=self.deadline, image_ids=chunk))
+                newest = latest_export_tasks(
+                    self.api.describe_tasks(deadline=self.deadline, resource_ids=chunk)
+                )
+            except ExporterError as error:
+                _log.warning("tracking.claim_failed", image_ids=chunk, kind="report", error=error.code)
+                self._failed.update(dict.fromkeys(chunk, error))
+                continue
+            for image_id in chunk:
+                claim, image, task = claims[image_id], after.get(image_id), decided[image_id]
+                latest = newest.get(image_id)
+                same_task = (latest.task_id if latest else None) == (task.task_id if task else None)
+                if image is not None and holds(image, claim) and same_task:
+                    held[image_id] = claim
+                else:
+                    _log.info("tracking.claim_lost", image_id=image_id, kind="report")
         return held
 
     def _report_claim(self, item: ReportClaim, image: Image | None, now: datetime) -> Claim | None:

@@ -3,7 +3,7 @@
 The state of each export lives on its image as two tags: ``image-exporter:state`` (``exporting``,
 ``exported`` or ``failed``) and ``image-exporter:dest`` (``tos://<bucket>/<prefix>``). This module reads and
 writes those tags, holds the one table of how the state tag changes (:data:`TRANSITIONS`), picks an image's
-latest ExportImage task and turns (task, HeadObject answer) into the outcome to report and the tag to set
+latest ExportImage task and turns (task, the export's check) into the outcome to report and the tag to set
 next. No I/O: the follow-up flow calls the ECS and TOS clients and hands their answers here.
 """
 
@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Literal, get_args
 
+from handler.core.verification import Corrupt, ExportCheck, Missing, Stopped
 from handler.errors import ExportObjectCorrupt, ExportObjectMissing, ExportTaskFailed
 from handler.models.api import EXPORT_TASK_TYPE, FAILED, SUCCEEDED, Image, Task
-from handler.models.objects import HeadResult, ObjectMissing, ObjectUnreadable
+from handler.models.objects import ObjectUnreadable
 from handler.models.results import ErrorInfo, ImageOutcome, object_key_for
 from handler.models.settings import BUCKET_PATTERN, PREFIX_PATTERN
 
@@ -27,7 +28,6 @@ __all__ = [
     "EXPORT_OBJECT_CORRUPT",
     "EXPORT_OBJECT_MISSING",
     "EXPORT_TASK_FAILED",
-    "MIN_SYSTEM_OBJECT_BYTES",
     "MISSING_CONFIRM_SECONDS",
     "STATE_KEY",
     "TRACKING_KEYS",
@@ -55,9 +55,6 @@ TRACKING_KEYS = (STATE_KEY, DEST_KEY)
 # MISSING_CONFIRM_SECONDS later still finds none: one 404 may be a transient answer.
 UNSEEN_KEY = "image-exporter:unseen"
 MISSING_CONFIRM_SECONDS = 300
-# The smallest system object taken for an export: a system disk with an operating system holds far more
-# than this in its qcow2 file; a 0-byte or smaller object is a broken upload, never "verified".
-MIN_SYSTEM_OBJECT_BYTES = 1024 * 1024
 
 TrackingState = Literal["exporting", "exported", "failed"]
 _STATES: dict[str, TrackingState] = {state: state for state in get_args(TrackingState)}
@@ -235,7 +232,7 @@ def decide_follow_up(
     image_id: str,
     dest: Destination,
     task: Task | None,
-    head: HeadResult | None,
+    check: ExportCheck | None,
     *,
     now: datetime | None = None,
     sighted: int | None = None,
@@ -243,20 +240,22 @@ def decide_follow_up(
 ) -> FollowUp:
     """The follow-up outcome of one image tagged ``exporting``.
 
-    - Succeeded + object found → ``exported`` (size, CRC-64, duration); tag ``exported``.
-    - Succeeded + an object under ``MIN_SYSTEM_OBJECT_BYTES`` → ``export_failed`` ``ExportObjectCorrupt``;
-      tag ``failed``.
-    - Succeeded + no object → ``deferred`` the first time (``sighted``: the caller records when); once a run
-      at least ``confirm`` seconds (``MISSING_CONFIRM_SECONDS``) after that first sighting (``sighted``, ms) still finds none:
+    - Succeeded + objects checked and manifest written → ``exported`` (its objects, the verification, the
+      manifest's key, duration); tag ``exported``.
+    - Succeeded + an object that failed a check (too small, not qcow2, truncated, the wrong virtual size)
+      → ``export_failed`` ``ExportObjectCorrupt`` naming the object and the check; tag ``failed``.
+    - Succeeded + no system object → ``deferred`` the first time (``sighted``: the caller records when);
+      once a run at least ``confirm`` seconds after that first sighting (``sighted``, ms) still finds none:
       ``export_failed`` ``ExportObjectMissing``; tag ``failed``.
     - Succeeded + TOS answered 403 → ``deferred``: the export could not be checked, and stays in flight
       until TOS lets the function read it; never ``exported`` unchecked, never a failure.
     - Failed → ``export_failed`` ``ExportTaskFailed`` with the task's times; tag ``failed``.
     - Pending, Running or any other status → in flight: nothing reported, tags unchanged.
-    - No task listed any more → the object alone decides, as for Succeeded.
+    - No task listed any more → the objects alone decide, as for Succeeded.
 
-    ``head`` is the HeadObject answer for ``dest.object_key(image_id)``, required when ``needs_object(task)``.
-    The tag to set next is the :data:`TRANSITIONS` entry for ``exporting`` and what was found.
+    ``check`` is ``handler.core.verification.check_export``'s answer, required when ``needs_object(task)``;
+    a check a failure stopped (``Stopped``) is the follow-up flow's to defer. The tag to set next is the
+    :data:`TRANSITIONS` entry for ``exporting`` and what was found.
     """
     if task is not None and task.status == FAILED:
         return _failed(
@@ -264,36 +263,39 @@ def decide_follow_up(
         )
     if not needs_object(task):
         return IN_FLIGHT
-    if head is None:
-        msg = "decide_follow_up needs the HeadObject answer when the task Succeeded or is no longer listed"
+    if check is None or isinstance(check, Stopped):
+        msg = "decide_follow_up needs the export's check when the task Succeeded or is no longer listed"
         raise ValueError(msg)
-    key = dest.object_key(image_id)
-    where = f"tos://{dest.bucket}/{key}"
+    where = f"tos://{dest.bucket}/{dest.object_key(image_id)}"
     said = (
         f"export task {task.task_id} Succeeded" if task is not None else "the export task is no longer listed"
     )
-    if isinstance(head, ObjectMissing):
+    if isinstance(check, Missing):
         message = f"{said} but no object is at {where}"
         return _missing(image_id, dest, task, message, now=now, sighted=sighted, confirm=confirm)
-    if isinstance(head, ObjectUnreadable):
-        return FollowUp(outcome=_unreadable(image_id, dest, task, head, said), next_state=None)
-    if head.size_bytes < MIN_SYSTEM_OBJECT_BYTES:
-        message = (
-            f"{said} but the object at {where} is {head.size_bytes} bytes: too small to be a system disk's "
-            f"qcow2 file (at least {MIN_SYSTEM_OBJECT_BYTES} bytes), so the upload is broken"
-        )
+    if isinstance(check, ObjectUnreadable):
+        return FollowUp(outcome=_unreadable(image_id, dest, task, check, said), next_state=None)
+    if isinstance(check, Corrupt):
+        message = f"{said} but {check.message}"
         return _failed(image_id, dest, task, EXPORT_OBJECT_CORRUPT, message, event="object_corrupt")
+    system = check.system
+    notes = list(check.notes)
+    if task is None:
+        notes.insert(0, "the export task is no longer listed; its objects were found")
     exported = ImageOutcome(
         image_id=image_id,
         status="exported",
         task_id=task.task_id if task is not None else None,
         tos_bucket=dest.bucket,
-        object_key=key,
+        object_key=system.key,
         duration_s=duration_s(task) if task is not None else None,
-        size_bytes=head.size_bytes,
-        crc64=head.crc64,
-        verified=True,
-        reason=None if task is not None else "the export task is no longer listed; its object was found",
+        size_bytes=system.size_bytes,
+        crc64=system.crc64,
+        verified=check.verified,
+        verification=check.level,
+        objects=check.objects,
+        manifest_key=check.manifest_key,
+        reason="; ".join(notes) or None,
     )
     return FollowUp(outcome=exported, next_state=next_state("exporting", "object_found"))
 
@@ -328,12 +330,13 @@ def _missing(
 
 
 def _unreadable(
-    image_id: str, dest: Destination, task: Task | None, head: ObjectUnreadable, said: str
+    image_id: str, dest: Destination, task: Task | None, refused: ObjectUnreadable, said: str
 ) -> ImageOutcome:
-    where = f"tos://{dest.bucket}/{dest.object_key(image_id)}"
+    where = f"tos://{dest.bucket}/{refused.key}"
     reason = (
-        f"{head.reason}; the export itself may well be fine: grant the function's identity tos:HeadObject "
-        "and tos:GetObject on the bucket (or check the credentials), and a later timer run checks again"
+        f"{refused.reason}; the export itself may well be fine: grant the function's identity "
+        "tos:ListBucket and tos:GetObject on the bucket (or check the credentials), and a later timer run "
+        "checks again"
     )
     error = ErrorInfo(code="AccessDenied", message=f"{said}; TOS answered 403 for {where}", retryable=True)
     return _deferred(image_id, dest, task, reason, error)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -18,6 +20,7 @@ __all__ = [
     "SUCCEEDED",
     "ExportStarted",
     "Image",
+    "Snapshot",
     "Task",
 ]
 
@@ -37,36 +40,110 @@ def _blank_is_none(value: Any) -> Any:
 def _tag_pairs(value: Any) -> Any:
     """``[{"Key": k, "Value": v}, ...]`` as ``((k, v), ...)``; anything else is left for validation."""
     if isinstance(value, list):
-        return tuple((str(t.get("Key", "")), str(t.get("Value", ""))) for t in value if isinstance(t, dict))
+        return tuple(
+            (sys.intern(str(t.get("Key", ""))), str(t.get("Value", ""))) for t in value if isinstance(t, dict)
+        )
     return () if value is None else value
 
 
+def _interned(value: Any) -> str:
+    """A short value many images share (a platform, an architecture): one copy in memory, not one each. A
+    value the API leaves out or writes as null is ``""``: a detail never makes an image unreadable."""
+    return sys.intern(value) if isinstance(value, str) else ""
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _count(value: Any) -> int | None:
+    """A size in GiB; None when absent or not a whole number."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _listed(value: Any) -> Any:
+    return tuple(v for v in value if isinstance(v, dict)) if isinstance(value, list) else ()
+
+
 Moment = Annotated[datetime | None, BeforeValidator(_blank_is_none)]
+Shared = Annotated[str, BeforeValidator(_interned)]
+Text = Annotated[str, BeforeValidator(_text)]
+Gib = Annotated[int | None, BeforeValidator(_count)]
 
 
-class Image(BaseModel):
+# The API's records are slotted dataclasses, validated as pydantic models are: a follow-up holds tens of
+# thousands of images and tasks at once, and a model instance costs about three times as much memory.
+_RECORD = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
+
+
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def _adapter(record: type[Any]) -> TypeAdapter[Any]:
+    """The validator of a record type, built on first use (not at import: a cold start pays for what it uses)."""
+    adapter = _ADAPTERS.get(record)
+    if adapter is None:
+        adapter = _ADAPTERS[record] = TypeAdapter(record)
+    return adapter
+
+
+class _FromApi:
+    __slots__ = ()
+
+    @classmethod
+    def from_api(cls, item: Any) -> Self:
+        """The record an API answer's item describes; ``pydantic.ValidationError`` when it is not one."""
+        record: Self = _adapter(cls).validate_python(item)
+        return record
+
+
+@pydantic_dataclass(frozen=True, slots=True, config=_RECORD)
+class Snapshot(_FromApi):
+    """One disk of an image, as DescribeImages lists it in ``Snapshots`` (docs/facts.md §16)."""
+
+    snapshot_id: Text = Field(default="", alias="SnapshotId")
+    size_gib: Gib = Field(default=None, alias="Size")
+    kind: Shared = Field(default="", alias="VolumeKind")  # "system" or "data"
+
+
+@pydantic_dataclass(frozen=True, slots=True, config=_RECORD)
+class Image(_FromApi):
     """One image as DescribeImages reports it (the fields the exporter reads)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     image_id: str = Field(alias="ImageId", min_length=1)
     name: str = Field(default="", alias="ImageName")
-    status: str = Field(default="", alias="Status")
-    visibility: str = Field(default="", alias="Visibility")
+    status: Shared = Field(default="", alias="Status")
+    visibility: Shared = Field(default="", alias="Visibility")
     created_at: Moment = Field(default=None, alias="CreatedAt")
     tags: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_tag_pairs)] = Field(
         default=(), alias="Tags"
     )
+    # What a restore needs once the image is gone (the manifest's ``image``; docs/contract.md).
+    size_gib: Gib = Field(default=None, alias="Size")
+    description: Text = Field(default="", alias="Description")
+    os_type: Shared = Field(default="", alias="OsType")
+    os_name: Shared = Field(default="", alias="OsName")
+    platform: Shared = Field(default="", alias="Platform")
+    platform_version: Shared = Field(default="", alias="PlatformVersion")
+    architecture: Shared = Field(default="", alias="Architecture")
+    boot_mode: Shared = Field(default="", alias="BootMode")
+    snapshots: Annotated[tuple[Snapshot, ...], BeforeValidator(_listed)] = Field(
+        default=(), alias="Snapshots"
+    )
+
+    @property
+    def data_disks(self) -> int:
+        """How many data disks DescribeImages lists for the image."""
+        return sum(1 for snapshot in self.snapshots if snapshot.kind.lower() == "data")
 
 
-class Task(BaseModel):
+@pydantic_dataclass(frozen=True, slots=True, config=_RECORD)
+class Task(_FromApi):
     """One task as DescribeTasks reports it."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
-
     task_id: str = Field(alias="Id", min_length=1)
-    type: str = Field(default="", alias="Type")
-    status: str = Field(default="", alias="Status")
+    type: Shared = Field(default="", alias="Type")
+    status: Shared = Field(default="", alias="Status")
     resource_id: str = Field(default="", alias="ResourceId")
     created_at: Moment = Field(default=None, alias="CreatedAt")
     updated_at: Moment = Field(default=None, alias="UpdatedAt")

@@ -1,7 +1,8 @@
-"""What a TOS HeadObject answered, typed: the object found, missing (404), or unreadable (403).
+"""What TOS answered, typed: the records the TOS adapter builds and the core reads.
 
-Plain records shared by the TOS adapter, which builds them, and the follow-up decisions in
-``handler.core.tracking``, which read them.
+HeadObject answers the object found, missing (404), or unreadable (403); ListObjectsV2 a listing (or
+unreadable, 403); HeadBucket the bucket's region; PutObject what was stored. Plain records shared by the TOS
+adapter, which builds them, and the decisions in ``handler.core``, which read them.
 """
 
 from __future__ import annotations
@@ -9,11 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["UNREADABLE_REASON", "HeadResult", "ObjectFound", "ObjectMissing", "ObjectUnreadable"]
+__all__ = [
+    "LIST_UNREADABLE_REASON",
+    "UNREADABLE_REASON",
+    "BucketInfo",
+    "HeadResult",
+    "ListResult",
+    "ListedObject",
+    "ObjectFound",
+    "ObjectListing",
+    "ObjectMissing",
+    "ObjectUnreadable",
+    "PutResult",
+]
 
 UNREADABLE_REASON = (
     "TOS refused to show the object (HTTP 403): the function's role may lack read access to the bucket's "
     "objects, so the export could not be verified"
+)
+LIST_UNREADABLE_REASON = (
+    "TOS refused to list the bucket (HTTP 403): the function's role may lack tos:ListBucket on it, so "
+    "its objects could not be verified"
 )
 
 
@@ -41,7 +58,8 @@ class ObjectMissing:
 
 @dataclass(frozen=True, slots=True)
 class ObjectUnreadable:
-    """TOS answered 403: whether the object exists could not be verified (never a failed export)."""
+    """TOS answered 403: whether the object exists could not be verified (never a failed export). For a
+    listing, ``key`` is the prefix listed."""
 
     bucket: str
     key: str
@@ -50,3 +68,50 @@ class ObjectUnreadable:
 
 
 HeadResult = ObjectFound | ObjectMissing | ObjectUnreadable
+
+
+@dataclass(frozen=True, slots=True)
+class ListedObject:
+    """One object of a listing: its key, size in bytes, ETag (quotes removed), CRC-64/ECMA (decimal) and
+    Last-Modified; TOS may leave the last three out."""
+
+    key: str
+    size_bytes: int
+    etag: str | None
+    crc64: str | None
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectListing:
+    """Every object under ``prefix``, in TOS's order (by key), every page read. ``server_time`` is the last
+    page's ``Date`` (no object listed was modified after it), ``request_id`` that page's request id."""
+
+    bucket: str
+    prefix: str
+    objects: tuple[ListedObject, ...]
+    server_time: datetime | None
+    request_id: str | None
+
+
+ListResult = ObjectListing | ObjectUnreadable
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What PutObject stored: the ETag (quotes removed) and CRC-64/ECMA (decimal) TOS answered."""
+
+    etag: str | None
+    crc64: str | None
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BucketInfo:
+    """What HeadBucket answered: the bucket's region (``x-tos-bucket-region``), its default storage class
+    and the server's time (``Date``)."""
+
+    region: str
+    storage_class: str | None
+    server_time: datetime | None
+    request_id: str | None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from handler.errors import ApiError, ExporterError
+from handler.models.manifest import ManifestObject, VerifyLevel
 
 __all__ = [
     "NEEDS_ATTENTION",
@@ -38,10 +40,14 @@ def object_key_for(prefix: str, image_id: str) -> str:
     return f"{prefix}_{image_id}_system.qcow2"
 
 
-class ErrorInfo(BaseModel):
-    """What went wrong, for a person: the code to look up, a message that says what to fix."""
+# The records of a result are slotted dataclasses, validated as pydantic models are: a follow-up holds one
+# per export (tens of thousands), and a model instance costs about four times as much memory.
+_RECORD = ConfigDict(defer_build=True)
 
-    model_config = ConfigDict(frozen=True)
+
+@pydantic_dataclass(frozen=True, slots=True, config=_RECORD)
+class ErrorInfo:
+    """What went wrong, for a person: the code to look up, a message that says what to fix."""
 
     code: str
     message: str
@@ -54,10 +60,9 @@ class ErrorInfo(BaseModel):
         return cls(code=error.code, message=error.message, retryable=error.retryable, request_id=request_id)
 
 
-class ImageOutcome(BaseModel):
-    """What happened to one image in this invocation."""
-
-    model_config = ConfigDict(frozen=True)
+@pydantic_dataclass(frozen=True, slots=True, config=_RECORD)
+class ImageOutcome:
+    """What happened to one image in this invocation (``dataclasses.replace`` makes a changed copy)."""
 
     image_id: str | None
     status: Status
@@ -70,8 +75,17 @@ class ImageOutcome(BaseModel):
     size_bytes: int | None = None
     crc64: str | None = None
     duration_s: float | None = None
-    # False (with ``reason``) when TOS would not show the object: the export could not be verified.
+    # How an ``exported`` result was checked (``EXPORT_VERIFY``), whether the checks ran and passed, every
+    # object of the export (the system disk first) and the manifest written beside them.
     verified: bool | None = None
+    verification: VerifyLevel | None = None
+    objects: tuple[ManifestObject, ...] | None = None
+    manifest_key: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The published shape of one result: unset optional fields are left out."""
+        shape: dict[str, Any] = _outcome_adapter().dump_python(self, mode="json", exclude_none=True)
+        return shape
 
     @property
     def raises(self) -> bool:
@@ -79,6 +93,16 @@ class ImageOutcome(BaseModel):
         return self.status == "deferred" or (
             self.status == "failed" and self.error is not None and self.error.retryable
         )
+
+
+_ADAPTER: list[TypeAdapter[ImageOutcome]] = []
+
+
+def _outcome_adapter() -> TypeAdapter[ImageOutcome]:
+    """Built on first use, not at import."""
+    if not _ADAPTER:
+        _ADAPTER.append(TypeAdapter(ImageOutcome))
+    return _ADAPTER[0]
 
 
 class InvocationResult(BaseModel):

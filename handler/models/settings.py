@@ -15,7 +15,7 @@ import re
 import ssl
 import stat
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import SplitResult, urlsplit
 
 import annotated_types
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from handler.errors import ConfigurationError
+from handler.models.manifest import VerifyLevel
 
 __all__ = [
     "BUCKET_PATTERN",
@@ -165,6 +166,8 @@ class Settings(BaseModel):
     # How long after a first "no object" answer a follow-up may call an export's object missing for good.
     missing_confirm: Annotated[float, Field(alias="EXPORT_MISSING_CONFIRM_SECONDS", ge=0, le=86400)] = 300.0
     tos_endpoint: Annotated[str | None, Field(alias="TOS_ENDPOINT")] = None
+    # How a finished export is checked before it counts as exported (handler.core.verification).
+    verify: Annotated[VerifyLevel, Field(alias="EXPORT_VERIFY")] = "structure"
 
     @field_validator("region")
     @classmethod
@@ -294,6 +297,15 @@ class Settings(BaseModel):
         text = str(value).lower()
         if text not in ("tags", "off"):
             msg = "expected tags or off"
+            raise ValueError(msg)
+        return text
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify(cls, value: object) -> object:
+        text = str(value).strip().lower()
+        if text not in get_args(VerifyLevel):
+            msg = "expected structure (read each object's qcow2 structure), head (the objects exist) or off"
             raise ValueError(msg)
         return text
 

@@ -17,6 +17,7 @@ from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.clock import Clock
 from handler.models.api import Image, Task
+from handler.models.manifest import ManifestObject
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult, Status, Trigger
 
 __all__ = [
@@ -53,13 +54,13 @@ def image(image_id: str, *, hours_ago: float = 1, **fields: Any) -> Image:
         "CreatedAt": (NOW - timedelta(hours=hours_ago)).isoformat(),
         "Tags": [{"Key": k, "Value": v} for k, v in fields.pop("tags", {}).items()],
     }
-    return Image.model_validate(data)
+    return Image.from_api(data)
 
 
 def task(status: str, *, kind: str = "ExportImage", hours_ago: float = 1, image_id: str = "image-a") -> Task:
     """A task of ``image_id`` created, updated and ended ``hours_ago`` before ``NOW``."""
     moment = (NOW - timedelta(hours=hours_ago)).isoformat()
-    return Task.model_validate(
+    return Task.from_api(
         {
             "Id": f"t-{status.lower()}{hours_ago:g}",
             "Type": kind,
@@ -163,6 +164,12 @@ EXPORTED = ImageOutcome(
     size_bytes=40 * GIB,
     duration_s=18 * 60 + 10,
     verified=True,
+    verification="structure",
+    objects=tuple(
+        ManifestObject(key=f"p_image-ok_{disk}.qcow2", disk="system" if disk == "system" else "data")
+        for disk in ("system", "data1", "data2")
+    ),
+    manifest_key="p_image-ok.manifest.json",
 )
 EXPORT_FAILED = ImageOutcome(
     image_id="image-bad",

@@ -29,7 +29,7 @@ from handler.errors import (
     ServerError,
 )
 from handler.models.api import ExportStarted, Image, Task
-from handler.models.objects import HeadResult
+from handler.models.objects import BucketInfo, HeadResult, ListResult, PutResult
 from handler.models.tagging import TaggingReport
 
 __all__ = [
@@ -172,7 +172,8 @@ class ScriptedEcs:
 
     What is recorded: ExportImage the image id, DescribeImages the tag filters (``{}`` for none),
     DescribeTasks the image ids, TagResources (the image ids, the tags), UntagResources (the image ids, the
-    keys), HeadObject the key.
+    keys), HeadObject the key, ListObjectsV2 the prefix, GetObject (the key, the start, the length), PutObject
+    the key, DeleteObject the key, HeadBucket the bucket.
     """
 
     def __init__(self, inner: TrackingApi, store: ObjectStore | None = None) -> None:
@@ -273,15 +274,58 @@ class ScriptedEcs:
         )
         return report
 
-    def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult:
-        store = self.store
-        if store is None:
+    def _store(self) -> ObjectStore:
+        if self.store is None:
             msg = "this ScriptedEcs has no store"
             raise RuntimeError(msg)
+        return self.store
+
+    def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult:
+        store = self._store()
         result: HeadResult = self._call(
             "HeadObject", key, lambda: store.head_object(bucket, key, deadline=deadline)
         )
         return result
+
+    def list_objects(self, bucket: str, prefix: str, *, deadline: float, max_keys: int = 1000) -> ListResult:
+        store = self._store()
+        result: ListResult = self._call(
+            "ListObjectsV2",
+            prefix,
+            lambda: store.list_objects(bucket, prefix, deadline=deadline, max_keys=max_keys),
+        )
+        return result
+
+    def get_range(self, bucket: str, key: str, start: int, length: int, *, deadline: float) -> bytes:
+        store = self._store()
+        data: bytes = self._call(
+            "GetObject",
+            (key, start, length),
+            lambda: store.get_range(bucket, key, start, length, deadline=deadline),
+        )
+        return data
+
+    def put_object(
+        self, bucket: str, key: str, body: bytes, *, content_type: str, deadline: float
+    ) -> PutResult:
+        store = self._store()
+        result: PutResult = self._call(
+            "PutObject",
+            key,
+            lambda: store.put_object(bucket, key, body, content_type=content_type, deadline=deadline),
+        )
+        return result
+
+    def delete_object(self, bucket: str, key: str, *, deadline: float) -> None:
+        store = self._store()
+        self._call("DeleteObject", key, lambda: store.delete_object(bucket, key, deadline=deadline))
+
+    def head_bucket(self, bucket: str, *, deadline: float) -> BucketInfo:
+        store = self._store()
+        info: BucketInfo = self._call(
+            "HeadBucket", bucket, lambda: store.head_bucket(bucket, deadline=deadline)
+        )
+        return info
 
 
 def failing(*errors: BaseException | None, commit: bool = False) -> Hook:

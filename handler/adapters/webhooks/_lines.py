@@ -41,12 +41,19 @@ def human_duration(seconds: float) -> str:
 
 
 def follow_up_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
-    """``✅ image-… exported → tos://bucket/key (40.0 GiB, 18 min)`` or
+    """``✅ image-… exported → tos://bucket/key (verified, 3 disks, 40.0 GiB, 18 min)`` or
     ``❌ image-… export failed (task t-…): ExportTaskFailed → advice``."""
     image = escape(one_line(outcome.image_id or "(image)", 80))
     if outcome.status == "exported":
         where = escape(one_line(f"tos://{outcome.tos_bucket}/{outcome.object_key}", 200))
-        facts = [human_size(outcome.size_bytes)] if outcome.size_bytes is not None else []
+        facts = []
+        if outcome.verified:
+            facts.append("verified")
+        if outcome.objects is not None:
+            disks = len(outcome.objects)
+            facts.append(f"{disks} disk" + ("s" if disks != 1 else ""))
+        if outcome.size_bytes is not None:
+            facts.append(human_size(outcome.size_bytes))
         if outcome.duration_s is not None:
             facts.append(human_duration(outcome.duration_s))
         if outcome.verified is False:

@@ -28,7 +28,7 @@ def image(image_id: str, claim: Claim | str | None = None, state: str = "exporti
     tags = {STATE_KEY: state, DEST_KEY: "tos://b-1/nightly"}
     if claim is not None:
         tags[CLAIM_KEY] = claim if isinstance(claim, str) else claim.value
-    return Image.model_validate(
+    return Image.from_api(
         {
             "ImageId": image_id,
             "Status": "available",

@@ -13,15 +13,20 @@ from handler.errors import (
     AccessDenied,
     ApiError,
     AuthenticationFailed,
+    BucketNotFound,
     ImageNotFound,
     ImageNotReady,
+    ObjectNotFound,
+    RangeNotSatisfiable,
     RetryableApiError,
     ServerError,
     TerminalApiError,
     Throttled,
+    TosAccessDenied,
     UnknownOutcomeError,
     api_error_for,
     error_for,
+    fix_for,
 )
 from tests.support.fakes import EXPORT_IMAGE_ERRORS
 
@@ -72,10 +77,10 @@ def test_unknown_outcome_is_retryable_but_not_a_plain_retry() -> None:
 
 
 @pytest.mark.parametrize(
-    "code", sorted(c for c, row in ERROR_CODES.items() if row.source in ("api", "gateway"))
+    "code", sorted(c for c, row in ERROR_CODES.items() if row.source in ("api", "gateway", "tos"))
 )
 def test_each_answer_code_in_the_table_has_its_class_retryability_and_fix(code: str) -> None:
-    """Every API code the exporter reacts to is typed by the one table: class, retryability, one-line fix."""
+    """Every API or TOS code the exporter reacts to is typed by the one table: class, retryability, fix."""
     row = ERROR_CODES[code]
     error = api_error_for(400, code, "message")
     assert type(error) is row.kind
@@ -138,3 +143,28 @@ def test_each_code_the_exporter_makes_itself_has_a_fix(code: str) -> None:
         assert type(error) is row.kind
         assert error.code == code
         assert error.retryable is row.retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (404, "NoSuchBucket", BucketNotFound),
+        (404, "NoSuchKey", ObjectNotFound),
+        (416, "InvalidRange", RangeNotSatisfiable),
+        (403, "RequestTimeTooSkewed", AuthenticationFailed),
+        (403, "TosAccessDenied.PutObject", TosAccessDenied),
+    ],
+)
+def test_tos_answers_are_typed_by_the_table(status: int, code: str, kind: type[ApiError]) -> None:
+    """TOS's own codes get their class: a missing bucket is the same BucketNotFound ECS's answer gives."""
+    error = api_error_for(status, code, "message", action="GetObject")
+    assert type(error) is kind
+    assert not error.retryable
+
+
+@pytest.mark.parametrize("action", ["GetObject", "PutObject", "DeleteObject", "HeadBucket"])
+def test_a_tos_denial_is_access_denied_and_its_fix_names_the_permission(action: str) -> None:
+    """Each TosAccessDenied.<Action> is an AccessDenied whose fix names tos:<Action> for the function's role."""
+    error = api_error_for(403, f"TosAccessDenied.{action}", "denied", action=action)
+    assert isinstance(error, AccessDenied)
+    assert f"tos:{action}" in (fix_for(error.code) or "")

@@ -419,7 +419,7 @@ def test_a_refused_image_whose_status_may_change_is_deferred_naming_it(image_sta
     if image_status != "creating":  # a status the emulated account cannot hold: DescribeImages says it
 
         def in_that_status(_call: Call, send: Callable[[], Any]) -> list[Image]:
-            return [i.model_copy(update={"status": image_status}) for i in send()]
+            return [dataclasses.replace(i, status=image_status) for i in send()]
 
         ecs.api.on("DescribeImages", in_that_status)
     outcome = run(export("image-a"), ecs)["image-a"]

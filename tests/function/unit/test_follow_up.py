@@ -4,12 +4,14 @@ outcomes are reported."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from exporter_tools.emulator.qcow2_image import qcow2_layout
 from handler.adapters import ecs as ecs_adapter
 from handler.core.budget import Budget
 from handler.core.claims import CLAIM_KEY, NO_CLAIM, Claim
@@ -118,32 +120,39 @@ def statuses(outcomes: Iterable[ImageOutcome]) -> dict[str | None, str]:
 
 
 def test_the_follow_up_reports_each_finished_export_and_counts_the_rest_in_flight() -> None:
-    """Succeeded with its object → exported (size, duration); Failed → export_failed; Running → nothing,
-    counted in flight; each finished one gets its next state, to be set after it is reported."""
+    """Succeeded with its objects → exported (verified, its objects, its manifest, size, duration); Failed →
+    export_failed; Running → nothing, counted in flight; each finished one gets its next state, to be set
+    after it is reported."""
     finished = {"image-ok": "Succeeded", "image-bad": "Failed", "image-busy": "Running"}
     ecs = account(tracked=dict.fromkeys(finished, "exporting"), ended=finished, size_gb=40)
 
     report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
 
     exported, failed = report.outcomes
-    assert (exported.image_id, exported.status, exported.size_bytes) == ("image-ok", "exported", 40 * GIB)
+    assert (exported.image_id, exported.status, exported.verified) == ("image-ok", "exported", True)
+    assert exported.objects is not None
+    (system,) = exported.objects
+    assert (system.key, system.disk, system.virtual_size_bytes) == (key("image-ok"), "system", 40 * GIB)
+    assert exported.size_bytes == system.size_bytes == qcow2_layout(40 * GIB).length  # the file, not the disk
+    assert exported.manifest_key == "nightly_image-ok.manifest.json"
     assert exported.duration_s == 18 * 60
     assert (failed.image_id, failed.status) == ("image-bad", "export_failed")
     assert failed.error is not None
     assert failed.error.code == "ExportTaskFailed"
     assert next_states(report) == [("image-ok", "exported"), ("image-bad", "failed")]
     assert report.in_flight == 1
-    assert ecs.count("HeadObject") == 1  # only the Succeeded task's object is looked at
-    assert ("HeadObject", key("image-ok")) in ecs.calls
+    assert ecs.count("ListObjectsV2") == 1  # only the Succeeded task's objects are looked at
+    assert ("ListObjectsV2", "nightly_image-ok_") in ecs.calls
+    assert ecs.count("PutObject") == 1
 
 
 def test_tos_not_answering_defers_the_export_with_its_task_and_error_and_never_calls_it_missing() -> None:
-    """A HeadObject that fails after retries leaves the export unchecked: deferred, with its task, the error
+    """A listing of the export's objects that fails after retries leaves the export unchecked: deferred, with its task, the error
     and a reason that says the export may well be fine and what to check; it is counted in flight, never
     reported missing on a guess, and its tags stay for the next run."""
     ecs = account(tracked={"image-ok": "exporting"}, ended={"image-ok": "Succeeded"})
     (task,) = ecs.client.describe_tasks(deadline=1e12, resource_ids=["image-ok"])
-    ecs.api.on("HeadObject", failing(ServerError("down", code="InternalError", action="HeadObject")))
+    ecs.api.on("ListObjectsV2", failing(ServerError("down", code="InternalError", action="ListObjectsV2")))
 
     with capture_logs() as logs:
         report = follow_up(ecs.api, ecs.api, tracker(ecs), deadline=1e12)
@@ -153,18 +162,18 @@ def test_tos_not_answering_defers_the_export_with_its_task_and_error_and_never_c
     assert unchecked.error is not None
     assert unchecked.error.code == "InternalError"
     assert "the export itself may well be fine" in str(unchecked.reason)
-    assert f"tos://b-1/{key('image-ok')}" in str(unchecked.reason)
+    assert "listing tos://b-1/nightly_image-ok_*" in str(unchecked.reason)
     assert (report.in_flight, report.retags) == (1, ())
     assert ecs.tags_of("image-ok")[STATE_KEY] == "exporting"
-    assert any(line["event"] == "follow_up.head_failed" for line in logs)
+    assert any(line["event"] == "follow_up.check_failed" for line in logs)
 
 
 def test_tos_unreachable_says_to_check_the_endpoint_and_then_the_export_is_reported() -> None:
     """TOS cannot be reached (a wrong TOS_ENDPOINT, a network policy): the reason says what to check, the
     run is not ok; once TOS answers, the next run reports the export exported."""
     ecs = account(tracked={"image-ok": "exporting"}, ended={"image-ok": "Succeeded"})
-    unreachable = RetryableApiError("no route", code="ConnectError", action="HeadObject")
-    ecs.api.on("HeadObject", failing(unreachable))
+    unreachable = RetryableApiError("no route", code="ConnectError", action="ListObjectsV2")
+    ecs.api.on("ListObjectsV2", failing(unreachable))
 
     first = run(ecs)
 
@@ -254,7 +263,7 @@ def test_an_export_is_followed_up_whatever_status_its_image_shows_meanwhile() ->
 
     def shown_exporting(_call: Call, send: Callable[[], Any]) -> list[Image]:
         # a status the emulated account cannot hold: DescribeImages says it
-        return [i.model_copy(update={"status": "exporting"}) for i in send()]
+        return [dataclasses.replace(i, status="exporting") for i in send()]
 
     ecs.api.on("DescribeImages", shown_exporting)
 
@@ -567,15 +576,38 @@ def _copy_b_during_the_first_claim(ecs: Account, *, before_send: bool) -> list[s
 
 def test_two_follow_ups_at_once_report_each_end_once_when_the_second_claims_first() -> None:
     """Copy B runs its whole follow-up between copy A's read of the tags and A's claim: B reports all 12;
-    A's claim came too long after its read to be trusted, so A reports none."""
+    A's claim came too long after its read to be trusted, so A reports none of their ends: it defers each,
+    saying why (never a silent ok)."""
     ecs, ids = _finished_dozen()
     seen = _copy_b_during_the_first_claim(ecs, before_send=True)
     with capture_logs() as logs:
         report = follow_up(ecs.api, ecs.api, tracker(ecs, "run-a"), deadline=1e12)
 
     assert sorted(seen) == ids
-    assert report.outcomes == ()
+    assert sorted(o.image_id or "" for o in report.outcomes) == ids
+    assert {(o.status, o.error.code if o.error else None) for o in report.outcomes} == {
+        ("deferred", "ClaimTooSlow")
+    }
     assert any(line["event"] == "tracking.claims_too_slow" for line in logs)
+
+
+def test_many_finished_exports_are_claimed_in_chunks_and_all_reported() -> None:
+    """250 exports that finished, against an API that takes 0.3 s a request: claiming them all takes longer
+    than half the settle time, but each chunk's read and write do not, so every end is reported (it was
+    none: the whole claim was dropped as too slow, and the run said ok)."""
+    ids = [f"image-{n:03d}" for n in range(250)]
+    ecs = account(tracked=dict.fromkeys(ids, "exporting"), ended=dict.fromkeys(ids, "Succeeded"))
+
+    def slow(call: Call, send: Callable[[], Any]) -> Any:
+        ecs.clock.advance(0.3)
+        return send()
+
+    for action in ("DescribeImages", "TagResources"):
+        ecs.api.on(action, slow)
+    report = follow_up(ecs.api, ecs.api, tracker(ecs, "run-a"), deadline=1e12)
+
+    assert sorted(o.image_id or "" for o in report.outcomes) == ids
+    assert {o.status for o in report.outcomes} == {"exported"}
 
 
 def test_two_follow_ups_at_once_report_each_end_once_when_the_first_claims_first() -> None:
@@ -810,9 +842,9 @@ def test_a_slow_tos_defers_the_checks_it_cannot_finish_and_the_new_exports_still
 
     def silent(call: Call, send: Callable[[], Any]) -> Any:
         ecs.clock.advance(20)
-        raise UnknownOutcomeError("no answer", code="ReadTimeout", action="HeadObject")
+        raise UnknownOutcomeError("no answer", code="ReadTimeout", action="ListObjectsV2")
 
-    ecs.api.on("HeadObject", silent)
+    ecs.api.on("ListObjectsV2", silent)
     now = ecs.clock.monotonic()
     budget = Budget(send_by=now + 30, start_by=now + 27, seconds=30, report_by=now + 31)
 
@@ -823,7 +855,7 @@ def test_a_slow_tos_defers_the_checks_it_cannot_finish_and_the_new_exports_still
     results = statuses(outcome.outcomes)
     assert [results[i] for i in new] == ["started"] * 4
     assert [results[i] for i in finished] == ["deferred"] * 6
-    assert ecs.count("HeadObject") == 1  # the first check took the checks' whole share
+    assert ecs.count("ListObjectsV2") == 1  # the first check took the checks' whole share
     late = next(o for o in outcome.outcomes if o.image_id == "image-done5")
     assert "share of the time budget ran out" in str(late.reason)
 

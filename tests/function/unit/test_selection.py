@@ -38,9 +38,7 @@ def test_scan_filters_by_name_prefix_and_every_tag() -> None:
 
 def test_naive_creation_times_are_read_as_utc() -> None:
     """A timestamp without an offset is taken as UTC rather than crashing the comparison."""
-    naive = Image.model_validate(
-        {"ImageId": "image-n", "Status": "available", "CreatedAt": "2026-11-26T11:00:00"}
-    )
+    naive = Image.from_api({"ImageId": "image-n", "Status": "available", "CreatedAt": "2026-11-26T11:00:00"})
     assert pick_scan_images([naive], now=NOW, lookback_hours=2)
 
 

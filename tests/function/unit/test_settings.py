@@ -210,6 +210,13 @@ def test_tracking_values_are_read() -> None:
     assert settings.tos_origin == "http://127.0.0.1:9000"
 
 
+@pytest.mark.parametrize(("value", "level"), [(None, "structure"), ("HEAD", "head"), (" off ", "off")])
+def test_export_verify_defaults_to_the_structure_check(value: str | None, level: str) -> None:
+    """Unset, every finished export's qcow2 structure is read; ``head`` and ``off`` are taken in any case."""
+    env = {} if value is None else {"EXPORT_VERIFY": value}
+    assert Settings.from_env(env).verify == level
+
+
 def test_an_empty_cap_means_no_cap() -> None:
     """EXPORT_MAX_IN_FLIGHT set to an empty string counts as unset: no cap."""
     assert Settings.from_env({"EXPORT_MAX_IN_FLIGHT": " "}).max_in_flight is None
@@ -219,6 +226,11 @@ def test_an_empty_cap_means_no_cap() -> None:
     ("variable", "value", "says"),
     [
         ("EXPORT_TRACKING", "on", "EXPORT_TRACKING: expected tags or off, got 'on'"),
+        (
+            "EXPORT_VERIFY",
+            "deep",
+            "EXPORT_VERIFY: expected structure (read each object's qcow2 structure), head",
+        ),
         ("EXPORT_MAX_IN_FLIGHT", "0", "EXPORT_MAX_IN_FLIGHT: expected a whole number from 1 to 100000"),
         ("EXPORT_MAX_IN_FLIGHT", "-2", "got '-2'"),
         ("EXPORT_MAX_IN_FLIGHT", "2.5", "got '2.5'"),

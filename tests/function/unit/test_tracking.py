@@ -1,8 +1,9 @@
 """Follow-up decisions: tracking tags and their transitions, the latest export task, outcomes from (task,
-HeadObject)."""
+the export's check)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,6 @@ from hypothesis import strategies as st
 from handler.core.tracker import group_by_tags
 from handler.core.tracking import (
     DEST_KEY,
-    MIN_SYSTEM_OBJECT_BYTES,
     MISSING_CONFIRM_SECONDS,
     STATE_KEY,
     TRANSITIONS,
@@ -28,14 +28,28 @@ from handler.core.tracking import (
     state_tags,
     tracking_of,
 )
+from handler.core.verification import Corrupt, ExportCheck, Missing, Stopped, Verified
+from handler.errors import BudgetExhausted
 from handler.models.api import Image, Task
-from handler.models.objects import UNREADABLE_REASON, HeadResult, ObjectFound, ObjectMissing, ObjectUnreadable
+from handler.models.manifest import ManifestObject
+from handler.models.objects import UNREADABLE_REASON, ObjectUnreadable
 
 IMAGE = "image-ybqi99s7yq8rx7mnk44b"
 DEST = Destination("my-image-exports", "imgexport")
 KEY = f"imgexport_{IMAGE}_system.qcow2"
-FOUND = ObjectFound(DEST.bucket, KEY, 42_949_672_960, "12345678901234567890", "etag", None, "r-1")
-MISSING = ObjectMissing(DEST.bucket, KEY, "r-2")
+SYSTEM = ManifestObject(
+    key=KEY,
+    disk="system",
+    size_bytes=3_276_800,
+    etag="etag",
+    crc64="12345678901234567890",
+    virtual_size_bytes=42_949_672_960,
+)
+DATA = ManifestObject(key=f"imgexport_{IMAGE}_data1.qcow2", disk="data", size_bytes=2_000_000)
+MANIFEST_KEY = f"imgexport_{IMAGE}.manifest.json"
+FOUND = Verified("structure", True, (SYSTEM, DATA), (), MANIFEST_KEY)
+MISSING = Missing(KEY, "r-2")
+CORRUPT = Corrupt(KEY, f"tos://{DEST.bucket}/{KEY}: L2 table at 0x90000 lies past the end of the object")
 UNREADABLE = ObjectUnreadable(DEST.bucket, KEY, UNREADABLE_REASON, "r-3")
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -58,11 +72,11 @@ def task(status: str, **fields: Any) -> Task:
         "CreatedAt": "2026-11-27T08:00:00Z",
         "EndAt": "2026-11-27T08:18:00Z" if status in ("Succeeded", "Failed") else "",
     }
-    return Task.model_validate(raw | fields)
+    return Task.from_api(raw | fields)
 
 
 def image(tags: dict[str, str]) -> Image:
-    return Image.model_validate({"ImageId": IMAGE, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]})
+    return Image.from_api({"ImageId": IMAGE, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]})
 
 
 # --- tags ------------------------------------------------------------------------------------------------
@@ -163,22 +177,51 @@ def test_duration_runs_from_created_to_end() -> None:
 # --- outcomes --------------------------------------------------------------------------------------------
 
 
-def test_succeeded_and_found_is_exported_with_size_crc_and_duration() -> None:
-    """A Succeeded task whose object is there is reported exported, verified, and retagged exported."""
+def test_succeeded_and_verified_is_exported_with_its_objects_and_manifest() -> None:
+    """A Succeeded task whose objects passed their check is reported exported with the system object's size
+    and CRC-64, every object, the verification and the manifest's key, and retagged exported."""
     follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), FOUND)
     assert follow.next_state == "exported"
     assert follow.outcome is not None
-    assert follow.outcome.model_dump(exclude_none=True) == {
+    assert follow.outcome.to_json() == {
         "image_id": IMAGE,
         "status": "exported",
         "task_id": "t-1",
         "tos_bucket": DEST.bucket,
         "object_key": KEY,
-        "size_bytes": 42_949_672_960,
+        "size_bytes": 3_276_800,
         "crc64": "12345678901234567890",
         "duration_s": 1080.0,
         "verified": True,
+        "verification": "structure",
+        "objects": [
+            {k: v for k, v in asdict(SYSTEM).items() if v is not None},
+            {k: v for k, v in asdict(DATA).items() if v is not None},
+        ],
+        "manifest_key": MANIFEST_KEY,
     }
+
+
+def test_a_check_s_notes_are_the_exported_result_s_reason() -> None:
+    """What the check noted (a data disk without a file, sampled L2 tables) is said in the result."""
+    noted = Verified(
+        "structure", True, (SYSTEM,), ("the image lists 1 data disk(s) but 0 data file(s)",), "m"
+    )
+    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), noted)
+    assert follow.outcome is not None
+    assert follow.outcome.reason == "the image lists 1 data disk(s) but 0 data file(s)"
+
+
+def test_an_object_that_fails_its_check_is_corrupt_naming_the_object_and_the_check() -> None:
+    """A truncated or garbage object is export_failed ExportObjectCorrupt, the message naming the object and
+    the check, retagged failed."""
+    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), CORRUPT)
+    assert follow.outcome is not None
+    assert (follow.outcome.status, follow.next_state) == ("export_failed", "failed")
+    assert follow.outcome.error is not None
+    assert follow.outcome.error.code == "ExportObjectCorrupt"
+    assert "t-1 Succeeded but tos://" in follow.outcome.error.message
+    assert "L2 table at 0x90000" in follow.outcome.error.message
 
 
 def test_a_first_404_is_deferred_and_recorded_never_final() -> None:
@@ -224,20 +267,7 @@ def test_succeeded_but_unreadable_is_deferred_never_exported_unchecked_nor_faile
     assert follow.outcome.error is not None
     assert (follow.outcome.error.code, follow.outcome.task_id) == ("AccessDenied", "t-1")
     assert UNREADABLE_REASON in (follow.outcome.reason or "")
-    assert "tos:HeadObject" in (follow.outcome.reason or "")
-
-
-@pytest.mark.parametrize("size", [0, 1, 4096, MIN_SYSTEM_OBJECT_BYTES - 1])
-def test_an_implausibly_small_object_is_corrupt_never_verified(size: int) -> None:
-    """A 0-byte or tiny system object cannot be a disk's qcow2 file: export_failed ExportObjectCorrupt
-    naming the object and its size, retagged failed."""
-    tiny = ObjectFound(DEST.bucket, KEY, size, "0", "etag", None, "r-4")
-    follow = decide_follow_up(IMAGE, DEST, task("Succeeded"), tiny)
-    assert follow.outcome is not None
-    assert (follow.outcome.status, follow.next_state) == ("export_failed", "failed")
-    assert follow.outcome.error is not None
-    assert follow.outcome.error.code == "ExportObjectCorrupt"
-    assert f"tos://{DEST.bucket}/{KEY} is {size} bytes" in follow.outcome.error.message
+    assert "tos:GetObject" in (follow.outcome.reason or "")
 
 
 def test_a_sighting_counts_only_for_the_export_after_it() -> None:
@@ -284,7 +314,7 @@ def test_an_unfinished_task_is_in_flight_and_needs_no_head(status: str) -> None:
     ],
 )
 def test_without_a_task_the_object_alone_decides(
-    head: HeadResult, status: str, verified: bool | None, code: str | None
+    head: ExportCheck, status: str, verified: bool | None, code: str | None
 ) -> None:
     """When DescribeTasks no longer lists the task, the object decides: found, missing (once confirmed) or
     unchecked."""
@@ -299,27 +329,30 @@ def test_without_a_task_the_object_alone_decides(
     assert (follow.outcome.error.code if follow.outcome.error else None) == code
 
 
-def test_a_missing_head_answer_where_one_is_needed_is_a_programming_error() -> None:
-    """Deciding a Succeeded task without its HeadObject answer raises instead of guessing."""
-    with pytest.raises(ValueError, match="HeadObject"):
-        decide_follow_up(IMAGE, DEST, task("Succeeded"), None)
+@pytest.mark.parametrize("check", [None, Stopped("listing", BudgetExhausted("out of time"))])
+def test_a_missing_check_where_one_is_needed_is_a_programming_error(check: ExportCheck | None) -> None:
+    """Deciding a Succeeded task without its check (or with one a failure stopped, which the flow defers)
+    raises instead of guessing."""
+    with pytest.raises(ValueError, match="check"):
+        decide_follow_up(IMAGE, DEST, task("Succeeded"), check)
 
 
 @given(
     st.sampled_from(["Pending", "Running", "Succeeded", "Failed", "UnknownStatus", None]),
-    st.sampled_from([FOUND, MISSING, UNREADABLE]),
+    st.sampled_from([FOUND, MISSING, UNREADABLE, CORRUPT]),
 )
 def test_a_403_never_fails_an_export_and_only_ended_tasks_report(
-    status: str | None, head: HeadResult
+    status: str | None, head: ExportCheck
 ) -> None:
     """Whatever the task and object: in flight iff the task is unfinished; export_failed only for a Failed
-    task or a missing object; an unreadable object never makes a failure."""
+    task, a missing or a corrupt object; an unreadable object never makes a failure."""
     the_task = task(status) if status is not None else None
     follow = decide_follow_up(IMAGE, DEST, the_task, head, **confirmed())
     unfinished = status not in ("Succeeded", "Failed", None)
     assert (follow.outcome is None) is unfinished
     failed = follow.outcome is not None and follow.outcome.status == "export_failed"
-    assert failed is (status == "Failed" or (not unfinished and isinstance(head, ObjectMissing)))
+    ended_badly = isinstance(head, Missing | Corrupt)
+    assert failed is (status == "Failed" or (not unfinished and ended_badly))
     if isinstance(head, ObjectUnreadable) and status != "Failed":
         assert not failed
     assert (follow.next_state == "failed") is failed
@@ -368,14 +401,7 @@ def test_a_follow_up_decision_sets_the_state_the_table_gives(
 ) -> None:
     """``decide_follow_up`` takes its next tag from the table, for each way an export ends."""
     dest = Destination("bucket-a", "exp")
-    answer = {
-        None: None,
-        "missing": ObjectMissing("bucket-a", dest.object_key("img-1"), None),
-        "found": ObjectFound(
-            "bucket-a", dest.object_key("img-1"), 10 * MIN_SYSTEM_OBJECT_BYTES, "1", None, None, None
-        ),
-        "small": ObjectFound("bucket-a", dest.object_key("img-1"), 10, "1", '"e"', None, None),
-    }[head]
+    answer = {None: None, "missing": MISSING, "found": FOUND, "small": CORRUPT}[head]
     decided = decide_follow_up("img-1", dest, task(status), answer, **confirmed())
     assert decided.next_state == TRANSITIONS["exporting", event]  # type: ignore[index]
 
@@ -396,9 +422,7 @@ def test_hand_edited_state_tags_follow_one_rule(
 ) -> None:
     """Case and surrounding spaces are folded, in keys and values; any other value is odd: it blocks a
     scan (never exported blindly) and is not taken for a state."""
-    image = Image.model_validate(
-        {"ImageId": "image-a", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
-    )
+    image = Image.from_api({"ImageId": "image-a", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]})
     tracking = tracking_of(image)
     assert (tracking.state, tracking.odd) == (state, odd)
     assert tracking.blocks_scan == bool(tags)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from handler.adapters.webhooks import should_notify
@@ -17,17 +19,20 @@ DEFERRED = outcome("image-late", "deferred", reason="the time budget ran low")
 
 @pytest.mark.parametrize("fmt", ["feishu", "slack"])
 def test_finished_exports_get_their_own_chat_lines(fmt: WebhookFormat) -> None:
-    """An exported image shows where it went, its size and how long it took; a failed one its task and
-    the code with its fix."""
+    """An exported image shows where it went, that it was verified, its disk count, size and how long it
+    took; a failed one its task and the code with its fix."""
     text = compose_text(fmt, result_of(EXPORTED, EXPORT_FAILED), region="cn-beijing", bucket=None)
 
-    assert "✅ image-ok exported → tos://bkt/p_image-ok_system.qcow2 (40.0 GiB, 18 min)" in text
+    assert (
+        "✅ image-ok exported → tos://bkt/p_image-ok_system.qcow2 (verified, 3 disks, 40.0 GiB, 18 min)"
+        in text
+    )
     assert "❌ image-bad export failed (task t-bad): ExportTaskFailed → the API gives no reason" in text
 
 
 def test_an_unverified_export_says_so_in_its_line() -> None:
     """An export TOS would not show is exported but marked not verified, with the reason."""
-    unverified = EXPORTED.model_copy(update={"size_bytes": None, "verified": False, "reason": "TOS said 403"})
+    unverified = replace(EXPORTED, size_bytes=None, verified=False, objects=None, reason="TOS said 403")
 
     text = compose_text("slack", result_of(unverified), region="cn-beijing", bucket=None)
 
@@ -90,11 +95,11 @@ def test_a_re_report_keeps_its_webhook_id_whatever_else_the_run_did(others: tupl
 @pytest.mark.parametrize(
     "changed",
     [
-        (EXPORTED.model_copy(update={"image_id": "image-other"}), EXPORT_FAILED),
-        (EXPORTED.model_copy(update={"task_id": "t-other"}), EXPORT_FAILED),
-        (EXPORTED.model_copy(update={"status": "export_failed"}), EXPORT_FAILED),
+        (replace(EXPORTED, image_id="image-other"), EXPORT_FAILED),
+        (replace(EXPORTED, task_id="t-other"), EXPORT_FAILED),
+        (replace(EXPORTED, status="export_failed"), EXPORT_FAILED),
         (EXPORTED,),
-        (EXPORTED, EXPORT_FAILED, EXPORTED.model_copy(update={"image_id": "image-3", "task_id": "t-3"})),
+        (EXPORTED, EXPORT_FAILED, replace(EXPORTED, image_id="image-3", task_id="t-3")),
     ],
     ids=["image", "task", "status", "one-fewer", "one-more"],
 )

@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from exporter_tools.emulator.api import ApiCall
 from exporter_tools.emulator.ecs import EcsService, format_time
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage, FleetTask, follow_up_fleet
+from exporter_tools.emulator.object_store import StoredObject
+from exporter_tools.emulator.qcow2_image import qcow2_layout
 from exporter_tools.emulator.tos import export_object_key
 from handler.adapters.signing import Credentials
 from tests.support.emulated import signed_get
@@ -36,6 +38,11 @@ def account(task_seconds: float = 100.0) -> tuple[EcsService, FakeClock]:
     clock = FakeClock(wall=START)
     fleet = Fleet(images=images, buckets=(FleetBucket(name="bucket-1"),))
     return EcsService(fleet, task_seconds=task_seconds, seed=1, clock=clock), clock
+
+
+def virtual_size(found: StoredObject) -> int:
+    """The virtual size the object's qcow2 header states."""
+    return int.from_bytes(found.content.read(24, 8))
 
 
 def export(ecs: EcsService, image_id: str) -> None:
@@ -77,7 +84,7 @@ def test_objects_exist_only_for_exports_that_succeeded_with_one() -> None:
     objects = ecs.exported_objects()
     key = export_object_key("p1", "image-ok")
     assert list(objects) == [("bucket-1", key)]
-    assert objects[("bucket-1", key)].size_bytes == 40 * 2**30
+    assert virtual_size(objects[("bucket-1", key)]) == 40 * 2**30
     assert objects[("bucket-1", key)].written_at == START + timedelta(seconds=100)
     assert task_of(ecs, "image-gone")["Status"] == "Succeeded"
 
@@ -113,7 +120,7 @@ def test_an_export_that_ended_before_the_start_is_in_the_fleet_with_its_object()
 
     key = export_object_key("p1", "image-done")
     assert list(objects) == [("bucket-1", key)]
-    assert objects[("bucket-1", key)].size_bytes == 20 * 2**30
+    assert virtual_size(objects[("bucket-1", key)]) == 20 * 2**30
     assert objects[("bucket-1", key)].written_at == START - timedelta(hours=2) + timedelta(seconds=100)
     assert task_of(ecs, "image-done")["Status"] == "Succeeded"
     assert task_of(ecs, "image-bad")["Status"] == "Failed"
@@ -172,7 +179,7 @@ def test_the_command_line_task_seconds_and_fleet_outcomes_reach_the_api(tmp_path
         assert all(t["EndAt"] for t in tasks.values())
         found = signed_tos_request(target, "bucket-1", export_object_key("p1", "image-ok"), credentials=keys)
         assert found.status_code == 200
-        assert int(found.headers["content-length"]) == 3 * 2**30
+        assert int(found.headers["content-length"]) == qcow2_layout(3 * 2**30).length
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
@@ -190,5 +197,5 @@ def test_the_follow_up_fleet_ends_its_four_exports_four_ways() -> None:
     clock.set_now(START + timedelta(seconds=10))
     statuses = [task_of(ecs, image_id)["Status"] for image_id in ids]
     assert statuses == ["Succeeded", "Succeeded", "Failed", "Succeeded"]
-    sizes = {key: found.size_bytes // 2**30 for (_, key), found in ecs.exported_objects().items()}
+    sizes = {key: virtual_size(found) // 2**30 for (_, key), found in ecs.exported_objects().items()}
     assert sizes == {export_object_key("imgexport", ids[0]): 40, export_object_key("imgexport", ids[1]): 20}

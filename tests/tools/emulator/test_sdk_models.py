@@ -181,3 +181,41 @@ def test_describe_tasks_sends_the_sdks_parameters_and_answers_its_model(
     if by == "resource_ids":
         assert ends["Running"] == ""
         assert datetime.fromisoformat(ends["Succeeded"]) < datetime.now(UTC) - timedelta(hours=2)
+
+
+def test_an_image_with_data_disks_reads_as_the_sdks_image_with_its_snapshots() -> None:
+    """DescribeImages reports the system disk and each data disk as Snapshots (VolumeKind system / data, Size
+    in GiB), with the image's Architecture, BootMode, Platform, PlatformVersion, OsType, OsName and
+    Description, all as the SDK's model holds them."""
+    spec = FleetImage(
+        id="image-sdk0000000disks",
+        size_gb=40,
+        data_disks=(100, 20),
+        architecture="arm64",
+        boot_mode="UEFI",
+        platform="Debian",
+        platform_version="12",
+        description="a whole machine",
+    )
+    with EcsEmulator(Fleet(images=(spec,)), credentials=CREDENTIALS, seed=3) as emulator:
+        result = emulator.ecs.describe_images({"ImageIds.1": spec.id})
+    model = strict_sdk_model(
+        ecs_models.DescribeImagesResponse,
+        result,
+        required=("Images.Snapshots.SnapshotId", "Images.Snapshots.Size", "Images.Snapshots.VolumeKind"),
+    )
+    (image,) = model.images
+    assert [(s.volume_kind, s.size) for s in image.snapshots] == [("system", 40), ("data", 100), ("data", 20)]
+    assert len({s.snapshot_id for s in image.snapshots}) == 3
+    assert all(s.snapshot_id.startswith("snap-") for s in image.snapshots)
+    assert (image.architecture, image.boot_mode, image.platform, image.platform_version) == (
+        "arm64",
+        "UEFI",
+        "Debian",
+        "12",
+    )
+    assert (image.os_type, image.os_name, image.description) == (
+        "Linux",
+        "Debian 12 64 bit",
+        "a whole machine",
+    )

@@ -16,6 +16,7 @@ import pytest
 
 from exporter_tools.emulator.ecs import EcsEmulator
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage
+from exporter_tools.emulator.qcow2_image import qcow2_layout
 from exporter_tools.emulator.tos import crc64_ecma, export_object_key
 from exporter_tools.emulator.tos_auth import tos_canonical_request, tos_signature, verify_tos_signature
 from handler.adapters.signing import Credentials
@@ -212,10 +213,9 @@ def test_objects_appear_when_export_tasks_succeed(
     ok1 = head(tos_emulator, BUCKET, export_object_key("px", "image-ok1"))
     ok2 = head(tos_emulator, BUCKET, export_object_key("px", "image-ok2"))
     assert ok1.status_code == 200
-    assert int(ok1.headers["content-length"]) == 40 * 2**30
-    assert int(ok2.headers["content-length"]) == 20 * 2**30
-    key = export_object_key("px", "image-ok1")
-    assert ok1.headers["x-tos-hash-crc64ecma"] == str(crc64_ecma(key.encode()))
+    assert int(ok1.headers["content-length"]) == qcow2_layout(40 * 2**30).length
+    assert int(ok2.headers["content-length"]) == qcow2_layout(20 * 2**30).length
+    assert ok1.headers["x-tos-hash-crc64ecma"] == str(qcow2_layout(40 * 2**30).crc64)
     assert ok1.headers["etag"].startswith('"')
     assert ok1.headers["etag"] != ok2.headers["etag"]
     assert ok1.headers["x-tos-request-id"]
@@ -268,7 +268,7 @@ def test_a_bucket_the_role_cannot_read_answers_403_with_the_json_error(
     assert heard.headers["x-tos-ec"]
     assert got.status_code == 403
     body = got.json()
-    assert set(body) == {"Code", "Message", "RequestId", "HostId", "EC"}
+    assert set(body) == {"Code", "Message", "RequestId", "HostId", "Resource", "EC"}
     assert body["Code"] == "AccessDenied"
     assert body["RequestId"] == got.headers["x-tos-request-id"]
 
@@ -335,7 +335,7 @@ def test_the_in_process_transport_answers_tos_requests_too(
         found = head(tos_emulator, BUCKET, key, client=client)
         missing = head(tos_emulator, BUCKET, key + ".x", client=client)
     assert found.status_code == 200
-    assert int(found.headers["content-length"]) == 20 * 2**30
+    assert int(found.headers["content-length"]) == qcow2_layout(20 * 2**30).length
     assert found.content == b""
     assert missing.status_code == 404
 

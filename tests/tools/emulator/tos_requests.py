@@ -3,6 +3,7 @@ talk to the emulator's TOS side over a socket."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -17,16 +18,20 @@ from tests.support.emulated import CREDENTIALS
 def signed_tos_request(
     emulator: Any,
     bucket: str,
-    key: str,
+    key: str | None,
     *,
     credentials: Credentials = CREDENTIALS,
     method: str = "HEAD",
     moment: datetime | None = None,
     client: httpx.Client | None = None,
+    query: str = "",
+    body: bytes = b"",
+    unsigned: Mapping[str, str] | None = None,
 ) -> httpx.Response:
-    """``method /<bucket>/<key>`` to ``emulator.endpoint`` (``port`` and ``region`` read too), signed at
-    ``moment`` (default now), through ``client`` when given."""
-    path = "/" + bucket + "/" + quote(key, safe="/~")
+    """``method /<bucket>/<key>?<query>`` (``/<bucket>`` when ``key`` is None) to ``emulator.endpoint``
+    (``port`` and ``region`` read too), signed at ``moment`` (default now), with ``body`` and the
+    ``unsigned`` headers (``Range``…), through ``client`` when given. ``query`` goes as given (canonical)."""
+    path = "/" + bucket + ("" if key is None else "/" + quote(key, safe="/~"))
     x_date = format_x_date(moment or datetime.now(UTC))
     headers = {
         "host": f"127.0.0.1:{emulator.port}",
@@ -39,7 +44,7 @@ def signed_tos_request(
     canonical = tos_canonical_request(
         method=method,
         path=path,
-        raw_query="",
+        raw_query=query,
         signed_headers=[(n, headers[n]) for n in names],
         payload="UNSIGNED-PAYLOAD",
     )
@@ -51,7 +56,9 @@ def signed_tos_request(
         f"SignedHeaders={';'.join(names)}, Signature={signature}"
     )
     headers["Date"] = x_date
+    headers.update(unsigned or {})
+    url = f"{emulator.endpoint}{path}" + (f"?{query}" if query else "")
     if client is not None:
-        return client.request(method, f"{emulator.endpoint}{path}", headers=headers)
+        return client.request(method, url, headers=headers, content=body)
     with httpx.Client(timeout=5) as own:
-        return own.request(method, f"{emulator.endpoint}{path}", headers=headers)
+        return own.request(method, url, headers=headers, content=body)

@@ -1,0 +1,120 @@
+"""The manifest: the restore kit written beside an export (docs/contract.md, "The export's objects, its
+verification and its manifest").
+
+``<prefix>_<ImageId>.manifest.json`` in the export's bucket holds what a restore needs once the source image
+is gone (its metadata as DescribeImages gave it at the export), the export's objects and how they were
+checked. The manifests in a bucket are the catalogue restore and retention read; one model writes and reads
+them, so the two can never disagree. Fields beyond these are allowed and kept when a manifest is read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "MANIFEST_SUFFIX",
+    "Disk",
+    "Manifest",
+    "ManifestExport",
+    "ManifestImage",
+    "ManifestObject",
+    "ManifestSnapshot",
+    "ManifestVerification",
+    "RestoreCheck",
+    "VerifyLevel",
+    "manifest_key",
+]
+
+MANIFEST_SCHEMA = "image-exporter/manifest/1"
+MANIFEST_SUFFIX = ".manifest.json"
+VerifyLevel = Literal["structure", "head", "off"]
+Disk = Literal["system", "data"]
+
+
+def manifest_key(prefix: str, image_id: str) -> str:
+    """Where an export's manifest is: ``<prefix>_<ImageId>.manifest.json``, beside its objects."""
+    return f"{prefix}_{image_id}{MANIFEST_SUFFIX}"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
+
+
+class ManifestSnapshot(_Part):
+    id: str
+    size_gib: int | None = None
+    kind: str = ""
+
+
+class ManifestImage(_Part):
+    id: str
+    name: str = ""
+    description: str = ""
+    os_type: str = ""
+    os_name: str = ""
+    platform: str = ""
+    platform_version: str = ""
+    architecture: str = ""
+    boot_mode: str = ""
+    size_gib: int | None = None
+    created_at: datetime | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    snapshots: tuple[ManifestSnapshot, ...] = ()
+
+
+class ManifestExport(_Part):
+    task_id: str | None = None
+    region: str
+    bucket: str
+    prefix: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="ignore", defer_build=True))
+class ManifestObject:
+    """One object of an export, in its manifest and in its ``exported`` result (a slotted record: a result
+    holds one per disk of every export it reports)."""
+
+    key: str
+    disk: Disk
+    size_bytes: int | None = None
+    etag: str | None = None
+    crc64: str | None = None
+    virtual_size_bytes: int | None = None
+
+
+class ManifestVerification(_Part):
+    level: VerifyLevel
+    verified: bool
+    checked_at: datetime
+    notes: tuple[str, ...] = ()
+
+
+class RestoreCheck(_Part):
+    at: datetime
+    image_id: str
+    task_id: str | None = None
+    result: str
+
+
+class Manifest(_Part):
+    """One export's manifest, as written and as read back."""
+
+    schema_: str = Field(default=MANIFEST_SCHEMA, alias="schema")
+    image: ManifestImage
+    export: ManifestExport
+    objects: tuple[ManifestObject, ...]
+    verification: ManifestVerification
+    restore_checks: tuple[RestoreCheck, ...] = ()
+
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True, populate_by_name=True)
+
+    def to_bytes(self) -> bytes:
+        """The manifest as written: JSON, UTF-8, the published field names, times in RFC 3339."""
+        return self.model_dump_json(by_alias=True, indent=2).encode("utf-8")
