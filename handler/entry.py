@@ -13,13 +13,17 @@ from handler.adapters.log import configure_logging, first_invocation
 from handler.clock import SYSTEM_CLOCK
 from handler.core.budget import Budget
 from handler.errors import ConfigurationError, ExporterError, InvalidEvent, InvocationIncomplete
+from handler.models.commands import ExportingCommand, RestoreCommand
 from handler.models.events import Command, parse_event
 from handler.models.results import TRIGGERS, ErrorInfo, ImageOutcome, InvocationResult, Trigger
 from handler.models.settings import KNOWN_REGIONS, Settings
 from handler.version import build_info
 
 if TYPE_CHECKING:
+    from handler.adapters.clients import Clients
     from handler.core.follow_up import TrackedRun
+    from handler.core.plan import ExportPlan
+    from handler.core.restore import RestoreRun
 
 __all__ = ["handle", "http_response", "reject"]
 
@@ -37,7 +41,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     settings: Settings | None = None
     budget: Budget | None = None
     stopped_by: ExporterError | None = None
-    exported: TrackedRun | None = None
+    exported: _Run | None = None
     try:
         settings = Settings.from_env(os.environ)
         configure_logging(settings.log_level)
@@ -100,21 +104,80 @@ def _remaining(context: Any) -> float | None:
     return None
 
 
-def _export(command: Command, settings: Settings, budget: Budget, *, holder: str) -> TrackedRun:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Run:
+    """The invocation's outcomes, and the parts that settle once they are logged and notified (the restores'
+    retags and drill deletes, the exports' retags)."""
+
+    outcomes: tuple[ImageOutcome, ...]
+    parts: tuple[TrackedRun | RestoreRun, ...] = ()
+
+    def settle(self, *, deadline: float) -> None:
+        for part in self.parts:
+            part.settle(deadline=deadline)
+
+
+def _export(command: Command, settings: Settings, budget: Budget, *, holder: str) -> _Run:
     """Resolve credentials and the target, build the clients, run the flow within the time budget.
     ``holder`` names this invocation in the claims it writes: its request id, so that a retry of the same
-    event running at the same time is another holder."""
+    event running at the same time is another holder. A timer first follows the restores in flight."""
     from handler.adapters.clients import build_clients  # noqa: PLC0415 - after the event is valid
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415
-    from handler.core.follow_up import run_tracked  # noqa: PLC0415
+    from handler.core.follow_up import is_timer  # noqa: PLC0415
     from handler.core.plan import ExportPlan  # noqa: PLC0415
 
     plan = ExportPlan.of(command, settings)
-    clients = build_clients(settings, resolve_credentials(os.environ), secrets=_webhook_secrets(settings))
+    restoring = isinstance(command, RestoreCommand)
+    clients = build_clients(
+        settings, resolve_credentials(os.environ), secrets=_webhook_secrets(settings), with_store=restoring
+    )
+    if isinstance(command, RestoreCommand):
+        return _Run((_restore(command, clients, plan, settings, budget),))
+    parts: list[TrackedRun | RestoreRun] = []
+    if is_timer(command) and clients.store is not None:
+        from handler.core.restore import follow_restores  # noqa: PLC0415 - timers only
+
+        parts.append(follow_restores(clients.ecs, clients.store, deadline=budget.send_by, clock=SYSTEM_CLOCK))
+    parts.append(_tracked(command, clients, plan, settings, budget, holder=holder))
+    return _Run(tuple(o for part in parts for o in part.outcomes), tuple(parts))
+
+
+def _restore(
+    command: RestoreCommand, clients: Clients, plan: ExportPlan, settings: Settings, budget: Budget
+) -> ImageOutcome:
+    from handler.core.restore import start_restore  # noqa: PLC0415 - restores only
+    from handler.core.tracking import Destination  # noqa: PLC0415
+
+    if clients.store is None:  # pragma: no cover - built with_store
+        msg = "a restore needs the TOS client"
+        raise RuntimeError(msg)
+    return start_restore(
+        clients.ecs,
+        clients.store,
+        source_id=command.image_id,
+        dest=Destination(plan.bucket, plan.prefix),
+        tos_origin=settings.tos_origin,
+        name=command.image_name,
+        deadline=budget.send_by,
+        clock=SYSTEM_CLOCK,
+    )
+
+
+def _tracked(
+    command: ExportingCommand,
+    clients: Clients,
+    plan: ExportPlan,
+    settings: Settings,
+    budget: Budget,
+    *,
+    holder: str,
+) -> TrackedRun:
+    from handler.core.follow_up import run_tracked  # noqa: PLC0415
+
     return run_tracked(
         command,
         api=clients.ecs,
-        store=clients.store,
+        store=clients.store if settings.tracking != "off" else None,
         plan=plan,
         budget=budget,
         cap=settings.max_in_flight,
@@ -178,12 +241,13 @@ def _report(result: InvocationResult) -> None:
             "verified": outcome.verified,
             "verification": outcome.verification,
             "manifest_key": outcome.manifest_key,
+            "restored_image_id": outcome.restored_image_id,
             "objects": len(outcome.objects) if outcome.objects is not None else None,
         }
         if outcome.error is not None:
             fields["error"] = {k: v for k, v in dataclasses.asdict(outcome.error).items() if v is not None}
         fields = {k: v for k, v in fields.items() if v is not None}
-        if outcome.status in ("failed", "export_failed"):
+        if outcome.status in ("failed", "export_failed", "restore_failed"):
             _log.error("image.outcome", **fields)
         elif outcome.status == "deferred":
             _log.warning("image.outcome", **fields)

@@ -17,6 +17,12 @@
     │   ├── ExportTaskFailed          its ExportImage task Failed
     │   ├── ExportObjectMissing       its task Succeeded but no object is at its key
     │   └── ExportObjectCorrupt       its object is there but cannot be a usable export
+    ├── RestoreRefused            a restore cannot start: no verified export, or its manifest cannot say how
+    │   ├── NoVerifiedExport          no manifest of a verified export of the image under the prefix
+    │   └── ManifestUnusable          the manifest cannot be read, or lacks what ImportImage needs
+    ├── RestoreEndedBadly         a restore or drill started earlier ended badly (restore_failed)
+    │   ├── ImportTaskFailed          its ImportImage task Failed, or its image ended in status error
+    │   └── DrillTimedOut             a drill image was still not restored 24 hours after it was made
     └── ApiError                  the OpenAPI answered with an error, or did not answer at all
         ├── TerminalApiError      the same request can never succeed: fix the input, the keys or the access
         │   ├── ImageNotReady         InvalidImageStatus: the image's status does not allow an export (yet)
@@ -70,6 +76,7 @@ __all__ = [
     "ClaimTooSlow",
     "ClearanceExpired",
     "ConfigurationError",
+    "DrillTimedOut",
     "ErrorCode",
     "ExportEndedBadly",
     "ExportObjectCorrupt",
@@ -79,15 +86,20 @@ __all__ = [
     "ImageNotExportable",
     "ImageNotFound",
     "ImageNotReady",
+    "ImportTaskFailed",
     "InvalidEvent",
     "InvalidParameter",
     "InvocationIncomplete",
     "ListingTruncated",
     "MalformedResponse",
+    "ManifestUnusable",
     "NoCredentials",
+    "NoVerifiedExport",
     "ObjectNotFound",
     "RangeNotSatisfiable",
     "ResourceLocked",
+    "RestoreEndedBadly",
+    "RestoreRefused",
     "RetryableApiError",
     "ServerError",
     "TerminalApiError",
@@ -198,6 +210,38 @@ class ExportObjectCorrupt(ExportEndedBadly):
     """The export's object is in TOS but cannot be a usable export (too small for a system disk)."""
 
     code = "ExportObjectCorrupt"
+
+
+class RestoreRefused(ExporterError):
+    """A restore cannot start from what is in the bucket; the message says what is missing."""
+
+
+class NoVerifiedExport(RestoreRefused):
+    """The image has no manifest of a verified export under the bucket and prefix."""
+
+    code = "NoVerifiedExport"
+
+
+class ManifestUnusable(RestoreRefused):
+    """The export's manifest cannot be read or parsed, or lacks a value ImportImage requires."""
+
+    code = "ManifestUnusable"
+
+
+class RestoreEndedBadly(ExporterError):
+    """A restore (or a restore drill) started by an earlier run ended without a usable image."""
+
+
+class ImportTaskFailed(RestoreEndedBadly):
+    """The import's task Failed, or its image ended in status ``error`` (ECS gives no reason)."""
+
+    code = "ImportTaskFailed"
+
+
+class DrillTimedOut(RestoreEndedBadly):
+    """A drill's image was not restored within 24 hours: it was deleted rather than left behind."""
+
+    code = "DrillTimedOut"
 
 
 class ApiError(ExporterError):
@@ -503,6 +547,30 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
             ExportObjectCorrupt,
             "the object in the bucket is not a usable export (the message names the object and the check): "
             "name the image in an event to export it again",
+            "exporter",
+        ),
+        "NoVerifiedExport": ErrorCode(
+            NoVerifiedExport,
+            "export the image first (a manifest is written once its export is verified), or name the "
+            "bucket and prefix it was exported to as TOSBucket and TOSPrefix",
+            "exporter",
+        ),
+        "ManifestUnusable": ErrorCode(
+            ManifestUnusable,
+            "the message names what is missing or unreadable; export the image again to write a new "
+            "manifest, or import its objects by hand (ImportImage)",
+            "exporter",
+        ),
+        "ImportTaskFailed": ErrorCode(
+            ImportTaskFailed,
+            "ECS gives no reason: check that ECS may read the bucket (its service authorisation for TOS), "
+            "that the region has room for another custom image (50), and restore again",
+            "exporter",
+        ),
+        "DrillTimedOut": ErrorCode(
+            DrillTimedOut,
+            "the drill's import did not finish in 24 hours and its image was deleted; a later run drills "
+            "again; if it persists, check the import in the ECS console",
             "exporter",
         ),
         "ListingTruncated": ErrorCode(

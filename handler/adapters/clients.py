@@ -84,10 +84,12 @@ def build_clients(
     secrets: Iterable[str] = (),
     http: httpx.Client | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    with_store: bool = False,
 ) -> Clients:
     """The function's clients under ``settings``: the process's shared HTTP client and rate limiters (one
-    per service) unless ``http`` is given; TOS only when exports are tracked. From now on the credentials
-    and ``secrets`` (the webhook's) are masked in every log line."""
+    per service) unless ``http`` is given; TOS when exports are tracked or ``with_store`` (a restore reads
+    its manifest). From now on the credentials and ``secrets`` (the webhook's) are masked in every log
+    line."""
     mask_credentials(credentials, also=secrets)
     http = http or shared_http_client(
         connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
@@ -105,7 +107,7 @@ def build_clients(
         clock=clock,
     )
     store = None
-    if settings.tracking != "off":
+    if settings.tracking != "off" or with_store:
         from handler.adapters.tos import TosClient, shared_tos_rate_limiter  # noqa: PLC0415 - only when tracked
 
         store = TosClient(

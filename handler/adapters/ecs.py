@@ -1,5 +1,5 @@
-"""The ECS client: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources`` and
-``UntagResources`` (Version 2020-04-01), typed.
+"""The ECS client: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources``,
+``UntagResources``, and for restores ``ImportImage`` and ``DeleteImages`` (Version 2020-04-01), typed.
 
 ``ExportImage`` raises ``UnknownOutcomeError`` when its answer was lost and ``RetryableApiError`` with code
 ``OperationDenied.ResourceLocked`` when the image is busy: in both cases only the image's tasks can tell
@@ -25,7 +25,7 @@ from handler.errors import (
     MalformedResponse,
     error_for,
 )
-from handler.models.api import ExportStarted, Image, Task
+from handler.models.api import ExportStarted, Image, ImportSpec, ImportStarted, Task
 from handler.models.tagging import TaggingFailure, TaggingReport
 
 __all__ = [
@@ -104,6 +104,48 @@ class EcsClient:
             msg = "ExportImage answered without a TaskId"
             raise MalformedResponse(msg, request_id=request_id, action="ExportImage")
         return ExportStarted(task_id=task_id, request_id=request_id)
+
+    def import_image(self, spec: ImportSpec, *, deadline: float) -> ImportStarted:
+        """Import an image from files in TOS (``ImportImage``); never resent after an unknown outcome (a second
+        send could make a second image)."""
+        params = {"ImageName": spec.image_name, "Url": spec.url, "Platform": spec.platform}
+        optional = {
+            "PlatformVersion": spec.platform_version,
+            "OsType": spec.os_type,
+            "Architecture": spec.architecture,
+            "BootMode": spec.boot_mode,
+            "Description": spec.description,
+        }
+        params |= {key: value for key, value in optional.items() if value}
+        for n, url in enumerate(spec.data_urls, start=1):
+            params[f"ImportDataVolumes.{n}.DataVolumeUrl"] = url
+        for n, (key, value) in enumerate(_checked_tags(dict(spec.tags)), start=1):
+            params[f"Tags.{n}.Key"] = key
+            params[f"Tags.{n}.Value"] = value
+        result, request_id = self._api.call("ImportImage", params, deadline=deadline, idempotent=False)
+        image_id = result.get("ImageId")
+        if not isinstance(image_id, str) or not image_id:
+            msg = "ImportImage answered without an ImageId"
+            raise MalformedResponse(msg, request_id=request_id, action="ImportImage")
+        return ImportStarted(image_id=image_id, request_id=request_id)
+
+    def delete_images(self, image_ids: Iterable[str], *, deadline: float) -> dict[str, str | None]:
+        """Delete images with their snapshots (``DeleteImages``): each id to None when deleted, else the error
+        code the API gave for it (``OperationDenied.ImageIsExporting``, a not-found code…). Deleting twice
+        deletes nothing more, so an unknown outcome is retried like a read."""
+        outcome: dict[str, str | None] = {}
+        for batch in _batches(image_ids, empty_means_none=True):
+            params = {f"ImageIds.{n}": i for n, i in enumerate(batch, start=1)}
+            params["DeleteBindedSnapshots"] = "true"
+            result, _ = self._api.call("DeleteImages", params, deadline=deadline, idempotent=True)
+            outcome |= dict.fromkeys(batch)
+            details = result.get("OperationDetails") or []
+            for detail in details if isinstance(details, list) else []:
+                error = detail.get("Error") if isinstance(detail, dict) else None
+                code = error.get("Code") if isinstance(error, dict) else None
+                if isinstance(code, str) and code and detail.get("ImageId") in outcome:
+                    outcome[detail["ImageId"]] = code
+        return outcome
 
     def describe_images(
         self,

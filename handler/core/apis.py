@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
-from handler.models.api import ExportStarted, Image, Task
+from handler.models.api import ExportStarted, Image, ImportSpec, ImportStarted, Task
 from handler.models.objects import BucketInfo, HeadResult, ListResult, PutResult
 from handler.models.tagging import TaggingReport
 
-__all__ = ["EcsApi", "ObjectStore", "TrackingApi"]
+__all__ = ["EcsApi", "ObjectStore", "RestoreApi", "TrackingApi"]
 
 
 class EcsApi(Protocol):
@@ -50,6 +50,15 @@ class TrackingApi(EcsApi, Protocol):
     def untag_images(
         self, image_ids: Iterable[str], keys: Iterable[str], *, deadline: float
     ) -> TaggingReport: ...
+
+
+class RestoreApi(TrackingApi, Protocol):
+    """The ECS actions restores and drills add: ImportImage, and DeleteImages for drill images (each id to
+    None when deleted, else the API's error code for it)."""
+
+    def import_image(self, spec: ImportSpec, *, deadline: float) -> ImportStarted: ...
+
+    def delete_images(self, image_ids: Iterable[str], *, deadline: float) -> dict[str, str | None]: ...
 
 
 class ObjectStore(Protocol):

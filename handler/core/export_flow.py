@@ -39,7 +39,8 @@ from handler.errors import (
     UnknownOutcomeError,
 )
 from handler.models.api import EXPORT_TASK_TYPE, SUCCEEDED, Image, Task
-from handler.models.events import Command, ScanCommand
+from handler.models.commands import ExportingCommand
+from handler.models.events import ScanCommand
 from handler.models.results import ErrorInfo, ImageOutcome, object_key_for
 
 __all__ = ["TAG_SCAN_CAP", "run_command"]
@@ -58,7 +59,7 @@ _ADOPTED = "it was not tracked: it is now tagged exporting, and a later timer ru
 
 
 def run_command(
-    command: Command,
+    command: ExportingCommand,
     *,
     api: EcsApi,
     plan: ExportPlan,
@@ -123,7 +124,7 @@ class _ExportFlow:
         self._scanning = False
         self._truncated: ListingTruncated | None = None  # the scan's listing reached its page cap
 
-    def execute(self, command: Command) -> tuple[ImageOutcome, ...]:
+    def execute(self, command: ExportingCommand) -> tuple[ImageOutcome, ...]:
         scan = self._scanning = isinstance(command, ScanCommand)
         if isinstance(command, ScanCommand):
             try:

@@ -66,7 +66,8 @@ from handler.errors import (
     fix_for,
 )
 from handler.models.api import ExportStarted, Image, Task
-from handler.models.events import Command, ExportCommand, ScanCommand
+from handler.models.commands import ExportingCommand
+from handler.models.events import ExportCommand, ScanCommand
 from handler.models.results import NEEDS_ATTENTION, ErrorInfo, ImageOutcome
 
 __all__ = ["FollowUpReport", "TrackedRun", "follow_up", "run_tracked"]
@@ -102,13 +103,13 @@ class TrackedRun:
             self.tracker.retag(self.retags, deadline=deadline)
 
 
-def is_timer(command: Command) -> bool:
+def is_timer(command: ExportingCommand) -> bool:
     """A timer invocation: a scan (only timers scan, also through the HTTP trigger), or a timer naming images."""
     return isinstance(command, ScanCommand) or command.trigger == "timer"
 
 
 def run_tracked(
-    command: Command,
+    command: ExportingCommand,
     *,
     api: TrackingApi,
     store: ObjectStore | None,
@@ -179,7 +180,7 @@ def run_tracked(
 
 
 def _before_exporting(
-    command: Command,
+    command: ExportingCommand,
     api: TrackingApi,
     store: ObjectStore,
     tracker: Tracker,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from handler.core.restoring import DRILL_KEY, RESTORED_FROM_KEY
 from handler.core.tracking import Destination, tracking_of
 from handler.models.api import Image
 
@@ -16,6 +17,7 @@ __all__ = ["Availability", "Verdict", "availability", "pick_exporting", "pick_sc
 # Image statuses that end for good; any status not listed here and not "available" may still change.
 _NEVER_EXPORTABLE = frozenset({"error"})
 _STILL_BECOMING = frozenset({"creating", "pending", "copying", "importing", ""})
+_MADE_BY_RESTORE = frozenset({RESTORED_FROM_KEY, DRILL_KEY})
 
 
 def pick_scan_images(
@@ -30,7 +32,8 @@ def pick_scan_images(
     """The images a timer scan exports: private, available, created within the lookback, matching the name
     prefix and every tag, each once. Images without a creation time are kept (better exported than lost).
     ``skip_tracked`` (``EXPORT_TRACKING=tags``): an image whose tags say exporting, exported or failed is
-    left out, whatever its tasks say."""
+    left out, whatever its tasks say. An image a restore made (tagged ``image-exporter:restored-from``, a
+    drill's included) is never scanned: its export is already in the bucket; an event naming it exports it."""
     since = now - timedelta(hours=lookback_hours)
     wanted = dict(tags or {})
     picked: dict[str, Image] = {}
@@ -45,6 +48,8 @@ def pick_scan_images(
         if any(dict(image.tags).get(k) != v for k, v in wanted.items()):
             continue
         if skip_tracked and tracking_of(image).blocks_scan:
+            continue
+        if any(key in _MADE_BY_RESTORE for key, _ in image.tags):
             continue
         picked.setdefault(image.image_id, image)
     return list(picked.values())

@@ -15,11 +15,14 @@ __all__ = [
     "EXPORT_TASK_TYPE",
     "FAILED",
     "FINISHED_STATUSES",
+    "IMPORT_TASK_TYPE",
     "PENDING",
     "RUNNING",
     "SUCCEEDED",
     "ExportStarted",
     "Image",
+    "ImportSpec",
+    "ImportStarted",
     "Snapshot",
     "Task",
 ]
@@ -27,6 +30,7 @@ __all__ = [
 # The task type of an export, and the task statuses the exporter reads (docs/facts.md §3). Only Succeeded and
 # Failed end a task: any other status (UnknownStatus, one added later) may still be running.
 EXPORT_TASK_TYPE = "ExportImage"
+IMPORT_TASK_TYPE = "ImportImage"
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
 ACTIVE_STATUSES = frozenset({PENDING, RUNNING})
 FINISHED_STATUSES = frozenset({SUCCEEDED, FAILED})
@@ -148,6 +152,7 @@ class Task(_FromApi):
     created_at: Moment = Field(default=None, alias="CreatedAt")
     updated_at: Moment = Field(default=None, alias="UpdatedAt")
     end_at: Moment = Field(default=None, alias="EndAt")
+    progress: Gib = Field(default=None, alias="Process")  # percent complete, when the API says
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,4 +160,29 @@ class ExportStarted:
     """ExportImage accepted the request."""
 
     task_id: str
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSpec:
+    """What ImportImage is asked (docs/facts.md §14): the new image's name, the system disk file's URL, the data
+    disk files' URLs in order, the metadata the file does not carry, and the new image's tags."""
+
+    image_name: str
+    url: str
+    platform: str
+    data_urls: tuple[str, ...] = ()
+    platform_version: str = ""
+    os_type: str = ""
+    architecture: str = ""
+    boot_mode: str = ""
+    description: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportStarted:
+    """ImportImage accepted the request: the new image's id (``creating`` until the import ends)."""
+
+    image_id: str
     request_id: str | None

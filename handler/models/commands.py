@@ -1,4 +1,4 @@
-"""The two commands an event becomes (a scan, or an export of named images) and the rules their values follow.
+"""The commands an event becomes (a scan, an export of named images, a restore) and the rules their values follow.
 
 The rules raise :class:`RefusedValue` with what was expected and what came (values echoed are cut to about 60
 characters); the event parser (``handler.models.events``) adds the field's path, and the models apply the same
@@ -24,12 +24,15 @@ __all__ = [
     "MAX_LOOKBACK_HOURS",
     "Command",
     "ExportCommand",
+    "ExportingCommand",
     "RefusedValue",
+    "RestoreCommand",
     "ScanCommand",
     "check_bucket",
     "check_force",
     "check_image_id",
     "check_image_ids",
+    "check_image_name",
     "check_image_name_prefix",
     "check_lookback_hours",
     "check_prefix",
@@ -47,6 +50,7 @@ MAX_TAGS = 50
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 MAX_IMAGE_NAME_PREFIX = 128
+MAX_IMAGE_NAME = 128  # ECS image names: 1-128 characters
 _EXAMPLE_IMAGE_ID = "image-ybqi99s7yq8rx7mnk44b"
 _ECHO_LIMIT = 60
 
@@ -148,6 +152,14 @@ def check_image_name_prefix(value: object) -> str | None:
     raise RefusedValue(f"{msg}, got {shown(value)}")
 
 
+def check_image_name(value: object) -> str:
+    """A new image's name (a restore's ``ImageName``): 1-128 characters on one line."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_IMAGE_NAME and value.isprintable() and value.strip():
+        return value
+    msg = f"expected an image name of 1-{MAX_IMAGE_NAME} printable characters"
+    raise RefusedValue(f"{msg}, got {shown(value)}")
+
+
 def check_tags(value: object) -> dict[str, str]:
     """Tag key to value; an image must carry every one of them to be scanned."""
     if not isinstance(value, Mapping):
@@ -200,4 +212,18 @@ class ExportCommand(BaseModel):
     force: bool = False
 
 
-Command: TypeAlias = ScanCommand | ExportCommand
+class RestoreCommand(BaseModel):
+    """Import one image's newest verified export back into ECS (the ``Restore`` event)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    trigger: Trigger
+    event_id: str | None = None
+    image_id: Annotated[str, PlainValidator(check_image_id)]
+    tos_bucket: Annotated[str | None, PlainValidator(_or_none(check_bucket))] = None
+    tos_prefix: Annotated[str | None, PlainValidator(_or_none(check_prefix))] = None
+    image_name: Annotated[str | None, PlainValidator(_or_none(check_image_name))] = None
+
+
+ExportingCommand: TypeAlias = ScanCommand | ExportCommand  # the commands that export
+Command: TypeAlias = ScanCommand | ExportCommand | RestoreCommand

@@ -1,7 +1,8 @@
 """The events the function accepts (docs/contract.md, "Events accepted"), each turned into one typed command.
 
-``parse_event(raw)`` returns a :class:`ScanCommand` (a timer with no ``ImageIds``: look for new images) or an
-:class:`ExportCommand` (export exactly these images), or raises :class:`~handler.errors.InvalidEvent` whose
+``parse_event(raw)`` returns a :class:`ScanCommand` (a timer with no ``ImageIds``: look for new images), an
+:class:`ExportCommand` (export exactly these images) or a :class:`RestoreCommand` (import an image's newest
+verified export back), or raises :class:`~handler.errors.InvalidEvent` whose
 ``field`` is the dotted path of what is wrong (``data.ImageIds[2]``, ``body.TOSBucket``, ``""`` for the whole
 event). The commands and the rules their values follow are in ``handler.models.commands``. Shapes are
 recognised in this order:
@@ -10,7 +11,8 @@ recognised in this order:
 2. Timer: a CloudEvent of type ``faas.timer.event``; ``data`` is a JSON object in a string, or nothing.
 3. Any other CloudEvent (``specversion``): ``data`` or ``subject`` names the image.
 4. EventBridge style: ``detail-type`` / ``detail`` with ``detail.ImageId``.
-5. Direct: ``{"ImageId": …}`` or ``{"ImageIds": […]}``, the API's own parameter names.
+5. Direct: ``{"ImageId": …}`` or ``{"ImageIds": […]}``, the API's own parameter names; or
+   ``{"Restore": {"ImageId": …}}``.
 
 Shapes are checked by hand rather than through a union of models: the messages can then say exactly what was
 expected, and building the models stays cheap on a cold start. Values echoed in messages are cut to about 60
@@ -33,11 +35,13 @@ from handler.models.commands import (
     Command,
     ExportCommand,
     RefusedValue,
+    RestoreCommand,
     ScanCommand,
     check_bucket,
     check_force,
     check_image_id,
     check_image_ids,
+    check_image_name,
     check_image_name_prefix,
     check_lookback_hours,
     check_prefix,
@@ -54,6 +58,7 @@ __all__ = [
     "TIMER_EVENT_TYPE",
     "Command",
     "ExportCommand",
+    "RestoreCommand",
     "ScanCommand",
     "decode_event_document",
     "is_http_event",
@@ -67,11 +72,13 @@ MAX_EVENT_ID = 256
 _IMAGE_KEYS = ("ImageId", "imageId", "image_id")  # then ResourceId, when it is an image id
 _TIMER_KEYS = ("ImageIds", "TOSBucket", "TOSPrefix", "LookbackHours", "ImageNamePrefix", "Tags", "Force")
 _SCAN_ONLY_KEYS = ("LookbackHours", "ImageNamePrefix", "Tags")
-_DIRECT_KEYS = ("ImageId", "ImageIds", "TOSBucket", "TOSPrefix", "Force")
+_DIRECT_KEYS = ("ImageId", "ImageIds", "TOSBucket", "TOSPrefix", "Force", "Restore")
+_RESTORE_KEYS = ("ImageId", "TOSBucket", "TOSPrefix", "ImageName")
 _SHAPES = (
     "expected a timer event (a CloudEvent of type faas.timer.event), a CloudEvent whose data names the "
     "image (data.ImageId), an EventBridge-style event (detail.ImageId), an HTTP event whose body is one of "
-    'these, or a direct event {"ImageId": "image-…"} or {"ImageIds": ["image-…"]}'
+    'these, a direct event {"ImageId": "image-…"} or {"ImageIds": ["image-…"]}, or a restore '
+    '{"Restore": {"ImageId": "image-…"}}'
 )
 
 T = TypeVar("T")
@@ -363,6 +370,8 @@ def _named_image(content: Mapping[Any, Any], prefix: str, fallback: str | None) 
 
 def _parse_direct(raw: dict[Any, Any]) -> Command:
     _refuse_unknown_keys(raw, _DIRECT_KEYS, "", "a direct event")
+    if "Restore" in raw:
+        return _parse_restore(raw)
     has_one, has_many = raw.get("ImageId") is not None, raw.get("ImageIds") is not None
     if has_one and has_many:
         raise RefusedValue("give either ImageId (one image) or ImageIds (a list), not both", "ImageIds")
@@ -379,6 +388,31 @@ def _parse_direct(raw: dict[Any, Any]) -> Command:
         tos_bucket=_optional(check_bucket, raw, "TOSBucket", ""),
         tos_prefix=_optional(check_prefix, raw, "TOSPrefix", ""),
         force=_optional(check_force, raw, "Force", "") or False,
+    )
+
+
+def _parse_restore(raw: dict[Any, Any]) -> RestoreCommand:
+    """``{"Restore": {"ImageId": …, "TOSBucket"?, "TOSPrefix"?, "ImageName"?}}``: an event of its own."""
+    others = [key for key in raw if key != "Restore"]
+    if others:
+        msg = "a restore is an event of its own: move TOSBucket and TOSPrefix inside Restore, remove the rest"
+        raise RefusedValue(msg, _key_name(others[0]))
+    restore = raw["Restore"]
+    if not isinstance(restore, Mapping):
+        msg = f'expected an object like {{"ImageId": "image-…"}}, got {shown(restore)}'
+        raise RefusedValue(msg, "Restore")
+    _refuse_unknown_keys(restore, _RESTORE_KEYS, "Restore", "a restore")
+    if restore.get("ImageId") is None:
+        raise RefusedValue(
+            "missing: expected the source image's id, whose export is restored", "Restore.ImageId"
+        )
+    return RestoreCommand(
+        trigger="direct",
+        event_id=None,
+        image_id=_check(check_image_id, restore["ImageId"], "Restore.ImageId"),
+        tos_bucket=_optional(check_bucket, restore, "TOSBucket", "Restore"),
+        tos_prefix=_optional(check_prefix, restore, "TOSPrefix", "Restore"),
+        image_name=_optional(check_image_name, restore, "ImageName", "Restore"),
     )
 
 

@@ -23,11 +23,23 @@ __all__ = [
     "object_key_for",
 ]
 
-Status = Literal["started", "skipped", "failed", "deferred", "queued", "exported", "export_failed"]
+Status = Literal[
+    "started",
+    "skipped",
+    "failed",
+    "deferred",
+    "queued",
+    "exported",
+    "export_failed",
+    "restore_started",
+    "restored",
+    "restore_failed",
+    "restore_verified",
+]
 # Every status, in the order counts and summaries list them.
 STATUSES: tuple[Status, ...] = get_args(Status)
 # The statuses that make ``ok`` false (and ``invoke`` exit 1): something needs a person or a later run.
-NOT_OK: frozenset[Status] = frozenset({"failed", "deferred", "export_failed"})
+NOT_OK: frozenset[Status] = frozenset({"failed", "deferred", "export_failed", "restore_failed"})
 # How the reason of a finished export's last notice begins, once re-reporting it stops (its state tag could not
 # be changed): the notice gets a webhook-id of its own, so that a receiver that dedupes still sees it.
 NEEDS_ATTENTION = "needs attention"
@@ -81,6 +93,8 @@ class ImageOutcome:
     verification: VerifyLevel | None = None
     objects: tuple[ManifestObject, ...] | None = None
     manifest_key: str | None = None
+    # A restore's (or a restore drill's) new image: ``image_id`` is the source image it was exported from.
+    restored_image_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The published shape of one result: unset optional fields are left out."""

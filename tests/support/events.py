@@ -19,6 +19,7 @@ EVENT_NAMES: tuple[str, ...] = (
     "http_direct",
     "direct_single",
     "direct_batch",
+    "restore",
     "invalid",
 )
 

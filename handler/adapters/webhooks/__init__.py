@@ -109,8 +109,9 @@ def notify(
 def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
     """Whether this result is worth a delivery under ``WEBHOOK_NOTIFY``.
 
-    ``all``: whenever there are results; ``changes``: when anything was started, failed, deferred, exported
-    or export_failed; ``failures``: when anything failed, was deferred or export_failed.
+    ``all``: whenever there are results; ``changes``: when anything was started, failed, deferred, exported,
+    export_failed, or a restore started or ended; ``failures``: when anything failed, was deferred,
+    export_failed or restore_failed.
     """
     statuses = {r.status for r in result.results}
     if when == "all":
@@ -119,15 +120,15 @@ def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
     return bool(statuses & wanted)
 
 
-_FAILURES = frozenset({"failed", "deferred", "export_failed"})
-_CHANGES = _FAILURES | {"started", "exported"}
+_FAILURES = frozenset({"failed", "deferred", "export_failed", "restore_failed"})
+_CHANGES = _FAILURES | {"started", "exported", "restore_started", "restored", "restore_verified"}
 
 
 def _skip_reason(when: NotifyWhen) -> str:
     if when == "failures":
-        return "WEBHOOK_NOTIFY=failures and nothing failed, was deferred or export_failed"
+        return "WEBHOOK_NOTIFY=failures and nothing failed, was deferred, export_failed or restore_failed"
     if when == "changes":
-        return "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported or export_failed"
+        return "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported or restored"
     return "WEBHOOK_NOTIFY=all and there were no results"
 
 

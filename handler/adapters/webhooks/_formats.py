@@ -246,7 +246,8 @@ def headline(result: InvocationResult) -> str:
     """``Image export: 2 started, 1 failed``, with a mark that says at once whether to act."""
     counts = result.counts
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no images"
-    mark = "❌" if counts["failed"] or counts["export_failed"] else "⏳" if counts["deferred"] else "✅"
+    bad = counts["failed"] or counts["export_failed"] or counts["restore_failed"]
+    mark = "❌" if bad else "⏳" if counts["deferred"] else "✅"
     return f"{mark} Image export: {summary}"
 
 

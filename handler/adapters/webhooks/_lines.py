@@ -10,8 +10,10 @@ from handler.models.results import ImageOutcome
 
 __all__ = ["FOLLOW_UP", "follow_up_line", "human_duration", "human_size", "one_line"]
 
-# Outcomes of the follow-up: an export started earlier, reported when it ends (the same outcome every time).
-FOLLOW_UP = frozenset({"exported", "export_failed"})
+# Outcomes of the follow-up: an export or a restore started earlier, reported when it ends (the same outcome
+# every time).
+FOLLOW_UP = frozenset({"exported", "export_failed", "restored", "restore_failed", "restore_verified"})
+_RESTORE_ENDS = {"restored": "restored", "restore_verified": "restore drill passed"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
 
 
@@ -44,6 +46,9 @@ def follow_up_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
     """``✅ image-… exported → tos://bucket/key (verified, 3 disks, 40.0 GiB, 18 min)`` or
     ``❌ image-… export failed (task t-…): ExportTaskFailed → advice``."""
     image = escape(one_line(outcome.image_id or "(image)", 80))
+    if outcome.status in _RESTORE_ENDS:
+        into = escape(one_line(outcome.restored_image_id or "(image)", 80))
+        return f"✅ {image} {_RESTORE_ENDS[outcome.status]} → {into}"
     if outcome.status == "exported":
         where = escape(one_line(f"tos://{outcome.tos_bucket}/{outcome.object_key}", 200))
         facts = []
@@ -59,7 +64,7 @@ def follow_up_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
         if outcome.verified is False:
             facts.append("not verified: " + escape(one_line(outcome.reason or "TOS did not answer", 160)))
         return f"✅ {image} exported → {where}" + (f" ({', '.join(facts)})" if facts else "")
-    line = f"❌ {image} export failed"
+    line = f"❌ {image} {'restore' if outcome.status == 'restore_failed' else 'export'} failed"
     if outcome.task_id:
         line += f" (task {escape(one_line(outcome.task_id, 64))})"
     if outcome.error is not None:

@@ -15,6 +15,7 @@ from handler.errors import InvalidEvent
 from handler.models.events import (
     IMAGE_ID_PATTERN,
     ExportCommand,
+    RestoreCommand,
     ScanCommand,
     is_http_event,
     parse_event,
@@ -75,7 +76,8 @@ def refusal(event: object) -> InvalidEvent:
 
 # --- the sample events --------------------------------------------------------------------------------
 
-SAMPLE_COMMANDS: dict[str, ScanCommand | ExportCommand] = {
+SAMPLE_COMMANDS: dict[str, ScanCommand | ExportCommand | RestoreCommand] = {
+    "restore": RestoreCommand(trigger="direct", image_id="image-ybqi99s7yq8rx7mnk44b"),
     "timer_scan": ScanCommand(
         trigger="timer",
         event_id="9cab1030-6e4b-4e26-9b2b-4e6d4f0c9a51",
@@ -117,7 +119,9 @@ SAMPLE_COMMANDS: dict[str, ScanCommand | ExportCommand] = {
 
 
 @pytest.mark.parametrize(("name", "expected"), SAMPLE_COMMANDS.items(), ids=list(SAMPLE_COMMANDS))
-def test_each_sample_event_parses_to_its_command(name: str, expected: ScanCommand | ExportCommand) -> None:
+def test_each_sample_event_parses_to_its_command(
+    name: str, expected: ScanCommand | ExportCommand | RestoreCommand
+) -> None:
     """Every sample in events/ (which the README shows) becomes the command it documents."""
     assert parse_event(load_event(name)) == expected
 
@@ -762,3 +766,54 @@ def test_the_id_of_an_invalid_event_follows_the_parsers_rules() -> None:
         "http",
         "gw-1",
     )
+
+
+# --- restores ---------------------------------------------------------------------------------------------
+
+
+def test_a_restore_event_names_the_source_image_and_optionally_where_and_the_new_name() -> None:
+    """``{"Restore": {...}}`` restores one image's export; the bucket, prefix and new name are optional."""
+    assert parse_event(load_event("restore")) == RestoreCommand(
+        trigger="direct", image_id="image-ybqi99s7yq8rx7mnk44b"
+    )
+    full = {
+        "Restore": {"ImageId": IMG_A, "TOSBucket": "b-1", "TOSPrefix": "nightly", "ImageName": "web restored"}
+    }
+    assert parse_event(full) == RestoreCommand(
+        trigger="direct", image_id=IMG_A, tos_bucket="b-1", tos_prefix="nightly", image_name="web restored"
+    )
+    http = {"httpMethod": "POST", "headers": {}, "body": json.dumps(full)}
+    assert parse_event(http) == RestoreCommand(
+        trigger="http", image_id=IMG_A, tos_bucket="b-1", tos_prefix="nightly", image_name="web restored"
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "says"),
+    [
+        ({"Restore": {}}, "Restore.ImageId", "missing"),
+        ({"Restore": {"ImageId": "img-1"}}, "Restore.ImageId", "expected an image id"),
+        ({"Restore": "image-a"}, "Restore", "expected an object"),
+        ({"Restore": {"ImageId": IMG_A, "ImageID": IMG_A}}, "Restore.ImageID", "did you mean ImageId"),
+        ({"Restore": {"ImageId": IMG_A}, "ImageId": IMG_A}, "ImageId", "an event of its own"),
+        ({"Restore": {"ImageId": IMG_A, "ImageName": ""}}, "Restore.ImageName", "1-128 printable"),
+        ({"Restore": {"ImageId": IMG_A, "ImageName": "x" * 129}}, "Restore.ImageName", "1-128 printable"),
+        ({"Restore": {"ImageId": IMG_A, "ImageName": "a\nb"}}, "Restore.ImageName", "1-128 printable"),
+        ({"Restore": {"ImageId": IMG_A, "TOSBucket": "B"}}, "Restore.TOSBucket", "TOS bucket name"),
+    ],
+    ids=[
+        "no-id",
+        "bad-id",
+        "not-an-object",
+        "misspelt",
+        "mixed-with-export",
+        "empty-name",
+        "long-name",
+        "newline",
+        "bad-bucket",
+    ],
+)
+def test_a_bad_restore_event_names_the_field(event: dict[str, Any], field: str, says: str) -> None:
+    refused = refusal(event)
+    assert refused.field == field
+    assert says in refused.message
