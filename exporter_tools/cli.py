@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("exporter_tools.deploy.cli", "plan, or --apply, the deployment of template.yaml"),
     "bench": ("exporter_tools.bench.run", "benchmarks against the official SDK (make bench)"),
     "status": ("exporter_tools.status", "the exports in flight and their outcomes, from the images' tags"),
+    "restore": ("exporter_tools.restore", "import an image's newest verified export back into ECS"),
 }
 
 

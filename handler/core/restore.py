@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,12 +24,15 @@ from pydantic import ValidationError
 from handler.clock import SYSTEM_CLOCK, Clock
 from handler.core.apis import ObjectStore, RestoreApi
 from handler.core.restoring import (
+    DRILL_IMAGE_ROOM,
     IMPORTING,
     RESTORE_KEY,
     RESTORED_FROM_KEY,
     decide_import,
+    drill_name,
     import_spec,
     latest_import_tasks,
+    pick_drill,
     restore_name,
     restore_tags,
     restore_tracking_of,
@@ -54,6 +58,7 @@ __all__ = [
     "append_check",
     "follow_restores",
     "read_manifest",
+    "start_drill",
     "start_import",
     "start_restore",
 ]
@@ -191,6 +196,57 @@ def start_import(
     )
 
 
+def start_drill(
+    api: RestoreApi,
+    store: ObjectStore,
+    manifests: Iterable[Manifest],
+    *,
+    group: Callable[[Manifest], str],
+    days: int,
+    tos_origin: str,
+    deadline: float,
+    clock: Clock = SYSTEM_CLOCK,
+) -> ImageOutcome | None:
+    """Start a restore drill when one is due (``handler.core.restoring.pick_drill``) and the region has room:
+    ``restore_started`` (its image named ``image-exporter-drill-<source>-<YYYYMMDD>`` and tagged as a drill),
+    None when none is due or the region holds 48 private images or more. The caller starts none while a
+    drill is in flight. A drill refused for good (a manifest ImportImage cannot use) is recorded in the
+    manifest as a failed check, so that the next drill of the group waits ``days`` like a passed one."""
+    for private, _ in enumerate(api.describe_images(deadline=deadline, visibility="private"), start=1):
+        if private >= DRILL_IMAGE_ROOM:
+            _log.warning("restore.drill_no_room", private_images=private, room=DRILL_IMAGE_ROOM)
+            return None
+    now = clock.now()
+    chosen = pick_drill(manifests, group=group, now=now, days=days)
+    if chosen is None:
+        return None
+    source = chosen.image.id
+    dest = Destination(chosen.export.bucket, chosen.export.prefix)
+    try:
+        return start_import(
+            api,
+            chosen,
+            dest=dest,
+            tos_origin=tos_origin,
+            name=drill_name(source, now),
+            drill=True,
+            deadline=deadline,
+        )
+    except ExporterError as error:
+        if not error.retryable:
+            check = RestoreCheck(at=now, image_id="", task_id=None, result=f"Failed: {error.code}")
+            _record(store, dest, source, check, deadline=deadline)
+        reason = f"the restore drill of this export could not start ({error.code})"
+        return ImageOutcome(
+            image_id=source,
+            status="deferred" if error.retryable else "restore_failed",
+            tos_bucket=dest.bucket,
+            manifest_key=manifest_key(dest.prefix, source),
+            reason=reason,
+            error=ErrorInfo.from_error(error),
+        )
+
+
 def append_check(
     store: ObjectStore, dest: Destination, source_id: str, check: RestoreCheck, *, deadline: float
 ) -> bool:
@@ -241,13 +297,22 @@ class RestoreRun:
 
 
 def follow_restores(
-    api: RestoreApi, store: ObjectStore, *, deadline: float, clock: Clock = SYSTEM_CLOCK
+    api: RestoreApi,
+    store: ObjectStore,
+    *,
+    deadline: float,
+    clock: Clock = SYSTEM_CLOCK,
+    image_ids: tuple[str, ...] = (),
 ) -> RestoreRun:
-    """The end of every import in flight (images tagged ``image-exporter:restore=importing``): ``restored``,
-    ``restore_verified`` (a drill), ``restore_failed``; nothing for one still running. When the listing or
-    the task look-up fails, one ``deferred`` result says the restores in flight were not checked."""
+    """The end of every import in flight (images tagged ``image-exporter:restore=importing``; ``image_ids``:
+    only those of these images): ``restored``, ``restore_verified`` (a drill), ``restore_failed``; nothing
+    for one still running. When the listing or the task look-up fails, one ``deferred`` result says the
+    restores in flight were not checked."""
     try:
-        importing = list(api.describe_images(deadline=deadline, tag_filters={RESTORE_KEY: IMPORTING}))
+        found = api.describe_images(
+            deadline=deadline, image_ids=image_ids, tag_filters={RESTORE_KEY: IMPORTING}
+        )
+        importing = list(found)
         ids = [image.image_id for image in importing]
         tasks = latest_import_tasks(api.describe_tasks(deadline=deadline, resource_ids=ids)) if ids else {}
     except ExporterError as error:

@@ -15,7 +15,7 @@ turns (the new image, its import task) into the end to report. No I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -27,6 +27,7 @@ from handler.models.api import FAILED, IMPORT_TASK_TYPE, SUCCEEDED, Image, Impor
 from handler.models.manifest import Manifest
 
 __all__ = [
+    "DRILL_IMAGE_ROOM",
     "DRILL_KEY",
     "DRILL_MAX_AGE",
     "IMPORTING",
@@ -39,6 +40,7 @@ __all__ = [
     "import_spec",
     "latest_import_tasks",
     "object_url",
+    "pick_drill",
     "restore_name",
     "restore_tags",
     "restore_tracking_of",
@@ -177,3 +179,46 @@ def _created(task: Task) -> datetime:
     if moment is None:
         return datetime.min.replace(tzinfo=UTC)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# No drill starts when the region holds this many private images or more: ECS allows 50 custom images a
+# region (docs/facts.md §14), and a drill must never take the last places a real image needs.
+DRILL_IMAGE_ROOM = 48
+
+
+def pick_drill(
+    manifests: Iterable[Manifest], *, group: Callable[[Manifest], str], now: datetime, days: int
+) -> Manifest | None:
+    """The export a restore drill imports next, or None: in each group, the newest verified export (by its
+    ``finished_at``) is due when no restore check of it is younger than ``days``; of the due ones, the one
+    checked longest ago (never checked first, then the oldest export)."""
+    newest: dict[str, Manifest] = {}
+    for manifest in manifests:
+        if not manifest.verification.verified:
+            continue
+        key = group(manifest)
+        held = newest.get(key)
+        if held is None or _finished(manifest) > _finished(held):
+            newest[key] = manifest
+    since = now - timedelta(days=days)
+    due = [m for m in newest.values() if _last_check(m) < since]
+    if not due:
+        return None
+    return min(due, key=lambda m: (_last_check(m), _finished(m), m.image.id))
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def _aware(moment: datetime | None) -> datetime:
+    if moment is None:
+        return _EPOCH
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _finished(manifest: Manifest) -> datetime:
+    return _aware(manifest.export.finished_at or manifest.verification.checked_at)
+
+
+def _last_check(manifest: Manifest) -> datetime:
+    return max((_aware(check.at) for check in manifest.restore_checks), default=_EPOCH)

@@ -69,6 +69,9 @@ KNOWN_REGIONS = (
 _WHSEC_PREFIX = "whsec_"
 
 
+MAX_DRILL_DAYS = 366
+
+
 def default_tos_endpoint(region: str) -> str:
     """TOS's public endpoint for a region: ``https://tos-<region>.volces.com`` (docs/facts.md §11)."""
     return f"https://tos-{region}.volces.com"
@@ -168,6 +171,8 @@ class Settings(BaseModel):
     tos_endpoint: Annotated[str | None, Field(alias="TOS_ENDPOINT")] = None
     # How a finished export is checked before it counts as exported (handler.core.verification).
     verify: Annotated[VerifyLevel, Field(alias="EXPORT_VERIFY")] = "structure"
+    # Prove exports restorable: a timer imports one back at most every this many days (unset: no drill).
+    drill_days: Annotated[int | None, Field(alias="RESTORE_DRILL_DAYS")] = None
 
     @field_validator("region")
     @classmethod
@@ -317,6 +322,17 @@ class Settings(BaseModel):
         text = str(value)
         if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_IN_FLIGHT_LIMIT:
             msg = f"expected a whole number from 1 to {MAX_IN_FLIGHT_LIMIT}, or unset for no cap"
+            raise ValueError(msg)
+        return int(text)
+
+    @field_validator("drill_days", mode="before")
+    @classmethod
+    def _drill_days(cls, value: object) -> object:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_DRILL_DAYS:
+            msg = f"expected a whole number of days from 1 to {MAX_DRILL_DAYS}, or unset for no restore drill"
             raise ValueError(msg)
         return int(text)
 

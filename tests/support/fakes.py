@@ -15,7 +15,8 @@ from typing import Any
 import httpcore
 import httpx
 
-from handler.core.apis import ObjectStore, TrackingApi
+from handler.adapters.ecs import EcsClient
+from handler.core.apis import ObjectStore, RestoreApi, TrackingApi
 from handler.errors import (
     ApiError,
     BucketAccessDenied,
@@ -28,7 +29,7 @@ from handler.errors import (
     ResourceLocked,
     ServerError,
 )
-from handler.models.api import ExportStarted, Image, Task
+from handler.models.api import ExportStarted, Image, ImportSpec, ImportStarted, Task
 from handler.models.objects import BucketInfo, HeadResult, ListResult, PutResult
 from handler.models.tagging import TaggingReport
 
@@ -170,7 +171,7 @@ class ScriptedEcs:
     emulator cannot do by itself: a failure at one exact point, a request that takes time, something the
     account's state cannot hold.
 
-    What is recorded: ExportImage the image id, DescribeImages the tag filters (``{}`` for none),
+    What is recorded: ExportImage the image id, ImportImage the ``ImportSpec``, DeleteImages the image ids, DescribeImages the tag filters (``{}`` for none),
     DescribeTasks the image ids, TagResources (the image ids, the tags), UntagResources (the image ids, the
     keys), HeadObject the key, ListObjectsV2 the prefix, GetObject (the key, the start, the length), PutObject
     the key, DeleteObject the key, HeadBucket the bucket.
@@ -273,6 +274,25 @@ class ScriptedEcs:
             "UntagResources", (ids, names), lambda: self.inner.untag_images(ids, names, deadline=deadline)
         )
         return report
+
+    def import_image(self, spec: ImportSpec, *, deadline: float) -> ImportStarted:
+        started: ImportStarted = self._call(
+            "ImportImage", spec, lambda: self._restorer().import_image(spec, deadline=deadline)
+        )
+        return started
+
+    def delete_images(self, image_ids: Iterable[str], *, deadline: float) -> dict[str, str | None]:
+        ids = tuple(image_ids)
+        deleted: dict[str, str | None] = self._call(
+            "DeleteImages", ids, lambda: self._restorer().delete_images(ids, deadline=deadline)
+        )
+        return deleted
+
+    def _restorer(self) -> RestoreApi:
+        if not isinstance(self.inner, EcsClient):
+            msg = "this ScriptedEcs's inner API cannot import or delete images"
+            raise TypeError(msg)
+        return self.inner
 
     def _store(self) -> ObjectStore:
         if self.store is None:

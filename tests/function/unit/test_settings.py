@@ -217,6 +217,13 @@ def test_export_verify_defaults_to_the_structure_check(value: str | None, level:
     assert Settings.from_env(env).verify == level
 
 
+@pytest.mark.parametrize(("value", "days"), [(None, None), ("7", 7), (" 30 ", 30), ("366", 366)])
+def test_restore_drill_days_is_off_unless_set(value: str | None, days: int | None) -> None:
+    """Unset, no drill ever imports anything; set, a whole number of days."""
+    env = {} if value is None else {"RESTORE_DRILL_DAYS": value}
+    assert Settings.from_env(env).drill_days == days
+
+
 def test_an_empty_cap_means_no_cap() -> None:
     """EXPORT_MAX_IN_FLIGHT set to an empty string counts as unset: no cap."""
     assert Settings.from_env({"EXPORT_MAX_IN_FLIGHT": " "}).max_in_flight is None
@@ -233,6 +240,9 @@ def test_an_empty_cap_means_no_cap() -> None:
         ),
         ("EXPORT_MAX_IN_FLIGHT", "0", "EXPORT_MAX_IN_FLIGHT: expected a whole number from 1 to 100000"),
         ("EXPORT_MAX_IN_FLIGHT", "-2", "got '-2'"),
+        ("RESTORE_DRILL_DAYS", "0", "RESTORE_DRILL_DAYS: expected a whole number of days from 1 to 366"),
+        ("RESTORE_DRILL_DAYS", "1.5", "got '1.5'"),
+        ("RESTORE_DRILL_DAYS", "weekly", "got 'weekly'"),
         ("EXPORT_MAX_IN_FLIGHT", "2.5", "got '2.5'"),
         ("EXPORT_MAX_IN_FLIGHT", "²", "got '²'"),
         ("EXPORT_MAX_IN_FLIGHT", "many", "got 'many'"),
