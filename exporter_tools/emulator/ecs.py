@@ -383,7 +383,8 @@ class EcsService:
         return {"Images": items, "NextToken": token, "TotalCount": len(ordered)}
 
     def describe_tasks(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """Tasks by task id and/or resource (image) id, newest first, one page at a time (docs/facts.md §3)."""
+        """Tasks by task id and/or resource (image) id, newest first, one page at a time (docs/facts.md §3).
+        There is no filter on the task's Type: the SDK's ``DescribeTasksRequest`` has none."""
         task_ids = set(listed(query, "TaskIds"))
         resources = set(listed(query, "ResourceIds"))
         if query.get("ResourceId"):
