@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exporter-tools emulator",
         description=(
-            "A local ECS OpenAPI (ExportImage, DescribeImages, DescribeTasks, TagResources, UntagResources) "
+            "A local ECS OpenAPI (ExportImage, DescribeImages, DescribeTasks, TagResources, UntagResources, "
+            "ImportImage, DeleteImages) "
             "and TOS object requests (path-style) on 127.0.0.1, with signature checks and optional faults. Point the "
             "function at it with VOLCENGINE_ENDPOINT (and TOS_ENDPOINT)."
         ),

@@ -1,5 +1,6 @@
-"""The emulated ECS API: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources`` and
-``UntagResources`` (Version 2020-04-01), with a small TOS object store (the exported files) on the same port.
+"""The emulated ECS API: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources``,
+``UntagResources``, ``ImportImage`` and ``DeleteImages`` (Version 2020-04-01), with a small TOS object store
+(the exported files) on the same port.
 
 Every answer comes from state, never from a script: an error of the ExportImage API's error table
 (docs/facts.md §1) arises when the account holds what causes it (no such image or bucket, an image that is
@@ -18,6 +19,14 @@ object. Tags live on the images (``exporter_tools.emulator.tags`` checks the req
 ``tagging_allowed: false`` (or ``tagging_allowed = False`` on the service) answers 403 ``AccessDenied``, and
 ``refuse_tag`` makes one image refuse one tag value (a retag that keeps failing).
 
+ImportImage (``exporter_tools.emulator.image_import``) makes a private image, ``creating`` while its
+``ImportImage`` task runs over ``task_seconds`` like an export's, then ``available`` (Succeeded) or ``error``
+(Failed: a file missing, unreadable or not qcow2, or as ``set_import_outcome`` says; ``imports()`` holds why);
+it is refused 400 ``QuotaExceeded.Image`` once the region holds ``custom_image_quota`` private images.
+DeleteImages deletes each image it can and answers an ``OperationDetails`` entry per id, with an ``Error`` for
+one it cannot (``InvalidImage.NotFound``, ``OperationDenied.ImageIsExporting``, ``InvalidImageStatus``: the
+documented per-image codes); ``deleted_images`` records the deletions.
+
 Knobs for the files and the buckets (on ``EcsService``, and ``EcsEmulator`` passes them on):
 ``set_export_damage(image, damage, disk="system")`` spoils one disk's file (``system``, ``data1``…) of the
 image's next exports until set to None, one kind per check the function makes
@@ -35,11 +44,15 @@ data disk's file is not written). ``set_bucket_access(bucket, access)``: ``read-
         emu.tos.remove_object("demo-exports", "imgexport_image-…_system.qcow2")  # it vanishes
         emu.set_export_damage("image-…", "truncated")  # its next export's system file is cut short
         emu.set_bucket_access("demo-exports", "read-only")  # PutObject answers 403
+        emu.set_import_outcome("https://demo-exports.tos-cn-beijing.volces.com/k.qcow2", "stuck")  # never ends
+        emu.imports()                  # {"image-…": ImportRecord(…, status="Failed", error=ErrorDetail(…))}
+        emu.deleted_images             # (DeletedImage("image-…", deleted_at, True), …)
         emu.stats()                    # requests by action and status, throttled, peak_rps, …
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import threading
@@ -57,11 +70,31 @@ from exporter_tools.emulator.fleet import (
     ExportOutcome,
     Fleet,
     FleetImage,
+    ImportOutcome,
     demo_fleet,
+)
+from exporter_tools.emulator.image_deletion import deletion_refusal, operation_detail, parse_delete_images
+from exporter_tools.emulator.image_import import (
+    QUOTA_CODE,
+    ImportRecord,
+    ImportRequest,
+    ImportRules,
+    NewImport,
+    import_records,
+    parse_import_image,
+    read_files,
+    start_import,
 )
 from exporter_tools.emulator.object_store import ObjectStore, StoredObject
 from exporter_tools.emulator.query import InvalidRequest, listed, page, page_size, tag_filters, tag_matches
-from exporter_tools.emulator.records import ImageRecord, TaskRecord, disk_labels, export_writes, format_time
+from exporter_tools.emulator.records import (
+    DeletedImage,
+    ImageRecord,
+    TaskRecord,
+    disk_labels,
+    export_writes,
+    format_time,
+)
 from exporter_tools.emulator.server import OpenApiEmulator
 from exporter_tools.emulator.tags import (
     TAG_POLICY_CODE,
@@ -87,7 +120,17 @@ class EcsService:
 
     service = "ecs"
     version = API_VERSION
-    actions = frozenset({"ExportImage", "DescribeImages", "DescribeTasks", "TagResources", "UntagResources"})
+    actions = frozenset(
+        {
+            "ExportImage",
+            "DescribeImages",
+            "DescribeTasks",
+            "TagResources",
+            "UntagResources",
+            "ImportImage",
+            "DeleteImages",
+        }
+    )
 
     def __init__(
         self,
@@ -110,6 +153,10 @@ class EcsService:
         self._tasks_of: dict[str, list[TaskRecord]] = {}  # by resource (image) id, for the lock check
         self._exports: Counter[str] = Counter()
         self._tag_refusals: list[TagRefusal] = []
+        self.custom_image_quota = fleet.custom_image_quota
+        self._imports: list[tuple[ImportRequest, TaskRecord]] = []
+        self._import_rules = ImportRules()
+        self._deleted: list[DeletedImage] = []
         self._rng = random.Random(seed)  # noqa: S311 - ids, not secrets
         self.objects = ObjectStore()  # the TOS buckets' objects, written as export tasks are created
         self.reset()
@@ -142,6 +189,10 @@ class EcsService:
                 self._record(task)
             self._exports = Counter()
             self._tag_refusals = []
+            self.custom_image_quota = self.fleet.custom_image_quota
+            self._imports = []
+            self._import_rules.clear()
+            self._deleted = []
 
     def add_image(self, spec: FleetImage) -> None:
         """Put one more image in the account (or replace the one with its id), created ``created_hours_ago``
@@ -157,23 +208,32 @@ class EcsService:
             return ApiAnswer.error(
                 405, "MethodNotAllowed", f"{call.action} is called with GET, not {call.method}"
             )
+        writes: dict[str, Callable[[Mapping[str, str]], ApiAnswer]] = {
+            "ExportImage": self.export_image,
+            "ImportImage": self.import_image,
+            "DeleteImages": self.delete_images,
+            "TagResources": functools.partial(self.change_tags, "TagResources"),
+            "UntagResources": functools.partial(self.change_tags, "UntagResources"),
+        }
         try:
-            if call.action == "ExportImage":
-                return self.export_image(call.query)
-            if call.action in ("TagResources", "UntagResources"):
-                return self.change_tags(call.action, call.query)
+            write = writes.get(call.action)
+            if write is not None:
+                return write(call.query)
             read = self.describe_images if call.action == "DescribeImages" else self.describe_tasks
             return ApiAnswer.ok(read(call.query))
         except InvalidRequest as invalid:
             return invalid.answer
 
     def stats(self) -> dict[str, Any]:
-        """How many images and tasks the account holds, and the export tasks created per image."""
+        """How many images and tasks the account holds, the export tasks created per image, and how many
+        imports were started and images deleted."""
         with self._lock:
             return {
                 "images": len(self._images),
                 "tasks": len(self._tasks),
                 "export_tasks_by_image": dict(sorted(self._exports.items())),
+                "import_tasks": len(self._imports),
+                "deleted_images": len(self._deleted),
             }
 
     def export_tasks_by_image(self) -> dict[str, int]:
@@ -247,6 +307,50 @@ class EcsService:
                 f"the image {image_id} is locked by another operation in progress",
             )
 
+    def import_image(self, query: Mapping[str, str]) -> ApiAnswer:
+        """Make a private image and its ImportImage task, reading the files now (``image_import``), or refuse
+        a bad request or one past the quota."""
+        request = parse_import_image(query)
+        now = self._clock()
+        disks, failure = read_files(
+            request,
+            object_at=lambda bucket, key: self.objects.get(bucket, key, now),
+            access_of=self.bucket_mode,
+        )
+        with self._lock:
+            held = sum(image.spec.visibility == "private" for image in self._images.values())
+            if held >= self.custom_image_quota:
+                msg = (
+                    f"the region already holds {held} custom images, its quota is {self.custom_image_quota} "
+                    "(emulator: custom_image_quota)"
+                )
+                raise InvalidRequest(400, QUOTA_CODE, msg)
+            outcome = self._import_rules.take(request.system) if failure is None else "failed"
+            new = NewImport(self._new_image_id(), self._new_task_id(), now, self.task_seconds)
+            image, task = start_import(request, disks, failure, outcome, new)
+            self._images[new.image_id] = image
+            self._tasks.append(task)
+            self._record(task)
+            self._imports.append((request, task))
+        return ApiAnswer.ok({"ImageId": new.image_id}, committed=True)
+
+    def delete_images(self, query: Mapping[str, str]) -> ApiAnswer:
+        """Delete each image of ``ImageIds.N`` that can be, and answer one ``OperationDetails`` entry per id
+        (``image_deletion``); ``deleted_images`` records each deletion."""
+        ids, snapshots = parse_delete_images(query)
+        now = self._clock()
+        details: list[dict[str, object]] = []
+        with self._lock:
+            for image_id in ids:
+                tasks = self._tasks_of.get(image_id, ())
+                refusal = deletion_refusal(image_id, self._images.get(image_id), tasks, now)
+                if refusal is None:
+                    del self._images[image_id]
+                    self._deleted.append(DeletedImage(image_id, now, snapshots))
+                details.append(operation_detail(image_id, refusal))
+        deleted = any("Error" not in detail for detail in details)
+        return ApiAnswer.ok({"OperationDetails": details}, committed=deleted)
+
     def describe_images(self, query: Mapping[str, str]) -> dict[str, Any]:
         """Images matching every filter given, newest first, one page at a time (docs/facts.md §3)."""
         ids = set(listed(query, "ImageIds"))
@@ -279,7 +383,8 @@ class EcsService:
         return {"Images": items, "NextToken": token, "TotalCount": len(ordered)}
 
     def describe_tasks(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """Tasks by task id and/or resource (image) id, newest first, one page at a time (docs/facts.md §3)."""
+        """Tasks by task id and/or resource (image) id, newest first, one page at a time (docs/facts.md §3).
+        There is no filter on the task's Type: the SDK's ``DescribeTasksRequest`` has none."""
         task_ids = set(listed(query, "TaskIds"))
         resources = set(listed(query, "ResourceIds"))
         if query.get("ResourceId"):
@@ -370,6 +475,28 @@ class EcsService:
             else:
                 image.export_damage[disk] = damage
 
+    def set_import_outcome(self, url: str, outcome: ImportOutcome, *, times: int | None = None) -> None:
+        """How the next ``times`` imports (None: every one, from now on) whose system file is ``url`` end when
+        their files are sound: ``failed`` (the task Fails halfway with ``InternalError``), ``stuck`` (it stays
+        Running for ever) or ``succeeded`` (with no ``times``: forget the rule). Any host names the same file:
+        the bucket and the key count. ``reset`` forgets the rules."""
+        with self._lock:
+            self._import_rules.set(url, outcome, times)
+
+    def imports(self) -> dict[str, ImportRecord]:
+        """Every ImportImage taken since the start (or the last reset), by new image id in the order they came:
+        the request, the task's status and ``Process`` now, and why it Failed once it has (the API's task
+        carries no error, so this is where a test reads it)."""
+        now = self._clock()
+        with self._lock:
+            return import_records(self._imports, now)
+
+    @property
+    def deleted_images(self) -> tuple[DeletedImage, ...]:
+        """Every image DeleteImages deleted since the start (or the last reset), in order."""
+        with self._lock:
+            return tuple(self._deleted)
+
     def exported_objects(self) -> dict[tuple[str, str], StoredObject]:
         """The objects export tasks have written so far, by (bucket, key): a task that Succeeded with the
         outcome ``succeeded`` wrote ``<prefix>_<ImageId>_system.qcow2`` when it ended, of the image's size."""
@@ -429,6 +556,13 @@ class EcsService:
     def _new_task_id(self) -> str:
         return "t-" + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(20))
 
+    def _new_image_id(self) -> str:
+        """A fresh ``image-`` and 20 lowercase letters or digits, as ECS writes one: the lock is held."""
+        while True:
+            image_id = "image-" + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(20))
+            if image_id not in self._images:
+                return image_id
+
 
 class EcsEmulator(OpenApiEmulator):
     """The ECS service behind a local gateway on 127.0.0.1: the in-process emulator for tests and demos."""
@@ -484,3 +618,16 @@ class EcsEmulator(OpenApiEmulator):
     def set_bucket_access(self, bucket: str, access: BucketAccess) -> None:
         """``EcsService.set_bucket_access``: ``read-write``, ``read-only`` or ``none`` for the caller's role."""
         self.ecs.set_bucket_access(bucket, access)
+
+    def set_import_outcome(self, url: str, outcome: ImportOutcome, *, times: int | None = None) -> None:
+        """``EcsService.set_import_outcome``: how the next imports of the system file ``url`` end."""
+        self.ecs.set_import_outcome(url, outcome, times=times)
+
+    def imports(self) -> dict[str, ImportRecord]:
+        """``EcsService.imports``: every ImportImage taken, by new image id, with its status and error now."""
+        return self.ecs.imports()
+
+    @property
+    def deleted_images(self) -> tuple[DeletedImage, ...]:
+        """``EcsService.deleted_images``: every image DeleteImages deleted, in order."""
+        return self.ecs.deleted_images

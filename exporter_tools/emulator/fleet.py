@@ -28,6 +28,8 @@ appears in TOS), ``failed`` (the task Fails) or ``no_object`` (the task Succeeds
 A task with a ``bucket`` (and ``prefix``) is an earlier export to that destination: one that Succeeded wrote
 its object ``<prefix>_<ImageId>_system.qcow2`` there, so the fleet can hold exports that already ended, ready
 to be followed up. ``tagging_allowed: false`` is a role without ``ecs:TagResources`` / ``ecs:UntagResources`` (403).
+``custom_image_quota`` (default 50, docs/facts.md §14) is how many private images the region may hold:
+ImportImage is refused once it holds that many (the images of the fleet itself may number more).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ __all__ = [
     "FleetBucket",
     "FleetImage",
     "FleetTask",
+    "ImportOutcome",
+    "TaskOutcome",
     "demo_fleet",
     "follow_up_fleet",
     "load_fleet",
@@ -59,6 +63,9 @@ Visibility = Literal["private", "public", "shared"]
 TaskType = Literal["ExportImage", "CopyImage", "ImportImage", "CreateImage", "PreheatImage"]
 TaskStatus = Literal["Pending", "Running", "Succeeded", "Failed"]
 ExportOutcome = Literal["succeeded", "failed", "no_object"]
+# How an import ends when its files are sound (exporter_tools.emulator.image_import): ``stuck`` never ends.
+ImportOutcome = Literal["succeeded", "failed", "stuck"]
+TaskOutcome = ExportOutcome | Literal["stuck"]  # what a task record follows (records.TaskRecord.progress)
 # How an export's file of one disk is spoilt (exporter_tools.emulator.qcow2_image), or left unwritten.
 ExportDamage = Damage | Literal["missing_data_disk"]
 EXPORT_DAMAGES: tuple[str, ...] = (*DAMAGES, "missing_data_disk")
@@ -91,6 +98,7 @@ class FleetImage(_Strict):
     platform_version: str = "22.04"
     os_name: str = ""  # "" → "<platform> <platform_version> 64 bit"
     description: str = ""
+    project_name: str = "default"
     export_outcome: ExportOutcome = "succeeded"
 
 
@@ -139,6 +147,8 @@ class Fleet(_Strict):
     buckets: tuple[FleetBucket, ...] = ()
     tasks: tuple[FleetTask, ...] = ()
     tagging_allowed: bool = True  # the caller's role has ecs:TagResources and ecs:UntagResources
+    # How many custom (private) images the region may hold before ImportImage is refused (docs/facts.md §14).
+    custom_image_quota: Annotated[int, Field(ge=0)] = 50
 
 
 def load_fleet(path: str | Path) -> Fleet:

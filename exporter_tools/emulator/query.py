@@ -16,6 +16,7 @@ from exporter_tools.emulator.api import ApiAnswer
 __all__ = [
     "MAX_IDS",
     "InvalidRequest",
+    "flag",
     "listed",
     "page",
     "page_size",
@@ -42,6 +43,19 @@ def listed(query: Mapping[str, str], name: str) -> list[str]:
     if len(numbered) > MAX_IDS:
         raise InvalidRequest(400, "InvalidParameter", f"{name}.N takes at most {MAX_IDS} values")
     return [value for _, value in numbered if value]
+
+
+def flag(query: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """A Boolean parameter: ``true`` or ``false`` (any case; the SDK sends lower case), ``default`` when
+    absent or empty; anything else is refused naming it."""
+    text = query.get(name, "").lower()
+    if not text:
+        return default
+    if text not in ("true", "false"):
+        raise InvalidRequest(
+            400, f"InvalidParameter.{name}", f"{name} must be true or false, not {query[name]!r}"
+        )
+    return text == "true"
 
 
 def tag_filters(query: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]]]:

@@ -1,10 +1,12 @@
 """The emulated ECS account's records: its images and tasks, whose states follow from the moment they are
 looked at (no timers), and the objects the export tasks wrote. ``ecs`` holds them under its lock.
 
-An export task goes ``Pending`` (the first fifth of its time) → ``Running`` → ``Succeeded``; with the
-outcome ``failed`` it Fails halfway through (``Process`` stays where it was, ``EndAt`` set). A task that
-Succeeds with the outcome ``succeeded`` writes ``<prefix>_<ImageId>_system.qcow2`` to its bucket as it ends,
-and ``<prefix>_<ImageId>_data<N>.qcow2`` for each data disk (N from 1, in snapshot order).
+A task (export or import) goes ``Pending`` (the first fifth of its time) → ``Running`` → ``Succeeded``; with
+the outcome ``failed`` it Fails halfway through (``Process`` stays where it was, ``EndAt`` set), with
+``stuck`` it stays ``Running`` at halfway for ever. An export task that Succeeds with the outcome
+``succeeded`` writes ``<prefix>_<ImageId>_system.qcow2`` to its bucket as it ends, and
+``<prefix>_<ImageId>_data<N>.qcow2`` for each data disk (N from 1, in snapshot order). An imported image is
+``creating`` while its import task runs, then ``available`` (Succeeded) or ``error`` (Failed).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from exporter_tools.emulator.api import CHINA_STANDARD_TIME
-from exporter_tools.emulator.fleet import ExportDamage, ExportOutcome, FleetImage
+from exporter_tools.emulator.fleet import ExportDamage, ExportOutcome, FleetImage, TaskOutcome
 from exporter_tools.emulator.object_store import StoredObject
 from exporter_tools.emulator.qcow2_image import qcow2_layout
 from exporter_tools.emulator.tos import data_disk_object_key, export_object_key
@@ -25,6 +27,8 @@ __all__ = [
     "FAILED_AT",
     "GIB",
     "PENDING_SHARE",
+    "DeletedImage",
+    "ErrorDetail",
     "ImageRecord",
     "TaskRecord",
     "disk_labels",
@@ -35,7 +39,7 @@ __all__ = [
 ]
 
 PENDING_SHARE = 0.2  # the first fifth of an export task's time is Pending, the rest Running
-FAILED_AT = 0.5  # a failing export task fails halfway through its time
+FAILED_AT = 0.5  # a failing task fails halfway through its time (a stuck one stops there)
 GIB = 1 << 30
 
 
@@ -60,9 +64,29 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(CHINA_STANDARD_TIME).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True, slots=True)
+class DeletedImage:
+    """An image DeleteImages deleted: which, when, and whether its snapshots were to go with it."""
+
+    image_id: str
+    deleted_at: datetime
+    delete_binded_snapshots: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    """An error code and message: why a task Failed, or why DeleteImages left one image. A task's is the
+    emulator's own record: DescribeTasks' task carries no error (docs/facts.md §3; the SDK's
+    ``TaskForDescribeTasksOutput`` has no such field), so tests read it from the emulator."""
+
+    code: str
+    message: str
+
+
 @dataclass(slots=True)
 class ImageRecord:
-    """An image of the account, with its tags now and how its next exports end."""
+    """An image of the account, with its tags now and how its next exports end. An imported image follows its
+    import task, and reports the disks the import read (``disks_read``, when the spec's would not say it)."""
 
     spec: FleetImage
     created_at: datetime
@@ -70,6 +94,8 @@ class ImageRecord:
     tags: dict[str, str] = field(default_factory=dict)
     export_outcome: ExportOutcome = "succeeded"
     export_damage: dict[str, ExportDamage] = field(default_factory=dict)  # by disk: "system", "data1"…
+    import_task: TaskRecord | None = None  # the ImportImage task that makes this image
+    disks_read: tuple[tuple[str, int], ...] | None = None  # (VolumeKind, GiB; 0: unread); None: the spec's
 
     @classmethod
     def from_spec(cls, spec: FleetImage, now: datetime) -> ImageRecord:
@@ -86,13 +112,23 @@ class ImageRecord:
         )
 
     def status(self, now: datetime) -> str:
+        if self.import_task is not None:
+            state = self.import_task.progress(now)[0]
+            return {"Succeeded": "available", "Failed": "error"}.get(state, "creating")
         if self.spec.status == "creating" and self.ready_at is not None and now >= self.ready_at:
             return "available"
         return self.spec.status
 
+    def updated_at(self, now: datetime) -> datetime:
+        """When the image last changed: when it became available (or its import ended), else its creation."""
+        if self.import_task is not None:
+            end = self.import_task.progress(now)[2]
+            return end if end is not None else self.created_at
+        return self.ready_at if self.ready_at is not None and now >= self.ready_at else self.created_at
+
     def to_api(self, now: datetime) -> dict[str, Any]:
         spec = self.spec
-        updated = self.ready_at if self.ready_at is not None and now >= self.ready_at else self.created_at
+        disks = self.disks_read if self.disks_read is not None else tuple(disks_of(spec))
         return {
             "ImageId": spec.id,
             "ImageName": spec.name or spec.id,
@@ -100,8 +136,8 @@ class ImageRecord:
             "Status": self.status(now),
             "Visibility": spec.visibility,
             "CreatedAt": format_time(self.created_at),
-            "UpdatedAt": format_time(updated),
-            "Size": spec.size_gb,
+            "UpdatedAt": format_time(self.updated_at(now)),
+            "Size": disks[0][1],
             "OsType": spec.os_type,
             "OsName": spec.os_name or f"{spec.platform} {spec.platform_version} 64 bit",
             "Platform": spec.platform,
@@ -110,16 +146,17 @@ class ImageRecord:
             "BootMode": spec.boot_mode,
             "Snapshots": [
                 {"SnapshotId": snapshot_id(spec.id, number), "Size": size, "VolumeKind": kind}
-                for number, (kind, size) in enumerate(disks_of(spec))
+                for number, (kind, size) in enumerate(disks)
             ],
-            "ProjectName": "default",
+            "ProjectName": spec.project_name,
             "Tags": [{"Key": key, "Value": value} for key, value in self.tags.items()],
         }
 
 
 @dataclass(slots=True)
 class TaskRecord:
-    """A task of the account; an ExportImage task knows its destination and how it ends."""
+    """A task of the account; an ExportImage task knows its destination and how it ends, a failing task why
+    (``error``)."""
 
     task_id: str
     type: str
@@ -129,8 +166,9 @@ class TaskRecord:
     fixed_status: str | None = None  # a task from the fleet file keeps its status
     bucket: str = ""  # an ExportImage task's destination
     prefix: str = ""
-    outcome: ExportOutcome = "succeeded"
+    outcome: TaskOutcome = "succeeded"
     damage: Mapping[str, ExportDamage] = field(default_factory=dict)  # how its files are spoilt, by disk
+    error: ErrorDetail | None = None  # why it Fails (outcome ``failed``), when the emulator knows
 
     def progress(self, now: datetime) -> tuple[str, int, datetime | None]:
         """Status, percent done and end time (None while it runs), as of ``now``."""
@@ -142,6 +180,8 @@ class TaskRecord:
         if self.outcome == "failed" and elapsed >= FAILED_AT * self.duration:
             process = int(100 * FAILED_AT) if self.duration > 0 else 0
             return "Failed", process, self.created_at + timedelta(seconds=max(FAILED_AT * self.duration, 0))
+        if self.outcome == "stuck" and elapsed >= FAILED_AT * self.duration:
+            return "Running", int(100 * FAILED_AT), None
         if self.duration <= 0 or elapsed >= self.duration:
             return "Succeeded", 100, self.created_at + timedelta(seconds=max(self.duration, 0))
         if elapsed < PENDING_SHARE * self.duration:
@@ -150,6 +190,7 @@ class TaskRecord:
 
     def to_api(self, now: datetime) -> dict[str, Any]:
         status, process, end = self.progress(now)
+        moving = self.duration * (FAILED_AT if self.outcome == "stuck" else 1.0)  # how long it changes
         return {
             "Id": self.task_id,
             "Type": self.type,
@@ -157,7 +198,7 @@ class TaskRecord:
             "Process": process,
             "ResourceId": self.resource_id,
             "CreatedAt": format_time(self.created_at),
-            "UpdatedAt": format_time(end or min(now, self.created_at + timedelta(seconds=self.duration))),
+            "UpdatedAt": format_time(end or min(now, self.created_at + timedelta(seconds=moving))),
             "EndAt": format_time(end) if end is not None else "",  # "" while the task runs, as the API says
         }
 

@@ -34,6 +34,7 @@ __all__ = [
     "apply_tag_update",
     "check_tag_key",
     "parse_tag_resources",
+    "parse_tags",
     "parse_untag_resources",
 ]
 
@@ -93,15 +94,22 @@ class TagRefusal:
 
 
 def parse_tag_resources(query: Mapping[str, str]) -> TagUpdate:
-    """``ResourceType``, ``ResourceIds.N`` and ``Tags.N.Key`` / ``Tags.N.Value``, checked (a missing value is
-    ``""``; a key given twice in one call is refused)."""
+    """``ResourceType``, ``ResourceIds.N`` and ``Tags.N.Key`` / ``Tags.N.Value``, checked (``parse_tags``;
+    at least one tag)."""
     resource_type, ids = _resources(query)
+    if not _numbered(query, "Tags", ".Key"):
+        raise TagRequestError(400, "MissingParameter.Tags", "the parameter Tags.N.Key is required")
+    return TagUpdate(resource_type, ids, tags=parse_tags(query, at_most=MAX_TAGS_PER_CALL))
+
+
+def parse_tags(query: Mapping[str, str], *, at_most: int) -> tuple[tuple[str, str], ...]:
+    """``Tags.N.Key`` / ``Tags.N.Value`` in N order, checked: at most ``at_most`` (none is no error here), a
+    missing value is ``""``, a key given twice in one call is refused. TagResources and ImportImage read
+    them."""
     keys = _numbered(query, "Tags", ".Key")
     values = dict(_numbered(query, "Tags", ".Value"))
-    if not keys:
-        raise TagRequestError(400, "MissingParameter.Tags", "the parameter Tags.N.Key is required")
-    if len(keys) > MAX_TAGS_PER_CALL:
-        msg = f"Tags.N takes 1 to {MAX_TAGS_PER_CALL} tags a call, not {len(keys)}"
+    if len(keys) > at_most:
+        msg = f"Tags.N takes at most {at_most} tags a call, not {len(keys)}"
         raise TagRequestError(400, "InvalidParameter.Tags", msg)
     if stray := sorted(set(values) - {n for n, _ in keys}):
         msg = f"Tags.{stray[0]}.Value has no Tags.{stray[0]}.Key"
@@ -116,7 +124,7 @@ def parse_tag_resources(query: Mapping[str, str]) -> TagUpdate:
         if any(key == seen for seen, _ in tags):
             raise TagRequestError(400, "InvalidParameter.Tags", f"Tags.{n}.Key repeats the key {key!r}")
         tags.append((key, value))
-    return TagUpdate(resource_type, ids, tags=tuple(tags))
+    return tuple(tags)
 
 
 def parse_untag_resources(query: Mapping[str, str]) -> TagUpdate:

@@ -166,7 +166,13 @@ def test_reset_returns_to_the_fleet_as_loaded() -> None:
     ecs.reset()
 
     assert tasks(ecs) == []
-    assert ecs.stats() == {"images": 1, "tasks": 0, "export_tasks_by_image": {}}
+    assert ecs.stats() == {
+        "images": 1,
+        "tasks": 0,
+        "export_tasks_by_image": {},
+        "import_tasks": 0,
+        "deleted_images": 0,
+    }
 
 
 def test_only_get_is_served() -> None:

@@ -5,6 +5,10 @@ does not describe.
 The SDK also has TagResources and UntagResources, GET with Version 2020-04-01 like the others
 (``ResourceIds.N``, ``ResourceType`` required, ``Tags.N.Key`` required / ``Tags.N.Value``; ``TagKeys.N``),
 each answering only ``RequestId`` in its Result: what the emulator answers when it learns them.
+
+ImportImage and DeleteImages have no client of ours yet: the emulator takes the query the SDK builds for them
+and answers what the SDK's models hold (its ``TaskForDescribeTasksOutput`` has no error field, so an import's
+failure reason stays on the emulator's own record, and its ``DescribeTasksRequest`` no type filter).
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ import volcenginesdkecs.models as ecs_models  # type: ignore[import-untyped]
 
 from exporter_tools.emulator.ecs import EcsEmulator
 from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage, FleetTask, new_images_fleet
+from exporter_tools.emulator.tos import data_disk_object_key, export_object_key
 from handler.adapters.ecs import BATCH_LIMIT, EcsClient
 from handler.adapters.openapi import OpenApiClient
 from handler.adapters.pacing import RateLimiter
 from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
+from tests.support.emulated import signed_get
+from tests.support.fakes import FakeClock
 from tests.support.sdk_models import sdk_query, strict_sdk_model
 
 CREDENTIALS = Credentials("AKLTsdkmodels0000001", "sdk-models-secret-0001")
@@ -219,3 +226,102 @@ def test_an_image_with_data_disks_reads_as_the_sdks_image_with_its_snapshots() -
         "Debian 12 64 bit",
         "a whole machine",
     )
+
+
+def _signed(emulator: EcsEmulator, http: httpx.Client, action: str, query: dict[str, str]) -> dict[str, Any]:
+    """One signed GET of ``query`` (the SDK's) to the in-process emulator; its ``Result``."""
+    answer = signed_get(emulator, action, query, credentials=CREDENTIALS, client=http)
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()["Result"]
+    return result
+
+
+def test_import_image_takes_the_sdks_query_and_answers_its_models() -> None:
+    """ImportImage as the SDK builds it, every parameter set (``Tags.N`` and ``ImportDataVolumes.N``
+    flattened): the answer reads as ImportImageResponse, the import task as DescribeTasks' task (no field
+    the model lacks: no error) and the new image as DescribeImages' image, with its snapshots and tags."""
+    spec = FleetImage(id="image-sdk0000000source", size_gb=40, data_disks=(20,))
+    clock = FakeClock(wall=None)
+    fleet = Fleet(images=(spec,), buckets=(FleetBucket(name="sdk-bucket"),))
+    emulator = EcsEmulator(fleet, credentials=CREDENTIALS, seed=3, task_seconds=100, port=None, clock=clock)
+    with httpx.Client(transport=emulator.transport()) as http:
+        export = ecs_models.ExportImageRequest(
+            image_id=spec.id, tos_bucket="sdk-bucket", tos_prefix="nightly"
+        )
+        _signed(emulator, http, "ExportImage", sdk_query(export))
+        clock.advance(101)
+        host = "https://sdk-bucket.tos-cn-beijing.volces.com/"
+        request = ecs_models.ImportImageRequest(
+            image_name="restored",
+            url=host + export_object_key("nightly", spec.id),
+            import_data_volumes=[
+                ecs_models.ImportDataVolumeForImportImageInput(
+                    data_volume_url=host + data_disk_object_key("nightly", spec.id, 1)
+                )
+            ],
+            platform="Ubuntu",
+            platform_version="22.04",
+            os_type="Linux",
+            architecture="amd64",
+            boot_mode="UEFI",
+            description="a restore",
+            project_name="default",
+            license_type="BYOL",
+            need_detection=False,
+            tags=[ecs_models.TagForImportImageInput(key="image-exporter:restored-from", value=spec.id)],
+        )
+        query = sdk_query(request)
+        assert query["ImportDataVolumes.1.DataVolumeUrl"].endswith("_data1.qcow2")
+        assert (query["Tags.1.Key"], query["NeedDetection"]) == ("image-exporter:restored-from", "false")
+        imported = strict_sdk_model(
+            ecs_models.ImportImageResponse, _signed(emulator, http, "ImportImage", query)
+        )
+        clock.advance(101)
+        tasks = _signed(
+            emulator,
+            http,
+            "DescribeTasks",
+            sdk_query(ecs_models.DescribeTasksRequest(resource_ids=[imported.image_id])),
+        )
+        images = _signed(
+            emulator,
+            http,
+            "DescribeImages",
+            sdk_query(ecs_models.DescribeImagesRequest(image_ids=[imported.image_id])),
+        )
+    (task,) = strict_sdk_model(ecs_models.DescribeTasksResponse, tasks).tasks
+    assert (task.type, task.status, task.resource_id) == ("ImportImage", "Succeeded", imported.image_id)
+    model = strict_sdk_model(
+        ecs_models.DescribeImagesResponse,
+        images,
+        required=("Images.Snapshots.SnapshotId", "Images.Snapshots.Size", "Images.Tags.Key"),
+    )
+    (image,) = model.images
+    assert (image.status, image.boot_mode, image.size) == ("available", "UEFI", 40)
+    assert [(s.volume_kind, s.size) for s in image.snapshots] == [("system", 40), ("data", 20)]
+    assert [(t.key, t.value) for t in image.tags] == [("image-exporter:restored-from", spec.id)]
+
+
+def test_delete_images_takes_the_sdks_query_and_answers_its_model() -> None:
+    """DeleteImages as the SDK builds it: each OperationDetails entry reads as the SDK's, with an ImageId, and
+    an Error (Code, Message) for the image being exported and the unknown one only."""
+    images = (FleetImage(id="image-sdk00000000gone"), FleetImage(id="image-sdk0000exporting"))
+    fleet = Fleet(images=images, buckets=(FleetBucket(name="sdk-bucket"),))
+    emulator = EcsEmulator(fleet, credentials=CREDENTIALS, seed=3, task_seconds=100, port=None)
+    with httpx.Client(transport=emulator.transport()) as http:
+        export = ecs_models.ExportImageRequest(
+            image_id="image-sdk0000exporting", tos_bucket="sdk-bucket", tos_prefix="nightly"
+        )
+        _signed(emulator, http, "ExportImage", sdk_query(export))
+        ids = ["image-sdk00000000gone", "image-sdk0000exporting", "image-sdk000000unknown"]
+        request = ecs_models.DeleteImagesRequest(image_ids=ids, delete_binded_snapshots=False)
+        result = _signed(emulator, http, "DeleteImages", sdk_query(request))
+        assert [d.delete_binded_snapshots for d in emulator.deleted_images] == [False]
+    model = strict_sdk_model(ecs_models.DeleteImagesResponse, result, required=("OperationDetails.ImageId",))
+    errors = {d.image_id: (d.error.code if d.error else None) for d in model.operation_details}
+    assert errors == {
+        "image-sdk00000000gone": None,
+        "image-sdk0000exporting": "OperationDenied.ImageIsExporting",
+        "image-sdk000000unknown": "InvalidImage.NotFound",
+    }
+    assert all(d.error.message for d in model.operation_details if d.error)
