@@ -7,8 +7,9 @@
    ``handler.core.restoring`` says → ``restore_started``.
 2. :func:`follow_restores` (every timer run): the images tagged ``image-exporter:restore=importing``, each
    one's latest ImportImage task → ``restored`` / ``restore_failed`` (a drill's: ``restore_verified``), the
-   check appended to the manifest's ``restore_checks``; :meth:`RestoreRun.settle` then retags the image
-   (``restored`` / ``failed``) or deletes a drill's image, only after the outcomes were logged and notified.
+   check appended to the manifest's ``restore_checks``, a drill's image deleted; :meth:`RestoreRun.settle`
+   then retags a restored image (``restored`` / ``failed``), only after the outcomes were logged and
+   notified.
 """
 
 from __future__ import annotations
@@ -263,18 +264,17 @@ def append_check(
 
 @dataclass(frozen=True, slots=True)
 class RestoreRun:
-    """What the restore follow-up found: the outcomes to report, then (``settle``) the restored images to retag
-    and the drill images to delete. ``drills_in_flight``: drill images still importing."""
+    """What the restore follow-up found: the outcomes to report, then (``settle``) the restored images to
+    retag. ``drills_in_flight``: drill images still importing."""
 
     outcomes: tuple[ImageOutcome, ...] = ()
     retags: tuple[tuple[str, str], ...] = ()
-    deletes: tuple[str, ...] = ()
     drills_in_flight: int = 0
     api: RestoreApi | None = None
 
     def settle(self, *, deadline: float) -> None:
-        """Retag the reported restores, delete the judged drills' images (only now: a crash before this
-        reports them again rather than never). A failure is logged; the next run finds them again."""
+        """Retag the reported restores (only now: a crash before this reports them again rather than never).
+        A failure is logged; the next run finds them again."""
         api = self.api
         if api is None:
             return
@@ -285,15 +285,6 @@ class RestoreRun:
                     api.tag_images(ids, {RESTORE_KEY: state}, deadline=deadline)
                 except ExporterError as error:
                     _log.warning("restore.retag_failed", images=len(ids), error=error.code)
-        if self.deletes:
-            try:
-                refused = {
-                    i: code for i, code in api.delete_images(self.deletes, deadline=deadline).items() if code
-                }
-            except ExporterError as error:
-                refused = dict.fromkeys(self.deletes, error.code)
-            for image_id, code in refused.items():
-                _log.warning("restore.drill_delete_failed", restored_image_id=image_id, error=code)
 
 
 def follow_restores(
@@ -332,9 +323,8 @@ def follow_restores(
     ]
     outcomes = tuple(j.outcome for j in judged if j.outcome is not None)
     retags = tuple((j.image_id, j.retag) for j in judged if j.retag is not None)
-    deletes = tuple(j.image_id for j in judged if j.delete)
     drills = sum(1 for j in judged if j.drill_running)
-    return RestoreRun(outcomes, retags, deletes, drills, api)
+    return RestoreRun(outcomes, retags, drills, api)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,14 +332,14 @@ class _Judged:
     image_id: str
     outcome: ImageOutcome | None = None
     retag: str | None = None
-    delete: bool = False
     drill_running: bool = False
 
 
 def _judge(
     api: RestoreApi, store: ObjectStore, image: Image, task: Task | None, *, now: datetime, deadline: float
 ) -> _Judged:
-    """One import's end: the outcome, the retag or the drill image's delete, the check in the manifest."""
+    """One import's end: the check appended to the manifest, then the outcome and the retag (a restore), or
+    the image deleted and the outcome (a drill: reported when its check is first recorded)."""
     tracking = restore_tracking_of(image)
     end = decide_import(image, task, now=now, drill=tracking.drill)
     if end is None:
@@ -366,30 +356,40 @@ def _judge(
     result = "Succeeded" if end == "restored" else "Failed"
     check = RestoreCheck(at=now, image_id=image.image_id, task_id=base.task_id, result=result)
     recorded, stopped = _record(store, tracking.dest, source, check, deadline=deadline)
-    if end == "restored" and not tracking.drill:
-        note = None if stopped is None else f"the check could not be added to its manifest ({stopped.code})"
-        return _Judged(image.image_id, dataclasses.replace(base, reason=note), retag="restored")
-    if end == "restored":
-        if (
-            stopped is not None
-        ):  # the drill's proof is the manifest's check: keep the image until it is written
-            reason = (
-                f"the restore drill's import Succeeded but its check could not be added to the manifest "
-                f"({stopped.code}); grant the function's role tos:PutObject on the bucket; a later run tries again"
+    if not tracking.drill:
+        if end == "restored":
+            note = (
+                None if stopped is None else f"the check could not be added to its manifest ({stopped.code})"
             )
-            deferred = dataclasses.replace(
-                base, status="deferred", reason=reason, error=ErrorInfo.from_error(stopped)
-            )
-            return _Judged(image.image_id, deferred)
-        verified = dataclasses.replace(
-            base, status="restore_verified", reason="restore drill passed; its image is deleted"
+            return _Judged(image.image_id, dataclasses.replace(base, reason=note), retag="restored")
+        return _Judged(image.image_id, _failed(base, end, image, task, source), retag="failed")
+    if end == "restored" and stopped is not None:
+        # The drill's proof is the check in the manifest: its image is kept until the check is written.
+        reason = (
+            "the restore drill's import Succeeded but its check could not be added to the manifest "
+            f"({stopped.code}); grant the function's role tos:PutObject on the bucket; a later run tries again"
         )
-        return _Judged(image.image_id, verified if recorded else None, delete=True)
+        deferred = dataclasses.replace(
+            base, status="deferred", reason=reason, error=ErrorInfo.from_error(stopped)
+        )
+        return _Judged(image.image_id, deferred)
+    gone = _delete_drill_image(api, image.image_id, deadline=deadline)
+    if not recorded and stopped is None:
+        return _Judged(image.image_id)  # reported when its check was recorded; only the delete was left
+    if end == "restored":
+        outcome = dataclasses.replace(base, status="restore_verified", reason=f"restore drill passed; {gone}")
+    else:
+        outcome = _failed(base, end, image, task, source)
+        outcome = dataclasses.replace(outcome, reason=f"restore drill failed; {gone}")
+    return _Judged(image.image_id, outcome)
+
+
+def _failed(base: ImageOutcome, end: str, image: Image, task: Task | None, source: str) -> ImageOutcome:
     error: ExporterError
     if end == "timed_out":
         error = DrillTimedOut(
             f"the restore drill's image {image.image_id} was not restored 24 hours after it was made "
-            f"(status {image.status or 'unknown'}): it is deleted"
+            f"(status {image.status or 'unknown'})"
         )
     else:
         what = (
@@ -400,10 +400,20 @@ def _judge(
         error = ImportTaskFailed(
             f"the import of {source}'s export into {image.image_id} ended badly: its {what}"
         )
-    failed = dataclasses.replace(base, status="restore_failed", error=ErrorInfo.from_error(error))
-    if tracking.drill:
-        return _Judged(image.image_id, failed, delete=True)
-    return _Judged(image.image_id, failed, retag="failed")
+    return dataclasses.replace(base, status="restore_failed", error=ErrorInfo.from_error(error))
+
+
+def _delete_drill_image(api: RestoreApi, image_id: str, *, deadline: float) -> str:
+    """Delete a judged drill's image (with its snapshots); what became of it, for the reason."""
+    try:
+        code = api.delete_images([image_id], deadline=deadline).get(image_id)
+    except ExporterError as error:
+        code = error.code
+    if code is None:
+        _log.info("restore.drill_image_deleted", restored_image_id=image_id)
+        return f"its image {image_id} was deleted"
+    _log.warning("restore.drill_delete_failed", restored_image_id=image_id, error=code)
+    return f"its image {image_id} could not be deleted yet ({code}): a later run tries again"
 
 
 def _record(
