@@ -9,7 +9,12 @@ function as the platform would, ``python -m handler invoke``, once per step:
 4. an event for an image still being created: deferred, for the trigger to retry later;
 5. a bad event (``events/invalid.json``): a clear ``InvalidEvent`` error naming the field;
 6. once the exports started above have ended (the emulator's tasks take ``TASK_SECONDS``), the timer again:
-   its follow-up reports each of them ``exported`` with its size, retags the images and posts one notice.
+   its follow-up lists each export's files, checks every file's qcow2 structure with ranged reads, writes
+   the manifest beside them, reports each ``exported`` (verified, with its disks and size), retags the images
+   and posts one notice;
+7. a restore (``events/restore.json``): the image-created image's verified export (a system disk and a data
+   disk) is imported back into ECS from its manifest: ``restore_started`` with the new image;
+8. once the import has ended, the timer again: ``restored``, and the check recorded in the manifest.
 
 It prints what each step did, what the webhook received and what the emulator saw, and exits 0 when every
 step behaved as expected. Every process it starts is stopped on the way out, Ctrl-C and failures included.
@@ -79,7 +84,9 @@ class Step:
     expected: dict[str | None, str]
     expected_code: str | None = None
     event: dict[str, Any] | None = None
-    after_exports_end: bool = False  # wait until every export started by the earlier steps has ended
+    after_exports_end: bool = (
+        False  # wait until every export or import started by the earlier steps has ended
+    )
 
     @property
     def source(self) -> str:
@@ -106,6 +113,14 @@ STEPS: tuple[Step, ...] = (
             "image-p8d2r5t7y1u3i9o0a6sl": "exported",
             "image-ybqi99s7yq8rx7mnk44b": "exported",
         },
+        after_exports_end=True,
+    ),
+    Step("restore an export", "restore.json", 0, {"image-ybqi99s7yq8rx7mnk44b": "restore_started"}),
+    Step(
+        "the timer, once the import ended",
+        "timer_scan.json",
+        0,
+        {"image-ybqi99s7yq8rx7mnk44b": "restored"},
         after_exports_end=True,
     ),
 )
@@ -272,9 +287,10 @@ def deliveries_from(lines: Sequence[str]) -> list[tuple[str, Any]]:
 
 
 def _expected_deliveries(outcomes: Sequence[Outcome]) -> int:
-    """One delivery per invocation that started, failed, deferred, exported or export_failed something
-    (WEBHOOK_NOTIFY=changes)."""
-    wanted = {"started", "failed", "deferred", "exported", "export_failed"}
+    """One delivery per invocation that started, failed, deferred, exported, export_failed, or started or
+    ended a restore (WEBHOOK_NOTIFY=changes)."""
+    wanted = {"started", "failed", "deferred", "exported", "export_failed", "restore_started", "restored"}
+    wanted |= {"restore_failed", "restore_verified"}
     return sum(1 for o in outcomes if any(r.get("status") in wanted for r in o.result.get("results", [])))
 
 
@@ -296,16 +312,30 @@ def _detail(item: dict[str, Any]) -> str:
         return f"{item.get('task_id')}  ->  tos://{item.get('tos_bucket')}/{item.get('object_key')}"
     if item.get("status") == "exported":
         size = item.get("size_bytes")
-        shown = f"{size / 1024**3:.1f} GiB" if isinstance(size, int) else "size not verified"
-        return f"{item.get('task_id')}  ->  tos://{item.get('tos_bucket')}/{item.get('object_key')} ({shown})"
+        facts = ["verified" if item.get("verified") else "NOT verified"]
+        facts.append(f"{len(item.get('objects') or [])} disk(s)")
+        facts.append(_size(size) if isinstance(size, int) else "size unknown")
+        where = f"tos://{item.get('tos_bucket')}/{item.get('object_key')}"
+        return f"{item.get('task_id')}  ->  {where} ({', '.join(facts)}; manifest {item.get('manifest_key')})"
+    if item.get("status") in ("restore_started", "restored", "restore_verified"):
+        task = f" (import task {item['task_id']})" if item.get("task_id") else ""
+        return f"new image {item.get('restored_image_id')}{task}  <-  tos://{item.get('tos_bucket')}/{item.get('manifest_key')}"
     if error:
         return f"{error.get('code')}: {error.get('message')}"
     return f"{item.get('task_id') or ''}  {item.get('reason') or ''}".strip()
 
 
+def _size(size: int) -> str:
+    """``1.4 MiB``: the object's size in TOS (the emulator's files hold the qcow2 metadata only)."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
 def print_outcomes(outcomes: Sequence[Outcome]) -> None:
     width = max(len(o.step.title) for o in outcomes) + 2
-    print(f"\n{'step':<{width + 3}}{'exit':<6}{'image':<29}{'status':<10}task / error")
+    print(f"\n{'step':<{width + 3}}{'exit':<6}{'image':<29}{'status':<16}task / error")
     print("-" * 110)
     for number, outcome in enumerate(outcomes, start=1):
         verdict = "as expected" if outcome.as_expected else "UNEXPECTED: " + "; ".join(outcome.problems)
@@ -314,7 +344,7 @@ def print_outcomes(outcomes: Sequence[Outcome]) -> None:
             label = f"{number}. {outcome.step.title}" if index == 0 else ""
             code = str(outcome.exit_code) if index == 0 else ""
             image = item.get("image_id") or "-"
-            print(f"{label:<{width + 3}}{code:<6}{image:<29}{item.get('status', '?'):<10}{_detail(item)}")
+            print(f"{label:<{width + 3}}{code:<6}{image:<29}{item.get('status', '?'):<16}{_detail(item)}")
         print(f"{'':<{width + 3}}({outcome.step.source}; {verdict})")
 
 
@@ -423,7 +453,9 @@ def run(children: list[Child]) -> bool:
             time.sleep(max(wait, 0))
         print(f"running step {number}: {step.title} ...", flush=True)
         outcomes.append(run_step(step, env))
-        if any(r.get("status") == "started" for r in outcomes[-1].result.get("results", [])):
+        if any(
+            r.get("status") in ("started", "restore_started") for r in outcomes[-1].result.get("results", [])
+        ):
             last_start = time.monotonic()
     deliveries = _wait_for_deliveries(receiver, _expected_deliveries(outcomes))
     stats = _stats(endpoint)
