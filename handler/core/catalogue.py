@@ -28,10 +28,9 @@ from handler.errors import BudgetExhausted, ExporterError
 from handler.models.api import SUCCEEDED
 from handler.models.manifest import MANIFEST_SCHEMA, MANIFEST_SUFFIX, Manifest, RestoreCheck
 from handler.models.objects import ListedObject, ObjectUnreadable
+from handler.models.settings import GROUP_BY_NAME, GROUP_BY_TAG
 
 __all__ = [
-    "GROUP_BY_NAME",
-    "GROUP_BY_TAG",
     "MAX_MANIFEST_BYTES",
     "Catalogue",
     "CatalogueEntry",
@@ -45,8 +44,6 @@ __all__ = [
 # A manifest is a few KiB (one entry per disk, a few notes, one per restore check): a larger object under a
 # manifest's key is something else, and is never read whole.
 MAX_MANIFEST_BYTES = 1024 * 1024
-GROUP_BY_NAME = "name"
-GROUP_BY_TAG = "tag:"
 _PROBLEM_CHARS = 300
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
