@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "package": ("exporter_tools.deploy.package", "build dist/function.zip, reproducibly"),
     "deploy": ("exporter_tools.deploy.cli", "plan, or --apply, the deployment of template.yaml"),
     "bench": ("exporter_tools.bench.run", "benchmarks against the official SDK (make bench)"),
-    "status": ("exporter_tools.status", "the exports in flight and their outcomes, from the images' tags"),
+    "status": ("exporter_tools.status", "exports in flight, outcomes (tags) and exports in TOS (manifests)"),
     "restore": ("exporter_tools.restore", "import an image's newest verified export back into ECS"),
 }
 

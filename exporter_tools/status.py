@@ -1,10 +1,11 @@
-"""``exporter-tools status``: the exports in flight and their recent outcomes, read from the images' tags.
+"""``exporter-tools status``: the exports in flight and their recent outcomes, read from the images' tags, then
+the exports in TOS, read from their manifests.
 
 The function keeps the state of each export on its image (docs/contract.md, "Following exports to their
 end"): ``image-exporter:state`` is ``exporting``, ``exported`` or ``failed`` and ``image-exporter:dest`` is
 ``tos://<bucket>/<prefix>``. This command reads them back with the function's own signed client: one
 DescribeImages tag search (all pages), then DescribeTasks for the images still ``exporting`` (100 a
-request), and prints two tables::
+request), and prints two tables, then the exports in the bucket (``exporter_tools.tos_exports``)::
 
     Exports in flight (1)
     IMAGE                      TASK                    STATUS   PROCESS  AGE
@@ -16,7 +17,10 @@ request), and prints two tables::
 
 Endpoint, region and keys come from the variables the function reads (``VOLCENGINE_ENDPOINT``,
 ``VOLCENGINE_REGION``, ``VOLCENGINE_ACCESS_KEY``/``VOLCENGINE_SECRET_KEY``/``VOLCENGINE_SESSION_TOKEN``, the
-older names, or the role's credential file); ``--endpoint`` and ``--region`` override the first two.
+older names, or the role's credential file); ``--endpoint`` and ``--region`` override the first two. The
+bucket and prefix are ``EXPORT_TOS_BUCKET`` and ``EXPORT_TOS_PREFIX`` (``--bucket``, ``--prefix``), TOS is
+``TOS_ENDPOINT``, the groups ``RETENTION_GROUP_BY``. Exit status: 0; 1 when the tags or the bucket could not
+be read (a manifest with a problem is listed, not an error); 2 for a usage or settings error.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from handler.adapters.clients import build_clients
+from exporter_tools.tables import text_table
+from exporter_tools.tos_exports import TosExports, read_tos_exports, render_tos_exports
+from handler.adapters.clients import Clients, build_clients
 from handler.adapters.credentials import resolve_credentials
 from handler.adapters.log import configure_logging
 from handler.adapters.openapi import OpenApiClient
@@ -45,6 +51,7 @@ DEST_KEY = "image-exporter:dest"
 STATES = ("exporting", "exported", "failed")
 ECS_VERSION = "2020-04-01"
 PAGE = 100
+NO_BUCKET = "Exports in TOS: no bucket to read (set EXPORT_TOS_BUCKET, or give --bucket)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,28 +199,13 @@ def render(status: Status) -> str:
             )
             for f in status.in_flight
         ]
-        lines += _table(("IMAGE", "TASK", "STATUS", "PROCESS", "AGE"), rows, right=(3,))
+        lines += text_table(("IMAGE", "TASK", "STATUS", "PROCESS", "AGE"), rows, right=(3,))
     lines += ["", f"Outcomes ({len(status.outcomes)})"]
     if status.outcomes:
-        lines += _table(
+        lines += text_table(
             ("IMAGE", "STATE", "DESTINATION"), [(o.image_id, o.state, o.destination) for o in status.outcomes]
         )
     return "\n".join(lines) + "\n"
-
-
-def _table(
-    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, right: tuple[int, ...] = ()
-) -> list[str]:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(row: tuple[str, ...]) -> str:
-        cells = [
-            cell.rjust(w) if i in right else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        return "  ".join(cells).rstrip()
-
-    return [line(header), *(line(row) for row in rows)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,8 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="exporter-tools status",
         description=(
             "List the exports in flight (image, task, Process %, age) and the recent outcomes (image, state, "
-            "destination) from the images' image-exporter:* tags. Endpoint, region and keys come from the "
-            "function's variables (VOLCENGINE_ENDPOINT, VOLCENGINE_REGION, VOLCENGINE_ACCESS_KEY...)."
+            "destination) from the images' image-exporter:* tags, then the exports in the bucket (group, source "
+            "image, finished, objects, size, verified, last restore) from their manifests. Endpoint, region, "
+            "keys, bucket and groups come from the function's variables (VOLCENGINE_ENDPOINT, "
+            "VOLCENGINE_REGION, VOLCENGINE_ACCESS_KEY..., EXPORT_TOS_BUCKET, TOS_ENDPOINT, RETENTION_GROUP_BY)."
         ),
     )
     parser.add_argument("--endpoint", help="the OpenAPI endpoint (default: VOLCENGINE_ENDPOINT)")
@@ -232,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds for the whole command (default 60)"
+    )
+    parser.add_argument("--bucket", help="the bucket whose exports to list (default: EXPORT_TOS_BUCKET)")
+    parser.add_argument(
+        "--prefix", help="their file-name prefix (default: EXPORT_TOS_PREFIX, else imgexport)"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--verbose", action="store_true", help="log each API call (JSON lines on stderr)")
@@ -249,9 +247,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _ecs_client(settings: Settings) -> OpenApiClient:
-    """The ECS OpenAPI client under ``settings``, with the environment's credentials (masked in logs)."""
-    return build_clients(settings, resolve_credentials(os.environ)).api
+def _clients(settings: Settings) -> Clients:
+    """The function's clients under ``settings``, with the environment's credentials (masked in logs). TOS
+    is read whatever ``EXPORT_TRACKING`` says: the manifests already in the bucket are there either way."""
+    return build_clients(settings.model_copy(update={"tracking": "tags"}), resolve_credentials(os.environ))
+
+
+def _tos_exports(clients: Clients, settings: Settings, *, deadline: float) -> TosExports | None:
+    """The exports in the configured bucket (None: no bucket is configured)."""
+    if settings.tos_bucket is None or clients.store is None:
+        return None
+    return read_tos_exports(
+        clients.store,
+        clients.ecs,
+        settings.tos_bucket,
+        settings.tos_prefix,
+        group_by=settings.retention_group_by,
+        deadline=deadline,
+        workers=settings.concurrency,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,11 +273,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.timeout <= 3600:
         parser.error("--timeout must be above 0 and at most 3600 seconds")
-    overrides = {
-        name: value
-        for name, value in (("VOLCENGINE_ENDPOINT", args.endpoint), ("VOLCENGINE_REGION", args.region))
-        if value
-    }
+    options = (
+        ("VOLCENGINE_ENDPOINT", args.endpoint),
+        ("VOLCENGINE_REGION", args.region),
+        ("EXPORT_TOS_BUCKET", args.bucket),
+        ("EXPORT_TOS_PREFIX", args.prefix),
+    )
+    overrides = {name: value for name, value in options if value}
     try:
         settings = Settings.from_env({**os.environ, **overrides})
     except ConfigurationError as error:
@@ -273,21 +289,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("INFO" if args.verbose else "WARNING")
     deadline = time.monotonic() + args.timeout
     try:
-        api = _ecs_client(settings)
-        status = read_status(api, deadline=deadline, now=datetime.now(UTC), limit=args.limit)
+        clients = _clients(settings)
+        status = read_status(clients.api, deadline=deadline, now=datetime.now(UTC), limit=args.limit)
     except ExporterError as error:
         print(f"status: {error}", file=sys.stderr)
         return 1
+    tos = _tos_exports(clients, settings, deadline=deadline)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "in_flight": [asdict(f) for f in status.in_flight],
-                    "outcomes": [asdict(o) for o in status.outcomes],
-                },
-                indent=2,
-            )
-        )
+        document = {
+            "in_flight": [asdict(f) for f in status.in_flight],
+            "outcomes": [asdict(o) for o in status.outcomes],
+            "tos": tos.as_json() if tos is not None else None,
+        }
+        print(json.dumps(document, indent=2))
     else:
-        print(render(status), end="")
-    return 0
+        lines = render_tos_exports(tos) if tos is not None else [NO_BUCKET]
+        print(render(status) + "\n" + "\n".join(lines))
+    return 1 if tos is not None and tos.error is not None else 0

@@ -17,7 +17,8 @@ virtual size (``exporter_tools.emulator.qcow2_image``); ``failed`` makes the
 task Fail halfway through (``Process`` stays where it was, ``EndAt`` set); ``no_object`` Succeeds without the
 object. Tags live on the images (``exporter_tools.emulator.tags`` checks the requests); a fleet with
 ``tagging_allowed: false`` (or ``tagging_allowed = False`` on the service) answers 403 ``AccessDenied``, and
-``refuse_tag`` makes one image refuse one tag value (a retag that keeps failing).
+``refuse_tag`` makes one image refuse one tag value (a retag that keeps failing); ``remove_image`` takes an
+image out of the account as a deletion would (its tasks and objects stay).
 
 ImportImage (``exporter_tools.emulator.image_import``) makes a private image, ``creating`` while its
 ``ImportImage`` task runs over ``task_seconds`` like an export's, then ``available`` (Succeeded) or ``error``
@@ -200,6 +201,15 @@ class EcsService:
         now = self._clock()
         with self._lock:
             self._images[spec.id] = ImageRecord.from_spec(spec, now)
+
+    def remove_image(self, image_id: str) -> None:
+        """Take the image out of the account, as if it had been deleted (tests: an export that outlived its
+        source): DescribeImages no longer lists it, its tasks and exported objects stay; ``reset`` brings it
+        back."""
+        with self._lock:
+            if self._images.pop(image_id, None) is None:
+                msg = f"no image {image_id} in the fleet"
+                raise KeyError(msg)
 
     # -- the gateway's interface ------------------------------------------------------------------------
 

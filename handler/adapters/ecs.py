@@ -10,7 +10,6 @@ having sent nothing more, when an attempt would go out after the clearance its c
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -26,7 +25,7 @@ from handler.errors import (
     error_for,
 )
 from handler.models.api import ExportStarted, Image, ImportSpec, ImportStarted, Task
-from handler.models.tagging import TaggingFailure, TaggingReport
+from handler.models.tagging import TAG_KEY_RULE, TaggingFailure, TaggingReport, is_tag_key
 
 __all__ = [
     "API_VERSION",
@@ -53,20 +52,14 @@ TASKS_PER_IMAGE = 50
 TAG_BATCH_LIMIT = 50  # resource ids per TagResources request (docs/facts.md §10)
 TAGS_PER_CALL = 20  # tags per TagResources request
 TAG_VALUE_LIMIT = 256
-# Tag keys: 1-128 letters, digits, spaces and _ . : / = + - @, never starting with volc: or sys: (any case).
-_TAG_KEY = re.compile(r"\A[\w .:/=+\-@]{1,128}\Z")
-_RESERVED_PREFIXES = ("volc:", "sys:")
 
 _M = TypeVar("_M", Image, Task)
 
 
 def validate_tag_key(key: str) -> str:
     """A tag key as TagResources takes it (docs/facts.md §10); else a ``TerminalApiError`` naming the key."""
-    if not _TAG_KEY.match(key) or key.lower().startswith(_RESERVED_PREFIXES):
-        msg = (
-            f"tag key {key!r}: expected 1-128 letters, digits, spaces or _ . : / = + - @, "
-            "not starting with volc: or sys:"
-        )
+    if not is_tag_key(key):
+        msg = f"tag key {key!r}: expected {TAG_KEY_RULE}"
         raise error_for("InvalidTagKey.Malformed", msg, action="TagResources")
     return key
 

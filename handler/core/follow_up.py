@@ -19,7 +19,6 @@ are ``handler.core.tracking``'s; which images are looked at, ``handler.core.sele
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ from handler.core.claims import (
     claim_of,
     millis,
 )
+from handler.core.fan_out import fan_out
 from handler.core.in_flight import Tracked
 from handler.core.plan import ExportPlan
 from handler.core.selection import pick_exporting
@@ -483,16 +483,8 @@ def _checks(
             )
         return checked
 
-    if workers <= 1 or len(due) == 1:
-        return {image.image_id: check(image, dest, task) for image, dest, task in due}
-    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only many checks need threads
-
-    with ThreadPoolExecutor(max_workers=min(workers, len(due)), thread_name_prefix="check") as pool:
-        futures = {
-            image.image_id: pool.submit(contextvars.copy_context().run, check, image, dest, task)
-            for image, dest, task in due
-        }
-        return {image_id: future.result() for image_id, future in futures.items()}
+    checked = fan_out(lambda one: check(*one), due, workers=workers, name="check")
+    return {image.image_id: found for (image, _, _), found in zip(due, checked, strict=True)}
 
 
 def _exporting_images(

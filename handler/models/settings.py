@@ -24,9 +24,12 @@ from pydantic_core import ErrorDetails
 
 from handler.errors import ConfigurationError
 from handler.models.manifest import VerifyLevel
+from handler.models.tagging import TAG_KEY_RULE, is_tag_key
 
 __all__ = [
     "BUCKET_PATTERN",
+    "GROUP_BY_NAME",
+    "GROUP_BY_TAG",
     "KNOWN_REGIONS",
     "MAX_HOURS",
     "PREFIX_PATTERN",
@@ -67,6 +70,10 @@ KNOWN_REGIONS = (
     "cn-shanghai-autodriving",
 )
 _WHSEC_PREFIX = "whsec_"
+# RETENTION_GROUP_BY: exports are grouped by their image's name (less a trailing date, time or counter), or by
+# the value of one tag on the image (``tag:KEY``); handler.core.catalogue.group_of holds the rule.
+GROUP_BY_NAME = "name"
+GROUP_BY_TAG = "tag:"
 
 
 MAX_DRILL_DAYS = 366
@@ -173,6 +180,8 @@ class Settings(BaseModel):
     verify: Annotated[VerifyLevel, Field(alias="EXPORT_VERIFY")] = "structure"
     # Prove exports restorable: a timer imports one back at most every this many days (unset: no drill).
     drill_days: Annotated[int | None, Field(alias="RESTORE_DRILL_DAYS")] = None
+    # What makes exports one group, for retention and the restore drill: name, or tag:KEY.
+    retention_group_by: Annotated[str, Field(alias="RETENTION_GROUP_BY")] = GROUP_BY_NAME
 
     @field_validator("region")
     @classmethod
@@ -313,6 +322,19 @@ class Settings(BaseModel):
             msg = "expected structure (read each object's qcow2 structure), head (the objects exist) or off"
             raise ValueError(msg)
         return text
+
+    @field_validator("retention_group_by", mode="before")
+    @classmethod
+    def _group_by(cls, value: object) -> object:
+        """``name`` (in any case), or ``tag:KEY`` (``tag`` in any case, the key as written: keys are exact)."""
+        text = str(value)
+        if text.lower() == GROUP_BY_NAME:
+            return GROUP_BY_NAME
+        head, colon, key = text.partition(":")
+        if colon and head.lower() == GROUP_BY_TAG.rstrip(":") and is_tag_key(key):
+            return GROUP_BY_TAG + key
+        msg = f"expected name, or tag:KEY with KEY a tag key ({TAG_KEY_RULE})"
+        raise ValueError(msg)
 
     @field_validator("max_in_flight", mode="before")
     @classmethod

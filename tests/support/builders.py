@@ -17,7 +17,14 @@ from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.clock import Clock
 from handler.models.api import Image, Task
-from handler.models.manifest import ManifestObject
+from handler.models.manifest import (
+    Manifest,
+    ManifestExport,
+    ManifestImage,
+    ManifestObject,
+    ManifestVerification,
+    RestoreCheck,
+)
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult, Status, Trigger
 
 __all__ = [
@@ -34,6 +41,7 @@ __all__ = [
     "fleet_image",
     "fleet_task",
     "image",
+    "manifest",
     "outcome",
     "result_of",
     "task",
@@ -85,6 +93,50 @@ def fleet_task(image_id: str, status: str, *, kind: str = "ExportImage", hours_a
     return FleetTask.model_validate(
         {"image_id": image_id, "type": kind, "status": status, "created_hours_ago": hours_ago}
     )
+
+
+def manifest(
+    image_id: str,
+    *,
+    name: str | None = None,
+    hours_ago: float = 1,
+    verified: bool = True,
+    tags: dict[str, str] | None = None,
+    restored_hours_ago: tuple[float, ...] = (),
+    bucket: str = "b-1",
+    prefix: str = "nightly",
+    **fields: Any,
+) -> Manifest:
+    """The manifest of an export of ``image_id`` into ``bucket``/``prefix`` that finished ``hours_ago``
+    before ``NOW``: one 40 GiB system object, checked at ``structure`` (``verified``) or ``off``, with a
+    Succeeded restore check ``restored_hours_ago`` each; ``fields`` override the manifest's own."""
+    finished = NOW - timedelta(hours=hours_ago)
+    system = ManifestObject(
+        key=f"{prefix}_{image_id}_system.qcow2",
+        disk="system",
+        size_bytes=3 * GIB,
+        virtual_size_bytes=40 * GIB,
+    )
+    data: dict[str, Any] = {
+        "image": ManifestImage(id=image_id, name=name or f"name-{image_id}", size_gib=40, tags=tags or {}),
+        "export": ManifestExport(
+            task_id=f"t-{image_id}", region="cn-beijing", bucket=bucket, prefix=prefix, finished_at=finished
+        ),
+        "objects": (system,),
+        "verification": ManifestVerification(
+            level="structure" if verified else "off", verified=verified, checked_at=finished
+        ),
+        "restore_checks": tuple(
+            RestoreCheck(
+                at=NOW - timedelta(hours=h),
+                image_id=f"image-drill{n}",
+                task_id=f"t-drill{n}",
+                result="Succeeded",
+            )
+            for n, h in enumerate(restored_hours_ago)
+        ),
+    }
+    return Manifest(**(data | fields))
 
 
 # -- OpenAPI answers ----------------------------------------------------------------------------------------

@@ -129,6 +129,7 @@ TRACKING_PROBE = textwrap.dedent(
     socket.socket = NoSocket
     import handler.adapters.tos, handler.adapters.tos_signing, handler.core.tracking, handler.models.objects
     import handler.core.follow_up, handler.models.tagging, handler.adapters.webhooks._lines
+    import handler.core.catalogue, handler.core.fan_out
 
     print(json.dumps({
         "reads": reads,
@@ -141,8 +142,8 @@ TRACKING_PROBE = textwrap.dedent(
 
 
 def test_importing_the_tracking_modules_reads_nothing_and_builds_nothing() -> None:
-    """The TOS client, its signer, the tracking decisions and flow import without reading the environment,
-    opening a socket, building a rate limiter or pulling in the tools."""
+    """The TOS client, its signer, the tracking decisions and flow, and the catalogue import without reading
+    the environment, opening a socket, building a rate limiter or pulling in the tools."""
     out = subprocess.run(
         [sys.executable, "-c", TRACKING_PROBE], capture_output=True, text=True, check=True, timeout=60
     )

@@ -334,3 +334,53 @@ def test_a_region_that_looks_like_one_but_is_not_known_is_used_as_written(region
     and the entry warns (settings.unknown_region)."""
     settings = Settings.from_env({"VOLCENGINE_REGION": region})
     assert (settings.region, settings.region_known) == (region, False)
+
+
+# -- RETENTION_GROUP_BY: what makes exports one group (retention, the restore drill) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "group_by"),
+    [
+        (None, "name"),
+        ("name", "name"),
+        ("NAME", "name"),
+        ("tag:app", "tag:app"),
+        ("Tag:App", "tag:App"),
+        ("tag:team/app:env", "tag:team/app:env"),
+        ("tag:" + "k" * 128, "tag:" + "k" * 128),
+    ],
+)
+def test_retention_group_by_is_name_or_a_tag(value: str | None, group_by: str) -> None:
+    """Unset, exports are grouped by name; ``name`` and the ``tag:`` prefix are taken in any case, the tag
+    key as written (tag keys are exact), any key TagResources takes."""
+    env = {} if value is None else {"RETENTION_GROUP_BY": value}
+    assert Settings.from_env(env).retention_group_by == group_by
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "names",
+        "tag",
+        "tag:",
+        "tags:app",
+        "label:app",
+        "tag:volc:x",
+        "tag:SYS:x",
+        "tag:a#b",
+        "tag:" + "k" * 129,
+    ],
+)
+def test_any_other_retention_group_by_is_refused_naming_the_variable(value: str) -> None:
+    """Anything but name or tag:KEY with a valid tag key is a ConfigurationError naming RETENTION_GROUP_BY,
+    what it expects and the value."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"RETENTION_GROUP_BY": value})
+    assert caught.value.source == "RETENTION_GROUP_BY"
+    message = str(caught.value)
+    assert message.startswith(
+        "RETENTION_GROUP_BY: expected name, or tag:KEY with KEY a tag key (1-128 letters"
+    )
+    shown = value if len(value) <= 40 else value[:39] + "…"
+    assert message.endswith(f", got '{shown}'")

@@ -175,6 +175,26 @@ def test_reset_returns_to_the_fleet_as_loaded() -> None:
     }
 
 
+def test_a_removed_image_is_gone_and_its_tasks_stay() -> None:
+    """remove_image takes the image out as a deletion would: DescribeImages no longer lists it, its export
+    task is still listed, an export of it is InvalidImage.NotFound; removing it twice is a KeyError; reset
+    brings it back."""
+    ecs, _ = service()
+    export(ecs)
+
+    ecs.remove_image(IMAGE)
+
+    listed = call(ecs, "DescribeImages", **{"ImageIds.1": IMAGE}).result
+    assert listed is not None
+    assert listed["Images"] == []
+    assert [t["ResourceId"] for t in tasks(ecs)] == [IMAGE]
+    assert export(ecs).code == "InvalidImage.NotFound"
+    with pytest.raises(KeyError, match=IMAGE):
+        ecs.remove_image(IMAGE)
+    ecs.reset()
+    assert ecs.stats()["images"] == 1
+
+
 def test_only_get_is_served() -> None:
     """ECS actions are GET requests; another method is refused."""
     ecs, _ = service()
