@@ -134,12 +134,40 @@ def _export(command: Command, settings: Settings, budget: Budget, *, holder: str
     if isinstance(command, RestoreCommand):
         return _Run((_restore(command, clients, plan, settings, budget),))
     parts: list[TrackedRun | RestoreRun] = []
-    if is_timer(command) and clients.store is not None:
+    drilling = 0
+    timer = is_timer(command) and clients.store is not None
+    if timer and clients.store is not None:
         from handler.core.restore import follow_restores  # noqa: PLC0415 - timers only
 
-        parts.append(follow_restores(clients.ecs, clients.store, deadline=budget.send_by, clock=SYSTEM_CLOCK))
+        restores = follow_restores(clients.ecs, clients.store, deadline=budget.send_by, clock=SYSTEM_CLOCK)
+        drilling = restores.drills_in_flight or not restores.checked
+        parts.append(restores)
     parts.append(_tracked(command, clients, plan, settings, budget, holder=holder))
+    if timer and settings.drill_days is not None and not drilling:  # at most one drill in flight
+        parts.append(_drill(clients, plan, settings, budget))
     return _Run(tuple(o for part in parts for o in part.outcomes), tuple(parts))
+
+
+def _drill(clients: Clients, plan: ExportPlan, settings: Settings, budget: Budget) -> TrackedRun:
+    """The restore drill's start, when one is due (``RESTORE_DRILL_DAYS``), as a part with nothing to settle."""
+    from handler.core.follow_up import TrackedRun  # noqa: PLC0415
+    from handler.core.restore import drill_if_due  # noqa: PLC0415 - drills only
+    from handler.core.tracking import Destination  # noqa: PLC0415
+
+    if clients.store is None or settings.drill_days is None:  # pragma: no cover - checked by the caller
+        return TrackedRun(outcomes=())
+    outcome = drill_if_due(
+        clients.ecs,
+        clients.store,
+        dest=Destination(plan.bucket, plan.prefix),
+        group_by=settings.retention_group_by,
+        days=settings.drill_days,
+        tos_origin=settings.tos_origin,
+        deadline=budget.send_by,
+        workers=plan.concurrency,
+        clock=SYSTEM_CLOCK,
+    )
+    return TrackedRun(outcomes=() if outcome is None else (outcome,))
 
 
 def _restore(

@@ -473,6 +473,7 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
         "InvalidAccessKeyId": ErrorCode(AuthenticationFailed, _BAD_KEYS, "tos"),
         "InvalidSecurityToken": ErrorCode(AuthenticationFailed, _REFRESH_STS, "tos"),
         "TosAccessDenied.GetObject": ErrorCode(TosAccessDenied, _TOS_GRANT.format("tos:GetObject"), "tos"),
+        "TosAccessDenied.ListObjects": ErrorCode(TosAccessDenied, _TOS_GRANT.format("tos:ListBucket"), "tos"),
         "TosAccessDenied.PutObject": ErrorCode(TosAccessDenied, _TOS_GRANT.format("tos:PutObject"), "tos"),
         "TosAccessDenied.DeleteObject": ErrorCode(
             TosAccessDenied, _TOS_GRANT.format("tos:DeleteObject"), "tos"

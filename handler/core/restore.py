@@ -48,9 +48,11 @@ from handler.errors import (
     NoVerifiedExport,
     ObjectNotFound,
     RangeNotSatisfiable,
+    TosAccessDenied,
 )
 from handler.models.api import Image, Task
 from handler.models.manifest import MANIFEST_SCHEMA, Manifest, RestoreCheck, manifest_key
+from handler.models.objects import ObjectUnreadable
 from handler.models.results import ErrorInfo, ImageOutcome
 
 __all__ = [
@@ -248,6 +250,61 @@ def start_drill(
         )
 
 
+def drill_if_due(
+    api: RestoreApi,
+    store: ObjectStore,
+    *,
+    dest: Destination,
+    group_by: str,
+    days: int,
+    tos_origin: str,
+    deadline: float,
+    workers: int,
+    clock: Clock = SYSTEM_CLOCK,
+) -> ImageOutcome | None:
+    """A timer's restore drill (the caller checked that none is in flight): the catalogue of exports at
+    ``dest`` read (one ListObjectsV2 page per 1,000 objects, one ranged GET per manifest), then
+    :func:`start_drill`. A catalogue TOS refuses to list is a ``deferred`` result naming the permission."""
+    from handler.core.catalogue import group_of, read_catalogue  # noqa: PLC0415 - drills only
+
+    try:
+        catalogue = read_catalogue(
+            store, dest.bucket, dest.prefix, deadline=deadline, workers=workers, clock=clock
+        )
+    except ExporterError as error:
+        return _drill_stopped(dest, error)
+    if isinstance(catalogue, ObjectUnreadable):
+        refused = TosAccessDenied(
+            catalogue.reason,
+            code="TosAccessDenied.ListObjects",
+            http_status=403,
+            request_id=catalogue.request_id,
+        )
+        return _drill_stopped(dest, refused)
+    manifests = [entry.manifest for entry in catalogue.exports if entry.manifest is not None]
+    try:
+        return start_drill(
+            api,
+            store,
+            manifests,
+            group=lambda manifest: group_of(manifest, group_by),
+            days=days,
+            tos_origin=tos_origin,
+            deadline=deadline,
+            clock=clock,
+        )
+    except ExporterError as error:
+        return _drill_stopped(dest, error)
+
+
+def _drill_stopped(dest: Destination, error: ExporterError) -> ImageOutcome:
+    reason = (
+        f"the restore drill could not look at the exports in tos://{dest.bucket}/{dest.prefix} "
+        f"({error.code}); the exports themselves are not affected; a later timer run tries again"
+    )
+    return ImageOutcome(image_id=None, status="deferred", reason=reason, error=ErrorInfo.from_error(error))
+
+
 def append_check(
     store: ObjectStore, dest: Destination, source_id: str, check: RestoreCheck, *, deadline: float
 ) -> bool:
@@ -265,12 +322,14 @@ def append_check(
 @dataclass(frozen=True, slots=True)
 class RestoreRun:
     """What the restore follow-up found: the outcomes to report, then (``settle``) the restored images to
-    retag. ``drills_in_flight``: drill images still importing."""
+    retag. ``drills_in_flight``: drill images still importing; ``checked``: False when the imports in flight
+    could not be looked at (then none is known not to be a drill)."""
 
     outcomes: tuple[ImageOutcome, ...] = ()
     retags: tuple[tuple[str, str], ...] = ()
     drills_in_flight: int = 0
     api: RestoreApi | None = None
+    checked: bool = True
 
     def settle(self, *, deadline: float) -> None:
         """Retag the reported restores (only now: a crash before this reports them again rather than never).
@@ -315,7 +374,7 @@ def follow_restores(
         failed = ImageOutcome(
             image_id=None, status="deferred", reason=reason, error=ErrorInfo.from_error(error)
         )
-        return RestoreRun(outcomes=(failed,), api=api)
+        return RestoreRun(outcomes=(failed,), api=api, checked=False)
     now = clock.now()
     judged = [
         _judge(api, store, image, tasks.get(image.image_id), now=now, deadline=deadline)

@@ -177,3 +177,115 @@ def test_an_import_that_fails_is_reported_restore_failed_once(emulated: Emulated
 
     fourth, _ = run_handler(timer(4))
     assert not by_status(fourth, "restore_failed")
+
+
+# --- the restore drill (RESTORE_DRILL_DAYS) --------------------------------------------------------------
+
+
+def drilled(
+    emulated: Emulated, run_handler: Run, *images: FleetImage, **env: str
+) -> tuple[EcsEmulator, dict[str, Any]]:
+    """Export the images with the drill on: the run that reports them exported also starts the drill."""
+    emulator = emulated(
+        Fleet(images=images, buckets=(FleetBucket(name=BUCKET),)),
+        task_seconds=TASK_SECONDS,
+        env={"RESTORE_DRILL_DAYS": "7", **env},
+    )
+    run_handler(timer(1))
+    time.sleep(TASK_SECONDS + 0.5)
+    second, _ = run_handler(timer(2))
+    return emulator, second
+
+
+def test_a_drill_imports_an_export_deletes_its_image_records_the_check_and_reports_restore_verified(
+    emulated: Emulated, run_handler: Run
+) -> None:
+    """With RESTORE_DRILL_DAYS the timer imports the newest verified export back as a drill image; once the
+    import Succeeded the next run deletes that image, appends the check to the manifest and reports
+    restore_verified; the run after starts no other drill (the check is younger than 7 days)."""
+    emulator, second = drilled(emulated, run_handler, whole_machine())
+
+    assert len(by_status(second, "exported")) == 1
+    (drill,) = by_status(second, "restore_started")
+    assert drill["image_id"] == WHOLE
+    assert "restore drill" in drill["reason"]
+    new = drill["restored_image_id"]
+    request = emulator.imports()[new].request
+    assert request.name.startswith(f"image-exporter-drill-{WHOLE}-")
+    assert dict(request.tags)["image-exporter:drill"] == WHOLE
+
+    time.sleep(TASK_SECONDS + 0.5)
+    third, raised = run_handler(timer(3))
+
+    assert not raised
+    (verified,) = by_status(third, "restore_verified")
+    assert (verified["image_id"], verified["restored_image_id"]) == (WHOLE, new)
+    assert f"its image {new} was deleted" in verified["reason"]
+    assert [d.image_id for d in emulator.deleted_images] == [new]
+    checks = manifest_in(emulator)["restore_checks"]
+    assert [(c["image_id"], c["result"]) for c in checks] == [(new, "Succeeded")]
+    assert not by_status(third, "restore_started")
+
+    fourth, _ = run_handler(timer(4))
+    assert not [r for r in fourth["results"] if r["status"].startswith("restore")]
+    assert len(emulator.imports()) == 1
+
+
+def test_one_drill_at_a_time_the_next_group_after_the_first_ended(
+    emulated: Emulated, run_handler: Run
+) -> None:
+    """Two groups are due: one drill starts; the run that judges it starts the other group's."""
+    web = FleetImage(id="image-web00001", name="web-20261201", size_gb=20)
+    api = FleetImage(id="image-api00001", name="api-20261201", size_gb=20)
+    emulator, second = drilled(emulated, run_handler, web, api)
+
+    assert len(by_status(second, "restore_started")) == 1
+    first = by_status(second, "restore_started")[0]["image_id"]
+    time.sleep(TASK_SECONDS + 0.5)
+    third, _ = run_handler(timer(3))
+
+    assert [r["image_id"] for r in by_status(third, "restore_verified")] == [first]
+    (following,) = by_status(third, "restore_started")
+    assert following["image_id"] == ({web.id, api.id} - {first}).pop()
+    assert len(emulator.imports()) == 2
+
+
+def test_a_failed_drill_is_reported_its_image_deleted_and_the_group_waits(
+    emulated: Emulated, run_handler: Run
+) -> None:
+    """A drill whose import Failed: restore_failed (ok false), its image deleted, the failed check in the
+    manifest; no new drill of that group until the check is 7 days old."""
+    web = FleetImage(id="image-web00001", name="web-20261201", size_gb=20)
+    emulator = emulated(
+        Fleet(images=(web,), buckets=(FleetBucket(name=BUCKET),)),
+        task_seconds=TASK_SECONDS,
+        env={"RESTORE_DRILL_DAYS": "7"},
+    )
+    emulator.set_import_outcome(f"https://{BUCKET}.tos.example/{PREFIX}_{web.id}_system.qcow2", "failed")
+    run_handler(timer(1))
+    time.sleep(TASK_SECONDS + 0.5)
+    second, _ = run_handler(timer(2))
+    new = by_status(second, "restore_started")[0]["restored_image_id"]
+    time.sleep(TASK_SECONDS + 0.5)
+
+    third, _ = run_handler(timer(3))
+
+    assert not third["ok"]
+    (failed,) = by_status(third, "restore_failed")
+    assert (failed["restored_image_id"], failed["error"]["code"]) == (new, "ImportTaskFailed")
+    assert "restore drill failed" in failed["reason"]
+    assert [d.image_id for d in emulator.deleted_images] == [new]
+    fourth, _ = run_handler(timer(4))
+    assert not [r for r in fourth["results"] if r["status"].startswith("restore")]
+
+
+def test_no_drill_starts_when_the_region_is_near_its_image_quota(
+    emulated: Emulated, run_handler: Run
+) -> None:
+    """48 private images (of the 50 a region holds): the drill leaves the last places to real images."""
+    old = tuple(FleetImage(id=f"image-old{n:05d}", name=f"old-{n}", created_hours_ago=500) for n in range(47))
+    fresh = FleetImage(id="image-web00001", name="web-20261201", size_gb=20)
+    emulator, second = drilled(emulated, run_handler, fresh, *old)
+
+    assert [r["status"] for r in second["results"]] == ["exported"]
+    assert emulator.imports() == {}
