@@ -29,6 +29,9 @@ from exporter_tools.emulator.tos import export_object_key
 from tests.support.emulated import CREDENTIALS
 from tests.support.fakes import FakeClock
 
+# The SDK signs with datetime.utcnow(), deprecated since Python 3.12: its warning, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning")
+
 tos = pytest.importorskip("tos")
 
 BUCKET = "sdk-exports"
