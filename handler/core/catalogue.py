@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -123,15 +123,22 @@ def read_catalogue(
     workers: int,
     clock: Clock = SYSTEM_CLOCK,
     max_bytes: int = MAX_MANIFEST_BYTES,
+    modified_since: timedelta | None = None,
 ) -> Catalogue | ObjectUnreadable:
     """Every manifest ``<prefix>_*.manifest.json`` in ``bucket``, each read with one ranged GET of at most
     ``max_bytes``, ``workers`` at a time, none started at or past ``deadline`` (a ``Clock.monotonic()``
     reading). A listing TOS refuses (403) is the ``ObjectUnreadable`` it answered; one that fails otherwise
-    raises the store's error. A manifest that cannot be read is an entry with a ``problem``."""
+    raises the store's error. A manifest that cannot be read is an entry with a ``problem``.
+    ``modified_since``: only the manifests TOS says were written within that long before the listing's own
+    ``Date`` (server time; one with no Last-Modified is read), the others left out unread."""
     listing = store.list_objects(bucket, f"{prefix}_", deadline=deadline)
     if isinstance(listing, ObjectUnreadable):
         return listing
     listed = [o for o in listing.objects if _is_manifest_key(o.key, prefix)]
+    if modified_since is not None:
+        now = as_utc(listing.server_time) if listing.server_time is not None else clock.now()
+        since = now - modified_since
+        listed = [o for o in listed if o.last_modified is None or as_utc(o.last_modified) >= since]
 
     def read(one: ListedObject) -> CatalogueEntry | None:
         if clock.monotonic() >= deadline:

@@ -189,22 +189,26 @@ DRILL_IMAGE_ROOM = 48
 def pick_drill(
     manifests: Iterable[Manifest], *, group: Callable[[Manifest], str], now: datetime, days: int
 ) -> Manifest | None:
-    """The export a restore drill imports next, or None: in each group, the newest verified export (by its
-    ``finished_at``) is due when no restore check of it is younger than ``days``; of the due ones, the one
-    checked longest ago (never checked first, then the oldest export)."""
+    """The export a restore drill imports next, or None. A group (``group``) is due when no restore check of
+    any of its exports, passed or failed, is younger than ``days``: so each group is drilled at most every
+    ``days`` days, whatever its exports' pace. Of the due groups, the one checked longest ago goes first
+    (never checked first, then the one whose newest export is oldest); its newest verified export is
+    imported."""
     newest: dict[str, Manifest] = {}
+    checked: dict[str, datetime] = {}
     for manifest in manifests:
+        key = group(manifest)
+        checked[key] = max(checked.get(key, _EPOCH), _last_check(manifest))
         if not manifest.verification.verified:
             continue
-        key = group(manifest)
         held = newest.get(key)
         if held is None or _finished(manifest) > _finished(held):
             newest[key] = manifest
     since = now - timedelta(days=days)
-    due = [m for m in newest.values() if _last_check(m) < since]
+    due = [(checked[key], _finished(m), m.image.id, m) for key, m in newest.items() if checked[key] < since]
     if not due:
         return None
-    return min(due, key=lambda m: (_last_check(m), _finished(m), m.image.id))
+    return min(due, key=lambda row: row[:3])[3]
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)

@@ -424,3 +424,17 @@ def test_an_entry_without_a_manifest_is_neither_verified_nor_finished() -> None:
     )
     assert dataclasses.is_dataclass(broken)
     assert not hasattr(broken, "__dict__")  # slotted: a catalogue holds one per export
+
+
+def test_a_window_reads_only_the_manifests_tos_says_were_written_within_it() -> None:
+    """``modified_since`` (the drill's window): a manifest written earlier than that, by TOS's own clock, is
+    neither read nor listed as an entry; the ones written within it are read."""
+    account = Account()
+    put_manifest(account, manifest("image-old"))
+    account.clock.advance(3 * 24 * 3600)
+    put_manifest(account, manifest("image-new"))
+
+    catalogue = read(account, modified_since=timedelta(days=1))
+
+    assert [e.image_id for e in catalogue.entries] == ["image-new"]
+    assert account.count("GetObject") == 1

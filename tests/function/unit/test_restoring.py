@@ -16,6 +16,7 @@ from handler.core.restoring import (
     import_spec,
     latest_import_tasks,
     object_url,
+    pick_drill,
     restore_name,
     restore_tags,
     restore_tracking_of,
@@ -25,6 +26,7 @@ from handler.core.tracking import DEST_KEY, Destination
 from handler.errors import ManifestUnusable
 from handler.models.manifest import Manifest
 from tests.support.builders import NOW, image, task
+from tests.support.builders import manifest as built
 
 SOURCE = "image-src0001"
 DEST = Destination("b-1", "nightly")
@@ -201,3 +203,47 @@ def test_a_scan_never_exports_an_image_a_restore_made() -> None:
     images = [image("image-plain"), restored_image(), restored_image(drill=True, image_id="image-drill1")]
     picked = pick_scan_images(images, now=NOW, lookback_hours=25, skip_tracked=True)
     assert [i.image_id for i in picked] == ["image-plain"]
+
+
+def drillable(
+    image_id: str, name: str, *, hours_ago: float, checked_hours_ago: tuple[float, ...] = ()
+) -> Manifest:
+    return built(image_id, name=name, hours_ago=hours_ago, restored_hours_ago=checked_hours_ago)
+
+
+def by_name(m: Manifest) -> str:
+    return m.image.name.rsplit("-", 1)[0]
+
+
+def test_a_group_is_drilled_at_most_every_n_days_on_its_newest_verified_export() -> None:
+    """web was checked 2 days ago (on an older export): not due, though its newest export is unchecked; api
+    was never checked: due, on its newest export."""
+    exports = [
+        drillable("image-web1", "web-1", hours_ago=96, checked_hours_ago=(48,)),
+        drillable("image-web2", "web-2", hours_ago=24),
+        drillable("image-api1", "api-1", hours_ago=72),
+        drillable("image-api2", "api-2", hours_ago=12),
+    ]
+    chosen = pick_drill(exports, group=by_name, now=NOW, days=7)
+    assert chosen is not None
+    assert chosen.image.id == "image-api2"
+
+
+def test_the_group_checked_longest_ago_goes_first_and_none_when_all_are_fresh() -> None:
+    exports = [
+        drillable("image-web1", "web-1", hours_ago=24, checked_hours_ago=(24 * 9,)),
+        drillable("image-api1", "api-1", hours_ago=24, checked_hours_ago=(24 * 20,)),
+        drillable("image-db1", "db-1", hours_ago=24, checked_hours_ago=(24,)),
+    ]
+    chosen = pick_drill(exports, group=by_name, now=NOW, days=7)
+    assert chosen is not None
+    assert chosen.image.id == "image-api1"
+    fresh = [drillable("image-db1", "db-1", hours_ago=24, checked_hours_ago=(24,))]
+    assert pick_drill(fresh, group=by_name, now=NOW, days=7) is None
+
+
+def test_an_unverified_export_is_never_drilled() -> None:
+    assert (
+        pick_drill([built("image-web1", name="web-1", verified=False)], group=by_name, now=NOW, days=7)
+        is None
+    )
