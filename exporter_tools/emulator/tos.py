@@ -37,6 +37,8 @@ value and final XOR all ones).
 ``DELETE /__admin/tos/<bucket>/<key>`` (unsigned, loopback only) or ``remove_object`` makes an object vanish
 (a later write brings it back); ``GET /__admin/tos`` lists the objects. ``error_rate`` and
 ``throttle_rate`` (attributes, 0 by default) answer a share of the signed requests 500 or 429 at random.
+``records`` (``exporter_tools.emulator.tos_records``) counts every signed request by kind (list, ranged GET,
+PUT, HEAD…) and the bytes each object's GETs sent; ``stats()`` carries the counts and the bytes in all.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from exporter_tools.emulator.tos_answers import (
     parse_range,
 )
 from exporter_tools.emulator.tos_auth import TOS_ALGORITHM, verify_tos_signature
+from exporter_tools.emulator.tos_records import TosRecords, request_kind
 from handler.adapters.signing import Credentials
 
 __all__ = [
@@ -161,6 +164,7 @@ class TosService:
         self._seed = seed
         self._lock = threading.Lock()
         self._requests: dict[str, int] = {}
+        self.records = TosRecords()  # requests by kind, bytes read by object
         self._rng = random.Random(seed)  # noqa: S311 - request ids, not secrets
         # Shares of signed requests answered 500 InternalError / 429 TooManyRequests (off unless set; the
         # gateway's Faults do not reach this side). TOS's own throttling code is not confirmed.
@@ -202,13 +206,14 @@ class TosService:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             requests = dict(sorted(self._requests.items()))
-        return {"requests": requests, "removed": self.store.deletions()}
+        return {"requests": requests, "removed": self.store.deletions(), **self.records.stats()}
 
     def reset(self) -> None:
         """Forget the requests counted and every change made through TOS (the export tasks' objects stay)."""
         self.store.forget_changes()
         with self._lock:
             self._requests.clear()
+            self.records.reset()
             self._rng = random.Random(self._seed)  # noqa: S311 - request ids, not secrets
 
     def answer(
@@ -237,6 +242,9 @@ class TosService:
         with self._lock:
             label = f"{method} {reply.status}"
             self._requests[label] = self._requests.get(label, 0) + 1
+        kind = request_kind(method, key=key, query=call.query, headers=headers)
+        read = len(reply.body) if kind in ("GET", "ranged GET") and reply.status in (200, 206) else 0
+        self.records.count(kind, bucket=bucket, key=key, body_bytes=read)
         return reply
 
     # -- one signed request -----------------------------------------------------------------------------
