@@ -221,10 +221,17 @@ class TosClient:
         )
 
     def list_objects(
-        self, bucket: str, prefix: str, *, deadline: float, max_keys: int = MAX_LIST_KEYS
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        deadline: float,
+        max_keys: int = MAX_LIST_KEYS,
+        max_pages: int | None = None,
     ) -> ListResult:
         """Every object in ``bucket`` whose key starts with ``prefix`` (ListObjectsV2, ``max_keys`` a page,
-        every page), or :class:`ObjectUnreadable` (its ``key`` the prefix) when TOS answers 403.
+        every page), or :class:`ObjectUnreadable` (its ``key`` the prefix) when TOS answers 403. ``max_pages``:
+        stop after that many pages, the listing then not ``complete`` when more were to come.
 
         ``MalformedResponse`` when the paging does not end within ``MAX_LIST_PAGES`` pages, a continuation
         token comes back twice, a page names a key outside ``prefix`` or cannot be read; a 404 is
@@ -236,7 +243,7 @@ class TosClient:
         objects: list[ListedObject] = []
         sent: set[str] = set()
         token: str | None = None
-        for _ in range(MAX_LIST_PAGES):
+        for number in range(1, MAX_LIST_PAGES + 1):
             query = {"list-type": "2", "prefix": prefix, "max-keys": str(max_keys)}
             if token is not None:
                 query["continuation-token"] = token
@@ -254,6 +261,10 @@ class TosClient:
             objects.extend(page.objects)
             if page.next_token is None:
                 return ObjectListing(bucket, prefix, tuple(objects), page.server_time, page.request_id)
+            if max_pages is not None and number >= max_pages:
+                return ObjectListing(
+                    bucket, prefix, tuple(objects), page.server_time, page.request_id, complete=False
+                )
             if page.next_token in sent:
                 msg = "ListObjectsV2 answered a continuation token it had answered before: the paging loops"
                 raise MalformedResponse(msg, request_id=page.request_id, action=LIST_OBJECTS)

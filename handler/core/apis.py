@@ -65,7 +65,7 @@ class ObjectStore(Protocol):
     """The TOS requests (``handler.adapters.tos.TosClient``, which documents each answer and error).
 
     ``head_object``: found, missing (404) or unreadable (403). ``list_objects``: every object under
-    ``prefix``, every page, or unreadable (403). ``get_range``: ``length`` bytes from ``start``, fewer only
+    ``prefix``, every page (or the first ``max_pages``), or unreadable (403). ``get_range``: ``length`` bytes from ``start``, fewer only
     at the object's end (``RangeNotSatisfiable`` past it, ``TosAccessDenied`` on a 403). ``put_object``: a
     small body, safe to send again. ``delete_object``: done whether or not the key existed.
     ``head_bucket``: the bucket's region (``BucketNotFound`` when there is none)."""
@@ -73,7 +73,7 @@ class ObjectStore(Protocol):
     def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult: ...
 
     def list_objects(
-        self, bucket: str, prefix: str, *, deadline: float, max_keys: int = 1000
+        self, bucket: str, prefix: str, *, deadline: float, max_keys: int = 1000, max_pages: int | None = None
     ) -> ListResult: ...
 
     def get_range(self, bucket: str, key: str, start: int, length: int, *, deadline: float) -> bytes: ...

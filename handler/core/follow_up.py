@@ -20,6 +20,7 @@ are ``handler.core.tracking``'s; which images are looked at, ``handler.core.sele
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC
@@ -30,6 +31,7 @@ from handler.clock import SYSTEM_CLOCK, Clock
 from handler.core import export_flow
 from handler.core.apis import EcsApi, ObjectStore, TrackingApi
 from handler.core.budget import Budget
+from handler.core.checks import STRUCTURE, ExportCheck, Stopped, Verify
 from handler.core.claims import (
     DEFAULT_SETTLE_SECONDS,
     REPORT_LIMIT,
@@ -54,7 +56,6 @@ from handler.core.tracking import (
     sighting_of,
     tracking_of,
 )
-from handler.core.verification import STRUCTURE, ExportCheck, Stopped, Verify, check_export
 from handler.errors import (
     ERROR_CODES,
     AccessDenied,
@@ -466,6 +467,15 @@ def _checks(
     stopped by ``BudgetExhausted``, never a wait past it."""
     if not due:
         return {}
+    from handler.core.verification import check_export, shared_listing  # noqa: PLC0415 - follow-ups only
+
+    # One listing a destination for all its checks (at most as many pages as it has exports to check).
+    per_dest = Counter(dest for _, dest, _ in due)
+    listings = {
+        dest: shared_listing(store, dest.bucket, dest.prefix, count, deadline=deadline)
+        for dest, count in per_dest.items()
+        if verify.level != "off"
+    }
 
     def check(image: Image, dest: Destination, task: Task | None) -> ExportCheck:
         if clock.monotonic() >= deadline:
@@ -481,6 +491,7 @@ def _checks(
             level=verify.level,
             deadline=deadline,
             now=clock.now,
+            listed=listings.get(dest),
         )
         if isinstance(checked, Stopped):
             error = checked.error

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from handler.errors import ConfigurationError, InvalidEvent
 from handler.models.events import Command, ScanCommand
-from handler.models.manifest import VerifyLevel
+from handler.models.objects import VerifyLevel
 from handler.models.settings import Settings
 
 __all__ = ["CLEARANCE_SECONDS", "DEFAULT_MAX_RPS", "ExportPlan"]

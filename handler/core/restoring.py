@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
-from handler.core.tracking import DEST_KEY, Destination
+from handler.core.tracking import DEST_KEY, DRILL_KEY, RESTORE_KEY, RESTORED_FROM_KEY, Destination
 from handler.errors import ManifestUnusable
 from handler.models.api import FAILED, IMPORT_TASK_TYPE, SUCCEEDED, Image, ImportSpec, Task
 from handler.models.manifest import Manifest
@@ -46,9 +46,6 @@ __all__ = [
     "restore_tracking_of",
 ]
 
-RESTORED_FROM_KEY = "image-exporter:restored-from"
-RESTORE_KEY = "image-exporter:restore"
-DRILL_KEY = "image-exporter:drill"
 IMPORTING = "importing"
 RestoreState = Literal["importing", "restored", "failed"]
 _STATES: dict[str, RestoreState] = {"importing": "importing", "restored": "restored", "failed": "failed"}

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from handler.core.restoring import DRILL_KEY, RESTORED_FROM_KEY
-from handler.core.tracking import Destination, tracking_of
+from handler.core.tracking import DRILL_KEY, RESTORED_FROM_KEY, Destination, tracking_of
 from handler.models.api import Image
 
 __all__ = ["Availability", "Verdict", "availability", "pick_exporting", "pick_scan_images"]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Literal, get_args
 
-from handler.core.verification import Corrupt, ExportCheck, Missing, Stopped
+from handler.core.checks import Corrupt, ExportCheck, Missing, Stopped
 from handler.errors import ExportObjectCorrupt, ExportObjectMissing, ExportTaskFailed
 from handler.models.api import EXPORT_TASK_TYPE, FAILED, SUCCEEDED, Image, Task
 from handler.models.objects import ObjectUnreadable
@@ -25,10 +25,13 @@ from handler.models.settings import BUCKET_PATTERN, PREFIX_PATTERN
 
 __all__ = [
     "DEST_KEY",
+    "DRILL_KEY",
     "EXPORT_OBJECT_CORRUPT",
     "EXPORT_OBJECT_MISSING",
     "EXPORT_TASK_FAILED",
     "MISSING_CONFIRM_SECONDS",
+    "RESTORED_FROM_KEY",
+    "RESTORE_KEY",
     "STATE_KEY",
     "TRACKING_KEYS",
     "TRANSITIONS",
@@ -50,6 +53,10 @@ __all__ = [
 STATE_KEY = "image-exporter:state"
 DEST_KEY = "image-exporter:dest"
 TRACKING_KEYS = (STATE_KEY, DEST_KEY)
+# The tags of an image a restore made (handler.core.restoring): its source, its import's state, a drill's mark.
+RESTORED_FROM_KEY = "image-exporter:restored-from"
+RESTORE_KEY = "image-exporter:restore"
+DRILL_KEY = "image-exporter:drill"
 # When a follow-up first found no object where a Succeeded (or vanished) export task should have written it:
 # the time in milliseconds since the epoch. A missing object is final only when a run at least
 # MISSING_CONFIRM_SECONDS later still finds none: one 404 may be a transient answer.

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import structlog
 
 from handler.core.apis import ObjectStore
+from handler.core.checks import STRUCTURE, Corrupt, ExportCheck, Missing, Stopped, Verified, Verify
 from handler.core.qcow2 import DEFAULT_MAX_READ_BYTES, check_structure
 from handler.errors import ExporterError
 from handler.models.api import Image, Task
@@ -42,7 +43,7 @@ from handler.models.manifest import (
     VerifyLevel,
     manifest_key,
 )
-from handler.models.objects import ListedObject, ObjectUnreadable
+from handler.models.objects import ListedObject, ObjectListing, ObjectUnreadable
 
 __all__ = [
     "MIN_SYSTEM_OBJECT_BYTES",
@@ -56,6 +57,7 @@ __all__ = [
     "Verify",
     "check_export",
     "export_prefix",
+    "shared_listing",
     "system_key",
 ]
 
@@ -79,60 +81,6 @@ def system_key(prefix: str, image_id: str) -> str:
     return f"{export_prefix(prefix, image_id)}system{QCOW2_SUFFIX}"
 
 
-@dataclass(frozen=True, slots=True)
-class Verify:
-    """How finished exports are checked (``EXPORT_VERIFY``) and the region their manifests name."""
-
-    level: VerifyLevel = "structure"
-    region: str = ""
-
-
-STRUCTURE = Verify()  # the default: every object's qcow2 structure read
-
-
-@dataclass(frozen=True, slots=True)
-class Verified:
-    """The export was checked at ``level`` (``verified``: the checks ran and passed) and its manifest
-    written at ``manifest_key``."""
-
-    level: VerifyLevel
-    verified: bool
-    objects: tuple[ManifestObject, ...]
-    notes: tuple[str, ...]
-    manifest_key: str
-
-    @property
-    def system(self) -> ManifestObject:
-        return self.objects[0]
-
-
-@dataclass(frozen=True, slots=True)
-class Missing:
-    """No system object under the export's prefix."""
-
-    key: str
-    request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Corrupt:
-    """An object failed a check: ``message`` names the object and the check."""
-
-    key: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Stopped:
-    """A step could not be done: ``step`` says which, on what; ``error`` why (its class, what to fix)."""
-
-    step: str
-    error: ExporterError
-
-
-ExportCheck = Verified | Missing | Corrupt | ObjectUnreadable | Stopped
-
-
 def check_export(
     store: ObjectStore,
     image: Image,
@@ -145,9 +93,30 @@ def check_export(
     deadline: float,
     now: Callable[[], datetime],
     max_read_bytes: int = DEFAULT_MAX_READ_BYTES,
+    listed: ObjectListing | None = None,
 ) -> ExportCheck:
-    """The export's objects, checked at ``level``, and its manifest written; see the module's steps."""
-    return _Check(store, image, task, bucket, prefix, region, level, deadline, now, max_read_bytes).run()
+    """The export's objects, checked at ``level``, and its manifest written; see the module's steps.
+    ``listed``: a listing of the bucket that may already hold the export's objects (several exports' checks
+    share one: ``shared_listing``); where it does not cover them, they are listed here."""
+    return _Check(
+        store, image, task, bucket, prefix, region, level, deadline, now, max_read_bytes, listed
+    ).run()
+
+
+def shared_listing(
+    store: ObjectStore, bucket: str, prefix: str, exports: int, *, deadline: float
+) -> ObjectListing | None:
+    """One listing of every object under ``<prefix>_`` for ``exports`` checks in the same destination, read
+    to at most ``exports`` pages, so that it never costs more requests than listing each export would; the
+    checks whose objects lie past where it stopped list their own (``ObjectListing.covers``). None when it
+    would not pay (one export) or could not be read (each check then lists, and reports what it finds)."""
+    if exports < 2:
+        return None
+    try:
+        listing = store.list_objects(bucket, f"{prefix}_", deadline=deadline, max_pages=exports)
+    except ExporterError:
+        return None
+    return listing if isinstance(listing, ObjectListing) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +151,7 @@ class _Check:
     deadline: float
     now: Callable[[], datetime]
     max_read_bytes: int
+    listed: ObjectListing | None = None
 
     def run(self) -> ExportCheck:
         if self.level == "off":
@@ -216,14 +186,18 @@ class _Check:
         """The system object and the data objects (in key order, ``data2`` before ``data10``)."""
         image_id = self.image.image_id
         where = export_prefix(self.prefix, image_id)
-        try:
-            listing = self.store.list_objects(self.bucket, where, deadline=self.deadline)
-        except ExporterError as error:
-            return Stopped(f"listing tos://{self.bucket}/{where}*", error)
+        listing: ObjectListing | ObjectUnreadable
+        if self.listed is not None and self.listed.covers(where):
+            listing = self.listed
+        else:
+            try:
+                listing = self.store.list_objects(self.bucket, where, deadline=self.deadline)
+            except ExporterError as error:
+                return Stopped(f"listing tos://{self.bucket}/{where}*", error)
         if isinstance(listing, ObjectUnreadable):
             return listing
         wanted = system_key(self.prefix, image_id)
-        qcow2 = [o for o in listing.objects if o.key.startswith(where) and o.key.endswith(QCOW2_SUFFIX)]
+        qcow2 = [o for o in listing.under(where) if o.key.endswith(QCOW2_SUFFIX)]
         system = next((o for o in qcow2 if o.key == wanted), None)
         if system is None:
             return Missing(wanted, listing.request_id)

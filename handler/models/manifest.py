@@ -10,10 +10,10 @@ them, so the two can never disagree. Fields beyond these are allowed and kept wh
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from handler.models.objects import Disk, ManifestObject, VerifyLevel
 
 __all__ = [
     "MANIFEST_SCHEMA",
@@ -32,8 +32,6 @@ __all__ = [
 
 MANIFEST_SCHEMA = "image-exporter/manifest/1"
 MANIFEST_SUFFIX = ".manifest.json"
-VerifyLevel = Literal["structure", "head", "off"]
-Disk = Literal["system", "data"]
 
 
 def manifest_key(prefix: str, image_id: str) -> str:
@@ -74,19 +72,6 @@ class ManifestExport(_Part):
     prefix: str
     started_at: datetime | None = None
     finished_at: datetime | None = None
-
-
-@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="ignore", defer_build=True))
-class ManifestObject:
-    """One object of an export, in its manifest and in its ``exported`` result (a slotted record: a result
-    holds one per disk of every export it reports)."""
-
-    key: str
-    disk: Disk
-    size_bytes: int | None = None
-    etag: str | None = None
-    crc64: str | None = None
-    virtual_size_bytes: int | None = None
 
 
 class ManifestVerification(_Part):

@@ -7,21 +7,29 @@ adapter, which builds them, and the decisions in ``handler.core``, which read th
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
+
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 __all__ = [
     "LIST_UNREADABLE_REASON",
     "UNREADABLE_REASON",
     "BucketInfo",
+    "Disk",
     "HeadResult",
     "ListResult",
     "ListedObject",
+    "ManifestObject",
     "ObjectFound",
     "ObjectListing",
     "ObjectMissing",
     "ObjectUnreadable",
     "PutResult",
+    "VerifyLevel",
 ]
 
 UNREADABLE_REASON = (
@@ -84,14 +92,32 @@ class ListedObject:
 
 @dataclass(frozen=True, slots=True)
 class ObjectListing:
-    """Every object under ``prefix``, in TOS's order (by key), every page read. ``server_time`` is the last
-    page's ``Date`` (no object listed was modified after it), ``request_id`` that page's request id."""
+    """Every object under ``prefix``, in TOS's order (by key), every page read (``complete``; False: the
+    listing stopped at its page limit, and only the keys up to the last one listed are known). ``server_time``
+    is the last page's ``Date`` (no object listed was modified after it), ``request_id`` that page's id."""
 
     bucket: str
     prefix: str
     objects: tuple[ListedObject, ...]
     server_time: datetime | None
     request_id: str | None
+    complete: bool = True
+
+    def under(self, prefix: str) -> tuple[ListedObject, ...]:
+        """The objects whose key starts with ``prefix`` (found by bisection: the listing is in key order)."""
+        start = bisect.bisect_left(self.objects, prefix, key=lambda o: o.key)
+        end = start
+        while end < len(self.objects) and self.objects[end].key.startswith(prefix):
+            end += 1
+        return self.objects[start:end]
+
+    def covers(self, prefix: str) -> bool:
+        """Whether every key starting with ``prefix`` is in this listing: it read to the end, or past every
+        such key (TOS lists in key order)."""
+        if self.complete:
+            return True
+        last = self.objects[-1].key if self.objects else ""
+        return last > prefix and not last.startswith(prefix)
 
 
 ListResult = ObjectListing | ObjectUnreadable
@@ -115,3 +141,21 @@ class BucketInfo:
     storage_class: str | None
     server_time: datetime | None
     request_id: str | None
+
+
+# How an export's objects are checked (EXPORT_VERIFY), and which disk an object holds.
+VerifyLevel = Literal["structure", "head", "off"]
+Disk = Literal["system", "data"]
+
+
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="ignore", defer_build=True))
+class ManifestObject:
+    """One object of an export, in its manifest and in its ``exported`` result (a slotted record: a result
+    holds one per disk of every export it reports)."""
+
+    key: str
+    disk: Disk
+    size_bytes: int | None = None
+    etag: str | None = None
+    crc64: str | None = None
+    virtual_size_bytes: int | None = None

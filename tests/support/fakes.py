@@ -307,12 +307,16 @@ class ScriptedEcs:
         )
         return result
 
-    def list_objects(self, bucket: str, prefix: str, *, deadline: float, max_keys: int = 1000) -> ListResult:
+    def list_objects(
+        self, bucket: str, prefix: str, *, deadline: float, max_keys: int = 1000, max_pages: int | None = None
+    ) -> ListResult:
         store = self._store()
         result: ListResult = self._call(
             "ListObjectsV2",
             prefix,
-            lambda: store.list_objects(bucket, prefix, deadline=deadline, max_keys=max_keys),
+            lambda: store.list_objects(
+                bucket, prefix, deadline=deadline, max_keys=max_keys, max_pages=max_pages
+            ),
         )
         return result
 

@@ -24,9 +24,9 @@ class RecordingStore:
         return ObjectMissing(bucket, key, None)
 
     def list_objects(
-        self, bucket: str, prefix: str, *, deadline: float, max_keys: int = 1000
+        self, bucket: str, prefix: str, *, deadline: float, max_keys: int = 1000, max_pages: int | None = None
     ) -> ObjectListing:
-        self.asked.append(("list_objects", (bucket, prefix, deadline, max_keys)))
+        self.asked.append(("list_objects", (bucket, prefix, deadline, max_keys, max_pages)))
         return ObjectListing(bucket, prefix, (), WHEN, None)
 
     def get_range(self, bucket: str, key: str, start: int, length: int, *, deadline: float) -> bytes:
@@ -51,7 +51,7 @@ def test_every_tos_request_goes_to_the_store_and_is_recorded() -> None:
     """Each request reaches the store with its arguments and is recorded under its TOS action."""
     store = RecordingStore()
     api = ScriptedEcs(inner=None, store=store)  # type: ignore[arg-type]
-    assert api.list_objects("b-1", "p_", deadline=9, max_keys=5).prefix == "p_"
+    assert api.list_objects("b-1", "p_", deadline=9, max_keys=5, max_pages=2).prefix == "p_"
     assert api.get_range("b-1", "k", 4, 3, deadline=9) == b"xxx"
     assert api.put_object("b-1", "k", b"{}", content_type="application/json", deadline=9).etag == "e"
     assert api.delete_object("b-1", "k", deadline=9) is None
