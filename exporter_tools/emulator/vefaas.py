@@ -374,7 +374,7 @@ class VefaasEmulator(OpenApiEmulator):
         roles: Iterable[str] | None = None,
         faults: Faults | None = None,
         seed: int | None = None,
-        port: int = 0,
+        port: int | None = 0,
         clock: Callable[[], datetime] | None = None,
         release_polls: int = 1,
         buckets: Iterable[str] = (),
