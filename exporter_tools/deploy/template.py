@@ -297,6 +297,10 @@ def main(argv: Sequence[str]) -> int:
         f"{args.file} is valid: function {function.name} ({function.runtime}, {function.memory_mb} MB, "
         f"{function.timeout_seconds} s) in {template.region}; timers: {timers}\n"
     )
+    if template.storage is not None:
+        from exporter_tools.deploy.lifecycle import describe_storage  # noqa: PLC0415 - only with a storage section
+
+        sys.stdout.write(f"storage: {describe_storage(template.storage)}\n")
     variables = template.env_variables()
     if variables:
         listed = ", ".join(name + ("" if required else " (optional)") for name, required in variables)

@@ -221,14 +221,22 @@ class TosService:
         self.store.write(found)
         return found
 
-    def set_lifecycle(self, bucket: str, rules: list[dict[str, Any]] | None) -> None:
+    def set_lifecycle(
+        self, bucket: str, rules: list[dict[str, Any]] | None, *, allow_overlap: bool = False
+    ) -> None:
         """Give ``bucket`` these lifecycle rules, kept as given (as PutBucketLifecycle does, without its
-        checks); None removes them."""
+        checks; ``allow_overlap`` as its ``x-tos-allow-same-action-overlap: true``); None removes them."""
         with self._lock:
             if rules is None:
                 self._lifecycles.pop(bucket, None)
             else:
-                self._lifecycles[bucket] = (list(rules), False)
+                self._lifecycles[bucket] = (list(rules), allow_overlap)
+
+    def allows_overlap(self, bucket: str) -> bool:
+        """Whether the bucket's rules were put allowing same-action overlaps."""
+        with self._lock:
+            found = self._lifecycles.get(bucket)
+        return found is not None and found[1]
 
     def lifecycle(self, bucket: str) -> list[dict[str, Any]] | None:
         """The bucket's lifecycle rules as they were put, or None when it has none."""
