@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from exporter_tools.deploy.crontab import check_crontab
 from exporter_tools.deploy.references import REFERENCE_PATTERN, env_references, references_only
-from exporter_tools.deploy.storage import COLD_ARCHIVE_REGIONS, StorageSpec
+from exporter_tools.deploy.storage import COLD_ARCHIVE_REGIONS, RESTORE_BEFORE_READ, StorageSpec
 from handler.errors import ConfigurationError
 
 __all__ = [
@@ -349,8 +349,9 @@ class FunctionSpec(BaseModel):
 
 
 def _storage_warnings(template: Template) -> list[Problem]:
-    """A class the region may not offer, a section that removes the rule, and timers whose exports the rule
-    does not cover (another bucket or prefix in their payload than the environment's)."""
+    """A class the region may not offer, a class whose objects cannot be read until restored, a section that
+    removes the rule, and timers whose exports the rule does not cover (another bucket or prefix in their
+    payload than the environment's)."""
     storage = template.storage
     if storage is None:
         return []
@@ -363,6 +364,17 @@ def _storage_warnings(template: Template) -> list[Problem]:
         for index, transition in enumerate(storage.transitions)
         if transition.storage_class == "COLD_ARCHIVE" and template.region not in COLD_ARCHIVE_REGIONS
     ]
+    archived = next((t for t in storage.transitions if t.storage_class in RESTORE_BEFORE_READ), None)
+    if archived is not None:
+        index = storage.transitions.index(archived)
+        found.append(
+            Problem(
+                f"storage.transitions[{index}].storage_class",
+                f"an object in {archived.storage_class} must be restored before it can be read: from "
+                f"{archived.after_days} days on, the exports' files and manifests cannot be read as they are "
+                "(status, restores and the drill read them)",
+            )
+        )
     if storage.empty:
         found.append(
             Problem(

@@ -9,7 +9,10 @@ after more days than the one before; an object stays in ``IA`` at least 30 days 
 least 90 (TOS's minimum storage durations), so a later transition must leave it that long. How the classes
 rank is this project's reading of them: ``IA`` and ``INTELLIGENT_TIERING`` are equally warm (neither may follow
 the other), then ``ARCHIVE_FR``, ``ARCHIVE``, ``COLD_ARCHIVE``, ``DEEP_COLD_ARCHIVE``. ``COLD_ARCHIVE`` is
-offered in cn-beijing and cn-shanghai only: elsewhere it is a warning (TOS decides).
+offered in cn-beijing and cn-shanghai only: elsewhere it is a warning (TOS decides). An object in ``ARCHIVE``,
+``COLD_ARCHIVE`` or ``DEEP_COLD_ARCHIVE`` must be restored before it can be read (docs/facts.md §15; whether
+``ARCHIVE_FR``'s must too is not confirmed, and it is not warned about): a warning, since the rule covers the
+manifests that status, restores and the drill read.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ __all__ = [
     "COLDNESS",
     "COLD_ARCHIVE_REGIONS",
     "MINIMUM_DAYS",
+    "RESTORE_BEFORE_READ",
     "TRANSITION_CLASSES",
     "StorageSpec",
     "TransitionSpec",
@@ -44,6 +48,8 @@ TRANSITION_CLASSES: Final = tuple(name for name in COLDNESS if name != "STANDARD
 # The least time an object stays in a class before it may move on (docs/facts.md §15).
 MINIMUM_DAYS: Final[Mapping[str, int]] = {"IA": 30, "ARCHIVE_FR": 90}
 COLD_ARCHIVE_REGIONS: Final = ("cn-beijing", "cn-shanghai")
+# Classes whose objects must be restored before they can be read.
+RESTORE_BEFORE_READ: Final = ("ARCHIVE", "COLD_ARCHIVE", "DEEP_COLD_ARCHIVE")
 
 
 def _storage_class(value: str) -> str:

@@ -60,7 +60,25 @@ def test_a_storage_section_is_read_in_order() -> None:
         (365, "DEEP_COLD_ARCHIVE"),
     ]
     assert template.storage.abort_incomplete_upload_days == 7
-    assert template.warnings() == []
+    assert [w.path for w in template.warnings()] == [
+        "storage.transitions[1].storage_class"
+    ]  # ARCHIVE: restore
+
+
+def test_a_class_that_must_be_restored_before_a_read_is_a_warning() -> None:
+    """The first transition to ARCHIVE, COLD_ARCHIVE or DEEP_COLD_ARCHIVE is named: from then on the files
+    and manifests cannot be read as they are; IA, INTELLIGENT_TIERING and ARCHIVE_FR are not warned about."""
+    doc = with_storage(
+        transitions((30, "IA"), (200, "ARCHIVE_FR"), (400, "COLD_ARCHIVE"), (800, "DEEP_COLD_ARCHIVE"))
+    )
+    assert [str(w) for w in warnings_of(doc)] == [
+        (
+            "storage.transitions[2].storage_class: an object in COLD_ARCHIVE must be restored before it can be "
+            "read: from 400 days on, the exports' files and manifests cannot be read as they are (status, restores "
+            "and the drill read them)"
+        )
+    ]
+    assert warnings_of(with_storage(transitions((30, "INTELLIGENT_TIERING"), (200, "ARCHIVE_FR")))) == []
 
 
 def test_no_storage_section_is_none() -> None:
@@ -190,7 +208,7 @@ def test_every_transition_problem_is_reported_at_once() -> None:
 def test_cold_archive_outside_beijing_and_shanghai_is_a_warning(region: str, warned: bool) -> None:
     """COLD_ARCHIVE is offered in cn-beijing and cn-shanghai only: elsewhere a warning naming the transition."""
     doc = with_storage(transitions((30, "IA"), (90, "COLD_ARCHIVE")), region=region)
-    found = [str(w) for w in warnings_of(doc) if w.path.startswith("storage")]
+    found = [str(w) for w in warnings_of(doc) if "offered" in w.message]
     expected = [
         (
             "storage.transitions[1].storage_class: COLD_ARCHIVE is offered in cn-beijing and cn-shanghai only, "
