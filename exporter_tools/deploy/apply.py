@@ -34,7 +34,14 @@ from exporter_tools.deploy.vefaas import (
     is_name_clash,
     is_role_problem,
 )
-from handler.errors import AccessDenied, ApiError, BucketNotFound, TerminalApiError, UnknownOutcomeError
+from handler.errors import (
+    AccessDenied,
+    ApiError,
+    BucketNotFound,
+    MalformedResponse,
+    TerminalApiError,
+    UnknownOutcomeError,
+)
 
 __all__ = ["ReleaseFailed", "apply_plan", "explain", "wait_for_release"]
 
@@ -230,14 +237,18 @@ def explain(error: ApiError, action: str, desired: Desired) -> str:
     """A failed call in the deployer's terms: what happened and what to do."""
     request = f" (RequestId {error.request_id})" if error.request_id else ""
     said = f"{error.code}: {error.message}{request}"
-    if isinstance(error, UnknownOutcomeError):
-        return (
-            f"{action} was sent but its answer was lost ({said}): it may or may not have happened. "
-            "Run deploy again: it looks everything up before writing"
-        )
     if action in (GET_LIFECYCLE, PUT_LIFECYCLE, DELETE_LIFECYCLE) and desired.lifecycle is not None:
         return _explain_lifecycle(error, action, desired.lifecycle.bucket, said)
+    if isinstance(error, UnknownOutcomeError):
+        return _lost(action, said)
     return _explain_vefaas(error, action, desired, said)
+
+
+def _lost(action: str, said: str) -> str:
+    return (
+        f"{action} was sent but its answer was lost ({said}): it may or may not have happened. "
+        "Run deploy again: it looks everything up before writing"
+    )
 
 
 def _explain_vefaas(error: ApiError, action: str, desired: Desired, said: str) -> str:
@@ -265,6 +276,13 @@ def _explain_vefaas(error: ApiError, action: str, desired: Desired, said: str) -
 
 def _explain_lifecycle(error: ApiError, action: str, bucket: str, said: str) -> str:
     """A failed lifecycle request in the deployer's terms (README "Deployment", storage classes)."""
+    if isinstance(error, MalformedResponse) and action == GET_LIFECYCLE:
+        return (
+            f"the rules of bucket {bucket} could not be read rule for rule ({said}), so none was written: "
+            "check that TOS_ENDPOINT names TOS"
+        )
+    if isinstance(error, UnknownOutcomeError):
+        return _lost(action, said)
     if isinstance(error, AccessDenied) or error.http_status == 403:
         return (
             f"the deployer's credentials may not call {action} on bucket {bucket} ({said}): grant them "

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from exporter_tools.deploy import cli
-from exporter_tools.deploy.apply import apply_plan
+from exporter_tools.deploy.apply import apply_plan, explain
 from exporter_tools.deploy.model import TemplateError
 from exporter_tools.deploy.plan import DeployError, desired_state, make_plan
 from exporter_tools.deploy.template import parse_template
@@ -27,6 +27,7 @@ from handler.adapters.pacing import RateLimiter
 from handler.adapters.retry import RetryPolicy
 from handler.adapters.signing import Credentials
 from handler.adapters.tos import tos_sender
+from handler.errors import MalformedResponse, TerminalApiError, UnknownOutcomeError
 
 CREDENTIALS = Credentials("AKLTdeploylc0000001", "deploy-lifecycle-secret-01")
 BUCKET = "my-exports"
@@ -360,3 +361,26 @@ def test_the_rule_deploy_writes_is_read_by_the_official_sdk_as_meant() -> None:
     ]
     assert rule.abort_in_complete_multipart_upload.days_after_init == 7
     assert rule.expiration is None
+
+
+def test_lifecycle_failures_are_explained_in_the_deployers_terms() -> None:
+    """A rule set that cannot be read says nothing was written; a lost PUT may or may not have happened; a
+    rule TOS refused points at the storage section."""
+    template = parse_template(
+        {
+            "region": "cn-beijing",
+            "function": {"name": "image-exporter", "environment": {"EXPORT_TOS_BUCKET": BUCKET}},
+            "storage": {"transitions": [{"after_days": 30, "storage_class": "IA"}]},
+        }
+    )
+    desired = desired_state(template, {}, code=function_zip())
+    malformed = MalformedResponse(
+        "GetBucketLifecycle answered rules that are not JSON", action="GetBucketLifecycle"
+    )
+    assert "could not be read rule for rule" in explain(malformed, "GetBucketLifecycle", desired)
+    lost = UnknownOutcomeError("no answer", code="ReadTimeout", action="PutBucketLifecycle")
+    assert "may or may not have happened" in explain(lost, "PutBucketLifecycle", desired)
+    refused = TerminalApiError(
+        "bad rule", code="InvalidArgument", http_status=400, action="PutBucketLifecycle"
+    )
+    assert "check the template's storage section" in explain(refused, "PutBucketLifecycle", desired)
