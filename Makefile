@@ -58,10 +58,12 @@ soak: $(STAMP)
 	$(BIN)/pytest -m soak -q
 
 # Ours against the official SDK and the floor of the stack: deployed and local cold start, memory, warm
-# latency, throughput, size. Prints the report and writes .bench/benchmarks.md (untracked); to update
-# docs/benchmarks.md run `$(BIN)/exporter-tools bench --write`.
+# latency, throughput, the follow-up's cost, size. Prints the report and writes .bench/benchmarks.md
+# (untracked); to update docs/benchmarks.md run `$(BIN)/exporter-tools bench --write`. BENCH_ARGS passes
+# options on: `make bench BENCH_ARGS=--memory` adds the peak RSS of a 20,000-image follow-up (minutes).
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/exporter-tools bench
+	$(BIN)/exporter-tools bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from handler.core.follow_up import TrackedRun
     from handler.core.plan import ExportPlan
     from handler.core.restore import RestoreRun
+    from handler.models.api import Image
 
 __all__ = ["handle", "http_response", "reject"]
 
@@ -134,22 +135,31 @@ def _export(command: Command, settings: Settings, budget: Budget, *, holder: str
     if isinstance(command, RestoreCommand):
         return _Run((_restore(command, clients, plan, settings, budget),))
     parts: list[TrackedRun | RestoreRun] = []
-    drilling = 0
-    timer = is_timer(command) and clients.store is not None
-    if timer and clients.store is not None:
+    tracked = _tracked(command, clients, plan, settings, budget, holder=holder)
+    parts.append(tracked)
+    if is_timer(command) and clients.store is not None:
         from handler.core.restore import follow_restores  # noqa: PLC0415 - timers only
 
-        restores = follow_restores(clients.ecs, clients.store, deadline=budget.send_by, clock=SYSTEM_CLOCK)
-        drilling = restores.drills_in_flight or not restores.checked
+        # After the exports: a whole scan's listing holds the imports in flight, so following them costs nothing.
+        restores = follow_restores(
+            clients.ecs, clients.store, deadline=budget.send_by, clock=SYSTEM_CLOCK, listed=tracked.listed
+        )
         parts.append(restores)
-    parts.append(_tracked(command, clients, plan, settings, budget, holder=holder))
-    if timer and settings.drill_days is not None and not drilling:  # at most one drill in flight
-        parts.append(_drill(clients, plan, settings, budget))
+        if settings.drill_days is not None and restores.checked and not restores.drills_in_flight:
+            parts.append(_drill(clients, plan, settings, budget, listed=tracked.listed))
     return _Run(tuple(o for part in parts for o in part.outcomes), tuple(parts))
 
 
-def _drill(clients: Clients, plan: ExportPlan, settings: Settings, budget: Budget) -> TrackedRun:
-    """The restore drill's start, when one is due (``RESTORE_DRILL_DAYS``), as a part with nothing to settle."""
+def _drill(
+    clients: Clients,
+    plan: ExportPlan,
+    settings: Settings,
+    budget: Budget,
+    *,
+    listed: tuple[Image, ...] | None,
+) -> TrackedRun:
+    """The restore drill's start, when one is due (``RESTORE_DRILL_DAYS``), as a part with nothing to settle;
+    ``listed``: every private image, when the scan listed them (their count is the region's room)."""
     from handler.core.follow_up import TrackedRun  # noqa: PLC0415
     from handler.core.restore import drill_if_due  # noqa: PLC0415 - drills only
     from handler.core.tracking import Destination  # noqa: PLC0415
@@ -166,6 +176,7 @@ def _drill(clients: Clients, plan: ExportPlan, settings: Settings, budget: Budge
         deadline=budget.send_by,
         workers=plan.concurrency,
         clock=SYSTEM_CLOCK,
+        private_images=len(listed) if listed is not None else None,
     )
     return TrackedRun(outcomes=() if outcome is None else (outcome,))
 

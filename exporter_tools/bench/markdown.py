@@ -5,7 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from exporter_tools.bench.report import Report, TargetCheck, check_targets, mb, ms, ratio, x_ratio
+from exporter_tools.bench.report import (
+    MEMORY_IMAGES,
+    Report,
+    TargetCheck,
+    check_targets,
+    mb,
+    mib,
+    ms,
+    ratio,
+    x_ratio,
+)
 
 __all__ = ["render_markdown"]
 
@@ -68,6 +78,106 @@ def _profile_cells(profile: Sequence[tuple[str, float]], index: int) -> tuple[st
 
 def _summary_rows(checks: Sequence[TargetCheck]) -> list[list[str]]:
     return [[c.name, c.measured, c.limit, "met" if c.met else "**missed**"] for c in checks]
+
+
+def _follow_up_lines(report: Report) -> list[str]:
+    if not report.follow_up:
+        return []
+    first = report.follow_up[0]
+    kinds = ["list", "ranged GET", "GET", "PUT", "HEAD", "other"]
+    requests = [
+        [f"`EXPORT_VERIFY={c.verify}`", *(str(c.requests.get(k, 0)) for k in kinds), str(c.tos_requests),
+         str(c.ecs_requests)]
+        for c in report.follow_up
+    ]  # fmt: skip
+    costs = [
+        [
+            f"`{c.verify}`",
+            f"{c.exported}/{c.images}",
+            f"{c.per_object_beyond_ranged:.2f}",
+            f"{c.ranged_per_object:.2f}",
+            mib(c.mean_bytes),
+            mib(c.max_bytes),
+            f"{c.wall_seconds:.1f} s",
+            f"{c.ideal_seconds:.1f} s",
+            x_ratio(c.wall_over_ideal),
+        ]
+        for c in report.follow_up
+    ]
+    return [
+        "## Following up finished exports",
+        "",
+        (
+            f"{first.images} new images of 40 GiB ({first.with_data_disk} with a 40 GiB data disk: "
+            f"{first.objects} qcow2 objects) exported through the function (one timer scan), their tasks left"
+        ),
+        "to end, then one timer run follows them up: a fresh `python -m handler invoke` against the emulator",
+        f"over loopback, at `VOLCENGINE_MAX_RPS={first.max_rps:g}` (the default, which the TOS client's own",
+        "limiter uses too), once for each `EXPORT_VERIFY`, the account reset between them. The emulator's",
+        "objects are real qcow2 files (a 40 GiB one is 1.4 MB of metadata and data clusters). Requests and",
+        "bytes are what the emulator's TOS side recorded; ECS counts the follow-up's OpenAPI requests. The",
+        f"ideal is the TOS requests ÷ {first.max_rps:g}, what the TOS limiter lets through; the wall time",
+        "is the whole invocation (start, ECS look-ups, the claim and its settle time, the checks, the retag).",
+        "",
+        *_table(["run", *kinds, "TOS in all", "ECS"], requests),
+        "",
+        *_table(
+            [
+                "run",
+                "exported",
+                "TOS requests / object beyond the ranged reads",
+                "ranged GETs / object",
+                "read / export (mean)",
+                "read / export (max)",
+                "wall",
+                "ideal",
+                "wall / ideal",
+            ],
+            costs,
+        ),
+        "",
+    ]
+
+
+def _memory_lines(report: Report) -> list[str]:
+    memory = report.memory
+    if memory is None:
+        return [
+            "## Peak memory of a large follow-up",
+            "",
+            (
+                f"Not measured in this run: it takes several minutes. `exporter-tools bench --memory` (or "
+                f"`make bench BENCH_ARGS=--memory`) follows up {MEMORY_IMAGES:,} finished exports in one"
+            ),
+            "fresh process and reports its peak RSS.",
+            "",
+        ]
+    row = [
+        f"{memory.images:,}",
+        f"{memory.objects:,}",
+        f"`{memory.verify}`",
+        f"{memory.peak_rss_mib:.1f} MiB",
+        f"{memory.exported:,}",
+        f"{memory.deferred:,}",
+        f"{memory.tos_requests:,}",
+        f"{memory.wall_seconds:.0f} s",
+    ]
+    return [
+        "## Peak memory of a large follow-up",
+        "",
+        (
+            f"One timer run following up {memory.images:,} finished exports (every fifth image with a data "
+            "disk), seeded into the emulator as"
+        ),
+        "Succeeded ExportImage tasks with their objects and the `exporting` tags the function writes; a fresh",
+        f"`python -m handler invoke` at `VOLCENGINE_MAX_RPS={memory.max_rps:g}` (the limiter out of the way)",
+        "with a budget that leaves time for every check. Peak RSS is that process's own (`wait4`).",
+        "",
+        *_table(
+            ["images", "objects", "check", "peak RSS", "exported", "deferred", "TOS requests", "wall"], [row]
+        ),
+        "",
+    ]
 
 
 def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None) -> str:
@@ -239,6 +349,8 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
             ),
             "",
         ]
+    out += _follow_up_lines(report)
+    out += _memory_lines(report)
     if report.sizes:
         rows = [
             [
@@ -273,6 +385,16 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
                 "Our own modules, cumulative:",
                 "",
                 *_table(["module", "cumulative ms"], [[f"`{name}`", f"{ms:.1f}"] for name, ms in p.ours_top]),
+                "",
+            ]
+        if p.watched:
+            out += [
+                "Modules only a follow-up needs (the qcow2 check, the manifest), on this direct export's path:",
+                "",
+                *_table(
+                    ["module", "cumulative ms"],
+                    [[f"`{name}`", "not imported" if ms is None else f"{ms:.1f}"] for name, ms in p.watched],
+                ),
                 "",
             ]
     if report.notes:

@@ -8,13 +8,15 @@ against the ideal), so they hold on any machine.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
     "ColdResult",
+    "FollowUpCost",
     "ImportProfile",
     "Machine",
+    "MemoryResult",
     "Report",
     "Samples",
     "SizeResult",
@@ -23,6 +25,7 @@ __all__ = [
     "WarmResult",
     "check_targets",
     "mb",
+    "mib",
     "ms",
     "percentile",
     "ratio",
@@ -40,6 +43,14 @@ THROUGHPUT_WALL_OVER_IDEAL = 1.25
 TURNED_AWAY_SHARE = 0.10
 REQUESTS_PER_IMAGE = 1.05
 ZIP_BYTES = 10_000_000
+# The follow-up's cost (issue "follow-up cost"): TOS requests beyond the ranged reads per object checked, the
+# bytes read per export, and the follow-up's wall time against what its TOS requests need at the rate limit.
+FOLLOW_UP_REQUESTS_PER_OBJECT = 1.1
+FOLLOW_UP_BYTES_PER_EXPORT = 2 * 1024 * 1024
+FOLLOW_UP_WALL_OVER_IDEAL = 1.3
+# Peak RSS of one follow-up of MEMORY_IMAGES finished exports (issue "memory"); judged only at that size.
+MEMORY_IMAGES = 20_000
+MEMORY_PEAK_MIB = 120.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -153,6 +164,74 @@ class ThroughputResult:
 
 
 @dataclass(frozen=True, slots=True)
+class FollowUpCost:
+    """One timer follow-up of ``exported`` finished exports checked at ``verify`` (``EXPORT_VERIFY``), as the
+    emulator saw it: TOS requests by kind (``exporter_tools.emulator.tos_records``), the bytes each export's
+    objects sent (one figure an export), the ECS requests, and the invocation's wall time at ``max_rps``."""
+
+    verify: str  # "structure", "head"
+    images: int
+    with_data_disk: int  # of the images, those with a data disk (two objects)
+    objects: int  # the qcow2 objects the exports wrote
+    exported: int
+    requests: Mapping[str, int]  # TOS requests by kind: list, ranged GET, GET, PUT, HEAD, other
+    bytes_read: tuple[int, ...]  # by export
+    ecs_requests: int
+    wall_seconds: float
+    max_rps: float
+
+    @property
+    def tos_requests(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def beyond_ranged(self) -> int:
+        """TOS requests other than the ranged reads: listings, manifests, HEADs and the rest."""
+        return self.tos_requests - self.requests.get("ranged GET", 0)
+
+    @property
+    def per_object_beyond_ranged(self) -> float:
+        return ratio(self.beyond_ranged, self.objects)
+
+    @property
+    def ranged_per_object(self) -> float:
+        return ratio(self.requests.get("ranged GET", 0), self.objects)
+
+    @property
+    def mean_bytes(self) -> float:
+        return sum(self.bytes_read) / len(self.bytes_read) if self.bytes_read else 0.0
+
+    @property
+    def max_bytes(self) -> int:
+        return max(self.bytes_read, default=0)
+
+    @property
+    def ideal_seconds(self) -> float:
+        """What the TOS requests need at the TOS client's rate limit: ``tos_requests / max_rps``."""
+        return self.tos_requests / self.max_rps
+
+    @property
+    def wall_over_ideal(self) -> float:
+        return ratio(self.wall_seconds, self.ideal_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryResult:
+    """One timer follow-up of ``images`` finished exports in a fresh process: its own peak RSS (MiB), what it
+    reported, and how long it took."""
+
+    images: int
+    objects: int
+    verify: str
+    peak_rss_mib: float
+    exported: int
+    deferred: int
+    wall_seconds: float
+    tos_requests: int
+    max_rps: float
+
+
+@dataclass(frozen=True, slots=True)
 class SizeResult:
     """What a deployment carries: the zip (when one was built) and the installed files (no ``.pyc``)."""
 
@@ -173,6 +252,12 @@ class ImportProfile:
         tuple[str, float], ...
     ]  # (module, self ms) imported by ours and not by the floor, largest first
     ours_top: tuple[tuple[str, float], ...] = ()  # our own modules' cumulative ms
+    # (module, cumulative ms, None when not imported) of the modules only some paths need
+    watched: tuple[tuple[str, float | None], ...] = ()
+
+    @property
+    def watched_imported(self) -> tuple[tuple[str, float], ...]:
+        return tuple((name, ms) for name, ms in self.watched if ms is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +289,8 @@ class Report:
     warm: list[WarmResult] = field(default_factory=list)
     throughput: list[ThroughputResult] = field(default_factory=list)
     sizes: list[SizeResult] = field(default_factory=list)
+    follow_up: list[FollowUpCost] = field(default_factory=list)
+    memory: MemoryResult | None = None
     profile: ImportProfile | None = None
     notes: list[str] = field(default_factory=list)
     deployed_python: str = ""  # the CPython that ran the deployed zip
@@ -222,6 +309,9 @@ class Report:
     def size_of(self, key: str) -> SizeResult | None:
         return next((s for s in self.sizes if s.key == key), None)
 
+    def follow_up_of(self, verify: str) -> FollowUpCost | None:
+        return next((f for f in self.follow_up if f.verify == verify), None)
+
 
 def x_ratio(value: float) -> str:
     return "∞" if math.isinf(value) else f"{value:.2f}x"
@@ -233,6 +323,10 @@ def ms(seconds: float) -> str:
 
 def mb(size: float) -> str:
     return f"{size / 1e6:.1f} MB"
+
+
+def mib(size: float) -> str:
+    return f"{size / 2**20:.2f} MiB"
 
 
 def check_targets(report: Report) -> list[TargetCheck]:
@@ -292,6 +386,18 @@ def check_targets(report: Report) -> list[TargetCheck]:
                 ),
             ]
         )
+    if report.profile and report.profile.watched:
+        imported = report.profile.watched_imported
+        names = ", ".join(name.rpartition(".")[2] for name, _ in imported)
+        checks.append(
+            TargetCheck(
+                "cold direct export: follow-up-only modules imported",
+                f"{len(imported)} ({names})" if imported else "0",
+                "0",
+                not imported,
+            )
+        )
+    checks.extend(_follow_up_checks(report))
     size = report.size_of("ours")
     if size:
         measured = size.zip_bytes if size.zip_bytes is not None else size.installed_bytes
@@ -302,6 +408,51 @@ def check_targets(report: Report) -> list[TargetCheck]:
                 mb(measured),
                 f"≤ {mb(ZIP_BYTES)}",
                 measured <= ZIP_BYTES,
+            )
+        )
+    return checks
+
+
+def _follow_up_checks(report: Report) -> list[TargetCheck]:
+    """The follow-up's targets, on the default check (``structure``); memory only at ``MEMORY_IMAGES``."""
+    checks: list[TargetCheck] = []
+    cost = report.follow_up_of("structure")
+    if cost:
+        checks += [
+            TargetCheck(
+                "follow-up: TOS requests per object beyond the ranged reads",
+                f"{cost.per_object_beyond_ranged:.2f}",
+                f"≤ {FOLLOW_UP_REQUESTS_PER_OBJECT:.1f}",
+                cost.per_object_beyond_ranged <= FOLLOW_UP_REQUESTS_PER_OBJECT,
+            ),
+            TargetCheck(
+                "follow-up: bytes read per export (max)",
+                mib(cost.max_bytes),
+                f"≤ {mib(FOLLOW_UP_BYTES_PER_EXPORT)}",
+                0 < cost.max_bytes <= FOLLOW_UP_BYTES_PER_EXPORT,
+            ),
+            TargetCheck(
+                "follow-up: wall time vs the ideal at the TOS rate limit",
+                x_ratio(cost.wall_over_ideal),
+                f"≤ {FOLLOW_UP_WALL_OVER_IDEAL:.2f}x",
+                cost.wall_over_ideal <= FOLLOW_UP_WALL_OVER_IDEAL,
+            ),
+            TargetCheck(
+                "follow-up: exports reported exported",
+                f"{cost.exported}/{cost.images}",
+                f"{cost.images}/{cost.images}",
+                cost.exported == cost.images,
+            ),
+        ]
+    memory = report.memory
+    if memory and memory.images >= MEMORY_IMAGES:
+        checks.append(
+            TargetCheck(
+                f"peak RSS of a {memory.images:,}-image follow-up",
+                f"{memory.peak_rss_mib:.1f} MiB",
+                f"≤ {MEMORY_PEAK_MIB:.0f} MiB",
+                memory.peak_rss_mib <= MEMORY_PEAK_MIB,
+                note="" if memory.exported == memory.images else f"{memory.exported} exported",
             )
         )
     return checks

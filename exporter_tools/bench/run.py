@@ -1,4 +1,5 @@
-"""``exporter-tools bench [--quick] [--runs N] [--write]``: every benchmark in one run, then the report.
+"""``exporter-tools bench [--quick] [--runs N] [--memory] [--write]``: every benchmark in one run, then the
+report. The memory benchmark (a 20,000-image follow-up: several minutes) runs only with ``--memory``.
 
 The SDK baseline's environment is created on first use (``.bench/sdk-venv``); the function's zip is built
 into ``.bench/run`` (its wheels cached in ``dist/.vendor``), which also holds the scratch files. The report is
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from exporter_tools.bench.cold import UNPACED_RPS, Endpoints, cold_kinds, deployed_kinds, run_cold
 from exporter_tools.bench.deployed import prepare_deployed
+from exporter_tools.bench.follow_up import FOLLOW_UP_IMAGES, run_follow_up_cost, run_memory
 from exporter_tools.bench.markdown import render_markdown
 from exporter_tools.bench.process import BenchError, child_env, run_measured
 from exporter_tools.bench.profile import compare_imports, median_importtime, parse_importtime
-from exporter_tools.bench.report import ImportProfile, Machine, Report, check_targets, ratio
+from exporter_tools.bench.report import MEMORY_IMAGES, ImportProfile, Machine, Report, check_targets, ratio
 from exporter_tools.bench.scripts import write_scripts
 from exporter_tools.bench.sdk_env import SDK_VERSION, ensure_sdk_venv, site_packages
 from exporter_tools.bench.size import measure_sizes
@@ -149,6 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--images", type=int, default=300, metavar="N", help="throughput images (default 300)"
     )
     parser.add_argument(
+        "--follow-up-images",
+        type=int,
+        default=FOLLOW_UP_IMAGES,
+        metavar="N",
+        help=f"finished exports the follow-up cost is measured on (default {FOLLOW_UP_IMAGES})",
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help=f"also measure the peak RSS of a {MEMORY_IMAGES:,}-image follow-up (several minutes)",
+    )
+    parser.add_argument(
+        "--memory-images",
+        type=int,
+        default=MEMORY_IMAGES,
+        metavar="N",
+        help=f"images of the memory benchmark (default {MEMORY_IMAGES:,}; its target is judged at that size)",
+    )
+    parser.add_argument(
         "--write", action="store_true", help="write the report to docs/benchmarks.md (the tracked copy)"
     )
     parser.add_argument(
@@ -161,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _measure(args: argparse.Namespace, work: Path) -> Report:
-    """Every benchmark, in order: cold (deployed included) and the import profile, warm, throughput, sizes."""
+    """Every benchmark, in order: cold (deployed included) and the import profile, warm, throughput, the
+    follow-up's cost, memory (when asked), sizes."""
     runs = args.runs or (5 if args.quick else 20)
     warm_count = args.warm or (50 if args.quick else 200)
     scratch = work / "run"
@@ -243,6 +265,23 @@ def _measure(args: argparse.Namespace, work: Path) -> Report:
             sdk_python=sdk_python,
             scripts=scripts,
             base_env=child_env(os.environ),
+            cwd=ROOT,
+            scratch=scratch,
+            progress=_progress,
+        )
+    report.follow_up = run_follow_up_cost(
+        images=args.follow_up_images,
+        project_python=project_python,
+        base_env=os.environ,
+        cwd=ROOT,
+        scratch=scratch,
+        progress=_progress,
+    )
+    if args.memory:
+        report.memory = run_memory(
+            images=args.memory_images,
+            project_python=project_python,
+            base_env=os.environ,
             cwd=ROOT,
             scratch=scratch,
             progress=_progress,

@@ -51,6 +51,7 @@ __all__ = [
     "ImportOutcome",
     "TaskOutcome",
     "demo_fleet",
+    "finished_exports_fleet",
     "follow_up_fleet",
     "load_fleet",
     "new_images_fleet",
@@ -175,13 +176,53 @@ def demo_fleet() -> Fleet:
     return load_fleet(DEMO_FLEET_PATH)
 
 
-def new_images_fleet(count: int, *, hours_ago: float = 1.0, bucket: str = "demo-exports") -> Fleet:
-    """``count`` new private available images (``image-new0000…``) and one writable bucket."""
+def new_images_fleet(
+    count: int,
+    *,
+    hours_ago: float = 1.0,
+    bucket: str = "demo-exports",
+    size_gb: int = 40,
+    data_disk_every: int = 0,
+) -> Fleet:
+    """``count`` new private available images (``image-new0000…``) of ``size_gb`` and one writable bucket;
+    with ``data_disk_every`` N, every N-th image (the first included) has one data disk of the same size."""
     images = tuple(
-        FleetImage(id=f"image-new{n:04d}", name=f"build-{n:04d}", created_hours_ago=hours_ago)
+        FleetImage(
+            id=f"image-new{n:04d}",
+            name=f"build-{n:04d}",
+            created_hours_ago=hours_ago,
+            size_gb=size_gb,
+            data_disks=(size_gb,) if data_disk_every and n % data_disk_every == 0 else (),
+        )
         for n in range(count)
     )
     return Fleet(images=images, buckets=(FleetBucket(name=bucket),))
+
+
+def finished_exports_fleet(
+    count: int,
+    *,
+    bucket: str = "demo-exports",
+    prefix: str = "imgexport",
+    size_gb: int = 40,
+    data_disk_every: int = 0,
+) -> Fleet:
+    """``count`` images (``image-fin00000…``, as ``new_images_fleet`` makes them) whose exports to
+    ``tos://bucket/prefix`` started an hour ago and Succeeded, their files written, each image still tagged
+    ``exporting`` as the function tags it: a fleet ready for one large follow-up, without starting each
+    export first."""
+    dest = {"image-exporter:state": "exporting", "image-exporter:dest": f"tos://{bucket}/{prefix}"}
+    images = tuple(
+        image.model_copy(update={"id": f"image-fin{n:05d}", "tags": dest, "created_hours_ago": 2.0})
+        for n, image in enumerate(
+            new_images_fleet(count, size_gb=size_gb, data_disk_every=data_disk_every).images
+        )
+    )
+    tasks = tuple(
+        FleetTask(image_id=image.id, status="Succeeded", created_hours_ago=1.0, bucket=bucket, prefix=prefix)
+        for image in images
+    )
+    return Fleet(images=images, buckets=(FleetBucket(name=bucket),), tasks=tasks)
 
 
 def follow_up_fleet(*, hours_ago: float = 1.0, bucket: str = "demo-exports") -> Fleet:

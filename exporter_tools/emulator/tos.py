@@ -41,6 +41,8 @@ value and final XOR all ones).
 ``DELETE /__admin/tos/<bucket>/<key>`` (unsigned, loopback only) or ``remove_object`` makes an object vanish
 (a later write brings it back); ``GET /__admin/tos`` lists the objects. ``error_rate`` and
 ``throttle_rate`` (attributes, 0 by default) answer a share of the signed requests 500 or 429 at random.
+``records`` (``exporter_tools.emulator.tos_records``) counts every signed request by kind (list, ranged GET,
+PUT, HEAD…) and the bytes each object's GETs sent; ``stats()`` carries the counts and the bytes in all.
 ``set_lifecycle`` gives a bucket rules as if someone had put them.
 
 ``clock_offset`` (seconds, 0 by default) sets TOS's clock apart from the emulator's: every time TOS reports
@@ -79,6 +81,7 @@ from exporter_tools.emulator.tos_lifecycle import (
     LifecycleRefused,
     checked_rules,
 )
+from exporter_tools.emulator.tos_records import TosRecords, request_kind
 from handler.adapters.signing import Credentials
 
 __all__ = [
@@ -178,6 +181,7 @@ class TosService:
         self._seed = seed
         self._lock = threading.Lock()
         self._requests: dict[str, int] = {}
+        self.records = TosRecords()  # requests by kind, bytes read by object
         self._rng = random.Random(seed)  # noqa: S311 - request ids, not secrets
         # Shares of signed requests answered 500 InternalError / 429 TooManyRequests (off unless set; the
         # gateway's Faults do not reach this side). TOS's own throttling code is not confirmed.
@@ -254,7 +258,7 @@ class TosService:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             requests = dict(sorted(self._requests.items()))
-        return {"requests": requests, "removed": self.store.deletions()}
+        return {"requests": requests, "removed": self.store.deletions(), **self.records.stats()}
 
     def reset(self) -> None:
         """Forget the requests counted and every change made through TOS (the export tasks' objects stay)."""
@@ -262,6 +266,7 @@ class TosService:
         with self._lock:
             self._requests.clear()
             self._lifecycles.clear()
+            self.records.reset()
             self._rng = random.Random(self._seed)  # noqa: S311 - request ids, not secrets
 
     def answer(
@@ -291,6 +296,9 @@ class TosService:
         with self._lock:
             label = f"{method} {reply.status}"
             self._requests[label] = self._requests.get(label, 0) + 1
+        kind = request_kind(method, key=key, query=call.query, headers=headers)
+        read = len(reply.body) if kind in ("GET", "ranged GET") and reply.status in (200, 206) else 0
+        self.records.count(kind, bucket=bucket, key=key, body_bytes=read)
         return reply
 
     # -- one signed request -----------------------------------------------------------------------------

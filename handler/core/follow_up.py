@@ -96,6 +96,9 @@ class TrackedRun:
     outcomes: tuple[ImageOutcome, ...]
     retags: tuple[Retag, ...] = ()
     tracker: Tracker | None = None
+    # A whole scan's listing of every private image, whole (not cut), when this run read one: later parts of
+    # the invocation (the restores' follow-up, the drill's count) find what they need in it at no cost.
+    listed: tuple[Image, ...] | None = None
 
     def settle(self, *, deadline: float) -> None:
         """Retag the reported exports (only now: a finished export is reported again rather than never)."""
@@ -176,7 +179,10 @@ def run_tracked(
             _untracked(o, tracker.untracked[o.image_id]) if o.image_id in tracker.untracked else o
             for o in outcomes
         )
-    return TrackedRun(outcomes=report.outcomes + outcomes, retags=report.retags, tracker=tracker)
+    listed = report.listing.whole() if isinstance(report.listing, _OneListing) else None
+    return TrackedRun(
+        outcomes=report.outcomes + outcomes, retags=report.retags, tracker=tracker, listed=listed
+    )
 
 
 def _before_exporting(
@@ -566,6 +572,12 @@ class _OneListing:
             except ListingTruncated as cut:
                 self._cut = cut  # the pages read are kept; each reader is told the listing was cut
         return self._replay(self._listing)
+
+    def whole(self) -> tuple[Image, ...] | None:
+        """Every private image, when the listing was read to its end (None: not read, or cut)."""
+        if self._listing is None or self._cut is not None:
+            return None
+        return tuple(self._listing)
 
     def _replay(self, images: list[Image]) -> Iterator[Image]:
         yield from images

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -209,16 +209,23 @@ def start_drill(
     tos_origin: str,
     deadline: float,
     clock: Clock = SYSTEM_CLOCK,
+    private_images: int | None = None,
 ) -> ImageOutcome | None:
-    """Start a restore drill when one is due (``handler.core.restoring.pick_drill``) and the region has room:
+    """Start a restore drill when one is due (``handler.core.restoring.pick_drill``) and the region has room
+    (``private_images``: how many the invocation already counted; None: counted here, stopping at 48):
     ``restore_started`` (its image named ``image-exporter-drill-<source>-<YYYYMMDD>`` and tagged as a drill),
     None when none is due or the region holds 48 private images or more. The caller starts none while a
     drill is in flight. A drill refused for good (a manifest ImportImage cannot use) is recorded in the
     manifest as a failed check, so that the next drill of the group waits ``days`` like a passed one."""
-    for private, _ in enumerate(api.describe_images(deadline=deadline, visibility="private"), start=1):
-        if private >= DRILL_IMAGE_ROOM:
-            _log.warning("restore.drill_no_room", private_images=private, room=DRILL_IMAGE_ROOM)
-            return None
+    private = private_images
+    if private is None:
+        private = 0
+        for private, _ in enumerate(api.describe_images(deadline=deadline, visibility="private"), start=1):
+            if private >= DRILL_IMAGE_ROOM:
+                break
+    if private >= DRILL_IMAGE_ROOM:
+        _log.warning("restore.drill_no_room", private_images=private, room=DRILL_IMAGE_ROOM)
+        return None
     now = clock.now()
     chosen = pick_drill(manifests, group=group, now=now, days=days)
     if chosen is None:
@@ -261,6 +268,7 @@ def drill_if_due(
     deadline: float,
     workers: int,
     clock: Clock = SYSTEM_CLOCK,
+    private_images: int | None = None,
 ) -> ImageOutcome | None:
     """A timer's restore drill (the caller checked that none is in flight): the catalogue of exports at
     ``dest`` read (one ListObjectsV2 page per 1,000 objects, one ranged GET per manifest), then
@@ -292,6 +300,7 @@ def drill_if_due(
             tos_origin=tos_origin,
             deadline=deadline,
             clock=clock,
+            private_images=private_images,
         )
     except ExporterError as error:
         return _drill_stopped(dest, error)
@@ -353,16 +362,21 @@ def follow_restores(
     deadline: float,
     clock: Clock = SYSTEM_CLOCK,
     image_ids: tuple[str, ...] = (),
+    listed: Sequence[Image] | None = None,
 ) -> RestoreRun:
     """The end of every import in flight (images tagged ``image-exporter:restore=importing``; ``image_ids``:
     only those of these images): ``restored``, ``restore_verified`` (a drill), ``restore_failed``; nothing
-    for one still running. When the listing or the task look-up fails, one ``deferred`` result says the
-    restores in flight were not checked."""
+    for one still running. ``listed``: every private image, already listed by this invocation (a whole
+    scan's listing), where the imports are found with no request of their own. When the listing or the task
+    look-up fails, one ``deferred`` result says the restores in flight were not checked."""
     try:
-        found = api.describe_images(
-            deadline=deadline, image_ids=image_ids, tag_filters={RESTORE_KEY: IMPORTING}
-        )
-        importing = list(found)
+        if listed is not None and not image_ids:
+            importing = [i for i in listed if restore_tracking_of(i).state == IMPORTING]
+        else:
+            found = api.describe_images(
+                deadline=deadline, image_ids=image_ids, tag_filters={RESTORE_KEY: IMPORTING}
+            )
+            importing = list(found)
         ids = [image.image_id for image in importing]
         tasks = latest_import_tasks(api.describe_tasks(deadline=deadline, resource_ids=ids)) if ids else {}
     except ExporterError as error:

@@ -39,6 +39,7 @@ EXPECTED: dict[str, tuple[str, dict[str | None, str]]] = {
     "direct_single": ("direct", {M1N: "started"}),
     "direct_batch": ("direct", {YBQI: "started", F3K: "started", P8D: "started"}),
     "invalid": ("direct", {None: "failed"}),
+    "restore": ("direct", {YBQI: "failed"}),  # the demo fleet has no verified export yet: NoVerifiedExport
 }
 
 

@@ -388,9 +388,13 @@ def test_nothing_worth_saying_sends_nothing(mock: respx.MockRouter, clock: FakeC
         (
             "changes",
             "skipped",
-            "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported or export_failed",
+            "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported or restored",
         ),
-        ("failures", "started", "WEBHOOK_NOTIFY=failures and nothing failed, was deferred or export_failed"),
+        (
+            "failures",
+            "started",
+            "WEBHOOK_NOTIFY=failures and nothing failed, was deferred, export_failed or restore_failed",
+        ),
     ],
 )
 def test_a_notification_not_sent_says_why_in_one_line(

@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from exporter_tools.emulator.api import ApiCall
 from exporter_tools.emulator.ecs import EcsService
-from exporter_tools.emulator.fleet import Fleet, FleetBucket, FleetImage
+from exporter_tools.emulator.fleet import (
+    Fleet,
+    FleetBucket,
+    FleetImage,
+    finished_exports_fleet,
+    new_images_fleet,
+)
 from exporter_tools.emulator.tos import data_disk_object_key, export_object_key
 from handler.core.qcow2 import check_structure
 from tests.support.fakes import FakeClock
@@ -38,3 +44,26 @@ def test_each_data_disk_gets_its_own_file_of_its_own_size() -> None:
     for (_, key), found in objects.items():
         report = check_structure(found.content, found.size_bytes, expected_virtual_size=expected[key] * GIB)
         assert report.ok, (key, report.failure)
+
+
+def test_a_fleet_of_finished_exports_holds_their_files_and_tracking_tags() -> None:
+    """``finished_exports_fleet``: every image is tagged exporting to the destination, its Succeeded export
+    task's files are there (a data disk's too, every fifth image), and ``new_images_fleet`` gives the same
+    images their data disks."""
+    fleet = finished_exports_fleet(6, bucket="bucket-1", prefix="p1", data_disk_every=5)
+    ecs = EcsService(fleet, clock=FakeClock(wall=START))
+    keys = {key for _, key in ecs.exported_objects()}
+    ids = [image.id for image in fleet.images]
+    with_disk = [ids[0], ids[5]]
+    assert keys == {export_object_key("p1", i) for i in ids} | {
+        data_disk_object_key("p1", i, 1) for i in with_disk
+    }
+    for image in fleet.images:
+        assert image.size_gb == 40
+        assert ecs.image_tags(image.id) == {
+            "image-exporter:state": "exporting",
+            "image-exporter:dest": "tos://bucket-1/p1",
+        }
+    assert [bool(i.data_disks) for i in new_images_fleet(6, data_disk_every=5).images] == [
+        True, False, False, False, False, True,
+    ]  # fmt: skip

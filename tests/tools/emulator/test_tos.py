@@ -369,4 +369,6 @@ def test_the_admin_reset_clears_the_tos_side(
         stats = client.get(f"{tos_emulator.endpoint}/__admin/stats").json()
         assert stats["tos"]["removed"] == 1
         client.post(f"{tos_emulator.endpoint}/__admin/reset")
-    assert tos_emulator.stats()["tos"] == {"requests": {}, "removed": 0}
+    after = tos_emulator.stats()["tos"]
+    assert (after["requests"], after["removed"], after["bytes_read"]) == ({}, 0, 0)
+    assert not any(after["kinds"].values())

@@ -207,3 +207,24 @@ def test_a_put_object_vanishes_on_reset(emulator: EcsEmulator) -> None:
     emulator.tos.reset()
     assert tos(emulator, "HEAD", "m.json").status_code == 404
     assert tos(emulator, "HEAD", key).status_code == 200
+
+
+def test_every_request_is_counted_by_kind_and_each_objects_bytes_read(emulator: EcsEmulator) -> None:
+    """A listing, two ranged GETs (one refused 416), a whole GET, a PUT, a HEAD and a DELETE each count under
+    their kind; the bytes each object's GETs sent add up by object; ``reset`` forgets them."""
+    key = export_object_key("px", "image-ls0")
+    total = qcow2_layout(10 * GIB).length
+    list_page(emulator, prefix="px_")
+    tos(emulator, "GET", key, unsigned={"Range": "bytes=0-4095"})
+    tos(emulator, "GET", key, unsigned={"Range": f"bytes={total}-"})
+    tos(emulator, "PUT", "m.json", body=b"{}")
+    tos(emulator, "GET", "m.json")
+    tos(emulator, "HEAD", key)
+    tos(emulator, "DELETE", "m.json")
+    stats = emulator.stats()["tos"]
+    assert stats["kinds"] == {"list": 1, "ranged GET": 2, "GET": 1, "PUT": 1, "HEAD": 1, "other": 1}
+    assert stats["bytes_read"] == 4096 + 2
+    assert emulator.tos.records.bytes_read_by_object() == {(BUCKET, key): 4096, (BUCKET, "m.json"): 2}
+    emulator.tos.reset()
+    assert emulator.stats()["tos"]["kinds"] == dict.fromkeys(stats["kinds"], 0)
+    assert emulator.tos.records.bytes_read_by_object() == {}
