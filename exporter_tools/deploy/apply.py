@@ -2,8 +2,12 @@
 
 CreateFunction or UpdateFunction (the zip inline, only when the code changed), Release of revision 0, then
 polling GetReleaseStatus until the release it started is ``done`` or ``failed`` (an earlier release's status
-is never taken for it), then CreateTimer or UpdateTimer for each timer. A run that stops anywhere (an error,
-a lost answer, an interrupted process) leaves an account that the next run's plan finishes.
+is never taken for it), then CreateTimer or UpdateTimer for each timer, then the export bucket's lifecycle
+rules (PutBucketLifecycle with the whole merged set, or DeleteBucketLifecycle when none is left), written only
+if the bucket's rules are still those the plan read: TOS has no conditional write, so a change made since
+is found by reading again just before, and the run stops rather than write over it. A run that stops
+anywhere (an error, a lost answer, an interrupted process) leaves an account that the next run's plan
+finishes.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
+from exporter_tools.deploy.lifecycle import LifecycleChange
 from exporter_tools.deploy.plan import DeployError, Desired, Plan, Step
+from exporter_tools.deploy.tos_lifecycle import (
+    DELETE_LIFECYCLE,
+    GET_LIFECYCLE,
+    PUT_LIFECYCLE,
+    LifecycleClient,
+)
 from exporter_tools.deploy.vefaas import (
     RELEASE_FAILED,
     ReleaseStarted,
@@ -23,7 +34,14 @@ from exporter_tools.deploy.vefaas import (
     is_name_clash,
     is_role_problem,
 )
-from handler.errors import AccessDenied, ApiError, UnknownOutcomeError
+from handler.errors import (
+    AccessDenied,
+    ApiError,
+    BucketNotFound,
+    MalformedResponse,
+    TerminalApiError,
+    UnknownOutcomeError,
+)
 
 __all__ = ["ReleaseFailed", "apply_plan", "explain", "wait_for_release"]
 
@@ -92,6 +110,7 @@ class _Applier:
     sleep: Callable[[float], None]
     monotonic: Callable[[], float]
     function_id: str | None = None
+    lifecycle: LifecycleClient | None = None
 
     def wait(self, started: ReleaseStarted | None) -> ReleaseStatus:
         return wait_for_release(
@@ -124,6 +143,29 @@ class _Applier:
         elif step.action == "UpdateTimer" and step.timer_id is not None:
             client.update_timer(_known(self.function_id), step.timer_id, step.changes)
             out.write(f"     updated: {', '.join(sorted(step.changes))}\n")
+        elif step.lifecycle is not None:
+            self.write_lifecycle(step.lifecycle)
+
+    def write_lifecycle(self, change: LifecycleChange) -> None:
+        """The bucket's whole rule set, if it is still the one the plan read."""
+        if self.lifecycle is None:
+            msg = "the plan changes a bucket's lifecycle, and deploy was given no TOS client to write it with"
+            raise DeployError(msg)
+        now = self.lifecycle.get(change.bucket)
+        if now.rules != change.read:
+            msg = (
+                f"the lifecycle rules of bucket {change.bucket} changed since the plan read them: nothing was "
+                "written over them; run deploy again to plan over the rules as they are now"
+            )
+            raise DeployError(msg)
+        if change.rules:
+            self.lifecycle.put(change.bucket, change.rules, allow_overlap=change.allow_overlap)
+            self.out.write(
+                f"     written: {len(change.rules)} rules, {len(change.kept)} of them kept as they were\n"
+            )
+        else:
+            self.lifecycle.delete(change.bucket)
+            self.out.write("     removed: the bucket has no lifecycle rule left\n")
 
     def release(self) -> None:
         description = f"code sha256 {self.plan.desired.code_sha256[:16]}"
@@ -145,11 +187,22 @@ def apply_plan(
     release_timeout: float = 600.0,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
+    lifecycle: LifecycleClient | None = None,
 ) -> str:
-    """Make the plan's writes in order; returns the function's id. Stops at the first failure, with a
-    ``DeployError`` that says what to do (a second run picks up from wherever this one stopped)."""
+    """Make the plan's writes in order (a lifecycle change through ``lifecycle``); returns the function's id.
+    Stops at the first failure, with a ``DeployError`` that says what to do (a second run picks up from
+    wherever this one stopped)."""
     applier = _Applier(
-        plan, client, zip_base64, out, poll_seconds, release_timeout, sleep, monotonic, plan.function_id
+        plan,
+        client,
+        zip_base64,
+        out,
+        poll_seconds,
+        release_timeout,
+        sleep,
+        monotonic,
+        plan.function_id,
+        lifecycle,
     )
     if plan.release_in_progress:
         out.write("  waiting for the release in progress\n")
@@ -182,14 +235,24 @@ def _explained(step: Step, plan: Plan) -> Iterator[None]:
 
 def explain(error: ApiError, action: str, desired: Desired) -> str:
     """A failed call in the deployer's terms: what happened and what to do."""
-    config = desired.config
     request = f" (RequestId {error.request_id})" if error.request_id else ""
     said = f"{error.code}: {error.message}{request}"
+    if action in (GET_LIFECYCLE, PUT_LIFECYCLE, DELETE_LIFECYCLE) and desired.lifecycle is not None:
+        return _explain_lifecycle(error, action, desired.lifecycle.bucket, said)
     if isinstance(error, UnknownOutcomeError):
-        return (
-            f"{action} was sent but its answer was lost ({said}): it may or may not have happened. "
-            "Run deploy again: it looks everything up before writing"
-        )
+        return _lost(action, said)
+    return _explain_vefaas(error, action, desired, said)
+
+
+def _lost(action: str, said: str) -> str:
+    return (
+        f"{action} was sent but its answer was lost ({said}): it may or may not have happened. "
+        "Run deploy again: it looks everything up before writing"
+    )
+
+
+def _explain_vefaas(error: ApiError, action: str, desired: Desired, said: str) -> str:
+    config = desired.config
     if action in ("CreateFunction", "UpdateFunction") and config.role and is_role_problem(error):
         role_name = config.role.rpartition("/")[2]
         return (
@@ -209,3 +272,31 @@ def explain(error: ApiError, action: str, desired: Desired) -> str:
     if isinstance(error, AccessDenied) or error.http_status == 403:
         return f"the deployer's credentials may not call {action} ({said}): grant them veFaaS access"
     return f"{action} failed: {said}"
+
+
+def _explain_lifecycle(error: ApiError, action: str, bucket: str, said: str) -> str:
+    """A failed lifecycle request in the deployer's terms (README "Deployment", storage classes)."""
+    if isinstance(error, MalformedResponse) and action == GET_LIFECYCLE:
+        return (
+            f"the rules of bucket {bucket} could not be read rule for rule ({said}), so none was written: "
+            "check that TOS_ENDPOINT names TOS"
+        )
+    if isinstance(error, UnknownOutcomeError):
+        return _lost(action, said)
+    if isinstance(error, AccessDenied) or error.http_status == 403:
+        return (
+            f"the deployer's credentials may not call {action} on bucket {bucket} ({said}): grant them "
+            "tos:GetBucketLifecycle, tos:PutBucketLifecycle and tos:DeleteBucketLifecycle on it, or remove the "
+            "template's storage section"
+        )
+    if isinstance(error, BucketNotFound):
+        return (
+            f"TOS has no bucket {bucket} ({said}): create it in the template's region, or fix "
+            "EXPORT_TOS_BUCKET (and TOS_ENDPOINT, which deploy sends the lifecycle requests to)"
+        )
+    if action == PUT_LIFECYCLE and isinstance(error, TerminalApiError):
+        return (
+            f"TOS refused the bucket's lifecycle rules ({said}): check the template's storage section; the "
+            "bucket's rules were left as they were"
+        )
+    return f"{action} on bucket {bucket} failed: {said}"

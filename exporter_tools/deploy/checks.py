@@ -1,6 +1,7 @@
 """What one field of ``template.yaml`` cannot check alone: unique timer names, timer payloads (with the function's
 own event parser), settings (with the function's own settings model), variable names the function does not
-read, and timers that look back further than the dedupe window.
+read, timers that look back further than the dedupe window, and the storage section's transitions (in order,
+each colder, each class kept its minimum time) and the bucket it needs.
 
 ``cross_checks`` runs on the raw document, so these problems are reported together with the model's own;
 ``resolved_problems`` checks the environment again once deploy has filled in every ``${env:…}``.
@@ -15,6 +16,7 @@ from typing import Any
 
 from exporter_tools.deploy.model import Problem
 from exporter_tools.deploy.references import env_references
+from exporter_tools.deploy.storage import transition_problems
 from handler.errors import ConfigurationError
 
 __all__ = ["cross_checks", "known_variables", "lookback_problems", "resolved_problems"]
@@ -54,6 +56,27 @@ def cross_checks(document: object) -> list[Problem]:
         problems.extend(_unknown_names(environment))
         problems.extend(_settings_problems(literal))
         problems.extend(lookback_problems(_payloads(timers), literal))
+    problems.extend(_storage_problems(raw.get("storage"), environment))
+    return problems
+
+
+def _storage_problems(storage: object, environment: object) -> list[Problem]:
+    """The storage section's transitions in order, and the bucket its rule goes on."""
+    if not isinstance(storage, Mapping):
+        return []
+    transitions = storage.get("transitions")
+    problems = [
+        Problem(f"storage.{path}", message)
+        for path, message in transition_problems(transitions if isinstance(transitions, list) else [])
+    ]
+    if not (isinstance(environment, Mapping) and environment.get("EXPORT_TOS_BUCKET")):
+        problems.append(
+            Problem(
+                "storage",
+                "needs function.environment.EXPORT_TOS_BUCKET: the lifecycle rule goes on that bucket "
+                "(for EXPORT_TOS_PREFIX's files and manifests)",
+            )
+        )
     return problems
 
 

@@ -2,7 +2,8 @@
 
 Everything that would fail at run time is refused before the first call: the template, the deployer's
 environment (every ``${env:…}`` filled in, then checked with the function's own settings model), the
-credentials and the zip (``exporter_tools.deploy.zipcheck``).
+credentials and the zip (``exporter_tools.deploy.zipcheck``). A ``storage:`` section's rule is read and
+written on TOS (``--tos-endpoint``, ``TOS_ENDPOINT``, else the region's public endpoint) with the same keys.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from exporter_tools.deploy.apply import apply_plan, explain
 from exporter_tools.deploy.model import DEFAULT_TEMPLATE, TemplateError
 from exporter_tools.deploy.plan import DeployError, Desired, desired_state, make_plan
 from exporter_tools.deploy.template import load_template
+from exporter_tools.deploy.tos_lifecycle import LifecycleClient
 from exporter_tools.deploy.vefaas import VefaasClient
 from exporter_tools.deploy.zipcheck import check_zip
 from handler.adapters.signing import Credentials
@@ -47,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--endpoint", help=f"the OpenAPI gateway (VOLCENGINE_ENDPOINT, default {DEFAULT_ENDPOINT})"
     )
+    parser.add_argument(
+        "--tos-endpoint",
+        help="TOS, for the storage section's lifecycle rule (TOS_ENDPOINT, default https://tos-<region>.volces.com)",
+    )
     parser.add_argument("--poll-seconds", type=float, default=2.0, help="between release status checks (2)")
     parser.add_argument(
         "--release-timeout", type=float, default=600.0, help="how long to wait for a release (600)"
@@ -71,6 +77,7 @@ def main(argv: Sequence[str], *, environ: Mapping[str, str] | None = None, out: 
         desired = desired_state(template, env, code=code)
         credentials = _credentials(desired, env)
         gateway = _endpoint(env, args.endpoint)
+        tos_endpoint = _tos_endpoint(env, args.tos_endpoint, desired.region)
         max_rps = _max_rps(env)
     except TemplateError as exc:
         for problem in exc.problems:
@@ -85,8 +92,11 @@ def main(argv: Sequence[str], *, environ: Mapping[str, str] | None = None, out: 
     # The zip travels inline (several MB as base64): give the upload time.
     with httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0)) as http:
         client = _client(desired, credentials, gateway, http, max_rps=max_rps)
+        lifecycle = None
+        if desired.lifecycle is not None:
+            lifecycle = _lifecycle_client(desired, credentials, tos_endpoint, http, max_rps=max_rps)
         try:
-            plan = make_plan(desired, client)
+            plan = make_plan(desired, client, lifecycle)
             stdout.write(plan.render(applying=args.apply))
             if args.apply and plan.steps:
                 function_id = apply_plan(
@@ -96,6 +106,7 @@ def main(argv: Sequence[str], *, environ: Mapping[str, str] | None = None, out: 
                     out=stdout,
                     poll_seconds=args.poll_seconds,
                     release_timeout=args.release_timeout,
+                    lifecycle=lifecycle,
                 )
                 timers = ", ".join(t.name for t in desired.timers) or "no timers"
                 stdout.write(f"Deployed {desired.config.name} (id {function_id}) with {timers}.\n")
@@ -167,6 +178,17 @@ def _endpoint(environ: Mapping[str, str], given: str | None) -> str:
     return gateway
 
 
+def _tos_endpoint(environ: Mapping[str, str], given: str | None, region: str) -> str:
+    """Where the lifecycle requests go: ``--tos-endpoint``, ``TOS_ENDPOINT``, else the region's public one."""
+    from handler.adapters.tos import default_tos_endpoint  # noqa: PLC0415
+
+    endpoint = (given or environ.get("TOS_ENDPOINT") or default_tos_endpoint(region)).rstrip("/")
+    if not endpoint.startswith(("https://", "http://")):
+        msg = "expected scheme and host, like https://tos-cn-beijing.volces.com"
+        raise ConfigurationError(msg, source="TOS_ENDPOINT")
+    return endpoint
+
+
 def _max_rps(environ: Mapping[str, str]) -> float:
     """The request rate deploy keeps to: ``VOLCENGINE_MAX_RPS``, as for the function (default 10)."""
     text = environ.get("VOLCENGINE_MAX_RPS", "").strip() or "10"
@@ -201,3 +223,21 @@ def _client(
         http=http,
     )
     return VefaasClient(api, deadline=time.monotonic() + 1800.0)
+
+
+def _lifecycle_client(
+    desired: Desired, credentials: Credentials, endpoint: str, http: httpx.Client, *, max_rps: float
+) -> LifecycleClient:
+    """The bucket's lifecycle over TOS: the function's TOS sender (signer, retries, masking), deploy's keys."""
+    from handler.adapters.pacing import RateLimiter  # noqa: PLC0415
+    from handler.adapters.retry import RetryPolicy  # noqa: PLC0415
+    from handler.adapters.tos import tos_sender  # noqa: PLC0415
+
+    sender = tos_sender(
+        http=http,
+        region=desired.region,
+        credentials=credentials,
+        policy=RetryPolicy(max_attempts=4, base=0.5, cap=8.0),
+        limiter=RateLimiter(max_rps),
+    )
+    return LifecycleClient(sender, endpoint, deadline=time.monotonic() + 1800.0)

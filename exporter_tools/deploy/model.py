@@ -1,4 +1,5 @@
-"""The model of ``template.yaml``: where to deploy, the function, and its timers. Field names are the YAML keys.
+"""The model of ``template.yaml``: where to deploy, the function, its timers and the exports' storage classes
+(``storage``, its own module). Field names are the YAML keys.
 
 One pydantic model describes the file, and ``template.schema.json`` is generated from it so that editors
 validate as one types. Every error names the field's path (``timers[1].crontab``) and what was expected there.
@@ -17,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from exporter_tools.deploy.crontab import check_crontab
 from exporter_tools.deploy.references import REFERENCE_PATTERN, env_references, references_only
+from exporter_tools.deploy.storage import COLD_ARCHIVE_REGIONS, RESTORE_BEFORE_READ, StorageSpec
 from handler.errors import ConfigurationError
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "TIMEOUT_VARIABLE",
     "FunctionSpec",
     "Problem",
+    "StorageSpec",
     "Template",
     "TemplateError",
     "TimerSpec",
@@ -345,8 +348,63 @@ class FunctionSpec(BaseModel):
     ] = Field(default_factory=dict)
 
 
+def _storage_warnings(template: Template) -> list[Problem]:
+    """A class the region may not offer, a class whose objects cannot be read until restored, a section that
+    removes the rule, and timers whose exports the rule does not cover (another bucket or prefix in their
+    payload than the environment's)."""
+    storage = template.storage
+    if storage is None:
+        return []
+    found = [
+        Problem(
+            f"storage.transitions[{index}].storage_class",
+            f"COLD_ARCHIVE is offered in {' and '.join(COLD_ARCHIVE_REGIONS)} only, not {template.region}: "
+            "TOS may refuse the rule",
+        )
+        for index, transition in enumerate(storage.transitions)
+        if transition.storage_class == "COLD_ARCHIVE" and template.region not in COLD_ARCHIVE_REGIONS
+    ]
+    archived = next((t for t in storage.transitions if t.storage_class in RESTORE_BEFORE_READ), None)
+    if archived is not None:
+        index = storage.transitions.index(archived)
+        found.append(
+            Problem(
+                f"storage.transitions[{index}].storage_class",
+                f"an object in {archived.storage_class} must be restored before it can be read: from "
+                f"{archived.after_days} days on, the exports' files and manifests cannot be read as they are "
+                "(status, restores and the drill read them)",
+            )
+        )
+    if storage.empty:
+        found.append(
+            Problem(
+                "storage",
+                "no transitions and no abort_incomplete_upload_days: deploy removes this deployment's "
+                "lifecycle rule from the bucket, if it has one",
+            )
+        )
+    from handler.models.settings import Settings  # noqa: PLC0415 - only when validating
+
+    env = template.function.environment
+    default_prefix = str(Settings.model_fields["tos_prefix"].default)
+    bucket, prefix = env.get("EXPORT_TOS_BUCKET", ""), env.get("EXPORT_TOS_PREFIX", default_prefix)
+    for index, timer in enumerate(template.timers):
+        payload = timer.payload or {}
+        for field, covered in (("TOSBucket", bucket), ("TOSPrefix", prefix)):
+            named = payload.get(field)
+            if named is not None and not env_references(covered) and str(named) != covered:
+                found.append(
+                    Problem(
+                        f"timers[{index}].payload.{field}",
+                        f"{named!r} is not the environment's {covered!r}: the storage rule does not cover "
+                        "this timer's exports",
+                    )
+                )
+    return found
+
+
 class Template(BaseModel):
-    """``template.yaml``: where to deploy, the function, and its timers."""
+    """``template.yaml``: where to deploy, the function, its timers, and the exports' storage classes."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -369,10 +427,18 @@ class Template(BaseModel):
     timers: Annotated[list[TimerSpec], Field(description="The function's timer triggers.")] = Field(
         default_factory=list
     )
+    storage: Annotated[
+        StorageSpec | None,
+        Field(
+            description="The exports' storage classes: deploy keeps one lifecycle rule on EXPORT_TOS_BUCKET "
+            "for the EXPORT_TOS_PREFIX's files and manifests, and leaves the bucket's other rules as they are. "
+            "Absent: deploy does not touch the bucket's lifecycle."
+        ),
+    ] = None
 
     def warnings(self) -> list[Problem]:
         """Things that are valid but probably not meant."""
-        found = _unknown_region(self.region) + _short_timeout(self.function)
+        found = _unknown_region(self.region) + _short_timeout(self.function) + _storage_warnings(self)
         env = self.function.environment
         keys = [name for name in _ACCESS_KEY_VARIABLES if name in env]
         if keys:

@@ -1,7 +1,10 @@
 """The deploy plan: compare what the template wants with what the account holds, and list each write and why.
 
 Pure: the plan is built from reads only, through ``AccountReader`` (ListFunctions, GetFunction,
-GetReleaseStatus, ListTriggers, GetTimer), and changes nothing. Applying it is ``exporter_tools.deploy.apply``.
+GetReleaseStatus, ListTriggers, GetTimer) and, when the template has a ``storage:`` section, ``LifecycleReader``
+(GetBucketLifecycle on the export bucket), and changes nothing. Applying it is ``exporter_tools.deploy.apply``.
+The lifecycle rule is merged into the bucket's other rules by ``exporter_tools.deploy.lifecycle``; without a
+``storage:`` section the bucket's lifecycle is never read or written.
 
 Whether the code changed is read from the function's own environment: deploy stores the zip's SHA-256 in
 ``EXPORTER_CODE_SHA256`` (GetFunction does not report a digest of the code), in the same UpdateFunction that
@@ -11,6 +14,7 @@ look secret are never printed: the plan says "(hidden)" instead.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -18,9 +22,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from exporter_tools.deploy.checks import resolved_problems
-from exporter_tools.deploy.model import CODE_DIGEST_VARIABLE, TIMEOUT_VARIABLE, Template, TemplateError
+from exporter_tools.deploy.lifecycle import LifecycleChange, LifecycleWanted, merge_rule, wanted_rule
+from exporter_tools.deploy.model import (
+    CODE_DIGEST_VARIABLE,
+    TIMEOUT_VARIABLE,
+    Problem,
+    Template,
+    TemplateError,
+)
 from exporter_tools.deploy.references import looks_secret
 from exporter_tools.deploy.template import resolved_environment, resolved_role
+from exporter_tools.deploy.tos_lifecycle import BucketLifecycle
 from exporter_tools.deploy.vefaas import (
     RELEASE_FAILED,
     DeployedFunction,
@@ -37,6 +49,7 @@ __all__ = [
     "AccountReader",
     "DeployError",
     "Desired",
+    "LifecycleReader",
     "Plan",
     "Step",
     "desired_state",
@@ -56,6 +69,12 @@ class AccountReader(Protocol):
     def release_status(self, function_id: str) -> ReleaseStatus: ...
 
     def timers(self, function_id: str) -> list[DeployedTimer]: ...
+
+
+class LifecycleReader(Protocol):
+    """The read a lifecycle change needs (``LifecycleClient`` is one)."""
+
+    def get(self, bucket: str) -> BucketLifecycle: ...
 
 
 class DeployError(ExporterError):
@@ -78,6 +97,7 @@ class Desired:
     code_size: int
     timers: tuple[TimerConfig, ...]
     hidden: frozenset[str]  # environment names whose values are never printed
+    lifecycle: LifecycleWanted | None = None  # None: no storage section, the bucket is left alone
 
     def shown(self, name: str, value: str | None) -> str:
         """A value for the plan: quoted, or "(hidden)" when the variable or the value looks secret."""
@@ -94,6 +114,7 @@ def desired_state(template: Template, environ: Mapping[str, str], *, code: bytes
 
     The function's environment also gets ``VOLCENGINE_REGION`` (the template's region, unless set),
     ``FUNCTION_TIMEOUT_SECONDS`` (the platform does not tell the function its timeout) and the code's digest.
+    A ``storage:`` section becomes the lifecycle rule for the environment's bucket and prefix.
     """
     envs = resolved_environment(template, environ)
     role = resolved_role(template, environ)
@@ -130,7 +151,21 @@ def desired_state(template: Template, environ: Mapping[str, str], *, code: bytes
         )
         for timer in template.timers
     )
-    return Desired(template.region, config, digest, len(code), timers, hidden)
+    lifecycle = _lifecycle_wanted(template, envs)
+    return Desired(template.region, config, digest, len(code), timers, hidden, lifecycle)
+
+
+def _lifecycle_wanted(template: Template, envs: Mapping[str, str]) -> LifecycleWanted | None:
+    """The storage section's rule on the bucket and prefix the function exports to (its settings decide)."""
+    if template.storage is None:
+        return None
+    from handler.models.settings import Settings  # noqa: PLC0415 - the function's own reading of them
+
+    settings = Settings.from_env({name: value for name, value in envs.items() if name != "SSL_CERT_FILE"})
+    if settings.tos_bucket is None:
+        msg = "needs EXPORT_TOS_BUCKET, which came out empty: the lifecycle rule goes on that bucket"
+        raise TemplateError([Problem("storage", msg)])
+    return wanted_rule(template.storage, bucket=settings.tos_bucket, prefix=settings.tos_prefix)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -148,6 +183,7 @@ class Step:
     upload: bool = False  # CreateFunction/UpdateFunction: the zip goes with it
     timer: TimerConfig | None = None
     timer_id: str | None = None
+    lifecycle: LifecycleChange | None = None  # PutBucketLifecycle / DeleteBucketLifecycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +226,38 @@ class Plan:
         return "\n".join(lines) + "\n"
 
 
-def make_plan(desired: Desired, client: AccountReader) -> Plan:
-    """Read the account and list the writes that would make it match ``desired`` (reads only)."""
+def make_plan(desired: Desired, client: AccountReader, lifecycle: LifecycleReader | None = None) -> Plan:
+    """Read the account (and, for a storage section, the export bucket's lifecycle rules through
+    ``lifecycle``) and list the writes that would make it match ``desired`` (reads only)."""
+    plan = _function_plan(desired, client)
+    if desired.lifecycle is None:
+        return plan
+    if lifecycle is None:
+        msg = "the template has a storage section, and deploy was given no TOS client to read the bucket with"
+        raise DeployError(msg)
+    return _with_lifecycle(plan, merge_rule(lifecycle.get(desired.lifecycle.bucket), desired.lifecycle))
+
+
+def _with_lifecycle(plan: Plan, change: LifecycleChange) -> Plan:
+    """``plan`` with the lifecycle change last (after the function, which does not depend on it)."""
+    where = f"on bucket {change.bucket}"
+    left_alone = [
+        *plan.left_alone,
+        *(f"lifecycle rule {rule_id} {where}" for rule_id in change.other_prefixes),
+    ]
+    if change.kind == "none":
+        shown = (
+            f"lifecycle rule {change.rule_id} {where}"
+            if change.after
+            else f"no lifecycle rule {change.rule_id} {where}"
+        )
+        return dataclasses.replace(plan, unchanged=(*plan.unchanged, shown), left_alone=tuple(left_alone))
+    step = Step(change.action, f"bucket {change.bucket}", change.reasons(), lifecycle=change)
+    return dataclasses.replace(plan, steps=(*plan.steps, step), left_alone=tuple(left_alone))
+
+
+def _function_plan(desired: Desired, client: AccountReader) -> Plan:
+    """The function's and timers' writes."""
     config = desired.config
     found = client.functions_named(config.name)
     if len(found) > 1:

@@ -28,6 +28,7 @@ from exporter_tools.deploy.model import (
     TimerSpec,
 )
 from exporter_tools.deploy.references import env_references, resolve_text
+from exporter_tools.deploy.storage import StorageSpec, TransitionSpec, refused_field
 
 __all__ = [
     "MAX_YAML_DEPTH",
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 # Bounds on what the YAML may hold, so that no file can crash the loader: a template nests four levels, and
-# its largest integer (memory_mb, a timeout) has four digits.
+# its largest integer (memory_mb, a timeout, a number of days) has four or five digits.
 MAX_YAML_DEPTH = 64
 MAX_YAML_INT_DIGITS = 20
 
@@ -174,6 +175,10 @@ def _fields_at(loc: Sequence[int | str]) -> list[str]:
         model = FunctionSpec
     elif len(parent) == 2 and parent[0] == "timers":
         model = TimerSpec
+    elif parent == ("storage",):
+        model = StorageSpec
+    elif len(parent) == 3 and parent[:2] == ("storage", "transitions"):
+        model = TransitionSpec
     return list(model.model_fields) if model else []
 
 
@@ -198,6 +203,9 @@ def _problem(error: Mapping[str, Any]) -> Problem:
     path = _path(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
+        refused = refused_field(loc)
+        if refused:
+            return Problem(path, refused)
         allowed = _fields_at(loc)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -289,6 +297,10 @@ def main(argv: Sequence[str]) -> int:
         f"{args.file} is valid: function {function.name} ({function.runtime}, {function.memory_mb} MB, "
         f"{function.timeout_seconds} s) in {template.region}; timers: {timers}\n"
     )
+    if template.storage is not None:
+        from exporter_tools.deploy.lifecycle import describe_storage  # noqa: PLC0415 - only with a storage section
+
+        sys.stdout.write(f"storage: {describe_storage(template.storage)}\n")
     variables = template.env_variables()
     if variables:
         listed = ", ".join(name + ("" if required else " (optional)") for name, required in variables)

@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-rps", type=float, default=None, help="answer 429 above this many requests/s")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
     parser.add_argument(
+        "--tos-clock-offset",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="TOS's clock runs this far ahead of local time (negative: behind): its Date and objects' times",
+    )
+    parser.add_argument(
         "--task-seconds", type=float, default=30.0, help="how long an export task takes (default 30)"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed the faults and ids (reproducible runs)")
@@ -164,9 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"emulator: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
-    emulator.side_service = ecs.object_storage(
-        emulator.accepted_key, region=args.region, clock=emulator.clock
-    )
+    tos = ecs.object_storage(emulator.accepted_key, region=args.region, clock=emulator.clock)
+    tos.clock_offset = args.tos_clock_offset
+    emulator.side_service = tos
     if context is not None:
         emulator.use_tls(context)
     print(f"emulator listening on {emulator.endpoint}", flush=True)

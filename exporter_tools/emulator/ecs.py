@@ -36,6 +36,8 @@ image's next exports until set to None, one kind per check the function makes
 ``encrypted``, ``tiny`` (a sound file under 1 MiB: the system-object size rule), or ``missing_data_disk`` (that
 data disk's file is not written). ``set_bucket_access(bucket, access)``: ``read-write``, ``read-only``
 (PutObject and DeleteObject answer 403 ``AccessDenied``) or ``none`` (every TOS request does).
+``set_tos_clock_offset(seconds)``: TOS's clock (its ``Date``, its objects' times, its signature check) runs
+that far from the emulator's.
 
 ``EcsEmulator`` is the ECS service behind the local gateway (``exporter_tools.emulator.server``)::
 
@@ -45,6 +47,8 @@ data disk's file is not written). ``set_bucket_access(bucket, access)``: ``read-
         emu.tos.remove_object("demo-exports", "imgexport_image-…_system.qcow2")  # it vanishes
         emu.set_export_damage("image-…", "truncated")  # its next export's system file is cut short
         emu.set_bucket_access("demo-exports", "read-only")  # PutObject answers 403
+        emu.set_tos_clock_offset(-3600)  # TOS's Date runs an hour behind
+        emu.tos.set_lifecycle("demo-exports", [{"ID": "logs", …}])  # rules someone else put
         emu.set_import_outcome("https://demo-exports.tos-cn-beijing.volces.com/k.qcow2", "stuck")  # never ends
         emu.imports()                  # {"image-…": ImportRecord(…, status="Failed", error=ErrorDetail(…))}
         emu.deleted_images             # (DeletedImage("image-…", deleted_at, True), …)
@@ -641,3 +645,8 @@ class EcsEmulator(OpenApiEmulator):
     def deleted_images(self) -> tuple[DeletedImage, ...]:
         """``EcsService.deleted_images``: every image DeleteImages deleted, in order."""
         return self.ecs.deleted_images
+
+    def set_tos_clock_offset(self, seconds: float) -> None:
+        """From now on TOS's clock runs ``seconds`` ahead of the emulator's (negative: behind): its ``Date``,
+        its objects' times and the time its signature check holds requests to (``TosService.clock_offset``)."""
+        self.tos.clock_offset = seconds

@@ -20,8 +20,12 @@ The requests (docs/facts.md §11, §15; the answers' shapes are ``exporter_tools
   (501: the emulator does not group keys).
 - ``HEAD /<bucket>`` HeadBucket: ``x-tos-bucket-region``, ``x-tos-storage-class``, ``x-tos-az-redundancy``;
   404 when there is no such bucket.
+- ``GET``, ``PUT`` and ``DELETE /<bucket>/?lifecycle``: the bucket's lifecycle rules, kept exactly as they were
+  put (``exporter_tools.emulator.tos_lifecycle``: the checks, and 404 ``NoSuchLifecycleConfiguration`` for a
+  bucket without rules).
 
-Every answer carries ``Date`` (the emulator's clock) and ``x-tos-request-id``. Errors carry the JSON body
+Every answer carries ``Date`` (the emulator's clock, moved by ``clock_offset`` seconds) and
+``x-tos-request-id``. Errors carry the JSON body
 ``{"Code", "Message", "RequestId", "HostId", "Resource", "EC"}`` and the ``x-tos-ec`` header; an answer to a
 HEAD has no body and declares none. The codes are the S3-style ones TOS documents in general
 (``SignatureDoesNotMatch``, ``AccessDenied``, ``NoSuchBucket``, ``NoSuchKey``, ``InvalidRange``,
@@ -39,6 +43,12 @@ value and final XOR all ones).
 ``throttle_rate`` (attributes, 0 by default) answer a share of the signed requests 500 or 429 at random.
 ``records`` (``exporter_tools.emulator.tos_records``) counts every signed request by kind (list, ranged GET,
 PUT, HEAD…) and the bytes each object's GETs sent; ``stats()`` carries the counts and the bytes in all.
+``set_lifecycle`` gives a bucket rules as if someone had put them.
+
+``clock_offset`` (seconds, 0 by default) sets TOS's clock apart from the emulator's: every time TOS reports
+(``Date``, ``Last-Modified``, a listing's ``LastModified``) and the time a signature is checked against are
+moved by it, as a server whose clock is off would; which objects are present is still decided on the
+emulator's own timeline, so an export task's object appears when the task ends, whatever the offset.
 """
 
 from __future__ import annotations
@@ -47,7 +57,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, get_args
 from urllib.parse import parse_qsl, unquote
 
@@ -65,6 +75,12 @@ from exporter_tools.emulator.tos_answers import (
     parse_range,
 )
 from exporter_tools.emulator.tos_auth import TOS_ALGORITHM, verify_tos_signature
+from exporter_tools.emulator.tos_lifecycle import (
+    NO_LIFECYCLE_CODE,
+    OVERLAP_HEADER,
+    LifecycleRefused,
+    checked_rules,
+)
 from exporter_tools.emulator.tos_records import TosRecords, request_kind
 from handler.adapters.signing import Credentials
 
@@ -117,7 +133,8 @@ class _Call:
     bucket: str
     key: str
     request_id: str
-    now: datetime
+    now: datetime  # the emulator's time: which objects are present
+    shift: timedelta  # TOS's clock less the emulator's: added to every time TOS reports
 
     def error(self, status: int, code: str, message: str, resource: str | None = None) -> TosReply:
         resource = resource if resource is not None else f"{self.bucket}/{self.key}".rstrip("/")
@@ -170,6 +187,18 @@ class TosService:
         # gateway's Faults do not reach this side). TOS's own throttling code is not confirmed.
         self.error_rate = 0.0
         self.throttle_rate = 0.0
+        self._shift = timedelta(0)
+        # Each bucket's lifecycle rules as put (in order, every field kept), and whether overlaps were allowed.
+        self._lifecycles: dict[str, tuple[list[dict[str, Any]], bool]] = {}
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds TOS's clock is ahead of the emulator's (negative: behind); 0 by default."""
+        return self._shift.total_seconds()
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        self._shift = timedelta(seconds=seconds)
 
     def claims(self, *, path: str, headers: Mapping[str, str]) -> bool:
         """True for a request this service answers rather than the OpenAPI gateway."""
@@ -196,6 +225,29 @@ class TosService:
         self.store.write(found)
         return found
 
+    def set_lifecycle(
+        self, bucket: str, rules: list[dict[str, Any]] | None, *, allow_overlap: bool = False
+    ) -> None:
+        """Give ``bucket`` these lifecycle rules, kept as given (as PutBucketLifecycle does, without its
+        checks; ``allow_overlap`` as its ``x-tos-allow-same-action-overlap: true``); None removes them."""
+        with self._lock:
+            if rules is None:
+                self._lifecycles.pop(bucket, None)
+            else:
+                self._lifecycles[bucket] = (list(rules), allow_overlap)
+
+    def allows_overlap(self, bucket: str) -> bool:
+        """Whether the bucket's rules were put allowing same-action overlaps."""
+        with self._lock:
+            found = self._lifecycles.get(bucket)
+        return found is not None and found[1]
+
+    def lifecycle(self, bucket: str) -> list[dict[str, Any]] | None:
+        """The bucket's lifecycle rules as they were put, or None when it has none."""
+        with self._lock:
+            found = self._lifecycles.get(bucket)
+        return None if found is None else list(found[0])
+
     def remove_object(self, bucket: str, key: str) -> bool:
         """Make the object vanish (as if someone deleted it) until a later write; True when it was there."""
         now = self._clock()
@@ -213,6 +265,7 @@ class TosService:
         self.store.forget_changes()
         with self._lock:
             self._requests.clear()
+            self._lifecycles.clear()
             self.records.reset()
             self._rng = random.Random(self._seed)  # noqa: S311 - request ids, not secrets
 
@@ -235,9 +288,10 @@ class TosService:
             key=key,
             request_id=self._request_id(),
             now=self._clock(),
+            shift=self._shift,
         )
         reply = self._signed_request(call)
-        stamped = (("Date", http_date(call.now)), ("x-tos-request-id", call.request_id))
+        stamped = (("Date", http_date(call.now + call.shift)), ("x-tos-request-id", call.request_id))
         reply = TosReply(reply.status, (*reply.headers, *stamped), reply.body)
         with self._lock:
             label = f"{method} {reply.status}"
@@ -273,7 +327,7 @@ class TosService:
             headers=call.headers,
             credentials_for=self._credentials_for,
             region=self.region,
-            now=call.now,
+            now=call.now + call.shift,
         )
         if problem is not None:
             return call.error(*problem)
@@ -302,6 +356,8 @@ class TosService:
             return self._head_bucket()
         if call.method == "GET" and call.query.get("list-type") == "2":
             return self._list_objects(call)
+        if "lifecycle" in call.query and len(call.query) == 1:
+            return self._lifecycle_request(call)
         return call.error(501, "NotImplemented", f"the emulator does not answer {call.method} on a bucket so")
 
     def _head_bucket(self) -> TosReply:
@@ -315,6 +371,34 @@ class TosService:
                 ("x-tos-bucket-type", "fns"),
             ),
         )
+
+    def _lifecycle_request(self, call: _Call) -> TosReply:
+        """GetBucketLifecycle, PutBucketLifecycle (every rule replaced) and DeleteBucketLifecycle."""
+        bucket = call.bucket
+        if call.method == "GET":
+            with self._lock:
+                found = self._lifecycles.get(bucket)
+            if found is None:
+                return call.error(
+                    404, NO_LIFECYCLE_CODE, f"the bucket {bucket} has no lifecycle rules", bucket
+                )
+            rules, overlap = found
+            extra = ((OVERLAP_HEADER, "true"),) if overlap else ()
+            return json_reply(200, {"Rules": rules}, *extra)
+        if call.method == "PUT":
+            try:
+                rules = checked_rules(call.body, call.headers, region=self.region)
+            except LifecycleRefused as refused:
+                return call.error(refused.status, refused.code, refused.message, bucket)
+            overlap = call.headers.get(OVERLAP_HEADER, "").strip().lower() == "true"
+            with self._lock:
+                self._lifecycles[bucket] = (rules, overlap)
+            return TosReply(200, (("Content-Length", "0"),))
+        if call.method == "DELETE":
+            with self._lock:
+                self._lifecycles.pop(bucket, None)
+            return TosReply(204, ())
+        return call.error(405, "MethodNotAllowed", f"the emulator does not answer {call.method} ?lifecycle")
 
     def _list_objects(self, call: _Call) -> TosReply:
         query = call.query
@@ -347,6 +431,7 @@ class TosService:
             truncated=truncated,
             continuation_token=token,
             start_after=start_after,
+            shift=call.shift,
         )
         return json_reply(200, page)
 
@@ -354,7 +439,7 @@ class TosService:
         found = self.store.get(call.bucket, call.key, call.now)
         if found is None:
             return call.error(404, "NoSuchKey", f"the object {call.key} does not exist")
-        described = object_headers(found)
+        described = object_headers(found, shift=call.shift)
         total = found.size_bytes
         if call.method == "HEAD":
             return TosReply(200, (("Content-Length", str(total)), *described))

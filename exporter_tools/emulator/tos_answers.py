@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -61,13 +61,14 @@ def listed_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def object_headers(found: StoredObject) -> tuple[tuple[str, str], ...]:
-    """What HeadObject and GetObject say of an object, whatever part of it is sent."""
+def object_headers(found: StoredObject, *, shift: timedelta = timedelta(0)) -> tuple[tuple[str, str], ...]:
+    """What HeadObject and GetObject say of an object, whatever part of it is sent (its time as TOS's clock,
+    ``shift`` from the emulator's, reports it)."""
     return (
         ("Content-Type", "application/octet-stream"),
         ("Accept-Ranges", "bytes"),
         ("ETag", found.etag),
-        ("Last-Modified", http_date(found.written_at)),
+        ("Last-Modified", http_date(found.written_at + shift)),
         ("x-tos-hash-crc64ecma", str(found.crc64)),
         ("x-tos-storage-class", found.storage_class),
     )
@@ -113,8 +114,9 @@ def listing(
     truncated: bool,
     continuation_token: str,
     start_after: str,
+    shift: timedelta = timedelta(0),
 ) -> dict[str, Any]:
-    """A ListObjectsV2 page (docs/facts.md §15)."""
+    """A ListObjectsV2 page (docs/facts.md §15); times as TOS's clock (``shift`` from the emulator's) has them."""
     page: dict[str, Any] = {
         "Name": bucket,
         "Prefix": prefix,
@@ -125,7 +127,7 @@ def listing(
         "Contents": [
             {
                 "Key": item.key,
-                "LastModified": listed_time(item.written_at),
+                "LastModified": listed_time(item.written_at + shift),
                 "ETag": item.etag,
                 "Size": item.size_bytes,
                 "StorageClass": item.storage_class,

@@ -22,11 +22,13 @@ parameters in ``vefaas_checks``. veFaaS documents no error codes of its own: the
 (``InvalidParameter``, ``ResourceNotFound``, ``ResourceAlreadyExists``, ``InvalidRole``,
 ``ReleaseInProgress``); the messages say what a real answer says ("already exists").
 
-``VefaasEmulator`` is the service behind its own gateway, for tests::
+``VefaasEmulator`` is the service behind its own gateway, for tests, with a TOS on the same port that holds
+the ``buckets`` it is given (no objects: deploy reads and writes their lifecycle rules)::
 
-    with VefaasEmulator(credentials=Credentials("AK", "SK")) as emu:
-        emu.endpoint                         # VOLCENGINE_ENDPOINT for exporter-tools deploy
+    with VefaasEmulator(credentials=Credentials("AK", "SK"), buckets=["my-exports"]) as emu:
+        emu.endpoint                         # VOLCENGINE_ENDPOINT (and TOS_ENDPOINT) for exporter-tools deploy
         emu.vefaas.writes                    # [(action, body), …] every write received, Source left out
+        emu.tos.set_lifecycle("my-exports", [{"ID": "logs", …}])  # rules someone else put
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ from exporter_tools.emulator.api import (
     ApiCall,
     Faults,
 )
+from exporter_tools.emulator.fleet import BucketAccess
+from exporter_tools.emulator.object_store import ObjectStore
 from exporter_tools.emulator.server import OpenApiEmulator
+from exporter_tools.emulator.tos import TosService
 from exporter_tools.emulator.vefaas_checks import (
     RUNTIMES,
     Refused,
@@ -369,10 +374,13 @@ class VefaasEmulator(OpenApiEmulator):
         roles: Iterable[str] | None = None,
         faults: Faults | None = None,
         seed: int | None = None,
-        port: int = 0,
+        port: int | None = 0,
         clock: Callable[[], datetime] | None = None,
         release_polls: int = 1,
+        buckets: Iterable[str] = (),
     ) -> None:
+        """``buckets`` are the account's TOS buckets, each ``read-write`` to the accepted keys
+        (``set_bucket_access`` changes that); the other arguments are ``OpenApiEmulator``'s."""
         self.vefaas = VefaasService(roles=roles, seed=seed, clock=clock, release_polls=release_polls)
         super().__init__(
             [self.vefaas],
@@ -383,6 +391,21 @@ class VefaasEmulator(OpenApiEmulator):
             port=port,
             clock=clock,
         )
+        self._buckets: dict[str, BucketAccess] = dict.fromkeys(buckets, "read-write")
+        self.tos = TosService(
+            store=ObjectStore(),
+            bucket_access=self._buckets.get,
+            credentials_for=self.accepted_key,
+            region=region,
+            clock=self.clock,
+            seed=seed,
+        )
+        self.side_service = self.tos
+
+    def set_bucket_access(self, bucket: str, access: BucketAccess) -> None:
+        """From now on the accepted keys may do ``access`` in ``bucket`` (``read-write``, ``read-only``: no
+        PUT or DELETE, ``none``); a bucket not named before is created."""
+        self._buckets[bucket] = access
 
     def write_actions(self) -> list[str]:
         """The write actions received so far, in order."""

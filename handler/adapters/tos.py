@@ -24,6 +24,10 @@ permission to grant.
 
 Addressing is virtual-hosted (``<bucket>.<host>/<key>``), or path-style (``<host>/<bucket>/<key>``, and
 ``<host>/<bucket>/`` for a bucket's own requests) for an IP or ``localhost`` endpoint.
+
+:func:`tos_sender` is how every TOS request is sent (this client's, and the deploy tool's bucket-lifecycle
+requests, which never run in the function); :func:`answer_error`, :func:`answer_code` and
+:func:`tos_request_id` read an answer as this client does.
 """
 
 from __future__ import annotations
@@ -85,11 +89,15 @@ __all__ = [
     "ObjectUnreadable",
     "PutResult",
     "TosClient",
+    "answer_code",
+    "answer_error",
     "bucket_url",
     "default_tos_endpoint",
     "object_url",
     "reset_tos_rate_limiter",
     "shared_tos_rate_limiter",
+    "tos_request_id",
+    "tos_sender",
     "uses_path_style",
 ]
 
@@ -163,6 +171,31 @@ def bucket_url(endpoint: str, bucket: str, query: Mapping[str, str] | None = Non
     return f"{base}?{canonical_query(query)}" if query else base
 
 
+def tos_sender(
+    *,
+    http: httpx.Client,
+    region: str,
+    credentials: Credentials | Callable[[], Credentials],
+    policy: RetryPolicy,
+    limiter: RateLimiter,
+    clock: Clock = SYSTEM_CLOCK,
+) -> SignedSender:
+    """The one sending engine of TOS requests: signed ``TOS4-HMAC-SHA256``, paced by ``limiter``, retried
+    under ``policy``, logged as ``tos.call`` with the ``tos_request_id``, secrets masked."""
+    return SignedSender(
+        http=http,
+        auth=TosSigner(credentials, region=region, clock=clock.now),
+        limiter=limiter,
+        policy=policy,
+        known_secrets=lambda: fixed_secrets(credentials),
+        log="tos",
+        request_id_field="tos_request_id",
+        variable="TOS_ENDPOINT",
+        session_header="x-tos-security-token",
+        clock=clock,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Page:
     """One ListObjectsV2 page: its objects, the token of the next page (None: the last), its Date."""
@@ -194,17 +227,8 @@ class TosClient:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._endpoint = endpoint.rstrip("/")
-        self._sender = SignedSender(
-            http=http,
-            auth=TosSigner(credentials, region=region, clock=clock.now),
-            limiter=limiter,
-            policy=policy,
-            known_secrets=lambda: fixed_secrets(credentials),
-            log="tos",
-            request_id_field="tos_request_id",
-            variable="TOS_ENDPOINT",
-            session_header="x-tos-security-token",
-            clock=clock,
+        self._sender = tos_sender(
+            http=http, region=region, credentials=credentials, policy=policy, limiter=limiter, clock=clock
         )
 
     def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult:
@@ -379,6 +403,17 @@ def _request_id(answer: Answer) -> str | None:
     return request_id
 
 
+def tos_request_id(answer: Answer) -> str | None:
+    """The request id TOS gave an answer (``x-tos-request-id``), if any."""
+    return _request_id(answer)
+
+
+def answer_error(answer: Answer, mask: Mask, action: str, *, missing: str | None = None) -> ApiError:
+    """The typed error a TOS error answer stands for, read as this client reads its own (``_error_for``): the
+    JSON body's ``Code``, else ``missing`` for a 404; the message masked and cut."""
+    return _error_for(answer, mask, action, missing=missing)
+
+
 def _malformed(answer: Answer, action: str, what: str) -> MalformedResponse:
     msg = f"{action} answered {what}"
     return MalformedResponse(msg, http_status=answer.status, request_id=_request_id(answer), action=action)
@@ -547,6 +582,11 @@ def _error_document(answer: Answer) -> dict[str, Any]:
 def _error_code(answer: Answer) -> str | None:
     code = _error_document(answer).get("Code")
     return str(code) if code else None
+
+
+def answer_code(answer: Answer) -> str | None:
+    """The ``Code`` of an error answer's JSON body; None when it has none (a HEAD's)."""
+    return _error_code(answer)
 
 
 def _error_for(answer: Answer, mask: Mask, action: str, *, missing: str | None = None) -> ApiError:

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +18,7 @@ import pytest
 from exporter_tools.emulator.__main__ import main
 from handler.adapters.signing import Credentials
 from tests.support.emulated import signed_get
+from tests.tools.emulator.tos_requests import signed_tos_request
 
 REPO = Path(__file__).resolve().parents[3]
 AVAILABLE = "image-ybqi99s7yq8rx7mnk44b"
@@ -46,10 +49,12 @@ def _stop(process: subprocess.Popen[str]) -> str:
 
 
 def test_the_command_prints_its_address_and_stops_on_sigterm() -> None:
-    """``python -m exporter_tools.emulator`` prints where it listens, answers signed requests, exits 0 on SIGTERM."""
+    """``python -m exporter_tools.emulator`` prints where it listens, answers signed requests (TOS's with the
+    ``Date`` ``--tos-clock-offset`` moves), exits 0 on SIGTERM."""
     keys = Credentials("AKLTcli", "cli-secret")
     command = [sys.executable, "-m", "exporter_tools.emulator", "--port", "0", "--seed", "3"]
     command += ["--access-key", keys.access_key, "--secret-key", keys.secret_key, "--task-seconds", "5"]
+    command += ["--tos-clock-offset", "-300"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -59,6 +64,12 @@ def test_the_command_prints_its_address_and_stops_on_sigterm() -> None:
         target = SimpleNamespace(endpoint=first.removeprefix(prefix), region="cn-beijing")
         response = signed_get(target, "ExportImage", export_params(), credentials=keys)  # type: ignore[arg-type]
         assert response.status_code == 200
+        port = int(target.endpoint.rsplit(":", 1)[1])
+        bucket = signed_tos_request(
+            SimpleNamespace(port=port, **vars(target)), "demo-exports", None, credentials=keys
+        )
+        tos_date = parsedate_to_datetime(bucket.headers["date"])
+        assert abs((datetime.now(UTC) - tos_date).total_seconds() - 300) < 5
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=10)

@@ -1,6 +1,7 @@
 """The emulator's TOS answers, parsed by the official ``tos`` SDK (2.9.3, a dev-only dependency): HeadObject
-(200, 404 and a 403), ListObjectsV2 (one page, and every page), ranged GetObject, PutObject, DeleteObject and
-HeadBucket. What the SDK reads is what the real TOS sends, so an answer it cannot parse is a wrong answer.
+(200, 404 and a 403), ListObjectsV2 (one page, and every page), ranged GetObject, PutObject, DeleteObject,
+HeadBucket and the bucket lifecycle (get, put, delete). What the SDK reads is what the real TOS sends, so an
+answer it cannot parse is a wrong answer.
 
 How the SDK reaches the emulator: it only speaks virtual-hosted addressing (``https://<bucket>.<endpoint>/<key>``)
 and resolves the bucket's host name itself, so the client is built for the real endpoint
@@ -202,3 +203,68 @@ def test_head_bucket_reads_region_storage_class_and_redundancy(client: Any) -> N
     with pytest.raises(tos.exceptions.TosServerError) as missing:
         client.head_bucket("sdk-nobucket")
     assert missing.value.status_code == 404
+
+
+def test_lifecycle_rules_the_sdk_puts_read_back_in_its_models(client: Any, emulator: EcsEmulator) -> None:
+    """PutBucketLifecycle through the SDK (its Content-MD5 checked), then GetBucketLifecycle: each rule's id,
+    prefix, status, transitions, expiration, abort days and tags as the SDK's models hold them; the stored
+    rules use the SDK's own field names (``AbortIncompleteMultipartUpload``)."""
+    models = tos.models2
+    ours = models.BucketLifeCycleRule(
+        id="image-exporter-sdk",
+        prefix="sdk_",
+        status=tos.StatusType.Status_Enable,
+        transitions=[
+            models.BucketLifeCycleTransition(tos.StorageClassType.Storage_Class_Ia, days=30),
+            models.BucketLifeCycleTransition(tos.StorageClassType.Storage_Class_Archive, days=120),
+        ],
+        abort_in_complete_multipart_upload=models.BucketLifeCycleAbortInCompleteMultipartUpload(7),
+    )
+    logs = models.BucketLifeCycleRule(
+        id="logs-expire",
+        prefix="logs/",
+        status=tos.StatusType.Status_Disable,
+        expiration=models.BucketLifeCycleExpiration(days=14),
+        tags=[models.Tag("kind", "log")],
+    )
+    assert client.put_bucket_lifecycle(BUCKET, [ours, logs]).status_code == 200
+    stored = emulator.tos.lifecycle(BUCKET)
+    assert stored is not None
+    assert stored[0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    out = client.get_bucket_lifecycle(BUCKET)
+    first, second = out.rules
+    assert (first.id, first.prefix, first.status) == (
+        "image-exporter-sdk",
+        "sdk_",
+        tos.StatusType.Status_Enable,
+    )
+    assert [(t.storage_class, t.days) for t in first.transitions] == [
+        (tos.StorageClassType.Storage_Class_Ia, 30),
+        (tos.StorageClassType.Storage_Class_Archive, 120),
+    ]
+    assert first.abort_in_complete_multipart_upload.days_after_init == 7
+    assert (second.id, second.status, second.expiration.days) == (
+        "logs-expire",
+        tos.StatusType.Status_Disable,
+        14,
+    )
+    assert [(tag.key, tag.value) for tag in second.tags] == [("kind", "log")]
+
+
+def test_no_lifecycle_is_a_404_the_sdk_reads_and_a_delete_is_204(client: Any) -> None:
+    """A bucket without rules: GetBucketLifecycle is the SDK's TosServerError 404 NoSuchLifecycleConfiguration;
+    DeleteBucketLifecycle is 204, with rules and without."""
+    with pytest.raises(tos.exceptions.TosServerError) as missing:
+        client.get_bucket_lifecycle(BUCKET)
+    assert (missing.value.status_code, missing.value.code) == (404, "NoSuchLifecycleConfiguration")
+    rule = tos.models2.BucketLifeCycleRule(
+        id="r1",
+        prefix="sdk_",
+        status=tos.StatusType.Status_Enable,
+        expiration=tos.models2.BucketLifeCycleExpiration(3),
+    )
+    client.put_bucket_lifecycle(BUCKET, [rule])
+    assert client.delete_bucket_lifecycle(BUCKET).status_code == 204
+    assert client.delete_bucket_lifecycle(BUCKET).status_code == 204
+    with pytest.raises(tos.exceptions.TosServerError):
+        client.get_bucket_lifecycle(BUCKET)
