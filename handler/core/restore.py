@@ -18,6 +18,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import ValidationError
@@ -54,6 +55,9 @@ from handler.models.api import Image, Task
 from handler.models.manifest import MANIFEST_SCHEMA, Manifest, RestoreCheck, manifest_key
 from handler.models.objects import ObjectUnreadable
 from handler.models.results import ErrorInfo, ImageOutcome
+
+if TYPE_CHECKING:
+    from handler.core.catalogue import ManifestCache
 
 __all__ = [
     "MAX_MANIFEST_BYTES",
@@ -261,15 +265,17 @@ def drill_if_due(
     deadline: float,
     workers: int,
     clock: Clock = SYSTEM_CLOCK,
+    cache: ManifestCache | None = None,
 ) -> ImageOutcome | None:
     """A timer's restore drill (the caller checked that none is in flight): the catalogue of exports at
-    ``dest`` read (one ListObjectsV2 page per 1,000 objects, one ranged GET per manifest), then
-    :func:`start_drill`. A catalogue TOS refuses to list is a ``deferred`` result naming the permission."""
+    ``dest`` read (one ListObjectsV2 page per 1,000 objects, one ranged GET per manifest not in ``cache``),
+    then :func:`start_drill`. A catalogue TOS refuses to list is a ``deferred`` result naming the
+    permission."""
     from handler.core.catalogue import group_of, read_catalogue  # noqa: PLC0415 - drills only
 
     try:
         catalogue = read_catalogue(
-            store, dest.bucket, dest.prefix, deadline=deadline, workers=workers, clock=clock
+            store, dest.bucket, dest.prefix, deadline=deadline, workers=workers, clock=clock, cache=cache
         )
     except ExporterError as error:
         return _drill_stopped(dest, error)
