@@ -40,18 +40,22 @@ from handler.models.settings import Settings
 
 __all__ = [
     "CLOCK_TOLERANCE",
+    "KEEP_KEY",
     "Export",
     "Holds",
     "Policy",
     "RetentionPlan",
     "Verdict",
     "VerdictKind",
+    "carries_keep_tag",
     "clock_refusal",
     "exports_of",
     "ordinal",
     "plan_retention",
 ]
 
+# An export whose source image carries this tag (any value) is never deleted.
+KEEP_KEY = "image-exporter:keep"
 # Nothing is deleted when TOS's Date and the local clock differ by more than this (docs/contract.md).
 CLOCK_TOLERANCE = timedelta(minutes=5)
 # The file names an export's objects have: <prefix>_<ImageId>_<disk>.qcow2 (docs/contract.md).
@@ -306,6 +310,12 @@ def _held_by(group: str, export: Export, holds: Holds) -> str | None:
     if export.image_id in holds.importing:
         return "an import from it (a restore or a drill) is in flight"
     return None
+
+
+def carries_keep_tag(tags: Iterable[tuple[str, str]]) -> bool:
+    """Whether an image's tags (as DescribeImages lists them) pin its export: ``image-exporter:keep`` with any
+    value, the key compared as every tag of ours is (without case and surrounding spaces)."""
+    return any(key.strip().lower() == KEEP_KEY for key, _ in tags)
 
 
 def clock_refusal(server_time: datetime | None, local_time: datetime | None) -> str | None:
