@@ -164,14 +164,16 @@ VerdictKind = Literal["keep", "expire", "untouched"]
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What becomes of one export: ``keep`` (``rules``: each rule or rail that keeps it), ``expire`` (``reason``:
-    why it goes) or ``untouched`` (``reason``: why it is neither counted nor deleted, or what holds it).
-    ``rank``: its place among its group's counted exports, newest first (1 is the newest)."""
+    why it goes) or ``untouched`` (``reason``: why it is neither counted nor deleted, or what holds it, then
+    also in ``held_by``). ``rank``: its place among its group's counted exports, newest first (1 is the
+    newest)."""
 
     export: Export
     kind: VerdictKind
     reason: str
     rules: tuple[str, ...] = ()
     rank: int | None = None
+    held_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +297,7 @@ def _held_or_expired(group: str, export: Export, rank: int, policy: Policy, hold
         return Verdict(export, "keep", "kept: its source image carries image-exporter:keep", (PINNED,), rank)
     held = _held_by(group, export, holds)
     if held is not None:
-        return Verdict(export, "untouched", f"would expire ({reason}), but {held}", rank=rank)
+        return Verdict(export, "untouched", f"would expire ({reason}), but {held}", rank=rank, held_by=held)
     return Verdict(export, "expire", reason, rank=rank)
 
 
