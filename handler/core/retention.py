@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import structlog
@@ -116,47 +117,78 @@ def run_retention(
             request_id=catalogue.request_id,
         )
         return _stopped(dest, denied)
-    now = catalogue.server_time or clock.now()
     exports = exports_of(catalogue, group_by)
-    plan = plan_retention(exports, policy=policy, now=now)
     refused = _cut_short(catalogue.unread) or clock_refusal(catalogue.server_time, catalogue.local_time)
-    if plan.expiring:
-        try:
-            holds, unplaced = look_up_holds(
-                api,
-                dest=dest,
-                group_by=group_by,
-                sources=[v.export.image_id for v in plan.expiring],
-                started=started,
-                importing=importing,
-                deadline=deadline,
-            )
-        except ExporterError as error:
-            refused = refused or (
-                f"what holds exports (exports and imports in flight, keep tags) could not be looked up "
-                f"({error.code}): a later run tries again"
-            )
-        else:
-            plan = plan_retention(exports, policy=policy, now=now, holds=holds)
-            refused = refused or unplaced
+    plan, unheld = _planned(
+        api,
+        exports,
+        now=catalogue.server_time or clock.now(),
+        dest=dest,
+        group_by=group_by,
+        policy=policy,
+        started=started,
+        importing=importing,
+        deadline=deadline,
+    )
+    refused = refused or unheld
     if mode == "plan" or refused is not None:
         run = _reported(plan, dest, mode, refused)
     else:
         run = _applied(plan, store, dest, max_deletes=max_deletes, deadline=deadline, clock=clock)
     run = dataclasses.replace(run, problems=catalogue.problems, unread=catalogue.unread)
+    _log_done(run, plan, mode)
+    return run
+
+
+def _log_done(run: RetentionRun, plan: RetentionPlan, mode: RetentionMode) -> None:
     _log.info(
         "retention.done",
         mode=mode,
-        exports=len(exports),
+        exports=len(plan.verdicts),
         kept=sum(v.kind == "keep" for v in plan.verdicts),
         untouched=sum(v.kind == "untouched" for v in plan.verdicts),
         expiring=len(plan.expiring),
         deleted=run.deleted,
         freed_bytes=run.freed_bytes,
         waiting=run.waiting,
-        refused=refused,
+        refused=run.refused,
     )
-    return run
+
+
+def _planned(
+    api: EcsApi,
+    exports: tuple[Export, ...],
+    *,
+    now: datetime,
+    dest: Destination,
+    group_by: str,
+    policy: Policy,
+    started: Iterable[str],
+    importing: Iterable[str],
+    deadline: float,
+) -> tuple[RetentionPlan, str | None]:
+    """The plan on the catalogue alone, and when anything would go, again with what holds exports; and why
+    nothing may be deleted when what holds them could not be seen."""
+    plan = plan_retention(exports, policy=policy, now=now)
+    if not plan.expiring:
+        return plan, None
+    try:
+        holds, unplaced = look_up_holds(
+            api,
+            dest=dest,
+            group_by=group_by,
+            sources=[v.export.image_id for v in plan.expiring],
+            started=started,
+            importing=importing,
+            deadline=deadline,
+        )
+    except ExporterError as error:
+        refused = (
+            f"what holds exports (exports and imports in flight, keep tags) could not be looked up "
+            f"({error.code}): a later run tries again"
+        )
+        return plan, refused
+    return plan_retention(exports, policy=policy, now=now, holds=holds), unplaced
 
 
 def look_up_holds(
@@ -186,7 +218,11 @@ def look_up_holds(
             restoring.add(tracked.source)
     fresh = [image_id for image_id in dict.fromkeys(started) if image_id not in exporting]
     wanted = sorted({*sources, *fresh})
-    found = {image.image_id: image for image in api.describe_images(deadline=deadline, image_ids=wanted)}
+    found = (
+        {image.image_id: image for image in api.describe_images(deadline=deadline, image_ids=wanted)}
+        if wanted
+        else {}
+    )
     exporting |= {image_id: found[image_id] for image_id in fresh if image_id in found}
     missing = [image_id for image_id in fresh if image_id not in found]
     unplaced = (
