@@ -206,6 +206,7 @@ def look_up_holds(
     carry ``image-exporter:keep`` (a source image that no longer exists pins nothing). Also why nothing may be
     deleted: an image of ``started`` that DescribeImages does not list, whose group is then unknown. Raises
     what the API raises."""
+    sources = tuple(sources)
     exporting = {
         image.image_id: image
         for image in list_exporting(api, deadline=deadline)
