@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("exporter_tools.bench.run", "benchmarks against the official SDK (make bench)"),
     "status": ("exporter_tools.status", "exports in flight, outcomes (tags) and exports in TOS (manifests)"),
     "restore": ("exporter_tools.restore", "import an image's newest verified export back into ECS"),
+    "retention": ("exporter_tools.retention", "retention's plan per group, and --apply to delete what goes"),
 }
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from exporter_tools.tables import text_table
+from exporter_tools.tables import moment_text, size_text, text_table
 from handler.clock import as_utc
 from handler.core.apis import EcsApi, ObjectStore
 from handler.core.catalogue import Catalogue, CatalogueEntry, group_of, read_catalogue
@@ -179,11 +179,11 @@ def render_tos_exports(exports: TosExports) -> list[str]:
             (
                 e.group,
                 e.image_id + (" (deleted)" if e.source_deleted else ""),
-                _moment(e.exported_at),
+                moment_text(e.exported_at),
                 str(e.objects),
-                _size(e.size_bytes),
+                size_text(e.size_bytes),
                 e.verification if e.verified else f"no ({e.verification})",
-                _moment(e.last_restore_at),
+                moment_text(e.last_restore_at),
             )
             for e in exports.exports
         ]
@@ -201,16 +201,5 @@ def render_tos_exports(exports: TosExports) -> list[str]:
     return lines
 
 
-def _moment(moment: datetime | None) -> str:
-    return as_utc(moment).strftime("%Y-%m-%dT%H:%MZ") if moment is not None else "-"
-
-
 def _iso(moment: datetime | None) -> str | None:
     return as_utc(moment).isoformat().replace("+00:00", "Z") if moment is not None else None
-
-
-def _size(size_bytes: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size_bytes >= scale:
-            return f"{size_bytes / scale:.1f} {unit}"
-    return f"{size_bytes} B"

@@ -41,8 +41,8 @@ environment (see README.md, "Configuration"):
   VOLCENGINE_ACCESS_KEY / VOLCENGINE_SECRET_KEY [/ VOLCENGINE_SESSION_TOKEN], or VOLCENGINE_CREDENTIAL_FILE
   VOLCENGINE_REGION (cn-beijing), VOLCENGINE_ENDPOINT, EXPORT_TOS_BUCKET (required), EXPORT_TOS_PREFIX
 
-exit status: 0 all started, skipped, queued, exported, restore_started, restored or restore_verified; 1 anything
-failed, deferred, export_failed or restore_failed (or the event is invalid); 2 usage error
+exit status: 0 all started, skipped, queued, exported, restore_started, restored, restore_verified, expired or
+would_expire; 1 anything failed, deferred, export_failed or restore_failed (or the event is invalid); 2 usage error
 """
 )
 

@@ -21,10 +21,14 @@ from handler.version import build_info
 
 if TYPE_CHECKING:
     from handler.adapters.clients import Clients
+    from handler.core.catalogue import ManifestCache
     from handler.core.follow_up import TrackedRun
     from handler.core.plan import ExportPlan
     from handler.core.restore import RestoreRun
+    from handler.core.retention import RetentionRun
     from handler.models.api import Image
+
+    _Part = TrackedRun | RestoreRun | RetentionRun
 
 __all__ = ["handle", "http_response", "reject"]
 
@@ -111,7 +115,7 @@ class _Run:
     retags and drill deletes, the exports' retags)."""
 
     outcomes: tuple[ImageOutcome, ...]
-    parts: tuple[TrackedRun | RestoreRun, ...] = ()
+    parts: tuple[_Part, ...] = ()
 
     def settle(self, *, deadline: float) -> None:
         for part in self.parts:
@@ -121,7 +125,8 @@ class _Run:
 def _export(command: Command, settings: Settings, budget: Budget, *, holder: str) -> _Run:
     """Resolve credentials and the target, build the clients, run the flow within the time budget.
     ``holder`` names this invocation in the claims it writes: its request id, so that a retry of the same
-    event running at the same time is another holder. A timer first follows the restores in flight."""
+    event running at the same time is another holder. A timer, after the exports (their follow-up first),
+    follows the restores in flight, may start a restore drill, then runs retention."""
     from handler.adapters.clients import build_clients  # noqa: PLC0415 - after the event is valid
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415
     from handler.core.follow_up import is_timer  # noqa: PLC0415
@@ -129,15 +134,24 @@ def _export(command: Command, settings: Settings, budget: Budget, *, holder: str
 
     plan = ExportPlan.of(command, settings)
     restoring = isinstance(command, RestoreCommand)
+    retaining = (
+        not isinstance(command, RestoreCommand) and is_timer(command) and settings.retention_mode != "off"
+    )
     clients = build_clients(
-        settings, resolve_credentials(os.environ), secrets=_webhook_secrets(settings), with_store=restoring
+        settings,
+        resolve_credentials(os.environ),
+        secrets=_webhook_secrets(settings),
+        with_store=restoring or retaining,
     )
     if isinstance(command, RestoreCommand):
         return _Run((_restore(command, clients, plan, settings, budget),))
-    parts: list[TrackedRun | RestoreRun] = []
+    parts: list[_Part] = []
+    timer = is_timer(command) and settings.tracking != "off"
+    cache = _manifest_cache() if retaining or (timer and settings.drill_days is not None) else None
     tracked = _tracked(command, clients, plan, settings, budget, holder=holder)
     parts.append(tracked)
-    if is_timer(command) and clients.store is not None:
+    drill: TrackedRun | None = None
+    if timer and clients.store is not None:
         from handler.core.restore import follow_restores  # noqa: PLC0415 - timers only
 
         # After the exports: a whole scan's listing holds the imports in flight, so following them costs nothing.
@@ -146,8 +160,57 @@ def _export(command: Command, settings: Settings, budget: Budget, *, holder: str
         )
         parts.append(restores)
         if settings.drill_days is not None and restores.checked and not restores.drills_in_flight:
-            parts.append(_drill(clients, plan, settings, budget, listed=tracked.listed))
+            drill = _drill(
+                clients, plan, settings, budget, cache=cache, listed=tracked.listed
+            )  # one at a time
+            parts.append(drill)
+    if retaining:
+        started = [o.image_id for o in tracked.outcomes if o.status == "started" and o.image_id]
+        importing = [o.image_id for o in (drill.outcomes if drill else ()) if o.image_id]
+        parts.append(_retention(clients, plan, settings, budget, cache, started=started, importing=importing))
     return _Run(tuple(o for part in parts for o in part.outcomes), tuple(parts))
+
+
+def _manifest_cache() -> ManifestCache:
+    from handler.core.catalogue import ManifestCache  # noqa: PLC0415 - drills and retention only
+
+    return ManifestCache()
+
+
+def _retention(
+    clients: Clients,
+    plan: ExportPlan,
+    settings: Settings,
+    budget: Budget,
+    cache: ManifestCache | None,
+    *,
+    started: list[str],
+    importing: list[str],
+) -> RetentionRun:
+    """Retention (``RETENTION_MODE`` plan or apply) on the bucket and prefix this timer exports to (the drill's
+    too), after everything else it did: the exports it started and the drill it began hold their groups and
+    exports."""
+    from handler.core.retention import RetentionRun, run_retention  # noqa: PLC0415 - retention only
+    from handler.core.retention_rules import Policy  # noqa: PLC0415
+    from handler.core.tracking import Destination  # noqa: PLC0415
+
+    if clients.store is None:  # pragma: no cover - built with_store
+        return RetentionRun()
+    return run_retention(
+        clients.ecs,
+        clients.store,
+        dest=Destination(plan.bucket, plan.prefix),
+        group_by=settings.retention_group_by,
+        policy=Policy.of(settings),
+        mode="apply" if settings.retention_mode == "apply" else "plan",
+        max_deletes=settings.max_deletes,
+        deadline=budget.send_by,
+        workers=plan.concurrency,
+        clock=SYSTEM_CLOCK,
+        cache=cache,
+        started=started,
+        importing=importing,
+    )
 
 
 def _drill(
@@ -156,6 +219,7 @@ def _drill(
     settings: Settings,
     budget: Budget,
     *,
+    cache: ManifestCache | None,
     listed: tuple[Image, ...] | None,
 ) -> TrackedRun:
     """The restore drill's start, when one is due (``RESTORE_DRILL_DAYS``), as a part with nothing to settle;
@@ -176,6 +240,7 @@ def _drill(
         deadline=budget.send_by,
         workers=plan.concurrency,
         clock=SYSTEM_CLOCK,
+        cache=cache,
         private_images=len(listed) if listed is not None else None,
     )
     return TrackedRun(outcomes=() if outcome is None else (outcome,))

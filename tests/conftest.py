@@ -28,7 +28,7 @@ if os.environ.get("CI"):
 elif _quick:
     settings.load_profile("quick")
 
-pytest_plugins = ["tests.support.emulated", "tests.support.invocations"]
+pytest_plugins = ["tests.support.emulated", "tests.support.invocations", "tests.support.seeded_exports"]
 
 # A test asking for one of these fixtures runs once per case of that vectors file.
 _CASE_FIXTURES = {"volc_sign_case": "volc_sign.json", "vefaas_sign_case": "vefaas_sign.json"}

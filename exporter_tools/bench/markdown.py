@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from exporter_tools.bench.report import (
     MEMORY_IMAGES,
     Report,
+    RetentionCost,
     TargetCheck,
     check_targets,
     mb,
@@ -17,7 +18,7 @@ from exporter_tools.bench.report import (
     x_ratio,
 )
 
-__all__ = ["render_markdown"]
+__all__ = ["render_markdown", "retention_section"]
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -351,6 +352,7 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
         ]
     out += _follow_up_lines(report)
     out += _memory_lines(report)
+    out += retention_section(report.retention)
     if report.sizes:
         rows = [
             [
@@ -400,3 +402,40 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
     if report.notes:
         out += ["## Notes", "", *(f"- {note}" for note in report.notes), ""]
     return "\n".join(out)
+
+
+def retention_section(costs: Sequence[RetentionCost]) -> list[str]:
+    """The report's section: how the figures were counted, then one row a run."""
+    if not costs:
+        return []
+    first = costs[0]
+    rows = [
+        f"| {c.case} | {c.list_pages} | {c.gets} | {c.describe_images} | {c.deletes} ({c.deleted} exports) "
+        f"| {c.tos_requests + c.describe_images} | {c.seconds:.2f} s |"
+        for c in costs
+    ]
+    return [
+        "## Retention on a bucket of many exports",
+        "",
+        (
+            f"{first.exports:,} exports in {first.groups} groups of {first.exports // first.groups} daily "
+            "exports, each one system disk and its manifest"
+        ),
+        (
+            f"({first.objects:,} objects under the prefix), nothing in flight, no pins. "
+            "`exporter_tools/bench/retention.py` runs"
+        ),
+        "the function's retention core through its own clients over loopback and counts the requests the",
+        "emulator answered; the counts are exact (they depend on the bucket alone, and",
+        "`tests/tools/bench/test_retention_cost.py` holds them), the wall times are this machine's.",
+        "ListObjectsV2 lists 1,000 keys a page, the disks with the manifests; a manifest already read in the",
+        "invocation (by the restore drill) is not read again; when nothing would go no ECS request is made,",
+        "otherwise two tag searches (exports and imports in flight) and one DescribeImages per 100 source",
+        "images that would go (their keep tags); a deleted export is one DeleteObject per file, then one for",
+        "its manifest.",
+        "",
+        "| run | ListObjectsV2 pages | GetObject | DescribeImages | DeleteObject | requests | wall |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]

@@ -18,6 +18,7 @@ __all__ = [
     "Machine",
     "MemoryResult",
     "Report",
+    "RetentionCost",
     "Samples",
     "SizeResult",
     "TargetCheck",
@@ -281,6 +282,27 @@ class TargetCheck:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RetentionCost:
+    """One retention run over ``exports`` exports in ``groups`` groups (``objects`` under the prefix): the
+    requests the emulator answered for it, the exports it deleted and its wall time."""
+
+    case: str
+    exports: int
+    groups: int
+    objects: int
+    list_pages: int
+    gets: int
+    describe_images: int
+    deletes: int
+    deleted: int
+    seconds: float
+
+    @property
+    def tos_requests(self) -> int:
+        return self.list_pages + self.gets + self.deletes
+
+
 @dataclass
 class Report:
     machine: Machine
@@ -296,6 +318,8 @@ class Report:
     deployed_python: str = ""  # the CPython that ran the deployed zip
     # "ours" and "sdk": (package, own ms per warm invocation), largest first
     warm_profile: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    # retention's requests on a bucket of many exports (exporter_tools.bench.retention)
+    retention: list[RetentionCost] = field(default_factory=list)
 
     def cold_of(self, key: str, transport: str) -> ColdResult | None:
         return next((c for c in self.cold if c.key == key and c.transport == transport), None)

@@ -27,6 +27,7 @@ from exporter_tools.bench.markdown import render_markdown
 from exporter_tools.bench.process import BenchError, child_env, run_measured
 from exporter_tools.bench.profile import compare_imports, median_importtime, parse_importtime
 from exporter_tools.bench.report import MEMORY_IMAGES, ImportProfile, Machine, Report, check_targets, ratio
+from exporter_tools.bench.retention import measure_retention
 from exporter_tools.bench.scripts import write_scripts
 from exporter_tools.bench.sdk_env import SDK_VERSION, ensure_sdk_venv, site_packages
 from exporter_tools.bench.size import measure_sizes
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _measure(args: argparse.Namespace, work: Path) -> Report:
     """Every benchmark, in order: cold (deployed included) and the import profile, warm, throughput, the
-    follow-up's cost, memory (when asked), sizes."""
+    follow-up's cost, memory (when asked), retention's requests, sizes."""
     runs = args.runs or (5 if args.quick else 20)
     warm_count = args.warm or (50 if args.quick else 200)
     scratch = work / "run"
@@ -286,6 +287,8 @@ def _measure(args: argparse.Namespace, work: Path) -> Report:
             scratch=scratch,
             progress=_progress,
         )
+    _progress("counting retention's requests on 1,000 exports")
+    report.retention = measure_retention(1000)
     _progress("measuring package sizes")
     report.sizes = measure_sizes(ROOT, site_packages(Path(sdk_python)), scratch)
     report.notes = [*_notes(report, sdk_signed), *job_notes]

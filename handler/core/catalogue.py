@@ -8,14 +8,16 @@ than ``MAX_MANIFEST_BYTES`` is never read, and, like one that cannot be read or 
 bucket's export, it is an entry with a ``problem``, never an exception that loses the others. The deadline
 stops the reading: the manifests not read by then are counted as ``unread``.
 
-:func:`group_of` says which group an export belongs to (``RETENTION_GROUP_BY``), :func:`newest_verified` and
-:func:`last_verified_restores` what each group has.
+:func:`group_of` says which group an export belongs to (``RETENTION_GROUP_BY``; :func:`group_for` the same
+for an image as DescribeImages lists it), :func:`newest_verified` and :func:`last_verified_restores` what each
+group has. A :class:`ManifestCache` carries the manifests one invocation read to its next read of the
+catalogue (the restore drill's, then retention's): only manifests written since are read again.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +36,9 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "Catalogue",
     "CatalogueEntry",
+    "ManifestCache",
     "by_group",
+    "group_for",
     "group_of",
     "last_verified_restores",
     "newest_verified",
@@ -90,13 +94,18 @@ class CatalogueEntry:
 class Catalogue:
     """The manifests under ``prefix`` in ``bucket``, in key order: those read (``entries``, some with a
     problem) and the keys the deadline left unread. ``server_time``: TOS's ``Date`` on the listing's last
-    page (ages are the server's, not the local clock's)."""
+    page (ages are the server's, not the local clock's), and ``local_time`` the local clock's reading when
+    that page had come (how far the two differ is the clock's skew). ``objects``: every object the listing
+    found under ``<prefix>_``, the exports' disks with the manifests (whether an export's files are still
+    there)."""
 
     bucket: str
     prefix: str
     entries: tuple[CatalogueEntry, ...]
     unread_keys: tuple[str, ...] = ()
     server_time: datetime | None = None
+    local_time: datetime | None = None
+    objects: tuple[ListedObject, ...] = ()
 
     @property
     def unread(self) -> int:
@@ -114,6 +123,30 @@ class Catalogue:
         return tuple(e for e in self.entries if e.manifest is None)
 
 
+class ManifestCache:
+    """The manifests read in one invocation, by bucket and key, each with the listing's Last-Modified and size
+    it was read at: a later read of the same catalogue takes a manifest from here while the listing still
+    says the same of it, and reads it again once it was rewritten. Only sound manifests are held (one that
+    could not be read is tried again). One invocation's, never kept longer (a manifest rewritten with the
+    same size within the same second would be missed)."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str], tuple[datetime | None, int, CatalogueEntry]] = {}
+
+    def get(self, bucket: str, listed: ListedObject) -> CatalogueEntry | None:
+        held = self._held.get((bucket, listed.key))
+        if held is None or (held[0], held[1]) != (listed.last_modified, listed.size_bytes):
+            return None
+        return held[2]
+
+    def put(self, bucket: str, entries: Iterable[CatalogueEntry]) -> None:
+        for entry in entries:
+            self._held[bucket, entry.key] = (entry.last_modified, entry.size, entry)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
 def read_catalogue(
     store: ObjectStore,
     bucket: str,
@@ -124,23 +157,32 @@ def read_catalogue(
     clock: Clock = SYSTEM_CLOCK,
     max_bytes: int = MAX_MANIFEST_BYTES,
     modified_since: timedelta | None = None,
+    cache: ManifestCache | None = None,
 ) -> Catalogue | ObjectUnreadable:
     """Every manifest ``<prefix>_*.manifest.json`` in ``bucket``, each read with one ranged GET of at most
     ``max_bytes``, ``workers`` at a time, none started at or past ``deadline`` (a ``Clock.monotonic()``
     reading). A listing TOS refuses (403) is the ``ObjectUnreadable`` it answered; one that fails otherwise
     raises the store's error. A manifest that cannot be read is an entry with a ``problem``.
     ``modified_since``: only the manifests TOS says were written within that long before the listing's own
-    ``Date`` (server time; one with no Last-Modified is read), the others left out unread."""
+    ``Date`` (server time; one with no Last-Modified is read), the others left out unread. ``cache``: the
+    manifests this invocation already read, not read again while the listing says they are unchanged; the
+    ones read now are added to it."""
     listing = store.list_objects(bucket, f"{prefix}_", deadline=deadline)
     if isinstance(listing, ObjectUnreadable):
         return listing
+    local_time = clock.now()
     listed = [o for o in listing.objects if _is_manifest_key(o.key, prefix)]
     if modified_since is not None:
-        now = as_utc(listing.server_time) if listing.server_time is not None else clock.now()
+        now = as_utc(listing.server_time) if listing.server_time is not None else local_time
         since = now - modified_since
         listed = [o for o in listed if o.last_modified is None or as_utc(o.last_modified) >= since]
+    known: Mapping[str, CatalogueEntry] = {}
+    if cache is not None:
+        known = {o.key: entry for o in listed if (entry := cache.get(bucket, o)) is not None}
 
     def read(one: ListedObject) -> CatalogueEntry | None:
+        if one.key in known:
+            return known[one.key]
         if clock.monotonic() >= deadline:
             return None
         return _read_entry(store, bucket, prefix, one, deadline=deadline, max_bytes=max_bytes)
@@ -148,7 +190,9 @@ def read_catalogue(
     read_or_not = fan_out(read, listed, workers=workers, name="catalogue")
     entries = tuple(entry for entry in read_or_not if entry is not None)
     unread = tuple(one.key for one, entry in zip(listed, read_or_not, strict=True) if entry is None)
-    return Catalogue(bucket, prefix, entries, unread, listing.server_time)
+    if cache is not None:
+        cache.put(bucket, (e for e in entries if e.key not in known and e.manifest is not None))
+    return Catalogue(bucket, prefix, entries, unread, listing.server_time, local_time, tuple(listing.objects))
 
 
 def _is_manifest_key(key: str, prefix: str) -> bool:
@@ -244,11 +288,18 @@ def group_of(manifest: Manifest, group_by: str) -> str:
     ``tag:KEY``, that tag's value on the source image at the export (``(no tag KEY)`` without it). The group
     of a group's name is itself. ``group_by`` is a value the settings accepted; anything else is a
     ValueError."""
+    image = manifest.image
+    return group_for(image.id, image.name, image.tags, group_by)
+
+
+def group_for(image_id: str, name: str, tags: Mapping[str, str], group_by: str) -> str:
+    """The group of an image with this id, name and tags (:func:`group_of`'s rule): the group its export
+    will be in, for an image DescribeImages lists now."""
     if group_by == GROUP_BY_NAME:
-        return _name_group(manifest.image.name) if manifest.image.name else f"(unnamed {manifest.image.id})"
+        return _name_group(name) if name else f"(unnamed {image_id})"
     if group_by.startswith(GROUP_BY_TAG) and len(group_by) > len(GROUP_BY_TAG):
         key = group_by.removeprefix(GROUP_BY_TAG)
-        value = manifest.image.tags.get(key)
+        value = tags.get(key)
         if value is None:
             return f"(no tag {key})"
         return value or f"(empty tag {key})"

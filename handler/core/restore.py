@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import ValidationError
@@ -54,6 +55,9 @@ from handler.models.api import Image, Task
 from handler.models.manifest import MANIFEST_SCHEMA, Manifest, RestoreCheck, manifest_key
 from handler.models.objects import ObjectUnreadable
 from handler.models.results import ErrorInfo, ImageOutcome
+
+if TYPE_CHECKING:
+    from handler.core.catalogue import ManifestCache
 
 __all__ = [
     "MAX_MANIFEST_BYTES",
@@ -269,15 +273,25 @@ def drill_if_due(
     workers: int,
     clock: Clock = SYSTEM_CLOCK,
     private_images: int | None = None,
+    cache: ManifestCache | None = None,
 ) -> ImageOutcome | None:
-    """A timer's restore drill (the caller checked that none is in flight): the catalogue of exports at
-    ``dest`` read (one ListObjectsV2 page per 1,000 objects, one ranged GET per manifest), then
-    :func:`start_drill`. A catalogue TOS refuses to list is a ``deferred`` result naming the permission."""
+    """A timer's restore drill (the caller checked that none is in flight): the manifests at ``dest`` written
+    within the last ``days`` days read (one ListObjectsV2 page per 1,000 objects, one ranged GET per such
+    manifest not in ``cache``: appending a check rewrites a manifest, so an older one holds no check young
+    enough to matter, and a group with none of them waits until it exports again), then :func:`start_drill`.
+    A catalogue TOS refuses to list is a ``deferred`` result naming the permission."""
     from handler.core.catalogue import group_of, read_catalogue  # noqa: PLC0415 - drills only
 
     try:
         catalogue = read_catalogue(
-            store, dest.bucket, dest.prefix, deadline=deadline, workers=workers, clock=clock
+            store,
+            dest.bucket,
+            dest.prefix,
+            deadline=deadline,
+            workers=workers,
+            clock=clock,
+            cache=cache,
+            modified_since=timedelta(days=days),
         )
     except ExporterError as error:
         return _drill_stopped(dest, error)

@@ -35,6 +35,8 @@ Status = Literal[
     "restored",
     "restore_failed",
     "restore_verified",
+    "expired",
+    "would_expire",
 ]
 # Every status, in the order counts and summaries list them.
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -83,7 +85,8 @@ class ImageOutcome:
     object_key: str | None = None
     reason: str | None = None
     error: ErrorInfo | None = None
-    # An ``exported`` result's object, as TOS reported it, and how long the export took (task CreatedAt→EndAt).
+    # An ``exported`` result's object, as TOS reported it, and how long the export took (task CreatedAt→EndAt);
+    # an ``expired`` / ``would_expire`` one's (retention) bytes of the whole export that were in the bucket.
     size_bytes: int | None = None
     crc64: str | None = None
     duration_s: float | None = None

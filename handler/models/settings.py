@@ -32,8 +32,10 @@ __all__ = [
     "GROUP_BY_TAG",
     "KNOWN_REGIONS",
     "MAX_HOURS",
+    "MAX_KEEP",
     "PREFIX_PATTERN",
     "REGION_PATTERN",
+    "RetentionMode",
     "Settings",
     "TrackingMode",
     "WebhookFormat",
@@ -74,6 +76,10 @@ _WHSEC_PREFIX = "whsec_"
 # the value of one tag on the image (``tag:KEY``); handler.core.catalogue.group_of holds the rule.
 GROUP_BY_NAME = "name"
 GROUP_BY_TAG = "tag:"
+# RETENTION_MODE: off (the default), plan (report what retention would delete) or apply (delete it).
+RetentionMode = Literal["off", "plan", "apply"]
+# The most any RETENTION_KEEP_*, RETENTION_MIN_VERIFIED or RETENTION_MAX_DELETES may say.
+MAX_KEEP = 10_000
 
 
 MAX_DRILL_DAYS = 366
@@ -182,6 +188,14 @@ class Settings(BaseModel):
     drill_days: Annotated[int | None, Field(alias="RESTORE_DRILL_DAYS")] = None
     # What makes exports one group, for retention and the restore drill: name, or tag:KEY.
     retention_group_by: Annotated[str, Field(alias="RETENTION_GROUP_BY")] = GROUP_BY_NAME
+    # Retention (handler.core.retention_rules): which exports of a group stay, and how many go per run.
+    retention_mode: Annotated[RetentionMode, Field(alias="RETENTION_MODE")] = "off"
+    keep_last: Annotated[int, Field(alias="RETENTION_KEEP_LAST", ge=0, le=MAX_KEEP)] = 7
+    keep_daily: Annotated[int, Field(alias="RETENTION_KEEP_DAILY", ge=0, le=MAX_KEEP)] = 0
+    keep_weekly: Annotated[int, Field(alias="RETENTION_KEEP_WEEKLY", ge=0, le=MAX_KEEP)] = 0
+    keep_monthly: Annotated[int, Field(alias="RETENTION_KEEP_MONTHLY", ge=0, le=MAX_KEEP)] = 0
+    min_verified: Annotated[int, Field(alias="RETENTION_MIN_VERIFIED", ge=1, le=MAX_KEEP)] = 2
+    max_deletes: Annotated[int, Field(alias="RETENTION_MAX_DELETES", ge=1, le=MAX_KEEP)] = 10
 
     @field_validator("region")
     @classmethod
@@ -277,7 +291,8 @@ class Settings(BaseModel):
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Validate the environment; an empty variable counts as unset. Errors name the variable and read
         ``VARIABLE: expected …, got '…'`` (a secret's value is never shown). ``SSL_CERT_FILE``, when set,
-        must name a readable file of PEM certificates."""
+        must name a readable file of PEM certificates; retention, when on, must keep something by rule and
+        (``apply``) see the exports in flight by their tags."""
         aliases = {f.alias for f in cls.model_fields.values() if f.alias}
         raw = {k: v.strip() for k, v in environ.items() if k in aliases and v.strip()}
         try:
@@ -287,6 +302,7 @@ class Settings(BaseModel):
             variable = str(first["loc"][0]) if first["loc"] else "EXPORT_DEDUPE_HOURS"
             shown = _shown(variable, raw.get(variable, ""))
             raise ConfigurationError(f"{_expected(first, variable)}, got {shown}", source=variable) from None
+        _check_retention(settings)
         _check_ca_file(environ.get("SSL_CERT_FILE", "").strip())
         return settings
 
@@ -335,6 +351,15 @@ class Settings(BaseModel):
             return GROUP_BY_TAG + key
         msg = f"expected name, or tag:KEY with KEY a tag key ({TAG_KEY_RULE})"
         raise ValueError(msg)
+
+    @field_validator("retention_mode", mode="before")
+    @classmethod
+    def _retention_mode(cls, value: object) -> object:
+        text = str(value).strip().lower()
+        if text not in get_args(RetentionMode):
+            msg = "expected off, plan (report what retention would delete) or apply (delete it)"
+            raise ValueError(msg)
+        return text
 
     @field_validator("max_in_flight", mode="before")
     @classmethod
@@ -458,6 +483,27 @@ def _expected(error: ErrorDetails, variable: str) -> str:
 
 def _field_name(variable: str) -> str:
     return next(name for name, f in Settings.model_fields.items() if f.alias == variable)
+
+
+def _check_retention(settings: Settings) -> None:
+    """Retention's settings that only make sense together: a policy that keeps something by rule (restic
+    refuses an empty policy, Kopia reads one as "keep everything": neither is what a zero means here), and
+    tags to see the exports in flight by before anything is deleted."""
+    if settings.retention_mode == "off":
+        return
+    rules = (settings.keep_last, settings.keep_daily, settings.keep_weekly, settings.keep_monthly)
+    if not any(rules):
+        msg = (
+            "expected at least one of RETENTION_KEEP_LAST, RETENTION_KEEP_DAILY, RETENTION_KEEP_WEEKLY and "
+            f"RETENTION_KEEP_MONTHLY above 0 while RETENTION_MODE is {settings.retention_mode}, got 0 for all"
+        )
+        raise ConfigurationError(msg, source="RETENTION_KEEP_LAST")
+    if settings.retention_mode == "apply" and settings.tracking == "off":
+        msg = (
+            "expected plan or off while EXPORT_TRACKING is off, got 'apply': retention deletes nothing in a "
+            "group with an export in flight, and without the tags those exports cannot be seen"
+        )
+        raise ConfigurationError(msg, source="RETENTION_MODE")
 
 
 # The largest SSL_CERT_FILE read: a system's whole CA bundle is about 200 KB.

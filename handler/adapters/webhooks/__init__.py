@@ -110,7 +110,8 @@ def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
     """Whether this result is worth a delivery under ``WEBHOOK_NOTIFY``.
 
     ``all``: whenever there are results; ``changes``: when anything was started, failed, deferred, exported,
-    export_failed, or a restore started or ended; ``failures``: when anything failed, was deferred,
+    export_failed, a restore started or ended, or retention deleted an export (``expired``; a plan's
+    ``would_expire`` alone is no change); ``failures``: when anything failed, was deferred,
     export_failed or restore_failed.
     """
     statuses = {r.status for r in result.results}
@@ -121,14 +122,16 @@ def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
 
 
 _FAILURES = frozenset({"failed", "deferred", "export_failed", "restore_failed"})
-_CHANGES = _FAILURES | {"started", "exported", "restore_started", "restored", "restore_verified"}
+_CHANGES = _FAILURES | {"started", "exported", "restore_started", "restored", "restore_verified", "expired"}
 
 
 def _skip_reason(when: NotifyWhen) -> str:
     if when == "failures":
         return "WEBHOOK_NOTIFY=failures and nothing failed, was deferred, export_failed or restore_failed"
     if when == "changes":
-        return "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported or restored"
+        return (
+            "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported, restored or deleted"
+        )
     return "WEBHOOK_NOTIFY=all and there were no results"
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
-from handler.adapters.webhooks._lines import FOLLOW_UP, follow_up_line
+from handler.adapters.webhooks._lines import FOLLOW_UP, follow_up_line, retention_line
 from handler.adapters.webhooks._lines import one_line as _one_line
 from handler.errors import ConfigurationError, fix_for
 from handler.models.results import NEEDS_ATTENTION, NOT_OK, ImageOutcome, InvocationResult
@@ -281,7 +281,8 @@ def _footer(result: InvocationResult, region: str, bucket: str | None, escape: C
 
 
 def compose_text(fmt: WebhookFormat, result: InvocationResult, *, region: str, bucket: str | None) -> str:
-    """The chat message: a headline, up to 20 image lines then "and N more", the region and bucket.
+    """The chat message: a headline, retention's summary (what it deleted and what waits), up to 20 image lines
+    then "and N more", the region and bucket.
 
     Image lines are dropped (and counted in "and N more") until the text fits the platform's limit. Every
     field is cut to a bounded number of characters (never inside one), so the headline and footer alone stay
@@ -289,12 +290,13 @@ def compose_text(fmt: WebhookFormat, result: InvocationResult, *, region: str, b
     """
     style = _STYLES[fmt]
     title = style.bold(headline(result))
+    summary = retention_line(result.results) or ""
     lines = [style.bullet + _image_line(r, style.escape) for r in result.results]
     footer = _footer(result, region, bucket, style.escape)
     shown = min(len(lines), MAX_IMAGE_LINES)
     while True:
         hidden = len(lines) - shown
-        sections = [title, "\n".join(lines[:shown]), f"and {hidden} more" if hidden else "", footer]
+        sections = [title, summary, "\n".join(lines[:shown]), f"and {hidden} more" if hidden else "", footer]
         text = style.gap.join(section for section in sections if section)
         if style.fits(text) or shown == 0:
             return text

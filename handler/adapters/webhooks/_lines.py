@@ -1,14 +1,15 @@
-"""Chat-message text: one-line fields, and the lines for exports that finished (the follow-up's outcomes)."""
+"""Chat-message text: one-line fields, the lines for exports that finished (the follow-up's outcomes), and
+retention's summary."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from handler.errors import fix_for
 from handler.models.results import ImageOutcome
 
-__all__ = ["FOLLOW_UP", "follow_up_line", "human_duration", "human_size", "one_line"]
+__all__ = ["FOLLOW_UP", "follow_up_line", "human_duration", "human_size", "one_line", "retention_line"]
 
 # Outcomes of the follow-up: an export or a restore started earlier, reported when it ends (the same outcome
 # every time).
@@ -71,3 +72,26 @@ def follow_up_line(outcome: ImageOutcome, escape: Callable[[str], str]) -> str:
         fix = fix_for(outcome.error.code)
         line += ": " + escape(one_line(outcome.error.code, 80)) + (f" → {escape(fix)}" if fix else "")
     return line
+
+
+def retention_line(outcomes: Iterable[ImageOutcome]) -> str | None:
+    """``🗑 Retention: 5 exports deleted (15.0 GiB freed); 3 wait for a later run`` (apply: what was deleted, and
+    what waits past the cap or the budget), or ``🗑 Retention: 8 exports would be deleted (24.0 GiB)`` (plan, or
+    nothing could be deleted); None when retention reported nothing."""
+    expired = [o for o in outcomes if o.status in ("expired", "would_expire")]
+    deleted = [o for o in expired if o.status == "expired"]
+    waiting = [o for o in expired if o.status == "would_expire"]
+    if not expired:
+        return None
+    if not deleted:
+        return f"🗑 Retention: {_exports(len(waiting))} would be deleted ({human_size(_bytes(waiting))})"
+    line = f"🗑 Retention: {_exports(len(deleted))} deleted ({human_size(_bytes(deleted))} freed)"
+    return line + (f"; {len(waiting)} wait for a later run" if waiting else "")
+
+
+def _exports(n: int) -> str:
+    return f"{n} export" + ("" if n == 1 else "s")
+
+
+def _bytes(outcomes: Iterable[ImageOutcome]) -> int:
+    return sum(o.size_bytes or 0 for o in outcomes)

@@ -21,7 +21,9 @@ from handler.core.catalogue import (
     MAX_MANIFEST_BYTES,
     Catalogue,
     CatalogueEntry,
+    ManifestCache,
     by_group,
+    group_for,
     group_of,
     last_verified_restores,
     newest_verified,
@@ -438,3 +440,64 @@ def test_a_window_reads_only_the_manifests_tos_says_were_written_within_it() -> 
 
     assert [e.image_id for e in catalogue.entries] == ["image-new"]
     assert account.count("GetObject") == 1
+
+
+def test_the_listing_is_kept_with_the_local_clocks_reading_when_it_came() -> None:
+    """Beside the manifests, the catalogue keeps every object the listing found under the prefix (the exports'
+    disks too: whether an export's files are still there) and the local clock's reading when the listing
+    came, to hold against TOS's Date."""
+    account = Account()
+    put_manifest(account, manifest("image-a"))
+    put(account, "nightly_image-a_system.qcow2", b"qcow2", "application/octet-stream")
+
+    catalogue = read(account)
+
+    assert [(o.key, o.size_bytes) for o in catalogue.objects] == [
+        ("nightly_image-a.manifest.json", len(manifest("image-a").to_bytes())),
+        ("nightly_image-a_system.qcow2", 5),
+    ]
+    assert catalogue.local_time == account.clock.now()
+
+
+def test_a_cache_carries_the_manifests_one_invocation_read_to_its_next_read() -> None:
+    """A second read with the same cache (the drill's, then retention's) GETs only the manifests it has not
+    read, or that were written again since (another Last-Modified or size), and gives the same entries."""
+    account = Account()
+    for n in range(3):
+        put_manifest(account, manifest(f"image-{n}"))
+    cache = ManifestCache()
+    first = read(account, cache=cache)
+    assert (account.count("GetObject"), len(cache)) == (3, 3)
+
+    account.clock.advance(60)
+    put_manifest(account, manifest("image-1", hours_ago=0.5))
+    put_manifest(account, manifest("image-3"))
+    second = read(account, cache=cache)
+
+    reads = [asked[0] for action, asked in account.calls if action == "GetObject"][3:]
+    assert sorted(reads) == ["nightly_image-1.manifest.json", "nightly_image-3.manifest.json"]
+    assert [e.manifest for e in second.entries] == [
+        first.entries[0].manifest,
+        manifest("image-1", hours_ago=0.5),
+        first.entries[2].manifest,
+        manifest("image-3"),
+    ]
+
+
+def test_a_cache_holds_only_sound_manifests() -> None:
+    """A manifest that could not be read is tried again by the next read, not taken from the cache."""
+    account = Account()
+    put(account, "nightly_image-bad.manifest.json", b"{")
+    cache = ManifestCache()
+    read(account, cache=cache)
+    read(account, cache=cache)
+    assert (account.count("GetObject"), len(cache)) == (2, 0)
+
+
+def test_an_image_listed_now_groups_as_its_export_will() -> None:
+    """``group_for`` (an image as DescribeImages lists it) is ``group_of``'s rule: by name, or by a tag."""
+    found = manifest("image-a", name="web-20261201", tags={"app": "shop"})
+    for group_by in ("name", "tag:app", "tag:team"):
+        expected = group_of(found, group_by)
+        assert group_for("image-a", "web-20261201", {"app": "shop"}, group_by) == expected
+    assert group_for("image-a", "", {}, "name") == "(unnamed image-a)"

@@ -29,6 +29,7 @@ def outcome(status: Status, error: ErrorInfo | None = None) -> ImageOutcome:
     [
         (("started", "skipped", "queued", "exported"), True),
         (("queued",), True),
+        (("expired", "would_expire"), True),
         (("exported", "export_failed"), False),
         (("started", "deferred"), False),
         (("started", "failed"), False),
@@ -38,7 +39,8 @@ def outcome(status: Status, error: ErrorInfo | None = None) -> ImageOutcome:
 def test_ok_is_false_only_for_failed_deferred_or_export_failed(
     statuses: tuple[Status, ...], ok: bool
 ) -> None:
-    """queued and exported are not errors; failed, deferred and export_failed make ok false."""
+    """queued, exported, expired and would_expire are not errors; failed, deferred and export_failed make ok
+    false."""
     error = {"failed": FAILED_FOR_GOOD, "export_failed": TASK_FAILED}
     assert result_of(*(outcome(s, error.get(s)) for s in statuses)).ok is ok
 
@@ -57,6 +59,8 @@ def test_counts_cover_every_status_and_add_up(statuses: list[Status]) -> None:
     [
         (outcome("queued"), False),
         (outcome("exported"), False),
+        (outcome("expired"), False),
+        (outcome("would_expire"), False),
         (outcome("export_failed", TASK_FAILED), False),
         (outcome("deferred"), True),
         (outcome("failed", RETRYABLE), True),

@@ -384,3 +384,94 @@ def test_any_other_retention_group_by_is_refused_naming_the_variable(value: str)
     )
     shown = value if len(value) <= 40 else value[:39] + "…"
     assert message.endswith(f", got '{shown}'")
+
+
+# -- RETENTION_*: which exports of a group stay, and how many go per run -----------------------------------
+
+
+def test_retention_is_off_by_default_and_keeps_the_last_seven() -> None:
+    """Unset, retention is off: KEEP_LAST 7, the calendar rules 0, at least 2 verified, 10 deletes a run."""
+    settings = Settings.from_env({})
+    assert settings.retention_mode == "off"
+    assert (settings.keep_last, settings.keep_daily, settings.keep_weekly, settings.keep_monthly) == (
+        7,
+        0,
+        0,
+        0,
+    )
+    assert (settings.min_verified, settings.max_deletes) == (2, 10)
+
+
+def test_retention_values_are_read() -> None:
+    env = {
+        "RETENTION_MODE": "Apply",
+        "RETENTION_KEEP_LAST": "3",
+        "RETENTION_KEEP_DAILY": "7",
+        "RETENTION_KEEP_WEEKLY": "4",
+        "RETENTION_KEEP_MONTHLY": "12",
+        "RETENTION_MIN_VERIFIED": "1",
+        "RETENTION_MAX_DELETES": "5",
+    }
+    settings = Settings.from_env(env)
+    assert settings.retention_mode == "apply"
+    assert (settings.keep_last, settings.keep_daily, settings.keep_weekly, settings.keep_monthly) == (
+        3,
+        7,
+        4,
+        12,
+    )
+    assert (settings.min_verified, settings.max_deletes) == (1, 5)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        (
+            "RETENTION_MODE",
+            "delete",
+            "RETENTION_MODE: expected off, plan (report what retention would delete)",
+        ),
+        (
+            "RETENTION_KEEP_LAST",
+            "-1",
+            "RETENTION_KEEP_LAST: expected a whole number at least 0, at most 10000",
+        ),
+        ("RETENTION_KEEP_DAILY", "1.5", "RETENTION_KEEP_DAILY: expected a whole number"),
+        ("RETENTION_KEEP_WEEKLY", "many", "got 'many'"),
+        ("RETENTION_KEEP_MONTHLY", "10001", "got '10001'"),
+        ("RETENTION_MIN_VERIFIED", "0", "RETENTION_MIN_VERIFIED: expected a whole number at least 1"),
+        ("RETENTION_MAX_DELETES", "0", "RETENTION_MAX_DELETES: expected a whole number at least 1"),
+        ("RETENTION_MAX_DELETES", "inf", "got 'inf'"),
+    ],
+)
+def test_a_bad_retention_value_names_its_variable(variable: str, value: str, says: str) -> None:
+    """Each RETENTION_* variable is validated like the others: the error names it, what it expects and what
+    came; MIN_VERIFIED is at least 1 (the last verified export of a group is never deleted)."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({variable: value})
+    assert caught.value.source == variable
+    assert says in str(caught.value)
+
+
+def test_a_policy_that_keeps_nothing_by_rule_is_refused_once_retention_is_on() -> None:
+    """Every KEEP_* at 0 is refused while retention is on, naming RETENTION_KEEP_LAST (restic refuses such a
+    policy, Kopia reads it as keep everything: here it would be neither); with retention off it is no error."""
+    zero = {f"RETENTION_KEEP_{rule}": "0" for rule in ("LAST", "DAILY", "WEEKLY", "MONTHLY")}
+    Settings.from_env(zero)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({**zero, "RETENTION_MODE": "plan"})
+    assert caught.value.source == "RETENTION_KEEP_LAST"
+    assert "at least one of RETENTION_KEEP_LAST" in str(caught.value)
+    assert (
+        Settings.from_env({**zero, "RETENTION_MODE": "plan", "RETENTION_KEEP_MONTHLY": "1"}).keep_monthly == 1
+    )
+
+
+def test_retention_apply_needs_the_tags_that_show_exports_in_flight() -> None:
+    """RETENTION_MODE=apply with EXPORT_TRACKING=off is refused naming RETENTION_MODE: without the tags no
+    export in flight can be seen, and retention deletes nothing in a group with one; plan is allowed."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"RETENTION_MODE": "apply", "EXPORT_TRACKING": "off"})
+    assert caught.value.source == "RETENTION_MODE"
+    assert "EXPORT_TRACKING is off, got 'apply'" in str(caught.value)
+    assert Settings.from_env({"RETENTION_MODE": "plan", "EXPORT_TRACKING": "off"}).retention_mode == "plan"

@@ -441,6 +441,8 @@ STARTED = outcome(status="started")
 SKIPPED = outcome(status="skipped")
 FAILED = outcome(status="failed", code="InternalError")
 DEFERRED = outcome(status="deferred")
+EXPIRED = ImageOutcome(image_id="image-old", status="expired", size_bytes=3 * 2**30, reason="group web: 4th")
+WOULD_EXPIRE = ImageOutcome(image_id="image-older", status="would_expire", size_bytes=2**30, reason="waits")
 
 
 @pytest.mark.parametrize(
@@ -455,12 +457,17 @@ DEFERRED = outcome(status="deferred")
         ((STARTED,), "failures", False),
         ((SKIPPED, DEFERRED), "failures", True),
         ((FAILED,), "failures", True),
+        ((EXPIRED,), "changes", True),
+        ((WOULD_EXPIRE,), "changes", False),
+        ((WOULD_EXPIRE,), "all", True),
+        ((EXPIRED,), "failures", False),
     ],
 )
 def test_should_notify_follows_webhook_notify(
     outcomes: tuple[ImageOutcome, ...], when: NotifyWhen, expected: bool
 ) -> None:
-    """all: any result; changes: started, failed or deferred; failures: failed or deferred."""
+    """all: any result; changes: started, failed, deferred, or an export deleted by retention (a plan's
+    would_expire alone changes nothing); failures: failed or deferred."""
     assert should_notify(result_of(*outcomes), when) is expected
 
 
@@ -555,3 +562,18 @@ def test_every_body_passes_the_result_text_through_the_mask(fmt: WebhookFormat) 
     body = request.content.decode()
     assert canary not in body
     assert "denied for token ***" in body
+
+
+@pytest.mark.parametrize("fmt", CHAT_FORMATS)
+def test_a_notice_says_what_retention_deleted_and_what_waits(fmt: WebhookFormat) -> None:
+    """Under the headline: how many exports retention deleted and the bytes freed, and how many wait for a
+    later run (past RETENTION_MAX_DELETES, or the budget); then each export's line with its reason."""
+    second = ImageOutcome(image_id="image-old2", status="expired", size_bytes=2**30, reason="group web: 5th")
+    lines = chat_text(fmt, result_of(EXPIRED, second, WOULD_EXPIRE)).split("\n")
+    assert "🗑 Retention: 2 exports deleted (4.0 GiB freed); 1 wait for a later run" in lines
+    assert any("image-old: expired (group web: 4th)" in line for line in lines)
+
+
+def test_a_plans_notice_says_what_would_be_deleted() -> None:
+    text = chat_text("slack", result_of(WOULD_EXPIRE))
+    assert "🗑 Retention: 1 export would be deleted (1.0 GiB)" in text
