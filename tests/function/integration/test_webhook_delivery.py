@@ -388,7 +388,7 @@ def test_nothing_worth_saying_sends_nothing(mock: respx.MockRouter, clock: FakeC
         (
             "changes",
             "skipped",
-            "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported or restored",
+            "WEBHOOK_NOTIFY=changes and nothing was started, failed, deferred, exported, restored or deleted",
         ),
         (
             "failures",
