@@ -30,8 +30,16 @@ from handler.models.settings import Settings, _ca_file_loads
 
 if TYPE_CHECKING:
     from handler.adapters.tos import TosClient
+    from handler.models.objects import BucketInfo, HeadResult, ListResult, PutResult
 
-__all__ = ["Clients", "build_clients", "mask_credentials", "openapi_client", "reset_process_state"]
+__all__ = [
+    "Clients",
+    "LazyTosClient",
+    "build_clients",
+    "mask_credentials",
+    "openapi_client",
+    "reset_process_state",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +49,7 @@ class Clients:
 
     api: OpenApiClient
     ecs: EcsClient
-    store: TosClient | None
+    store: LazyTosClient | None
 
 
 def mask_credentials(credentials: Credentials, *, also: Iterable[str] = ()) -> None:
@@ -108,18 +116,76 @@ def build_clients(
     )
     store = None
     if settings.tracking != "off" or with_store:
-        from handler.adapters.tos import TosClient, shared_tos_rate_limiter  # noqa: PLC0415 - only when tracked
-
-        store = TosClient(
+        store = LazyTosClient(
             http=http,
             endpoint=settings.tos_origin,
             region=settings.region,
             credentials=credentials,
             policy=policy,
-            limiter=shared_tos_rate_limiter(settings.max_rps),
+            max_rps=settings.max_rps,
             clock=clock,
         )
     return Clients(api=api, ecs=EcsClient(api), store=store)
+
+
+class LazyTosClient:
+    """The TOS client, built (and its module imported) on the first TOS request: most invocations with
+    tracking on (an event's export) never send one, and a cold start should not pay for it."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx.Client,
+        endpoint: str,
+        region: str,
+        credentials: Credentials,
+        policy: RetryPolicy,
+        max_rps: float,
+        clock: Clock,
+    ) -> None:
+        self._options = (http, endpoint, region, credentials, policy, max_rps, clock)
+        self._built: TosClient | None = None
+
+    @property
+    def client(self) -> TosClient:
+        if self._built is None:
+            from handler.adapters.tos import TosClient, shared_tos_rate_limiter  # noqa: PLC0415 - on first use
+
+            http, endpoint, region, credentials, policy, max_rps, clock = self._options
+            self._built = TosClient(
+                http=http,
+                endpoint=endpoint,
+                region=region,
+                credentials=credentials,
+                policy=policy,
+                limiter=shared_tos_rate_limiter(max_rps),
+                clock=clock,
+            )
+        return self._built
+
+    def head_object(self, bucket: str, key: str, *, deadline: float) -> HeadResult:
+        return self.client.head_object(bucket, key, deadline=deadline)
+
+    def list_objects(
+        self, bucket: str, prefix: str, *, deadline: float, max_keys: int = 1000, max_pages: int | None = None
+    ) -> ListResult:
+        return self.client.list_objects(
+            bucket, prefix, deadline=deadline, max_keys=max_keys, max_pages=max_pages
+        )
+
+    def get_range(self, bucket: str, key: str, start: int, length: int, *, deadline: float) -> bytes:
+        return self.client.get_range(bucket, key, start, length, deadline=deadline)
+
+    def put_object(
+        self, bucket: str, key: str, body: bytes, *, content_type: str, deadline: float
+    ) -> PutResult:
+        return self.client.put_object(bucket, key, body, content_type=content_type, deadline=deadline)
+
+    def delete_object(self, bucket: str, key: str, *, deadline: float) -> None:
+        self.client.delete_object(bucket, key, deadline=deadline)
+
+    def head_bucket(self, bucket: str, *, deadline: float) -> BucketInfo:
+        return self.client.head_bucket(bucket, deadline=deadline)
 
 
 def reset_process_state() -> None:

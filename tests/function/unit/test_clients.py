@@ -9,7 +9,7 @@ import httpx
 import structlog
 
 from handler.adapters import openapi, tos
-from handler.adapters.clients import build_clients, reset_process_state
+from handler.adapters.clients import LazyTosClient, build_clients, reset_process_state
 from handler.adapters.log import configure_logging, first_invocation, redactor
 from handler.adapters.signing import Credentials
 from handler.adapters.tos import TosClient
@@ -20,13 +20,16 @@ BASE = {"EXPORT_TOS_BUCKET": "backups", "VOLCENGINE_REGION": "cn-beijing"}
 
 
 def test_tracked_exports_get_a_tos_client_and_untracked_ones_none() -> None:
-    """EXPORT_TRACKING=off builds no TOS client (nothing follows an export up); the default does."""
+    """EXPORT_TRACKING=off builds no TOS client (nothing follows an export up); the default does, on its
+    first request (an event's export never sends one, so a cold start does not pay for it)."""
     with httpx.Client() as http:
         tracked = build_clients(Settings.from_env(BASE), CREDENTIALS, http=http)
         untracked = build_clients(
             Settings.from_env({**BASE, "EXPORT_TRACKING": "off"}), CREDENTIALS, http=http
         )
-    assert isinstance(tracked.store, TosClient)
+    assert isinstance(tracked.store, LazyTosClient)
+    assert isinstance(tracked.store.client, TosClient)
+    assert tracked.store.client is tracked.store.client
     assert untracked.store is None
 
 
