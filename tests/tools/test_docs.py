@@ -1,18 +1,98 @@
-"""The documents agree with the code they describe: the configuration table."""
+"""The documents agree with the code they describe: the error codes, the configuration table, the links."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
+
 from exporter_tools.deploy.checks import known_variables
+from exporter_tools.docs import BEGIN, END, error_code_lines, main, with_error_codes
+from handler.errors import ERROR_CODES, ErrorCode, InvalidEvent
 from handler.models.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
+TROUBLESHOOTING = DOCS / "troubleshooting.md"
 # Read by the function beside what deploy's check knows (its settings and its credentials): the older SDK's
 # credential names (no prefix that check looks at), the CA bundle (httpx) and pydantic's switch.
 READ_BESIDE_SETTINGS = {"VOLC_ACCESSKEY", "VOLC_SECRETKEY", "SSL_CERT_FILE", "PYDANTIC_DISABLE_PLUGINS"}
+
+
+def test_troubleshooting_lists_exactly_the_error_table() -> None:
+    """docs/troubleshooting.md's generated part is what ERROR_CODES gives today."""
+    committed = TROUBLESHOOTING.read_text(encoding="utf-8")
+    assert committed == with_error_codes(committed), (
+        "docs/troubleshooting.md differs from handler.errors.ERROR_CODES: run "
+        "`python -m exporter_tools.docs troubleshooting` and commit the file"
+    )
+
+
+def test_every_code_of_the_table_has_a_line() -> None:
+    """Each code appears in the generated list, with its fix."""
+    text = "\n".join(error_code_lines())
+    flat = " ".join(text.split())
+    for code, row in ERROR_CODES.items():
+        assert f"`{code}`" in text, code
+        assert " ".join(row.fix.split()) in flat, code
+
+
+def test_codes_that_share_a_class_and_a_fix_share_a_line() -> None:
+    """Neighbouring codes with one class and one fix are one item; the others stay apart."""
+    fix = "fix the event: the message names the field"
+    codes = {
+        "A": ErrorCode(InvalidEvent, fix, "exporter"),
+        "B": ErrorCode(InvalidEvent, fix, "exporter"),
+        "C": ErrorCode(InvalidEvent, "something else", "exporter"),
+    }
+    items = [line for line in error_code_lines(codes) if line.startswith("- ")]
+    assert items == [
+        f"- `A`, `B` (`InvalidEvent`, not retryable): {fix}",
+        "- `C` (`InvalidEvent`, not retryable): something else",
+    ]
+
+
+def test_a_source_the_document_does_not_know_is_refused() -> None:
+    """A new ErrorCode.source needs a heading before the document can list it."""
+    codes = {"A": ErrorCode(InvalidEvent, "fix", "elsewhere")}
+    with pytest.raises(ValueError, match="elsewhere"):
+        error_code_lines(codes)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("no markers at all\n", "found it 0 times"),
+        (f"{END}\n{BEGIN}\n", "comes before"),
+        (f"{BEGIN}\n{BEGIN}\n{END}\n", "found it 2 times"),
+    ],
+)
+def test_the_markers_must_be_there_once_and_in_order(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        with_error_codes(text)
+
+
+def test_the_command_rewrites_a_stale_file_and_check_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--check`` changes nothing and exits 1 on a stale file; without it the file is rewritten, then current."""
+    path = tmp_path / "troubleshooting.md"
+    path.write_text(f"# Title\n\n{BEGIN}\nstale\n{END}\n\nkept\n", encoding="utf-8")
+    assert main(["troubleshooting", "--file", str(path), "--check"]) == 1
+    assert "stale" in path.read_text(encoding="utf-8")
+    assert "python -m exporter_tools.docs troubleshooting" in capsys.readouterr().err
+    assert main(["troubleshooting", "--file", str(path)]) == 0
+    text = path.read_text(encoding="utf-8")
+    assert "stale" not in text
+    assert text.startswith(f"# Title\n\n{BEGIN}\n")
+    assert text.endswith(f"{END}\n\nkept\n")
+    assert main(["troubleshooting", "--file", str(path), "--check"]) == 0
+
+
+def test_the_command_names_a_file_it_cannot_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["troubleshooting", "--file", str(tmp_path / "missing.md")]) == 2
+    assert "missing.md" in capsys.readouterr().err
 
 
 def configuration_table_variables() -> set[str]:
