@@ -121,3 +121,77 @@ def test_the_contract_links_to_the_whole_table() -> None:
     preamble = contract.split("\n## ", 1)[0]
     assert "(configuration.md)" in preamble
     assert "## Configuration (environment)" in contract
+
+
+PENDING = {DOCS / "doctor.md"}  # written with the doctor (issue 23), in its own branch; linked ahead of it
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def markdown_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+def unfenced(text: str) -> str:
+    """The text outside fenced code blocks."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def prose(text: str) -> str:
+    """The text outside code blocks and inline code, where a link is a link."""
+    return re.sub(r"`[^`\n]*`", "", unfenced(text))
+
+
+def anchors(path: Path) -> set[str]:
+    """The ids GitHub gives the headings of a Markdown file (lowercased, punctuation dropped, spaces to dashes;
+    a repeated heading gets -1, -2, …)."""
+    seen: dict[str, int] = {}
+    ids = set()
+    for line in unfenced(path.read_text(encoding="utf-8")).splitlines():
+        if not line.startswith("#"):
+            continue
+        slug = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        ids.add(slug if count == 0 else f"{slug}-{count}")
+    return ids
+
+
+def test_the_anchor_reader_spells_headings_as_github_does(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# A `code`: title (optional)\n## 2. Step §1\n## Same\n## Same\n```\n# not a heading\n```\n"
+    )
+    assert anchors(page) == {"a-code-title-optional", "2-step-1", "same", "same-1"}
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda path: path.name)
+def test_every_relative_link_reaches_its_file_and_heading(path: Path) -> None:
+    """A link between the documents (and its #anchor) points at something that exists."""
+    broken = []
+    for target in LINK.findall(prose(path.read_text(encoding="utf-8"))):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (path.parent / file_part).resolve() if file_part else path
+        if linked in PENDING and not linked.exists():
+            continue
+        if not linked.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+            broken.append(f"{target}: no such heading")
+    assert not broken, f"{path.relative_to(ROOT)}: {broken}"
+
+
+def test_the_readme_is_a_guide_that_starts_with_the_two_commands() -> None:
+    """At most 250 lines; its first code block is `make demo` and `make test` (CI runs the README's test
+    command); every page of docs/ is one link away."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    first_block = readme.split("```", 2)[1]
+    assert [line.split()[:2] for line in first_block.splitlines()[1:] if line] == [
+        ["make", "demo"],
+        ["make", "test"],
+    ]
+    linked = {(ROOT / target.partition("#")[0]).resolve() for target in LINK.findall(prose(readme))}
+    unlinked = [page.name for page in DOCS.glob("*.md") if page.resolve() not in linked]
+    assert not unlinked, f"not linked from the README: {unlinked}"
