@@ -31,13 +31,13 @@ Run the function once on EVENT_FILE (- reads stdin). The result goes to stdout, 
 options:
   --timeout SECONDS   the time budget, a positive number of seconds (default 900)
 
-events (see README.md, "Events", and the samples in events/):
+events (see docs/events.md and the samples in events/):
   timer     {"type": "faas.timer.event", "data": "<JSON payload or empty>", ...}   scan, or ImageIds
   event     a CloudEvent whose data names ImageId (or subject is an image id); EventBridge detail.ImageId
   http      {"httpMethod": "POST", "body": "<any of these events>", "isBase64Encoded": false}
   direct    {"ImageId": "image-...", "TOSBucket"?: "...", "TOSPrefix"?: "..."} or {"ImageIds": [...]}
 
-environment (see README.md, "Configuration"):
+environment (see docs/configuration.md):
   VOLCENGINE_ACCESS_KEY / VOLCENGINE_SECRET_KEY [/ VOLCENGINE_SESSION_TOKEN], or VOLCENGINE_CREDENTIAL_FILE
   VOLCENGINE_REGION (cn-beijing), VOLCENGINE_ENDPOINT, EXPORT_TOS_BUCKET (required), EXPORT_TOS_PREFIX
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from exporter_tools.bench.earlier import EARLIER_RUNS
 from exporter_tools.bench.report import (
     MEMORY_IMAGES,
     Report,
@@ -182,7 +183,8 @@ def _memory_lines(report: Report) -> list[str]:
 
 
 def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None) -> str:
-    """The whole report: the machine, the targets, then each measurement's table and the notes."""
+    """The whole report: the machine, the targets, then each measurement's table, the notes and the first
+    release's figures (``EARLIER_RUNS``, the same in every report)."""
     checks = check_targets(report) if checks is None else checks
     m = report.machine
     out = [
@@ -401,6 +403,7 @@ def render_markdown(report: Report, checks: Sequence[TargetCheck] | None = None)
             ]
     if report.notes:
         out += ["## Notes", "", *(f"- {note}" for note in report.notes), ""]
+    out += EARLIER_RUNS
     return "\n".join(out)
 
 

@@ -257,7 +257,7 @@ def _explain_vefaas(error: ApiError, action: str, desired: Desired, said: str) -
         role_name = config.role.rpartition("/")[2]
         return (
             f"veFaaS may not use the role {config.role} ({said}). Create the IAM role {role_name} with veFaaS "
-            'as its trusted service, attach the policy from README "Deployment" (ECS ExportImage, '
+            "as its trusted service, attach the policy from the README (ECS ExportImage, "
             "DescribeImages, DescribeTasks, TagResources, UntagResources; reading the bucket's objects), and "
             "allow the deployer to pass it to veFaaS"
         )
@@ -275,7 +275,7 @@ def _explain_vefaas(error: ApiError, action: str, desired: Desired, said: str) -
 
 
 def _explain_lifecycle(error: ApiError, action: str, bucket: str, said: str) -> str:
-    """A failed lifecycle request in the deployer's terms (README "Deployment", storage classes)."""
+    """A failed lifecycle request in the deployer's terms (docs/operations.md, storage classes)."""
     if isinstance(error, MalformedResponse) and action == GET_LIFECYCLE:
         return (
             f"the rules of bucket {bucket} could not be read rule for rule ({said}), so none was written: "

@@ -109,7 +109,7 @@ def _unknown_names(environment: Mapping[Any, Any]) -> list[Problem]:
     for name in map(str, environment):
         if name.startswith(_FUNCTION_PREFIXES) and name not in known:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f": did you mean {close[0]}?" if close else " (README, Configuration, lists them)"
+            hint = f": did you mean {close[0]}?" if close else " (docs/configuration.md lists them)"
             problems.append(
                 Problem(f"function.environment.{name}", f"the function reads no such variable{hint}")
             )

@@ -158,7 +158,7 @@ def _short_timeout(function: FunctionSpec) -> list[Problem]:
         return []
     msg = (
         f"{function.timeout_seconds} s is below {smallest:g} s, the smallest time budget that leaves the "
-        "look-ups before the first export their time (README, The time budget): an export begins only when "
+        "look-ups before the first export their time (docs/how-it-works.md, The time budget): an export begins only when "
         "the API answers at once"
     )
     return [Problem("function.timeout_seconds", msg)]
@@ -341,7 +341,7 @@ class FunctionSpec(BaseModel):
     environment: Annotated[
         dict[VariableName, EnvironmentValue],
         Field(
-            description="The function's environment (README, Configuration). A value may say ${env:NAME} or "
+            description="The function's environment (docs/configuration.md). A value may say ${env:NAME} or "
             "${env:NAME:-default} to take it from the deployer's environment; an entry that comes out empty "
             "is left out."
         ),

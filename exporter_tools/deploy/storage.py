@@ -166,7 +166,7 @@ def refused_field(loc: Sequence[int | str]) -> str | None:
     """Why a field the model does not have is refused, when it is one people reach for: an expiration."""
     if len(loc) >= 2 and loc[0] == "storage" and "expir" in str(loc[-1]).lower():
         return (
-            "no expiration on the export prefix: deleting exports is retention's job (README, Deployment), "
+            "no expiration on the export prefix: deleting exports is retention's job (docs/operations.md), "
             "the lifecycle rule only moves them to colder classes"
         )
     return None

@@ -380,7 +380,7 @@ def _fix_for(error: ExporterError) -> str:
         return "grant the function's identity read access to the bucket and ecs:TagResources"
     if error.retryable:
         return "nothing to fix if it passes (throttling, a server error or a timeout)"
-    return fix_for(error.code) or f"look up {error.code} in the README's error table"
+    return fix_for(error.code) or f"look up {error.code} in docs/troubleshooting.md"
 
 
 def _exported_since(task: Task | None, claim: Claim) -> bool:

@@ -143,7 +143,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 class Settings(BaseModel):
-    """Everything the environment decides. Field aliases are the variable names (README, configuration)."""
+    """Everything the environment decides. Field aliases are the variable names (docs/configuration.md)."""
 
     # allow_inf_nan=False: inf and nan are refused by every number setting, as out of range.
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", allow_inf_nan=False)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from exporter_tools.bench.cold import ColdKind
+from exporter_tools.bench.earlier import EARLIER_RUNS
 from exporter_tools.bench.markdown import render_markdown
 from exporter_tools.bench.process import BenchError, Finished, child_env, run_measured
 from exporter_tools.bench.profile import compare_imports, median_importtime, parse_importtime
@@ -227,6 +228,14 @@ def test_the_report_shows_the_machine_the_verdicts_and_each_ratio() -> None:
         "| ours: one timer scan | 300/300 | 8.0 s | 7.7 s | 1.05x | 41 | 3 (1.0%) | 0 | 1.020 |" in markdown
     )
     assert "| ours | 3.4 MB | 9.8 MB |" in markdown
+
+
+def test_every_report_ends_with_the_first_releases_figures() -> None:
+    """The fixed section survives ``bench --write``: each report ends with it, and so does the committed copy."""
+    section = "\n".join(EARLIER_RUNS)
+    assert render_markdown(_report()).endswith("\n" + section)
+    assert render_markdown(Report(MACHINE, runs=1)).endswith("\n" + section)
+    assert (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8").endswith("\n" + section)
 
 
 def test_the_report_lists_what_we_import_beyond_the_floor() -> None:
