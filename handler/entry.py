@@ -127,7 +127,7 @@ def _export(command: Command, settings: Settings, budget: Budget, *, holder: str
     ``holder`` names this invocation in the claims it writes: its request id, so that a retry of the same
     event running at the same time is another holder. A timer, after the exports (their follow-up first),
     follows the restores in flight, may start a restore drill, then runs retention."""
-    from handler.adapters.clients import build_clients  # noqa: PLC0415 - after the event is valid
+    from handler.adapters.clients import build_clients, webhook_secrets  # noqa: PLC0415 - after the event is valid
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415
     from handler.core.follow_up import is_timer  # noqa: PLC0415
     from handler.core.plan import ExportPlan  # noqa: PLC0415
@@ -140,7 +140,7 @@ def _export(command: Command, settings: Settings, budget: Budget, *, holder: str
     clients = build_clients(
         settings,
         resolve_credentials(os.environ),
-        secrets=_webhook_secrets(settings),
+        secrets=webhook_secrets(settings),
         with_store=restoring or retaining,
     )
     if isinstance(command, RestoreCommand):
@@ -319,15 +319,6 @@ def reject(error: ExporterError, *, request_id: str, trigger: Trigger = "direct"
     result = InvocationResult.of(trigger, request_id, (failed,))
     _report(result)
     return result.to_json()
-
-
-def _webhook_secrets(settings: Settings) -> list[str]:
-    """The webhook secret, the whole URL and its credential parts (DingTalk token, WeCom key, ...)."""
-    if not settings.webhook_url:
-        return [settings.webhook_secret] if settings.webhook_secret else []
-    from handler.adapters.webhooks import secret_parts  # noqa: PLC0415 - only when a webhook is set
-
-    return [settings.webhook_url, *secret_parts(settings.webhook_url, settings.webhook_secret)]
 
 
 def _report(result: InvocationResult) -> None:
