@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
-from handler.adapters.clients import build_clients, mask_credentials, webhook_secrets
+from handler.adapters.clients import build_clients, webhook_secrets
 from handler.adapters.credentials import resolve_credentials
 from handler.adapters.log import redactor
 from handler.clock import SYSTEM_CLOCK, Clock
@@ -45,9 +45,8 @@ def examine(
     except ExporterError as error:
         redactor.set_secrets(secrets)
         return run_doctor(reading, dataclasses.replace(unsigned, unsigned=error), deadline=deadline)
-    mask_credentials(credentials, also=secrets)
     try:
-        clients = build_clients(
+        clients = build_clients(  # masks the credentials and the secrets first
             settings, credentials, secrets=secrets, http=http, clock=clock, with_store=True
         )
     except (OSError, ValueError) as error:  # httpx loads SSL_CERT_FILE when it builds the client

@@ -78,33 +78,22 @@ def read_settings(environ: Mapping[str, str]) -> SettingsReading:
     """The ``settings`` check: every variable as the function reads it (``Settings.from_env``), each refused
     one named with what it expects (a secret's value never shown); an unknown variable with one of
     ``OWN_PREFIXES`` is a warning naming the likely variable; a region ECS is not known to run in, a warning."""
-    env = dict(environ)
-    refused: list[ConfigurationError] = []
-    settings: Settings | None = None
-    while settings is None:
-        try:
-            settings = Settings.from_env(env)
-        except ConfigurationError as error:
-            refused.append(error)
-            if env.pop(error.source, None) is None:  # not a variable that can be left out: read none
-                settings = Settings.from_env({})
-    known = known_variables()
-    unknown = sorted(name for name in environ if name.startswith(OWN_PREFIXES) and name not in known)
-    problems: list[str] = [str(error) for error in refused]
-    fixes: list[str] = (
-        [f"fix {', '.join(dict.fromkeys(e.source or 'the variable' for e in refused))}"] if refused else []
-    )
-    if refused:
-        problems[-1] += "; the other checks ran with the default" + ("s" if len(refused) > 1 else "")
-    for name in unknown:
-        likely = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
-        hint = f" (did you mean {likely[0]}?)" if likely else ""
-        problems.append(f"{name} is not a variable the function reads{hint}")
-        fixes.append(f"rename {name} to {likely[0]}" if likely else f"remove {name}")
-    if not settings.region_known:
+    settings, refused = _read_leaving_out(environ)
+    problems = [str(error) for error in refused]
+    fixes = [f"fix {error.source or 'the variable it names'}" for error in refused]
+    # A refused setting was left at its default for the other checks (not SSL_CERT_FILE: httpx reads it itself).
+    defaulted = [error for error in refused if error.source in _SETTINGS_VARIABLES]
+    if defaulted:
+        problems[-1] += "; the other checks ran with the default" + ("s" if len(defaulted) > 1 else "")
+    for name, likely in _unknown(environ):
         problems.append(
-            f"VOLCENGINE_REGION {settings.region} is not a region ECS is known to run in ({', '.join(KNOWN_REGIONS)}); "
-            "it is used as written"
+            f"{name} is not a variable the function reads" + (f" (did you mean {likely}?)" if likely else "")
+        )
+        fixes.append(f"rename {name} to {likely}" if likely else f"remove {name}")
+    if not settings.region_known:
+        known = ", ".join(KNOWN_REGIONS)
+        problems.append(
+            f"VOLCENGINE_REGION {settings.region} is not a region ECS is known to run in ({known}); it is used as written"
         )
         fixes.append("check VOLCENGINE_REGION")
     if problems:
@@ -112,13 +101,39 @@ def read_settings(environ: Mapping[str, str]) -> SettingsReading:
         return SettingsReading(
             settings, check_result("settings", status, "; ".join(problems), "; ".join(fixes))
         )
-    count = sum(1 for name, value in environ.items() if name in known and value.strip())
+    count = sum(1 for name, value in environ.items() if name in known_variables() and value.strip())
     where = (
         f"region {settings.region}, bucket {settings.tos_bucket or '(none)'}, prefix {settings.tos_prefix}"
     )
     return SettingsReading(
         settings, check_result("settings", "pass", f"{count} variables set, all valid ({where})")
     )
+
+
+_SETTINGS_VARIABLES = frozenset(field.alias for field in Settings.model_fields.values() if field.alias)
+
+
+def _read_leaving_out(environ: Mapping[str, str]) -> tuple[Settings, list[ConfigurationError]]:
+    """The settings, each variable ``Settings.from_env`` refuses left out (so at its default) until the rest
+    reads; and the refusals, in the order they came."""
+    env = dict(environ)
+    refused: list[ConfigurationError] = []
+    while True:
+        try:
+            return Settings.from_env(env), refused
+        except ConfigurationError as error:
+            refused.append(error)
+            if env.pop(error.source, None) is None:  # nothing to leave out: every default
+                return Settings.from_env({}), refused
+
+
+def _unknown(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Each variable with one of ``OWN_PREFIXES`` the function does not read, and the one it likely meant."""
+    known = sorted(known_variables())
+    unknown = sorted(name for name in environ if name.startswith(OWN_PREFIXES) and name not in known)
+    return [
+        (name, next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None)) for name in unknown
+    ]
 
 
 def run_doctor(reading: SettingsReading, subjects: Subjects, *, deadline: float) -> tuple[DoctorCheck, ...]:

@@ -109,6 +109,7 @@ class Subjects:
 
 
 def check_result(name: str, status: CheckStatus, detail: str, fix: str | None = None) -> DoctorCheck:
+    """One check's verdict: the detail cut to ``_DETAIL_CHARS``, the fix kept for a warn or a fail only."""
     cut = detail if len(detail) <= _DETAIL_CHARS else detail[: _DETAIL_CHARS - 1] + "…"
     return DoctorCheck(name=name, status=status, detail=cut, fix=fix if status != "pass" else None)
 
