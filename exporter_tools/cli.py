@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("exporter_tools.status", "exports in flight, outcomes (tags) and exports in TOS (manifests)"),
     "restore": ("exporter_tools.restore", "import an image's newest verified export back into ECS"),
     "retention": ("exporter_tools.retention", "retention's plan per group, and --apply to delete what goes"),
+    "doctor": (
+        "exporter_tools.doctor",
+        "check the settings, keys, clocks, bucket, images and webhook (✓ ! ✗)",
+    ),
 }
 
 

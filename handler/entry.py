@@ -13,9 +13,16 @@ from handler.adapters.log import configure_logging, first_invocation
 from handler.clock import SYSTEM_CLOCK
 from handler.core.budget import Budget
 from handler.errors import ConfigurationError, ExporterError, InvalidEvent, InvocationIncomplete
-from handler.models.commands import ExportingCommand, RestoreCommand
+from handler.models.commands import DoctorCommand, ExportingCommand, RestoreCommand, TargetedCommand
 from handler.models.events import Command, parse_event
-from handler.models.results import TRIGGERS, ErrorInfo, ImageOutcome, InvocationResult, Trigger
+from handler.models.results import (
+    CHECK_STATUSES,
+    TRIGGERS,
+    ErrorInfo,
+    ImageOutcome,
+    InvocationResult,
+    Trigger,
+)
 from handler.models.settings import KNOWN_REGIONS, Settings
 from handler.version import build_info
 
@@ -43,6 +50,8 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     except InvalidEvent as refused:
         command = refused  # reported once the settings are read: a broken configuration is said first
     trigger, event_id = _recognised(command, cold=cold)
+    if isinstance(command, DoctorCommand):
+        return _doctor(trigger, event_id or request_id, context)
     settings: Settings | None = None
     budget: Budget | None = None
     stopped_by: ExporterError | None = None
@@ -62,12 +71,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
         failed = ImageOutcome(image_id=None, status="failed", error=ErrorInfo.from_error(error))
         result = InvocationResult.of(trigger, event_id or request_id, (failed,))
     except Exception:
-        # A defect, not a typed error: logged with its traceback (secrets masked), then surfaced so the
-        # platform records the failure and retries; an HTTP caller gets a 503 with the same advice.
-        _log.exception("invocation.crashed")
-        if trigger != "http":
-            raise
-        return http_response(_crashed(event_id or request_id))
+        return _crashed(trigger, event_id or request_id)
     _report(result)
     if settings is not None and budget is not None:
         _notify(result, settings, budget)
@@ -122,12 +126,12 @@ class _Run:
             part.settle(deadline=deadline)
 
 
-def _export(command: Command, settings: Settings, budget: Budget, *, holder: str) -> _Run:
+def _export(command: TargetedCommand, settings: Settings, budget: Budget, *, holder: str) -> _Run:
     """Resolve credentials and the target, build the clients, run the flow within the time budget.
     ``holder`` names this invocation in the claims it writes: its request id, so that a retry of the same
     event running at the same time is another holder. A timer, after the exports (their follow-up first),
     follows the restores in flight, may start a restore drill, then runs retention."""
-    from handler.adapters.clients import build_clients  # noqa: PLC0415 - after the event is valid
+    from handler.adapters.clients import build_clients, webhook_secrets  # noqa: PLC0415 - after the event is valid
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415
     from handler.core.follow_up import is_timer  # noqa: PLC0415
     from handler.core.plan import ExportPlan  # noqa: PLC0415
@@ -140,7 +144,7 @@ def _export(command: Command, settings: Settings, budget: Budget, *, holder: str
     clients = build_clients(
         settings,
         resolve_credentials(os.environ),
-        secrets=_webhook_secrets(settings),
+        secrets=webhook_secrets(settings),
         with_store=restoring or retaining,
     )
     if isinstance(command, RestoreCommand):
@@ -303,11 +307,41 @@ def _respond(result: InvocationResult, stopped_by: ExporterError | None) -> dict
     return result.to_json()
 
 
-def _crashed(event_id: str) -> InvocationResult:
-    """The HTTP caller's result for a defect: retry later, the log has the traceback."""
+def _crashed(trigger: Trigger, event_id: str) -> dict[str, Any]:
+    """A defect, not a typed error (called in its ``except``): logged with its traceback (secrets masked),
+    then raised again so the platform records the failure and retries; an HTTP caller gets a 503 with the
+    same advice."""
+    _log.exception("invocation.crashed")
+    if trigger != "http":
+        raise  # noqa: PLE0704 - only ever called while handling the defect
     message = "the function failed unexpectedly; its log has the details (invocation.crashed)"
     error = ErrorInfo(code="InternalError", message=message, retryable=True)
-    return InvocationResult.of("http", event_id, (ImageOutcome(image_id=None, status="failed", error=error),))
+    failed = ImageOutcome(image_id=None, status="failed", error=error)
+    return http_response(InvocationResult.of("http", event_id, (failed,)))
+
+
+def _doctor(trigger: Trigger, event_id: str, context: Any) -> dict[str, Any]:
+    """The ``Doctor`` event: the doctor's checks with the function's own identity and settings, within the
+    invocation's budget, in the result's ``checks`` (``ok`` false when one failed). Never raised to be
+    retried: a failed check is not transient. A bad setting is the settings check's failure, not an error."""
+    from handler.doctor import examine, read_settings  # noqa: PLC0415 - the doctor's path only
+
+    try:
+        reading = read_settings(os.environ)
+        configure_logging(reading.settings.log_level)
+        budget = Budget.for_invocation(
+            _remaining(context), now=SYSTEM_CLOCK.monotonic(), settings=reading.settings
+        )
+        checks = examine(reading, os.environ, deadline=budget.send_by)
+    except Exception:
+        return _crashed(trigger, event_id)
+    result = InvocationResult.of(trigger, event_id, (), checks=checks)
+    for check in checks:
+        log = {"pass": _log.info, "warn": _log.warning, "fail": _log.error}[check.status]
+        log("doctor.check", check=check.name, status=check.status, detail=check.detail, fix=check.fix)
+    counts = {status: sum(1 for c in checks if c.status == status) for status in CHECK_STATUSES}
+    _log.info("invocation.result", ok=result.ok, trigger=result.trigger, **counts)
+    return http_response(result) if trigger == "http" else result.to_json()
 
 
 def reject(error: ExporterError, *, request_id: str, trigger: Trigger = "direct") -> dict[str, Any]:
@@ -319,15 +353,6 @@ def reject(error: ExporterError, *, request_id: str, trigger: Trigger = "direct"
     result = InvocationResult.of(trigger, request_id, (failed,))
     _report(result)
     return result.to_json()
-
-
-def _webhook_secrets(settings: Settings) -> list[str]:
-    """The webhook secret, the whole URL and its credential parts (DingTalk token, WeCom key, ...)."""
-    if not settings.webhook_url:
-        return [settings.webhook_secret] if settings.webhook_secret else []
-    from handler.adapters.webhooks import secret_parts  # noqa: PLC0415 - only when a webhook is set
-
-    return [settings.webhook_url, *secret_parts(settings.webhook_url, settings.webhook_secret)]
 
 
 def _report(result: InvocationResult) -> None:

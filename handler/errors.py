@@ -67,6 +67,7 @@ from typing import Literal
 
 __all__ = [
     "ERROR_CODES",
+    "TOS_PERMISSIONS",
     "AccessDenied",
     "ApiError",
     "AuthenticationFailed",
@@ -396,6 +397,16 @@ _ANSWER_LOST = "no answer came: a later run checks whether the export started be
 _BAD_KEYS = "check the access key (VOLCENGINE_ACCESS_KEY or the function's role)"
 _REFRESH_STS = "refresh the STS token (VOLCENGINE_SESSION_TOKEN or the role's credential file)"
 _TOS_GRANT = "grant the function's role {} on the bucket (IAM policy)"
+# The IAM permission each TOS action the function sends needs (a listing needs tos:ListBucket).
+TOS_PERMISSIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "GetObject": "tos:GetObject",
+        "ListObjects": "tos:ListBucket",
+        "PutObject": "tos:PutObject",
+        "DeleteObject": "tos:DeleteObject",
+        "HeadBucket": "tos:HeadBucket",
+    }
+)
 
 # Every error code the exporter reacts to. A code not listed is typed by its HTTP status (see api_error_for).
 ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
@@ -472,13 +483,10 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
         ),
         "InvalidAccessKeyId": ErrorCode(AuthenticationFailed, _BAD_KEYS, "tos"),
         "InvalidSecurityToken": ErrorCode(AuthenticationFailed, _REFRESH_STS, "tos"),
-        "TosAccessDenied.GetObject": ErrorCode(TosAccessDenied, _TOS_GRANT.format("tos:GetObject"), "tos"),
-        "TosAccessDenied.ListObjects": ErrorCode(TosAccessDenied, _TOS_GRANT.format("tos:ListBucket"), "tos"),
-        "TosAccessDenied.PutObject": ErrorCode(TosAccessDenied, _TOS_GRANT.format("tos:PutObject"), "tos"),
-        "TosAccessDenied.DeleteObject": ErrorCode(
-            TosAccessDenied, _TOS_GRANT.format("tos:DeleteObject"), "tos"
-        ),
-        "TosAccessDenied.HeadBucket": ErrorCode(TosAccessDenied, _TOS_GRANT.format("tos:HeadBucket"), "tos"),
+        **{
+            f"TosAccessDenied.{action}": ErrorCode(TosAccessDenied, _TOS_GRANT.format(permission), "tos")
+            for action, permission in TOS_PERMISSIONS.items()
+        },
         # The HTTP exchange (handler.adapters.openapi)
         # Not sent: the server was never reached
         "ConnectError": ErrorCode(RetryableApiError, _UNREACHABLE, "transport"),

@@ -153,6 +153,7 @@ class EcsService:
         self._images: dict[str, ImageRecord] = {}
         self._buckets: dict[str, bool] = {}
         self._access: dict[str, BucketAccess] = {}
+        self._regions: dict[str, str] = {}  # a bucket's region, when it is not the emulator's
         self.tagging_allowed = fleet.tagging_allowed
         self._tasks: list[TaskRecord] = []
         self._tasks_of: dict[str, list[TaskRecord]] = {}  # by resource (image) id, for the lock check
@@ -174,6 +175,7 @@ class EcsService:
             self._images = {spec.id: ImageRecord.from_spec(spec, now) for spec in self.fleet.images}
             self._buckets = {bucket.name: bucket.put_allowed for bucket in self.fleet.buckets}
             self._access = {bucket.name: bucket.access for bucket in self.fleet.buckets}
+            self._regions = {bucket.name: bucket.region for bucket in self.fleet.buckets if bucket.region}
             self.tagging_allowed = self.fleet.tagging_allowed
             self._tasks = [
                 TaskRecord(
@@ -528,6 +530,7 @@ class EcsService:
         return TosService(
             store=self.objects,
             bucket_access=self.bucket_mode,
+            bucket_region=self.bucket_region,
             credentials_for=credentials_for,
             region=region,
             clock=clock,
@@ -544,6 +547,11 @@ class EcsService:
         there is no such bucket."""
         with self._lock:
             return self._access.get(bucket)
+
+    def bucket_region(self, bucket: str) -> str | None:
+        """The bucket's region when the fleet puts it apart from the emulator's (None: the emulator's)."""
+        with self._lock:
+            return self._regions.get(bucket)
 
     def set_bucket_access(self, bucket: str, access: BucketAccess) -> None:
         """From now on the caller's role may do ``access`` in the bucket: ``read-write``, ``read-only``

@@ -13,7 +13,8 @@ scan's lookback window sees the same images today as on the day the file was wri
         {"id": "image-fa11s0000000000001", "export_outcome": "failed"}
       ],
       "buckets": [{"name": "demo-exports"}, {"name": "locked-bucket", "put_allowed": false},
-                  {"name": "private-bucket", "read_allowed": false}],
+                  {"name": "private-bucket", "read_allowed": false},
+                  {"name": "far-bucket", "region": "cn-shanghai"}],
       "tasks": [{"image_id": "image-ybqi99s7yq8rx7mnk44b", "status": "Succeeded", "created_hours_ago": 30},
                 {"image_id": "image-ybqi99s7yq8rx7mnk44b", "status": "Succeeded", "bucket": "demo-exports",
                  "prefix": "imgexport"}],
@@ -107,9 +108,10 @@ class FleetBucket(_Strict):
     """A TOS bucket; ``put_allowed: false`` is a bucket ECS may not write to (no tos:PutObject);
     ``read_allowed: false`` one whose objects the caller's role may not read (every TOS request answers 403);
     ``write_allowed: false`` one where the caller's role may read but not write (PutObject and DeleteObject
-    answer 403)."""
+    answer 403). ``region``: where the bucket is, as HeadBucket answers it (None: the emulator's region)."""
 
     name: Annotated[str, Field(min_length=3, max_length=63)]
+    region: Annotated[str | None, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-?\d*$")] = None
     put_allowed: bool = True
     read_allowed: bool = True
     write_allowed: bool = True

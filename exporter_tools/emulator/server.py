@@ -6,7 +6,7 @@ service, checks Action and Version, and wraps every answer in ``ResponseMetadata
 purpose, reproducibly (``Faults`` with a seed): 500 ``InternalError``, 429 ``FlowLimitExceeded`` (at random,
 or above a requests-per-second limit; with a ``Retry-After`` when ``Faults.retry_after`` says), added
 latency, and "commit then drop" (a write takes effect, then the connection closes with no answer at all).
-Signatures are checked before any fault, as the gateway does.
+Signatures are checked before any fault, as the gateway does. Every answer carries a ``Date`` from ``clock``.
 
 A service is anything with the small ``ApiService`` interface: ECS lives in ``exporter_tools.emulator.ecs``; another
 API (veFaaS: POST with JSON bodies) plugs in the same way, each keyed by its signature scope's service name.
@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -412,6 +413,12 @@ class OpenApiEmulator:
             self._stats.peak_rps = max(self._stats.peak_rps, len(self._arrivals))
 
     def _finish(self, action: str, reply: Reply) -> Reply:
+        """Count the answer and stamp it with the gateway's ``Date`` (its clock's, as a server's own)."""
+        reply = Reply(
+            reply.status,
+            reply.body,
+            (*reply.headers, ("Date", format_datetime(self.clock().astimezone(UTC), usegmt=True))),
+        )
         with self._lock:
             self._stats.count(action, str(reply.status))
         if self.faults.latency_ms > 0:

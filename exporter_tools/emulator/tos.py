@@ -156,7 +156,8 @@ def _address(path: str, host: str, virtual_host_suffix: str) -> tuple[str, str]:
 class TosService:
     """The requests above over the objects in ``store`` (``exporter_tools.emulator.object_store``).
 
-    ``bucket_access(name)`` is what the caller may do in a bucket (None: no such bucket);
+    ``bucket_access(name)`` is what the caller may do in a bucket (None: no such bucket), ``bucket_region(name)``
+    where it is (None: in ``region``, the region this TOS serves; HeadBucket answers it, nothing else differs);
     ``credentials_for(access_key)`` gives the accepted key pair with that access key (the gateway's
     ``accepted_key``, so TOS accepts the keys the OpenAPI side does). Thread-safe."""
 
@@ -171,10 +172,12 @@ class TosService:
         region: str,
         clock: Callable[[], datetime],
         seed: int | None = None,
+        bucket_region: Callable[[str], str | None] = lambda _bucket: None,
     ) -> None:
         self._credentials_for = credentials_for
         self.store = store
         self._bucket_access = bucket_access
+        self._bucket_region = bucket_region
         self.region = region
         self._virtual_host_suffix = f".tos-{region}.volces.com"
         self._clock = clock
@@ -353,19 +356,19 @@ class TosService:
 
     def _bucket_request(self, call: _Call) -> TosReply:
         if call.method == "HEAD" and not call.query:
-            return self._head_bucket()
+            return self._head_bucket(call.bucket)
         if call.method == "GET" and call.query.get("list-type") == "2":
             return self._list_objects(call)
         if "lifecycle" in call.query and len(call.query) == 1:
             return self._lifecycle_request(call)
         return call.error(501, "NotImplemented", f"the emulator does not answer {call.method} on a bucket so")
 
-    def _head_bucket(self) -> TosReply:
+    def _head_bucket(self, bucket: str) -> TosReply:
         return TosReply(
             200,
             (
                 ("Content-Length", "0"),
-                ("x-tos-bucket-region", self.region),
+                ("x-tos-bucket-region", self._bucket_region(bucket) or self.region),
                 ("x-tos-storage-class", "STANDARD"),
                 ("x-tos-az-redundancy", "single-az"),
                 ("x-tos-bucket-type", "fns"),

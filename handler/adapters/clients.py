@@ -39,6 +39,7 @@ __all__ = [
     "mask_credentials",
     "openapi_client",
     "reset_process_state",
+    "webhook_secrets",
 ]
 
 
@@ -57,6 +58,16 @@ def mask_credentials(credentials: Credentials, *, also: Iterable[str] = ()) -> N
     redactor.set_secrets(
         [credentials.secret_key, credentials.session_token, *also], access_key=credentials.access_key
     )
+
+
+def webhook_secrets(settings: Settings) -> list[str]:
+    """The webhook secret, the whole URL and its credential parts (DingTalk token, WeCom key, ...): what
+    ``build_clients`` is given to mask beside the credentials."""
+    if not settings.webhook_url:
+        return [settings.webhook_secret] if settings.webhook_secret else []
+    from handler.adapters.webhooks import secret_parts  # noqa: PLC0415 - only when a webhook is set
+
+    return [settings.webhook_url, *secret_parts(settings.webhook_url, settings.webhook_secret)]
 
 
 def openapi_client(

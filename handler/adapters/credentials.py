@@ -17,6 +17,7 @@ from pathlib import Path
 
 from handler.adapters.signing import Credentials
 from handler.errors import ConfigurationError, NoCredentials
+from handler.models.settings import CREDENTIAL_VARIABLES
 
 __all__ = [
     "CREDENTIAL_FILE_VARIABLE",
@@ -26,14 +27,11 @@ __all__ = [
 ]
 
 DEFAULT_CREDENTIAL_FILE = "/var/run/secrets/iam/credential"
-CREDENTIAL_FILE_VARIABLE = "VOLCENGINE_CREDENTIAL_FILE"
 
-_ACCESS_KEY, _SECRET_KEY, _SESSION_TOKEN = (
-    "VOLCENGINE_ACCESS_KEY",
-    "VOLCENGINE_SECRET_KEY",
-    "VOLCENGINE_SESSION_TOKEN",
+# The variables, named once (handler.models.settings.CREDENTIAL_VARIABLES, in the order they are read).
+_ACCESS_KEY, _SECRET_KEY, _SESSION_TOKEN, _OLD_ACCESS_KEY, _OLD_SECRET_KEY, CREDENTIAL_FILE_VARIABLE = (
+    CREDENTIAL_VARIABLES
 )
-_OLD_ACCESS_KEY, _OLD_SECRET_KEY = "VOLC_ACCESSKEY", "VOLC_SECRETKEY"
 # The most of the credential file that is read: a role's file is a few hundred bytes.
 MAX_CREDENTIAL_FILE_BYTES = 64 * 1024
 

@@ -1,5 +1,6 @@
 """The ECS client: ``ExportImage``, ``DescribeImages``, ``DescribeTasks``, ``TagResources``,
-``UntagResources``, and for restores ``ImportImage`` and ``DeleteImages`` (Version 2020-04-01), typed.
+``UntagResources``, for restores ``ImportImage`` and ``DeleteImages`` (Version 2020-04-01), typed, and the
+doctor's ``probe``.
 
 ``ExportImage`` raises ``UnknownOutcomeError`` when its answer was lost and ``RetryableApiError`` with code
 ``OperationDenied.ResourceLocked`` when the image is busy: in both cases only the image's tasks can tell
@@ -24,7 +25,7 @@ from handler.errors import (
     MalformedResponse,
     error_for,
 )
-from handler.models.api import ExportStarted, Image, ImportSpec, ImportStarted, Task
+from handler.models.api import ExportStarted, Image, ImportSpec, ImportStarted, Probe, Task
 from handler.models.tagging import TAG_KEY_RULE, TaggingFailure, TaggingReport, is_tag_key
 
 __all__ = [
@@ -166,6 +167,12 @@ class EcsClient:
             )
             for item in listing:
                 yield _model(Image, item, "DescribeImages")
+
+    def probe(self, *, deadline: float) -> Probe:
+        """One signed ``DescribeImages`` of a single private image, for what its answer says of the keys and
+        the server (``OpenApiClient.probe``): the doctor's credentials and clock checks."""
+        params = {"Visibility": "private", "MaxResults": "1"}
+        return self._api.probe("DescribeImages", params, deadline=deadline)
 
     def describe_tasks(
         self, *, deadline: float, task_ids: Iterable[str] = (), resource_ids: Iterable[str] = ()

@@ -18,12 +18,14 @@ import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpcore
 import httpx
 
-__all__ = ["Answer", "bounded_client", "certificate_rejected", "exchange"]
+__all__ = ["Answer", "bounded_client", "certificate_rejected", "exchange", "http_date"]
 
 # The real (time.monotonic) moment the exchange running in this thread must be over; None: no overall bound.
 _deadline: ContextVar[float | None] = ContextVar("exchange_deadline", default=None)
@@ -46,6 +48,18 @@ class Answer:
     complete: bool
     encoding: str
     sent: httpx.Headers
+
+
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP date (``Tue, 24 Nov 2026 08:30:00 GMT``: a ``Date`` or ``Last-Modified`` header) as an aware UTC
+    datetime; None when absent or odd."""
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _or_clients(given: float | None, clients: float | None) -> float:

@@ -15,14 +15,15 @@ from typing import Any
 
 import httpx
 
-from handler.adapters.exchange import Answer, bounded_client
+from handler.adapters.exchange import Answer, bounded_client, http_date
 from handler.adapters.log import redactor
 from handler.adapters.pacing import RateLimiter, RateLimiters
 from handler.adapters.retry import RetryPolicy, parse_retry_after
 from handler.adapters.signed import Mask, SignedSender
 from handler.adapters.signing import Credentials, VolcSigner, canonical_query
 from handler.clock import SYSTEM_CLOCK, Clock
-from handler.errors import MalformedResponse, api_error_for
+from handler.errors import ApiError, MalformedResponse, api_error_for
+from handler.models.api import Probe
 
 __all__ = [
     "MAX_ANSWER_BYTES",
@@ -150,6 +151,7 @@ class OpenApiClient:
         self._endpoint = endpoint.rstrip("/")
         self._version = version
         auth = VolcSigner(credentials, region=region, service=service)
+        self._signer = auth
         self._sender = SignedSender(
             http=http,
             auth=auth,
@@ -198,4 +200,32 @@ class OpenApiClient:
             content=content,
             headers=None if content is None else {"Content-Type": "application/json"},
             cleared_until=cleared_until,
+        )
+
+    def probe(self, action: str, params: Mapping[str, str] | None = None, *, deadline: float) -> Probe:
+        """Send the read ``action`` (a GET, retried as any read is) and keep what the answer says of the server
+        whatever it was: its ``Date``, the local time it came, its request id. A final refusal (a signature,
+        a permission) is returned in the probe rather than raised, with its ``Date``: a refused request still
+        tells the server's time. A retryable failure past its retries is raised, as :meth:`call` raises it."""
+        query = canonical_query({"Action": action, "Version": self._version, **(params or {})})
+
+        def read(answer: Answer, mask: Mask) -> tuple[Probe, str | None]:
+            # Against the time requests are signed with: the clock the gateway's own is compared with.
+            seen = Probe(http_date(answer.headers.get("date")), self._signer.now(), None)
+            try:
+                _, request_id = parse_response(answer, action, mask=mask)
+            except ApiError as error:
+                if error.retryable:
+                    raise
+                return Probe(seen.server_time, seen.local_time, error.request_id, error), error.request_id
+            return Probe(seen.server_time, seen.local_time, request_id), request_id
+
+        return self._sender.send(
+            action,
+            "GET",
+            f"{self._endpoint}/?{query}",
+            deadline=deadline,
+            idempotent=True,
+            read=read,
+            max_bytes=MAX_ANSWER_BYTES,
         )

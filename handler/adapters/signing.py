@@ -177,6 +177,10 @@ class VolcSigner(httpx.Auth):
         """The secrets of this signer's credentials, for masking text that may quote them (``fixed_secrets``)."""
         return fixed_secrets(self._credentials)
 
+    def now(self) -> datetime:
+        """The time this signer signs with now (what the gateway holds a request's ``X-Date`` to)."""
+        return self._clock()
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Add X-Date, X-Content-Sha256, X-Security-Token (temporary keys only) and Authorization."""
         credentials = self._credentials if isinstance(self._credentials, Credentials) else self._credentials()

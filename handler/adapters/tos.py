@@ -39,13 +39,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from handler.adapters.exchange import Answer
+from handler.adapters.exchange import http_date as _http_date
 from handler.adapters.pacing import RateLimiter, RateLimiters
 from handler.adapters.retry import RetryPolicy, parse_retry_after
 from handler.adapters.signed import Mask, SignedSender
@@ -626,17 +626,6 @@ def _etag(value: str | None) -> str | None:
 def _crc64(value: str | None) -> str | None:
     """TOS's CRC-64/ECMA, a decimal string; anything else is left out."""
     return value if value and value.isdigit() else None
-
-
-def _http_date(value: str | None) -> datetime | None:
-    """An HTTP date (``Tue, 24 Nov 2026 08:30:00 GMT``) as an aware UTC datetime; None when absent or odd."""
-    if not value:
-        return None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _iso_date(value: str) -> datetime | None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
-from handler.models.api import ExportStarted, Image, ImportSpec, ImportStarted, Task
+from handler.models.api import ExportStarted, Image, ImportSpec, ImportStarted, Probe, Task
 from handler.models.objects import BucketInfo, HeadResult, ListResult, PutResult
 from handler.models.tagging import TaggingReport
 
-__all__ = ["EcsApi", "ObjectStore", "RestoreApi", "TrackingApi"]
+__all__ = ["DoctorApi", "EcsApi", "ObjectStore", "RestoreApi", "TrackingApi"]
 
 
 class EcsApi(Protocol):
@@ -59,6 +59,13 @@ class RestoreApi(TrackingApi, Protocol):
     def import_image(self, spec: ImportSpec, *, deadline: float) -> ImportStarted: ...
 
     def delete_images(self, image_ids: Iterable[str], *, deadline: float) -> dict[str, str | None]: ...
+
+
+class DoctorApi(EcsApi, Protocol):
+    """The ECS actions the doctor adds: a probe, one signed DescribeImages whose answer's ``Date`` is kept
+    whatever it said (a final refusal is in the probe, not raised)."""
+
+    def probe(self, *, deadline: float) -> Probe: ...
 
 
 class ObjectStore(Protocol):

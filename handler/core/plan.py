@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from handler.errors import ConfigurationError, InvalidEvent
-from handler.models.events import Command, ScanCommand
+from handler.models.commands import ScanCommand, TargetedCommand
 from handler.models.objects import VerifyLevel
 from handler.models.settings import Settings
 
@@ -34,7 +34,7 @@ class ExportPlan:
     verify: VerifyLevel = "structure"  # how finished exports are checked (EXPORT_VERIFY)
 
     @classmethod
-    def of(cls, command: Command, settings: Settings) -> ExportPlan:
+    def of(cls, command: TargetedCommand, settings: Settings) -> ExportPlan:
         """Merge the command with the settings. Raises ``InvalidEvent`` for a scan lookback longer than the
         dedupe window, ``ConfigurationError`` when neither names a TOS bucket."""
         lookback = command.lookback_hours if isinstance(command, ScanCommand) else None

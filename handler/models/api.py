@@ -1,4 +1,5 @@
-"""What the ECS API reports, typed: images, tasks, a started export. Unknown fields are ignored."""
+"""What the ECS API reports, typed: images, tasks, a started export, a probe's answer. Unknown fields are
+ignored."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from handler.errors import ApiError
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -23,6 +26,7 @@ __all__ = [
     "Image",
     "ImportSpec",
     "ImportStarted",
+    "Probe",
     "Snapshot",
     "Task",
 ]
@@ -186,3 +190,15 @@ class ImportStarted:
 
     image_id: str
     request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What one signed probe request got (the doctor's): the server's ``Date`` and the local time its answer
+    came (None when it carried none), its request id, and the API's final refusal (None: it answered), the
+    answer's ``Date`` kept either way: a refused signature still tells the server's time."""
+
+    server_time: datetime | None
+    local_time: datetime
+    request_id: str | None
+    error: ApiError | None = None

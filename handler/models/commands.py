@@ -1,4 +1,5 @@
-"""The commands an event becomes (a scan, an export of named images, a restore) and the rules their values follow.
+"""The commands an event becomes (a scan, an export of named images, a restore, the doctor) and the rules their
+values follow.
 
 The rules raise :class:`RefusedValue` with what was expected and what came (values echoed are cut to about 60
 characters); the event parser (``handler.models.events``) adds the field's path, and the models apply the same
@@ -23,12 +24,15 @@ __all__ = [
     "MAX_IMAGE_IDS",
     "MAX_LOOKBACK_HOURS",
     "Command",
+    "DoctorCommand",
     "ExportCommand",
     "ExportingCommand",
     "RefusedValue",
     "RestoreCommand",
     "ScanCommand",
+    "TargetedCommand",
     "check_bucket",
+    "check_doctor",
     "check_force",
     "check_image_id",
     "check_image_ids",
@@ -97,6 +101,14 @@ def check_force(value: object) -> bool:
     if not isinstance(value, bool):
         raise RefusedValue(f"expected true or false, got {shown(value)}")
     return value
+
+
+def check_doctor(value: object) -> bool:
+    """``Doctor``: exactly ``true``; anything else (``false``, ``"true"``, 1) is refused rather than read as a
+    request to do something else."""
+    if value is not True:
+        raise RefusedValue(f"expected true (the doctor runs its checks), got {shown(value)}")
+    return True
 
 
 def check_image_ids(value: object) -> tuple[str, ...]:
@@ -225,5 +237,16 @@ class RestoreCommand(BaseModel):
     image_name: Annotated[str | None, PlainValidator(_or_none(check_image_name))] = None
 
 
+class DoctorCommand(BaseModel):
+    """Run the doctor's checks with the function's own identity and settings (the ``Doctor`` event): nothing
+    is exported; a probe object is written and deleted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    trigger: Trigger
+    event_id: str | None = None
+
+
 ExportingCommand: TypeAlias = ScanCommand | ExportCommand  # the commands that export
-Command: TypeAlias = ScanCommand | ExportCommand | RestoreCommand
+TargetedCommand: TypeAlias = ScanCommand | ExportCommand | RestoreCommand  # the commands with a destination
+Command: TypeAlias = ScanCommand | ExportCommand | RestoreCommand | DoctorCommand

@@ -1,8 +1,8 @@
 """The events the function accepts (docs/contract.md, "Events accepted"), each turned into one typed command.
 
 ``parse_event(raw)`` returns a :class:`ScanCommand` (a timer with no ``ImageIds``: look for new images), an
-:class:`ExportCommand` (export exactly these images) or a :class:`RestoreCommand` (import an image's newest
-verified export back), or raises :class:`~handler.errors.InvalidEvent` whose
+:class:`ExportCommand` (export exactly these images), a :class:`RestoreCommand` (import an image's newest
+verified export back) or a :class:`DoctorCommand` (run the doctor's checks), or raises :class:`~handler.errors.InvalidEvent` whose
 ``field`` is the dotted path of what is wrong (``data.ImageIds[2]``, ``body.TOSBucket``, ``""`` for the whole
 event). The commands and the rules their values follow are in ``handler.models.commands``. Shapes are
 recognised in this order:
@@ -12,7 +12,7 @@ recognised in this order:
 3. Any other CloudEvent (``specversion``): ``data`` or ``subject`` names the image.
 4. EventBridge style: ``detail-type`` / ``detail`` with ``detail.ImageId``.
 5. Direct: ``{"ImageId": …}`` or ``{"ImageIds": […]}``, the API's own parameter names; or
-   ``{"Restore": {"ImageId": …}}``.
+   ``{"Restore": {"ImageId": …}}``; or ``{"Doctor": true}``.
 
 Shapes are checked by hand rather than through a union of models: the messages can then say exactly what was
 expected, and building the models stays cheap on a cold start. Values echoed in messages are cut to about 60
@@ -33,11 +33,13 @@ from handler.models.commands import (
     MAX_IMAGE_IDS,
     MAX_LOOKBACK_HOURS,
     Command,
+    DoctorCommand,
     ExportCommand,
     RefusedValue,
     RestoreCommand,
     ScanCommand,
     check_bucket,
+    check_doctor,
     check_force,
     check_image_id,
     check_image_ids,
@@ -57,6 +59,7 @@ __all__ = [
     "MAX_LOOKBACK_HOURS",
     "TIMER_EVENT_TYPE",
     "Command",
+    "DoctorCommand",
     "ExportCommand",
     "RestoreCommand",
     "ScanCommand",
@@ -72,13 +75,13 @@ MAX_EVENT_ID = 256
 _IMAGE_KEYS = ("ImageId", "imageId", "image_id")  # then ResourceId, when it is an image id
 _TIMER_KEYS = ("ImageIds", "TOSBucket", "TOSPrefix", "LookbackHours", "ImageNamePrefix", "Tags", "Force")
 _SCAN_ONLY_KEYS = ("LookbackHours", "ImageNamePrefix", "Tags")
-_DIRECT_KEYS = ("ImageId", "ImageIds", "TOSBucket", "TOSPrefix", "Force", "Restore")
+_DIRECT_KEYS = ("ImageId", "ImageIds", "TOSBucket", "TOSPrefix", "Force", "Restore", "Doctor")
 _RESTORE_KEYS = ("ImageId", "TOSBucket", "TOSPrefix", "ImageName")
 _SHAPES = (
     "expected a timer event (a CloudEvent of type faas.timer.event), a CloudEvent whose data names the "
     "image (data.ImageId), an EventBridge-style event (detail.ImageId), an HTTP event whose body is one of "
-    'these, a direct event {"ImageId": "image-…"} or {"ImageIds": ["image-…"]}, or a restore '
-    '{"Restore": {"ImageId": "image-…"}}'
+    'these, a direct event {"ImageId": "image-…"} or {"ImageIds": ["image-…"]}, a restore '
+    '{"Restore": {"ImageId": "image-…"}}, or the doctor {"Doctor": true}'
 )
 
 T = TypeVar("T")
@@ -370,6 +373,8 @@ def _named_image(content: Mapping[Any, Any], prefix: str, fallback: str | None) 
 
 def _parse_direct(raw: dict[Any, Any]) -> Command:
     _refuse_unknown_keys(raw, _DIRECT_KEYS, "", "a direct event")
+    if "Doctor" in raw:
+        return _parse_doctor(raw)
     if "Restore" in raw:
         return _parse_restore(raw)
     has_one, has_many = raw.get("ImageId") is not None, raw.get("ImageIds") is not None
@@ -389,6 +394,16 @@ def _parse_direct(raw: dict[Any, Any]) -> Command:
         tos_prefix=_optional(check_prefix, raw, "TOSPrefix", ""),
         force=_optional(check_force, raw, "Force", "") or False,
     )
+
+
+def _parse_doctor(raw: dict[Any, Any]) -> DoctorCommand:
+    """``{"Doctor": true}``: an event of its own, with nothing beside it."""
+    others = [key for key in raw if key != "Doctor"]
+    if others:
+        msg = 'the doctor is an event of its own: send {"Doctor": true} and nothing else'
+        raise RefusedValue(msg, _key_name(others[0]))
+    _check(check_doctor, raw["Doctor"], "Doctor")
+    return DoctorCommand(trigger="direct", event_id=None)
 
 
 def _parse_restore(raw: dict[Any, Any]) -> RestoreCommand:

@@ -11,10 +11,13 @@ from handler.errors import ApiError, ExporterError
 from handler.models.objects import ManifestObject, VerifyLevel
 
 __all__ = [
+    "CHECK_STATUSES",
     "NEEDS_ATTENTION",
     "NOT_OK",
     "STATUSES",
     "TRIGGERS",
+    "CheckStatus",
+    "DoctorCheck",
     "ErrorInfo",
     "ImageOutcome",
     "InvocationResult",
@@ -47,6 +50,9 @@ NOT_OK: frozenset[Status] = frozenset({"failed", "deferred", "export_failed", "r
 NEEDS_ATTENTION = "needs attention"
 Trigger = Literal["timer", "event", "http", "direct"]
 TRIGGERS: tuple[Trigger, ...] = get_args(Trigger)
+# A doctor check's verdict (docs/doctor.md): a ``fail`` makes ``ok`` false, a ``warn`` does not.
+CheckStatus = Literal["pass", "warn", "fail"]
+CHECK_STATUSES: tuple[CheckStatus, ...] = get_args(CheckStatus)
 
 
 def object_key_for(prefix: str, image_id: str) -> str:
@@ -112,6 +118,17 @@ class ImageOutcome:
         )
 
 
+@pydantic_dataclass(frozen=True, slots=True, config=_RECORD)
+class DoctorCheck:
+    """One of the doctor's named checks: its verdict, what it found, and (a ``warn`` or a ``fail``) the one
+    line that says what to do. Neither line ever holds a secret."""
+
+    name: str
+    status: CheckStatus
+    detail: str
+    fix: str | None = None
+
+
 _ADAPTER: list[TypeAdapter[ImageOutcome]] = []
 
 
@@ -131,11 +148,23 @@ class InvocationResult(BaseModel):
     trigger: Trigger
     event_id: str
     results: tuple[ImageOutcome, ...] = ()
+    # The doctor's checks (a Doctor event only; left out of every other result).
+    checks: tuple[DoctorCheck, ...] | None = None
 
     @classmethod
-    def of(cls, trigger: Trigger, event_id: str, results: tuple[ImageOutcome, ...]) -> InvocationResult:
-        ok = not any(r.status in NOT_OK for r in results)
-        return cls(ok=ok, trigger=trigger, event_id=event_id, results=results)
+    def of(
+        cls,
+        trigger: Trigger,
+        event_id: str,
+        results: tuple[ImageOutcome, ...],
+        *,
+        checks: tuple[DoctorCheck, ...] | None = None,
+    ) -> InvocationResult:
+        """``ok`` is false when any result needs attention (``NOT_OK``) or any check failed."""
+        ok = not any(r.status in NOT_OK for r in results) and not any(
+            c.status == "fail" for c in checks or ()
+        )
+        return cls(ok=ok, trigger=trigger, event_id=event_id, results=results, checks=checks)
 
     @property
     def should_raise(self) -> bool:

@@ -28,6 +28,7 @@ from handler.models.tagging import TAG_KEY_RULE, is_tag_key
 
 __all__ = [
     "BUCKET_PATTERN",
+    "CREDENTIAL_VARIABLES",
     "GROUP_BY_NAME",
     "GROUP_BY_TAG",
     "KNOWN_REGIONS",
@@ -41,6 +42,7 @@ __all__ = [
     "WebhookFormat",
     "default_tos_endpoint",
     "is_loopback_host",
+    "known_variables",
     "standard_webhook_key",
 ]
 
@@ -83,6 +85,18 @@ MAX_KEEP = 10_000
 
 
 MAX_DRILL_DAYS = 366
+# The variables the credentials are read from (handler.adapters.credentials), in the order it reads them: the
+# official SDK's key pair and token, the older SDK's key pair, the role's credential file.
+CREDENTIAL_VARIABLES = (
+    "VOLCENGINE_ACCESS_KEY",
+    "VOLCENGINE_SECRET_KEY",
+    "VOLCENGINE_SESSION_TOKEN",
+    "VOLC_ACCESSKEY",
+    "VOLC_SECRETKEY",
+    "VOLCENGINE_CREDENTIAL_FILE",
+)
+# Read beside the settings: the CA bundle (httpx reads it; from_env checks it).
+_OTHER_VARIABLES = ("SSL_CERT_FILE",)
 
 
 def default_tos_endpoint(region: str) -> str:
@@ -397,6 +411,13 @@ class Settings(BaseModel):
             msg = "expected scheme and host[:port], like https://tos-cn-beijing.volces.com"
             raise ValueError(msg)
         return value.rstrip("/")
+
+
+def known_variables() -> frozenset[str]:
+    """Every environment variable the function reads: the settings' (their fields' aliases), the credentials'
+    and ``SSL_CERT_FILE``."""
+    aliases = {field.alias for field in Settings.model_fields.values() if field.alias}
+    return frozenset({*aliases, *CREDENTIAL_VARIABLES, *_OTHER_VARIABLES})
 
 
 # --- error wording -----------------------------------------------------------------------------------------

@@ -37,24 +37,27 @@ ONE_ATTEMPT = RetryPolicy(max_attempts=1, base=0.0, cap=0.0)
 
 class Account:
     """``images`` and earlier ``tasks`` (fleet records; ``tests.support.builders.fleet_image`` and
-    ``fleet_task``) in buckets ``buckets``, created relative to ``clock``'s now (default: a still clock at
-    ``NOW``); exports take ``task_seconds``.
+    ``fleet_task``) in buckets ``buckets`` (names, or fleet buckets: a region, an access of their own),
+    created relative to ``clock``'s now (default: a still clock at ``NOW``); exports take ``task_seconds``.
 
     ``api`` is what the flows get; ``client`` and ``store_client`` are the function's clients underneath
-    (a call through them is not recorded: another copy of the function, say); ``ecs`` is the emulated state."""
+    (a call through them is not recorded: another copy of the function, say), ``http`` the client they send
+    with; ``ecs`` is the emulated state."""
 
     def __init__(
         self,
         images: Iterable[FleetImage] = (),
         tasks: Iterable[FleetTask] = (),
         *,
-        buckets: Iterable[str] = ("b-1",),
+        buckets: Iterable[str | FleetBucket] = ("b-1",),
         clock: FakeClock | None = None,
         task_seconds: float = 30.0,
     ) -> None:
         self.clock = clock or FakeClock(0.0, wall=NOW, jitter=0.5)
         fleet = Fleet(
-            images=tuple(images), tasks=tuple(tasks), buckets=tuple(FleetBucket(name=b) for b in buckets)
+            images=tuple(images),
+            tasks=tuple(tasks),
+            buckets=tuple(b if isinstance(b, FleetBucket) else FleetBucket(name=b) for b in buckets),
         )
         self.ecs = EcsService(fleet, task_seconds=task_seconds, seed=7, clock=self.clock)
         self.emulator = OpenApiEmulator([self.ecs], credentials=CREDENTIALS, seed=7, port=None)
@@ -62,6 +65,7 @@ class Account:
             self.emulator.accepted_key, region=self.emulator.region, clock=self.clock
         )
         http = httpx.Client(transport=self.emulator.transport())
+        self.http = http
         limiter = RateLimiter(1e9, clock=self.clock)  # never waits: time is the test's to move
         self.client = ecs_client(
             self.clock, CREDENTIALS, endpoint=self.emulator.endpoint, attempts=1, http=http, limiter=limiter

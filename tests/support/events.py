@@ -20,6 +20,7 @@ EVENT_NAMES: tuple[str, ...] = (
     "direct_single",
     "direct_batch",
     "restore",
+    "doctor",
     "invalid",
 )
 

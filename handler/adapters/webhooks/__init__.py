@@ -1,7 +1,8 @@
 """Webhook notifications: one delivery per invocation that has something to say, never at the result's expense.
 
 The entry calls ``notify`` after every outcome is logged. A delivery that fails is logged as ``webhook.failed``
-and reported back; it never raises and never changes the result: the exports already happened.
+and reported back; it never raises and never changes the result: the exports already happened. The doctor
+calls ``send_test``: a test message, delivered and judged the same way.
 
 Formats (``WEBHOOK_FORMAT``, else inferred from the URL's host by ``infer_format``)::
 
@@ -14,6 +15,8 @@ Formats (``WEBHOOK_FORMAT``, else inferred from the URL's host by ``infer_format
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import structlog
 
@@ -23,6 +26,7 @@ from handler.adapters.webhooks._delivery import ATTEMPT_TIMEOUT, CONNECT_TIMEOUT
 from handler.adapters.webhooks._formats import (
     WebhookRequest,
     build_request,
+    build_test_request,
     fix_for,
     infer_format,
     redact_url,
@@ -44,6 +48,7 @@ __all__ = [
     "notify",
     "redact_url",
     "secret_parts",
+    "send_test",
     "should_notify",
 ]
 
@@ -72,38 +77,95 @@ def notify(
     fmt: WebhookFormat = "standard"
     target = redact_url(url)
     secrets = secret_parts(url, settings.webhook_secret)
+
+    def mask(text: str) -> str:
+        return redactor.mask_text(scrub(text, secrets))
+
+    def prepare() -> WebhookRequest:
+        return build_request(
+            fmt,
+            result,
+            url=url,
+            secret=settings.webhook_secret,
+            region=region,
+            bucket=settings.tos_bucket,
+            now=clock.now().timestamp(),
+            mask=mask,
+            max_results=settings.webhook_max_results,
+        )
+
     try:
         if not should_notify(result, settings.webhook_notify):
             log.info("webhook.skipped", url=target, reason=_skip_reason(settings.webhook_notify))
             return None
         fmt = settings.webhook_format or infer_format(url)
         report = _send(
-            result,
-            settings,
-            fmt=fmt,
-            target=target,
-            secrets=secrets,
-            region=region,
-            deadline=deadline,
-            client=client,
-            clock=clock,
+            prepare, fmt=fmt, target=target, secrets=secrets, deadline=deadline, client=client, clock=clock
         )
     except Exception as error:  # the safety net: a notification must never change the invocation
         report = DeliveryReport(fmt, target, delivered=False, attempts=0, reason=type(error).__name__)
+    _log_report(report)
+    return report
+
+
+def send_test(
+    settings: Settings,
+    *,
+    deadline: float,
+    client: httpx.Client | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> DeliveryReport | None:
+    """Deliver the doctor's test message (``build_test_request``) to ``WEBHOOK_URL``, signed and judged as a
+    notice is (``deliver``), whatever ``WEBHOOK_NOTIFY`` says; never raises. None when no URL is set.
+    ``deadline``, ``client`` and ``clock`` as for :func:`notify`."""
+    url = settings.webhook_url
+    if not url:
+        return None
+    fmt: WebhookFormat = settings.webhook_format or infer_format(url)
+    target = redact_url(url)
+
+    def prepare() -> WebhookRequest:
+        return build_test_request(
+            fmt,
+            url=url,
+            secret=settings.webhook_secret,
+            region=settings.region,
+            bucket=settings.tos_bucket,
+            now=clock.now().timestamp(),
+        )
+
+    secrets = secret_parts(url, settings.webhook_secret)
+    try:
+        report = _send(
+            prepare, fmt=fmt, target=target, secrets=secrets, deadline=deadline, client=client, clock=clock
+        )
+    except Exception as error:  # the safety net: the doctor reports a failed delivery, never a crash
+        report = DeliveryReport(fmt, target, delivered=False, attempts=0, reason=type(error).__name__)
+    _log_report(report)
+    return report
+
+
+def _log_report(report: DeliveryReport) -> None:
+    log = structlog.get_logger()
     if report.delivered:
-        log.info("webhook.delivered", format=fmt, url=target, attempts=report.attempts, status=report.status)
+        log.info(
+            "webhook.delivered",
+            format=report.format,
+            url=report.target,
+            attempts=report.attempts,
+            status=report.status,
+        )
     else:
         log.warning(
             "webhook.failed",
-            format=fmt,
-            url=target,
+            format=report.format,
+            url=report.target,
             attempts=report.attempts,
             status=report.status,
             platform_code=report.platform_code,
             platform_message=report.platform_message,
             reason=report.reason,
         )
-    return report
 
 
 def should_notify(result: InvocationResult, when: NotifyWhen) -> bool:
@@ -136,34 +198,16 @@ def _skip_reason(when: NotifyWhen) -> str:
 
 
 def _send(
-    result: InvocationResult,
-    settings: Settings,
+    prepare: Callable[[], WebhookRequest],
     *,
     fmt: WebhookFormat,
     target: str,
     secrets: tuple[str, ...],
-    region: str,
     deadline: float,
     client: httpx.Client | None,
     clock: Clock,
 ) -> DeliveryReport:
-    url = settings.webhook_url or ""
-
-    def mask(text: str) -> str:
-        return redactor.mask_text(scrub(text, secrets))
-
-    def prepare() -> WebhookRequest:
-        return build_request(
-            fmt,
-            result,
-            url=url,
-            secret=settings.webhook_secret,
-            region=region,
-            bucket=settings.tos_bucket,
-            now=clock.now().timestamp(),
-            mask=mask,
-            max_results=settings.webhook_max_results,
-        )
+    """``deliver`` over ``client``, else over a short-lived client of its own."""
 
     def send(http: httpx.Client) -> DeliveryReport:
         return deliver(

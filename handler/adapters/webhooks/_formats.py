@@ -28,8 +28,11 @@ from handler.models.settings import WebhookFormat, standard_webhook_key
 __all__ = [
     "EVENT_TYPE",
     "MAX_IMAGE_LINES",
+    "TEST_EVENT_TYPE",
+    "TEST_HEADLINE",
     "WebhookRequest",
     "build_request",
+    "build_test_request",
     "compose_text",
     "dingtalk_sign",
     "feishu_sign",
@@ -45,6 +48,9 @@ __all__ = [
 ]
 
 EVENT_TYPE = "image_export.result"
+# The doctor's test message: its Standard Webhooks type, and how its text begins on a chat platform.
+TEST_EVENT_TYPE = "image_export.test"
+TEST_HEADLINE = "🩺 Image export: a test message from the doctor"
 MAX_IMAGE_LINES = 20
 REDACTED = "***"
 
@@ -356,11 +362,17 @@ def _standard(
     mask: Callable[[str], str],
     max_results: int,
 ) -> WebhookRequest:
+    data = _masked(bounded(result, max_results), mask)
+    return _standard_delivery(EVENT_TYPE, data, message_id(result), url=url, secret=secret, now=now)
+
+
+def _standard_delivery(
+    kind: str, data: Any, msg_id: str, *, url: str, secret: str | None, now: float
+) -> WebhookRequest:
+    """A Standard Webhooks delivery of ``kind`` carrying ``data``, signed when ``secret`` is set."""
     seconds = int(now)
     stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    data = _masked(bounded(result, max_results), mask)
-    body = _json({"type": EVENT_TYPE, "timestamp": stamp, "data": data})
-    msg_id = message_id(result)
+    body = _json({"type": kind, "timestamp": stamp, "data": data})
     headers = {**_JSON_HEADERS, "webhook-id": msg_id, "webhook-timestamp": str(seconds)}
     if secret:
         headers["webhook-signature"] = standard_signature(secret, msg_id, seconds, body)
@@ -392,6 +404,27 @@ def build_request(
     if fmt == "standard":
         return _standard(result, url, secret, now, mask=mask, max_results=max_results)
     text = mask(compose_text(fmt, result, region=region, bucket=bucket))
+    return _chat_request(fmt, text, headline(result), url=url, secret=secret, now=now)
+
+
+def build_test_request(
+    fmt: WebhookFormat, *, url: str, secret: str | None, region: str, bucket: str | None, now: float
+) -> WebhookRequest:
+    """The doctor's test message in ``fmt`` at unix time ``now``, signed as a notice is: a Standard Webhooks
+    delivery of type ``TEST_EVENT_TYPE``, or a chat message that says it is a test and changes nothing."""
+    where = f"region {_one_line(region, 40)}" + (f", bucket {_one_line(bucket, 63)}" if bucket else "")
+    text = f"{TEST_HEADLINE} ({where}): notices reach this address; nothing was exported"
+    if fmt != "standard":
+        return _chat_request(fmt, _STYLES[fmt].escape(text), TEST_HEADLINE, url=url, secret=secret, now=now)
+    data = {"message": text, "region": region, "bucket": bucket}
+    msg_id = "msg_" + hashlib.sha256(f"doctor:{now!r}".encode()).hexdigest()[:32]  # each test a new message
+    return _standard_delivery(TEST_EVENT_TYPE, data, msg_id, url=url, secret=secret, now=now)
+
+
+def _chat_request(
+    fmt: WebhookFormat, text: str, title: str, *, url: str, secret: str | None, now: float
+) -> WebhookRequest:
+    """The chat platform's request carrying ``text`` (``title``: DingTalk's), signed when ``secret`` is set."""
     if fmt == "feishu":
         payload: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}
         if secret:
@@ -402,7 +435,6 @@ def build_request(
         if secret:
             millis = str(int(now * 1000))
             url = _with_query(url, f"timestamp={millis}&sign={quote_plus(dingtalk_sign(secret, millis))}")
-        title = headline(result)
         payload = {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
         return WebhookRequest(url, dict(_JSON_HEADERS), _json(payload))
     if fmt == "wecom":

@@ -40,6 +40,7 @@ EXPECTED: dict[str, tuple[str, dict[str | None, str]]] = {
     "direct_batch": ("direct", {YBQI: "started", F3K: "started", P8D: "started"}),
     "invalid": ("direct", {None: "failed"}),
     "restore": ("direct", {YBQI: "failed"}),  # the demo fleet has no verified export yet: NoVerifiedExport
+    "doctor": ("direct", {}),  # checks, no results: every check passes on the demo fleet (asserted below)
 }
 
 
@@ -71,6 +72,11 @@ def test_every_sample_event_against_the_demo_fleet(name: str, emulated: Emulated
     assert emulator.export_tasks_by_image() == dict.fromkeys(sorted(i for i in started if i), 1)
     if trigger == "http":
         assert returned["statusCode"] == (200 if result["ok"] else 400)
+    if name == "doctor":
+        assert result["ok"] is True
+        assert {check["status"] for check in result["checks"]} == {"pass"}
+    else:
+        assert "checks" not in result
 
 
 def test_the_scan_uses_the_timer_payloads_prefix_for_the_file_names(

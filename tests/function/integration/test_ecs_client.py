@@ -435,3 +435,51 @@ def test_post_body_is_signed_as_sent(clock: FakeClock) -> None:
     assert query_of(sent) == {"Action": "CreateFunction", "Version": "2020-04-01"}
     assert json.loads(sent.content) == {"MemoryMB": 512, "Name": "fn"}
     assert "content-type;host;x-content-sha256;x-date;x-security-token" in sent.headers["Authorization"]
+
+
+# -- the doctor's probe ------------------------------------------------------------------------------------
+
+DATE = "Thu, 26 Nov 2026 12:00:05 GMT"
+
+
+@respx.mock
+def test_a_probe_asks_for_one_private_image_and_keeps_the_answers_date(clock: FakeClock) -> None:
+    """The probe is one signed DescribeImages of a single private image; it keeps the answer's Date and
+    request id beside the time it was signed with."""
+    answer = api_ok({"Images": []}, "req-probe")
+    answer.headers["Date"] = DATE
+    route = respx.get(ENDPOINT).mock(return_value=answer)
+    probe = make_client(clock).probe(deadline=2000)
+    assert query_of(route.calls.last.request) == {
+        "Action": "DescribeImages",
+        "Version": "2020-04-01",
+        "Visibility": "private",
+        "MaxResults": "1",
+    }
+    assert probe.error is None
+    assert probe.request_id == "req-probe"
+    assert probe.server_time is not None
+    assert probe.server_time.isoformat() == "2026-11-26T12:00:05+00:00"
+    assert probe.local_time.tzinfo is not None
+
+
+@respx.mock
+def test_a_refused_probe_carries_its_error_and_still_its_date(clock: FakeClock) -> None:
+    """A final refusal (a bad signature) is returned in the probe, not raised, with the answer's Date: a
+    refused request still tells the server's time. Nothing is retried."""
+    answer = api_error(401, "SignatureDoesNotMatch", Date=DATE)
+    route = respx.get(ENDPOINT).mock(return_value=answer)
+    probe = make_client(clock).probe(deadline=2000)
+    assert isinstance(probe.error, TerminalApiError)
+    assert probe.error.code == "SignatureDoesNotMatch"
+    assert probe.request_id == "req-SignatureDoesNotMatch"
+    assert probe.server_time is not None
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_a_probe_retries_what_is_retryable_and_raises_past_the_retries(clock: FakeClock) -> None:
+    """A 5xx is retried as any read is; past the attempts it is raised, as ``call`` raises it."""
+    respx.get(ENDPOINT).mock(return_value=api_error(500, "InternalError"))
+    with pytest.raises(RetryableApiError):
+        make_client(clock).probe(deadline=2000)

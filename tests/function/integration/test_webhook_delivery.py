@@ -14,7 +14,7 @@ import respx
 from structlog.testing import capture_logs
 
 from handler.adapters.retry import parse_retry_after
-from handler.adapters.webhooks import DeliveryReport, notify
+from handler.adapters.webhooks import DeliveryReport, notify, send_test
 from handler.models.results import ErrorInfo, ImageOutcome, InvocationResult
 from handler.models.settings import Settings, WebhookFormat
 from tests.support.fakes import FakeClock
@@ -499,3 +499,62 @@ def test_secrets_never_reach_logs_or_reports(
         assert SECRET_CANARY not in text
         assert TOKEN_CANARY not in text
     assert events(logs, "webhook.failed")[0]["url"] == report.target
+
+
+# --- the doctor's test message ------------------------------------------------------------------------------
+
+
+def send_test_message(clock: FakeClock, settings: Settings, *, budget: float = 30.0) -> DeliveryReport | None:
+    return send_test(settings, deadline=clock.monotonic() + budget, clock=clock)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_test_message_is_delivered_in_each_format_whatever_webhook_notify_says(
+    mock: respx.MockRouter, clock: FakeClock, fmt: WebhookFormat
+) -> None:
+    """The doctor's test message goes out in the platform's own shape, says it is a test from the doctor, and
+    is sent even when ``WEBHOOK_NOTIFY=failures`` would skip every notice without a failure."""
+    calls = route(mock, fmt).mock(return_value=SUCCESS[fmt])
+    report = send_test_message(clock, settings_for(fmt, WEBHOOK_NOTIFY="failures"))
+    assert report is not None
+    assert (report.delivered, report.format) == (True, fmt)
+    body = calls.calls.last.request.content.decode()
+    assert "test message from the doctor" in body
+    assert "nothing was exported" in body
+
+
+def test_the_standard_test_message_is_signed_and_typed_as_a_test(
+    mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """A standard test message is a Standard Webhooks delivery of type ``image_export.test``, signed as a
+    notice is, its data naming the region and bucket; each test a message of its own (a new webhook-id)."""
+    calls = route(mock, "standard").mock(return_value=httpx.Response(204))
+    settings = settings_for("standard", secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    send_test_message(clock, settings)
+    clock.advance(1.0)
+    send_test_message(clock, settings)
+    first, second = (call.request for call in calls.calls)
+    sent = json.loads(first.content)
+    assert sent["type"] == "image_export.test"
+    assert (sent["data"]["region"], sent["data"]["bucket"]) == (settings.region, "my-exports")
+    assert first.headers["webhook-signature"].startswith("v1,")
+    assert first.headers["webhook-id"] != second.headers["webhook-id"]
+
+
+def test_a_refused_test_message_reports_the_platforms_code(mock: respx.MockRouter, clock: FakeClock) -> None:
+    """A chat platform's refusal inside an HTTP 200 (a bad signature) is a failed delivery with its code, as
+    for a notice; the secret and the URL's token reach neither the report nor the log."""
+    route(mock, "feishu").mock(
+        return_value=httpx.Response(200, json={"code": 19021, "msg": "sign match fail"})
+    )
+    with capture_logs() as logs:
+        report = send_test_message(clock, settings_for("feishu"))
+    assert report is not None
+    assert (report.delivered, report.status, report.platform_code) == (False, 200, "19021")
+    for text in (repr(logs), repr(report)):
+        assert SECRET_CANARY not in text
+        assert TOKEN_CANARY not in text
+
+
+def test_no_url_sends_no_test_message(clock: FakeClock) -> None:
+    assert send_test_message(clock, Settings.from_env({})) is None

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from handler.errors import InvalidEvent
 from handler.models.events import (
     IMAGE_ID_PATTERN,
+    DoctorCommand,
     ExportCommand,
     RestoreCommand,
     ScanCommand,
@@ -76,8 +77,9 @@ def refusal(event: object) -> InvalidEvent:
 
 # --- the sample events --------------------------------------------------------------------------------
 
-SAMPLE_COMMANDS: dict[str, ScanCommand | ExportCommand | RestoreCommand] = {
+SAMPLE_COMMANDS: dict[str, ScanCommand | ExportCommand | RestoreCommand | DoctorCommand] = {
     "restore": RestoreCommand(trigger="direct", image_id="image-ybqi99s7yq8rx7mnk44b"),
+    "doctor": DoctorCommand(trigger="direct"),
     "timer_scan": ScanCommand(
         trigger="timer",
         event_id="9cab1030-6e4b-4e26-9b2b-4e6d4f0c9a51",
@@ -120,7 +122,7 @@ SAMPLE_COMMANDS: dict[str, ScanCommand | ExportCommand | RestoreCommand] = {
 
 @pytest.mark.parametrize(("name", "expected"), SAMPLE_COMMANDS.items(), ids=list(SAMPLE_COMMANDS))
 def test_each_sample_event_parses_to_its_command(
-    name: str, expected: ScanCommand | ExportCommand | RestoreCommand
+    name: str, expected: ScanCommand | ExportCommand | RestoreCommand | DoctorCommand
 ) -> None:
     """Every sample in events/ (which the README shows) becomes the command it documents."""
     assert parse_event(load_event(name)) == expected
@@ -766,6 +768,46 @@ def test_the_id_of_an_invalid_event_follows_the_parsers_rules() -> None:
         "http",
         "gw-1",
     )
+
+
+# --- the doctor ------------------------------------------------------------------------------------------
+
+
+def test_the_doctor_event_is_doctor_true_directly_or_as_an_http_body() -> None:
+    """``{"Doctor": true}`` asks for the doctor's checks; through the HTTP trigger it keeps the gateway's
+    request id as its event id."""
+    assert parse_event(load_event("doctor")) == DoctorCommand(trigger="direct")
+    http = {"httpMethod": "POST", "headers": {"X-Request-Id": "req-7"}, "body": '{"Doctor": true}'}
+    assert parse_event(http) == DoctorCommand(trigger="http", event_id="req-7")
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "says"),
+    [
+        ({"Doctor": False}, "Doctor", "expected true"),
+        ({"Doctor": "true"}, "Doctor", "expected true"),
+        ({"Doctor": 1}, "Doctor", "expected true"),
+        ({"Doctor": None}, "Doctor", "expected true"),
+        ({"Doctor": True, "ImageId": IMG_A}, "ImageId", "an event of its own"),
+        ({"Doctor": True, "Verbose": True}, "Verbose", "unknown key"),
+        ({"doctor": True}, "doctor", "did you mean Doctor"),
+    ],
+    ids=["false", "string", "number", "null", "mixed-with-export", "unknown-key", "lowercase"],
+)
+def test_a_doctor_event_other_than_true_is_refused_naming_the_field(
+    event: dict[str, Any], field: str, says: str
+) -> None:
+    """Only ``true`` runs the doctor: ``false``, a string or a number is refused rather than read as a request,
+    and the doctor takes nothing beside it."""
+    refused = refusal(event)
+    assert refused.field == field
+    assert says in refused.message
+
+
+def test_a_doctor_payload_in_a_timer_is_an_unknown_key() -> None:
+    """A timer does not run the doctor: ``Doctor`` in its payload is refused, not ignored (which would scan)."""
+    refused = refusal(timer('{"Doctor": true}'))
+    assert refused.field == "data.Doctor"
 
 
 # --- restores ---------------------------------------------------------------------------------------------

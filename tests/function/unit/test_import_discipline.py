@@ -83,8 +83,9 @@ def test_importing_the_package_alone_is_nearly_free() -> None:
 
 
 def test_the_entry_does_not_import_dev_tools_or_webhooks() -> None:
-    """The runtime path never imports the emulator, the CLI, deployment code, the webhook formats, or retention
-    and the catalogue it reads (a timer imports them when RETENTION_MODE or RESTORE_DRILL_DAYS asks)."""
+    """The runtime path never imports the emulator, the CLI, deployment code, the webhook formats, retention
+    and the catalogue it reads (a timer imports them when RETENTION_MODE or RESTORE_DRILL_DAYS asks), or the
+    doctor (a Doctor event imports it)."""
     modules = _probe()["modules"]
     assert isinstance(modules, list)
     for absent in (
@@ -96,6 +97,10 @@ def test_the_entry_does_not_import_dev_tools_or_webhooks() -> None:
         "handler.core.retention",
         "handler.core.retention_rules",
         "handler.core.catalogue",
+        "handler.doctor",
+        "handler.core.doctor",
+        "handler.core.doctor_checks",
+        "handler.core.doctor_bucket",
     ):
         assert not any(m == absent or m.startswith(absent + ".") for m in modules), absent
 
@@ -134,6 +139,7 @@ TRACKING_PROBE = textwrap.dedent(
     import handler.adapters.tos, handler.adapters.tos_signing, handler.core.tracking, handler.models.objects
     import handler.core.follow_up, handler.models.tagging, handler.adapters.webhooks._lines
     import handler.core.catalogue, handler.core.fan_out, handler.core.retention, handler.core.retention_rules
+    import handler.doctor, handler.core.doctor, handler.core.doctor_checks, handler.core.doctor_bucket
 
     print(json.dumps({
         "reads": reads,
@@ -146,8 +152,9 @@ TRACKING_PROBE = textwrap.dedent(
 
 
 def test_importing_the_tracking_modules_reads_nothing_and_builds_nothing() -> None:
-    """The TOS client, its signer, the tracking decisions and flow, the catalogue and retention import without
-    reading the environment, opening a socket, building a rate limiter or pulling in the tools."""
+    """The TOS client, its signer, the tracking decisions and flow, the catalogue, retention and the doctor
+    import without reading the environment, opening a socket, building a rate limiter or pulling in the
+    tools."""
     out = subprocess.run(
         [sys.executable, "-c", TRACKING_PROBE], capture_output=True, text=True, check=True, timeout=60
     )

@@ -8,8 +8,15 @@ from pathlib import Path
 import certifi
 import pytest
 
+from handler.adapters.credentials import CREDENTIAL_FILE_VARIABLE
 from handler.errors import ConfigurationError
-from handler.models.settings import KNOWN_REGIONS, Settings, is_loopback_host
+from handler.models.settings import (
+    CREDENTIAL_VARIABLES,
+    KNOWN_REGIONS,
+    Settings,
+    is_loopback_host,
+    known_variables,
+)
 from tests.support.refused_settings import SECRET_CANARY, SETTINGS_ROWS, Refused, params
 
 
@@ -475,3 +482,13 @@ def test_retention_apply_needs_the_tags_that_show_exports_in_flight() -> None:
     assert caught.value.source == "RETENTION_MODE"
     assert "EXPORT_TRACKING is off, got 'apply'" in str(caught.value)
     assert Settings.from_env({"RETENTION_MODE": "plan", "EXPORT_TRACKING": "off"}).retention_mode == "plan"
+
+
+def test_the_known_variables_are_every_setting_the_credentials_and_the_ca_bundle() -> None:
+    """``known_variables`` (what the doctor holds an unknown variable against) names each setting by its
+    variable, every variable the credentials are read from, and SSL_CERT_FILE; nothing else."""
+    aliases = {field.alias for field in Settings.model_fields.values()}
+    known = known_variables()
+    assert aliases <= known
+    assert known - aliases == {*CREDENTIAL_VARIABLES, "SSL_CERT_FILE"}
+    assert CREDENTIAL_FILE_VARIABLE in CREDENTIAL_VARIABLES

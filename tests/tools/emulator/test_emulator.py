@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -53,6 +54,19 @@ def test_answers_carry_the_gateways_response_metadata(emulator: EcsEmulator, cal
     assert meta["RequestId"].isdigit()
     assert len(meta["RequestId"]) == 34
     assert response.json()["Result"]["TotalCount"] == 10
+
+
+def test_every_answer_carries_one_date_from_the_gateways_clock(start_emulator: Start, call: Call) -> None:
+    """An answer, and a refusal of its signature alike, carries one ``Date``: the gateway's clock, as a server's
+    own (the doctor compares it with the caller's)."""
+    moment = datetime.now(UTC).replace(microsecond=0)  # still, and fresh enough for the signatures
+    emulator = start_emulator(clock=lambda: moment)
+    answered = call(emulator, "DescribeTasks", {"TaskIds.1": "t-1"})
+    refused = call(emulator, "DescribeImages", credentials=Credentials("AKLTother", "other-secret"))
+    assert (answered.status_code, refused.status_code) == (200, 401)
+    for response in (answered, refused):
+        (date,) = response.headers.get_list("date")
+        assert parsedate_to_datetime(date) == moment
 
 
 def test_image_times_are_iso_8601_in_utc_plus_8(emulator: EcsEmulator, call: Call) -> None:

@@ -167,6 +167,19 @@ def test_head_bucket_says_its_region_and_404_for_no_bucket(emulator: EcsEmulator
     assert (missing.status_code, missing.content, missing.headers["content-length"]) == (404, b"", "0")
 
 
+def test_head_bucket_answers_the_region_the_fleet_gives_a_bucket(
+    start_emulator: Callable[..., EcsEmulator],
+) -> None:
+    """A fleet bucket with a ``region`` of its own is reported there by HeadBucket (the doctor's bucket check
+    reads it); the others are in the emulator's region."""
+    fleet = Fleet(buckets=(FleetBucket(name="far-away", region="cn-shanghai"), FleetBucket(name="near")))
+    emulator = start_emulator(fleet)
+    far = signed_tos_request(emulator, "far-away", None)
+    near = signed_tos_request(emulator, "near", None)
+    assert far.headers["x-tos-bucket-region"] == "cn-shanghai"
+    assert near.headers["x-tos-bucket-region"] == emulator.region
+
+
 def test_every_answer_carries_the_emulators_date_and_a_request_id(
     emulator: EcsEmulator, clock: FakeClock
 ) -> None:
