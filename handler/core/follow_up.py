@@ -38,10 +38,12 @@ from handler.core.claims import (
     claim_of,
     millis,
 )
+from handler.core.deleted_images import DeletedImages, follow_up_deleted
 from handler.core.fan_out import fan_out
 from handler.core.in_flight import Tracked
 from handler.core.plan import ExportPlan
 from handler.core.selection import pick_exporting
+from handler.core.start_records import StartRecorder
 from handler.core.tracker import ReportClaim, Retag, Tracker, list_exporting
 from handler.core.tracking import (
     DEST_KEY,
@@ -78,29 +80,35 @@ _log = structlog.get_logger("handler.tracking")
 @dataclass(frozen=True, slots=True)
 class FollowUpReport:
     """What the follow-up found: the finished exports to report, the retag of each once they are reported,
-    how many exports are still in flight (None: not counted, the follow-up failed), and the images it found
-    finished (still tagged ``exporting`` until their retag)."""
+    how many exports are still in flight (None: not counted, the follow-up failed), the images it found
+    finished (still tagged ``exporting`` until their retag), every image tagged ``exporting`` (None: the
+    listing failed), and the exports whose image was deleted (``handler.core.deleted_images``)."""
 
     outcomes: tuple[ImageOutcome, ...] = ()
     retags: tuple[Retag, ...] = ()
     in_flight: int | None = 0
     listing: EcsApi | None = None  # the scan's listing, already read by the follow-up
     finished: frozenset[str] = frozenset()
+    exporting: frozenset[str] | None = None
+    deleted: DeletedImages | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TrackedRun:
     """One invocation's outcomes (the follow-up's first) and the retags :meth:`Tracker.retag` makes after they
-    are logged and notified (``tracker`` None: tracking is off)."""
+    are logged and notified (``tracker`` None: tracking is off), then the start records' settle."""
 
     outcomes: tuple[ImageOutcome, ...]
     retags: tuple[Retag, ...] = ()
     tracker: Tracker | None = None
+    deleted: DeletedImages | None = None
 
     def settle(self, *, deadline: float) -> None:
         """Retag the reported exports (only now: a finished export is reported again rather than never)."""
         if self.tracker is not None:
             self.tracker.retag(self.retags, deadline=deadline)
+        if self.deleted is not None:
+            self.deleted.settle(deadline=deadline)
 
 
 def is_timer(command: ExportingCommand) -> bool:
@@ -132,14 +140,17 @@ def run_tracked(
             command, api=api, plan=plan, budget=budget, clock=clock, redo=forced
         )
         return TrackedRun(outcomes=outcomes)
+    dest = Destination(plan.bucket, plan.prefix)
+    records = StartRecorder(api, store, dest, holder=holder, clock=clock, deadline=budget.send_by)
     tracker = Tracker(
         api,
-        Destination(plan.bucket, plan.prefix),
+        dest,
         holder=holder,
         clock=clock,
         settle=settle,
         ends_at=budget.report_by,
         deadline=budget.send_by,
+        records=records,
     )
     checks_by = budget.follow_up_by(clock.monotonic())
     report = _before_exporting(
@@ -176,7 +187,13 @@ def run_tracked(
             _untracked(o, tracker.untracked[o.image_id]) if o.image_id in tracker.untracked else o
             for o in outcomes
         )
-    return TrackedRun(outcomes=report.outcomes + outcomes, retags=report.retags, tracker=tracker)
+    deleted = _deleted_outcomes(report.deleted) if report.deleted is not None else ()
+    return TrackedRun(
+        outcomes=report.outcomes + deleted + outcomes,
+        retags=report.retags,
+        tracker=tracker,
+        deleted=report.deleted,
+    )
 
 
 def _before_exporting(
@@ -209,6 +226,19 @@ def _before_exporting(
             missing_confirm=missing_confirm,
             verify=verify,
         )
+        if report.exporting is not None:  # the exports whose image is gone, found by their start records
+            deleted = follow_up_deleted(
+                api,
+                store,
+                tracker,
+                exporting=report.exporting,
+                reported=frozenset(r.image_id for r in report.retags),
+                deadline=min(deadline, checks_by),
+                workers=workers,
+                verify=verify,
+                missing_confirm=missing_confirm,
+            )
+            report = replace(report, deleted=deleted)
         return replace(report, listing=listing)
     if cap is not None:
         return FollowUpReport(in_flight=_count_exporting(api, deadline=deadline))
@@ -289,7 +319,8 @@ def follow_up(
         finished.append((ReportClaim(image.image_id, dest, task), decided))
     tracker.note_unseen(unseen)
     tracker.release(abandoned)
-    return _report(tracker, finished, outcomes, in_flight)
+    report = _report(tracker, finished, outcomes, in_flight)
+    return replace(report, exporting=frozenset(image.image_id for image, _ in exporting))
 
 
 def _in_flight(
@@ -337,6 +368,17 @@ def _report(
         retags.append(Retag(want.image_id, decided.next_state, claim))
     done = frozenset(want.image_id for want, _ in finished)
     return FollowUpReport(tuple(outcomes), tuple(retags), in_flight, finished=done)
+
+
+def _deleted_outcomes(deleted: DeletedImages) -> tuple[ImageOutcome, ...]:
+    """The outcomes of the exports whose image was deleted: as counted by their claims, and deferred where a
+    failure stopped them."""
+    reported = (_counted(r.outcome, r.claim) if r.claim is not None else r.outcome for r in deleted.reports)
+    stopped = (
+        dataclasses.replace(_unchecked(s.image_id, None, s.error, s.step), task_id=s.task_id)
+        for s in deleted.stopped
+    )
+    return tuple(o for o in reported if o is not None) + tuple(stopped)
 
 
 def _unchecked(image_id: str | None, task: Task | None, error: ExporterError, step: str) -> ImageOutcome:
