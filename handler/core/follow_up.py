@@ -373,7 +373,10 @@ def _report(
 def _deleted_outcomes(deleted: DeletedImages) -> tuple[ImageOutcome, ...]:
     """The outcomes of the exports whose image was deleted: as counted by their claims, and deferred where a
     failure stopped them."""
-    reported = (_counted(r.outcome, r.claim) if r.claim is not None else r.outcome for r in deleted.reports)
+    reported = (
+        _counted(r.outcome, r.claim, _START_RECORD) if r.claim is not None else r.outcome
+        for r in deleted.reports
+    )
     stopped = (
         dataclasses.replace(_unchecked(s.image_id, None, s.error, s.step), task_id=s.task_id)
         for s in deleted.stopped
@@ -444,20 +447,28 @@ def _noted(outcome: ImageOutcome, note: str) -> ImageOutcome:
     return dataclasses.replace(outcome, reason=reason)
 
 
-def _counted(outcome: ImageOutcome, claim: Claim) -> ImageOutcome | None:
+_STATE_TAG = ("its state tag", "tracking.retag_failed", "the tag changes")
+_START_RECORD = ("its start record", "deleted_images.settle_failed", "the record is removed")
+
+
+def _counted(
+    outcome: ImageOutcome, claim: Claim, settled: tuple[str, str, str] = _STATE_TAG
+) -> ImageOutcome | None:
     """The outcome as reported for the ``claim.reports``-th time: as is the first time; noted as a re-report
-    up to ``REPORT_LIMIT``; once more as needing attention; then not at all (logged)."""
+    up to ``REPORT_LIMIT``; once more as needing attention; then not at all (logged). ``settled``: what could
+    not be changed after the earlier reports, the log line that says so, and what ends the re-reports."""
+    what, line, until = settled
     if claim.reports <= 1:
         return outcome
     if claim.reports <= REPORT_LIMIT:
         note = (
-            f"reported again ({claim.reports} of {REPORT_LIMIT}): an earlier run could not change its "
-            "state tag (the log has tracking.retag_failed)"
+            f"reported again ({claim.reports} of {REPORT_LIMIT}): an earlier run could not change {what} "
+            f"(the log has {line})"
         )
     elif claim.reports == REPORT_LIMIT + 1:
         note = (
-            f"{NEEDS_ATTENTION}: reported {REPORT_LIMIT} times, but its state tag could not be changed "
-            "(the log has tracking.retag_failed); it is not reported again until the tag changes"
+            f"{NEEDS_ATTENTION}: reported {REPORT_LIMIT} times, but {what} could not be changed "
+            f"(the log has {line}); it is not reported again until {until}"
         )
     else:
         _log.warning("follow_up.not_reported_again", image_id=outcome.image_id, reports=claim.reports)

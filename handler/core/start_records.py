@@ -223,7 +223,8 @@ def read_records(
             _log.warning("deleted_images.record_unusable", key=listed.key, why=f"{listed.size_bytes} bytes")
             continue
         wanted.append(listed.key)
-    if len(wanted) > limit:  # the newest: a record left over (one that cannot be deleted) never crowds them out
+    if len(wanted) > limit:
+        # The newest: records left over (ones that cannot be deleted) never crowd out the recent exports.
         _log.info("deleted_images.records_left", read=limit, left=len(wanted) - limit)
         wanted = wanted[-limit:]
 

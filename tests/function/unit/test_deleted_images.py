@@ -441,7 +441,7 @@ def test_a_record_whose_settle_fails_reports_the_image_again_counting_the_report
 
     assert first.status == second.status == "exported"
     assert any(line["event"] == "deleted_images.settle_failed" for line in logs)
-    assert "reported again (2 of 3)" in str(second.reason)
+    assert "reported again (2 of 3): an earlier run could not change its start record" in str(second.reason)
 
 
 def test_a_deleted_image_another_copy_is_reporting_is_left_to_it() -> None:
