@@ -16,7 +16,8 @@
     ├── ExportEndedBadly          the follow-up found an export started earlier ended badly (export_failed)
     │   ├── ExportTaskFailed          its ExportImage task Failed
     │   ├── ExportObjectMissing       its task Succeeded but no object is at its key
-    │   └── ExportObjectCorrupt       its object is there but cannot be a usable export
+    │   ├── ExportObjectCorrupt       its object is there but cannot be a usable export
+    │   └── ImageDeleted              its source image was deleted before the export's end could be checked
     ├── RestoreRefused            a restore cannot start: no verified export, or its manifest cannot say how
     │   ├── NoVerifiedExport          no manifest of a verified export of the image under the prefix
     │   └── ManifestUnusable          the manifest cannot be read, or lacks what ImportImage needs
@@ -84,6 +85,7 @@ __all__ = [
     "ExportObjectMissing",
     "ExportTaskFailed",
     "ExporterError",
+    "ImageDeleted",
     "ImageNotExportable",
     "ImageNotFound",
     "ImageNotReady",
@@ -211,6 +213,13 @@ class ExportObjectCorrupt(ExportEndedBadly):
     """The export's object is in TOS but cannot be a usable export (too small for a system disk)."""
 
     code = "ExportObjectCorrupt"
+
+
+class ImageDeleted(ExportEndedBadly):
+    """The export's source image was deleted while its task had not ended, or once DescribeTasks no longer
+    listed it: how the export ended cannot be known."""
+
+    code = "ImageDeleted"
 
 
 class RestoreRefused(ExporterError):
@@ -556,6 +565,12 @@ ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType(
             ExportObjectCorrupt,
             "the object in the bucket is not a usable export (the message names the object and the check): "
             "name the image in an event to export it again",
+            "exporter",
+        ),
+        "ImageDeleted": ErrorCode(
+            ImageDeleted,
+            "the source image was deleted before its export was checked (the message gives its last task "
+            "status); export the image again from another copy if you need it",
             "exporter",
         ),
         "NoVerifiedExport": ErrorCode(

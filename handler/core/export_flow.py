@@ -119,7 +119,10 @@ class _ExportFlow:
         self._tracker = tracked.tracker if tracked is not None else None  # tags the exports as they start
         self._claiming = self._tracker is not None and tracked is not None and tracked.cap is not None
         self._granted: list[str] = []  # claimed and granted, not yet handed out
-        self._adopted: list[str] = []  # found exporting untracked: tagged and followed up from now on
+        self._adopted: list[
+            tuple[str, str]
+        ] = []  # found exporting untracked (with its task): tagged from now on
+        self._images: dict[str, Image] = {}  # the scan's picks, as DescribeImages gave them (start records)
         self.redo: frozenset[str] = frozenset()  # exported again after a succeeded export
         self._scanning = False
         self._truncated: ListingTruncated | None = None  # the scan's listing reached its page cap
@@ -178,6 +181,8 @@ class _ExportFlow:
             tags=command.tags,
             skip_tracked=self.tracked is not None,
         )
+        if self._tracker is not None:
+            self._images = {image.image_id: image for image in picked}
         return [image.image_id for image in picked]
 
     def _list_images(self, tags: Mapping[str, str] | None) -> Iterator[Image]:
@@ -327,7 +332,7 @@ class _ExportFlow:
         """Skipped: an export of the image is under way or done. A scan with tracking adopts it when it is not
         tracked (every image a tracked scan considers is untracked): it is tagged and followed up."""
         if self._tracker is not None and self.tracked is not None and self.tracked.adopt:
-            self._adopted.append(image_id)
+            self._adopted.append((image_id, task.task_id))
             return _skipped(image_id, task, f"{reason}; {_ADOPTED}")
         return _skipped(image_id, task, reason)
 
@@ -360,14 +365,14 @@ class _ExportFlow:
         if self._tracker is None:
             return
         if outcome.status == "started" or (self._claiming and outcome.status == "skipped"):
-            self._tracker.started(image_id)
+            self._tracker.started(image_id, task_id=outcome.task_id, image=self._images.get(image_id))
         elif self._claiming:
             self._tracker.release_start(image_id)
 
     def _tag_adopted(self) -> None:
         if self._tracker is not None:
-            for image_id in self._adopted:
-                self._tracker.started(image_id)
+            for image_id, task_id in self._adopted:
+                self._tracker.started(image_id, task_id=task_id, image=self._images.get(image_id))
 
     def _started(self, image_id: str, task_id: str, reason: str | None = None) -> ImageOutcome:
         return ImageOutcome(

@@ -40,10 +40,12 @@ from handler.core.claims import (
     claim_of,
     millis,
 )
+from handler.core.deleted_images import DeletedImages, follow_up_deleted
 from handler.core.fan_out import fan_out
 from handler.core.in_flight import Tracked
 from handler.core.plan import ExportPlan
 from handler.core.selection import pick_exporting
+from handler.core.start_records import StartRecorder
 from handler.core.tracker import ReportClaim, Retag, Tracker, list_exporting
 from handler.core.tracking import (
     DEST_KEY,
@@ -79,20 +81,23 @@ _log = structlog.get_logger("handler.tracking")
 @dataclass(frozen=True, slots=True)
 class FollowUpReport:
     """What the follow-up found: the finished exports to report, the retag of each once they are reported,
-    how many exports are still in flight (None: not counted, the follow-up failed), and the images it found
-    finished (still tagged ``exporting`` until their retag)."""
+    how many exports are still in flight (None: not counted, the follow-up failed), the images it found
+    finished (still tagged ``exporting`` until their retag), every image tagged ``exporting`` (None: the
+    listing failed), and the exports whose image was deleted (``handler.core.deleted_images``)."""
 
     outcomes: tuple[ImageOutcome, ...] = ()
     retags: tuple[Retag, ...] = ()
     in_flight: int | None = 0
     listing: EcsApi | None = None  # the scan's listing, already read by the follow-up
     finished: frozenset[str] = frozenset()
+    exporting: frozenset[str] | None = None
+    deleted: DeletedImages | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TrackedRun:
     """One invocation's outcomes (the follow-up's first) and the retags :meth:`Tracker.retag` makes after they
-    are logged and notified (``tracker`` None: tracking is off)."""
+    are logged and notified (``tracker`` None: tracking is off), then the start records' settle."""
 
     outcomes: tuple[ImageOutcome, ...]
     retags: tuple[Retag, ...] = ()
@@ -100,11 +105,14 @@ class TrackedRun:
     # A whole scan's listing of every private image, whole (not cut), when this run read one: later parts of
     # the invocation (the restores' follow-up, the drill's count) find what they need in it at no cost.
     listed: tuple[Image, ...] | None = None
+    deleted: DeletedImages | None = None
 
     def settle(self, *, deadline: float) -> None:
         """Retag the reported exports (only now: a finished export is reported again rather than never)."""
         if self.tracker is not None:
             self.tracker.retag(self.retags, deadline=deadline)
+        if self.deleted is not None:
+            self.deleted.settle(deadline=deadline)
 
 
 def is_timer(command: ExportingCommand) -> bool:
@@ -136,14 +144,17 @@ def run_tracked(
             command, api=api, plan=plan, budget=budget, clock=clock, redo=forced
         )
         return TrackedRun(outcomes=outcomes)
+    dest = Destination(plan.bucket, plan.prefix)
+    records = StartRecorder(api, store, dest, holder=holder, clock=clock, deadline=budget.send_by)
     tracker = Tracker(
         api,
-        Destination(plan.bucket, plan.prefix),
+        dest,
         holder=holder,
         clock=clock,
         settle=settle,
         ends_at=budget.report_by,
         deadline=budget.send_by,
+        records=records,
     )
     checks_by = budget.follow_up_by(clock.monotonic())
     report = _before_exporting(
@@ -181,8 +192,13 @@ def run_tracked(
             for o in outcomes
         )
     listed = report.listing.whole() if isinstance(report.listing, _OneListing) else None
+    deleted = _deleted_outcomes(report.deleted) if report.deleted is not None else ()
     return TrackedRun(
-        outcomes=report.outcomes + outcomes, retags=report.retags, tracker=tracker, listed=listed
+        outcomes=report.outcomes + deleted + outcomes,
+        retags=report.retags,
+        tracker=tracker,
+        listed=listed,
+        deleted=report.deleted,
     )
 
 
@@ -216,6 +232,19 @@ def _before_exporting(
             missing_confirm=missing_confirm,
             verify=verify,
         )
+        if report.exporting is not None:  # the exports whose image is gone, found by their start records
+            deleted = follow_up_deleted(
+                api,
+                store,
+                tracker,
+                exporting=report.exporting,
+                reported=frozenset(r.image_id for r in report.retags),
+                deadline=min(deadline, checks_by),
+                workers=workers,
+                verify=verify,
+                missing_confirm=missing_confirm,
+            )
+            report = replace(report, deleted=deleted)
         return replace(report, listing=listing)
     if cap is not None:
         return FollowUpReport(in_flight=_count_exporting(api, deadline=deadline))
@@ -296,7 +325,8 @@ def follow_up(
         finished.append((ReportClaim(image.image_id, dest, task), decided))
     tracker.note_unseen(unseen)
     tracker.release(abandoned)
-    return _report(tracker, finished, outcomes, in_flight)
+    report = _report(tracker, finished, outcomes, in_flight)
+    return replace(report, exporting=frozenset(image.image_id for image, _ in exporting))
 
 
 def _in_flight(
@@ -344,6 +374,20 @@ def _report(
         retags.append(Retag(want.image_id, decided.next_state, claim))
     done = frozenset(want.image_id for want, _ in finished)
     return FollowUpReport(tuple(outcomes), tuple(retags), in_flight, finished=done)
+
+
+def _deleted_outcomes(deleted: DeletedImages) -> tuple[ImageOutcome, ...]:
+    """The outcomes of the exports whose image was deleted: as counted by their claims, and deferred where a
+    failure stopped them."""
+    reported = (
+        _counted(r.outcome, r.claim, _START_RECORD) if r.claim is not None else r.outcome
+        for r in deleted.reports
+    )
+    stopped = (
+        dataclasses.replace(_unchecked(s.image_id, None, s.error, s.step), task_id=s.task_id)
+        for s in deleted.stopped
+    )
+    return tuple(o for o in reported if o is not None) + tuple(stopped)
 
 
 def _unchecked(image_id: str | None, task: Task | None, error: ExporterError, step: str) -> ImageOutcome:
@@ -409,20 +453,28 @@ def _noted(outcome: ImageOutcome, note: str) -> ImageOutcome:
     return dataclasses.replace(outcome, reason=reason)
 
 
-def _counted(outcome: ImageOutcome, claim: Claim) -> ImageOutcome | None:
+_STATE_TAG = ("its state tag", "tracking.retag_failed", "the tag changes")
+_START_RECORD = ("its start record", "deleted_images.settle_failed", "the record is removed")
+
+
+def _counted(
+    outcome: ImageOutcome, claim: Claim, settled: tuple[str, str, str] = _STATE_TAG
+) -> ImageOutcome | None:
     """The outcome as reported for the ``claim.reports``-th time: as is the first time; noted as a re-report
-    up to ``REPORT_LIMIT``; once more as needing attention; then not at all (logged)."""
+    up to ``REPORT_LIMIT``; once more as needing attention; then not at all (logged). ``settled``: what could
+    not be changed after the earlier reports, the log line that says so, and what ends the re-reports."""
+    what, line, until = settled
     if claim.reports <= 1:
         return outcome
     if claim.reports <= REPORT_LIMIT:
         note = (
-            f"reported again ({claim.reports} of {REPORT_LIMIT}): an earlier run could not change its "
-            "state tag (the log has tracking.retag_failed)"
+            f"reported again ({claim.reports} of {REPORT_LIMIT}): an earlier run could not change {what} "
+            f"(the log has {line})"
         )
     elif claim.reports == REPORT_LIMIT + 1:
         note = (
-            f"{NEEDS_ATTENTION}: reported {REPORT_LIMIT} times, but its state tag could not be changed "
-            "(the log has tracking.retag_failed); it is not reported again until the tag changes"
+            f"{NEEDS_ATTENTION}: reported {REPORT_LIMIT} times, but {what} could not be changed "
+            f"(the log has {line}); it is not reported again until {until}"
         )
     else:
         _log.warning("follow_up.not_reported_again", image_id=outcome.image_id, reports=claim.reports)

@@ -30,6 +30,7 @@ from handler.core.claims import (
     millis,
 )
 from handler.core.export_flow import TAG_SCAN_CAP
+from handler.core.start_records import StartRecorder
 from handler.core.tracking import (
     DEST_KEY,
     STATE_KEY,
@@ -79,7 +80,8 @@ class ReportClaim:
 class Tracker:
     """The tracking writes of one invocation by ``holder`` (its request or event id). ``settle`` is the wait
     between writing claims and reading them back; ``ends_at`` the monotonic time the invocation is over by
-    (its claims hold that long, and a margin)."""
+    (its claims hold that long, and a margin); ``records`` writes a start record of each batch tagged
+    ``exporting`` (None: none is written)."""
 
     def __init__(
         self,
@@ -91,8 +93,10 @@ class Tracker:
         settle: float,
         ends_at: float,
         deadline: float,
+        records: StartRecorder | None = None,
     ) -> None:
         self.api = api
+        self.records = records
         self.dest = dest
         self.holder = holder
         self.clock = clock
@@ -111,9 +115,12 @@ class Tracker:
 
     # -- exports started: tagged as they go ------------------------------------------------------------
 
-    def started(self, image_id: str) -> None:
+    def started(self, image_id: str, *, task_id: str | None = None, image: Image | None = None) -> None:
         """An export of the image started (or was found under way and is adopted): tag it ``exporting`` soon,
-        with the next ones; the batch goes out when it is full or its oldest has waited ``TAG_WAIT_SECONDS``."""
+        with the next ones; the batch goes out when it is full or its oldest has waited ``TAG_WAIT_SECONDS``.
+        ``task_id`` and ``image`` (as the flow's DescribeImages gave it) go into the batch's start record."""
+        if self.records is not None:
+            self.records.note(image_id, task_id, image)
         with self._lock:
             self._waiting.append(image_id)
             if self._waiting_since is None:
@@ -147,6 +154,8 @@ class Tracker:
                 image_ids=sorted(failed),
                 errors=sorted({e.code for e in failed.values()}),
             )
+        if self.records is not None:
+            self.records.write([i for i in image_ids if i not in failed])
 
     # -- start claims: the in-flight cap across copies -----------------------------------------------
 

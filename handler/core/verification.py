@@ -36,11 +36,10 @@ from handler.models.manifest import (
     Disk,
     Manifest,
     ManifestExport,
-    ManifestImage,
     ManifestObject,
-    ManifestSnapshot,
     ManifestVerification,
     VerifyLevel,
+    manifest_image,
     manifest_key,
 )
 from handler.models.objects import ListedObject, ObjectListing, ObjectUnreadable
@@ -265,23 +264,7 @@ def build_manifest(
     checked_at = _utc(verification.checked_at) or verification.checked_at
     ended = task.end_at if task is not None and task.end_at is not None else checked_at
     return Manifest(
-        image=ManifestImage(
-            id=image.image_id,
-            name=image.name,
-            description=image.description,
-            os_type=image.os_type,
-            os_name=image.os_name,
-            platform=image.platform,
-            platform_version=image.platform_version,
-            architecture=image.architecture,
-            boot_mode=image.boot_mode,
-            size_gib=image.size_gib,
-            created_at=_utc(image.created_at),
-            tags=dict(image.tags),
-            snapshots=tuple(
-                ManifestSnapshot(id=s.snapshot_id, size_gib=s.size_gib, kind=s.kind) for s in image.snapshots
-            ),
-        ),
+        image=manifest_image(image),
         export=export.model_copy(
             update={
                 "started_at": _utc(task.created_at) if task is not None else None,

@@ -13,6 +13,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from handler.clock import as_utc
+from handler.models.api import Image
 from handler.models.objects import Disk, ManifestObject, VerifyLevel
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "ManifestVerification",
     "RestoreCheck",
     "VerifyLevel",
+    "image_of",
+    "manifest_image",
     "manifest_key",
 ]
 
@@ -63,6 +67,50 @@ class ManifestImage(_Part):
     created_at: datetime | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     snapshots: tuple[ManifestSnapshot, ...] = ()
+
+
+def manifest_image(image: Image) -> ManifestImage:
+    """The image's metadata as a manifest holds it, from DescribeImages (times in UTC)."""
+    return ManifestImage(
+        id=image.image_id,
+        name=image.name,
+        description=image.description,
+        os_type=image.os_type,
+        os_name=image.os_name,
+        platform=image.platform,
+        platform_version=image.platform_version,
+        architecture=image.architecture,
+        boot_mode=image.boot_mode,
+        size_gib=image.size_gib,
+        created_at=as_utc(image.created_at) if image.created_at is not None else None,
+        tags=dict(image.tags),
+        snapshots=tuple(
+            ManifestSnapshot(id=s.snapshot_id, size_gib=s.size_gib, kind=s.kind) for s in image.snapshots
+        ),
+    )
+
+
+def image_of(held: ManifestImage) -> Image:
+    """The image a manifest (or a start record) holds, as DescribeImages gave it then; its status unknown."""
+    return Image.from_api(
+        {
+            "ImageId": held.id,
+            "ImageName": held.name,
+            "CreatedAt": held.created_at,
+            "Tags": [{"Key": k, "Value": v} for k, v in held.tags.items()],
+            "Size": held.size_gib,
+            "Description": held.description,
+            "OsType": held.os_type,
+            "OsName": held.os_name,
+            "Platform": held.platform,
+            "PlatformVersion": held.platform_version,
+            "Architecture": held.architecture,
+            "BootMode": held.boot_mode,
+            "Snapshots": [
+                {"SnapshotId": s.id, "Size": s.size_gib, "VolumeKind": s.kind} for s in held.snapshots
+            ],
+        }
+    )
 
 
 class ManifestExport(_Part):

@@ -821,13 +821,20 @@ def test_force_never_starts_a_second_export_while_one_is_running() -> None:
     assert ecs.count("ExportImage") == 0
 
 
-def test_the_usual_event_reads_no_tags() -> None:
-    """A new image named by an event costs its task look-up and its export: no tag read."""
+def test_the_usual_event_reads_no_tags_before_its_export() -> None:
+    """A new image named by an event costs its task look-up and its export (no tag read to decide), its tag,
+    and its start record: its metadata read once, after the tag, and one PutObject."""
     ecs = account("image-new")
 
     run(ecs, ExportCommand(trigger="event", image_ids=("image-new",)))
 
-    assert [c[0] for c in ecs.calls] == ["DescribeTasks", "ExportImage", "TagResources"]
+    assert [c[0] for c in ecs.calls] == [
+        "DescribeTasks",
+        "ExportImage",
+        "TagResources",
+        "DescribeImages",
+        "PutObject",
+    ]
 
 
 def test_a_slow_tos_defers_the_checks_it_cannot_finish_and_the_new_exports_still_start() -> None:
