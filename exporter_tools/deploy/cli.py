@@ -67,9 +67,9 @@ def main(argv: Sequence[str], *, environ: Mapping[str, str] | None = None, out: 
     args = build_parser().parse_args(tool_arguments(argv))
     env = os.environ if environ is None else environ
     stdout = out or sys.stdout
-    from handler.adapters.log import configure_logging, redactor  # noqa: PLC0415 - the CLI's own setup
+    from handler.adapters.log import OFF, configure_logging, redactor  # noqa: PLC0415 - the CLI's own setup
 
-    configure_logging("INFO" if args.verbose else "WARNING")
+    configure_logging("INFO" if args.verbose else OFF)
     try:
         template = load_template(args.template)
         sys.stderr.writelines(f"deploy: {args.template}: warning: {w}\n" for w in template.warnings())
@@ -129,11 +129,13 @@ def _code(zip_path: Path | None) -> bytes:
             data = zip_path.read_bytes()
         except OSError as exc:
             msg = f"cannot read the zip {zip_path}: {exc.strerror}"
-            raise DeployError(msg) from None
+            raise ConfigurationError(msg, source="--zip") from None
         check_zip(data, source=str(zip_path))
         return data
     try:
         built = package.build_package(package.DEFAULT_OUTPUT, cache=package.DEFAULT_CACHE)
+    except package.PackageSettingError:
+        raise  # a configuration error (SOURCE_DATE_EPOCH): exit 2
     except package.PackageError as exc:
         raise DeployError(exc.message) from None
     sys.stderr.write(built.summary())

@@ -25,6 +25,7 @@ from exporter_tools.deploy.model import (
     Problem,
     Template,
     TemplateError,
+    TemplateUnreadable,
     TimerSpec,
 )
 from exporter_tools.deploy.references import env_references, resolve_text
@@ -69,7 +70,9 @@ def load_template(path: str | Path) -> Template:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise TemplateError([Problem("", f"cannot read the file: {exc.strerror}")], source=source) from None
+        raise TemplateUnreadable(
+            [Problem("", f"cannot read the file: {exc.strerror}")], source=source
+        ) from None
     except UnicodeDecodeError:
         raise TemplateError([Problem("", "expected UTF-8 text")], source=source) from None
     return parse_template(_load_yaml(text, source), source=source)
@@ -270,7 +273,8 @@ def schema_text() -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``validate-template [FILE] [--schema]``: 0 when valid, 1 when not (every problem on stderr), 2 usage."""
+    """``validate-template [FILE] [--schema]``: 0 when valid; 1 when not, its check failed (every problem on
+    stderr); 2 a usage error, a file that cannot be read included."""
     parser = argparse.ArgumentParser(
         prog="exporter-tools validate-template",
         description="Check a deployment template; every error names the field's path and what was expected.",
@@ -290,7 +294,7 @@ def main(argv: Sequence[str]) -> int:
     except TemplateError as exc:
         for problem in exc.problems:
             sys.stderr.write(f"{args.file}: {problem}\n")
-        return 1
+        return 2 if isinstance(exc, TemplateUnreadable) else 1
     function = template.function
     timers = ", ".join(timer.name for timer in template.timers) or "none"
     sys.stdout.write(

@@ -20,6 +20,7 @@ from exporter_tools.emulator.ecs import EcsService
 from exporter_tools.emulator.fleet import Fleet, demo_fleet, load_fleet
 from exporter_tools.emulator.server import OpenApiEmulator
 from exporter_tools.emulator.vefaas import VefaasService
+from exporter_tools.options import port
 from handler.adapters.signing import Credentials
 
 __all__ = ["build_parser", "export_lines", "main"]
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
             "function at it with VOLCENGINE_ENDPOINT (and TOS_ENDPOINT)."
         ),
     )
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free port)")
+    parser.add_argument("--port", type=port, default=0, help="port on 127.0.0.1 (default 0: a free port)")
     parser.add_argument("--fleet", metavar="FILE", help="fleet JSON file (default: the demo fleet)")
     parser.add_argument(
         "--access-key", default=None, help=f"accepted access key (default {DEFAULT_ACCESS_KEY})"
