@@ -18,8 +18,8 @@ From a shell::
     exporter-tools receiver --port 8765 --secret whsec_... --format standard [--status 500]
 
 It prints ``listening on URL (format F)``, then the ``export`` lines that point the function at it
-(``WEBHOOK_URL``, ``WEBHOOK_FORMAT``: a loopback URL says nothing about the platform, and
-``WEBHOOK_SECRET``). A delivery in another format than the receiver's is flagged in what it prints.
+(``WEBHOOK_URL``, ``WEBHOOK_FORMAT``: a loopback URL says nothing about the platform, ``WEBHOOK_NOTIFY=all``
+and ``WEBHOOK_SECRET``). A delivery in another format than the receiver's is flagged in what it prints.
 """
 
 from __future__ import annotations
@@ -243,10 +243,12 @@ class WebhookReceiver:
 
     def export_lines(self) -> list[str]:
         """Shell lines that point the function at this receiver: URL, format (never inferred from a loopback
-        host) and secret, values quoted."""
+        host), secret, and a notice on every invocation (with the default ``changes`` a run that only skips
+        posts nothing, which looks like a broken receiver), values quoted."""
         lines = [
             f"export WEBHOOK_URL={shlex.quote(self.url)}",
             f"export WEBHOOK_FORMAT={self.fmt}",
+            "export WEBHOOK_NOTIFY=all",
         ]
         if self.secret is not None:
             lines.append(f"export WEBHOOK_SECRET={shlex.quote(self.secret)}")
