@@ -41,6 +41,7 @@ from exporter_tools.deploy.vefaas import (
     ReleaseStatus,
     TimerConfig,
     pairs,
+    same_runtime,
 )
 from handler.errors import ExporterError
 
@@ -270,7 +271,7 @@ def _function_plan(desired: Desired, client: AccountReader) -> Plan:
     current = client.get_function(listed.id)
     if current.tags is None:  # GetFunction has no Tags: the ListFunctions item's are the function's
         current = current.model_copy(update={"tags": listed.tags or {}})
-    if current.runtime and current.runtime != config.runtime:
+    if current.runtime and not same_runtime(current.runtime, config.runtime):
         msg = (
             f"a function named {config.name} already exists (id {current.id}) with runtime {current.runtime}, "
             f"not {config.runtime}: it is not this project's function, and a runtime cannot change. "

@@ -8,6 +8,7 @@ is idempotent by looking up first, then creating or updating.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ __all__ = [
     "VefaasClient",
     "is_name_clash",
     "is_role_problem",
+    "same_runtime",
 ]
 
 SERVICE = "vefaas"
@@ -42,6 +44,8 @@ RELEASE_IN_PROGRESS = "inprogress"
 RELEASE_NEVER = "pending"  # GetReleaseStatus of a function that was never released (StableRevisionNumber -1)
 
 _M = TypeVar("_M", bound="_Answer")
+# A runtime's language and version inside any of its spellings: python3.12/v1, vefaas.base.python3.12.v1.
+_RUNTIME_VERSION = re.compile(r"([a-z]+)(\d+(?:\.\d+)*)")
 
 
 def _pairs_to_dict(value: object) -> object:
@@ -350,6 +354,20 @@ class VefaasClient:
     def update_timer(self, function_id: str, timer_id: str, changes: Mapping[str, Any]) -> None:
         """Send only ``changes`` (a timer's name cannot change)."""
         self._write("UpdateTimer", {"FunctionId": function_id, "Id": timer_id, **changes})
+
+
+def same_runtime(deployed: str, wanted: str) -> bool:
+    """Whether two runtimes are the same language at the same version, however each is spelled: veFaaS's
+    documentation writes ``python3.12/v1`` and ``vefaas.base.python3.12.v1`` (docs/facts.md §16), and an
+    answer in the other spelling is still this project's runtime. A spelling without a version is compared
+    whole (case aside)."""
+
+    def key(runtime: str) -> str:
+        text = runtime.strip().lower()
+        found = _RUNTIME_VERSION.search(text)
+        return f"{found[1]}{found[2]}" if found else text
+
+    return key(deployed) == key(wanted)
 
 
 def is_name_clash(error: ApiError) -> bool:

@@ -358,6 +358,40 @@ def test_a_same_named_function_of_another_runtime_is_a_name_clash(deploy: Deploy
     assert deploy.writes() == []
 
 
+def test_a_runtime_answered_in_another_spelling_is_still_ours(
+    start_vefaas: Callable[..., VefaasEmulator], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An API that answers python3.12/v1 as vefaas.base.python3.12.v1 (the documentation spells it both ways):
+    the next deploy compares the version, finds its own function and has nothing to change."""
+    spelling = {"python3.12/v1": "vefaas.base.python3.12.v1"}
+    deploy = Deployer(tmp_path, start_vefaas(runtime_answers=spelling), capsys)
+    status, _out, err = deploy("--apply")
+    assert status == 0, err
+    assert deploy.function()["Runtime"] == "vefaas.base.python3.12.v1"
+    status, out, err = deploy("--apply")
+    assert status == 0, err
+    assert "Nothing to change" in out
+
+
+@pytest.mark.parametrize(
+    ("deployed", "same"),
+    [
+        ("python3.12/v1", True),
+        ("vefaas.base.python3.12.v1", True),
+        ("Python3.12/v1", True),
+        ("python3.9/v1", False),
+        ("python3.1/v1", False),
+        ("nodejs16/v1", False),
+        ("golang/v1", False),
+    ],
+)
+def test_runtimes_are_compared_by_language_and_version(deployed: str, same: bool) -> None:
+    """same_runtime reads the language and version out of any spelling; 3.1 is not 3.12."""
+    from exporter_tools.deploy.vefaas import same_runtime
+
+    assert same_runtime(deployed, "python3.12/v1") is same
+
+
 def test_functions_with_similar_names_are_not_mistaken_for_ours(deploy: Deployer) -> None:
     """The name filter also lists image-exporter-old; deploy matches exactly and creates its own."""
     seed_function(deploy.emulator, "image-exporter-old", "python3.12/v1")
