@@ -230,7 +230,7 @@ def resolved_role(template: Template, environ: Mapping[str, str]) -> str | None:
         return None
     text, missing = resolve_text(role, environ)
     if missing:
-        raise TemplateError([_missing_problem("function.role", name) for name in missing])
+        raise TemplateError([_missing_account_problem(name) for name in missing])
     if not _RESOLVED_ROLE.match(text):
         variables = ", ".join(name for name, _ in env_references(role))
         msg = f"expected trn:iam::<account id>:role/<name> once {variables} is filled in: the account id must be digits"
@@ -256,10 +256,21 @@ def resolved_environment(template: Template, environ: Mapping[str, str]) -> dict
 
 
 def _missing_problem(path: str, variable: str) -> Problem:
+    """A missing variable of the environment: set it, or make it optional (an entry that comes out empty is
+    left out, and the template still validates)."""
     return Problem(
         path,
         f"${{env:{variable}}} needs {variable} in the deployer's environment, and it is not set "
         f"(write ${{env:{variable}:-}} to make it optional)",
+    )
+
+
+def _missing_account_problem(variable: str) -> Problem:
+    """A missing variable of the role: the account id cannot be optional (a role without one is refused)."""
+    return Problem(
+        "function.role",
+        f"${{env:{variable}}} needs {variable} in the deployer's environment, and it is not set: "
+        f"export {variable}=<your account id, digits only>, or write the account id itself in function.role",
     )
 
 
