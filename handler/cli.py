@@ -24,7 +24,10 @@ __all__ = ["Invocation", "LocalContext", "main"]
 
 DEFAULT_TIMEOUT = 900.0
 
-USAGE = "usage: python -m handler invoke EVENT_FILE [--timeout SECONDS] [--quiet] | --version\n"
+USAGE = (
+    "usage: python -m handler invoke EVENT_FILE [--timeout SECONDS] [--quiet]\n"
+    "       python -m handler --version\n"
+)
 
 HELP = (
     USAGE
@@ -34,7 +37,6 @@ Run the function once on EVENT_FILE (- reads stdin). The result goes to stdout, 
 options:
   --timeout SECONDS   the time budget, a positive number of seconds (default 900)
   --quiet             no log lines (the result alone, on stdout)
-  --version           print the function's version and exit
 
 logs: JSON lines on stderr; on a terminal, lines for a person (LOG_FORMAT=console) unless LOG_FORMAT is set
 
