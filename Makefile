@@ -4,10 +4,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit integration e2e demo bench soak clean
+.PHONY: test lint typecheck unit integration e2e demo bench soak clean check-venv
 
-$(STAMP): pyproject.toml handler/version.py  # the installed metadata carries the version
+# A $(VENV) whose Python is older than 3.11 (or no longer runs) cannot hold the project: stop, saying how to
+# make it again, before pip or pytest fail in their own words. Checked before every target that uses it.
+check-venv:
+	@if test -x $(BIN)/python && ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	    echo "$(VENV) was made by $$($(BIN)/python -V 2>&1 || echo 'a Python that no longer runs'); the project needs Python 3.11 or newer." >&2; \
+	    echo "Make it again: rm -rf $(VENV) && make $(MAKECMDGOALS) PYTHON=python3.11 (or any Python 3.11+)" >&2; \
+	    exit 1; \
+	fi
+
+$(STAMP): pyproject.toml handler/version.py | check-venv  # the installed metadata carries the version
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(MAKE) --no-print-directory check-venv
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -30,7 +40,8 @@ TOOLS_UNIT_TESTS := tests/tools/test_habits.py tests/tools/deploy/test_sdk_model
     tests/tools/emulator/test_emulator_layout.py tests/tools/emulator/test_emulator_state.py \
     tests/tools/emulator/test_signature.py
 # e2e: whole commands against the emulators over real sockets (the function, deploy, status, the emulator's CLI).
-TOOLS_E2E_TESTS := tests/tools/deploy/test_deploy.py tests/tools/emulator/test_status_command.py \
+TOOLS_E2E_TESTS := tests/tools/deploy/test_deploy.py tests/tools/deploy/test_deploy_ux.py \
+    tests/tools/emulator/test_status_command.py \
     tests/tools/emulator/test_emulator_cli.py tests/tools/emulator/test_receiver_walkthrough.py
 # integration: every other tools test (a new one lands here until it is listed above).
 TOOLS_INTEGRATION_TESTS := $(filter-out $(TOOLS_UNIT_TESTS) $(TOOLS_E2E_TESTS),\

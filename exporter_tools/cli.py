@@ -1,7 +1,9 @@
 """``exporter-tools COMMAND [OPTIONS]``: the development and deployment tools, one module each.
 
 Each command's module has a ``main(argv) -> int`` that parses its own options, and is imported only when
-its command runs, so ``exporter-tools --help`` costs nothing.
+its command runs, so ``exporter-tools --help`` costs nothing. Every command exits 0 on success, 1 when the
+operation failed (an API error, a failed check) and 2 on a usage or configuration error
+(docs/development.md, "Exit status").
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {summary}" for name, (_module, summary) in COMMANDS.items()]
     return (
-        "usage: exporter-tools COMMAND [OPTIONS]   (exporter-tools COMMAND --help for its options)\n\n"
+        "usage: exporter-tools COMMAND [OPTIONS]   (exporter-tools COMMAND --help for its options)\n"
+        "       exporter-tools --version\n\n"
         "commands:\n" + "\n".join(lines) + "\n"
     )
 
@@ -44,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not words or words[0] in ("-h", "--help"):
         print(usage(), end="", file=sys.stdout if words else sys.stderr)
         return 0 if words else 2
+    if words == ["--version"]:
+        from handler.version import __version__  # noqa: PLC0415
+
+        print(f"exporter-tools {__version__}")
+        return 0
     command, rest = words[0], words[1:]
     if command not in COMMANDS:
         print(f"exporter-tools: unknown command {command!r}\n\n{usage()}", end="", file=sys.stderr)

@@ -471,7 +471,11 @@ def run(children: list[Child]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; 0 when every step behaved as expected, 1 otherwise, 130 when interrupted."""
+    """Run the demo; 0 when every step behaved as expected, 1 otherwise, 2 a usage error, 130 when
+    interrupted."""
+    if argv and list(argv) in (["-h"], ["--help"]):
+        print(f"usage: exporter-tools demo (no arguments)\n\n{__doc__.splitlines()[0]}")
+        return 0
     if argv:
         print("usage: exporter-tools demo (no arguments)", file=sys.stderr)
         return 2

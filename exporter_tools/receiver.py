@@ -18,8 +18,8 @@ From a shell::
     exporter-tools receiver --port 8765 --secret whsec_... --format standard [--status 500]
 
 It prints ``listening on URL (format F)``, then the ``export`` lines that point the function at it
-(``WEBHOOK_URL``, ``WEBHOOK_FORMAT``: a loopback URL says nothing about the platform, and
-``WEBHOOK_SECRET``). A delivery in another format than the receiver's is flagged in what it prints.
+(``WEBHOOK_URL``, ``WEBHOOK_FORMAT``: a loopback URL says nothing about the platform, ``WEBHOOK_NOTIFY=all``
+and ``WEBHOOK_SECRET``). A delivery in another format than the receiver's is flagged in what it prints.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import argparse
 import hmac
 import json
 import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, get_args
 from urllib.parse import parse_qs, urlsplit
 
+from exporter_tools.options import http_status, port
 from handler.adapters.webhooks._formats import (
     dingtalk_sign,
     feishu_sign,
@@ -43,7 +45,7 @@ from handler.adapters.webhooks._formats import (
     signing_key,
     standard_signature,
 )
-from handler.models.settings import WebhookFormat
+from handler.models.settings import WebhookFormat, standard_webhook_key
 
 __all__ = ["Delivery", "WebhookReceiver", "delivery_format", "main"]
 
@@ -241,10 +243,12 @@ class WebhookReceiver:
 
     def export_lines(self) -> list[str]:
         """Shell lines that point the function at this receiver: URL, format (never inferred from a loopback
-        host) and secret, values quoted."""
+        host), secret, and a notice on every invocation (with the default ``changes`` a run that only skips
+        posts nothing, which looks like a broken receiver), values quoted."""
         lines = [
             f"export WEBHOOK_URL={shlex.quote(self.url)}",
             f"export WEBHOOK_FORMAT={self.fmt}",
+            "export WEBHOOK_NOTIFY=all",
         ]
         if self.secret is not None:
             lines.append(f"export WEBHOOK_SECRET={shlex.quote(self.secret)}")
@@ -367,17 +371,35 @@ def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
     return _Handler
 
 
+def _secret(text: str) -> str:
+    """``--secret``: a ``whsec_`` one must hold base64 (the function refuses it otherwise); never echoed."""
+    try:
+        standard_webhook_key(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a receiver until interrupted, printing each delivery."""
+    """Run a receiver until interrupted, printing each delivery: 0 when stopped, 1 when it cannot listen, 2 a
+    usage error (a port out of range, a ``whsec_`` secret that is not base64, an HTTP status out of range)."""
     parser = argparse.ArgumentParser(prog="exporter-tools receiver", description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 picks a free one)")
-    parser.add_argument("--secret", default=None, help="WEBHOOK_SECRET to verify signatures with")
+    parser.add_argument("--port", type=port, default=8765, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument(
+        "--secret", type=_secret, default=None, help="WEBHOOK_SECRET to verify signatures with"
+    )
     parser.add_argument("--format", dest="fmt", default="standard", choices=get_args(WebhookFormat))
-    parser.add_argument("--status", type=int, default=None, help="answer every request with this status")
+    parser.add_argument(
+        "--status", type=http_status, default=None, help="answer every request with this status (100-599)"
+    )
     parser.add_argument("--body", default="", help="the body to answer with when --status is given")
     args = parser.parse_args(argv)
     answer = (args.status, args.body) if args.status is not None else None
-    receiver = WebhookReceiver(fmt=args.fmt, secret=args.secret, port=args.port, answer=answer, echo=True)
+    try:
+        receiver = WebhookReceiver(fmt=args.fmt, secret=args.secret, port=args.port, answer=answer, echo=True)
+    except OSError as exc:
+        print(f"receiver: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
     print(f"listening on {receiver.url} (format {args.fmt})", flush=True)
     print("# point the function at it (paste into the shell that runs `python -m handler invoke`):")
     print("\n".join(receiver.export_lines()), flush=True)

@@ -23,7 +23,7 @@ from typing import TextIO
 
 from handler.adapters.clients import Clients, build_clients
 from handler.adapters.credentials import resolve_credentials
-from handler.adapters.log import configure_logging
+from handler.adapters.log import OFF, configure_logging
 from handler.clock import SYSTEM_CLOCK
 from handler.core.restore import follow_restores, start_restore
 from handler.core.restoring import latest_import_tasks
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not bucket:
         print("restore: no bucket: set EXPORT_TOS_BUCKET or give --bucket", file=sys.stderr)
         return 2
-    configure_logging("INFO" if args.verbose else "WARNING")
+    configure_logging("INFO" if args.verbose else OFF)
     started_at = time.monotonic()
     deadline = started_at + 120.0
     dest = Destination(bucket, args.prefix or settings.tos_prefix)

@@ -33,7 +33,7 @@ from typing import Any
 from exporter_tools.tables import moment_text, size_text, text_table
 from handler.adapters.clients import build_clients
 from handler.adapters.credentials import resolve_credentials
-from handler.adapters.log import configure_logging
+from handler.adapters.log import OFF, configure_logging
 from handler.clock import as_utc
 from handler.core.retention import RetentionMode, RetentionRun, run_retention
 from handler.core.retention_rules import Policy, RetentionPlan, Verdict, ordinal
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not bucket:
         print("retention: no bucket: set EXPORT_TOS_BUCKET or give --bucket", file=sys.stderr)
         return 2
-    configure_logging("INFO" if args.verbose else "WARNING")
+    configure_logging("INFO" if args.verbose else OFF)
     try:
         clients = build_clients(
             settings.model_copy(update={"tracking": "tags"}), resolve_credentials(os.environ), with_store=True

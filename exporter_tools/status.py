@@ -39,7 +39,7 @@ from exporter_tools.tables import text_table
 from exporter_tools.tos_exports import TosExports, read_tos_exports, render_tos_exports
 from handler.adapters.clients import Clients, build_clients
 from handler.adapters.credentials import resolve_credentials
-from handler.adapters.log import configure_logging
+from handler.adapters.log import OFF, configure_logging
 from handler.adapters.openapi import OpenApiClient
 from handler.errors import ConfigurationError, ExporterError
 from handler.models.settings import Settings
@@ -286,11 +286,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The function's own reading: empty variables count as unset, each error names its variable.
         print(f"status: {error}", file=sys.stderr)
         return 2
-    configure_logging("INFO" if args.verbose else "WARNING")
+    configure_logging("INFO" if args.verbose else OFF)
     deadline = time.monotonic() + args.timeout
     try:
         clients = _clients(settings)
         status = read_status(clients.api, deadline=deadline, now=datetime.now(UTC), limit=args.limit)
+    except ConfigurationError as error:  # no credentials, or a credential file that is wrong
+        print(f"status: {error}", file=sys.stderr)
+        return 2
     except ExporterError as error:
         print(f"status: {error}", file=sys.stderr)
         return 1

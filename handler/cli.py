@@ -1,8 +1,10 @@
-"""``python -m handler invoke EVENT_FILE [--timeout SECONDS]``: run the function once, as the platform would.
+"""``python -m handler invoke EVENT_FILE [--timeout SECONDS] [--quiet]``: run the function once, as the
+platform would.
 
-Logs go to stderr; stdout carries the result alone, as one JSON document. The argument parsing is a few
-lines of our own rather than argparse: this runs on every local invocation and should start as fast as the
-function does. The development and deployment tools are ``exporter-tools`` (a separate package).
+Logs go to stderr (none with ``--quiet``; lines for a person when stderr is a terminal and ``LOG_FORMAT`` is
+unset, as if it said ``console``); stdout carries the result alone, as one JSON document. The argument parsing
+is a few lines of our own rather than argparse: this runs on every local invocation and should start as fast
+as the function does. The development and deployment tools are ``exporter-tools`` (a separate package).
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LocalContext", "main"]
+__all__ = ["Invocation", "LocalContext", "main"]
 
 DEFAULT_TIMEOUT = 900.0
 
-USAGE = "usage: python -m handler invoke EVENT_FILE [--timeout SECONDS]\n"
+USAGE = (
+    "usage: python -m handler invoke EVENT_FILE [--timeout SECONDS] [--quiet]\n"
+    "       python -m handler --version\n"
+)
 
 HELP = (
     USAGE
@@ -30,6 +36,9 @@ Run the function once on EVENT_FILE (- reads stdin). The result goes to stdout, 
 
 options:
   --timeout SECONDS   the time budget, a positive number of seconds (default 900)
+  --quiet             no log lines (the result alone, on stdout)
+
+logs: JSON lines on stderr; on a terminal, lines for a person (LOG_FORMAT=console) unless LOG_FORMAT is set
 
 events (see docs/events.md and the samples in events/):
   timer     {"type": "faas.timer.event", "data": "<JSON payload or empty>", ...}   scan, or ImageIds
@@ -73,14 +82,26 @@ def parse_timeout(text: str) -> float:
     return value
 
 
-def parse_invoke(words: Sequence[str]) -> tuple[str, float]:
-    """``EVENT_FILE [--timeout SECONDS]`` (also ``--timeout=SECONDS``, in any order) → (file, timeout)."""
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What ``invoke``'s command line asks for."""
+
+    event: str
+    timeout: float = DEFAULT_TIMEOUT
+    quiet: bool = False
+
+
+def parse_invoke(words: Sequence[str]) -> Invocation:
+    """``EVENT_FILE [--timeout SECONDS] [--quiet]`` (also ``--timeout=SECONDS``, in any order)."""
     event: str | None = None
     timeout = DEFAULT_TIMEOUT
+    quiet = False
     rest = list(words)
     while rest:
         word = rest.pop(0)
-        if word == "--timeout":
+        if word == "--quiet":
+            quiet = True
+        elif word == "--timeout":
             if not rest:
                 raise UsageError("--timeout: expected a number of seconds")
             timeout = parse_timeout(rest.pop(0))
@@ -94,7 +115,7 @@ def parse_invoke(words: Sequence[str]) -> tuple[str, float]:
             raise UsageError(f"one event file at a time, got {event!r} and {word!r}")
     if event is None:
         raise UsageError("EVENT_FILE is missing (- reads the event from stdin)")
-    return event, timeout
+    return Invocation(event, timeout, quiet)
 
 
 # The largest event read: 6 MB, the request size veFaaS accepts for an invocation (its documented limit for
@@ -138,10 +159,21 @@ def _print(result: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
-def invoke(path: str, timeout: float) -> int:
+def _logs_for(invocation: Invocation) -> None:
+    """No log line with ``--quiet``; on a terminal with ``LOG_FORMAT`` unset, lines for a person."""
+    from handler.adapters.log import set_quiet  # noqa: PLC0415
+
+    set_quiet(invocation.quiet)
+    if not os.environ.get("LOG_FORMAT", "").strip() and sys.stderr.isatty():
+        os.environ["LOG_FORMAT"] = "console"  # this process only: the function reads it as a user's setting
+
+
+def invoke(invocation: Invocation) -> int:
     from handler import handler, without_pydantic_plugins  # noqa: PLC0415 - nothing to import for --help
 
     without_pydantic_plugins()  # before the event's module imports pydantic
+    _logs_for(invocation)
+    path, timeout = invocation.event, invocation.timeout
     from handler.errors import InvalidEvent, InvocationIncomplete  # noqa: PLC0415
     from handler.models.events import decode_event_document  # noqa: PLC0415
 
@@ -176,12 +208,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if words[:1] in (["-h"], ["--help"]) or (words[:1] == ["invoke"] and {"-h", "--help"} & set(words)):
         sys.stdout.write(HELP)
         return 0
+    if words == ["--version"]:
+        from handler.version import build_info  # noqa: PLC0415
+
+        info = build_info()
+        sys.stdout.write(f"vefaas-image-exporter {info['version']} (source_sha256 {info['source_sha256']})\n")
+        return 0
     try:
         if words[:1] != ["invoke"]:
             what = f"unknown command {words[0]!r}" if words else "a command is missing"
             raise UsageError(f"{what} (the tools are `exporter-tools`)")
-        path, timeout = parse_invoke(words[1:])
+        invocation = parse_invoke(words[1:])
     except UsageError as error:
         sys.stderr.write(f"{USAGE}python -m handler: error: {error}\n")
         return 2
-    return invoke(path, timeout)
+    return invoke(invocation)

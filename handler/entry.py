@@ -23,7 +23,7 @@ from handler.models.results import (
     InvocationResult,
     Trigger,
 )
-from handler.models.settings import KNOWN_REGIONS, Settings
+from handler.models.settings import KNOWN_REGIONS, LogFormat, Settings
 from handler.version import build_info
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def handle(event: Any, context: Any = None) -> dict[str, Any]:
     exported: _Run | None = None
     try:
         settings = Settings.from_env(os.environ)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, fmt=settings.log_format)
         if not settings.region_known:
             _log.warning("settings.unknown_region", region=settings.region, known=list(KNOWN_REGIONS))
         budget = Budget.for_invocation(_remaining(context), now=SYSTEM_CLOCK.monotonic(), settings=settings)
@@ -85,10 +85,16 @@ def _begin(context: Any) -> tuple[str, bool]:
     whether it is the process's first invocation."""
     cold = first_invocation()
     request_id = str(getattr(context, "request_id", "") or uuid.uuid4())
-    configure_logging("INFO")
+    configure_logging("INFO", fmt=_early_format())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(correlation_id=request_id, request_id=request_id, cold_start=cold)
     return request_id, cold
+
+
+def _early_format() -> LogFormat:
+    """``LOG_FORMAT`` before the settings are read (the first lines): ``console`` when it says so, else JSON (a
+    value the settings refuse is reported with them)."""
+    return "console" if os.environ.get("LOG_FORMAT", "").strip().lower() == "console" else "json"
 
 
 def _recognised(command: Command | InvalidEvent, *, cold: bool) -> tuple[Trigger, str | None]:
@@ -346,7 +352,7 @@ def _doctor(trigger: Trigger, event_id: str, context: Any) -> dict[str, Any]:
 
 def reject(error: ExporterError, *, request_id: str, trigger: Trigger = "direct") -> dict[str, Any]:
     """The logged result for an event that never reached the handler as JSON (the CLI's unreadable file)."""
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper(), fmt=_early_format())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(correlation_id=request_id, request_id=request_id)
     failed = ImageOutcome(image_id=None, status="failed", error=ErrorInfo.from_error(error))

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
+from exporter_tools.deploy.desired import Desired
 from exporter_tools.deploy.lifecycle import LifecycleChange
-from exporter_tools.deploy.plan import DeployError, Desired, Plan, Step
+from exporter_tools.deploy.plan import DeployError, Plan, Step
 from exporter_tools.deploy.tos_lifecycle import (
     DELETE_LIFECYCLE,
     GET_LIFECYCLE,

@@ -19,7 +19,7 @@ from exporter_tools.deploy.references import env_references
 from exporter_tools.deploy.storage import transition_problems
 from handler.errors import ConfigurationError
 
-__all__ = ["cross_checks", "known_variables", "lookback_problems", "resolved_problems"]
+__all__ = ["cross_checks", "known_variables", "lookback_problems", "resolved_problems", "resolved_warnings"]
 
 _FUNCTION_PREFIXES = ("EXPORT_", "VOLCENGINE_", "WEBHOOK_")
 _CREDENTIAL_VARIABLES = ("VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY", "VOLCENGINE_SESSION_TOKEN")
@@ -90,6 +90,32 @@ def resolved_problems(
         for p in _settings_problems(environment)
     ]
     return problems + lookback_problems(payloads, environment)
+
+
+def resolved_warnings(environment: Mapping[str, str]) -> list[Problem]:
+    """Values the function accepts that a deployed function can hardly mean: a ``WEBHOOK_URL`` on a loopback
+    host or over plain http (the function allows both for a local receiver), most likely left in the
+    deployer's shell by the receiver's ``export`` lines. Never shows the URL, which may hold a credential."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    from handler.models.settings import is_loopback_host  # noqa: PLC0415
+
+    url = environment.get("WEBHOOK_URL")
+    if not url:
+        return []
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if is_loopback_host(host):
+        where = f"a loopback host ({host}): the deployed function would post to itself"
+    elif parts.scheme == "http":
+        where = "plain http: the notices and their signatures would travel unencrypted"
+    else:
+        return []
+    msg = (
+        f"WEBHOOK_URL points at {where}. Left in your shell by the local receiver's lines? Unset WEBHOOK_URL, "
+        "WEBHOOK_FORMAT and WEBHOOK_SECRET, or set your platform's https URL"
+    )
+    return [Problem("function.environment.WEBHOOK_URL", msg)]
 
 
 def known_variables() -> frozenset[str]:

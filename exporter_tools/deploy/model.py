@@ -33,6 +33,7 @@ __all__ = [
     "StorageSpec",
     "Template",
     "TemplateError",
+    "TemplateUnreadable",
     "TimerSpec",
 ]
 
@@ -85,6 +86,10 @@ class TemplateError(ConfigurationError):
         lines = "\n".join(f"  {problem}" for problem in self.problems)
         count = len(self.problems)
         super().__init__(f"{count} problem{'' if count == 1 else 's'}:\n{lines}", source=source)
+
+
+class TemplateUnreadable(TemplateError):
+    """The file cannot be read at all (missing, a directory, no permission): nothing was checked."""
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from importlib import metadata
 from pathlib import Path
 
 from exporter_tools.deploy import tool_arguments
-from handler.errors import ExporterError
+from handler.errors import ConfigurationError, ExporterError
 
 __all__ = [
     "BUILD_JSON",
@@ -48,6 +48,7 @@ __all__ = [
     "VERSION_PY",
     "BuiltPackage",
     "PackageError",
+    "PackageSettingError",
     "Target",
     "build_package",
     "build_record",
@@ -116,6 +117,11 @@ class PackageError(ExporterError):
     """The zip cannot be built, or is too large to deploy inline; the message says what to do."""
 
     code = "PackageError"
+
+
+class PackageSettingError(PackageError, ConfigurationError):
+    """What the build was told is wrong (``--python``, ``SOURCE_DATE_EPOCH``): a configuration error (exit 2),
+    where a ``PackageError`` of its own is the build failing (exit 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +195,7 @@ def find_python(version: str, python: str | None = None) -> Compiler:
         if found is None or found.cache_tag != tag:
             what = f"is CPython {found.version}" if found else "does not run"
             msg = f"--python {python} {what}: the zip's bytecode must be compiled by CPython {version}"
-            raise PackageError(msg)
+            raise PackageSettingError(msg)
         return found
     candidates = [shutil.which(f"python{version}")]
     for root in _pyenv_roots():
@@ -397,7 +403,7 @@ def _built_at() -> str:
         return "unrecorded"
     if not epoch.isdigit():
         msg = f"SOURCE_DATE_EPOCH: expected whole seconds since 1970, got {epoch[:40]!r}"
-        raise PackageError(msg)
+        raise PackageSettingError(msg)
     return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -495,8 +501,8 @@ def zip_base64(path: Path) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``package [--output FILE] [--for-local-python] [--python PATH] [--refresh]``: 0 built, 1 build
-    failed, 2 usage."""
+    """``package [--output FILE] [--for-local-python] [--python PATH] [--refresh]``: 0 built, 1 the build
+    failed, 2 a usage or configuration error (``--python``, ``SOURCE_DATE_EPOCH``)."""
     parser = argparse.ArgumentParser(
         prog="exporter-tools package",
         description="Build the function's zip, reproducibly (dist/function.zip; prints its size and digest).",
@@ -527,6 +533,6 @@ def main(argv: Sequence[str]) -> int:
         )
     except PackageError as exc:
         sys.stderr.write(f"package: {exc.message}\n")
-        return 1
+        return 2 if isinstance(exc, ConfigurationError) else 1
     sys.stdout.write(built.summary())
     return 0

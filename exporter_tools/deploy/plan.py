@@ -1,4 +1,5 @@
-"""The deploy plan: compare what the template wants with what the account holds, and list each write and why.
+"""The deploy plan: compare what the template wants (``exporter_tools.deploy.desired``) with what the account
+holds, and list each write and why; for people (``render``) or programs (``to_json``, ``deploy --json``).
 
 Pure: the plan is built from reads only, through ``AccountReader`` (ListFunctions, GetFunction,
 GetReleaseStatus, ListTriggers, GetTimer) and, when the template has a ``storage:`` section, ``LifecycleReader``
@@ -15,48 +16,42 @@ look secret are never printed: the plan says "(hidden)" instead.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from exporter_tools.deploy.checks import resolved_problems
-from exporter_tools.deploy.lifecycle import LifecycleChange, LifecycleWanted, merge_rule, wanted_rule
-from exporter_tools.deploy.model import (
-    CODE_DIGEST_VARIABLE,
-    TIMEOUT_VARIABLE,
-    Problem,
-    Template,
-    TemplateError,
-)
-from exporter_tools.deploy.references import looks_secret
-from exporter_tools.deploy.template import resolved_environment, resolved_role
+from exporter_tools.deploy.desired import HIDDEN, Desired
+from exporter_tools.deploy.lifecycle import LifecycleChange, merge_rule
+from exporter_tools.deploy.model import CODE_DIGEST_VARIABLE
 from exporter_tools.deploy.tos_lifecycle import BucketLifecycle
 from exporter_tools.deploy.vefaas import (
     RELEASE_FAILED,
     DeployedFunction,
     DeployedTimer,
-    FunctionConfig,
     ReleaseStatus,
     TimerConfig,
     pairs,
+    same_runtime,
 )
 from handler.errors import ExporterError
 
 __all__ = [
-    "HIDDEN",
+    "JSON_FORMAT_VERSION",
     "AccountReader",
     "DeployError",
-    "Desired",
     "LifecycleReader",
     "Plan",
+    "RenderMode",
     "Step",
-    "desired_state",
+    "calls_line",
     "make_plan",
 ]
 
-HIDDEN = "(hidden)"
+# The version of ``deploy --json``'s document: raised when a field changes meaning or goes away.
+JSON_FORMAT_VERSION = 1
+# How a plan's last line reads: a plan to read ("Run with --apply"), one being applied, one awaiting "yes".
+RenderMode = Literal["plan", "apply", "confirm"]
 
 
 class AccountReader(Protocol):
@@ -84,91 +79,6 @@ class DeployError(ExporterError):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# What the template wants.
-
-
-@dataclass(frozen=True, slots=True)
-class Desired:
-    """The function and timers the template describes, with every ``${env:…}`` filled in."""
-
-    region: str
-    config: FunctionConfig
-    code_sha256: str
-    code_size: int
-    timers: tuple[TimerConfig, ...]
-    hidden: frozenset[str]  # environment names whose values are never printed
-    lifecycle: LifecycleWanted | None = None  # None: no storage section, the bucket is left alone
-
-    def shown(self, name: str, value: str | None) -> str:
-        """A value for the plan: quoted, or "(hidden)" when the variable or the value looks secret."""
-        if value is None:
-            return "(none)"
-        if name in self.hidden or looks_secret(name, value):
-            return HIDDEN
-        return json.dumps(value, ensure_ascii=False)
-
-
-def desired_state(template: Template, environ: Mapping[str, str], *, code: bytes) -> Desired:
-    """The template resolved against the deployer's environment; ``TemplateError`` names what is missing, and
-    each variable the function would refuse once filled in (checked with the function's own settings model).
-
-    The function's environment also gets ``VOLCENGINE_REGION`` (the template's region, unless set),
-    ``FUNCTION_TIMEOUT_SECONDS`` (the platform does not tell the function its timeout) and the code's digest.
-    A ``storage:`` section becomes the lifecycle rule for the environment's bucket and prefix.
-    """
-    envs = resolved_environment(template, environ)
-    role = resolved_role(template, environ)
-    digest = hashlib.sha256(code).hexdigest()
-    envs.setdefault("VOLCENGINE_REGION", template.region)
-    envs[TIMEOUT_VARIABLE] = str(template.function.timeout_seconds)
-    problems = resolved_problems(envs, [timer.payload for timer in template.timers])
-    if problems:
-        raise TemplateError(problems)
-    envs[CODE_DIGEST_VARIABLE] = digest
-    hidden = frozenset(name for name, value in envs.items() if looks_secret(name, value)) - {
-        CODE_DIGEST_VARIABLE
-    }
-    function = template.function
-    config = FunctionConfig(
-        name=function.name,
-        runtime=function.runtime,
-        memory_mb=function.memory_mb,
-        request_timeout=function.timeout_seconds,
-        role=role,
-        description=function.description,
-        envs=envs,
-        tags=dict(function.tags),
-    )
-    timers = tuple(
-        TimerConfig(
-            name=timer.name,
-            crontab=timer.crontab,
-            payload=timer.payload_text,
-            enabled=timer.enabled,
-            retries=timer.retries,
-            enable_concurrency=timer.concurrency,
-            description=timer.description,
-        )
-        for timer in template.timers
-    )
-    lifecycle = _lifecycle_wanted(template, envs)
-    return Desired(template.region, config, digest, len(code), timers, hidden, lifecycle)
-
-
-def _lifecycle_wanted(template: Template, envs: Mapping[str, str]) -> LifecycleWanted | None:
-    """The storage section's rule on the bucket and prefix the function exports to (its settings decide)."""
-    if template.storage is None:
-        return None
-    from handler.models.settings import Settings  # noqa: PLC0415 - the function's own reading of them
-
-    settings = Settings.from_env({name: value for name, value in envs.items() if name != "SSL_CERT_FILE"})
-    if settings.tos_bucket is None:
-        msg = "needs EXPORT_TOS_BUCKET, which came out empty: the lifecycle rule goes on that bucket"
-        raise TemplateError([Problem("storage", msg)])
-    return wanted_rule(template.storage, bucket=settings.tos_bucket, prefix=settings.tos_prefix)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The plan.
 
 
@@ -185,6 +95,28 @@ class Step:
     timer_id: str | None = None
     lifecycle: LifecycleChange | None = None  # PutBucketLifecycle / DeleteBucketLifecycle
 
+    def to_json(self, number: int) -> dict[str, Any]:
+        """The step for programs: the fields it sends by name only (their values may be secret)."""
+        return {
+            "number": number,
+            "action": self.action,
+            "subject": self.subject,
+            "reasons": list(self.reasons),
+            "fields": sorted(self.changes),
+            "uploads_code": self.upload,
+        }
+
+
+def calls_line(count: int, mode: RenderMode, *, apply_with: str = "--apply") -> str:
+    """A plan's last line: how many write calls, and how to make them, that they are being made, or (before
+    the question) just how many."""
+    calls = f"{count} write call{'' if count == 1 else 's'}"
+    if mode == "apply":
+        return f"{calls}, applying:"
+    if mode == "confirm":
+        return f"{calls}."
+    return f"{calls}. Run with {apply_with} to make them."
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -197,9 +129,13 @@ class Plan:
     left_alone: tuple[str, ...] = ()
     release_in_progress: bool = False
 
-    def render(self, *, applying: bool = False) -> str:
+    @property
+    def region(self) -> str:
+        return self.desired.region
+
+    def render(self, *, mode: RenderMode = "plan") -> str:
         """The plan for people: numbered calls, each with its reasons; the last line says how to make them,
-        or (``applying``) that they are being made."""
+        that they are being made, or how many are about to be asked for (``calls_line``)."""
         config = self.desired.config
         where = f" (id {self.function_id})" if self.function_id else ""
         lines = [
@@ -218,12 +154,30 @@ class Plan:
         if self.left_alone:
             lines.append(f"  not in the template, left as they are: {', '.join(self.left_alone)}")
         if self.steps:
-            count = len(self.steps)
-            calls = f"{count} write call{'' if count == 1 else 's'}"
-            lines.append(f"{calls}, applying:" if applying else f"{calls}. Run with --apply to make them.")
+            lines.append(calls_line(len(self.steps), mode))
         else:
             lines.append("Nothing to change: the account matches the template.")
         return "\n".join(lines) + "\n"
+
+    def to_json(self, *, warnings: Sequence[str] = ()) -> dict[str, Any]:
+        """The plan for programs (``deploy --json``): the same calls, reasons and hidden values as ``render``,
+        and whether anything would change."""
+        return {
+            "format_version": JSON_FORMAT_VERSION,
+            "operation": "deploy",
+            "function": {
+                "name": self.desired.config.name,
+                "id": self.function_id,
+                "region": self.desired.region,
+            },
+            "code": {"sha256": self.desired.code_sha256, "size_bytes": self.desired.code_size},
+            "changes_pending": bool(self.steps),
+            "release_in_progress": self.release_in_progress,
+            "steps": [step.to_json(number) for number, step in enumerate(self.steps, start=1)],
+            "unchanged": list(self.unchanged),
+            "left_alone": list(self.left_alone),
+            "warnings": list(warnings),
+        }
 
 
 def make_plan(desired: Desired, client: AccountReader, lifecycle: LifecycleReader | None = None) -> Plan:
@@ -270,7 +224,7 @@ def _function_plan(desired: Desired, client: AccountReader) -> Plan:
     current = client.get_function(listed.id)
     if current.tags is None:  # GetFunction has no Tags: the ListFunctions item's are the function's
         current = current.model_copy(update={"tags": listed.tags or {}})
-    if current.runtime and current.runtime != config.runtime:
+    if current.runtime and not same_runtime(current.runtime, config.runtime):
         msg = (
             f"a function named {config.name} already exists (id {current.id}) with runtime {current.runtime}, "
             f"not {config.runtime}: it is not this project's function, and a runtime cannot change. "

@@ -25,6 +25,7 @@ from exporter_tools.deploy.model import (
     Problem,
     Template,
     TemplateError,
+    TemplateUnreadable,
     TimerSpec,
 )
 from exporter_tools.deploy.references import env_references, resolve_text
@@ -69,7 +70,9 @@ def load_template(path: str | Path) -> Template:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise TemplateError([Problem("", f"cannot read the file: {exc.strerror}")], source=source) from None
+        raise TemplateUnreadable(
+            [Problem("", f"cannot read the file: {exc.strerror}")], source=source
+        ) from None
     except UnicodeDecodeError:
         raise TemplateError([Problem("", "expected UTF-8 text")], source=source) from None
     return parse_template(_load_yaml(text, source), source=source)
@@ -227,7 +230,7 @@ def resolved_role(template: Template, environ: Mapping[str, str]) -> str | None:
         return None
     text, missing = resolve_text(role, environ)
     if missing:
-        raise TemplateError([_missing_problem("function.role", name) for name in missing])
+        raise TemplateError([_missing_account_problem(name) for name in missing])
     if not _RESOLVED_ROLE.match(text):
         variables = ", ".join(name for name, _ in env_references(role))
         msg = f"expected trn:iam::<account id>:role/<name> once {variables} is filled in: the account id must be digits"
@@ -253,10 +256,21 @@ def resolved_environment(template: Template, environ: Mapping[str, str]) -> dict
 
 
 def _missing_problem(path: str, variable: str) -> Problem:
+    """A missing variable of the environment: set it, or make it optional (an entry that comes out empty is
+    left out, and the template still validates)."""
     return Problem(
         path,
         f"${{env:{variable}}} needs {variable} in the deployer's environment, and it is not set "
         f"(write ${{env:{variable}:-}} to make it optional)",
+    )
+
+
+def _missing_account_problem(variable: str) -> Problem:
+    """A missing variable of the role: the account id cannot be optional (a role without one is refused)."""
+    return Problem(
+        "function.role",
+        f"${{env:{variable}}} needs {variable} in the deployer's environment, and it is not set: "
+        f"export {variable}=<your account id, digits only>, or write the account id itself in function.role",
     )
 
 
@@ -270,7 +284,8 @@ def schema_text() -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``validate-template [FILE] [--schema]``: 0 when valid, 1 when not (every problem on stderr), 2 usage."""
+    """``validate-template [FILE] [--schema]``: 0 when valid; 1 when not, its check failed (every problem on
+    stderr); 2 a usage error, a file that cannot be read included."""
     parser = argparse.ArgumentParser(
         prog="exporter-tools validate-template",
         description="Check a deployment template; every error names the field's path and what was expected.",
@@ -290,7 +305,7 @@ def main(argv: Sequence[str]) -> int:
     except TemplateError as exc:
         for problem in exc.problems:
             sys.stderr.write(f"{args.file}: {problem}\n")
-        return 1
+        return 2 if isinstance(exc, TemplateUnreadable) else 1
     function = template.function
     timers = ", ".join(timer.name for timer in template.timers) or "none"
     sys.stdout.write(

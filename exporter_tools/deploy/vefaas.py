@@ -1,4 +1,5 @@
-"""The veFaaS client for deploying: functions, releases and timers (service ``vefaas``, Version 2024-06-06).
+"""The veFaaS client for deploying: functions, releases and timers, and deleting them (service ``vefaas``,
+Version 2024-06-06).
 
 Every action is a POST with ``Action`` and ``Version`` in the query and the parameters as a signed JSON body,
 through the same ``OpenApiClient`` (signer, pacing, retries) as the function's ECS calls. Reads are retried on
@@ -8,6 +9,7 @@ is idempotent by looking up first, then creating or updating.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,6 +33,7 @@ __all__ = [
     "VefaasClient",
     "is_name_clash",
     "is_role_problem",
+    "same_runtime",
 ]
 
 SERVICE = "vefaas"
@@ -42,6 +45,8 @@ RELEASE_IN_PROGRESS = "inprogress"
 RELEASE_NEVER = "pending"  # GetReleaseStatus of a function that was never released (StableRevisionNumber -1)
 
 _M = TypeVar("_M", bound="_Answer")
+# A runtime's language and version inside any of its spellings: python3.12/v1, vefaas.base.python3.12.v1.
+_RUNTIME_VERSION = re.compile(r"([a-z]+)(\d+(?:\.\d+)*)")
 
 
 def _pairs_to_dict(value: object) -> object:
@@ -99,6 +104,10 @@ class TriggerRef(_Answer):
     id: str = Field(alias="Id")
     name: str = Field(default="", alias="Name")
     type: str = Field(default="", alias="Type")
+
+    @property
+    def is_timer(self) -> bool:
+        return self.type.lower() == "timer"
 
 
 class DeployedTimer(_Answer):
@@ -299,6 +308,10 @@ class VefaasClient:
         """Send only ``changes`` (API field names; ``Envs`` replaces the whole list; code as Source)."""
         self._write("UpdateFunction", {"Id": function_id, **changes})
 
+    def delete_function(self, function_id: str) -> None:
+        """Delete the function (its code, configuration and revisions)."""
+        self._write("DeleteFunction", {"Id": function_id})
+
     # -- releases ---------------------------------------------------------------------------------------
 
     def release(self, function_id: str, *, description: str) -> ReleaseStarted:
@@ -327,11 +340,15 @@ class VefaasClient:
 
     # -- timers -----------------------------------------------------------------------------------------
 
+    def triggers(self, function_id: str) -> list[TriggerRef]:
+        """Every trigger of the function, of any type (ListTriggers)."""
+        result, request_id = self._read("ListTriggers", {"FunctionId": function_id})
+        return [_parsed(TriggerRef, item, "ListTriggers", request_id) for item in result.get("Items") or []]
+
     def timers(self, function_id: str) -> list[DeployedTimer]:
         """The function's timers (ListTriggers, keeping ``Type == "timer"``), each read with GetTimer."""
-        result, request_id = self._read("ListTriggers", {"FunctionId": function_id})
-        refs = [_parsed(TriggerRef, item, "ListTriggers", request_id) for item in result.get("Items") or []]
-        return [self.get_timer(function_id, ref.id) for ref in refs if ref.type.lower() == "timer"]
+        refs = self.triggers(function_id)
+        return [self.get_timer(function_id, ref.id) for ref in refs if ref.is_timer]
 
     def get_timer(self, function_id: str, timer_id: str) -> DeployedTimer:
         result, request_id = self._read("GetTimer", {"FunctionId": function_id, "Id": timer_id})
@@ -350,6 +367,23 @@ class VefaasClient:
     def update_timer(self, function_id: str, timer_id: str, changes: Mapping[str, Any]) -> None:
         """Send only ``changes`` (a timer's name cannot change)."""
         self._write("UpdateTimer", {"FunctionId": function_id, "Id": timer_id, **changes})
+
+    def delete_timer(self, function_id: str, timer_id: str) -> None:
+        self._write("DeleteTimer", {"FunctionId": function_id, "Id": timer_id})
+
+
+def same_runtime(deployed: str, wanted: str) -> bool:
+    """Whether two runtimes are the same language at the same version, however each is spelled: veFaaS's
+    documentation writes ``python3.12/v1`` and ``vefaas.base.python3.12.v1`` (docs/facts.md §16), and an
+    answer in the other spelling is still this project's runtime. A spelling without a version is compared
+    whole (case aside)."""
+
+    def key(runtime: str) -> str:
+        text = runtime.strip().lower()
+        found = _RUNTIME_VERSION.search(text)
+        return f"{found[1]}{found[2]}" if found else text
+
+    return key(deployed) == key(wanted)
 
 
 def is_name_clash(error: ApiError) -> bool:

@@ -2,7 +2,8 @@
 and a small TOS (HeadObject, GetObject, PutObject, ListObjectsV2…) on the same port, on 127.0.0.1 until interrupted (Ctrl-C or SIGTERM).
 
 Its first line on stdout is ``emulator listening on ENDPOINT``; then ready-to-paste ``export`` lines that
-point ``python -m handler invoke`` at it (endpoint, key pair, region, bucket).
+point ``python -m handler invoke`` at it: every variable it needs (the endpoint, TOS's too, the key pair, the
+region, the bucket, and with TLS the certificate to trust).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from exporter_tools.emulator.api import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Faults
@@ -20,6 +22,7 @@ from exporter_tools.emulator.ecs import EcsService
 from exporter_tools.emulator.fleet import Fleet, demo_fleet, load_fleet
 from exporter_tools.emulator.server import OpenApiEmulator
 from exporter_tools.emulator.vefaas import VefaasService
+from exporter_tools.options import port
 from handler.adapters.signing import Credentials
 
 __all__ = ["build_parser", "export_lines", "main"]
@@ -43,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
             "function at it with VOLCENGINE_ENDPOINT (and TOS_ENDPOINT)."
         ),
     )
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free port)")
+    parser.add_argument("--port", type=port, default=0, help="port on 127.0.0.1 (default 0: a free port)")
     parser.add_argument("--fleet", metavar="FILE", help="fleet JSON file (default: the demo fleet)")
     parser.add_argument(
         "--access-key", default=None, help=f"accepted access key (default {DEFAULT_ACCESS_KEY})"
@@ -79,17 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def export_lines(endpoint: str, credentials: Credentials, region: str, fleet: Fleet) -> list[str]:
-    """Shell lines that point the function at this emulator: ``export NAME=value``, values quoted."""
+def export_lines(
+    endpoint: str, credentials: Credentials, region: str, fleet: Fleet, *, ca_file: str | None = None
+) -> list[str]:
+    """Shell lines that point the function at this emulator: ``export NAME=value``, values quoted. TOS is on
+    the same port (without ``TOS_ENDPOINT`` the follow-up would check the exports on the real TOS); with TLS,
+    ``SSL_CERT_FILE`` trusts the emulator's certificate (``ca_file``)."""
     writable = [bucket.name for bucket in fleet.buckets if bucket.put_allowed]
     env = {
         "VOLCENGINE_ENDPOINT": endpoint,
+        "TOS_ENDPOINT": endpoint,
         "VOLCENGINE_ACCESS_KEY": credentials.access_key,
         "VOLCENGINE_SECRET_KEY": credentials.secret_key,
         "VOLCENGINE_REGION": region,
     }
     if credentials.session_token:
         env["VOLCENGINE_SESSION_TOKEN"] = credentials.session_token
+    if ca_file:
+        env["SSL_CERT_FILE"] = ca_file
     lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
     if not credentials.session_token:
         lines.append("unset VOLCENGINE_SESSION_TOKEN")
@@ -178,7 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         emulator.use_tls(context)
     print(f"emulator listening on {emulator.endpoint}", flush=True)
     print("# point the function at it (paste into the shell that runs `python -m handler invoke`):")
-    print("\n".join(export_lines(emulator.endpoint, credentials, args.region, fleet)), flush=True)
+    ca_file = str(Path(args.tls_cert).resolve()) if args.tls_cert else None
+    print(
+        "\n".join(export_lines(emulator.endpoint, credentials, args.region, fleet, ca_file=ca_file)),
+        flush=True,
+    )
     print(
         f"accepting access key {credentials.access_key} in region {args.region}; "
         f"{len(fleet.images)} images, {len(fleet.buckets)} buckets",

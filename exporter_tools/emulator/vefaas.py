@@ -97,6 +97,8 @@ class VefaasService:
 
     ``roles``: the role TRNs the account has and veFaaS may use; ``None`` accepts any well-formed role.
     ``release_polls``: how many GetReleaseStatus calls report a release ``inprogress`` before it ends.
+    ``runtime_answers``: the spelling the answers give a runtime sent as the key (``{"python3.12/v1":
+    "vefaas.base.python3.12.v1"}``: the documentation shows both, docs/facts.md §16); unlisted: as sent.
     """
 
     service = SERVICE
@@ -110,9 +112,11 @@ class VefaasService:
         seed: int | None = None,
         clock: Callable[[], datetime] | None = None,
         release_polls: int = 1,
+        runtime_answers: Mapping[str, str] | None = None,
     ) -> None:
         self.roles = None if roles is None else frozenset(roles)
         self.release_polls = release_polls
+        self.runtime_answers = dict(runtime_answers or {})
         self._seed = seed
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
@@ -240,7 +244,8 @@ class VefaasService:
         config.update(checked_config(body, self.roles))
         code = decode_code(body, required=True)
         now = self._now()
-        function = FunctionRecord(self._new_id(), name, str(runtime), config, code, now, now)
+        answered = self.runtime_answers.get(str(runtime), str(runtime))
+        function = FunctionRecord(self._new_id(), name, answered, config, code, now, now)
         self._functions[function.id] = function
         return function.to_api()
 
@@ -249,7 +254,8 @@ class VefaasService:
         if "Name" in body and body["Name"] != function.name:
             msg = "Name cannot change"
             raise invalid(msg)
-        if "Runtime" in body and body["Runtime"] != function.runtime:
+        sent = body.get("Runtime")
+        if sent is not None and self.runtime_answers.get(str(sent), sent) != function.runtime:
             msg = "Runtime cannot change"
             raise invalid(msg)
         function.config.update(checked_config(body, self.roles))
@@ -378,10 +384,14 @@ class VefaasEmulator(OpenApiEmulator):
         clock: Callable[[], datetime] | None = None,
         release_polls: int = 1,
         buckets: Iterable[str] = (),
+        runtime_answers: Mapping[str, str] | None = None,
     ) -> None:
         """``buckets`` are the account's TOS buckets, each ``read-write`` to the accepted keys
-        (``set_bucket_access`` changes that); the other arguments are ``OpenApiEmulator``'s."""
-        self.vefaas = VefaasService(roles=roles, seed=seed, clock=clock, release_polls=release_polls)
+        (``set_bucket_access`` changes that); ``roles``, ``release_polls`` and ``runtime_answers`` are
+        ``VefaasService``'s, the other arguments ``OpenApiEmulator``'s."""
+        self.vefaas = VefaasService(
+            roles=roles, seed=seed, clock=clock, release_polls=release_polls, runtime_answers=runtime_answers
+        )
         super().__init__(
             [self.vefaas],
             credentials=credentials or Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),

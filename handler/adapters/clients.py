@@ -15,7 +15,7 @@ import httpx
 import structlog
 
 from handler.adapters.ecs import API_VERSION, SERVICE, EcsClient
-from handler.adapters.log import redactor, reset_first_invocation
+from handler.adapters.log import redactor, reset_first_invocation, set_quiet
 from handler.adapters.openapi import (
     OpenApiClient,
     reset_shared_state,
@@ -202,14 +202,15 @@ class LazyTosClient:
 def reset_process_state() -> None:
     """Forget everything a warm process keeps between invocations, as a new process would start: the HTTP
     clients (closed), the OpenAPI and TOS rate limiters, the secrets the log masks, the CA-file check's cache,
-    structlog's configuration and bound context, and that the cold start is over (tests; a long-lived host
-    reloading)."""
+    structlog's configuration and bound context, a quiet log (``set_quiet``), and that the cold start is over
+    (tests; a long-lived host reloading)."""
     from handler.adapters.tos import reset_tos_rate_limiter  # noqa: PLC0415
 
     reset_shared_state()
     reset_tos_rate_limiter()
     redactor.set_secrets([])
     reset_first_invocation()
+    set_quiet(False)
     _ca_file_loads.cache_clear()
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()

@@ -1,8 +1,10 @@
-"""Structured JSON logs: configured once per process, one clean context per invocation, secrets masked.
+"""Structured logs: configured once per invocation, one clean context per invocation, secrets masked.
 
 Every line is one JSON object on stderr with an ISO timestamp, the level, the event name and whatever the
-invocation bound (``correlation_id``, ``request_id``, ``cold_start``). The redaction processor runs last
-before rendering, so nothing a caller passes, not even a traceback, can print a credential.
+invocation bound (``correlation_id``, ``request_id``, ``cold_start``); ``LOG_FORMAT=console`` renders the
+same events for a person instead (structlog's dev renderer). The redaction processor runs last before either
+renderer, so nothing a caller passes, not even a traceback, can print a credential. ``set_quiet`` drops every
+line of the process (``python -m handler invoke --quiet``); the tools log at ``OFF`` unless ``--verbose``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,23 @@ import re
 import sys
 import threading
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 
-__all__ = ["MASK", "Redactor", "configure_logging", "first_invocation", "redactor", "reset_first_invocation"]
+if TYPE_CHECKING:
+    from handler.models.settings import LogFormat
+
+__all__ = [
+    "MASK",
+    "OFF",
+    "Redactor",
+    "configure_logging",
+    "first_invocation",
+    "redactor",
+    "reset_first_invocation",
+    "set_quiet",
+]
 
 MASK = "***"
 _SECRET_KEY = re.compile(
@@ -23,6 +37,8 @@ _SECRET_KEY = re.compile(
 )
 _ACCESS_KEY = re.compile(r"access_?key", re.IGNORECASE)
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+# The tools' own level, never the function's (LOG_LEVEL): nothing is written, whatever its level.
+OFF = "OFF"
 
 
 class Redactor:
@@ -83,6 +99,7 @@ class Redactor:
 redactor = Redactor()
 
 _invoked = threading.Event()  # set by the process's first invocation
+_quiet = threading.Event()  # set: every configuration drops every line
 
 
 def first_invocation() -> bool:
@@ -97,8 +114,36 @@ def reset_first_invocation() -> None:
     _invoked.clear()
 
 
-def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
-    """Set structlog up for JSON lines at ``level`` on ``stream`` (stderr); cheap enough to call each time."""
+def set_quiet(quiet: bool) -> None:
+    """From now on every ``configure_logging`` drops every line (``True``), or logs as asked again (``False``;
+    ``reset_process_state`` does this too)."""
+    if quiet:
+        _quiet.set()
+    else:
+        _quiet.clear()
+
+
+def configure_logging(level: str = "INFO", *, fmt: LogFormat = "json", stream: TextIO | None = None) -> None:
+    """Set structlog up at ``level`` on ``stream`` (stderr): JSON lines, or (``console``) lines for a person,
+    coloured when the stream is a terminal; secrets masked in both. Cheap enough to call each invocation."""
+    out = stream if stream is not None else sys.stderr
+    if level == OFF or _quiet.is_set():
+        # Below CRITICAL every call is a no-op; a critical line (the code logs none) is rendered, not written.
+        structlog.configure(
+            processors=[],
+            wrapper_class=structlog.make_filtering_bound_logger(50),
+            logger_factory=structlog.ReturnLoggerFactory(),
+            cache_logger_on_first_use=False,
+        )
+        return
+    renderer: Any
+    if fmt == "console":
+        colors = bool(getattr(out, "isatty", lambda: False)())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colors, exception_formatter=structlog.dev.plain_traceback
+        )
+    else:
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -106,9 +151,9 @@ def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> N
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             structlog.processors.format_exc_info,
             redactor,
-            structlog.processors.JSONRenderer(sort_keys=False),
+            renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, 20)),
-        logger_factory=structlog.WriteLoggerFactory(file=stream if stream is not None else sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )

@@ -36,6 +36,7 @@ __all__ = [
     "MAX_KEEP",
     "PREFIX_PATTERN",
     "REGION_PATTERN",
+    "LogFormat",
     "RetentionMode",
     "Settings",
     "TrackingMode",
@@ -53,6 +54,8 @@ PREFIX_PATTERN = re.compile(r"\A[A-Za-z0-9]{1,30}\Z")
 
 WebhookFormat = Literal["standard", "feishu", "dingtalk", "wecom", "slack"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+# LOG_FORMAT: one JSON object per line (what the platform's log service reads), or lines for a person.
+LogFormat = Literal["json", "console"]
 NotifyWhen = Literal["all", "changes", "failures"]
 TrackingMode = Literal["tags", "off"]
 MAX_IN_FLIGHT_LIMIT = 100_000
@@ -187,6 +190,7 @@ class Settings(BaseModel):
     webhook_max_results: Annotated[int, Field(alias="WEBHOOK_MAX_RESULTS", ge=1, le=10_000)] = 500
 
     log_level: Annotated[LogLevel, Field(alias="LOG_LEVEL")] = "INFO"
+    log_format: Annotated[LogFormat, Field(alias="LOG_FORMAT")] = "json"
 
     tracking: Annotated[TrackingMode, Field(alias="EXPORT_TRACKING")] = "tags"
     max_in_flight: Annotated[int | None, Field(alias="EXPORT_MAX_IN_FLIGHT")] = None
@@ -286,7 +290,7 @@ class Settings(BaseModel):
     def _level_in_any_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("webhook_format", "webhook_notify", mode="before")
+    @field_validator("webhook_format", "webhook_notify", "log_format", mode="before")
     @classmethod
     def _choice_in_any_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -220,3 +220,88 @@ def test_a_utf8_file_with_a_byte_order_mark_is_read() -> None:
     """An editor's UTF-8 byte order mark does not make a valid event invalid."""
     done = run_cli("invoke", "-", stdin="\ufeff" + '{"ImageId": "bad"}')
     assert json.loads(done.stdout)["results"][0]["error"]["message"].startswith("ImageId: ")
+
+
+def test_version_prints_the_functions_version() -> None:
+    """``python -m handler --version``: the version (handler/version.py) and the sources' digest, exit 0."""
+    from handler.version import __version__
+
+    done = run_cli("--version")
+    assert done.returncode == 0
+    assert done.stdout == f"vefaas-image-exporter {__version__} (source_sha256 unpackaged)\n"
+
+
+def test_quiet_prints_the_result_and_no_log_line() -> None:
+    """``--quiet``: the result on stdout as ever, and nothing at all on stderr, at any LOG_LEVEL."""
+    env = {**ENV, "LOG_LEVEL": "DEBUG"}
+    done = subprocess.run(
+        [sys.executable, "-m", "handler", "invoke", str(EVENTS_DIR / "invalid.json"), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["results"][0]["error"]["code"] == "InvalidEvent"
+    assert done.stderr == ""
+
+
+def _on_a_terminal(**env: str) -> str:
+    """What ``invoke`` writes on stderr when stderr is a terminal (a pseudo-terminal here)."""
+    import pty
+
+    main, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "handler", "invoke", str(EVENTS_DIR / "invalid.json")],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            env={**ENV, **env},
+            timeout=60,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        assert done.returncode == 1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal is closed once its last writer is gone
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(main)
+        if follower != -1:
+            os.close(follower)
+    return b"".join(chunks).decode()
+
+
+def test_on_a_terminal_the_logs_are_for_people_unless_log_format_says_otherwise() -> None:
+    """stderr a terminal and LOG_FORMAT unset: structlog's console lines (no JSON), the first one included;
+    LOG_FORMAT=json on the same terminal: JSON lines as everywhere else."""
+    console = _on_a_terminal()
+    assert "image.outcome" in console
+    assert not any(line.lstrip().startswith("{") for line in console.splitlines() if line.strip())
+    as_json = _on_a_terminal(LOG_FORMAT="json")
+    assert all(json.loads(line)["event"] for line in as_json.splitlines() if line.strip())
+
+
+def test_log_format_console_off_a_terminal_is_for_people_without_colour() -> None:
+    """LOG_FORMAT=console through a pipe: console lines, no escape codes."""
+    done = subprocess.run(
+        [sys.executable, "-m", "handler", "invoke", str(EVENTS_DIR / "invalid.json")],
+        capture_output=True,
+        text=True,
+        env={**ENV, "LOG_FORMAT": "console"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "invocation.result" in done.stderr
+    assert "\x1b[" not in done.stderr
+    assert not done.stderr.lstrip().startswith("{")

@@ -10,7 +10,7 @@ import structlog
 
 from handler.adapters import openapi, tos
 from handler.adapters.clients import LazyTosClient, build_clients, reset_process_state
-from handler.adapters.log import configure_logging, first_invocation, redactor
+from handler.adapters.log import configure_logging, first_invocation, redactor, set_quiet
 from handler.adapters.signing import Credentials
 from handler.adapters.tos import TosClient
 from handler.models.settings import Settings, _ca_file_loads
@@ -48,7 +48,7 @@ def test_building_the_clients_masks_the_credentials_and_the_webhook_secrets() ->
 def test_a_reset_leaves_every_piece_of_process_state_fresh() -> None:
     """After ``reset_process_state`` the process is as a new one: no HTTP client kept (the old one closed),
     new OpenAPI and TOS rate limiters, no secret masked, the CA-file check's cache empty, structlog at its
-    defaults with nothing bound, and the next invocation marked cold."""
+    defaults with nothing bound, the log no longer quiet, and the next invocation marked cold."""
     http = openapi.shared_http_client(connect_timeout=1.0, read_timeout=2.0)
     limiter = openapi.shared_rate_limiter(10.0)
     tos_limiter = tos.shared_tos_rate_limiter(10.0)
@@ -57,6 +57,7 @@ def test_a_reset_leaves_every_piece_of_process_state_fresh() -> None:
     configure_logging("ERROR", stream=io.StringIO())
     structlog.contextvars.bind_contextvars(correlation_id="evt-1")
     first_invocation()  # this process's cold start is over
+    set_quiet(True)
 
     reset_process_state()
 
@@ -70,3 +71,7 @@ def test_a_reset_leaves_every_piece_of_process_state_fresh() -> None:
     assert not structlog.is_configured()
     assert structlog.contextvars.get_contextvars() == {}
     assert first_invocation() is True
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    structlog.get_logger("test").info("heard")
+    assert "heard" in stream.getvalue()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from handler.adapters.log import MASK, Redactor, configure_logging, redactor
+from handler.adapters.log import MASK, OFF, Redactor, configure_logging, redactor, set_quiet
 
 SECRET = "canary-secret-0f9e8d7c"
 TOKEN = "canary-token-1a2b3c4d5e"
@@ -102,3 +102,49 @@ def test_configured_logger_writes_json_with_context_and_masks(monkeypatch: pytes
     assert first["authorization"] == MASK
     assert SECRET not in stream.getvalue()
     assert "ValueError" in lines[1]["exception"]
+
+
+def _logged_with_secrets(stream: io.StringIO, **options: Any) -> str:
+    """Log a line with a secret in its text, a secret-looking key and a traceback holding the secret."""
+    configure_logging("INFO", stream=stream, **options)
+    redactor.set_secrets([SECRET])
+    log = structlog.get_logger("test")
+    log.info("api.call", detail=f"x {SECRET} y", authorization="HMAC-SHA256 Credential=...")
+    try:
+        raise ValueError(SECRET)
+    except ValueError:
+        log.exception("boom")
+    return stream.getvalue()
+
+
+def test_the_console_format_is_for_people_and_masks_as_json_does() -> None:
+    """LOG_FORMAT=console: one aligned line per event (no JSON, no colour codes off a terminal), with the
+    event, the level and the fields; every secret masked, in the fields and in the traceback alike."""
+    text = _logged_with_secrets(io.StringIO(), fmt="console")
+    lines = text.splitlines()
+    assert "api.call" in lines[0]
+    assert "info" in lines[0]
+    assert f"authorization={MASK}" in lines[0]
+    assert not lines[0].lstrip().startswith("{")
+    assert "\x1b[" not in text
+    assert "ValueError" in text
+    assert SECRET not in text
+
+
+@pytest.mark.parametrize("how", ["level OFF", "set_quiet"])
+def test_off_and_quiet_write_nothing_at_any_level(how: str) -> None:
+    """The tools' OFF level, and set_quiet (invoke --quiet, which holds through every later configuration
+    at any LOG_LEVEL), write no line at all, not even an error with its traceback."""
+    stream = io.StringIO()
+    if how == "set_quiet":
+        set_quiet(True)
+        configure_logging("DEBUG", stream=stream)
+    else:
+        configure_logging(OFF, stream=stream)
+    log = structlog.get_logger("test")
+    log.error("image.outcome", status="failed")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("invocation.crashed")
+    assert stream.getvalue() == ""

@@ -130,6 +130,6 @@ def test_invoke_exits_0_for_queued_and_exported_and_1_for_export_failed(
     monkeypatch.setattr(handler, "handler", entry)
     event = tmp_path / "event.json"
     event.write_text('{"ImageId": "image-a"}', encoding="utf-8")
-    assert cli.invoke(str(event), 5.0) == code
+    assert cli.invoke(cli.Invocation(str(event), 5.0)) == code
     printed = json.loads(capsys.readouterr().out)
     assert [r["status"] for r in printed["results"]] == list(statuses)

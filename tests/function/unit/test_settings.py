@@ -72,6 +72,7 @@ def test_values_are_read_and_empty_ones_ignored() -> None:
         ("WEBHOOK_URL", "ftp://127.0.0.1/x", "https"),
         ("WEBHOOK_FORMAT", "teams", "standard"),
         ("LOG_LEVEL", "TRACE", "expected one of 'DEBUG', 'INFO', 'WARNING' or 'ERROR' (in any case)"),
+        ("LOG_FORMAT", "pretty", "expected one of 'json' or 'console' (in any case)"),
         ("EXPORT_DEDUPE_HOURS", "2", "expected at least the scan lookback, EXPORT_LOOKBACK_HOURS=25"),
     ],
 )
@@ -109,12 +110,21 @@ def test_a_webhook_url_error_shows_only_scheme_and_host() -> None:
         ("LOG_LEVEL", "debug", "DEBUG"),
         ("WEBHOOK_FORMAT", "Feishu", "feishu"),
         ("WEBHOOK_NOTIFY", "ALL", "all"),
+        ("LOG_FORMAT", "Console", "console"),
     ],
 )
 def test_choices_are_accepted_in_any_case(variable: str, value: str, expected: str) -> None:
-    """LOG_LEVEL=debug, WEBHOOK_FORMAT=Feishu and WEBHOOK_NOTIFY=ALL are read as their canonical values."""
+    """LOG_LEVEL=debug, WEBHOOK_FORMAT=Feishu, WEBHOOK_NOTIFY=ALL and LOG_FORMAT=Console are read as their
+    canonical values."""
     settings = Settings.from_env({variable: value})
-    assert expected in (settings.log_level, settings.webhook_format, settings.webhook_notify)
+    read = (settings.log_level, settings.webhook_format, settings.webhook_notify, settings.log_format)
+    assert expected in read
+
+
+def test_logs_are_json_unless_log_format_says_console() -> None:
+    """LOG_FORMAT defaults to json everywhere; only an explicit console changes it."""
+    assert Settings.from_env({}).log_format == "json"
+    assert Settings.from_env({"LOG_FORMAT": "console"}).log_format == "console"
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from handler.adapters.signing import Credentials
 CREDENTIALS = Credentials("AKLTdeploye2e000001", "deploy-e2e-secret-000001")
 ROLE = "trn:iam::2100000000:role/VefaasEcsExportRole"
 HOOK_SECRET = "whsec_ZTJlIGRlcGxveSBzZWNyZXQgdmFsdWU="
+APPLY = ("--apply", "--auto-approve")  # no terminal to confirm on in a test
 TEMPLATE = """\
 region: cn-beijing
 function:
@@ -65,6 +66,7 @@ class Deployer:
         self.folder = folder
         self.emulator = emulator
         self.capsys = capsys
+        self.stdin: io.StringIO = io.StringIO()  # not a terminal, unless a test gives a Terminal
         self.environ = {
             "VOLCENGINE_ENDPOINT": emulator.endpoint,
             "VOLCENGINE_ACCESS_KEY": CREDENTIALS.access_key,
@@ -86,7 +88,9 @@ class Deployer:
     def __call__(self, *flags: str) -> tuple[int, str, str]:
         out = io.StringIO()
         args = ["--template", str(self.folder / "template.yaml"), "--zip", str(self.folder / "function.zip")]
-        status = cli.main([*args, "--poll-seconds", "0", *flags], environ=self.environ, out=out)
+        status = cli.main(
+            [*args, "--poll-seconds", "0", *flags], environ=self.environ, out=out, stdin=self.stdin
+        )
         err = self.capsys.readouterr().err
         assert HOOK_SECRET not in out.getvalue() + err
         return status, out.getvalue(), err
@@ -132,7 +136,7 @@ def envs_of(function: dict[str, Any]) -> dict[str, str]:
 def test_deploy_from_nothing_creates_releases_and_schedules(deploy: Deployer) -> None:
     """An empty account gets the function, a done release of revision 1, and both timers."""
     # When
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     # Then
     assert status == 0, err
     assert [action for action, _ in deploy.writes()] == [
@@ -169,9 +173,9 @@ def test_deploy_from_nothing_creates_releases_and_schedules(deploy: Deployer) ->
 
 def test_deploying_again_makes_no_write_call(deploy: Deployer) -> None:
     """A second apply with nothing changed only reads, and says there is nothing to change."""
-    deploy("--apply")
+    deploy(*APPLY)
     before = deploy.writes()
-    status, out, _err = deploy("--apply")
+    status, out, _err = deploy(*APPLY)
     assert status == 0
     assert deploy.writes() == before
     assert "Nothing to change" in out
@@ -191,13 +195,13 @@ def test_the_plan_alone_writes_nothing(deploy: Deployer) -> None:
 
 def test_a_changed_template_sends_exactly_the_changed_fields(deploy: Deployer) -> None:
     """More memory and a new sweep schedule: UpdateFunction {MemoryMB}, Release, UpdateTimer {Crontab, Payload}."""
-    deploy("--apply")
+    deploy(*APPLY)
     function_id = deploy.function()["Id"]
     sweep_id = next(t["Id"] for t in deploy.function()["Timers"] if t["Name"] == "image-sweep")
     done = len(deploy.writes())
     # When
     deploy.template(memory=1024, sweep="*/10 * * * *", lookback=3)
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     # Then
     assert status == 0, err
     assert deploy.writes()[done:] == [
@@ -229,10 +233,10 @@ def test_a_changed_template_sends_exactly_the_changed_fields(deploy: Deployer) -
 
 def test_new_code_is_uploaded_with_its_digest_and_released(deploy: Deployer) -> None:
     """A different zip is sent inline with its new digest; nothing else changes."""
-    deploy("--apply")
+    deploy(*APPLY)
     done = len(deploy.writes())
     deploy.code(function_zip("v2"))
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     assert status == 0, err
     (update, release) = deploy.writes()[done:]
     assert update[0] == "UpdateFunction"
@@ -251,7 +255,7 @@ def test_a_release_that_fails_is_reported_and_nothing_is_scheduled(deploy: Deplo
     no timer points at a broken function. Fixing the code and deploying again finishes the job."""
     deploy.code(function_zip(with_handler=False))
     # When
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     # Then
     assert status == 1
     assert (
@@ -262,7 +266,7 @@ def test_a_release_that_fails_is_reported_and_nothing_is_scheduled(deploy: Deplo
     assert [action for action, _ in deploy.writes()] == ["CreateFunction", "Release"]
     # When the code is fixed
     deploy.code(function_zip("fixed"))
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     # Then
     assert status == 0, err
     assert [action for action, _ in deploy.writes()][2:] == [
@@ -276,11 +280,11 @@ def test_a_release_that_fails_is_reported_and_nothing_is_scheduled(deploy: Deplo
 def test_a_failed_release_is_retried_by_the_next_deploy(deploy: Deployer) -> None:
     """When the platform fails a release, the next deploy releases again though nothing changed."""
     deploy.emulator.vefaas.fail_next_release("function_health_check_failed", "health check timed out", "")
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     assert status == 1
     assert "function_health_check_failed: health check timed out" in err
     assert "(no instance logs)" in err
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     assert status == 0, err
     assert "the last release failed (function_health_check_failed): release again" in out
     assert [action for action, _ in deploy.writes()][2:] == ["Release", "CreateTimer", "CreateTimer"]
@@ -291,7 +295,7 @@ def test_a_role_vefaas_may_not_use_says_which_role_to_create(
 ) -> None:
     """CreateFunction refused for the role: exit 1, naming the role to create and its policy."""
     deploy = Deployer(tmp_path, start_vefaas(roles={"trn:iam::2100000000:role/SomethingElse"}), capsys)
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     assert status == 1
     assert f"veFaaS may not use the role {ROLE}" in err
     assert "Create the IAM role VefaasEcsExportRole" in err
@@ -320,7 +324,7 @@ def test_deploy_builds_the_real_zip_when_none_is_given(
     monkeypatch.setattr(package, "DEFAULT_CACHE", root / "dist" / ".vendor")
     monkeypatch.setattr(package, "DEFAULT_OUTPUT", tmp_path / "dist" / "function.zip")
     status = cli.main(
-        ["--template", str(deploy.folder / "template.yaml"), "--apply", "--poll-seconds", "0"],
+        ["--template", str(deploy.folder / "template.yaml"), *APPLY, "--poll-seconds", "0"],
         environ=deploy.environ,
         out=io.StringIO(),
     )
@@ -351,17 +355,51 @@ def seed_function(emulator: VefaasEmulator, name: str, runtime: str) -> None:
 def test_a_same_named_function_of_another_runtime_is_a_name_clash(deploy: Deployer) -> None:
     """A function called image-exporter that is not ours (another runtime): exit 1, nothing written."""
     seed_function(deploy.emulator, "image-exporter", "nodejs16/v1")
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     assert status == 1
     assert "a function named image-exporter already exists" in err
     assert "Choose another function.name" in err
     assert deploy.writes() == []
 
 
+def test_a_runtime_answered_in_another_spelling_is_still_ours(
+    start_vefaas: Callable[..., VefaasEmulator], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An API that answers python3.12/v1 as vefaas.base.python3.12.v1 (the documentation spells it both ways):
+    the next deploy compares the version, finds its own function and has nothing to change."""
+    spelling = {"python3.12/v1": "vefaas.base.python3.12.v1"}
+    deploy = Deployer(tmp_path, start_vefaas(runtime_answers=spelling), capsys)
+    status, _out, err = deploy(*APPLY)
+    assert status == 0, err
+    assert deploy.function()["Runtime"] == "vefaas.base.python3.12.v1"
+    status, out, err = deploy(*APPLY)
+    assert status == 0, err
+    assert "Nothing to change" in out
+
+
+@pytest.mark.parametrize(
+    ("deployed", "same"),
+    [
+        ("python3.12/v1", True),
+        ("vefaas.base.python3.12.v1", True),
+        ("Python3.12/v1", True),
+        ("python3.9/v1", False),
+        ("python3.1/v1", False),
+        ("nodejs16/v1", False),
+        ("golang/v1", False),
+    ],
+)
+def test_runtimes_are_compared_by_language_and_version(deployed: str, same: bool) -> None:
+    """same_runtime reads the language and version out of any spelling; 3.1 is not 3.12."""
+    from exporter_tools.deploy.vefaas import same_runtime
+
+    assert same_runtime(deployed, "python3.12/v1") is same
+
+
 def test_functions_with_similar_names_are_not_mistaken_for_ours(deploy: Deployer) -> None:
     """The name filter also lists image-exporter-old; deploy matches exactly and creates its own."""
     seed_function(deploy.emulator, "image-exporter-old", "python3.12/v1")
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     assert status == 0, err
     assert deploy.writes()[0][0] == "CreateFunction"
     assert deploy.emulator.vefaas.function_named("image-exporter-old") is not None
@@ -369,7 +407,7 @@ def test_functions_with_similar_names_are_not_mistaken_for_ours(deploy: Deployer
 
 def test_apply_says_it_is_applying_not_to_run_with_apply(deploy: Deployer) -> None:
     """With --apply the plan's last line says the calls are being made; without it, how to make them."""
-    status, applied, _err = deploy("--apply")
+    status, applied, _err = deploy(*APPLY)
     assert status == 0
     assert "4 write calls, applying:" in applied
     assert "Run with --apply" not in applied
@@ -400,7 +438,7 @@ def test_a_zip_the_runtime_cannot_start_is_refused_before_any_call(
     """deploy --zip with a text file, a zip built for Python 3.11 or one without index.py: exit 2, the file
     and the reason named, and not one call made (nothing created that Release would then fail)."""
     deploy.code(code)
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     assert status == 2
     assert f"deploy: {deploy.folder / 'function.zip'}: not deployable to python3.12/v1: " in err
     assert expected in err
@@ -426,7 +464,7 @@ def test_values_the_function_would_refuse_are_refused_by_name(
     naming the variable, before any call; a secret's value is never shown (others are, as the function's own
     settings show them)."""
     deploy.environ[variable] = value
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     assert status == 2
     assert refused in err
     assert "once ${env:…} is filled in" in err
@@ -453,7 +491,7 @@ def interrupted(deploy: Deployer, after: str) -> None:
     """Run deploy --apply and stop it as soon as it prints ``after``."""
     args = ["--template", str(deploy.folder / "template.yaml"), "--zip", str(deploy.folder / "function.zip")]
     with pytest.raises(KeyboardInterrupt):
-        cli.main([*args, "--poll-seconds", "0", "--apply"], environ=deploy.environ, out=_StopsAfter(after))
+        cli.main([*args, "--poll-seconds", "0", *APPLY], environ=deploy.environ, out=_StopsAfter(after))
 
 
 def test_a_deploy_stopped_after_create_function_is_finished_by_the_next(deploy: Deployer) -> None:
@@ -461,7 +499,7 @@ def test_a_deploy_stopped_after_create_function_is_finished_by_the_next(deploy: 
     deploy releases the function and creates the timers."""
     interrupted(deploy, "created: id")
     assert [action for action, _ in deploy.writes()] == ["CreateFunction"]
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     assert status == 0, err
     assert "Release image-exporter (revision 0: the latest code and configuration)" in out
     assert "the function has never been released: release it" in out
@@ -479,7 +517,7 @@ def test_a_deploy_stopped_during_the_release_waits_for_it_then_adds_the_timers(d
     """Stopped while the release runs, the next deploy waits for that release (no second one), then creates
     the timers."""
     interrupted(deploy, "releasing revision 1")
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     assert status == 0, err
     assert "waiting for the release in progress" in out
     assert [action for action, _ in deploy.writes()] == [
@@ -493,7 +531,7 @@ def test_a_deploy_stopped_during_the_release_waits_for_it_then_adds_the_timers(d
 def test_a_deploy_stopped_before_the_timers_only_adds_them(deploy: Deployer) -> None:
     """Released but stopped before the timers: the next deploy creates just the timers."""
     interrupted(deploy, "release status: done")
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     assert status == 0, err
     assert [action for action, _ in deploy.writes()] == [
         "CreateFunction",
@@ -501,6 +539,6 @@ def test_a_deploy_stopped_before_the_timers_only_adds_them(deploy: Deployer) -> 
         "CreateTimer",
         "CreateTimer",
     ]
-    status, out, _err = deploy("--apply")
+    status, out, _err = deploy(*APPLY)
     assert status == 0
     assert "Nothing to change" in out

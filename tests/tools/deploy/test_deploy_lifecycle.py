@@ -16,8 +16,9 @@ import pytest
 
 from exporter_tools.deploy import cli
 from exporter_tools.deploy.apply import apply_plan, explain
+from exporter_tools.deploy.desired import desired_state
 from exporter_tools.deploy.model import TemplateError
-from exporter_tools.deploy.plan import DeployError, desired_state, make_plan
+from exporter_tools.deploy.plan import DeployError, make_plan
 from exporter_tools.deploy.template import parse_template
 from exporter_tools.deploy.tos_lifecycle import LifecycleClient
 from exporter_tools.deploy.vefaas import VefaasClient
@@ -78,6 +79,8 @@ OURS = {
     "Transitions": [{"Days": 30, "StorageClass": "IA"}, {"Days": 120, "StorageClass": "ARCHIVE"}],
     "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
 }
+
+APPLY = ("--apply", "--auto-approve")  # no terminal to confirm on in a test
 
 
 def function_zip() -> bytes:
@@ -149,7 +152,7 @@ def test_the_rule_is_merged_into_two_foreign_rules_that_stay_as_they_were(deploy
     deploy.emulator.tos.set_lifecycle(BUCKET, FOREIGN)
     before = as_text(FOREIGN)
     # When
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     # Then
     assert status == 0, err
     rules = deploy.rules()
@@ -169,9 +172,9 @@ def test_the_rule_is_merged_into_two_foreign_rules_that_stay_as_they_were(deploy
 def test_deploying_again_reads_the_rules_and_writes_nothing(deploy: Deployer) -> None:
     """A second run finds the rule as wanted: unchanged in the plan, no PutBucketLifecycle."""
     deploy.emulator.tos.set_lifecycle(BUCKET, FOREIGN)
-    deploy("--apply")
+    deploy(*APPLY)
     puts = deploy.tos_requests().get("PUT 200", 0)
-    status, out, _err = deploy("--apply")
+    status, out, _err = deploy(*APPLY)
     assert status == 0
     assert (
         "unchanged: function image-exporter, timer nightly-scan, lifecycle rule image-exporter-imgexport"
@@ -186,7 +189,7 @@ def test_a_changed_rule_is_replaced_in_its_place(deploy: Deployer) -> None:
     the plan shows the rule before and after."""
     old = {**OURS, "Transitions": [{"Days": 60, "StorageClass": "IA"}]}
     deploy.emulator.tos.set_lifecycle(BUCKET, [FOREIGN[0], old, FOREIGN[1]])
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     assert status == 0, err
     rules = deploy.rules()
     assert rules is not None
@@ -202,12 +205,12 @@ def test_an_empty_section_removes_the_rule_and_keeps_the_others(deploy: Deployer
     """``storage: {}``: our rule goes, the others stay; when it was the only one, the configuration goes."""
     deploy.emulator.tos.set_lifecycle(BUCKET, [*FOREIGN, OURS])
     deploy.template("storage: {}\n")
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     assert status == 0, err
     assert as_text(deploy.rules()) == as_text(FOREIGN)
     assert "- rule image-exporter-imgexport" in out
     deploy.emulator.tos.set_lifecycle(BUCKET, [OURS])
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     assert status == 0, err
     assert deploy.rules() is None
     assert "DeleteBucketLifecycle bucket my-exports" in out
@@ -218,7 +221,7 @@ def test_without_a_storage_section_the_bucket_is_never_asked(deploy: Deployer) -
     """No ``storage:``: not a single TOS request, whatever rules the bucket has."""
     deploy.emulator.tos.set_lifecycle(BUCKET, [*FOREIGN, OURS])
     deploy.template("")
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     assert status == 0, err
     assert deploy.tos_requests() == {}
     assert "lifecycle" not in out
@@ -230,7 +233,7 @@ def test_another_prefixs_rule_is_left_alone_and_shown(deploy: Deployer) -> None:
     with what deploy leaves as it is."""
     theirs = {**OURS, "ID": "image-exporter-nightly", "Prefix": "nightly_"}
     deploy.emulator.tos.set_lifecycle(BUCKET, [theirs])
-    status, out, err = deploy("--apply")
+    status, out, err = deploy(*APPLY)
     assert status == 0, err
     assert deploy.rules() == [theirs, OURS]
     assert "left as they are: lifecycle rule image-exporter-nightly on bucket my-exports" in out
@@ -241,7 +244,7 @@ def test_a_bucket_deploy_may_not_write_fails_after_the_function_and_keeps_its_ru
     permissions to grant; the rules are as they were."""
     deploy.emulator.tos.set_lifecycle(BUCKET, FOREIGN)
     deploy.emulator.set_bucket_access(BUCKET, "read-only")
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     assert status == 1
     assert "may not call PutBucketLifecycle on bucket my-exports" in err
     assert "tos:PutBucketLifecycle" in err
@@ -252,11 +255,11 @@ def test_a_bucket_deploy_may_not_write_fails_after_the_function_and_keeps_its_ru
 def test_a_bucket_deploy_may_not_read_stops_the_plan_before_any_write(deploy: Deployer) -> None:
     """GetBucketLifecycle refused (or no such bucket): the plan cannot be made, nothing is written."""
     deploy.emulator.set_bucket_access(BUCKET, "none")
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     assert status == 1
     assert "may not call GetBucketLifecycle on bucket my-exports" in err
     deploy.environ["BUCKET"] = "no-such-bucket"
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     assert status == 1
     assert "TOS has no bucket no-such-bucket" in err
     assert deploy.emulator.write_actions() == []
@@ -265,7 +268,7 @@ def test_a_bucket_deploy_may_not_read_stops_the_plan_before_any_write(deploy: De
 def test_the_overlap_setting_of_the_bucket_is_kept(deploy: Deployer) -> None:
     """Rules put allowing same-action overlaps are written back allowing them."""
     deploy.emulator.tos.set_lifecycle(BUCKET, FOREIGN, allow_overlap=True)
-    status, _out, err = deploy("--apply")
+    status, _out, err = deploy(*APPLY)
     assert status == 0, err
     assert deploy.emulator.tos.allows_overlap(BUCKET)
     assert deploy.rules() == [*FOREIGN, OURS]

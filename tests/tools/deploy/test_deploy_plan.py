@@ -18,7 +18,8 @@ import pytest
 
 from exporter_tools.deploy import cli
 from exporter_tools.deploy.apply import explain, wait_for_release
-from exporter_tools.deploy.plan import DeployError, Desired, desired_state, make_plan
+from exporter_tools.deploy.desired import Desired, desired_state
+from exporter_tools.deploy.plan import DeployError, make_plan
 from exporter_tools.deploy.template import parse_template
 from exporter_tools.deploy.vefaas import (
     API_VERSION,

@@ -84,7 +84,8 @@ def _recording(inner: httpx.MockTransport, exchanges: Exchanges) -> httpx.MockTr
 
 @pytest.fixture(scope="module")
 def exchanges() -> Exchanges:
-    """A whole deploy's calls, through the typed client, against the emulator (each action at least once)."""
+    """A whole deploy's calls, and a destroy's, through the typed client, against the emulator (each action
+    at least once)."""
     recorded = Exchanges()
     emulator = VefaasEmulator(credentials=CREDENTIALS, seed=3)
     try:
@@ -112,6 +113,8 @@ def exchanges() -> Exchanges:
             timer_id = client.create_timer(function_id, TIMER)
             client.timers(function_id)
             client.update_timer(function_id, timer_id, {"Crontab": "0 2 * * *", "Retries": 1})
+            client.delete_timer(function_id, timer_id)  # deploy --destroy
+            client.delete_function(function_id)
     finally:
         emulator.close()
     recorded.ids.update(function=function_id, timer=timer_id)
@@ -164,6 +167,8 @@ SDK_REQUESTS: dict[str, Callable[[dict[str, str]], Any]] = {
     "UpdateTimer": lambda ids: sdk.UpdateTimerRequest(
         function_id=ids["function"], id=ids["timer"], crontab="0 2 * * *", retries=1
     ),
+    "DeleteTimer": lambda ids: sdk.DeleteTimerRequest(function_id=ids["function"], id=ids["timer"]),
+    "DeleteFunction": lambda ids: sdk.DeleteFunctionRequest(id=ids["function"]),
 }
 
 # Each answer's model, and the keys our client reads from it (which must be there).
@@ -178,6 +183,8 @@ SDK_ANSWERS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
     "GetTimer": (sdk.GetTimerResponse, ("Id", "Name", "Crontab")),
     "CreateTimer": (sdk.CreateTimerResponse, ("Id",)),
     "UpdateTimer": (sdk.UpdateTimerResponse, ("Id",)),
+    "DeleteTimer": (sdk.DeleteTimerResponse, ()),
+    "DeleteFunction": (sdk.DeleteFunctionResponse, ()),
 }
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -110,13 +111,16 @@ def test_a_fleet_file_with_a_wrong_field_names_it(tmp_path: Path, capsys: pytest
 
 def test_the_printed_export_lines_are_enough_for_invoke(tmp_path: Path) -> None:
     """Pasting the ``export`` lines the emulator prints into a shell points ``python -m handler invoke`` at
-    it: with nothing else set, the function starts the export through the emulator."""
-    process, lines = _start("--seed", "5")
+    it, TOS included: with nothing else set, the function starts the export through the emulator, and once
+    the task ends the timer's follow-up checks the exported file on the emulator's TOS and reports it
+    ``exported``, verified."""
+    process, lines = _start("--seed", "5", "--task-seconds", "1")
     try:
         exports = [line for line in lines if line.startswith(("export ", "unset "))]
         names = {line.split()[1].split("=")[0] for line in exports}
         assert names >= {
             "VOLCENGINE_ENDPOINT",
+            "TOS_ENDPOINT",
             "VOLCENGINE_ACCESS_KEY",
             "VOLCENGINE_SECRET_KEY",
             "VOLCENGINE_REGION",
@@ -124,20 +128,35 @@ def test_the_printed_export_lines_are_enough_for_invoke(tmp_path: Path) -> None:
         }
         event = tmp_path / "event.json"
         event.write_text(json.dumps({"ImageId": AVAILABLE}), encoding="utf-8")
-        script = "\n".join([*exports, f'exec "{sys.executable}" -m handler invoke "{event}"'])
         clean = {
             name: value
             for name, value in os.environ.items()
-            if not name.startswith(("VOLCENGINE_", "VOLC_", "EXPORT_", "WEBHOOK_"))
+            if not name.startswith(("VOLCENGINE_", "VOLC_", "EXPORT_", "WEBHOOK_", "TOS_", "SSL_CERT_"))
         }
-        ran = subprocess.run(
-            ["sh", "-c", script], env=clean, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
-        )
+
+        def invoke(path: Path) -> subprocess.CompletedProcess[str]:
+            script = "\n".join([*exports, f'exec "{sys.executable}" -m handler invoke "{path}"'])
+            return subprocess.run(
+                ["sh", "-c", script],
+                env=clean,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+
+        started = invoke(event)
+        time.sleep(1.5)  # the export task ends
+        followed = invoke(REPO / "events" / "timer_empty.json")
     finally:
         _stop(process)
-    assert ran.returncode == 0, ran.stderr
-    result = json.loads(ran.stdout)
+    assert started.returncode == 0, started.stderr
+    result = json.loads(started.stdout)
     assert [(r["image_id"], r["status"]) for r in result["results"]] == [(AVAILABLE, "started")]
+    assert followed.returncode == 0, followed.stderr
+    exported = [r for r in json.loads(followed.stdout)["results"] if r["image_id"] == AVAILABLE]
+    assert [(r["status"], r["verified"]) for r in exported] == [("exported", True)]
 
 
 def test_the_export_lines_carry_the_keys_given_and_a_session_token() -> None:
@@ -150,3 +169,16 @@ def test_the_export_lines_carry_the_keys_given_and_a_session_token() -> None:
     assert "export VOLCENGINE_SECRET_KEY='it'\"'\"'s secret'" in lines
     assert "export VOLCENGINE_SESSION_TOKEN='tok en'" in lines
     assert "export EXPORT_TOS_BUCKET=demo-exports" in lines
+
+
+def test_with_tls_the_export_lines_trust_the_emulators_certificate() -> None:
+    """Served over TLS, the lines also set SSL_CERT_FILE to the certificate, so that the function trusts it."""
+    from exporter_tools.emulator.__main__ import export_lines
+    from exporter_tools.emulator.fleet import demo_fleet
+
+    keys = Credentials("AKLTtls", "tls-secret")
+    lines = export_lines(
+        "https://127.0.0.1:8443", keys, "cn-beijing", demo_fleet(), ca_file="/etc/emulator/cert.pem"
+    )
+    assert "export SSL_CERT_FILE=/etc/emulator/cert.pem" in lines
+    assert "export TOS_ENDPOINT=https://127.0.0.1:8443" in lines

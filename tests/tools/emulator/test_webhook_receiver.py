@@ -198,8 +198,9 @@ def test_receiver_that_is_down_gives_a_failed_report() -> None:
 
 
 def test_receiver_command_line_prints_verified_deliveries() -> None:
-    """`exporter-tools receiver` listens on loopback, prints the exact WEBHOOK_* lines to paste, and prints each
-    delivery with its check."""
+    """`exporter-tools receiver` listens on loopback, prints the exact WEBHOOK_* lines to paste (every one the
+    function needs, WEBHOOK_NOTIFY=all so that every invocation posts), and prints each delivery with its
+    check."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -219,10 +220,15 @@ def test_receiver_command_line_prints_verified_deliveries() -> None:
         assert process.stdout is not None
         first = process.stdout.readline()
         assert first.startswith("listening on http://127.0.0.1:")
-        lines = [process.stdout.readline().strip() for _ in range(4)]
+        lines = [process.stdout.readline().strip() for _ in range(5)]
         assert lines[0].startswith("# ")
         env = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in lines[1:])
-        assert env == {"WEBHOOK_URL": first.split()[2], "WEBHOOK_FORMAT": "feishu", "WEBHOOK_SECRET": "s3"}
+        assert env == {
+            "WEBHOOK_URL": first.split()[2],
+            "WEBHOOK_FORMAT": "feishu",
+            "WEBHOOK_NOTIFY": "all",
+            "WEBHOOK_SECRET": "s3",
+        }
         report = notify(RESULT, Settings.from_env(env), region="cn-beijing", deadline=time.monotonic() + 10)
         assert report is not None
         assert report.delivered
