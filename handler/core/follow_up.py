@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -40,7 +41,6 @@ from handler.core.claims import (
     claim_of,
     millis,
 )
-from handler.core.deleted_images import DeletedImages, follow_up_deleted
 from handler.core.fan_out import fan_out
 from handler.core.in_flight import Tracked
 from handler.core.plan import ExportPlan
@@ -74,6 +74,9 @@ from handler.models.events import ExportCommand, ScanCommand
 from handler.models.results import NEEDS_ATTENTION, ErrorInfo, ImageOutcome
 
 __all__ = ["FollowUpReport", "TrackedRun", "follow_up", "run_tracked"]
+
+if TYPE_CHECKING:
+    from handler.core.deleted_images import DeletedImages
 
 _log = structlog.get_logger("handler.tracking")
 
@@ -233,6 +236,8 @@ def _before_exporting(
             verify=verify,
         )
         if report.exporting is not None:  # the exports whose image is gone, found by their start records
+            from handler.core.deleted_images import follow_up_deleted  # noqa: PLC0415 - timers only
+
             deleted = follow_up_deleted(
                 api,
                 store,
