@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import respx
 from hypothesis import HealthCheck, given, settings
@@ -61,6 +62,25 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
 
 
+def _empty_bucket(request: httpx.Request) -> httpx.Response:
+    """The export bucket's TOS, empty: what a timer's follow-up lists (the start records), an export's start
+    record written and removed."""
+    headers = {"x-tos-request-id": "tos-req", "Date": "Thu, 26 Nov 2026 12:00:00 GMT"}
+    if request.method == "GET":
+        prefix = request.url.params.get("prefix", "")
+        listing = {
+            "Name": "demo-exports",
+            "Prefix": prefix,
+            "KeyCount": 0,
+            "MaxKeys": 1000,
+            "IsTruncated": False,
+        }
+        return httpx.Response(200, json=listing, headers=headers)
+    if request.method == "PUT":
+        return httpx.Response(200, headers={**headers, "ETag": '"e"', "x-tos-hash-crc64ecma": "1"})
+    return httpx.Response(204, headers=headers)
+
+
 @pytest.fixture
 def gateway() -> Iterator[Gateway]:
     gw = Gateway(CREDS)
@@ -70,6 +90,7 @@ def gateway() -> Iterator[Gateway]:
     gw.add_image("image-k4j6h8g2f0d1s3a5q7wz", hours_ago=100)
     with respx.mock(assert_all_called=False) as mock:
         mock.route(host="ecs.test.volcengineapi.com").mock(side_effect=gw)
+        mock.route(host="demo-exports.tos-cn-beijing.volces.com").mock(side_effect=_empty_bucket)
         mock.route(host="127.0.0.1").pass_through()  # local webhook receivers are real servers
         yield gw
     gw.close()
@@ -328,7 +349,8 @@ def test_logs_are_json_with_correlation_and_one_line_per_image(
     assert sorted(line["image_id"] for line in outcomes) == sorted(SAMPLE_IDS)
     assert all(line["status"] == "started" and line["task_id"] for line in outcomes)
     calls = [line for line in lines if line["event"] == "api.call"]
-    assert {c["action"] for c in calls} == {"DescribeTasks", "ExportImage", "TagResources"}
+    # DescribeImages: the images' metadata for their start record (an event has no listing of its own).
+    assert {c["action"] for c in calls} == {"DescribeImages", "DescribeTasks", "ExportImage", "TagResources"}
     assert all("api_request_id" in c and "duration_ms" in c and c["attempt"] == 1 for c in calls)
     timer = load_event("timer_empty")
     invoke(timer)
