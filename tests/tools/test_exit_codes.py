@@ -146,6 +146,18 @@ CASES = [
         lambda w: _function_env(w, secret=WRONG_SECRET),
         id="wrong-keys",
     ),
+    Case("doctor", "usage", lambda w: ["--no-such-option"]),
+    # A bad setting is the doctor's own failed ``settings`` check (the others still run): 1, not 2.
+    Case(
+        "doctor",
+        "operation",
+        lambda w: [],
+        lambda w: {**_function_env(w), "LOG_LEVEL": "TRACE"},
+        id="bad-setting",
+    ),
+    Case(
+        "doctor", "operation", lambda w: [], lambda w: _function_env(w, secret=WRONG_SECRET), id="wrong-keys"
+    ),
     Case("retention", "usage", lambda w: ["--no-such-option"]),
     Case("retention", "configuration", lambda w: [], lambda w: NO_CREDENTIALS, id="no-keys"),
     Case(
@@ -185,8 +197,8 @@ def _run(argv: list[str]) -> int:
 def test_every_command_has_a_case_of_each_kind_it_can_meet() -> None:
     """Each command has a usage case; those that read a configuration or call something have those too."""
     kinds = {(case.command, case.kind) for case in CASES}
-    assert {command for command, _ in kinds} == set(COMMANDS) - {"doctor"}
-    assert all((command, "usage") in kinds for command in COMMANDS if command != "doctor")
+    assert {command for command, _ in kinds} == set(COMMANDS)
+    assert all((command, "usage") in kinds for command in COMMANDS)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.command}-{c.kind}" + (f"-{c.id}" if c.id else ""))
@@ -221,7 +233,7 @@ def test_every_command_exits_0_1_or_2_by_the_convention(
         assert not (isinstance(logged, dict) and "event" in logged), f"a log line on stderr: {line}"
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "doctor"])
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_help_is_success_on_stdout(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     """``exporter-tools COMMAND --help`` exits 0 with its usage on stdout (demo's included)."""
     assert _run([command, "--help"]) == 0
