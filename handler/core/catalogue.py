@@ -279,11 +279,19 @@ def _first_error(invalid: ValidationError) -> str:
 # not a separator: ubuntu-22.04 stays itself rather than join ubuntu-24.04 in one group.
 _STAMPED = re.compile(r"\A(?P<base>.*[^-_])[-_]+[0-9]+(?:[Tt:][0-9]+)*[Zz]?\Z", re.ASCII | re.DOTALL)
 _NOT_A_STAMP = re.compile(r"[^0-9_\-:]")
+# A date after a dot is a stamp only when it is date-shaped (``nightly.2026.12.01``, ``db.20261201``, with an
+# optional time): ``ubuntu-22.04`` and ``python.3.12`` are versions, and stay.
+_DOTTED_DATE = re.compile(
+    r"\A(?P<base>.*[^.])\.(?:(?:19|20)[0-9]{2}\.[01][0-9]\.[0-3][0-9]|(?:19|20)[0-9]{6})"
+    r"(?:[Tt.:][0-9]{2,6})*[Zz]?\Z",
+    re.ASCII | re.DOTALL,
+)
 
 
 def group_of(manifest: Manifest, group_by: str) -> str:
     """The export's group under ``RETENTION_GROUP_BY``: ``name``, the image name without a trailing date,
-    time or counter (``web-20261201``, ``web-2026-12-01T0300``, ``web-17``, ``web_20261201`` are all ``web``;
+    time or counter (``web-20261201``, ``web-2026-12-01T0300``, ``web-17``, ``web_20261201`` are all ``web``,
+    ``nightly.2026.12.01`` is ``nightly``: after a dot only a date-shaped stamp, so ``ubuntu-22.04`` stays;
     a name that is only a date or digits stays itself; an image without a name is a group of its own);
     ``tag:KEY``, that tag's value on the source image at the export (``(no tag KEY)`` without it). The group
     of a group's name is itself. ``group_by`` is a value the settings accepted; anything else is a
@@ -309,9 +317,11 @@ def group_for(image_id: str, name: str, tags: Mapping[str, str], group_by: str) 
 
 def _name_group(name: str) -> str:
     group = name
-    while (stamped := _STAMPED.match(group)) and _NOT_A_STAMP.search(stamped["base"]):
+    while True:
+        stamped = _STAMPED.match(group) or _DOTTED_DATE.match(group)
+        if not (stamped and _NOT_A_STAMP.search(stamped["base"])):
+            return group
         group = stamped["base"]
-    return group
 
 
 def by_group(entries: Iterable[CatalogueEntry], group_by: str) -> dict[str, list[CatalogueEntry]]:

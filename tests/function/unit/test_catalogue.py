@@ -287,12 +287,18 @@ def test_many_manifests_are_read_several_at_a_time() -> None:
         ("20261201", "20261201"),
         ("2026-12-01", "2026-12-01"),
         ("17-20261201", "17-20261201"),
+        ("web-2026-12-01T0300Z", "web"),
+        ("web_17", "web"),
+        ("nightly.2026.12.01", "nightly"),
+        ("db.20261201", "db"),
+        ("ubuntu-22.04", "ubuntu-22.04"),
+        ("python.3.12", "python.3.12"),
     ],
 )
 def test_a_name_group_is_the_name_without_its_trailing_date_time_or_counter(name: str, group: str) -> None:
     """RETENTION_GROUP_BY=name: a trailing date, time or counter after '-' or '_' is not part of the group;
-    a '.' is no separator (ubuntu-22.04 and ubuntu-24.04 stay apart); a name that is only digits or a date
-    stays itself."""
+    after a '.' only a date-shaped stamp is (nightly.2026.12.01 is nightly; ubuntu-22.04 and ubuntu-24.04 stay
+    apart); a name that is only digits or a date stays itself."""
     assert group_of(manifest("image-a", name=name), "name") == group
 
 
