@@ -42,10 +42,14 @@ def _blank_is_none(value: Any) -> Any:
 
 
 def _tag_pairs(value: Any) -> Any:
-    """``[{"Key": k, "Value": v}, ...]`` as ``((k, v), ...)``; anything else is left for validation."""
+    """``[{"Key": k, "Value": v}, ...]`` as ``((k, v), ...)``; anything else is left for validation. Keys and
+    values are interned: the tracking tags' values (``exporting``, the destination, a batch's claim) are the
+    same on thousands of images."""
     if isinstance(value, list):
         return tuple(
-            (sys.intern(str(t.get("Key", ""))), str(t.get("Value", ""))) for t in value if isinstance(t, dict)
+            (sys.intern(str(t.get("Key", ""))), sys.intern(str(t.get("Value", ""))))
+            for t in value
+            if isinstance(t, dict)
         )
     return () if value is None else value
 

@@ -122,6 +122,26 @@ def test_every_destination_round_trips_through_its_tag(bucket: str, prefix: str)
     assert Destination.parse(Destination(bucket, prefix).tag_value) == Destination(bucket, prefix)
 
 
+def test_images_tagged_alike_share_one_destination_and_one_copy_of_each_tag() -> None:
+    """Two images listed with the same tracking tags hold one destination record and one string per tag
+    value: a follow-up holds tens of thousands of them."""
+    listed = [
+        Image.from_api(
+            {
+                "ImageId": f"image-{n}",
+                "Tags": [
+                    {"Key": STATE_KEY, "Value": "export" + "ing"},
+                    {"Key": DEST_KEY, "Value": DEST.tag_value},
+                ],
+            }
+        )
+        for n in range(2)
+    ]
+    first, second = (dict(i.tags) for i in listed)
+    assert all(first[key] is second[key] for key in (STATE_KEY, DEST_KEY))
+    assert tracking_of(listed[0]).dest is tracking_of(listed[1]).dest == DEST
+
+
 def test_images_with_the_same_tags_share_a_group_in_first_seen_order() -> None:
     """Images getting identical tags (in any order) share a request; a repeated image is tagged once."""
     other = Destination("other-bucket", "p")
