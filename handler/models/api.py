@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
 
-from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic_core import TzInfo
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -39,6 +40,19 @@ FINISHED_STATUSES = frozenset({SUCCEEDED, FAILED})
 def _blank_is_none(value: Any) -> Any:
     """The API writes an unset time as ``""``."""
     return None if value == "" else value
+
+
+# One zone object a UTC offset for the times read: pydantic gives each time it parses a fixed-offset zone of
+# its own, and a follow-up holds four times an image (its own, its task's three) for tens of thousands.
+_ZONES: dict[timedelta | None, TzInfo] = {}
+
+
+def _shared_zone(value: datetime | None) -> datetime | None:
+    """The same time, its parsed fixed-offset zone the first one read with that offset (any other zone as is)."""
+    if value is None or type(value.tzinfo) is not TzInfo:
+        return value
+    zone = _ZONES.setdefault(value.utcoffset(), value.tzinfo)
+    return value if zone is value.tzinfo else value.replace(tzinfo=zone)
 
 
 def _tag_pairs(value: Any) -> Any:
@@ -73,7 +87,7 @@ def _listed(value: Any) -> Any:
     return tuple(v for v in value if isinstance(v, dict)) if isinstance(value, list) else ()
 
 
-Moment = Annotated[datetime | None, BeforeValidator(_blank_is_none)]
+Moment = Annotated[datetime | None, BeforeValidator(_blank_is_none), AfterValidator(_shared_zone)]
 Shared = Annotated[str, BeforeValidator(_interned)]
 Text = Annotated[str, BeforeValidator(_text)]
 Gib = Annotated[int | None, BeforeValidator(_count)]
