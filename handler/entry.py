@@ -159,6 +159,9 @@ def _export(command: TargetedCommand, settings: Settings, budget: Budget, *, hol
     timer = is_timer(command) and settings.tracking != "off"
     cache = _manifest_cache() if retaining or (timer and settings.drill_days is not None) else None
     tracked = _tracked(command, clients, plan, settings, budget, holder=holder)
+    # A whole scan's listing serves the restores' follow-up and the drill's count, and nothing after them: the
+    # part kept until it settles holds none of it (tens of thousands of images).
+    listed, tracked = tracked.listed, dataclasses.replace(tracked, listed=None)
     parts.append(tracked)
     drill: TrackedRun | None = None
     if timer and clients.store is not None:
@@ -166,14 +169,13 @@ def _export(command: TargetedCommand, settings: Settings, budget: Budget, *, hol
 
         # After the exports: a whole scan's listing holds the imports in flight, so following them costs nothing.
         restores = follow_restores(
-            clients.ecs, clients.store, deadline=budget.send_by, clock=SYSTEM_CLOCK, listed=tracked.listed
+            clients.ecs, clients.store, deadline=budget.send_by, clock=SYSTEM_CLOCK, listed=listed
         )
         parts.append(restores)
         if settings.drill_days is not None and restores.checked and not restores.drills_in_flight:
-            drill = _drill(
-                clients, plan, settings, budget, cache=cache, listed=tracked.listed
-            )  # one at a time
+            drill = _drill(clients, plan, settings, budget, cache=cache, listed=listed)  # one at a time
             parts.append(drill)
+    del listed
     if retaining:
         started = [o.image_id for o in tracked.outcomes if o.status == "started" and o.image_id]
         importing = [o.image_id for o in (drill.outcomes if drill else ()) if o.image_id]

@@ -25,6 +25,7 @@ This module is pure: values, parsing and the order of start claims. ``handler.co
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -95,7 +96,9 @@ class Claim:
         since = millis(now)
         until = millis(now + timedelta(seconds=max(0.0, lasts)))
         name = "".join(c for c in holder if not c.isspace())[:_HOLDER_CHARS] or "-"
-        return cls(kind, name, since, until, reports)
+        return cls(
+            kind, sys.intern(name), since, until, reports
+        )  # one copy for a batch's thousands of claims
 
     @property
     def value(self) -> str:

@@ -305,9 +305,10 @@ def follow_up(
     )
     for image, dest, task in due:
         checked = checks.get(image.image_id)
+        task_id = task.task_id if task is not None else None
         if isinstance(checked, Stopped):
             in_flight += 1  # TOS did not answer in time, or refused: unchecked, the next run looks again
-            outcomes.append(_unchecked(image.image_id, task, checked.error, checked.step))
+            outcomes.append(_unchecked(image.image_id, task_id, checked.error, checked.step))
             continue
         decided = decide_follow_up(
             image.image_id,
@@ -327,11 +328,14 @@ def follow_up(
             continue
         if tracking_of(image).dest is None:
             decided = replace(decided, outcome=_noted(decided.outcome, _ODD_DEST.format(_dest_value(image))))
-        finished.append((ReportClaim(image.image_id, dest, task), decided))
+        finished.append((ReportClaim(image.image_id, dest, task_id), decided))
+    exporting_ids = frozenset(image.image_id for image, _ in exporting)
+    # Decided: claiming and reporting need neither the tasks nor the checks (a follow-up holds tens of thousands).
+    del found, exporting, latest, due, checks
     tracker.note_unseen(unseen)
     tracker.release(abandoned)
     report = _report(tracker, finished, outcomes, in_flight)
-    return replace(report, exporting=frozenset(image.image_id for image, _ in exporting))
+    return replace(report, exporting=exporting_ids)
 
 
 def _in_flight(
@@ -368,7 +372,9 @@ def _report(
     for want, decided in finished:
         if want.image_id in unclaimed:
             stopped = unclaimed[want.image_id]
-            outcomes.append(_unchecked(want.image_id, want.task, stopped, "claiming its end for reporting"))
+            outcomes.append(
+                _unchecked(want.image_id, want.task_id, stopped, "claiming its end for reporting")
+            )
             continue
         if want.image_id not in held or decided.outcome is None or decided.next_state is None:
             continue
@@ -388,14 +394,11 @@ def _deleted_outcomes(deleted: DeletedImages) -> tuple[ImageOutcome, ...]:
         _counted(r.outcome, r.claim, _START_RECORD) if r.claim is not None else r.outcome
         for r in deleted.reports
     )
-    stopped = (
-        dataclasses.replace(_unchecked(s.image_id, None, s.error, s.step), task_id=s.task_id)
-        for s in deleted.stopped
-    )
+    stopped = (_unchecked(s.image_id, s.task_id, s.error, s.step) for s in deleted.stopped)
     return tuple(o for o in reported if o is not None) + tuple(stopped)
 
 
-def _unchecked(image_id: str | None, task: Task | None, error: ExporterError, step: str) -> ImageOutcome:
+def _unchecked(image_id: str | None, task_id: str | None, error: ExporterError, step: str) -> ImageOutcome:
     """``deferred``: the follow-up of an export (``image_id`` None: of every export in flight) stopped at
     ``step`` on ``error``; the export itself may well be fine."""
     what = "the exports in flight" if image_id is None else "this export"
@@ -407,7 +410,7 @@ def _unchecked(image_id: str | None, task: Task | None, error: ExporterError, st
     return ImageOutcome(
         image_id=image_id,
         status="deferred",
-        task_id=task.task_id if task is not None else None,
+        task_id=task_id,
         reason=reason,
         error=ErrorInfo.from_error(error),
     )

@@ -43,7 +43,7 @@ from handler.core.tracking import (
     tracking_of,
 )
 from handler.errors import BudgetExhausted, ClaimTooSlow, ExporterError
-from handler.models.api import Image, Task
+from handler.models.api import Image
 
 __all__ = ["EXPORTING_FILTER", "Retag", "Tracker", "group_by_tags", "list_exporting"]
 
@@ -70,11 +70,12 @@ class Retag:
 
 @dataclass(frozen=True, slots=True)
 class ReportClaim:
-    """A finished export this invocation wants to report: the image, its destination and the task decided on."""
+    """A finished export this invocation wants to report: the image, its destination and the id of the task
+    decided on (the task itself is not kept: a follow-up claims tens of thousands)."""
 
     image_id: str
     dest: Destination
-    task: Task | None
+    task_id: str | None
 
 
 class Tracker:
@@ -280,7 +281,7 @@ class Tracker:
             claims |= written
         if not claims:
             return unclaimable, self._failed
-        decided = {w.image_id: w.task for w in wanted}
+        decided = {w.image_id: w.task_id for w in wanted}
         return unclaimable | self._confirm(claims, decided), self._failed
 
     def _write_report_claims(
@@ -313,7 +314,7 @@ class Tracker:
         return claims, unclaimable
 
     def _confirm(
-        self, claims: dict[str, Claim], decided: Mapping[str, Task | None]
+        self, claims: dict[str, Claim], decided: Mapping[str, str | None]
     ) -> dict[str, Claim | None]:
         """After the settle time, the claims still on their images whose latest export task is still the one
         decided on; read back ``CLAIM_CHUNK`` images at a time, so that only a chunk is held at once."""
@@ -337,9 +338,9 @@ class Tracker:
                 self._failed.update(dict.fromkeys(chunk, error))
                 continue
             for image_id in chunk:
-                claim, image, task = claims[image_id], after.get(image_id), decided[image_id]
+                claim, image, task_id = claims[image_id], after.get(image_id), decided[image_id]
                 latest = newest.get(image_id)
-                same_task = (latest.task_id if latest else None) == (task.task_id if task else None)
+                same_task = (latest.task_id if latest else None) == task_id
                 if image is not None and holds(image, claim) and same_task:
                     held[image_id] = claim
                 else:

@@ -9,6 +9,7 @@ next. No I/O: the follow-up flow calls the ECS and TOS clients and hands their a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -115,12 +116,19 @@ class Destination:
     def parse(cls, value: str) -> Destination | None:
         """The destination a tag value names, or None when it is not ``tos://<bucket>/<prefix>`` with a valid
         bucket name and prefix (a tag edited by hand is ignored, not trusted)."""
-        bucket, slash, prefix = value.removeprefix("tos://").partition("/")
-        if not value.startswith("tos://") or not slash:
-            return None
-        if not BUCKET_PATTERN.match(bucket) or not PREFIX_PATTERN.match(prefix):
-            return None
-        return cls(bucket, prefix)
+        return _destination(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _destination(value: str) -> Destination | None:
+    """One record a destination (cached): a follow-up holds one for each of tens of thousands of images, and
+    they nearly all name the same place."""
+    bucket, slash, prefix = value.removeprefix("tos://").partition("/")
+    if not value.startswith("tos://") or not slash:
+        return None
+    if not BUCKET_PATTERN.match(bucket) or not PREFIX_PATTERN.match(prefix):
+        return None
+    return Destination(bucket, prefix)
 
 
 @dataclass(frozen=True, slots=True)

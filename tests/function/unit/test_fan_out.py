@@ -55,3 +55,18 @@ def test_an_exception_from_a_call_is_raised_to_the_caller() -> None:
 
     with pytest.raises(ValueError, match="2"):
         fan_out(call, [1, 2, 3], workers=2, name="raise")
+
+
+def test_every_call_runs_and_the_first_items_exception_is_raised() -> None:
+    """Two calls raise: every item is still called, and the exception raised is the earlier item's."""
+    called: list[int] = []
+
+    def call(n: int) -> int:
+        called.append(n)
+        if n in (3, 5):
+            raise ValueError(n)
+        return n
+
+    with pytest.raises(ValueError, match="3"):
+        fan_out(call, list(range(8)), workers=3, name="raise")
+    assert sorted(called) == list(range(8))

@@ -122,6 +122,45 @@ def test_every_destination_round_trips_through_its_tag(bucket: str, prefix: str)
     assert Destination.parse(Destination(bucket, prefix).tag_value) == Destination(bucket, prefix)
 
 
+def test_images_tagged_alike_share_one_destination_and_one_copy_of_each_tag() -> None:
+    """Two images listed with the same tracking tags hold one destination record and one string per tag
+    value: a follow-up holds tens of thousands of them."""
+    listed = [
+        Image.from_api(
+            {
+                "ImageId": f"image-{n}",
+                "Tags": [
+                    {"Key": STATE_KEY, "Value": "export" + "ing"},
+                    {"Key": DEST_KEY, "Value": DEST.tag_value},
+                ],
+            }
+        )
+        for n in range(2)
+    ]
+    first, second = (dict(i.tags) for i in listed)
+    assert all(first[key] is second[key] for key in (STATE_KEY, DEST_KEY))
+    assert tracking_of(listed[0]).dest is tracking_of(listed[1]).dest == DEST
+
+
+def test_times_read_in_one_offset_share_one_zone_and_keep_their_values() -> None:
+    """Times read with the same UTC offset hold one zone object between them (a follow-up holds four an
+    image); each time is still the one the API wrote."""
+    answer = {
+        "CreatedAt": "2026-11-27T08:30:00+08:00",
+        "UpdatedAt": "2026-11-27T09:30:00+08:00",
+        "EndAt": "2026-11-27T01:30:00Z",
+    }
+    first, second = (Task.from_api({"Id": f"t-{n}", **answer}) for n in range(2))
+    times = [(task.created_at, task.updated_at, task.end_at) for task in (first, second)]
+    (created, updated, ended), (created_too, _, ended_too) = (
+        tuple(getattr(moment, "tzinfo", None) for moment in each) for each in times
+    )
+    assert created is updated is created_too is not None
+    assert ended is ended_too is not created
+    read = tuple(datetime.fromisoformat(value) for value in answer.values())
+    assert times == [read, read]
+
+
 def test_images_with_the_same_tags_share_a_group_in_first_seen_order() -> None:
     """Images getting identical tags (in any order) share a request; a repeated image is tagged once."""
     other = Destination("other-bucket", "p")

@@ -15,6 +15,8 @@ from exporter_tools.bench.markdown import render_markdown
 from exporter_tools.bench.profile import FOLLOW_UP_ONLY, compare_imports
 from exporter_tools.bench.report import (
     FOLLOW_UP_BYTES_PER_EXPORT,
+    MEMORY_IMAGES,
+    MEMORY_PEAK_MIB,
     FollowUpCost,
     Machine,
     MemoryResult,
@@ -164,3 +166,16 @@ def test_the_memory_run_reports_a_peak_for_a_small_follow_up(tmp_path: Path) -> 
     assert memory.peak_rss_mib > 0
     assert (memory.images, memory.objects, memory.exported, memory.deferred) == (200, 240, 200, 0)
     assert memory.tos_requests > 0
+
+
+@pytest.mark.soak
+def test_a_20000_image_follow_up_peaks_within_its_memory_target(tmp_path: Path) -> None:
+    """The memory benchmark at its judged size (minutes): every export exported, none deferred, and the
+    child's own peak RSS within the 120 MiB target. Its budget is the benchmark's (two hours), not a guess at
+    this machine's speed."""
+    memory = run_memory(
+        images=MEMORY_IMAGES, project_python=sys.executable, base_env=os.environ, cwd=ROOT, scratch=tmp_path,
+        progress=lambda _: None,
+    )  # fmt: skip
+    assert (memory.exported, memory.deferred) == (MEMORY_IMAGES, 0)
+    assert memory.peak_rss_mib <= MEMORY_PEAK_MIB
