@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exporter_tools.bench.follow_up import run_follow_up_cost, run_memory
-from exporter_tools.bench.markdown import render_markdown
+from exporter_tools.bench.markdown import MEMORY_STEPS, render_markdown
 from exporter_tools.bench.profile import FOLLOW_UP_ONLY, compare_imports
 from exporter_tools.bench.report import (
     FOLLOW_UP_BYTES_PER_EXPORT,
@@ -116,11 +116,14 @@ def test_a_direct_exports_cold_path_should_import_no_follow_up_module() -> None:
 
 
 def test_the_report_says_how_to_ask_for_the_memory_run_when_it_did_not_run() -> None:
-    """Without ``--memory`` the memory section says how to run it; the follow-up tables show every kind."""
+    """Without ``--memory`` the memory section says how to run it, and still how the figure came down; the
+    follow-up tables show every kind."""
     report = Report(MACHINE, runs=1)
     report.follow_up = [_cost()]
     markdown = render_markdown(report)
     assert "`exporter-tools bench --memory`" in markdown
+    for date, images, peak, what in MEMORY_STEPS:
+        assert f"| {date} | {images:,} | {peak:.1f} MiB | {what} |" in markdown
     assert "| `EXPORT_VERIFY=structure` | 150 | 900 | 0 | 150 | 0 | 0 | 1200 | 14 |" in markdown
     assert (
         "| `structure` | 150/150 | 1.67 | 5.00 | 0.23 MiB | 0.38 MiB | 125.0 s | 120.0 s | 1.04x |"
