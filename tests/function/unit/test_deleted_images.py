@@ -165,6 +165,34 @@ def test_an_event_reads_its_images_metadata_once_for_the_record() -> None:
     assert (record["image"]["id"], record["image"]["name"]) == ("image-new", "web-1")
 
 
+def test_an_event_whose_image_cannot_be_read_records_its_id_and_task_alone() -> None:
+    """The metadata look-up fails (logged): the record still names the export, so a deletion is still
+    reported; only the manifest's metadata would be missing."""
+    ecs = account("image-new")
+    ecs.api.on("DescribeImages", failing(Throttled("slow down", code="FlowLimitExceeded")))
+
+    with capture_logs() as logs:
+        (started,) = run(ecs, ExportCommand(trigger="event", image_ids=("image-new",))).outcomes
+
+    ((export,),) = [r["exports"] for r in stored_records(ecs).values()]
+    assert export == {"image": {"id": "image-new", **_EMPTY_IMAGE}, "task_id": started.task_id}
+    assert any(line["event"] == "tracking.start_record_without_metadata" for line in logs)
+
+
+_EMPTY_IMAGE = {
+    "name": "",
+    "description": "",
+    "os_type": "",
+    "os_name": "",
+    "platform": "",
+    "platform_version": "",
+    "architecture": "",
+    "boot_mode": "",
+    "tags": {},
+    "snapshots": [],
+}
+
+
 def test_a_record_that_cannot_be_written_is_logged_and_no_later_batch_tries_again() -> None:
     """TOS refuses the first record: the exports still start and are tagged, the run's results do not change,
     and the next batch is not recorded (no second attempt to wait on): both are logged."""
