@@ -82,12 +82,20 @@ def _encrypted_header(path: Path) -> None:
     """An image encrypted with LUKS, cut to its first cluster: the header says encrypted, which is all the
     check reads before it refuses (the whole file would be megabytes of LUKS key slots)."""
     whole = path.with_suffix(".whole")
-    _run(
-        "qemu-img", "create", "-q", "-f", "qcow2",
-        "--object", "secret,id=sec0,data=fixture-only",
-        "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10",
-        str(whole), "1G",
-    )  # fmt: skip
+    for attempt in range(5):
+        try:
+            _run(
+                "qemu-img", "create", "-q", "-f", "qcow2",
+                "--object", "secret,id=sec0,data=fixture-only",
+                "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=100",
+                str(whole), "1G",
+            )  # fmt: skip
+            break
+        except RuntimeError as failed:
+            # LUKS times its key derivation first; on a loaded machine QEMU may find the timing unreliable
+            # ("Unable to get accurate CPU usage") and give up: try again.
+            if "accurate CPU usage" not in str(failed) or attempt == 4:
+                raise
     path.write_bytes(whole.read_bytes()[:65536])
     whole.unlink()
 
