@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import structlog
 
@@ -13,7 +13,14 @@ from handler.adapters.log import configure_logging, first_invocation
 from handler.clock import SYSTEM_CLOCK
 from handler.core.budget import Budget
 from handler.errors import ConfigurationError, ExporterError, InvalidEvent, InvocationIncomplete
-from handler.models.commands import DoctorCommand, ExportingCommand, RestoreCommand, TargetedCommand
+from handler.models.commands import (
+    DoctorCommand,
+    ExportingCommand,
+    RestoreCommand,
+    TargetedCommand,
+    forced,
+    is_timer,
+)
 from handler.models.events import Command, parse_event
 from handler.models.results import (
     CHECK_STATUSES,
@@ -34,8 +41,6 @@ if TYPE_CHECKING:
     from handler.core.restore import RestoreRun
     from handler.core.retention import RetentionRun
     from handler.models.api import Image
-
-    _Part = TrackedRun | RestoreRun | RetentionRun
 
 __all__ = ["handle", "http_response", "reject"]
 
@@ -120,6 +125,21 @@ def _remaining(context: Any) -> float | None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class _Settled:
+    """Outcomes with nothing to settle after they are reported: an untracked run's exports, a drill's start."""
+
+    outcomes: tuple[ImageOutcome, ...]
+    listed: None = None
+
+    def settle(self, *, deadline: float) -> None:
+        """Nothing to do."""
+
+
+# A part of an invocation: its outcomes, and what it settles once they are reported.
+_Part: TypeAlias = "TrackedRun | RestoreRun | RetentionRun | _Settled"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Run:
     """The invocation's outcomes, and the parts that settle once they are logged and notified (the restores'
     retags and drill deletes, the exports' retags)."""
@@ -139,7 +159,6 @@ def _export(command: TargetedCommand, settings: Settings, budget: Budget, *, hol
     follows the restores in flight, may start a restore drill, then runs retention."""
     from handler.adapters.clients import build_clients, webhook_secrets  # noqa: PLC0415 - after the event is valid
     from handler.adapters.credentials import resolve_credentials  # noqa: PLC0415
-    from handler.core.follow_up import is_timer  # noqa: PLC0415
     from handler.core.plan import ExportPlan  # noqa: PLC0415
 
     plan = ExportPlan.of(command, settings)
@@ -163,7 +182,7 @@ def _export(command: TargetedCommand, settings: Settings, budget: Budget, *, hol
     # part kept until it settles holds none of it (tens of thousands of images).
     listed, tracked = tracked.listed, dataclasses.replace(tracked, listed=None)
     parts.append(tracked)
-    drill: TrackedRun | None = None
+    drill: _Settled | None = None
     if timer and clients.store is not None:
         from handler.core.restore import follow_restores  # noqa: PLC0415 - timers only
 
@@ -233,15 +252,14 @@ def _drill(
     *,
     cache: ManifestCache | None,
     listed: tuple[Image, ...] | None,
-) -> TrackedRun:
+) -> _Settled:
     """The restore drill's start, when one is due (``RESTORE_DRILL_DAYS``), as a part with nothing to settle;
     ``listed``: every private image, when the scan listed them (their count is the region's room)."""
-    from handler.core.follow_up import TrackedRun  # noqa: PLC0415
     from handler.core.restore import drill_if_due  # noqa: PLC0415 - drills only
     from handler.core.tracking import Destination  # noqa: PLC0415
 
     if clients.store is None or settings.drill_days is None:  # pragma: no cover - checked by the caller
-        return TrackedRun(outcomes=())
+        return _Settled(outcomes=())
     outcome = drill_if_due(
         clients.ecs,
         clients.store,
@@ -255,7 +273,7 @@ def _drill(
         cache=cache,
         private_images=len(listed) if listed is not None else None,
     )
-    return TrackedRun(outcomes=() if outcome is None else (outcome,))
+    return _Settled(outcomes=() if outcome is None else (outcome,))
 
 
 def _restore(
@@ -287,13 +305,23 @@ def _tracked(
     budget: Budget,
     *,
     holder: str,
-) -> TrackedRun:
+) -> TrackedRun | _Settled:
+    """The command's exports: with tracking, after the follow-up and tagged as they start
+    (``handler.core.follow_up``); without (``EXPORT_TRACKING=off``), the export flow alone, and none of
+    tracking's modules is imported."""
+    if settings.tracking == "off" or clients.store is None:
+        from handler.core.export_flow import run_command  # noqa: PLC0415
+
+        outcomes = run_command(
+            command, api=clients.ecs, plan=plan, budget=budget, clock=SYSTEM_CLOCK, redo=forced(command)
+        )
+        return _Settled(outcomes)
     from handler.core.follow_up import run_tracked  # noqa: PLC0415
 
     return run_tracked(
         command,
         api=clients.ecs,
-        store=clients.store if settings.tracking != "off" else None,
+        store=clients.store,
         plan=plan,
         budget=budget,
         cap=settings.max_in_flight,

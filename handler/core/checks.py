@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from handler.errors import ExporterError
-from handler.models.objects import ManifestObject, ObjectUnreadable, VerifyLevel
+from handler.models.exported import ManifestObject, VerifyLevel
+from handler.models.objects import ObjectUnreadable
 
 if TYPE_CHECKING:
     from typing import TypeAlias

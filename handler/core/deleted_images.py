@@ -38,6 +38,7 @@ from handler.clock import Clock, as_utc
 from handler.core.apis import EcsApi, ObjectStore
 from handler.core.claims import Claim, claim_lasts, first_report, millis
 from handler.core.fan_out import fan_out
+from handler.core.follow_up_rules import FollowUp, decide_follow_up
 from handler.core.start_records import (
     RECORD_TYPE,
     ReadRecord,
@@ -48,14 +49,7 @@ from handler.core.start_records import (
     write_claim,
 )
 from handler.core.tracker import Tracker
-from handler.core.tracking import (
-    MISSING_CONFIRM_SECONDS,
-    Destination,
-    FollowUp,
-    decide_follow_up,
-    latest_export_tasks,
-    tracking_of,
-)
+from handler.core.tracking import MISSING_CONFIRM_SECONDS, Destination, latest_export_tasks, tracking_of
 from handler.core.verification import STRUCTURE, ExportCheck, Stopped, Verify, check_export
 from handler.errors import BudgetExhausted, ClaimTooSlow, ExporterError, ImageDeleted, ObjectNotFound
 from handler.models.api import FINISHED_STATUSES, SUCCEEDED, Task

@@ -42,6 +42,7 @@ from handler.core.claims import (
     millis,
 )
 from handler.core.fan_out import fan_out
+from handler.core.follow_up_rules import FollowUp, decide_follow_up, needs_object
 from handler.core.in_flight import Tracked
 from handler.core.plan import ExportPlan
 from handler.core.selection import pick_exporting
@@ -51,10 +52,7 @@ from handler.core.tracking import (
     DEST_KEY,
     MISSING_CONFIRM_SECONDS,
     Destination,
-    FollowUp,
-    decide_follow_up,
     latest_export_tasks,
-    needs_object,
     sighting_of,
     tracking_of,
 )
@@ -69,8 +67,8 @@ from handler.errors import (
     fix_for,
 )
 from handler.models.api import ExportStarted, Image, Task
-from handler.models.commands import ExportingCommand
-from handler.models.events import ExportCommand, ScanCommand
+from handler.models.commands import ExportingCommand, forced, is_timer
+from handler.models.events import ScanCommand
 from handler.models.results import NEEDS_ATTENTION, ErrorInfo, ImageOutcome
 
 __all__ = ["FollowUpReport", "TrackedRun", "follow_up", "run_tracked"]
@@ -118,16 +116,11 @@ class TrackedRun:
             self.deleted.settle(deadline=deadline)
 
 
-def is_timer(command: ExportingCommand) -> bool:
-    """A timer invocation: a scan (only timers scan, also through the HTTP trigger), or a timer naming images."""
-    return isinstance(command, ScanCommand) or command.trigger == "timer"
-
-
 def run_tracked(
     command: ExportingCommand,
     *,
     api: TrackingApi,
-    store: ObjectStore | None,
+    store: ObjectStore,
     plan: ExportPlan,
     budget: Budget,
     cap: int | None,
@@ -138,15 +131,9 @@ def run_tracked(
 ) -> TrackedRun:
     """Follow up (timers), run the command under the cap, tag the exports as they start; see the module's
     steps. ``holder`` names this invocation in its claims; ``settle`` is the wait before a claim is read
-    back; ``missing_confirm`` how long after a first "no object" the object may be called missing. ``store`` None (``EXPORT_TRACKING=off``): the command alone, no tags read or written, no cap."""
-    forced = (
-        frozenset(command.image_ids) if isinstance(command, ExportCommand) and command.force else frozenset()
-    )
-    if store is None:
-        outcomes = export_flow.run_command(
-            command, api=api, plan=plan, budget=budget, clock=clock, redo=forced
-        )
-        return TrackedRun(outcomes=outcomes)
+    back; ``missing_confirm`` how long after a first "no object" the object may be called missing (without
+    tracking, the entry runs the export flow alone)."""
+    redo = forced(command)
     dest = Destination(plan.bucket, plan.prefix)
     records = StartRecorder(api, store, dest, holder=holder, clock=clock, deadline=budget.send_by)
     tracker = Tracker(
@@ -186,7 +173,7 @@ def run_tracked(
         budget=budget,
         clock=clock,
         tracked=tracked,
-        redo=forced,
+        redo=redo,
     )
     tracker.flush()
     if tracker.untracked:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from handler.errors import ConfigurationError, InvalidEvent
 from handler.models.commands import ScanCommand, TargetedCommand
-from handler.models.objects import VerifyLevel
+from handler.models.exported import VerifyLevel
 from handler.models.settings import Settings
 
 __all__ = ["CLEARANCE_SECONDS", "DEFAULT_MAX_RPS", "ExportPlan"]

@@ -13,7 +13,7 @@
 3. **The manifest** (PutObject), only once the check passed: the restore kit, and the record retention and
    restore read.
 
-The answer is one :data:`ExportCheck` record; the follow-up (``handler.core.tracking.decide_follow_up``) turns
+The answer is one :data:`ExportCheck` record; the follow-up (``handler.core.follow_up_rules.decide_follow_up``) turns
 it into an outcome. A step stopped by a failure (TOS down, a refused read or write, the budget) is
 :class:`Stopped`: the export itself may well be fine, and it stays in flight.
 """

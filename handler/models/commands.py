@@ -250,3 +250,15 @@ class DoctorCommand(BaseModel):
 ExportingCommand: TypeAlias = ScanCommand | ExportCommand  # the commands that export
 TargetedCommand: TypeAlias = ScanCommand | ExportCommand | RestoreCommand  # the commands with a destination
 Command: TypeAlias = ScanCommand | ExportCommand | RestoreCommand | DoctorCommand
+
+
+def is_timer(command: ExportingCommand) -> bool:
+    """A timer invocation: a scan (only timers scan, also through the HTTP trigger), or a timer naming images."""
+    return isinstance(command, ScanCommand) or command.trigger == "timer"
+
+
+def forced(command: ExportingCommand) -> frozenset[str]:
+    """The images exported again even after a succeeded export (``Force``): none but an export's, when asked."""
+    if isinstance(command, ExportCommand) and command.force:
+        return frozenset(command.image_ids)
+    return frozenset()

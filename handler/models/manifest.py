@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from handler.clock import as_utc
 from handler.models.api import Image
-from handler.models.objects import Disk, ManifestObject, VerifyLevel
+from handler.models.exported import Disk, ManifestObject, VerifyLevel
 
 __all__ = [
     "MANIFEST_SCHEMA",

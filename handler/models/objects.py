@@ -10,26 +10,19 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
-
-from pydantic import ConfigDict
-from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 __all__ = [
     "LIST_UNREADABLE_REASON",
     "UNREADABLE_REASON",
     "BucketInfo",
-    "Disk",
     "HeadResult",
     "ListResult",
     "ListedObject",
-    "ManifestObject",
     "ObjectFound",
     "ObjectListing",
     "ObjectMissing",
     "ObjectUnreadable",
     "PutResult",
-    "VerifyLevel",
 ]
 
 UNREADABLE_REASON = (
@@ -141,21 +134,3 @@ class BucketInfo:
     storage_class: str | None
     server_time: datetime | None
     request_id: str | None
-
-
-# How an export's objects are checked (EXPORT_VERIFY), and which disk an object holds.
-VerifyLevel = Literal["structure", "head", "off"]
-Disk = Literal["system", "data"]
-
-
-@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="ignore", defer_build=True))
-class ManifestObject:
-    """One object of an export, in its manifest and in its ``exported`` result (a slotted record: a result
-    holds one per disk of every export it reports)."""
-
-    key: str
-    disk: Disk
-    size_bytes: int | None = None
-    etag: str | None = None
-    crc64: str | None = None
-    virtual_size_bytes: int | None = None

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from handler.errors import ApiError, ExporterError
-from handler.models.objects import ManifestObject, VerifyLevel
+from handler.models.exported import ManifestObject, VerifyLevel
 
 __all__ = [
     "CHECK_STATUSES",

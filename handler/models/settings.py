@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from handler.errors import ConfigurationError
-from handler.models.objects import VerifyLevel
+from handler.models.exported import VerifyLevel
 from handler.models.tagging import TAG_KEY_RULE, is_tag_key
 
 __all__ = [
