@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from handler.core.follow_up_rules import decide_follow_up, duration_s, needs_object
 from handler.core.tracker import group_by_tags
 from handler.core.tracking import (
     DEST_KEY,
@@ -19,10 +20,7 @@ from handler.core.tracking import (
     TRANSITIONS,
     UNSEEN_KEY,
     Destination,
-    decide_follow_up,
-    duration_s,
     latest_export_tasks,
-    needs_object,
     next_state,
     sighting_of,
     state_tags,
