@@ -1,5 +1,6 @@
 """Cold invocations: a fresh process per event, ours and the SDK's over plain HTTP and TLS, the floor, and
-the deployed zip under CPython 3.12 (as shipped, without bytecode, and precompiled).
+deployed under CPython 3.12: our zip (as shipped, without bytecode, and precompiled), the SDK's function (its
+bytecode valid, and stale) and the floor of our stack from our zip.
 
 Every process kind runs once per round, in an order that rotates from round to round, so slow moments of
 the machine fall on every kind alike. The emulator is reset before each run: every run exports the same new
@@ -17,6 +18,7 @@ from pathlib import Path
 from exporter_tools.bench.deployed import DeployedTrees
 from exporter_tools.bench.process import BenchError, Finished, child_env, run_measured
 from exporter_tools.bench.report import ColdResult, Samples
+from exporter_tools.bench.sdk_function import SdkFunctionTrees
 from exporter_tools.emulator.ecs import EcsEmulator
 
 __all__ = ["ColdKind", "Endpoints", "cold_kinds", "deployed_kinds", "run_cold"]
@@ -71,6 +73,11 @@ class ColdKind:
     env: dict[str, str] = field(repr=False)
     exports: bool  # talks to the emulator and must start one export
 
+    @property
+    def is_sdk(self) -> bool:
+        """Signed by the official SDK: prints ``{"image_id", "task_id"}`` rather than our result."""
+        return self.key.startswith(("sdk", "deployed-sdk"))
+
     def check(self, finished: Finished, image_id: str) -> None:
         """Raise ``BenchError`` unless the process exited 0 having started the export of ``image_id``."""
         if finished.returncode != 0:
@@ -82,15 +89,15 @@ class ColdKind:
             printed = json.loads(finished.stdout)
         except ValueError:
             printed = None
-        if self.key.startswith(("ours", "deployed")):
-            results = printed.get("results") if isinstance(printed, dict) else None
-            ok = isinstance(results, list) and [r.get("status") for r in results] == ["started"]
-        else:
+        if self.is_sdk:
             ok = (
                 isinstance(printed, dict)
                 and printed.get("image_id") == image_id
                 and bool(printed.get("task_id"))
             )
+        else:
+            results = printed.get("results") if isinstance(printed, dict) else None
+            ok = isinstance(results, list) and [r.get("status") for r in results] == ["started"]
         if not ok:
             msg = f"{self.label} ({self.transport}) did not start the export:\n{finished.stdout[-600:]}"
             raise BenchError(msg)
@@ -125,28 +132,30 @@ def cold_kinds(
 
 def deployed_kinds(
     trees: DeployedTrees,
+    sdk: SdkFunctionTrees,
     endpoints: Endpoints,
     *,
     scripts: Mapping[str, Path],
     event_file: Path,
     base_env: Mapping[str, str],
 ) -> list[ColdKind]:
-    """Our zip's three read-only trees, each run by ``python3.12 -I -B`` over TLS as the runtime runs it."""
+    """Each read-only tree run by ``python3.12 -I -B`` over TLS as the runtime runs it: our zip as shipped,
+    the SDK's function at its best and stale, the floor from our zip, then our zip precompiled and without
+    ``.pyc``."""
     env = endpoints.env(base_env, "tls")
+
+    def function(key: str, label: str, tree: Path) -> ColdKind:
+        argv = (trees.python, "-I", "-B", str(scripts["deployed.py"]), str(tree), str(event_file))
+        return ColdKind(key, "tls", label, argv, env, True)
+
+    floor = (trees.python, "-I", "-B", str(scripts["deployed_floor.py"]), str(trees.shipped))
     return [
-        ColdKind(
-            key,
-            "tls",
-            label,
-            (trees.python, "-I", "-B", str(scripts["deployed.py"]), str(tree), str(event_file)),
-            env,
-            True,
-        )
-        for key, label, tree in (
-            ("deployed", "our zip as shipped (with its bytecode)", trees.shipped),
-            ("deployed-precompiled", "the same files, precompiled here", trees.precompiled),
-            ("deployed-sources", "the same zip without .pyc", trees.sources),
-        )
+        function("deployed", "our zip as shipped (with its bytecode)", trees.shipped),
+        function("deployed-sdk", "the SDK's function, its bytecode valid (at its best)", sdk.best),
+        function("deployed-sdk-stale", "the SDK's function, its bytecode stale (mtimes reset)", sdk.stale),
+        ColdKind("deployed-floor", "tls", "the floor, from our zip", floor, env, False),
+        function("deployed-precompiled", "our zip's files, precompiled here", trees.precompiled),
+        function("deployed-sources", "our zip without .pyc", trees.sources),
     ]
 
 
@@ -185,7 +194,7 @@ def run_cold(
             cpu[index].append(finished.cpu_seconds)
             rss[index].append(finished.max_rss_mib)
             requests[index].append(int(stats["requests_total"]) if kind.exports else 0)
-            if kind.key == "sdk":
+            if kind.is_sdk:
                 sdk_signed += int(stats["requests_total"])
         progress(f"cold: round {round_no}/{runs} done" + (" (warm-up)" if round_no == 0 else ""))
     results = [

@@ -9,16 +9,15 @@ every module already compiled, as in a warmed-up local environment). Each runs a
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporter_tools.bench.archive import read_only, unzip
 from exporter_tools.bench.process import BenchError
 from exporter_tools.deploy.package import DEFAULT_CACHE, PackageError, build_package, find_python
 
-__all__ = ["DeployedTrees", "prepare_deployed", "read_only", "unzip"]
+__all__ = ["DeployedTrees", "prepare_deployed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,30 +30,6 @@ class DeployedTrees:
     shipped: Path  # the zip as built: sources and the bytecode it ships
     sources: Path  # the same files without any .pyc
     precompiled: Path  # the same sources compiled here by compileall (timestamp-based, as a local run leaves)
-
-
-def _writable(directory: Path) -> None:
-    for path in [directory, *directory.rglob("*")]:
-        if not path.is_symlink():
-            path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-def read_only(directory: Path) -> None:
-    """Take write permission away from ``directory`` and everything in it, as the platform's code directory."""
-    for path in [*directory.rglob("*"), directory]:
-        if not path.is_symlink():
-            path.chmod(0o555 if path.is_dir() else 0o444)
-
-
-def unzip(archive: Path, directory: Path, *, bytecode: bool = True) -> Path:
-    """``archive`` unpacked into a fresh ``directory`` (left writable), without its ``.pyc`` if asked."""
-    if directory.exists():
-        _writable(directory)
-        shutil.rmtree(directory)
-    with zipfile.ZipFile(archive) as opened:
-        names = [n for n in opened.namelist() if bytecode or not n.endswith(".pyc")]
-        opened.extractall(directory, members=names)
-    return directory
 
 
 def prepare_deployed(scratch: Path, cache: Path = DEFAULT_CACHE) -> DeployedTrees:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["SCRIPTS", "write_scripts"]
+__all__ = ["SCRIPTS", "SDK_INDEX", "write_scripts"]
 
 # The floor of the stack: what any function built on httpx, pydantic and structlog pays before its own work:
 # the three imports, one model defined and validated, one client.
@@ -43,15 +43,22 @@ with open(sys.argv[2], encoding="utf-8") as file:
 print(json.dumps(index.handler(event, None)))
 """
 
-_SDK_SETUP = """\
-import json
-import os
+# The floor of our stack as deployed: the three imports and one client, from the unzipped package in argv[1],
+# run as the deployed function is.
+DEPLOYED_FLOOR = """\
 import sys
-import time
 
-import volcenginesdkcore
-import volcenginesdkecs
+sys.path.insert(0, sys.argv[1])
+import httpx
+import pydantic
+import structlog
 
+httpx.Client()
+"""
+
+# The SDK's client as its users set it up, pointed at the emulator, and one export: shared by every SDK script
+# and by the SDK's function (``SDK_INDEX``).
+_SDK_CLIENT = """\
 configuration = volcenginesdkcore.Configuration()
 configuration.ak = os.environ["VOLCENGINE_ACCESS_KEY"]
 configuration.sk = os.environ["VOLCENGINE_SECRET_KEY"]
@@ -69,6 +76,40 @@ def export(image_id):
     request = volcenginesdkecs.ExportImageRequest(image_id=image_id, tos_bucket=bucket, tos_prefix="imgexport")
     return api.export_image(request).task_id
 """
+
+_SDK_SETUP = (
+    """\
+import json
+import os
+import sys
+import time
+
+import volcenginesdkcore
+import volcenginesdkecs
+
+"""
+    + _SDK_CLIENT
+)
+
+# The official SDK's function, as its users write one: the runtime imports ``index`` and calls
+# ``index.handler(event, context)`` for each event; one ExportImage per direct event.
+SDK_INDEX = (
+    '''"""One ExportImage per direct event, with the official SDK: veFaaS calls index.handler(event, context)."""
+
+import os
+
+import volcenginesdkcore
+import volcenginesdkecs
+
+'''
+    + _SDK_CLIENT
+    + """
+
+def handler(event, context):
+    image_id = event["ImageId"]
+    return {"image_id": image_id, "task_id": export(image_id)}
+"""
+)
 
 # One direct event, as a cold process: argv[1] is the event file.
 SDK_COLD = (
@@ -248,6 +289,8 @@ profile.disable()
 SCRIPTS = {
     "floor.py": FLOOR,
     "deployed.py": DEPLOYED,
+    "deployed_floor.py": DEPLOYED_FLOOR,
+    "sdk_index.py": SDK_INDEX,
     "sdk_cold.py": SDK_COLD,
     "sdk_warm.py": SDK_WARM,
     "sdk_job.py": SDK_JOB,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter_tools.bench.deployed import DeployedTrees, prepare_deployed, read_only, unzip
+from exporter_tools.bench.archive import read_only, unzip
+from exporter_tools.bench.deployed import DeployedTrees, prepare_deployed
 
 ROOT = Path(__file__).resolve().parents[3]
 
