@@ -49,7 +49,6 @@ from handler.errors import (
     NoVerifiedExport,
     ObjectNotFound,
     RangeNotSatisfiable,
-    TosAccessDenied,
 )
 from handler.models.api import Image, Task
 from handler.models.manifest import MANIFEST_SCHEMA, Manifest, RestoreCheck, manifest_key
@@ -296,13 +295,7 @@ def drill_if_due(
     except ExporterError as error:
         return _drill_stopped(dest, error)
     if isinstance(catalogue, ObjectUnreadable):
-        refused = TosAccessDenied(
-            catalogue.reason,
-            code="TosAccessDenied.ListObjects",
-            http_status=403,
-            request_id=catalogue.request_id,
-        )
-        return _drill_stopped(dest, refused)
+        return _drill_stopped(dest, catalogue.listing_refused())
     manifests = [entry.manifest for entry in catalogue.exports if entry.manifest is not None]
     try:
         return start_drill(

@@ -46,7 +46,7 @@ from handler.core.retention_rules import (
 )
 from handler.core.tracker import list_exporting
 from handler.core.tracking import Destination, tracking_of
-from handler.errors import BudgetExhausted, ExporterError, TosAccessDenied
+from handler.errors import BudgetExhausted, ExporterError
 from handler.models.api import Image
 from handler.models.objects import ObjectUnreadable
 from handler.models.results import ErrorInfo, ImageOutcome
@@ -110,13 +110,7 @@ def run_retention(
     except ExporterError as error:
         return _stopped(dest, error)
     if isinstance(catalogue, ObjectUnreadable):
-        denied = TosAccessDenied(
-            catalogue.reason,
-            code="TosAccessDenied.ListObjects",
-            http_status=403,
-            request_id=catalogue.request_id,
-        )
-        return _stopped(dest, denied)
+        return _stopped(dest, catalogue.listing_refused())
     exports = exports_of(catalogue, group_by)
     refused = _cut_short(catalogue.unread) or clock_refusal(catalogue.server_time, catalogue.local_time)
     plan, unheld = _planned(

@@ -11,6 +11,8 @@ import bisect
 from dataclasses import dataclass
 from datetime import datetime
 
+from handler.errors import TosAccessDenied
+
 __all__ = [
     "LIST_UNREADABLE_REASON",
     "UNREADABLE_REASON",
@@ -66,6 +68,13 @@ class ObjectUnreadable:
     key: str
     reason: str
     request_id: str | None
+
+    def listing_refused(self) -> TosAccessDenied:
+        """The error that stops a read of the whole destination (the drill's, retention's) when this was its
+        listing (ListObjectsV2 answered 403)."""
+        return TosAccessDenied(
+            self.reason, code="TosAccessDenied.ListObjects", http_status=403, request_id=self.request_id
+        )
 
 
 HeadResult = ObjectFound | ObjectMissing | ObjectUnreadable
