@@ -21,7 +21,7 @@ runs the others in order, each independent: each gets a fair share of what is le
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -74,10 +74,11 @@ class SettingsReading:
     check: DoctorCheck
 
 
-def read_settings(environ: Mapping[str, str]) -> SettingsReading:
+def read_settings(environ: Mapping[str, str], *, also_read: Collection[str] = ()) -> SettingsReading:
     """The ``settings`` check: every variable as the function reads it (``Settings.from_env``), each refused
     one named with what it expects (a secret's value never shown); an unknown variable with one of
-    ``OWN_PREFIXES`` is a warning naming the likely variable; a region ECS is not known to run in, a warning."""
+    ``OWN_PREFIXES`` is a warning naming the likely variable; a region ECS is not known to run in, a warning.
+    ``also_read``: names the caller reads itself (the tools' ``VOLCENGINE_ACCOUNT_ID``), never unknown."""
     settings, refused = _read_leaving_out(environ)
     problems = [str(error) for error in refused]
     fixes = [f"fix {error.source or 'the variable it names'}" for error in refused]
@@ -85,7 +86,7 @@ def read_settings(environ: Mapping[str, str]) -> SettingsReading:
     defaulted = [error for error in refused if error.source in _SETTINGS_VARIABLES]
     if defaulted:
         problems[-1] += "; the other checks ran with the default" + ("s" if len(defaulted) > 1 else "")
-    for name, likely in _unknown(environ):
+    for name, likely in _unknown(environ, also_read):
         problems.append(
             f"{name} is not a variable the function reads" + (f" (did you mean {likely}?)" if likely else "")
         )
@@ -127,10 +128,15 @@ def _read_leaving_out(environ: Mapping[str, str]) -> tuple[Settings, list[Config
                 return Settings.from_env({}), refused
 
 
-def _unknown(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
-    """Each variable with one of ``OWN_PREFIXES`` the function does not read, and the one it likely meant."""
+def _unknown(environ: Mapping[str, str], also_read: Collection[str]) -> list[tuple[str, str | None]]:
+    """Each variable with one of ``OWN_PREFIXES`` that neither the function nor the caller (``also_read``)
+    reads, and the one it likely meant."""
     known = sorted(known_variables())
-    unknown = sorted(name for name in environ if name.startswith(OWN_PREFIXES) and name not in known)
+    unknown = sorted(
+        name
+        for name in environ
+        if name.startswith(OWN_PREFIXES) and name not in known and name not in also_read
+    )
     return [
         (name, next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None)) for name in unknown
     ]
@@ -160,7 +166,7 @@ def _one(name: str, check: Check, subjects: Subjects, deadline: float, share: fl
         fix = "run the doctor with more time (the function's timeout, or exporter-tools doctor --timeout)"
         return check_result(name, "fail", detail, fix)
     except ExporterError as error:
-        return failed_check(name, error, "the check stopped")
+        return failed_check(name, error, "the check stopped", subjects.settings)
     except Exception as error:  # a defect in one check must not hide the others' verdicts
         _log.exception("doctor.check_crashed", check=name)
         detail = f"the check failed unexpectedly ({type(error).__name__}); the log has the details (doctor.check_crashed)"
