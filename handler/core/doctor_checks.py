@@ -21,7 +21,14 @@ from handler.core.apis import DoctorApi, ObjectStore
 from handler.core.restoring import DRILL_IMAGE_ROOM
 from handler.core.retention_rules import CLOCK_TOLERANCE
 from handler.core.selection import pick_scan_images
-from handler.errors import AccessDenied, AuthenticationFailed, ExporterError, fix_for
+from handler.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    ConfigurationError,
+    ExporterError,
+    NoCredentials,
+    fix_for,
+)
 from handler.models.results import CheckStatus, DoctorCheck
 from handler.models.settings import Settings
 
@@ -147,10 +154,7 @@ def check_credentials(subjects: Subjects, deadline: float) -> DoctorCheck:
     if subjects.api is None:
         error = subjects.unsigned
         detail = str(error) if error is not None else "no credentials"
-        fix = fix_for(error.code) if error is not None else None
-        return check_result(
-            name, "fail", detail, fix or "set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY"
-        )
+        return check_result(name, "fail", detail, _unsigned_fix(error))
     key = shown_key(subjects.access_key or "")
     region = subjects.settings.region
     probe = subjects.api.probe(deadline=deadline)
@@ -166,6 +170,18 @@ def check_credentials(subjects: Subjects, deadline: float) -> DoctorCheck:
     else:
         doing = f"DescribeImages failed for the access key {key}"
     return failed_check(name, error, doing, subjects.settings)
+
+
+def _unsigned_fix(error: ExporterError | None) -> str:
+    """What to do when there is nothing to sign with: set the keys, or fix the variable or file named."""
+    if error is None or isinstance(error, NoCredentials):
+        return (
+            "set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (in the function: give it its IAM role, "
+            "function.role in template.yaml)"
+        )
+    if isinstance(error, ConfigurationError) and error.source:
+        return f"fix {error.source}"
+    return fix_for(error.code) or "the detail says what is wrong with the credentials"
 
 
 def _offset(server: datetime, local: datetime) -> timedelta:

@@ -210,6 +210,8 @@ def test_without_credentials_the_checks_that_sign_say_they_did_not_run(account: 
     assert checks["settings"].status == "pass"
     assert checks["credentials"].status == "fail"
     assert "no credentials found" in checks["credentials"].detail
+    assert checks["credentials"].fix is not None
+    assert checks["credentials"].fix.startswith("set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY")
     for name in ("clock", "bucket", "bucket_access", "images"):
         assert checks[name].status == "warn", name
         assert checks[name].detail.startswith("not checked: nothing to sign with"), name
