@@ -176,3 +176,20 @@ def test_the_doctor_gets_the_deployed_environment_with_the_deployers_connection(
         "VOLCENGINE_SESSION_TOKEN": "sts-token",
         "SSL_CERT_FILE": "/here/ca.pem",
     }
+
+
+def test_the_readme_shows_the_table_as_deploy_prints_it() -> None:
+    """The README's step 5 is the table deploy prints: its second line, a row per check in order with the
+    mark first, the count, and the last line on the Doctor event."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### 5. The doctor", 1)[1].split("```\n", 2)[1].splitlines()
+    assert block[0].startswith("Doctor: the image exporter in cn-beijing, bucket ")
+    assert block[1] == "The settings just deployed, checked from here with your keys:"
+    rows = [line.split()[:2] for line in block if line.startswith("[")]
+    assert rows == [
+        ["[✓]", name] for name in ("settings", "credentials", "clock", "bucket", "bucket_access", "images")
+    ]
+    assert block[-2:] == [
+        "No issues found: 6 checks passed.",
+        DOCTOR_EVENT_HINT.format(name="image-exporter"),
+    ]
