@@ -37,13 +37,9 @@ from handler.core.doctor import SettingsReading
 from handler.doctor import examine, read_settings
 from handler.models.results import DoctorCheck
 
-__all__ = ["DEPLOYER_VARIABLES", "MARKS", "build_parser", "examine_environment", "main", "render", "report"]
+__all__ = ["MARKS", "build_parser", "examine_environment", "main", "render", "report"]
 
 MARKS = {"pass": "✓", "warn": "!", "fail": "✗"}
-# What the shipped template.yaml reads that the function does not: the README has the deployer export it in
-# the shell the doctor then runs in, so it is no misspelling (tests/tools/test_doctor_command.py holds this to
-# the template).
-DEPLOYER_VARIABLES = frozenset({"VOLCENGINE_ACCOUNT_ID"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +84,7 @@ def examine_environment(
     environ: Mapping[str, str], *, timeout: float
 ) -> tuple[SettingsReading, tuple[DoctorCheck, ...]]:
     """Every check with the settings and credentials ``environ`` holds, within ``timeout`` seconds."""
-    reading = read_settings(environ, also_read=DEPLOYER_VARIABLES)
+    reading = read_settings(environ)
     return reading, examine(reading, environ, deadline=time.monotonic() + timeout)
 
 

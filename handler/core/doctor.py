@@ -21,7 +21,7 @@ runs the others in order, each independent: each gets a fair share of what is le
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -43,7 +43,14 @@ from handler.errors import BudgetExhausted, ConfigurationError, ExporterError
 from handler.models.results import CheckStatus, DoctorCheck
 from handler.models.settings import KNOWN_REGIONS, Settings, known_variables
 
-__all__ = ["MAX_CHECK_SECONDS", "OWN_PREFIXES", "SettingsReading", "read_settings", "run_doctor"]
+__all__ = [
+    "DEPLOYER_VARIABLES",
+    "MAX_CHECK_SECONDS",
+    "OWN_PREFIXES",
+    "SettingsReading",
+    "read_settings",
+    "run_doctor",
+]
 
 _log = structlog.get_logger("handler.doctor")
 
@@ -51,6 +58,9 @@ _log = structlog.get_logger("handler.doctor")
 MAX_CHECK_SECONDS = 30.0
 # Variables with these prefixes are the function's: one it does not read is likely misspelt.
 OWN_PREFIXES = ("EXPORT_", "VOLCENGINE_", "WEBHOOK_", "RETENTION_", "RESTORE_")
+# What the shipped template.yaml reads that the function does not: the README has the deployer export it, so
+# it is set in the shells the doctor runs from (a test holds this to the template).
+DEPLOYER_VARIABLES = frozenset({"VOLCENGINE_ACCOUNT_ID"})
 
 Check = Callable[[Subjects, float], DoctorCheck]
 # Every check after the settings', in order, and when it runs (the last three only when their feature is on).
@@ -74,11 +84,11 @@ class SettingsReading:
     check: DoctorCheck
 
 
-def read_settings(environ: Mapping[str, str], *, also_read: Collection[str] = ()) -> SettingsReading:
+def read_settings(environ: Mapping[str, str]) -> SettingsReading:
     """The ``settings`` check: every variable as the function reads it (``Settings.from_env``), each refused
     one named with what it expects (a secret's value never shown); an unknown variable with one of
-    ``OWN_PREFIXES`` is a warning naming the likely variable; a region ECS is not known to run in, a warning.
-    ``also_read``: names the caller reads itself (the tools' ``VOLCENGINE_ACCOUNT_ID``), never unknown."""
+    ``OWN_PREFIXES`` is a warning naming the likely variable (``DEPLOYER_VARIABLES`` are known); a region ECS
+    is not known to run in, a warning."""
     settings, refused = _read_leaving_out(environ)
     problems = [str(error) for error in refused]
     fixes = [f"fix {error.source or 'the variable it names'}" for error in refused]
@@ -86,7 +96,7 @@ def read_settings(environ: Mapping[str, str], *, also_read: Collection[str] = ()
     defaulted = [error for error in refused if error.source in _SETTINGS_VARIABLES]
     if defaulted:
         problems[-1] += "; the other checks ran with the default" + ("s" if len(defaulted) > 1 else "")
-    for name, likely in _unknown(environ, also_read):
+    for name, likely in _unknown(environ):
         problems.append(
             f"{name} is not a variable the function reads" + (f" (did you mean {likely}?)" if likely else "")
         )
@@ -128,14 +138,14 @@ def _read_leaving_out(environ: Mapping[str, str]) -> tuple[Settings, list[Config
                 return Settings.from_env({}), refused
 
 
-def _unknown(environ: Mapping[str, str], also_read: Collection[str]) -> list[tuple[str, str | None]]:
-    """Each variable with one of ``OWN_PREFIXES`` that neither the function nor the caller (``also_read``)
-    reads, and the one it likely meant."""
+def _unknown(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Each variable with one of ``OWN_PREFIXES`` that neither the function nor deploy reads, and the one it
+    likely meant."""
     known = sorted(known_variables())
     unknown = sorted(
         name
         for name in environ
-        if name.startswith(OWN_PREFIXES) and name not in known and name not in also_read
+        if name.startswith(OWN_PREFIXES) and name not in known and name not in DEPLOYER_VARIABLES
     )
     return [
         (name, next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None)) for name in unknown

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from exporter_tools.cli import main as tools_main
-from exporter_tools.doctor import DEPLOYER_VARIABLES, render
+from exporter_tools.doctor import render
 from exporter_tools.emulator.ecs import EcsEmulator
 from exporter_tools.emulator.fleet import BucketAccess, Fleet, FleetBucket, FleetImage
-from handler.core.doctor import OWN_PREFIXES
+from handler.core.doctor import DEPLOYER_VARIABLES, OWN_PREFIXES
 from handler.errors import fix_for
 from handler.models.results import DoctorCheck
 from handler.models.settings import known_variables

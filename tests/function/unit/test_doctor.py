@@ -116,6 +116,14 @@ def test_an_unknown_variable_is_a_warning_naming_the_likely_one() -> None:
     assert "OTHER_THING" not in check.detail
 
 
+def test_the_deployers_account_id_is_known_to_the_event_too() -> None:
+    """VOLCENGINE_ACCOUNT_ID (template.yaml's role reads it) is set in the shells the README has deploy, the
+    doctor and ``python -m handler invoke`` run from: no warning, wherever the settings check runs."""
+    check = read_settings({**ENV, "VOLCENGINE_ACCOUNT_ID": "2100000000"}).check
+    assert check.status == "pass"
+    assert check.detail.startswith("3 variables set")
+
+
 def test_a_bad_setting_fails_naming_it_and_the_other_checks_run_with_its_default(account: Account) -> None:
     """Each refused variable is named with what it expects; the settings read on without it (its default), so
     the other checks still run: the probe goes under the default prefix."""
