@@ -41,6 +41,7 @@ TOOLS_UNIT_TESTS := tests/tools/test_habits.py tests/tools/deploy/test_sdk_model
     tests/tools/emulator/test_signature.py
 # e2e: whole commands against the emulators over real sockets (the function, deploy, status, the emulator's CLI).
 TOOLS_E2E_TESTS := tests/tools/deploy/test_deploy.py tests/tools/deploy/test_deploy_ux.py \
+    tests/tools/deploy/test_deploy_doctor.py \
     tests/tools/emulator/test_status_command.py \
     tests/tools/emulator/test_emulator_cli.py tests/tools/emulator/test_receiver_walkthrough.py
 # integration: every other tools test (a new one lands here until it is listed above).

@@ -18,6 +18,9 @@ identity differs (the caller's keys, not the function's role).
 
 Exit status: 0 no check failed (warnings allowed); 1 a check failed, a bad setting included (it is the
 ``settings`` check's failure, shown in the table, the other checks run with its default); 2 a usage error.
+
+``deploy --apply`` ends with the same checks (:func:`examine_environment`, :func:`report`) on the settings it
+deployed.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from handler.adapters.log import configure_logging
+from handler.core.doctor import SettingsReading
 from handler.doctor import examine, read_settings
 from handler.models.results import DoctorCheck
 
-__all__ = ["MARKS", "build_parser", "main", "render"]
+__all__ = ["MARKS", "build_parser", "examine_environment", "main", "render", "report"]
 
 MARKS = {"pass": "✓", "warn": "!", "fail": "✗"}
 
@@ -66,20 +70,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.timeout <= 900:
         parser.error("--timeout must be above 0 and at most 900 seconds")
     configure_logging("INFO" if args.verbose else "ERROR")  # the table says what the checks found
-    reading = read_settings(os.environ)
-    checks = examine(reading, os.environ, deadline=time.monotonic() + args.timeout)
+    reading, checks = examine_environment(os.environ, timeout=args.timeout)
     failed = any(check.status == "fail" for check in checks)
     if args.json:
         shown = [{k: v for k, v in dataclasses.asdict(check).items() if v is not None} for check in checks]
         print(json.dumps({"ok": not failed, "checks": shown}, indent=2, ensure_ascii=False))
     else:
-        settings = reading.settings
-        bucket = settings.tos_bucket or "(no bucket)"
-        print(
-            f"Doctor: the image exporter in {settings.region}, bucket {bucket} (prefix {settings.tos_prefix})\n"
-        )
-        print("\n".join(render(checks)))
+        print("\n".join(report(reading, checks)))
     return 1 if failed else 0
+
+
+def examine_environment(
+    environ: Mapping[str, str], *, timeout: float
+) -> tuple[SettingsReading, tuple[DoctorCheck, ...]]:
+    """Every check with the settings and credentials ``environ`` holds, within ``timeout`` seconds."""
+    reading = read_settings(environ)
+    return reading, examine(reading, environ, deadline=time.monotonic() + timeout)
+
+
+def report(reading: SettingsReading, checks: Sequence[DoctorCheck]) -> list[str]:
+    """The headline (region, bucket, prefix), a blank line, then the table (:func:`render`)."""
+    settings = reading.settings
+    bucket = settings.tos_bucket or "(no bucket)"
+    headline = (
+        f"Doctor: the image exporter in {settings.region}, bucket {bucket} (prefix {settings.tos_prefix})"
+    )
+    return [headline, "", *render(checks)]
 
 
 def render(checks: Sequence[DoctorCheck]) -> list[str]:

@@ -129,6 +129,7 @@ def _wait(
     retag it as a timer run would (so that none reports it again)."""
     assert clients.store is not None  # noqa: S101 - built with_store
     new = started.restored_image_id or ""
+    bar = _Bar(progress)
     ends_at = time.monotonic() + timeout
     while True:
         deadline = min(ends_at, time.monotonic() + 60.0)
@@ -136,12 +137,12 @@ def _wait(
         ended = [o for o in run.outcomes if o.restored_image_id == new]
         if ended:
             run.settle(deadline=deadline)
-            _bar(progress, 100 if ended[0].status == "restored" else None, new, ended[0].status, done=True)
+            bar(100 if ended[0].status == "restored" else None, new, ended[0].status, done=True)
             return ended[0]
         percent, status = _progress(clients, new, deadline)
-        _bar(progress, percent, new, status)
+        bar(percent, new, status)
         if time.monotonic() + interval > ends_at:
-            print(file=progress)
+            bar.stop()
             reason = (
                 f"still importing after {timeout:g} s; a later timer run of the function reports its end "
                 f"(or run exporter-tools status)"
@@ -161,13 +162,37 @@ def _progress(clients: Clients, image_id: str, deadline: float) -> tuple[int | N
     return task.progress, task.status or "unknown"
 
 
-def _bar(out: TextIO, percent: int | None, image_id: str, status: str, *, done: bool = False) -> None:
-    filled = round(_BAR * (percent or 0) / 100)
-    shown = f"{percent:3d}%" if percent is not None else "  ?%"
-    out.write(f"\r[{'#' * filled}{'.' * (_BAR - filled)}] {shown} {image_id} {status}".ljust(79))
-    if done:
-        out.write("\n")
-    out.flush()
+class _Bar:
+    """The import's progress: one line redrawn on a terminal; elsewhere (a CI log, a file) one line a change,
+    so that the log does not become one long line of carriage returns."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.redraw = _is_terminal(out)
+        self.last = ""
+
+    def __call__(self, percent: int | None, image_id: str, status: str, *, done: bool = False) -> None:
+        filled = round(_BAR * (percent or 0) / 100)
+        shown = f"{percent:3d}%" if percent is not None else "  ?%"
+        line = f"[{'#' * filled}{'.' * (_BAR - filled)}] {shown} {image_id} {status}"
+        if self.redraw:
+            self.out.write(f"\r{line}".ljust(79) + ("\n" if done else ""))
+        elif line != self.last:
+            self.out.write(line + "\n")
+        self.last = line
+        self.out.flush()
+
+    def stop(self) -> None:
+        """End the redrawn line (a timeout: no last state to draw)."""
+        if self.redraw:
+            self.out.write("\n")
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or odd stream
+        return False
 
 
 def _timed_out(outcome: ImageOutcome) -> bool:

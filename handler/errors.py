@@ -401,7 +401,10 @@ class ErrorCode:
 
 _RETRY_LATER = "nothing to do: a later run retries it"
 _THROTTLED = "the API is throttling: a later run retries it; lower VOLCENGINE_MAX_RPS if it persists"
-_UNREACHABLE = "check the function's network access to VOLCENGINE_ENDPOINT; a later run retries it"
+_UNREACHABLE = (
+    "check the endpoint the message names (VOLCENGINE_ENDPOINT or TOS_ENDPOINT) and the network access to it; "
+    "a later run retries it"
+)
 _ANSWER_LOST = "no answer came: a later run checks whether the export started before retrying"
 _BAD_KEYS = "check the access key (VOLCENGINE_ACCESS_KEY or the function's role)"
 _REFRESH_STS = "refresh the STS token (VOLCENGINE_SESSION_TOKEN or the role's credential file)"

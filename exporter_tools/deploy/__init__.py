@@ -9,7 +9,8 @@ validate-template | package | deploy``) and may use what the function must not (
 - ``vefaas`` (the typed veFaaS client), ``tos_lifecycle`` (a bucket's lifecycle rules over TOS),
   ``lifecycle`` (pure: the export prefix's rule merged into the bucket's others), ``plan`` (pure: the writes
   that would make the account match, from reads through ``AccountReader`` and ``LifecycleReader``), ``apply``
-  (making them), ``zipcheck`` (what the runtime could not start), ``cli`` (the ``deploy`` command);
+  (making them), ``checkup`` (the doctor's checks that end an apply), ``zipcheck`` (what the runtime could not
+  start), ``cli`` (the ``deploy`` command);
 - ``package`` (``dist/function.zip``, the ``package`` command).
 """
 

@@ -11,6 +11,10 @@ Like a plan-and-apply tool: ``--apply`` asks for ``yes`` on a terminal and, with
 ``--auto-approve``; ``--json`` prints the plan for programs; ``--detailed-exitcode`` makes a plan's exit
 status say whether it has changes (0 none, 2 some, 1 any error), as Terraform's does. Otherwise the status is
 the tools' convention: 0 done, 1 a call or the release failed, 2 a usage or configuration error.
+
+An ``--apply`` that leaves the function deployed (nothing to change included) ends with the doctor's checks
+on the settings it deployed (``exporter_tools.deploy.checkup``; ``--no-doctor`` leaves them out): a check that
+fails makes the exit status 1, the deployment done and said so.
 """
 
 from __future__ import annotations
@@ -67,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--auto-approve", action="store_true", help="with --apply: make the calls without asking"
     )
+    parser.add_argument(
+        "--no-doctor",
+        action="store_true",
+        help="with --apply: leave out the doctor's checks of the deployed settings at the end (a destroy runs none)",
+    )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON (not with --apply)")
     parser.add_argument(
         "--detailed-exitcode",
@@ -105,9 +114,10 @@ def main(
     out: TextIO | None = None,
     stdin: TextIO | None = None,
 ) -> int:
-    """``deploy [--template FILE] [--zip FILE] [--destroy] [--plan | --apply [--auto-approve]] [--json]
-    [--detailed-exitcode]``: 0 done, 1 a call or the release failed, 2 a usage or configuration error
-    (before any call); with ``--detailed-exitcode``, 0 nothing to change, 2 changes pending, 1 any error."""
+    """``deploy [--template FILE] [--zip FILE] [--destroy] [--plan | --apply [--auto-approve] [--no-doctor]]
+    [--json] [--detailed-exitcode]``: 0 done, 1 a call, the release or (after an apply) a doctor's check
+    failed, 2 a usage or configuration error (before any call); with ``--detailed-exitcode``, 0 nothing to
+    change, 2 changes pending, 1 any error."""
     words = tool_arguments(argv)
     detailed = "--detailed-exitcode" in words
     parser = build_parser()
@@ -138,6 +148,8 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace, answ
         parser.error("--detailed-exitcode is for a plan (whether it has changes): run --apply without it")
     if args.auto_approve and not args.apply:
         parser.error("--auto-approve goes with --apply")
+    if args.no_doctor and not args.apply:
+        parser.error("--no-doctor goes with --apply: a plan runs no doctor")
     if args.apply and not args.auto_approve and not _is_terminal(answers):
         parser.error(
             "--apply asks for confirmation, and stdin is not a terminal: add --auto-approve to apply without "
@@ -219,6 +231,8 @@ def _deploy(args: argparse.Namespace, env: Mapping[str, str], io: _Io) -> tuple[
         try:
             plan = make_plan(desired, client, lifecycle)
             if not _approved(plan, args, io, ready.warnings):
+                if args.apply and not plan.steps:  # deployed already: the doctor still checks it
+                    return _checked(args, env, io, ready), False
                 return (1 if args.apply and plan.steps else 0), bool(plan.steps)
             function_id = apply_plan(
                 plan,
@@ -235,7 +249,23 @@ def _deploy(args: argparse.Namespace, env: Mapping[str, str], io: _Io) -> tuple[
             return _failed(exc.message), True
     timers = ", ".join(t.name for t in desired.timers) or "no timers"
     io.out.write(f"Deployed {desired.config.name} (id {function_id}) with {timers}.\n")
-    return 0, False
+    return _checked(args, env, io, ready), False
+
+
+def _checked(args: argparse.Namespace, env: Mapping[str, str], io: _Io, ready: _Ready) -> int:
+    """After an apply: 0, or the doctor's verdict on the deployed settings (1 when a check failed)."""
+    if args.no_doctor:
+        return 0
+    from exporter_tools.deploy.checkup import check_deployment  # noqa: PLC0415 - only after an apply
+
+    config = ready.desired.config
+    if check_deployment(config.name, config.envs, ready.connected, env, out=io.out):
+        return 0
+    sys.stderr.write(
+        "deploy: the deployment is done, but a doctor's check failed: fix what each ✗ row says, then check "
+        "again with exporter-tools doctor, or deploy again if the fix changes template.yaml or a value it reads\n"
+    )
+    return 1
 
 
 def _destroy(args: argparse.Namespace, env: Mapping[str, str], io: _Io) -> tuple[int, bool]:

@@ -43,7 +43,14 @@ from handler.errors import BudgetExhausted, ConfigurationError, ExporterError
 from handler.models.results import CheckStatus, DoctorCheck
 from handler.models.settings import KNOWN_REGIONS, Settings, known_variables
 
-__all__ = ["MAX_CHECK_SECONDS", "OWN_PREFIXES", "SettingsReading", "read_settings", "run_doctor"]
+__all__ = [
+    "DEPLOYER_VARIABLES",
+    "MAX_CHECK_SECONDS",
+    "OWN_PREFIXES",
+    "SettingsReading",
+    "read_settings",
+    "run_doctor",
+]
 
 _log = structlog.get_logger("handler.doctor")
 
@@ -51,6 +58,9 @@ _log = structlog.get_logger("handler.doctor")
 MAX_CHECK_SECONDS = 30.0
 # Variables with these prefixes are the function's: one it does not read is likely misspelt.
 OWN_PREFIXES = ("EXPORT_", "VOLCENGINE_", "WEBHOOK_", "RETENTION_", "RESTORE_")
+# What the shipped template.yaml reads that the function does not: the README has the deployer export it, so
+# it is set in the shells the doctor runs from (a test holds this to the template).
+DEPLOYER_VARIABLES = frozenset({"VOLCENGINE_ACCOUNT_ID"})
 
 Check = Callable[[Subjects, float], DoctorCheck]
 # Every check after the settings', in order, and when it runs (the last three only when their feature is on).
@@ -77,7 +87,8 @@ class SettingsReading:
 def read_settings(environ: Mapping[str, str]) -> SettingsReading:
     """The ``settings`` check: every variable as the function reads it (``Settings.from_env``), each refused
     one named with what it expects (a secret's value never shown); an unknown variable with one of
-    ``OWN_PREFIXES`` is a warning naming the likely variable; a region ECS is not known to run in, a warning."""
+    ``OWN_PREFIXES`` is a warning naming the likely variable (``DEPLOYER_VARIABLES`` are known); a region ECS
+    is not known to run in, a warning."""
     settings, refused = _read_leaving_out(environ)
     problems = [str(error) for error in refused]
     fixes = [f"fix {error.source or 'the variable it names'}" for error in refused]
@@ -128,9 +139,14 @@ def _read_leaving_out(environ: Mapping[str, str]) -> tuple[Settings, list[Config
 
 
 def _unknown(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
-    """Each variable with one of ``OWN_PREFIXES`` the function does not read, and the one it likely meant."""
+    """Each variable with one of ``OWN_PREFIXES`` that neither the function nor deploy reads, and the one it
+    likely meant."""
     known = sorted(known_variables())
-    unknown = sorted(name for name in environ if name.startswith(OWN_PREFIXES) and name not in known)
+    unknown = sorted(
+        name
+        for name in environ
+        if name.startswith(OWN_PREFIXES) and name not in known and name not in DEPLOYER_VARIABLES
+    )
     return [
         (name, next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None)) for name in unknown
     ]
@@ -160,7 +176,7 @@ def _one(name: str, check: Check, subjects: Subjects, deadline: float, share: fl
         fix = "run the doctor with more time (the function's timeout, or exporter-tools doctor --timeout)"
         return check_result(name, "fail", detail, fix)
     except ExporterError as error:
-        return failed_check(name, error, "the check stopped")
+        return failed_check(name, error, "the check stopped", subjects.settings)
     except Exception as error:  # a defect in one check must not hide the others' verdicts
         _log.exception("doctor.check_crashed", check=name)
         detail = f"the check failed unexpectedly ({type(error).__name__}); the log has the details (doctor.check_crashed)"

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from handler.core.doctor_checks import Subjects, check_result, failed_check
-from handler.errors import TOS_PERMISSIONS, ExporterError, MalformedResponse, TosAccessDenied, fix_for
+from handler.core.doctor_checks import Subjects, check_result, doctor_fix, failed_check
+from handler.errors import TOS_PERMISSIONS, ExporterError, MalformedResponse, TosAccessDenied
 from handler.models.objects import ObjectUnreadable
 from handler.models.results import DoctorCheck
 
@@ -28,8 +28,8 @@ def probe_key(prefix: str) -> str:
 
 
 def check_bucket(subjects: Subjects, deadline: float) -> DoctorCheck:
-    """HeadBucket: the bucket exists and is in ``VOLCENGINE_REGION`` (ExportImage writes only there). A role
-    that may not call HeadBucket is a warning: the function itself never calls it."""
+    """HeadBucket: the bucket exists and is in ``VOLCENGINE_REGION`` (ExportImage writes only there). A refused
+    HeadBucket is a warning: the function itself never calls it."""
     name = "bucket"
     bucket, region = subjects.settings.tos_bucket, subjects.settings.region
     if not bucket:
@@ -41,15 +41,16 @@ def check_bucket(subjects: Subjects, deadline: float) -> DoctorCheck:
     try:
         info = store.head_bucket(bucket, deadline=deadline)
     except TosAccessDenied as error:
+        # A HEAD answer has no body: a 403 does not say whether the permission or the signature was refused.
         detail = (
-            f"{bucket}: the role may not call HeadBucket ({error.code}), so its region was not read; the "
+            f"{bucket}: HeadBucket was refused ({error.code}; a HEAD answer says no more: the role may not call "
+            "it, or the keys were refused, as the credentials check would say), so its region was not read; the "
             "function itself never calls it"
         )
-        return check_result(
-            name, "warn", detail, f"grant {TOS_PERMISSIONS['HeadBucket']} to let the doctor read it"
-        )
+        fix = f"grant {TOS_PERMISSIONS['HeadBucket']} to let the doctor read it (if the credentials check failed, fix it first)"
+        return check_result(name, "warn", detail, fix)
     except ExporterError as error:
-        return failed_check(name, error, f"HeadBucket {bucket}")
+        return failed_check(name, error, f"HeadBucket {bucket}", subjects.settings)
     theirs = info.region[:40]
     if theirs != region:
         detail = (
@@ -127,5 +128,5 @@ def check_bucket_access(subjects: Subjects, deadline: float) -> DoctorCheck:
         )
     failure = next((step.error for step in steps if step.error is not None), None)
     if failure is not None:
-        return check_result(name, "fail", said, fix_for(failure.code) or "the detail names the error")
+        return check_result(name, "fail", said, doctor_fix(failure, subjects.settings))
     return check_result(name, "pass", f"{said}: the follow-up and retention have the access they need")

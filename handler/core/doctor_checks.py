@@ -21,7 +21,14 @@ from handler.core.apis import DoctorApi, ObjectStore
 from handler.core.restoring import DRILL_IMAGE_ROOM
 from handler.core.retention_rules import CLOCK_TOLERANCE
 from handler.core.selection import pick_scan_images
-from handler.errors import AccessDenied, AuthenticationFailed, ExporterError, fix_for
+from handler.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    ConfigurationError,
+    ExporterError,
+    NoCredentials,
+    fix_for,
+)
 from handler.models.results import CheckStatus, DoctorCheck
 from handler.models.settings import Settings
 
@@ -38,6 +45,7 @@ __all__ = [
     "check_result",
     "check_retention",
     "check_webhook",
+    "doctor_fix",
     "failed_check",
     "shown_key",
 ]
@@ -114,11 +122,22 @@ def check_result(name: str, status: CheckStatus, detail: str, fix: str | None = 
     return DoctorCheck(name=name, status=status, detail=cut, fix=fix if status != "pass" else None)
 
 
-def failed_check(name: str, error: ExporterError, doing: str) -> DoctorCheck:
+def failed_check(name: str, error: ExporterError, doing: str, settings: Settings) -> DoctorCheck:
     """``name`` failed on ``error`` while ``doing``: the code and message (never a secret: the clients mask
-    them), and the table's fix for the code."""
+    them), and the fix (:func:`doctor_fix`)."""
+    return check_result(name, "fail", f"{doing}: {error.code}: {error.message}", doctor_fix(error, settings))
+
+
+def doctor_fix(error: ExporterError, settings: Settings) -> str:
+    """The table's fix for ``error``; a refused signature in a region ECS is not known to run in points at the
+    region first (every signature's scope names it)."""
     fix = fix_for(error.code) or "the detail names the error; run the doctor again once it is fixed"
-    return check_result(name, "fail", f"{doing}: {error.code}: {error.message}", fix)
+    if error.code == "SignatureDoesNotMatch" and not settings.region_known:
+        return (
+            f"check VOLCENGINE_REGION first ({settings.region} is not a region ECS is known to run in, and "
+            f"every signature names its region); then {fix}"
+        )
+    return fix
 
 
 def shown_key(access_key: str) -> str:
@@ -135,10 +154,7 @@ def check_credentials(subjects: Subjects, deadline: float) -> DoctorCheck:
     if subjects.api is None:
         error = subjects.unsigned
         detail = str(error) if error is not None else "no credentials"
-        fix = fix_for(error.code) if error is not None else None
-        return check_result(
-            name, "fail", detail, fix or "set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY"
-        )
+        return check_result(name, "fail", detail, _unsigned_fix(error))
     key = shown_key(subjects.access_key or "")
     region = subjects.settings.region
     probe = subjects.api.probe(deadline=deadline)
@@ -153,7 +169,19 @@ def check_credentials(subjects: Subjects, deadline: float) -> DoctorCheck:
         doing = f"the access key {key} is valid but may not call DescribeImages"
     else:
         doing = f"DescribeImages failed for the access key {key}"
-    return failed_check(name, error, doing)
+    return failed_check(name, error, doing, subjects.settings)
+
+
+def _unsigned_fix(error: ExporterError | None) -> str:
+    """What to do when there is nothing to sign with: set the keys, or fix the variable or file named."""
+    if error is None or isinstance(error, NoCredentials):
+        return (
+            "set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (in the function: give it its IAM role, "
+            "function.role in template.yaml)"
+        )
+    if isinstance(error, ConfigurationError) and error.source:
+        return f"fix {error.source}"
+    return fix_for(error.code) or "the detail says what is wrong with the credentials"
 
 
 def _offset(server: datetime, local: datetime) -> timedelta:

@@ -118,6 +118,7 @@ CASES = [
     Case("package", "usage", lambda w: ["--no-such-option"]),
     Case("package", "configuration", lambda w: ["--python", "/nonexistent/python3.12"], id="bad-python"),
     Case("deploy", "usage", lambda w: ["--no-such-option"]),
+    Case("deploy", "usage", lambda w: ["--no-doctor"], id="no-doctor-without-apply"),
     Case("deploy", "usage", lambda w: ["--zip", "/nonexistent/function.zip"], _deploy_env, id="missing-zip"),
     Case("deploy", "configuration", _deploy_args, _deploy_env, id="missing-variables"),
     Case(

@@ -3,6 +3,7 @@ real loopback socket; ``--wait`` follows the import to its end and settles it so
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -64,8 +65,11 @@ def test_restore_wait_follows_the_import_with_a_progress_bar_and_settles_it(
     captured = capsys.readouterr()
     assert code == 0
     assert captured.out.startswith(f"{SOURCE}: restored → image-")
-    assert "%" in captured.err
-    assert "[" in captured.err
+    lines = captured.err.splitlines()
+    assert "\r" not in captured.err  # not a terminal: one line a change, no redrawing
+    assert lines[-1].startswith("[##############################] 100% image-")
+    assert lines[-1].endswith(" restored")
+    assert len(lines) == len(set(lines))
     (new,) = exported.imports()
     assert exported.ecs.image_tags(new)[RESTORE_KEY] == "restored"
     later, _ = run_handler(timer(3))
@@ -102,3 +106,22 @@ def test_restore_refuses_bad_arguments_with_exit_2(
         tools_main(argv)
     assert exit_.value.code == 2
     assert says in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_progress_bar_is_one_line_redrawn() -> None:
+    from exporter_tools.restore import _Bar
+
+    out = _Terminal()
+    bar = _Bar(out)
+    bar(20, "image-new1", "Running")
+    bar(20, "image-new1", "Running")
+    bar(100, "image-new1", "restored", done=True)
+
+    assert out.getvalue().count("\r") == 3
+    assert out.getvalue().endswith("\n")
+    assert out.getvalue().count("\n") == 1

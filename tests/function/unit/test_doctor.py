@@ -116,6 +116,14 @@ def test_an_unknown_variable_is_a_warning_naming_the_likely_one() -> None:
     assert "OTHER_THING" not in check.detail
 
 
+def test_the_deployers_account_id_is_known_to_the_event_too() -> None:
+    """VOLCENGINE_ACCOUNT_ID (template.yaml's role reads it) is set in the shells the README has deploy, the
+    doctor and ``python -m handler invoke`` run from: no warning, wherever the settings check runs."""
+    check = read_settings({**ENV, "VOLCENGINE_ACCOUNT_ID": "2100000000"}).check
+    assert check.status == "pass"
+    assert check.detail.startswith("3 variables set")
+
+
 def test_a_bad_setting_fails_naming_it_and_the_other_checks_run_with_its_default(account: Account) -> None:
     """Each refused variable is named with what it expects; the settings read on without it (its default), so
     the other checks still run: the probe goes under the default prefix."""
@@ -186,6 +194,22 @@ def test_a_wrong_secret_key_fails_credentials_naming_four_characters_of_the_key(
     assert "not-the-secret-key-0001" not in texts(checks)
 
 
+def test_a_refused_signature_in_a_region_ecs_is_not_known_in_points_at_the_region_first(
+    account: Account,
+) -> None:
+    """Every signature names its region: with VOLCENGINE_REGION not a known region, a SignatureDoesNotMatch's
+    fix says to check the region before the secret key (the settings check warns about it too)."""
+    wrong = Credentials(CREDENTIALS.access_key, "not-the-secret-key-0001")
+    api = ecs_client(account.clock, wrong, endpoint=account.emulator.endpoint, attempts=1, http=account.http)
+    checks = doctor(account, {**ENV, "VOLCENGINE_REGION": "cn-atlantis"}, api=api)
+    assert checks["settings"].status == "warn"
+    for name in ("credentials", "images"):
+        fix = checks[name].fix
+        assert fix is not None
+        assert fix.startswith("check VOLCENGINE_REGION first (cn-atlantis is not a region ECS is known"), name
+        assert fix.endswith(f"then {fix_for('SignatureDoesNotMatch')}"), name
+
+
 def test_without_credentials_the_checks_that_sign_say_they_did_not_run(account: Account) -> None:
     """No credentials: the credentials check fails with the resolver's message; every check that needs a
     signature warns that it did not run, pointing at the credentials check; the settings check still passes."""
@@ -194,6 +218,8 @@ def test_without_credentials_the_checks_that_sign_say_they_did_not_run(account: 
     assert checks["settings"].status == "pass"
     assert checks["credentials"].status == "fail"
     assert "no credentials found" in checks["credentials"].detail
+    assert checks["credentials"].fix is not None
+    assert checks["credentials"].fix.startswith("set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY")
     for name in ("clock", "bucket", "bucket_access", "images"):
         assert checks[name].status == "warn", name
         assert checks[name].detail.startswith("not checked: nothing to sign with"), name
@@ -271,7 +297,10 @@ def test_a_bucket_the_role_may_not_touch_refuses_every_step(account: Account) ->
     account.ecs.set_bucket_access("b-1", "none")
     checks = doctor(account)
     assert checks["bucket"].status == "warn"
-    assert checks["bucket"].fix == "grant tos:HeadBucket to let the doctor read it"
+    assert "the role may not call it, or the keys were refused" in checks["bucket"].detail
+    assert checks["bucket"].fix == (
+        "grant tos:HeadBucket to let the doctor read it (if the credentials check failed, fix it first)"
+    )
     access = checks["bucket_access"]
     assert access.status == "fail"
     assert "list refused (tos:ListBucket), write refused (tos:PutObject)" in access.detail

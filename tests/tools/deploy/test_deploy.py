@@ -88,6 +88,8 @@ class Deployer:
     def __call__(self, *flags: str) -> tuple[int, str, str]:
         out = io.StringIO()
         args = ["--template", str(self.folder / "template.yaml"), "--zip", str(self.folder / "function.zip")]
+        if "--apply" in flags and "--no-doctor" not in flags:
+            flags = (*flags, "--no-doctor")  # no ECS here to check: tests/tools/deploy/test_deploy_doctor.py
         status = cli.main(
             [*args, "--poll-seconds", "0", *flags], environ=self.environ, out=out, stdin=self.stdin
         )
@@ -324,7 +326,7 @@ def test_deploy_builds_the_real_zip_when_none_is_given(
     monkeypatch.setattr(package, "DEFAULT_CACHE", root / "dist" / ".vendor")
     monkeypatch.setattr(package, "DEFAULT_OUTPUT", tmp_path / "dist" / "function.zip")
     status = cli.main(
-        ["--template", str(deploy.folder / "template.yaml"), *APPLY, "--poll-seconds", "0"],
+        ["--template", str(deploy.folder / "template.yaml"), *APPLY, "--no-doctor", "--poll-seconds", "0"],
         environ=deploy.environ,
         out=io.StringIO(),
     )
@@ -491,7 +493,11 @@ def interrupted(deploy: Deployer, after: str) -> None:
     """Run deploy --apply and stop it as soon as it prints ``after``."""
     args = ["--template", str(deploy.folder / "template.yaml"), "--zip", str(deploy.folder / "function.zip")]
     with pytest.raises(KeyboardInterrupt):
-        cli.main([*args, "--poll-seconds", "0", *APPLY], environ=deploy.environ, out=_StopsAfter(after))
+        cli.main(
+            [*args, "--poll-seconds", "0", *APPLY, "--no-doctor"],
+            environ=deploy.environ,
+            out=_StopsAfter(after),
+        )
 
 
 def test_a_deploy_stopped_after_create_function_is_finished_by_the_next(deploy: Deployer) -> None:
