@@ -116,6 +116,8 @@ CLEAN_SECONDS = 40.0
 # new images, its follow-up, its exports, tagging and retagging all lie within the first eight or so.
 KILL_REQUESTS = 9
 KILL_DELAY = 0.03
+# The killed runs' budget (seconds): their claims hold this long and 10 s more, well within the clean phase.
+KILLED_BUDGET = 3.0
 
 
 def tracking_ledger(emulator: EcsEmulator, runs: list[Invocation]) -> dict[str, list[str]]:
@@ -140,9 +142,12 @@ def crash_then_clean_runs(
     ledger and a line per clean run (its exit status and its results' statuses, for a failure's message)."""
     rng = seeded(seed)
     emulator = start_emulator(new_images_fleet(FIRST_IMAGES), task_seconds=TASK_SECONDS, seed=seed)
-    # A killed run's claims hold until its budget is over (the function's timeout, and 10 s): a short budget
-    # lets the clean runs take them over within the clean phase, as the next timers would after a real kill.
-    env = process_env(emulator) | QUICK | {"FUNCTION_TIMEOUT_SECONDS": "3"}
+    # A killed run's claims hold until its budget is over (the time the platform gives it, and 10 s): a short
+    # budget lets the clean runs take them over within the clean phase, as the next timers would after a real
+    # kill. The budget is the invocation's own (``--timeout``, as the platform's context says), which wins
+    # over FUNCTION_TIMEOUT_SECONDS: a killed run given the launcher's default 30 s held its claims about 40 s,
+    # as long as the whole clean phase, and an export it had reported, not yet retagged, was left exporting.
+    env = process_env(emulator) | QUICK | {"FUNCTION_TIMEOUT_SECONDS": f"{KILLED_BUDGET:g}"}
     runs: list[Invocation] = []
     kills, added = 0, FIRST_IMAGES
     for firing in range(MAX_FIRINGS):
@@ -151,7 +156,7 @@ def crash_then_clean_runs(
         for _ in range(NEW_IMAGES_EACH_FIRING if firing else 0):
             emulator.ecs.add_image(FleetImage(id=f"image-new{added:04d}", created_hours_ago=0.1))
             added += 1
-        process = launcher.start(timer(f"d1-{seed}-kill-{firing}"), env, workdir)
+        process = launcher.start(timer(f"d1-{seed}-kill-{firing}"), env, workdir, timeout=KILLED_BUDGET)
         run = process.kill_after_requests(
             emulator, rng.randint(1, KILL_REQUESTS), delay=rng.uniform(0, KILL_DELAY)
         )
@@ -173,7 +178,17 @@ def crash_then_clean_runs(
         # the next one goes on), nothing is tagged exporting, and it started nothing new.
         if run.exit_code == 0 and not exporting and "started" not in run.statuses().values():
             break
-    return kills, tracking_ledger(emulator, runs), cleans
+    ledger = tracking_ledger(emulator, runs)
+    # For a failure's message: what the images gone wrong carry now.
+    for image_id in sorted({*ledger["untracked"], *ledger["unreported"]}):
+        seen = [
+            (n, "killed" if run.killed else "", line.get("event"), line.get("status") or line.get("state"))
+            for n, run in enumerate(runs)
+            for line in run.log
+            if image_id in (line.get("image_id"), *(line.get("image_ids") or ()))
+        ]
+        cleans.append(f"{image_id}: {emulator.ecs.image_tags(image_id)} {seen}")
+    return kills, ledger, cleans
 
 
 def check_crashes_lose_nothing(
