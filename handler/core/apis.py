@@ -7,11 +7,12 @@ emulator's transport and the tests' fakes elsewhere; nothing in ``handler.core``
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from handler.models.api import ExportStarted, Image, ImportSpec, ImportStarted, Probe, Task
-from handler.models.objects import BucketInfo, HeadResult, ListResult, PutResult
-from handler.models.tagging import TaggingReport
+if TYPE_CHECKING:  # the protocols' signatures only: an untracked export imports nothing of TOS
+    from handler.models.api import ExportStarted, Image, ImportSpec, ImportStarted, Probe, Task
+    from handler.models.objects import BucketInfo, HeadResult, ListResult, PutResult
+    from handler.models.tagging import TaggingReport
 
 __all__ = ["DoctorApi", "EcsApi", "ObjectStore", "RestoreApi", "TrackingApi"]
 
