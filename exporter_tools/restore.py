@@ -15,23 +15,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from handler.adapters.clients import Clients, build_clients
-from handler.adapters.credentials import resolve_credentials
-from handler.adapters.log import OFF, configure_logging
+from exporter_tools.bucket_session import open_bucket
+from handler.adapters.clients import Clients
 from handler.clock import SYSTEM_CLOCK
 from handler.core.restore import follow_restores, start_restore
 from handler.core.restoring import latest_import_tasks
-from handler.core.tracking import Destination
-from handler.errors import ConfigurationError, ExporterError, fix_for
+from handler.errors import ExporterError, fix_for
 from handler.models.commands import RefusedValue, check_bucket, check_image_id, check_image_name, check_prefix
 from handler.models.results import ImageOutcome
-from handler.models.settings import Settings
 
 __all__ = ["build_parser", "main"]
 
@@ -87,30 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "--timeout must be above 0 and at most 86400 seconds, --interval above 0 and at most 600"
         )
-    try:
-        settings = Settings.from_env(os.environ)
-    except ConfigurationError as error:
-        print(f"restore: {error}", file=sys.stderr)
-        return 2
-    bucket = args.bucket or settings.tos_bucket
-    if not bucket:
-        print("restore: no bucket: set EXPORT_TOS_BUCKET or give --bucket", file=sys.stderr)
-        return 2
-    configure_logging("INFO" if args.verbose else OFF)
-    started_at = time.monotonic()
-    deadline = started_at + 120.0
-    dest = Destination(bucket, args.prefix or settings.tos_prefix)
-    try:
-        clients = build_clients(settings, resolve_credentials(os.environ), with_store=True)
-    except ExporterError as error:
-        print(f"restore: {error}", file=sys.stderr)
-        return 2
-    assert clients.store is not None  # noqa: S101 - built with_store
+    session = open_bucket("restore", args)
+    if isinstance(session, int):
+        return session
+    clients, settings = session.clients, session.settings
+    deadline = time.monotonic() + 120.0
     outcome = start_restore(
         clients.ecs,
-        clients.store,
+        session.store,
         source_id=args.image_id,
-        dest=dest,
+        dest=session.dest,
         tos_origin=settings.tos_origin,
         name=args.name,
         deadline=deadline,

@@ -24,23 +24,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from exporter_tools.bucket_session import open_bucket
 from exporter_tools.tables import moment_text, size_text, text_table
-from handler.adapters.clients import build_clients
-from handler.adapters.credentials import resolve_credentials
-from handler.adapters.log import OFF, configure_logging
 from handler.clock import as_utc
 from handler.core.retention import RetentionMode, RetentionRun, run_retention
 from handler.core.retention_rules import Policy, RetentionPlan, Verdict, ordinal
-from handler.core.tracking import Destination
-from handler.errors import ConfigurationError, ExporterError, fix_for
+from handler.errors import fix_for
 from handler.models.commands import RefusedValue, check_bucket, check_prefix
-from handler.models.settings import Settings
 
 __all__ = ["as_json", "build_parser", "main", "render"]
 
@@ -88,31 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.timeout <= 3600:
         parser.error("--timeout must be above 0 and at most 3600 seconds")
     mode: RetentionMode = "apply" if args.apply else "plan"
-    try:
-        # The function's own reading, retention on as --apply says (a policy that keeps nothing by rule, or
-        # --apply where no tags show the exports in flight, is refused as the function refuses it).
-        settings = Settings.from_env({**os.environ, "RETENTION_MODE": mode})
-    except ConfigurationError as error:
-        print(f"retention: {error}", file=sys.stderr)
-        return 2
-    bucket = args.bucket or settings.tos_bucket
-    if not bucket:
-        print("retention: no bucket: set EXPORT_TOS_BUCKET or give --bucket", file=sys.stderr)
-        return 2
-    configure_logging("INFO" if args.verbose else OFF)
-    try:
-        clients = build_clients(
-            settings.model_copy(update={"tracking": "tags"}), resolve_credentials(os.environ), with_store=True
-        )
-    except ExporterError as error:
-        print(f"retention: {error}", file=sys.stderr)
-        return 2
-    assert clients.store is not None  # noqa: S101 - built with_store
-    dest = Destination(bucket, args.prefix or settings.tos_prefix)
+    # The function's own reading, retention on as --apply says (a policy that keeps nothing by rule, or --apply
+    # where no tags show the exports in flight, is refused as the function refuses it).
+    session = open_bucket("retention", args, overrides={"RETENTION_MODE": mode}, tracking=True)
+    if isinstance(session, int):
+        return session
+    settings, dest = session.settings, session.dest
     policy = Policy.of(settings)
     run = run_retention(
-        clients.ecs,
-        clients.store,
+        session.clients.ecs,
+        session.store,
         dest=dest,
         group_by=settings.retention_group_by,
         policy=policy,
