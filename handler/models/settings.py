@@ -14,7 +14,7 @@ import os
 import re
 import ssl
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import SplitResult, urlsplit
 
@@ -342,20 +342,13 @@ class Settings(BaseModel):
     @field_validator("tracking", mode="before")
     @classmethod
     def _tracking(cls, value: object) -> object:
-        text = str(value).lower()
-        if text not in ("tags", "off"):
-            msg = "expected tags or off"
-            raise ValueError(msg)
-        return text
+        return _one_of(value, ("tags", "off"), "expected tags or off")
 
     @field_validator("verify", mode="before")
     @classmethod
     def _verify(cls, value: object) -> object:
-        text = str(value).strip().lower()
-        if text not in get_args(VerifyLevel):
-            msg = "expected structure (read each object's qcow2 structure), head (the objects exist) or off"
-            raise ValueError(msg)
-        return text
+        expected = "expected structure (read each object's qcow2 structure), head (the objects exist) or off"
+        return _one_of(value, get_args(VerifyLevel), expected)
 
     @field_validator("retention_group_by", mode="before")
     @classmethod
@@ -373,33 +366,22 @@ class Settings(BaseModel):
     @field_validator("retention_mode", mode="before")
     @classmethod
     def _retention_mode(cls, value: object) -> object:
-        text = str(value).strip().lower()
-        if text not in get_args(RetentionMode):
-            msg = "expected off, plan (report what retention would delete) or apply (delete it)"
-            raise ValueError(msg)
-        return text
+        expected = "expected off, plan (report what retention would delete) or apply (delete it)"
+        return _one_of(value, get_args(RetentionMode), expected)
 
     @field_validator("max_in_flight", mode="before")
     @classmethod
     def _max_in_flight(cls, value: object) -> object:
-        if value is None:
-            return None
-        text = str(value)
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_IN_FLIGHT_LIMIT:
-            msg = f"expected a whole number from 1 to {MAX_IN_FLIGHT_LIMIT}, or unset for no cap"
-            raise ValueError(msg)
-        return int(text)
+        expected = f"expected a whole number from 1 to {MAX_IN_FLIGHT_LIMIT}, or unset for no cap"
+        return _whole_or_unset(value, MAX_IN_FLIGHT_LIMIT, expected)
 
     @field_validator("drill_days", mode="before")
     @classmethod
     def _drill_days(cls, value: object) -> object:
-        if value is None:
-            return None
-        text = str(value).strip()
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_DRILL_DAYS:
-            msg = f"expected a whole number of days from 1 to {MAX_DRILL_DAYS}, or unset for no restore drill"
-            raise ValueError(msg)
-        return int(text)
+        expected = (
+            f"expected a whole number of days from 1 to {MAX_DRILL_DAYS}, or unset for no restore drill"
+        )
+        return _whole_or_unset(value, MAX_DRILL_DAYS, expected)
 
     @field_validator("tos_endpoint")
     @classmethod
@@ -415,6 +397,25 @@ class Settings(BaseModel):
             msg = "expected scheme and host[:port], like https://tos-cn-beijing.volces.com"
             raise ValueError(msg)
         return value.rstrip("/")
+
+
+def _one_of(value: object, choices: Iterable[str], expected: str) -> str:
+    """A choice in any case and without surrounding spaces, as the choice's own spelling; ``expected`` (the
+    error's words) when it is none of them."""
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ValueError(expected)
+    return text
+
+
+def _whole_or_unset(value: object, most: int, expected: str) -> int | None:
+    """A whole number from 1 to ``most`` (digits only, surrounding spaces allowed), or None when unset."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= most:
+        raise ValueError(expected)
+    return int(text)
 
 
 def known_variables() -> frozenset[str]:
