@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from exporter_tools.deploy.connect import Connection
+from handler.models.settings import CREDENTIAL_VARIABLES
 
 __all__ = ["DOCTOR_EVENT_HINT", "check_deployment", "deployed_environment"]
 
@@ -21,19 +22,7 @@ DOCTOR_EVENT_HINT = (
     'With the function\'s own role: in the veFaaS console, test {name} with the event {{"Doctor": true}}.'
 )
 # The deployed values this machine cannot use as they are: the function's credentials, endpoints and CA bundle.
-_FUNCTIONS_OWN = frozenset(
-    {
-        "VOLCENGINE_ACCESS_KEY",
-        "VOLCENGINE_SECRET_KEY",
-        "VOLCENGINE_SESSION_TOKEN",
-        "VOLC_ACCESSKEY",
-        "VOLC_SECRETKEY",
-        "VOLCENGINE_CREDENTIAL_FILE",
-        "VOLCENGINE_ENDPOINT",
-        "TOS_ENDPOINT",
-        "SSL_CERT_FILE",
-    }
-)
+_FUNCTIONS_OWN = frozenset({*CREDENTIAL_VARIABLES, "VOLCENGINE_ENDPOINT", "TOS_ENDPOINT", "SSL_CERT_FILE"})
 
 
 def deployed_environment(
