@@ -97,12 +97,12 @@ class FollowUpReport:
 
 @dataclass(frozen=True, slots=True)
 class TrackedRun:
-    """One invocation's outcomes (the follow-up's first) and the retags :meth:`Tracker.retag` makes after they
-    are logged and notified (``tracker`` None: tracking is off), then the start records' settle."""
+    """One invocation's outcomes (the follow-up's first) and the retags its ``tracker`` makes after they are
+    logged and notified (:meth:`Tracker.retag`), then the start records' settle."""
 
     outcomes: tuple[ImageOutcome, ...]
+    tracker: Tracker
     retags: tuple[Retag, ...] = ()
-    tracker: Tracker | None = None
     # A whole scan's listing of every private image, whole (not cut), when this run read one: later parts of
     # the invocation (the restores' follow-up, the drill's count) find what they need in it at no cost.
     listed: tuple[Image, ...] | None = None
@@ -110,8 +110,7 @@ class TrackedRun:
 
     def settle(self, *, deadline: float) -> None:
         """Retag the reported exports (only now: a finished export is reported again rather than never)."""
-        if self.tracker is not None:
-            self.tracker.retag(self.retags, deadline=deadline)
+        self.tracker.retag(self.retags, deadline=deadline)
         if self.deleted is not None:
             self.deleted.settle(deadline=deadline)
 
